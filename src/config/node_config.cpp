@@ -1,0 +1,145 @@
+#include "config/node_config.hpp"
+
+#include <boost/asio/ip/address.hpp>
+#include <charconv>
+#include <filesystem>
+#include <thread>
+
+#include "config/yaml_json.hpp"
+
+namespace portico::config {
+namespace {
+
+bool parse_listen(const std::string& s, ListenAddress& out) {
+  size_t colon = s.rfind(':');
+  if (colon == std::string::npos) return false;
+  std::string host = s.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  int port = 0;
+  auto [p, ec] = std::from_chars(s.data() + colon + 1, s.data() + s.size(), port);
+  if (ec != std::errc() || p != s.data() + s.size() || port < 0 || port > 65535) return false;
+  boost::system::error_code aec;
+  boost::asio::ip::make_address(host, aec);
+  if (aec) return false;
+  out.host = host;
+  out.port = static_cast<uint16_t>(port);
+  return true;
+}
+
+void read_listen(ObjectReader& r, std::string_view key, ListenAddress& out) {
+  auto s = r.string(key);
+  if (s && !parse_listen(*s, out)) r.error(key, "must be \"ip:port\"");
+}
+
+}  // namespace
+
+std::string ListenAddress::to_string() const {
+  return (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" +
+         std::to_string(port);
+}
+
+NodeConfig parse_node_config(const json& doc, const std::string& path, Errors& errors) {
+  NodeConfig c;
+  c.path = path;
+  json empty = json::object();
+  ObjectReader root(doc.is_null() ? empty : doc, "", errors);
+  if (!root.valid()) return c;
+
+  json none = json::object();
+  auto section = [&](std::string_view key) -> const json& {
+    const json* v = root.raw(key);
+    return v ? *v : none;
+  };
+
+  {
+    ObjectReader n(section("node"), "node", errors);
+    if (const json* l = n.raw("listen")) {
+      std::vector<std::string> items = n.string_list("listen");
+      for (size_t i = 0; i < items.size(); ++i) {
+        ListenAddress a;
+        if (!parse_listen(items[i], a))
+          errors.add("node.listen[" + std::to_string(i) + "]", "must be \"ip:port\"");
+        else
+          c.listen.push_back(a);
+      }
+      (void)l;
+    } else {
+      c.listen.push_back({"0.0.0.0", 9080});
+    }
+    if (const json* w = n.raw("workers")) {
+      if (w->is_string() && w->get<std::string>() == "auto")
+        c.workers = 0;
+      else
+        c.workers = static_cast<int>(n.integer_or("workers", 0, 1, 256));
+    }
+    c.shutdown_timeout = n.duration_or("shutdown_timeout", 10, 0, 3600);
+    HttpLimits& h = c.http;
+    h.client_max_header_size = static_cast<size_t>(
+        n.size_or("client_max_header_size", h.client_max_header_size, 1024, 1024 * 1024));
+    h.max_uri_length =
+        static_cast<size_t>(n.size_or("max_uri_length", h.max_uri_length, 256, 1024 * 1024));
+    h.client_max_body_size =
+        n.size_or("client_max_body_size", h.client_max_body_size, 0, int64_t{1} << 50);
+    h.client_header_timeout = n.duration_or("client_header_timeout", 60, 0.001, 3600);
+    h.client_body_timeout = n.duration_or("client_body_timeout", 60, 0.001, 3600);
+    h.send_timeout = n.duration_or("send_timeout", 60, 0.001, 3600);
+    h.keepalive_timeout = n.duration_or("keepalive_timeout", 60, 0, 86400);
+    h.keepalive_requests =
+        static_cast<int>(n.integer_or("keepalive_requests", 1000, 1, 1000000000));
+    h.websocket_idle_timeout = n.duration_or("websocket_idle_timeout", 3600, 1, 7 * 86400);
+    n.finish();
+  }
+  {
+    ObjectReader a(section("admin"), "admin", errors);
+    read_listen(a, "listen", c.admin_listen);
+    c.admin_keys = a.string_list("keys");
+    a.finish();
+  }
+  {
+    ObjectReader ctl(section("control"), "control", errors);
+    read_listen(ctl, "listen", c.control_listen);
+    ctl.finish();
+  }
+  {
+    ObjectReader cfg(section("config"), "config", errors);
+    c.provider = cfg.string_or("provider", "yaml");
+    if (c.provider != "yaml")
+      cfg.error("provider", "must be yaml (etcd is not available yet)");
+    std::string file = cfg.string_or("file", "routes.yaml");
+    std::filesystem::path base = std::filesystem::path(path).parent_path();
+    c.routes_file = std::filesystem::path(file).is_absolute() ? file : (base / file).string();
+    cfg.finish();
+  }
+  {
+    ObjectReader l(section("log"), "log", errors);
+    c.access_log = l.string_or("access", c.access_log);
+    c.error_log = l.string_or("error", c.error_log);
+    c.log_level = l.string_or("level", "info");
+    if (c.log_level != "debug" && c.log_level != "info" && c.log_level != "warn" &&
+        c.log_level != "error")
+      l.error("level", "must be one of debug, info, warn, error");
+    std::filesystem::path base = std::filesystem::path(path).parent_path();
+    for (std::string* p : {&c.access_log, &c.error_log})
+      if (*p != "-" && *p != "off" && !std::filesystem::path(*p).is_absolute())
+        *p = (base / *p).string();
+    l.finish();
+  }
+  root.finish();
+  return c;
+}
+
+NodeConfig load_node_config(const std::string& path, Errors& errors) {
+  json doc;
+  try {
+    doc = load_yaml_file(path);
+  } catch (const std::exception& e) {
+    errors.add("", e.what());
+    NodeConfig c;
+    c.path = path;
+    return c;
+  }
+  return parse_node_config(doc, path, errors);
+}
+
+}  // namespace portico::config

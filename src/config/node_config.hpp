@@ -1,0 +1,52 @@
+// The node configuration (conf/config.yaml): listeners, workers, limits and timeouts, logs and
+// where the routes come from. Documented key by key in docs/configuration.md.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "config/field_reader.hpp"
+
+namespace portico::config {
+
+struct ListenAddress {
+  std::string host;
+  uint16_t port = 0;
+  std::string to_string() const;
+};
+
+// HTTP limits and timeouts, with nginx-like defaults. Reloadable (SIGHUP).
+struct HttpLimits {
+  size_t client_max_header_size = 32 * 1024;  // head over it: 431
+  size_t max_uri_length = 8 * 1024;           // request line over it: 414
+  int64_t client_max_body_size = 0;           // 0 = unlimited (APISIX default); over it: 413
+  double client_header_timeout = 60;          // seconds; expiry: 408
+  double client_body_timeout = 60;            // between two body reads; expiry: 408
+  double send_timeout = 60;                   // between two writes to the client
+  double keepalive_timeout = 60;              // idle between requests; 0 disables keep-alive
+  int keepalive_requests = 1000;              // requests per client connection
+  double websocket_idle_timeout = 3600;       // a relayed WebSocket with no traffic is closed
+};
+
+struct NodeConfig {
+  std::string path;  // the config file itself
+  std::vector<ListenAddress> listen;
+  int workers = 0;  // 0 = auto (one per core)
+  double shutdown_timeout = 10;
+  HttpLimits http;
+  ListenAddress admin_listen{"127.0.0.1", 9180};
+  std::vector<std::string> admin_keys;
+  ListenAddress control_listen{"127.0.0.1", 9090};
+  std::string provider = "yaml";
+  std::string routes_file;  // absolute, resolved against the config file's directory
+  std::string access_log = "logs/access.log";  // "off", "-" (stdout) or a path
+  std::string error_log = "-";                 // "-" (stderr) or a path
+  std::string log_level = "info";
+};
+
+// Loads and validates conf/config.yaml. Errors are collected; the result is only meaningful
+// when `errors` stays empty.
+NodeConfig load_node_config(const std::string& path, Errors& errors);
+NodeConfig parse_node_config(const json& doc, const std::string& path, Errors& errors);
+
+}  // namespace portico::config

@@ -1,0 +1,337 @@
+#include "config/object_parser.hpp"
+
+#include <boost/asio/ip/address.hpp>
+#include <charconv>
+#include <set>
+
+namespace portico::config {
+namespace {
+
+bool valid_host_chars(std::string_view h) {
+  if (h.empty() || h.size() > 253) return false;
+  for (char c : h)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_'))
+      return false;
+  return true;
+}
+
+// "host", "host:port", "[v6]", "[v6]:port"
+bool split_host_port(std::string_view s, std::string& host, std::optional<int>& port) {
+  std::string_view h = s;
+  std::string_view p;
+  if (!s.empty() && s.front() == '[') {
+    size_t close = s.find(']');
+    if (close == std::string_view::npos) return false;
+    h = s.substr(1, close - 1);
+    std::string_view rest = s.substr(close + 1);
+    if (!rest.empty()) {
+      if (rest.front() != ':') return false;
+      p = rest.substr(1);
+    }
+  } else if (size_t colon = s.rfind(':'); colon != std::string_view::npos) {
+    if (s.find(':') != colon) {  // bare IPv6 without brackets and without port
+      h = s;
+    } else {
+      h = s.substr(0, colon);
+      p = s.substr(colon + 1);
+    }
+  }
+  host.assign(h);
+  if (!p.empty()) {
+    int v = 0;
+    auto [ptr, ec] = std::from_chars(p.data(), p.data() + p.size(), v);
+    if (ec != std::errc() || ptr != p.data() + p.size()) return false;
+    port = v;
+  }
+  return !host.empty();
+}
+
+bool valid_node_host(const std::string& host) {
+  boost::system::error_code ec;
+  boost::asio::ip::make_address(host, ec);
+  return !ec || valid_host_chars(host);
+}
+
+void check_node(UpstreamNode& n, const std::string& path, Errors& errors) {
+  if (!valid_node_host(n.host)) errors.add(path + ".host", "must be an IP address or host name");
+}
+
+void parse_nodes(const json& v, const std::string& path, Upstream& up, Errors& errors) {
+  int default_port = up.scheme == "https" ? 443 : 80;
+  if (v.is_object()) {  // {"127.0.0.1:8080": 1}
+    for (auto it = v.begin(); it != v.end(); ++it) {
+      std::string p = path + "[\"" + it.key() + "\"]";
+      UpstreamNode n;
+      std::optional<int> port;
+      if (!split_host_port(it.key(), n.host, port)) {
+        errors.add(p, "must be \"host:port\"");
+        continue;
+      }
+      if (port && (*port < 1 || *port > 65535)) {
+        errors.add(p, "port must be 1..65535");
+        continue;
+      }
+      n.port = static_cast<uint16_t>(port.value_or(default_port));
+      if (!it->is_number_integer() || it->get<int64_t>() < 0 || it->get<int64_t>() > 100000) {
+        errors.add(p, "weight must be an integer 0..100000");
+        continue;
+      }
+      n.weight = static_cast<int>(it->get<int64_t>());
+      check_node(n, p, errors);
+      up.nodes.push_back(std::move(n));
+    }
+  } else if (v.is_array()) {  // [{host, port, weight, priority}]
+    for (size_t i = 0; i < v.size(); ++i) {
+      std::string p = path + "[" + std::to_string(i) + "]";
+      ObjectReader r(v[i], p, errors);
+      UpstreamNode n;
+      auto host = r.string("host");
+      if (!host && r.valid()) r.error("host", "is required");
+      n.host = host.value_or("");
+      n.port = static_cast<uint16_t>(r.integer_or("port", default_port, 1, 65535));
+      n.weight = static_cast<int>(r.integer_or("weight", 1, 0, 100000));
+      n.priority = static_cast<int>(r.integer_or("priority", 0, -1000000, 1000000));
+      r.ignore("metadata");
+      r.finish();
+      if (host) check_node(n, p, errors);
+      up.nodes.push_back(std::move(n));
+    }
+  } else {
+    errors.add(path, "must be a map of \"host:port\": weight or a list of nodes");
+  }
+  if ((v.is_object() || v.is_array()) && v.empty()) errors.add(path, "must not be empty");
+}
+
+void ignore_metadata(ObjectReader& r) {
+  for (auto key : {"name", "desc", "labels", "create_time", "update_time"}) r.ignore(key);
+}
+
+// An id given inside the object ("id: 1") or none, for inline objects.
+std::string object_id(ObjectReader& r) { return r.id("id").value_or(""); }
+
+void reject_plugins(ObjectReader& r) {
+  const json* plugins = r.raw("plugins");
+  if (!plugins) return;
+  if (!plugins->is_object()) {
+    r.error("plugins", "must be an object");
+    return;
+  }
+  for (auto it = plugins->begin(); it != plugins->end(); ++it)
+    r.errors().add(r.child_path("plugins") + "." + it.key(), "unknown plugin");
+}
+
+bool valid_uri_pattern(const std::string& uri) {
+  if (uri.empty() || uri.front() != '/') return false;
+  for (size_t i = 0; i < uri.size(); ++i) {
+    auto c = static_cast<unsigned char>(uri[i]);
+    if (c <= 0x20 || c == 0x7f) return false;
+    if (c == '*' && i + 1 != uri.size()) return false;  // '*' only as the final prefix marker
+  }
+  return true;
+}
+
+bool valid_route_host(const std::string& host) {
+  std::string_view h = host;
+  if (h.substr(0, 2) == "*.") h.remove_prefix(2);
+  return valid_host_chars(h);
+}
+
+bool valid_cidr(const std::string& s) {
+  size_t slash = s.find('/');
+  boost::system::error_code ec;
+  auto addr = boost::asio::ip::make_address(s.substr(0, slash), ec);
+  if (ec) return false;
+  if (slash == std::string::npos) return true;
+  int bits = -1;
+  std::string_view b(s.data() + slash + 1, s.size() - slash - 1);
+  auto [p, e] = std::from_chars(b.data(), b.data() + b.size(), bits);
+  if (e != std::errc() || p != b.data() + b.size()) return false;
+  return bits >= 0 && bits <= (addr.is_v4() ? 32 : 128);
+}
+
+const std::set<std::string> kMethods = {"GET",     "POST",    "PUT",   "DELETE", "PATCH",
+                                        "HEAD",    "OPTIONS", "TRACE", "PURGE",  "CONNECT"};
+
+}  // namespace
+
+std::shared_ptr<const Upstream> parse_upstream(const json& value, const std::string& path,
+                                               Errors& errors) {
+  auto up = std::make_shared<Upstream>();
+  ObjectReader r(value, path, errors);
+  if (!r.valid()) return up;
+  up->id = object_id(r);
+  ignore_metadata(r);
+  up->type = r.string_or("type", "roundrobin");
+  if (up->type != "roundrobin")
+    r.error("type", "must be roundrobin (chash, least_conn and ewma are not available yet)");
+  up->scheme = r.string_or("scheme", "http");
+  if (up->scheme != "http") r.error("scheme", "must be http (https upstreams are not available yet)");
+  if (const json* nodes = r.raw("nodes"))
+    parse_nodes(*nodes, r.child_path("nodes"), *up, errors);
+  else
+    r.error("nodes", "is required");
+  if (const json* t = r.raw("timeout")) {
+    ObjectReader tr(*t, r.child_path("timeout"), errors);
+    up->connect_timeout = tr.duration_or("connect", 60, 0.001, 3600);
+    up->send_timeout = tr.duration_or("send", 60, 0.001, 86400);
+    up->read_timeout = tr.duration_or("read", 60, 0.001, 86400);
+    tr.finish();
+  }
+  if (auto retries = r.integer("retries", 0, 100)) up->retries = static_cast<int>(*retries);
+  up->retry_timeout = r.duration_or("retry_timeout", 0, 0, 3600);
+  std::string pass_host = r.string_or("pass_host", "pass");
+  if (pass_host == "pass") up->pass_host = PassHost::Pass;
+  else if (pass_host == "node") up->pass_host = PassHost::Node;
+  else if (pass_host == "rewrite") up->pass_host = PassHost::Rewrite;
+  else r.error("pass_host", "must be one of pass, node, rewrite");
+  up->upstream_host = r.string_or("upstream_host", "");
+  if (up->pass_host == PassHost::Rewrite && up->upstream_host.empty())
+    r.error("upstream_host", "is required when pass_host is rewrite");
+  if (const json* kp = r.raw("keepalive_pool")) {
+    ObjectReader kr(*kp, r.child_path("keepalive_pool"), errors);
+    up->keepalive_size = static_cast<int>(kr.integer_or("size", 320, 0, 100000));
+    up->keepalive_idle_timeout = kr.duration_or("idle_timeout", 60, 0, 86400);
+    up->keepalive_requests = static_cast<int>(kr.integer_or("requests", 1000, 1, 100000000));
+    kr.finish();
+  }
+  up->retry_non_idempotent = r.boolean_or("retry_non_idempotent", false);
+  r.finish();
+  return up;
+}
+
+Route parse_route(const json& value, const std::string& path, Errors& errors) {
+  Route route;
+  ObjectReader r(value, path, errors);
+  if (!r.valid()) return route;
+  route.id = object_id(r);
+  route.name = r.string_or("name", "");
+  for (auto key : {"desc", "labels", "create_time", "update_time"}) r.ignore(key);
+
+  if (r.has("uri") && r.has("uris")) r.error("uris", "use either uri or uris, not both");
+  route.uris = r.string_list(r.has("uri") ? "uri" : "uris");
+  r.ignore("uri");
+  r.ignore("uris");
+  if (route.uris.empty()) r.error("uri", "is required (uri or uris)");
+  for (size_t i = 0; i < route.uris.size(); ++i)
+    if (!valid_uri_pattern(route.uris[i]))
+      errors.add(r.child_path("uris") + "[" + std::to_string(i) + "]",
+                 "must start with '/' and may end with '*' (prefix)");
+
+  if (r.has("host") && r.has("hosts")) r.error("hosts", "use either host or hosts, not both");
+  route.hosts = r.string_list(r.has("host") ? "host" : "hosts");
+  r.ignore("host");
+  r.ignore("hosts");
+  for (auto& h : route.hosts) {
+    for (auto& c : h) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (!valid_route_host(h)) r.error("hosts", "invalid host \"" + h + "\"");
+  }
+
+  route.methods = r.string_list("methods");
+  for (const auto& m : route.methods)
+    if (!kMethods.count(m)) r.error("methods", "unknown method \"" + m + "\"");
+
+  if (r.has("remote_addr") && r.has("remote_addrs"))
+    r.error("remote_addrs", "use either remote_addr or remote_addrs, not both");
+  route.remote_addrs = r.string_list(r.has("remote_addr") ? "remote_addr" : "remote_addrs");
+  r.ignore("remote_addr");
+  r.ignore("remote_addrs");
+  for (const auto& a : route.remote_addrs)
+    if (!valid_cidr(a)) r.error("remote_addrs", "invalid IP or CIDR \"" + a + "\"");
+
+  route.priority = static_cast<int>(r.integer_or("priority", 0, -1000000000, 1000000000));
+  if (const json* up = r.raw("upstream")) route.upstream = parse_upstream(*up, r.child_path("upstream"), errors);
+  route.upstream_id = r.id("upstream_id").value_or("");
+  route.service_id = r.id("service_id").value_or("");
+  if (r.has("enable_websocket")) route.enable_websocket = r.boolean_or("enable_websocket", false);
+  route.enabled = r.integer_or("status", 1, 0, 1) == 1;
+  reject_plugins(r);
+  r.finish();
+  return route;
+}
+
+Service parse_service(const json& value, const std::string& path, Errors& errors) {
+  Service svc;
+  ObjectReader r(value, path, errors);
+  if (!r.valid()) return svc;
+  svc.id = object_id(r);
+  svc.name = r.string_or("name", "");
+  for (auto key : {"desc", "labels", "create_time", "update_time"}) r.ignore(key);
+  if (const json* up = r.raw("upstream")) svc.upstream = parse_upstream(*up, r.child_path("upstream"), errors);
+  svc.upstream_id = r.id("upstream_id").value_or("");
+  svc.hosts = r.string_list("hosts");
+  for (auto& h : svc.hosts) {
+    for (auto& c : h) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (!valid_route_host(h)) r.error("hosts", "invalid host \"" + h + "\"");
+  }
+  svc.enable_websocket = r.boolean_or("enable_websocket", false);
+  reject_plugins(r);
+  r.finish();
+  return svc;
+}
+
+ConfigSet parse_config_set(const json& doc, Errors& errors) {
+  ConfigSet set;
+  if (doc.is_null()) return set;  // an empty file: no routes
+  ObjectReader r(doc, "", errors);
+  if (!r.valid()) return set;
+
+  auto list = [&](std::string_view key) -> const json* {
+    const json* v = r.raw(key);
+    if (v && !v->is_array()) {
+      r.error(key, "must be a list");
+      return nullptr;
+    }
+    return v;
+  };
+  std::set<std::string> upstream_ids, service_ids, route_ids;
+  auto check_id = [&](const std::string& id, const std::string& path, std::set<std::string>& ids) {
+    if (id.empty()) errors.add(path + ".id", "is required");
+    else if (!ids.insert(id).second) errors.add(path + ".id", "duplicate id \"" + id + "\"");
+  };
+
+  if (const json* ups = list("upstreams")) {
+    for (size_t i = 0; i < ups->size(); ++i) {
+      std::string p = "upstreams[" + std::to_string(i) + "]";
+      auto up = parse_upstream((*ups)[i], p, errors);
+      check_id(up->id, p, upstream_ids);
+      set.upstreams.push_back(std::move(up));
+    }
+  }
+  if (const json* svcs = list("services")) {
+    for (size_t i = 0; i < svcs->size(); ++i) {
+      std::string p = "services[" + std::to_string(i) + "]";
+      Service s = parse_service((*svcs)[i], p, errors);
+      check_id(s.id, p, service_ids);
+      if (!s.upstream_id.empty() && !upstream_ids.count(s.upstream_id))
+        errors.add(p + ".upstream_id", "unknown upstream \"" + s.upstream_id + "\"");
+      set.services.push_back(std::move(s));
+    }
+  }
+  std::map<std::string, const Service*> services_by_id;
+  for (const auto& s : set.services) services_by_id.emplace(s.id, &s);
+  if (const json* routes = list("routes")) {
+    for (size_t i = 0; i < routes->size(); ++i) {
+      std::string p = "routes[" + std::to_string(i) + "]";
+      Route route = parse_route((*routes)[i], p, errors);
+      route.order = i;
+      check_id(route.id, p, route_ids);
+      if (!route.upstream_id.empty() && !upstream_ids.count(route.upstream_id))
+        errors.add(p + ".upstream_id", "unknown upstream \"" + route.upstream_id + "\"");
+      const Service* svc = nullptr;
+      if (!route.service_id.empty()) {
+        auto it = services_by_id.find(route.service_id);
+        if (it != services_by_id.end()) svc = it->second;
+        if (!svc) errors.add(p + ".service_id", "unknown service \"" + route.service_id + "\"");
+      }
+      bool has_upstream = route.upstream || !route.upstream_id.empty() ||
+                          (svc && (svc->upstream || !svc->upstream_id.empty()));
+      if (!has_upstream && (!route.service_id.empty() ? svc != nullptr : true))
+        errors.add(p, "needs an upstream: upstream, upstream_id, or a service that has one");
+      set.routes.push_back(std::move(route));
+    }
+  }
+  r.finish();
+  return set;
+}
+
+}  // namespace portico::config

@@ -1,0 +1,73 @@
+// The APISIX-shaped configuration objects after validation: plain values, no behaviour.
+// Field names and defaults follow Apache APISIX 3.x (see docs/configuration.md).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace portico::config {
+
+struct UpstreamNode {
+  std::string host;
+  uint16_t port = 80;
+  int weight = 1;
+  int priority = 0;  // higher levels are used first; lower ones only when all higher ones failed
+};
+
+enum class PassHost { Pass, Node, Rewrite };
+
+struct Upstream {
+  std::string id;  // empty for an inline upstream
+  std::string type = "roundrobin";
+  std::vector<UpstreamNode> nodes;
+  double connect_timeout = 60;  // seconds
+  double send_timeout = 60;
+  double read_timeout = 60;
+  std::optional<int> retries;  // unset: number of nodes - 1
+  double retry_timeout = 0;    // seconds for all retries of one request; 0 = no limit
+  PassHost pass_host = PassHost::Pass;
+  std::string upstream_host;  // for pass_host: rewrite
+  std::string scheme = "http";
+  int keepalive_size = 320;        // idle connections kept per node and worker
+  double keepalive_idle_timeout = 60;
+  int keepalive_requests = 1000;
+  bool retry_non_idempotent = false;  // Portico extension: retry POST/PATCH after a send
+};
+
+struct Route {
+  std::string id;
+  std::string name;
+  std::vector<std::string> uris;
+  std::vector<std::string> hosts;
+  std::vector<std::string> methods;
+  std::vector<std::string> remote_addrs;
+  int priority = 0;
+  std::shared_ptr<const Upstream> upstream;  // inline upstream
+  std::string upstream_id;
+  std::string service_id;
+  std::optional<bool> enable_websocket;
+  bool enabled = true;  // APISIX `status`: 1 enabled, 0 disabled
+  size_t order = 0;     // position in the source, the last tie-breaker
+};
+
+struct Service {
+  std::string id;
+  std::string name;
+  std::shared_ptr<const Upstream> upstream;
+  std::string upstream_id;
+  std::vector<std::string> hosts;
+  bool enable_websocket = false;
+};
+
+// Everything that can change at runtime without a restart.
+struct ConfigSet {
+  std::vector<Route> routes;
+  std::vector<Service> services;
+  std::vector<std::shared_ptr<const Upstream>> upstreams;
+};
+
+}  // namespace portico::config

@@ -1,0 +1,41 @@
+// An immutable, fully compiled view of the configuration: router, upstream targets, limits.
+// Built on the control thread, published to workers by pointer swap, never modified after.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/field_reader.hpp"
+#include "config/node_config.hpp"
+#include "config/objects.hpp"
+#include "router/route_index.hpp"
+#include "upstream/upstream_target.hpp"
+
+namespace portico::config {
+
+struct CompiledRoute {
+  std::string id;
+  std::shared_ptr<const upstream::UpstreamTarget> upstream;
+  bool websocket = false;
+};
+
+struct Snapshot {
+  uint64_t version = 0;
+  HttpLimits limits;
+  router::RouteIndex router;
+  std::vector<CompiledRoute> routes;  // parallel to router.rules()
+  size_t upstream_count = 0;
+};
+
+// Resolves node hosts, compiles routes and upstreams. Errors are reported with the field path
+// of the object that caused them; on any error the result must not be used.
+std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, const HttpLimits& limits,
+                                         int workers, Errors& errors);
+
+// routes.yaml -> Snapshot in one go (parse, validate, compile).
+std::unique_ptr<Snapshot> load_snapshot(const std::string& routes_file, const HttpLimits& limits,
+                                        int workers, Errors& errors);
+
+}  // namespace portico::config

@@ -1,0 +1,123 @@
+#include "core/worker.hpp"
+
+#include <sys/socket.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+
+#include "core/log.hpp"
+
+namespace portico {
+
+namespace {
+// Each worker drives its own io_context from one thread; socket operations never cross threads,
+// so the reactor's per-descriptor locking can go (posting from other threads stays safe).
+constexpr int kConcurrencyHint = BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO;
+constexpr size_t kAccessLogFlushBytes = 64 * 1024;
+}  // namespace
+
+Worker::Worker(int index, ConnectionHandler handler, AccessLogWriter& access_log)
+    : index_(index), handler_(std::move(handler)), access_log_(access_log), io_(kConcurrencyHint) {}
+
+Worker::~Worker() {
+  stop();
+  join();
+}
+
+void Worker::listen(const std::vector<config::ListenAddress>& addresses) {
+  for (const auto& a : addresses) {
+    auto acc = std::make_unique<Acceptor>(io_.get_executor());
+    Endpoint ep(asio::ip::make_address(a.host), a.port);
+    acc->open(ep.protocol());
+    acc->set_option(asio::socket_base::reuse_address(true));
+    int one = 1;
+    if (::setsockopt(acc->native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0)
+      throw std::runtime_error("SO_REUSEPORT failed on " + a.to_string());
+    error_code ec;
+    acc->bind(ep, ec);
+    if (ec) throw std::runtime_error("cannot listen on " + a.to_string() + ": " + ec.message());
+    acc->listen(4096);
+    acceptors_.push_back(std::move(acc));
+  }
+}
+
+void Worker::start(SnapshotPtr first) {
+  snapshot_ = std::move(first);
+  for (auto& acc : acceptors_) {
+    uint16_t port = acc->local_endpoint().port();
+    asio::co_spawn(io_, accept_loop(*acc, port), asio::detached);
+  }
+  asio::co_spawn(io_, tick_loop(), asio::detached);
+  thread_ = std::thread([this] {
+    try {
+      io_.run();
+    } catch (const std::exception& e) {
+      log::error("worker " + std::to_string(index_) + " stopped: " + e.what());
+    }
+    // Flush what is left of the access log before the thread ends.
+    access_log_.submit(log_chunk_);
+  });
+}
+
+void Worker::publish(SnapshotPtr next) {
+  asio::post(io_, [this, next = std::move(next)]() mutable { snapshot_ = std::move(next); });
+}
+
+void Worker::begin_drain() {
+  asio::post(io_, [this] {
+    draining_ = true;
+    for (auto& acc : acceptors_) {
+      error_code ec;
+      acc->close(ec);
+    }
+    idle_waits_.scan(INT64_MAX);  // wakes idle keep-alive connections, which then close
+  });
+}
+
+void Worker::stop() { io_.stop(); }
+
+void Worker::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void Worker::flush_access_log_if_full() {
+  if (log_chunk_.size() >= kAccessLogFlushBytes) access_log_.submit(log_chunk_);
+}
+
+Task<> Worker::accept_loop(Acceptor& acceptor, uint16_t port) {
+  while (acceptor.is_open()) {
+    auto [ec, socket] = co_await acceptor.async_accept(await_ec);
+    if (ec) {
+      if (ec == asio::error::operation_aborted || !acceptor.is_open()) break;
+      // Out of file descriptors or similar: back off instead of spinning.
+      log::warn("accept failed: " + ec.message());
+      Timer t(io_.get_executor(), std::chrono::milliseconds(100));
+      co_await t.async_wait(await_ec);
+      continue;
+    }
+    socket.set_option(asio::ip::tcp::no_delay(true), ec);
+    handler_(*this, std::move(socket), port);
+  }
+}
+
+Task<> Worker::tick_loop() {
+  tick_timer_ = std::make_unique<Timer>(io_.get_executor());
+  int64_t last_pool_scan = 0;
+  while (true) {
+    tick_timer_->expires_after(DeadlineList::kTick);
+    auto [ec] = co_await tick_timer_->async_wait(await_ec);
+    if (ec) break;
+    int64_t now = steady_now_ms();
+    deadlines_.scan(now);
+    idle_waits_.scan(now);
+    if (now - last_pool_scan >= 1000) {
+      pool_.expire(now);
+      last_pool_scan = now;
+    }
+    access_log_.submit(log_chunk_);
+    if (draining_ && connections.load(std::memory_order_relaxed) == 0) pool_.clear();
+  }
+}
+
+}  // namespace portico

@@ -1,0 +1,80 @@
+// A worker thread: its own io_context, SO_REUSEPORT listeners, upstream connection pool,
+// buffers, deadlines and access-log buffer. Nothing here is shared with other workers except
+// the snapshot pointer (published by the control thread) and a few counters.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "config/node_config.hpp"
+#include "config/snapshot.hpp"
+#include "core/access_log.hpp"
+#include "core/asio.hpp"
+#include "core/deadline.hpp"
+#include "core/io_buffer.hpp"
+#include "upstream/connection_pool.hpp"
+
+namespace portico {
+
+class Worker {
+ public:
+  using SnapshotPtr = std::shared_ptr<const config::Snapshot>;
+  using ConnectionHandler = std::function<void(Worker&, Socket&&, uint16_t local_port)>;
+
+  Worker(int index, ConnectionHandler handler, AccessLogWriter& access_log);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Opens the listeners before the thread starts, so a busy port fails start-up loudly.
+  void listen(const std::vector<config::ListenAddress>& addresses);
+  void start(SnapshotPtr first);
+  // Thread-safe: the worker takes the new snapshot at its next request.
+  void publish(SnapshotPtr next);
+  // Thread-safe: stop accepting and close idle connections; in-flight requests finish.
+  void begin_drain();
+  void stop();
+  void join();
+
+  // Worker-thread only from here on.
+  int index() const { return index_; }
+  Executor executor() { return io_.get_executor(); }
+  const SnapshotPtr& snapshot() const { return snapshot_; }
+  bool draining() const { return draining_; }
+  DeadlineList& deadlines() { return deadlines_; }
+  DeadlineList& idle_waits() { return idle_waits_; }
+  BufferPool& buffers() { return buffers_; }
+  upstream::ConnectionPool& pool() { return pool_; }
+  bool access_log_enabled() const { return access_log_.enabled(); }
+  std::string& access_log_chunk() { return log_chunk_; }
+  void flush_access_log_if_full();
+
+  // Read by the control thread (drain progress, status).
+  std::atomic<int64_t> connections{0};
+  std::atomic<uint64_t> requests{0};
+
+ private:
+  Task<> accept_loop(Acceptor& acceptor, uint16_t port);
+  Task<> tick_loop();
+
+  int index_;
+  ConnectionHandler handler_;
+  AccessLogWriter& access_log_;
+  asio::io_context io_;
+  std::vector<std::unique_ptr<Acceptor>> acceptors_;
+  std::thread thread_;
+  SnapshotPtr snapshot_;
+  bool draining_ = false;
+  DeadlineList deadlines_;
+  DeadlineList idle_waits_;
+  BufferPool buffers_;
+  upstream::ConnectionPool pool_;
+  std::string log_chunk_;
+  std::unique_ptr<Timer> tick_timer_;
+};
+
+}  // namespace portico

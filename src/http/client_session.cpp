@@ -1,0 +1,148 @@
+#include "http/client_session.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+
+#include "core/log.hpp"
+#include "http/exchange.hpp"
+#include "http/proxy.hpp"
+#include "http/socket_io.hpp"
+#include "router/path_normalizer.hpp"
+
+namespace portico::http {
+namespace {
+
+// While a keep-alive connection idles, it holds a read buffer only for this long; after that
+// it waits for readability without one, so thousands of idle connections cost little memory.
+constexpr double kBufferedIdleSeconds = 2.0;
+constexpr double kLingerSeconds = 2.0;
+
+// Waits for the first bytes of the next request. Returns false when the connection should close
+// (timeout, EOF, drain).
+Task<bool> wait_for_request(ClientConnection& c, const config::HttpLimits& limits) {
+  Worker& w = c.worker;
+  double timeout = c.requests == 0 ? limits.client_header_timeout : limits.keepalive_timeout;
+  int64_t start = steady_now_ms();
+  if (!c.in.allocated()) c.in = w.buffers().acquire();
+  c.idle_deadline.arm(std::min(timeout, kBufferedIdleSeconds), &c.socket);
+  auto [ec, n] =
+      co_await c.socket.async_read_some(asio::buffer(c.in.write_ptr(), c.in.writable()), await_ec);
+  c.idle_deadline.disarm();
+  if (!ec) {
+    c.in.commit(n);
+    co_return true;
+  }
+  if (ec != asio::error::operation_aborted || !c.idle_deadline.fired() || w.draining())
+    co_return false;
+  double left = timeout - static_cast<double>(steady_now_ms() - start) / 1000.0;
+  if (left <= 0) co_return false;
+  w.buffers().release(c.in);
+  c.idle_deadline.arm(left, &c.socket);
+  auto [wec] = co_await c.socket.async_wait(Socket::wait_read, await_ec);
+  c.idle_deadline.disarm();
+  if (wec || w.draining()) co_return false;
+  c.in = w.buffers().acquire();
+  auto [rec, rn] =
+      co_await c.socket.async_read_some(asio::buffer(c.in.write_ptr(), c.in.writable()), await_ec);
+  if (rec) co_return false;
+  c.in.commit(rn);
+  co_return true;
+}
+
+// Reads and serves one request. Returns whether the connection stays open.
+Task<bool> serve_request(ClientConnection& c) {
+  Worker& w = c.worker;
+  auto snapshot = w.snapshot();  // the request keeps the snapshot it started with
+  const config::HttpLimits& limits = snapshot->limits;
+  ExchangeLease lease;
+  Exchange& x = *lease;
+  x.start_us = now_us();
+
+  RequestLimits rl{limits.client_max_header_size, limits.max_uri_length};
+  c.io_deadline.arm(limits.client_header_timeout, &c.socket);  // the whole head, not per read
+  while (true) {
+    ParseResult r = parse_request(c.in.view(), rl, x.req);
+    if (r.status == ParseStatus::Done) break;
+    if (r.status == ParseStatus::Error) {
+      c.io_deadline.disarm();
+      co_return co_await respond_error(c, x, r.error_status, r.reason, false, limits);
+    }
+    if (c.in.writable() == 0) {
+      c.in.compact();
+      if (c.in.writable() == 0) c.in.grow(std::max(rl.max_head, rl.max_uri) + 1);
+    }
+    auto [ec, n] = co_await c.socket.async_read_some(
+        asio::buffer(c.in.write_ptr(), c.in.writable()), await_ec);
+    if (ec) {
+      bool timed_out = c.io_deadline.fired();
+      c.io_deadline.disarm();
+      if (timed_out) co_return co_await respond_error(c, x, 408, "request header timeout", false, limits);
+      co_return false;  // the client went away mid-head
+    }
+    c.in.commit(n);
+  }
+  c.io_deadline.disarm();
+  ++c.requests;
+  w.requests.fetch_add(1, std::memory_order_relaxed);
+  x.method.assign(x.req.method);
+  x.target.assign(x.req.target);
+  x.host.assign(x.req.host);
+  x.bytes_in = x.req.head_size;
+
+  std::string_view path;
+  if (!router::normalize_path(x.req.path, x.path_scratch, path))
+    co_return co_await respond_error(c, x, 400, "invalid URI path", false, limits);
+  router::MatchInput in{x.req.method, x.req.host, path, c.remote_bytes, !c.remote_ip.empty()};
+  int idx = snapshot->router.match(in);
+  if (idx == router::RouteIndex::kNoMatch) {
+    bool bodyless = !x.req.has_body();
+    if (bodyless) c.in.consume(x.req.head_size);  // a body we did not read forces a close
+    co_return co_await respond_error(c, x, 404, "404 Route Not Found", bodyless, limits);
+  }
+  const config::CompiledRoute& route = snapshot->routes[static_cast<size_t>(idx)];
+  x.route_id = &route.id;
+  if (limits.client_max_body_size > 0 && x.req.content_length > limits.client_max_body_size)
+    co_return co_await respond_error(c, x, 413, "request body too large", false, limits);
+  co_return co_await proxy_request(c, x, route, limits);
+}
+
+// Reads and discards what the client still sends for a moment after our last response, so
+// closing does not turn into a reset that destroys that response in flight (nginx does the same).
+Task<> lingering_close(ClientConnection& c) {
+  error_code ec;
+  c.socket.shutdown(Socket::shutdown_send, ec);
+  if (!c.in.allocated()) c.in = c.worker.buffers().acquire();
+  int64_t until = steady_now_ms() + static_cast<int64_t>(kLingerSeconds * 1000);
+  while (steady_now_ms() < until) {
+    c.in.clear();
+    IoStatus s = co_await read_some(c.socket, c.in, c.io_deadline,
+                                    static_cast<double>(until - steady_now_ms()) / 1000.0);
+    if (s != IoStatus::Ok) break;
+  }
+}
+
+Task<> run_session(Worker& w, Socket socket, uint16_t port) {
+  ClientConnection c(w, std::move(socket), port);
+  try {
+    while (true) {
+      const config::HttpLimits& limits = w.snapshot()->limits;
+      if (c.in.empty() && !co_await wait_for_request(c, limits)) break;
+      if (!co_await serve_request(c)) break;
+      if (w.draining()) break;
+    }
+    if (c.needs_lingering_close && c.socket.is_open()) co_await lingering_close(c);
+  } catch (const std::exception& e) {
+    log::debug(std::string("client session ended: ") + e.what());
+  }
+  error_code ec;
+  c.socket.close(ec);
+}
+
+}  // namespace
+
+void start_client_session(Worker& worker, Socket&& socket, uint16_t local_port) {
+  asio::co_spawn(worker.executor(), run_session(worker, std::move(socket), local_port),
+                 asio::detached);
+}
+
+}  // namespace portico::http

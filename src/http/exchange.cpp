@@ -1,0 +1,74 @@
+#include "http/exchange.hpp"
+
+#include <chrono>
+#include <vector>
+
+namespace portico::http {
+
+namespace {
+// One free list per worker thread: the server never moves an Exchange between threads.
+thread_local std::vector<std::unique_ptr<Exchange>> t_free_exchanges;
+constexpr size_t kMaxFreeExchanges = 1024;
+}  // namespace
+
+int64_t now_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+ClientConnection::ClientConnection(Worker& w, Socket&& s, uint16_t port)
+    : worker(w), socket(std::move(s)), local_port(port) {
+  w.deadlines().add(io_deadline);
+  w.idle_waits().add(idle_deadline);
+  w.connections.fetch_add(1, std::memory_order_relaxed);
+  error_code ec;
+  auto ep = socket.remote_endpoint(ec);
+  if (!ec) {
+    auto addr = ep.address();
+    if (addr.is_v6() && addr.to_v6().is_v4_mapped())
+      addr = asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6());
+    remote_ip = addr.to_string();
+    remote_port = ep.port();
+    if (addr.is_v4()) {
+      remote_bytes[10] = remote_bytes[11] = 0xff;
+      auto b = addr.to_v4().to_bytes();
+      std::copy(b.begin(), b.end(), remote_bytes.begin() + 12);
+    } else {
+      auto b = addr.to_v6().to_bytes();
+      std::copy(b.begin(), b.end(), remote_bytes.begin());
+    }
+  }
+}
+
+ClientConnection::~ClientConnection() {
+  worker.buffers().release(in);
+  worker.connections.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void Exchange::reset() {
+  route_id = nullptr;
+  upstream_addrs.clear();
+  status = upstream_status = attempts = 0;
+  bytes_in = bytes_out = 0;
+  start_us = upstream_us = 0;
+  method.clear();
+  target.clear();
+  host.clear();
+}
+
+ExchangeLease::ExchangeLease() {
+  if (t_free_exchanges.empty()) {
+    ex_ = std::make_unique<Exchange>();
+  } else {
+    ex_ = std::move(t_free_exchanges.back());
+    t_free_exchanges.pop_back();
+  }
+  ex_->reset();
+}
+
+ExchangeLease::~ExchangeLease() {
+  if (t_free_exchanges.size() < kMaxFreeExchanges) t_free_exchanges.push_back(std::move(ex_));
+}
+
+}  // namespace portico::http

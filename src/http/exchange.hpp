@@ -1,0 +1,71 @@
+// Per-connection and per-request state of the downstream HTTP server. An Exchange (one request
+// and its response) is recycled per worker, so steady-state requests allocate nothing.
+#pragma once
+
+#include <array>
+#include <memory>
+#include <string>
+
+#include "core/deadline.hpp"
+#include "core/io_buffer.hpp"
+#include "core/worker.hpp"
+#include "http/http_parser.hpp"
+
+namespace portico::http {
+
+struct ClientConnection {
+  ClientConnection(Worker& w, Socket&& s, uint16_t port);
+  ~ClientConnection();
+
+  Worker& worker;
+  Socket socket;
+  IoBuffer in;             // unread request bytes (heads, bodies, pipelined requests)
+  Deadline io_deadline;    // header, body and send timeouts
+  Deadline idle_deadline;  // keep-alive wait; lives in worker.idle_waits() so drain finds it
+  std::string remote_ip;
+  uint16_t remote_port = 0;
+  uint16_t local_port = 0;
+  std::array<uint8_t, 16> remote_bytes{};
+  uint32_t requests = 0;
+  bool needs_lingering_close = false;  // unread request bytes may still arrive
+};
+
+struct Exchange {
+  RequestHead req;
+  ResponseHead resp;
+  std::string upstream_head;  // the request head as sent to the upstream
+  std::string response_head;  // the response head as sent to the client
+  std::string path_scratch;   // normalised path when it needed rewriting
+  // Copied out of the read buffer because the buffer is reused while a body streams.
+  std::string method, target, host;
+  // Access log facts.
+  const std::string* route_id = nullptr;
+  std::string upstream_addrs;
+  int status = 0;
+  int upstream_status = 0;
+  int attempts = 0;
+  uint64_t bytes_in = 0;
+  uint64_t bytes_out = 0;
+  int64_t start_us = 0;
+  int64_t upstream_us = 0;  // time from the first upstream attempt to the response head
+
+  void reset();
+};
+
+// A recycled Exchange for the current request, returned to the worker's free list when done.
+class ExchangeLease {
+ public:
+  ExchangeLease();
+  ~ExchangeLease();
+  ExchangeLease(const ExchangeLease&) = delete;
+  ExchangeLease& operator=(const ExchangeLease&) = delete;
+  Exchange& operator*() { return *ex_; }
+  Exchange* operator->() { return ex_.get(); }
+
+ private:
+  std::unique_ptr<Exchange> ex_;
+};
+
+int64_t now_us();
+
+}  // namespace portico::http

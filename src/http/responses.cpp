@@ -1,0 +1,133 @@
+#include "http/responses.hpp"
+
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+
+#include "core/access_log.hpp"
+
+namespace portico::http {
+
+const char* status_reason(int s) {
+  switch (s) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Not Allowed";
+    case 408: return "Request Timeout";
+    case 413: return "Request Entity Too Large";
+    case 414: return "Request-URI Too Large";
+    case 417: return "Expectation Failed";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 499: return "Client Closed Request";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Unknown";
+  }
+}
+
+void build_error_response(std::string& out, int status, std::string_view message,
+                          bool keep_alive) {
+  std::string body = "{\"error_msg\":\"";
+  append_json_escaped(body, message);
+  body += "\"}\n";
+  out.clear();
+  out += "HTTP/1.1 ";
+  out += std::to_string(status);
+  out += ' ';
+  out += status_reason(status);
+  out += "\r\nServer: portico\r\nContent-Type: application/json\r\nContent-Length: ";
+  out += std::to_string(body.size());
+  out += keep_alive ? "\r\n\r\n" : "\r\nConnection: close\r\n\r\n";
+  out += body;
+}
+
+namespace {
+// The formatted second is cached per worker; only milliseconds change between requests.
+std::string_view timestamp(char (&buf)[48]) {
+  thread_local time_t cached_sec = 0;
+  thread_local char cached[24];
+  auto now = std::chrono::system_clock::now();
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
+  time_t sec = static_cast<time_t>(ms / 1000);
+  if (sec != cached_sec) {
+    std::tm tm{};
+    gmtime_r(&sec, &tm);
+    std::strftime(cached, sizeof(cached), "%Y-%m-%dT%H:%M:%S", &tm);
+    cached_sec = sec;
+  }
+  int n = std::snprintf(buf, sizeof(buf), "%s.%03dZ", cached, static_cast<int>(ms % 1000));
+  return {buf, static_cast<size_t>(n)};
+}
+
+void append_ms(std::string& out, int64_t us) {
+  char buf[32];
+  int n = std::snprintf(buf, sizeof(buf), "%.3f", static_cast<double>(us) / 1000.0);
+  out.append(buf, static_cast<size_t>(n));
+}
+}  // namespace
+
+void log_access(ClientConnection& c, Exchange& x) {
+  if (!c.worker.access_log_enabled()) return;
+  std::string& out = c.worker.access_log_chunk();
+  char ts[48];
+  out += "{\"time\":\"";
+  out += timestamp(ts);
+  out += "\",\"client\":\"";
+  out += c.remote_ip;
+  out += ':';
+  out += std::to_string(c.remote_port);
+  out += "\",\"method\":\"";
+  append_json_escaped(out, x.method);
+  out += "\",\"uri\":\"";
+  append_json_escaped(out, x.target);
+  out += "\",\"host\":\"";
+  append_json_escaped(out, x.host);
+  out += "\",\"status\":";
+  out += std::to_string(x.status);
+  out += ",\"bytes_in\":";
+  out += std::to_string(x.bytes_in);
+  out += ",\"bytes_out\":";
+  out += std::to_string(x.bytes_out);
+  out += ",\"route\":";
+  if (x.route_id) {
+    out += '"';
+    append_json_escaped(out, *x.route_id);
+    out += '"';
+  } else {
+    out += "null";
+  }
+  out += ",\"upstream\":\"";
+  out += x.upstream_addrs;
+  out += "\",\"upstream_status\":";
+  out += x.upstream_status ? std::to_string(x.upstream_status) : std::string("null");
+  out += ",\"attempts\":";
+  out += std::to_string(x.attempts);
+  out += ",\"latency_ms\":";
+  append_ms(out, now_us() - x.start_us);
+  out += ",\"upstream_latency_ms\":";
+  if (x.upstream_us)
+    append_ms(out, x.upstream_us);
+  else
+    out += "null";
+  out += "}\n";
+  c.worker.flush_access_log_if_full();
+}
+
+}  // namespace portico::http
