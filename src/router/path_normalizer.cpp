@@ -58,7 +58,7 @@ bool normalize_path(std::string_view path, std::string& out, std::string_view& r
       if (out.empty()) return false;  // above the root
       size_t cut = out.rfind('/');
       out.resize(cut);
-      if (end == decoded.size() || out.empty()) out.push_back('/');
+      if (end == decoded.size()) out.push_back('/');  // "/a/.." is "/", like "/a/../"
     } else {
       out.push_back('/');
       out.append(seg);
