@@ -7,15 +7,18 @@
 #include <boost/intrusive/list.hpp>
 #include <chrono>
 #include <cstdint>
+#include <ctime>
 
 #include "core/asio.hpp"
 
 namespace portico {
 
+// Monotonic milliseconds from the coarse clock (a few ns, a few ms resolution): deadlines are
+// checked once per 100 ms tick anyway.
 inline int64_t steady_now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
 }
 
 using DeadlineHook =

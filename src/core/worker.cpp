@@ -4,16 +4,16 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
-#include <boost/asio/post.hpp>
 
 #include "core/log.hpp"
 
 namespace portico {
 
 namespace {
-// Each worker drives its own io_context from one thread; socket operations never cross threads,
-// so the reactor's per-descriptor locking can go (posting from other threads stays safe).
-constexpr int kConcurrencyHint = BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO;
+// Each worker drives its own io_context from one thread and nothing else ever touches it (the
+// control thread uses the atomics of the mailbox instead of posting), so Asio can skip all
+// locking in its scheduler and reactor.
+constexpr int kConcurrencyHint = BOOST_ASIO_CONCURRENCY_HINT_UNSAFE;
 constexpr size_t kAccessLogFlushBytes = 64 * 1024;
 }  // namespace
 
@@ -23,6 +23,12 @@ Worker::Worker(int index, ConnectionHandler handler, AccessLogWriter& access_log
 Worker::~Worker() {
   stop();
   join();
+}
+
+void Worker::adopt_snapshot() {
+  std::lock_guard lock(mailbox_mutex_);
+  snapshot_version_ = published_version_.load(std::memory_order_relaxed);
+  if (mailbox_) snapshot_ = std::move(mailbox_);
 }
 
 void Worker::listen(const std::vector<config::ListenAddress>& addresses) {
@@ -44,6 +50,7 @@ void Worker::listen(const std::vector<config::ListenAddress>& addresses) {
 
 void Worker::start(SnapshotPtr first) {
   snapshot_ = std::move(first);
+  snapshot_version_ = published_version_.load();
   for (auto& acc : acceptors_) {
     uint16_t port = acc->local_endpoint().port();
     asio::co_spawn(io_, accept_loop(*acc, port), asio::detached);
@@ -61,21 +68,19 @@ void Worker::start(SnapshotPtr first) {
 }
 
 void Worker::publish(SnapshotPtr next) {
-  asio::post(io_, [this, next = std::move(next)]() mutable { snapshot_ = std::move(next); });
+  std::lock_guard lock(mailbox_mutex_);
+  mailbox_ = std::move(next);
+  published_version_.fetch_add(1, std::memory_order_release);
 }
 
-void Worker::begin_drain() {
-  asio::post(io_, [this] {
-    draining_ = true;
-    for (auto& acc : acceptors_) {
-      error_code ec;
-      acc->close(ec);
-    }
-    idle_waits_.scan(INT64_MAX);  // wakes idle keep-alive connections, which then close
-  });
+void Worker::drain_now() {
+  draining_ = true;
+  for (auto& acc : acceptors_) {
+    error_code ec;
+    acc->close(ec);
+  }
+  idle_waits_.scan(INT64_MAX);  // wakes idle keep-alive connections, which then close
 }
-
-void Worker::stop() { io_.stop(); }
 
 void Worker::join() {
   if (thread_.joinable()) thread_.join();
@@ -108,6 +113,11 @@ Task<> Worker::tick_loop() {
     tick_timer_->expires_after(DeadlineList::kTick);
     auto [ec] = co_await tick_timer_->async_wait(await_ec);
     if (ec) break;
+    if (stop_requested_.load(std::memory_order_acquire)) {
+      io_.stop();
+      break;
+    }
+    if (!draining_ && drain_requested_.load(std::memory_order_acquire)) drain_now();
     int64_t now = steady_now_ms();
     deadlines_.scan(now);
     idle_waits_.scan(now);

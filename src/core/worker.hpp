@@ -6,6 +6,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -36,14 +37,19 @@ class Worker {
   // Thread-safe: the worker takes the new snapshot at its next request.
   void publish(SnapshotPtr next);
   // Thread-safe: stop accepting and close idle connections; in-flight requests finish.
-  void begin_drain();
-  void stop();
+  void begin_drain() { drain_requested_.store(true, std::memory_order_release); }
+  // Thread-safe: the worker's loop ends within one tick.
+  void stop() { stop_requested_.store(true, std::memory_order_release); }
   void join();
 
   // Worker-thread only from here on.
   int index() const { return index_; }
   Executor executor() { return io_.get_executor(); }
-  const SnapshotPtr& snapshot() const { return snapshot_; }
+  // The newest published snapshot. One relaxed load per call unless a new one is waiting.
+  const SnapshotPtr& snapshot() {
+    if (published_version_.load(std::memory_order_acquire) != snapshot_version_) adopt_snapshot();
+    return snapshot_;
+  }
   bool draining() const { return draining_; }
   DeadlineList& deadlines() { return deadlines_; }
   DeadlineList& idle_waits() { return idle_waits_; }
@@ -60,6 +66,8 @@ class Worker {
  private:
   Task<> accept_loop(Acceptor& acceptor, uint16_t port);
   Task<> tick_loop();
+  void adopt_snapshot();
+  void drain_now();
 
   int index_;
   ConnectionHandler handler_;
@@ -68,6 +76,14 @@ class Worker {
   std::vector<std::unique_ptr<Acceptor>> acceptors_;
   std::thread thread_;
   SnapshotPtr snapshot_;
+  uint64_t snapshot_version_ = 0;
+  // The control thread talks to the worker only through these (no posting: the io_context runs
+  // without any locking, see worker.cpp).
+  std::mutex mailbox_mutex_;
+  SnapshotPtr mailbox_;
+  std::atomic<uint64_t> published_version_{0};
+  std::atomic<bool> drain_requested_{false};
+  std::atomic<bool> stop_requested_{false};
   bool draining_ = false;
   DeadlineList deadlines_;
   DeadlineList idle_waits_;

@@ -115,8 +115,9 @@ Task<> lingering_close(ClientConnection& c) {
   int64_t until = steady_now_ms() + static_cast<int64_t>(kLingerSeconds * 1000);
   while (steady_now_ms() < until) {
     c.in.clear();
-    IoStatus s = co_await read_some(c.socket, c.in, c.io_deadline,
-                                    static_cast<double>(until - steady_now_ms()) / 1000.0);
+    IoStatus s = read_done(co_await async_read(c.socket, c.in, c.io_deadline,
+                                               static_cast<double>(until - steady_now_ms()) / 1000.0),
+                           c.in, c.io_deadline);
     if (s != IoStatus::Ok) break;
   }
 }

@@ -8,7 +8,7 @@ namespace portico::http {
 namespace {
 // One free list per worker thread: the server never moves an Exchange between threads.
 thread_local std::vector<std::unique_ptr<Exchange>> t_free_exchanges;
-constexpr size_t kMaxFreeExchanges = 1024;
+constexpr size_t kMaxFreeExchanges = 256;
 }  // namespace
 
 int64_t now_us() {

@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""RSS cost of idle keep-alive client connections: opens N connections to Portico, sends one
+request on each (so each has been a real keep-alive connection), waits until they are idle past
+the buffered-idle phase, then reads Portico's RSS. Prints KiB per connection.
+
+usage: idle_connections.py PORTICO_BIN [N] [burst]   (starts its own Portico and upstream)
+  default: each connection sends its request and reads the answer before the next opens;
+  burst:   all N requests are sent before any answer is read (N requests in flight at once)."""
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "../tests/e2e"))
+from upstream import TestUpstream  # noqa: E402
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main():
+    binary, n = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 9000
+    burst = len(sys.argv) > 3 and sys.argv[3] == "burst"
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    up = TestUpstream().start()
+    port = free_port()
+    d = tempfile.mkdtemp()
+    with open(f"{d}/config.yaml", "w") as f:
+        f.write(f"node: {{listen: ['127.0.0.1:{port}'], workers: 1, keepalive_timeout: 300s}}\n"
+                f"log: {{access: 'off'}}\n")
+    with open(f"{d}/routes.yaml", "w") as f:
+        f.write(f"routes: [{{id: 1, uri: '/*', upstream: {{nodes: {{'127.0.0.1:{up.port}': 1}}}}}}]\n")
+    proc = subprocess.Popen([binary, "start", "-c", f"{d}/config.yaml"], stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    conns = []
+    try:
+        # warm up: a few requests so pools and buffers exist
+        for _ in range(10):
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(b"GET /w HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            while s.recv(65536):
+                pass
+            s.close()
+        time.sleep(0.5)
+        base = rss_kib(proc.pid)
+        def read_answer(s):
+            got = b""
+            while b"}" not in got:
+                got += s.recv(65536)
+        for i in range(n):
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+            conns.append(s)
+            if not burst:
+                read_answer(s)
+        if burst:
+            for s in conns:
+                read_answer(s)
+        time.sleep(3.5)  # past the 2 s buffered-idle phase
+        after = rss_kib(proc.pid)
+        per = (after - base) / n
+        print(f"{n} idle keep-alive connections ({'burst' if burst else 'one by one'}): RSS {base} -> {after} KiB, {per:.2f} KiB each")
+    finally:
+        for s in conns:
+            s.close()
+        proc.terminate()
+        proc.wait()
+        up.stop()
+
+
+if __name__ == "__main__":
+    main()

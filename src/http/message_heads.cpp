@@ -1,0 +1,142 @@
+#include "http/message_heads.hpp"
+
+#include "http/responses.hpp"
+
+namespace portico::http {
+namespace {
+
+constexpr std::string_view kCrlf = "\r\n";
+
+void append_header(std::string& out, std::string_view name, std::string_view value) {
+  out += name;
+  out += ": ";
+  out += value;
+  out += kCrlf;
+}
+
+void append_number(std::string& out, uint64_t n) {
+  char buf[24];
+  char* p = buf + sizeof(buf);
+  do {
+    *--p = static_cast<char>('0' + n % 10);
+    n /= 10;
+  } while (n);
+  out.append(p, static_cast<size_t>(buf + sizeof(buf) - p));
+}
+
+// Headers the gateway sets itself; what the client sent for them is dropped.
+enum class Replaced { No, Drop, ForwardedFor };
+
+Replaced replaced_request_header(std::string_view n) {
+  switch (n.size()) {
+    case 4: return iequals(n, "host") ? Replaced::Drop : Replaced::No;
+    case 6: return iequals(n, "expect") ? Replaced::Drop : Replaced::No;
+    case 9: return iequals(n, "x-real-ip") ? Replaced::Drop : Replaced::No;
+    case 14: return iequals(n, "content-length") ? Replaced::Drop : Replaced::No;
+    case 15: return iequals(n, "x-forwarded-for") ? Replaced::ForwardedFor : Replaced::No;
+    case 16:
+      return iequals(n, "x-forwarded-host") || iequals(n, "x-forwarded-port") ? Replaced::Drop
+                                                                             : Replaced::No;
+    case 17: return iequals(n, "x-forwarded-proto") ? Replaced::Drop : Replaced::No;
+    default: return Replaced::No;
+  }
+}
+
+}  // namespace
+
+void build_upstream_head(std::string& out, const RequestHead& r, const ClientFacts& client,
+                         const upstream::NodeTarget& node, const config::Upstream& spec,
+                         bool websocket) {
+  out.clear();
+  out += r.method;
+  out += ' ';
+  out += r.target;
+  out += " HTTP/1.1\r\n";
+  std::string_view host = r.host;
+  if (spec.pass_host == config::PassHost::Node || host.empty()) host = node.host_header;
+  if (spec.pass_host == config::PassHost::Rewrite) host = spec.upstream_host;
+  append_header(out, "Host", host);
+
+  std::string_view upgrade;
+  bool has_chain = false;
+  for (const Header& h : r.headers) {
+    if (is_hop_by_hop(h.name, r.connection)) {
+      if (websocket && iequals(h.name, "upgrade")) upgrade = h.value;
+      continue;
+    }
+    switch (replaced_request_header(h.name)) {
+      case Replaced::No: append_header(out, h.name, h.value); break;
+      case Replaced::Drop: break;
+      case Replaced::ForwardedFor: has_chain = true; break;
+    }
+  }
+  // X-Forwarded-For: every value the client sent, in order, then the client itself.
+  out += "X-Forwarded-For: ";
+  if (has_chain) {
+    for (const Header& h : r.headers) {
+      if (h.name.size() == 15 && iequals(h.name, "x-forwarded-for")) {
+        out += h.value;
+        out += ", ";
+      }
+    }
+  }
+  out += client.remote_ip;
+  out += kCrlf;
+  append_header(out, "X-Real-IP", client.remote_ip);
+  append_header(out, "X-Forwarded-Proto", "http");
+  append_header(out, "X-Forwarded-Host", r.host);
+  out += "X-Forwarded-Port: ";
+  append_number(out, client.local_port);
+  out += kCrlf;
+  if (r.chunked) {
+    out += "Transfer-Encoding: chunked\r\n";
+  } else if (r.content_length >= 0) {
+    out += "Content-Length: ";
+    append_number(out, static_cast<uint64_t>(r.content_length));
+    out += kCrlf;
+  }
+  if (websocket) {
+    out += "Connection: upgrade\r\n";
+    append_header(out, "Upgrade", upgrade.empty() ? std::string_view("websocket") : upgrade);
+  }
+  out += kCrlf;
+}
+
+void build_response_head(std::string& out, const ResponseHead& r, OutFraming framing,
+                         bool keep_alive, bool client_http10) {
+  out.clear();
+  out += "HTTP/1.1 ";
+  append_number(out, static_cast<uint64_t>(r.status));
+  out += ' ';
+  out += r.reason.empty() ? std::string_view(status_reason(r.status)) : r.reason;
+  out += kCrlf;
+  for (const Header& h : r.headers) {
+    if (is_hop_by_hop(h.name, r.connection)) continue;
+    if (h.name.size() == 14 && iequals(h.name, "content-length")) continue;
+    append_header(out, h.name, h.value);
+  }
+  if (framing == OutFraming::Length || (framing == OutFraming::None && r.content_length >= 0)) {
+    out += "Content-Length: ";
+    append_number(out, static_cast<uint64_t>(r.content_length));
+    out += kCrlf;
+  } else if (framing == OutFraming::Chunked) {
+    out += "Transfer-Encoding: chunked\r\n";
+  }
+  if (!keep_alive)
+    out += "Connection: close\r\n";
+  else if (client_http10)
+    out += "Connection: keep-alive\r\n";
+  out += kCrlf;
+}
+
+void build_upgrade_head(std::string& out, const ResponseHead& r) {
+  out.clear();
+  out += "HTTP/1.1 101 Switching Protocols\r\n";
+  for (const Header& h : r.headers) {
+    if (iequals(h.name, "connection") || iequals(h.name, "upgrade")) continue;
+    append_header(out, h.name, h.value);
+  }
+  out += "Connection: upgrade\r\nUpgrade: websocket\r\n\r\n";
+}
+
+}  // namespace portico::http

@@ -1,0 +1,150 @@
+#include "http/response_body.hpp"
+
+#include <array>
+#include <cstdio>
+#include <vector>
+
+#include "core/log.hpp"
+#include "http/chunked_decoder.hpp"
+#include "http/message_heads.hpp"
+#include "http/responses.hpp"
+#include "http/socket_io.hpp"
+
+namespace portico::http {
+namespace {
+
+constexpr std::string_view kCrlf = "\r\n";
+constexpr std::string_view kLastChunk = "0\r\n\r\n";
+
+enum class InFraming { None, Length, Chunked, UntilClose };
+
+// Copies a chunked or close-delimited upstream body, decoding chunks and re-chunking when the
+// client speaks HTTP/1.1. Returns false when either side failed mid-body.
+Task<bool> forward_unframed(ClientConnection& c, Exchange& x, UpstreamSide& up, InFraming in,
+                            bool rechunk, const config::Upstream& spec,
+                            const config::HttpLimits& limits) {
+  ChunkedDecoder dec;
+  // All pieces decoded from one read go out in one gather write.
+  constexpr size_t kMaxPieces = 16;
+  char size_lines[kMaxPieces][20];
+  std::vector<asio::const_buffer> pieces;
+  pieces.reserve(kMaxPieces * 3 + 1);
+  IoBuffer& ub = up.buf;
+  bool done = false;
+  while (!done) {
+    if (ub.empty()) {
+      IoStatus s = read_done(co_await async_read(up.socket, ub, up.deadline, spec.read_timeout),
+                             ub, up.deadline);
+      if (s == IoStatus::Eof && in == InFraming::UntilClose) {
+        done = true;
+      } else if (s != IoStatus::Ok) {
+        co_return false;
+      }
+    }
+    pieces.clear();
+    size_t consumed = 0;
+    size_t payload = 0;
+    auto add_piece = [&](std::string_view data) {
+      if (rechunk) {
+        size_t i = pieces.size() / 3;
+        int n = std::snprintf(size_lines[i], sizeof(size_lines[i]), "%zx\r\n", data.size());
+        pieces.push_back(asio::buffer(size_lines[i], static_cast<size_t>(n)));
+        pieces.push_back(asio::buffer(data));
+        pieces.push_back(asio::buffer(kCrlf));
+      } else {
+        pieces.push_back(asio::buffer(data));
+      }
+      payload += data.size();
+    };
+    if (in == InFraming::UntilClose) {
+      if (!ub.empty()) add_piece(ub.view());
+      consumed = ub.size();
+    } else {
+      while (pieces.size() < kMaxPieces * 3 && consumed < ub.size()) {
+        auto step = dec.feed(ub.view().substr(consumed));
+        consumed += step.consumed;
+        if (step.status == ChunkedDecoder::Status::Data) {
+          add_piece(step.data);
+        } else if (step.status == ChunkedDecoder::Status::Done) {
+          done = true;
+          break;
+        } else if (step.status == ChunkedDecoder::Status::Error) {
+          log::warn("invalid chunked response from " + up.node->address + ": " + dec.error());
+          co_return false;
+        }  // NeedMore: everything was consumed
+      }
+    }
+    if (done && rechunk) pieces.push_back(asio::buffer(kLastChunk));
+    if (!pieces.empty()) {
+      IoStatus s = write_done(
+          co_await async_write_all(c.socket, pieces, c.io_deadline, limits.send_timeout),
+          c.io_deadline);
+      if (s != IoStatus::Ok) co_return false;
+    }
+    x.bytes_out += payload;
+    ub.consume(consumed);
+  }
+  co_return true;
+}
+
+}  // namespace
+
+Task<bool> forward_response(ClientConnection& c, Exchange& x, UpstreamSide& up,
+                            const config::Upstream& spec, const config::HttpLimits& limits) {
+  const ResponseHead& resp = x.resp;
+  IoBuffer& ub = up.buf;
+  const bool no_body = x.method == "HEAD" || resp.status < 200 || resp.status == 204 ||
+                       resp.status == 304;
+  const InFraming in = no_body                       ? InFraming::None
+                       : resp.chunked                ? InFraming::Chunked
+                       : resp.content_length >= 0    ? InFraming::Length
+                                                     : InFraming::UntilClose;
+  const bool client_http10 = x.req.minor_version == 0;
+  OutFraming out = OutFraming::None;
+  if (in == InFraming::Length) out = OutFraming::Length;
+  if (in == InFraming::Chunked || in == InFraming::UntilClose)
+    out = client_http10 ? OutFraming::Close : OutFraming::Chunked;
+  const bool keep_alive = x.req.keep_alive && out != OutFraming::Close &&
+                          !c.worker.draining() &&
+                          c.requests < static_cast<uint32_t>(limits.keepalive_requests) &&
+                          limits.keepalive_timeout > 0;
+  build_response_head(x.response_head, resp, out, keep_alive, client_http10);
+  x.status = resp.status;
+  const bool upstream_keep_alive = resp.keep_alive;
+  uint64_t remaining = in == InFraming::Length ? static_cast<uint64_t>(resp.content_length) : 0;
+  ub.consume(resp.head_size);  // x.resp's views are not used past here
+
+  // The head goes out together with the first body bytes already read.
+  size_t first = in == InFraming::Length ? std::min<uint64_t>(ub.size(), remaining) : 0;
+  std::array<asio::const_buffer, 2> head{asio::buffer(x.response_head), asio::buffer(ub.data(), first)};
+  IoStatus s = write_done(co_await async_write_all(c.socket, head, c.io_deadline, limits.send_timeout),
+                          c.io_deadline);
+  bool ok = s == IoStatus::Ok;
+  x.bytes_out += x.response_head.size() + first;
+  ub.consume(first);
+  remaining -= first;
+
+  while (ok && remaining > 0) {
+    s = read_done(co_await async_read(up.socket, ub, up.deadline, spec.read_timeout, remaining),
+                  ub, up.deadline);
+    if (s != IoStatus::Ok) {
+      ok = false;
+      break;
+    }
+    size_t n = ub.size();
+    auto piece = asio::buffer(ub.data(), n);
+    ok = write_done(co_await async_write_all(c.socket, piece, c.io_deadline, limits.send_timeout),
+                    c.io_deadline) == IoStatus::Ok;
+    x.bytes_out += n;
+    ub.consume(n);
+    remaining -= n;
+  }
+  if (ok && (in == InFraming::Chunked || in == InFraming::UntilClose))
+    ok = co_await forward_unframed(c, x, up, in, out == OutFraming::Chunked, spec, limits);
+
+  up.release_connection(spec, ok && upstream_keep_alive && in != InFraming::UntilClose);
+  log_access(c, x);
+  co_return ok && keep_alive;
+}
+
+}  // namespace portico::http

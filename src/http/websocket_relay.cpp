@@ -1,0 +1,76 @@
+#include "http/websocket_relay.hpp"
+
+#include <boost/asio/experimental/awaitable_operators.hpp>
+
+#include "http/message_heads.hpp"
+#include "http/responses.hpp"
+#include "http/socket_io.hpp"
+
+namespace portico::http {
+namespace {
+
+// Relays one direction until EOF (then half-closes the other side) or an error (closes both).
+// Both directions share `idle`, so traffic either way keeps the relay alive.
+Task<> pump(Socket& from, Socket& to, IoBuffer& buf, Deadline& idle, double timeout,
+            uint64_t& counter) {
+  while (true) {
+    idle.arm(timeout, &from, &to, true);
+    buf.clear();
+    auto [ec, n] = co_await from.async_read_some(asio::buffer(buf.write_ptr(), buf.writable()),
+                                                 await_ec);
+    error_code ignored;
+    if (ec) {
+      if (ec == asio::error::eof) {
+        to.shutdown(Socket::shutdown_send, ignored);
+      } else {
+        from.close(ignored);
+        to.close(ignored);
+      }
+      co_return;
+    }
+    auto [wec, wn] = co_await asio::async_write(to, asio::buffer(buf.write_ptr(), n), await_ec);
+    if (wec) {
+      from.close(ignored);
+      to.close(ignored);
+      co_return;
+    }
+    counter += n;
+  }
+}
+
+}  // namespace
+
+Task<bool> relay_websocket(ClientConnection& c, Exchange& x, UpstreamSide& up,
+                           const config::HttpLimits& limits) {
+  using namespace asio::experimental::awaitable_operators;
+  build_upgrade_head(x.response_head, x.resp);
+  x.status = 101;
+  IoBuffer& ub = up.buf;
+  ub.consume(x.resp.head_size);
+  std::array<asio::const_buffer, 2> head{asio::buffer(x.response_head), asio::buffer(ub.view())};
+  if (write_done(co_await async_write_all(c.socket, head, c.io_deadline, limits.send_timeout),
+                 c.io_deadline) != IoStatus::Ok)
+    co_return false;
+  x.bytes_out += x.response_head.size() + ub.size();
+  ub.clear();
+  c.in.consume(x.req.head_size);
+  if (!c.in.empty()) {  // frames the client sent right behind its handshake
+    auto early = asio::buffer(c.in.view());
+    if (write_done(co_await async_write_all(up.socket, early, up.deadline, limits.send_timeout),
+                   up.deadline) != IoStatus::Ok)
+      co_return false;
+    x.bytes_in += c.in.size();
+    c.in.clear();
+  }
+  log_access(c, x);  // logged at upgrade time: the relay may last hours
+  Deadline idle;
+  c.worker.deadlines().add(idle);
+  uint64_t in_bytes = 0, out_bytes = 0;
+  co_await (pump(c.socket, up.socket, c.in, idle, limits.websocket_idle_timeout, in_bytes) &&
+            pump(up.socket, c.socket, ub, idle, limits.websocket_idle_timeout, out_bytes));
+  idle.disarm();
+  up.close();
+  co_return false;
+}
+
+}  // namespace portico::http
