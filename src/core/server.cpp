@@ -1,6 +1,7 @@
 #include "core/server.hpp"
 
 #include <sys/resource.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include <boost/asio/co_spawn.hpp>
@@ -17,6 +18,7 @@ namespace portico {
 
 namespace {
 constexpr auto kWatchInterval = std::chrono::milliseconds(500);
+constexpr int kControlNice = 10;
 
 void raise_fd_limit() {
   rlimit rl{};
@@ -58,6 +60,7 @@ void Server::publish(std::shared_ptr<const config::Snapshot> snap) {
 }
 
 bool Server::reload(const std::string& why) {
+  auto started = std::chrono::steady_clock::now();
   config::Errors errors;
   config::NodeConfig next = config::load_node_config(node_.path, errors);
   if (!errors.empty()) {
@@ -76,8 +79,14 @@ bool Server::reload(const std::string& why) {
   next.workers = node_.workers;
   node_ = std::move(next);
   publish(share(std::move(snap)));
+  int64_t stall_us = 0;
+  for (auto& w : workers_) stall_us = std::max(stall_us, w->max_stall_us.exchange(0));
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                std::chrono::steady_clock::now() - started).count();
   log::info("config reloaded (" + why + "): version " + std::to_string(version_) + ", " +
-            std::to_string(routes) + " routes");
+            std::to_string(routes) + " routes, loaded and compiled in " + std::to_string(ms) +
+            " ms on the control thread; longest worker stall meanwhile " +
+            std::to_string(stall_us / 1000) + " ms");
   return true;
 }
 
@@ -154,6 +163,10 @@ int Server::run() {
   }
   for (auto& w : workers_) w->start(snap);
   snap.reset();
+  // Compiling a big config must not take CPU from the workers: this (control) thread yields to
+  // them. Set after the workers started, so they keep the normal priority.
+  if (::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), kControlNice) != 0)
+    log::warn("could not lower the control thread's priority");
   std::string addrs;
   for (const auto& l : node_.listen) addrs += (addrs.empty() ? "" : ", ") + l.to_string();
   log::info(std::string("portico ") + PORTICO_VERSION + " listening on " + addrs + " with " +

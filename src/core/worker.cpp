@@ -110,9 +110,14 @@ Task<> Worker::tick_loop() {
   tick_timer_ = std::make_unique<Timer>(io_.get_executor());
   int64_t last_pool_scan = 0;
   while (true) {
-    tick_timer_->expires_after(DeadlineList::kTick);
+    auto due = std::chrono::steady_clock::now() + DeadlineList::kTick;
+    tick_timer_->expires_at(due);
     auto [ec] = co_await tick_timer_->async_wait(await_ec);
     if (ec) break;
+    int64_t late = std::chrono::duration_cast<std::chrono::microseconds>(
+                       std::chrono::steady_clock::now() - due).count();
+    if (late > max_stall_us.load(std::memory_order_relaxed))
+      max_stall_us.store(late, std::memory_order_relaxed);
     if (stop_requested_.load(std::memory_order_acquire)) {
       io_.stop();
       break;

@@ -62,6 +62,9 @@ class Worker {
   // Read by the control thread (drain progress, status).
   std::atomic<int64_t> connections{0};
   std::atomic<uint64_t> requests{0};
+  // Longest time the event loop was late for its tick (a stall of the worker), in microseconds;
+  // the control thread reads and resets it.
+  std::atomic<int64_t> max_stall_us{0};
 
  private:
   Task<> accept_loop(Acceptor& acceptor, uint16_t port);

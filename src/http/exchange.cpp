@@ -23,6 +23,7 @@ ClientConnection::ClientConnection(Worker& w, Socket&& s, uint16_t port)
   w.idle_waits().add(idle_deadline);
   w.connections.fetch_add(1, std::memory_order_relaxed);
   error_code ec;
+  socket.non_blocking(true, ec);  // for write_now()
   auto ep = socket.remote_endpoint(ec);
   if (!ec) {
     auto addr = ep.address();

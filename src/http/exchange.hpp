@@ -10,6 +10,7 @@
 #include "core/io_buffer.hpp"
 #include "core/worker.hpp"
 #include "http/http_parser.hpp"
+#include "http/socket_io.hpp"
 
 namespace portico::http {
 
@@ -36,6 +37,7 @@ struct Exchange {
   std::string upstream_head;  // the request head as sent to the upstream
   std::string response_head;  // the response head as sent to the client
   std::string path_scratch;   // normalised path when it needed rewriting
+  WriteRest unsent;           // the tail of a write the socket could not take at once
   // Copied out of the read buffer because the buffer is reused while a body streams.
   std::string method, target, host;
   // Access log facts.

@@ -104,6 +104,7 @@ Task<Failure> connect(UpstreamSide& up, const config::Upstream& spec, bool allow
   up.deadline.disarm();
   if (ec) co_return timed_out ? Failure::ConnectTimeout : Failure::ConnectRefused;
   up.socket.set_option(asio::ip::tcp::no_delay(true), ec);
+  up.socket.non_blocking(true, ec);  // for write_now()
   co_return Failure::None;
 }
 
@@ -116,9 +117,10 @@ Task<bool> respond_error(ClientConnection& c, Exchange& x, int status, std::stri
               limits.keepalive_timeout > 0;
   build_error_response(x.response_head, status, message, keep);
   x.status = status;
-  IoStatus s = write_done(co_await async_write_all(c.socket, asio::buffer(x.response_head),
-                                                   c.io_deadline, limits.send_timeout),
-                          c.io_deadline);
+  auto out = asio::buffer(x.response_head);
+  IoStatus s = write_now(c.socket, out, x.unsent)
+                   ? x.unsent.status
+                   : co_await write_rest(c.socket, x.unsent, c.io_deadline, limits.send_timeout);
   x.bytes_out += x.response_head.size();
   log_access(c, x);
   if (!keep) c.needs_lingering_close = true;
@@ -181,8 +183,9 @@ Task<bool> proxy_request(ClientConnection& c, Exchange& x, const config::Compile
       if (failure != Failure::None) break;
       std::array<asio::const_buffer, 2> bufs{asio::buffer(x.upstream_head),
                                              asio::buffer(c.in.data() + head, buffered)};
-      IoStatus s = write_done(co_await async_write_all(up.socket, bufs, up.deadline, spec.send_timeout),
-                              up.deadline);
+      IoStatus s = write_now(up.socket, bufs, x.unsent)
+                       ? x.unsent.status
+                       : co_await write_rest(up.socket, x.unsent, up.deadline, spec.send_timeout);
       if (s != IoStatus::Ok) {
         if (up.reused) continue;
         failure = s == IoStatus::Timeout ? Failure::SendTimeout : Failure::SendFailed;

@@ -76,9 +76,9 @@ Task<bool> forward_unframed(ClientConnection& c, Exchange& x, UpstreamSide& up, 
     }
     if (done && rechunk) pieces.push_back(asio::buffer(kLastChunk));
     if (!pieces.empty()) {
-      IoStatus s = write_done(
-          co_await async_write_all(c.socket, pieces, c.io_deadline, limits.send_timeout),
-          c.io_deadline);
+      IoStatus s = write_now(c.socket, pieces, x.unsent)
+                       ? x.unsent.status
+                       : co_await write_rest(c.socket, x.unsent, c.io_deadline, limits.send_timeout);
       if (s != IoStatus::Ok) co_return false;
     }
     x.bytes_out += payload;
@@ -117,8 +117,9 @@ Task<bool> forward_response(ClientConnection& c, Exchange& x, UpstreamSide& up,
   // The head goes out together with the first body bytes already read.
   size_t first = in == InFraming::Length ? std::min<uint64_t>(ub.size(), remaining) : 0;
   std::array<asio::const_buffer, 2> head{asio::buffer(x.response_head), asio::buffer(ub.data(), first)};
-  IoStatus s = write_done(co_await async_write_all(c.socket, head, c.io_deadline, limits.send_timeout),
-                          c.io_deadline);
+  IoStatus s = write_now(c.socket, head, x.unsent)
+                   ? x.unsent.status
+                   : co_await write_rest(c.socket, x.unsent, c.io_deadline, limits.send_timeout);
   bool ok = s == IoStatus::Ok;
   x.bytes_out += x.response_head.size() + first;
   ub.consume(first);
@@ -133,8 +134,10 @@ Task<bool> forward_response(ClientConnection& c, Exchange& x, UpstreamSide& up,
     }
     size_t n = ub.size();
     auto piece = asio::buffer(ub.data(), n);
-    ok = write_done(co_await async_write_all(c.socket, piece, c.io_deadline, limits.send_timeout),
-                    c.io_deadline) == IoStatus::Ok;
+    s = write_now(c.socket, piece, x.unsent)
+            ? x.unsent.status
+            : co_await write_rest(c.socket, x.unsent, c.io_deadline, limits.send_timeout);
+    ok = s == IoStatus::Ok;
     x.bytes_out += n;
     ub.consume(n);
     remaining -= n;

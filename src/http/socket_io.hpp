@@ -8,6 +8,7 @@
 
 #include <boost/asio/write.hpp>
 #include <tuple>
+#include <vector>
 
 #include "core/deadline.hpp"
 #include "core/io_buffer.hpp"
@@ -50,5 +51,47 @@ inline IoStatus write_done(const IoResult& r, Deadline& d) {
   d.disarm();
   return classify(std::get<0>(r), d);
 }
+
+// What write_now could not send at once.
+struct WriteRest {
+  std::vector<asio::const_buffer> buffers;
+  IoStatus status = IoStatus::Ok;  // Error when the socket failed outright
+};
+
+// Most writes fit in the socket buffer: send them with one non-blocking sendmsg, without an
+// asynchronous operation (no completion to schedule, no coroutine suspension). Returns true
+// when everything was written or the socket failed (see rest.status); false leaves the unsent
+// tail in `rest` for write_rest(). The socket must be in non-blocking mode.
+template <class ConstBuffers>
+bool write_now(Socket& s, const ConstBuffers& buffers, WriteRest& rest) {
+  error_code ec;
+  size_t n = s.write_some(buffers, ec);
+  rest.buffers.clear();
+  if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
+    rest.status = IoStatus::Error;
+    return true;
+  }
+  rest.status = IoStatus::Ok;
+  for (auto it = asio::buffer_sequence_begin(buffers); it != asio::buffer_sequence_end(buffers);
+       ++it) {
+    asio::const_buffer b(*it);
+    if (n >= b.size()) {
+      n -= b.size();
+      continue;
+    }
+    rest.buffers.push_back(b + n);
+    n = 0;
+  }
+  return rest.buffers.empty();
+}
+
+// Sends what write_now left over, waiting for the socket as long as `timeout` allows per write.
+// Together, with no coroutine frame in the common case:
+//   IoStatus s = write_now(sock, bufs, rest) ? rest.status : co_await write_rest(sock, rest, d, t);
+inline Task<IoStatus> write_rest(Socket& s, WriteRest& rest, Deadline& d, double timeout) {
+  IoResult r = co_await async_write_all(s, rest.buffers, d, timeout);
+  co_return write_done(r, d);
+}
+
 
 }  // namespace portico::http
