@@ -71,7 +71,7 @@ def main():
         if burst:
             for s in conns:
                 read_answer(s)
-        time.sleep(3.5)  # past the 2 s buffered-idle phase
+        time.sleep(12)  # past the 2 s buffered-idle phase and a memory trim (10 s)
         after = rss_kib(proc.pid)
         per = (after - base) / n
         print(f"{n} idle keep-alive connections ({'burst' if burst else 'one by one'}): RSS {base} -> {after} KiB, {per:.2f} KiB each")

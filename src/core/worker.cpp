@@ -18,11 +18,21 @@ constexpr size_t kAccessLogFlushBytes = 64 * 1024;
 }  // namespace
 
 Worker::Worker(int index, ConnectionHandler handler, AccessLogWriter& access_log)
-    : index_(index), handler_(std::move(handler)), access_log_(access_log), io_(kConcurrencyHint) {}
+    : index_(index),
+      handler_(std::move(handler)),
+      access_log_(access_log),
+      io_(std::make_unique<asio::io_context>(kConcurrencyHint)) {}
 
 Worker::~Worker() {
   stop();
   join();
+  // Pending handlers and suspended coroutines (parked connections, requests cut off by the
+  // shutdown timeout) refer to the buffers, deadlines and counters of this worker: destroy
+  // them while those still exist, after the sockets that need the io_context alive.
+  tick_timer_.reset();
+  acceptors_.clear();
+  pool_.clear();
+  io_.reset();
 }
 
 void Worker::adopt_snapshot() {
@@ -33,7 +43,7 @@ void Worker::adopt_snapshot() {
 
 void Worker::listen(const std::vector<config::ListenAddress>& addresses) {
   for (const auto& a : addresses) {
-    auto acc = std::make_unique<Acceptor>(io_.get_executor());
+    auto acc = std::make_unique<Acceptor>(io_->get_executor());
     Endpoint ep(asio::ip::make_address(a.host), a.port);
     acc->open(ep.protocol());
     acc->set_option(asio::socket_base::reuse_address(true));
@@ -53,12 +63,12 @@ void Worker::start(SnapshotPtr first) {
   snapshot_version_ = published_version_.load();
   for (auto& acc : acceptors_) {
     uint16_t port = acc->local_endpoint().port();
-    asio::co_spawn(io_, accept_loop(*acc, port), asio::detached);
+    asio::co_spawn(*io_, accept_loop(*acc, port), asio::detached);
   }
-  asio::co_spawn(io_, tick_loop(), asio::detached);
+  asio::co_spawn(*io_, tick_loop(), asio::detached);
   thread_ = std::thread([this] {
     try {
-      io_.run();
+      io_->run();
     } catch (const std::exception& e) {
       log::error("worker " + std::to_string(index_) + " stopped: " + e.what());
     }
@@ -97,7 +107,7 @@ Task<> Worker::accept_loop(Acceptor& acceptor, uint16_t port) {
       if (ec == asio::error::operation_aborted || !acceptor.is_open()) break;
       // Out of file descriptors or similar: back off instead of spinning.
       log::warn("accept failed: " + ec.message());
-      Timer t(io_.get_executor(), std::chrono::milliseconds(100));
+      Timer t(io_->get_executor(), std::chrono::milliseconds(100));
       co_await t.async_wait(await_ec);
       continue;
     }
@@ -107,7 +117,7 @@ Task<> Worker::accept_loop(Acceptor& acceptor, uint16_t port) {
 }
 
 Task<> Worker::tick_loop() {
-  tick_timer_ = std::make_unique<Timer>(io_.get_executor());
+  tick_timer_ = std::make_unique<Timer>(io_->get_executor());
   int64_t last_pool_scan = 0;
   while (true) {
     auto due = std::chrono::steady_clock::now() + DeadlineList::kTick;
@@ -119,7 +129,7 @@ Task<> Worker::tick_loop() {
     if (late > max_stall_us.load(std::memory_order_relaxed))
       max_stall_us.store(late, std::memory_order_relaxed);
     if (stop_requested_.load(std::memory_order_acquire)) {
-      io_.stop();
+      io_->stop();
       break;
     }
     if (!draining_ && drain_requested_.load(std::memory_order_acquire)) drain_now();
@@ -130,6 +140,7 @@ Task<> Worker::tick_loop() {
       pool_.expire(now);
       last_pool_scan = now;
     }
+
     access_log_.submit(log_chunk_);
     if (draining_ && connections.load(std::memory_order_relaxed) == 0) pool_.clear();
   }

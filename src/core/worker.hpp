@@ -44,7 +44,7 @@ class Worker {
 
   // Worker-thread only from here on.
   int index() const { return index_; }
-  Executor executor() { return io_.get_executor(); }
+  Executor executor() { return io_->get_executor(); }
   // The newest published snapshot. One relaxed load per call unless a new one is waiting.
   const SnapshotPtr& snapshot() {
     if (published_version_.load(std::memory_order_acquire) != snapshot_version_) adopt_snapshot();
@@ -75,7 +75,7 @@ class Worker {
   int index_;
   ConnectionHandler handler_;
   AccessLogWriter& access_log_;
-  asio::io_context io_;
+  std::unique_ptr<asio::io_context> io_;  // destroyed first, see ~Worker
   std::vector<std::unique_ptr<Acceptor>> acceptors_;
   std::thread thread_;
   SnapshotPtr snapshot_;

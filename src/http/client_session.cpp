@@ -12,41 +12,52 @@
 namespace portico::http {
 namespace {
 
-// While a keep-alive connection idles, it holds a read buffer only for this long; after that
-// it waits for readability without one, so thousands of idle connections cost little memory.
+// While a keep-alive connection idles, it holds a read buffer and a coroutine only for this
+// long (the busy case: the next request arrives without any extra system call); after that it
+// is parked: no buffer, no coroutine, just the socket waiting for readability, so thousands of
+// idle connections cost little memory.
 constexpr double kBufferedIdleSeconds = 2.0;
 constexpr double kLingerSeconds = 2.0;
 
-// Waits for the first bytes of the next request. Returns false when the connection should close
-// (timeout, EOF, drain).
-Task<bool> wait_for_request(ClientConnection& c, const config::HttpLimits& limits) {
+enum class Wait { Ready, Close, Park };
+
+Task<> run_session(std::unique_ptr<ClientConnection> c);
+
+// Waits (for at most kBufferedIdleSeconds) for the first bytes of the next request.
+Task<Wait> wait_for_request(ClientConnection& c, const config::HttpLimits& limits) {
   Worker& w = c.worker;
   double timeout = c.requests == 0 ? limits.client_header_timeout : limits.keepalive_timeout;
-  int64_t start = steady_now_ms();
+  if (c.idle_until_ms == 0) c.idle_until_ms = steady_now_ms() + static_cast<int64_t>(timeout * 1000);
+  double left = static_cast<double>(c.idle_until_ms - steady_now_ms()) / 1000.0;
+  if (left <= 0) co_return Wait::Close;
   if (!c.in.allocated()) c.in = w.buffers().acquire();
-  c.idle_deadline.arm(std::min(timeout, kBufferedIdleSeconds), &c.socket);
+  c.idle_deadline.arm(std::min(left, kBufferedIdleSeconds), &c.socket);
   auto [ec, n] =
       co_await c.socket.async_read_some(asio::buffer(c.in.write_ptr(), c.in.writable()), await_ec);
   c.idle_deadline.disarm();
   if (!ec) {
     c.in.commit(n);
-    co_return true;
+    c.idle_until_ms = 0;
+    co_return Wait::Ready;
   }
   if (ec != asio::error::operation_aborted || !c.idle_deadline.fired() || w.draining())
-    co_return false;
-  double left = timeout - static_cast<double>(steady_now_ms() - start) / 1000.0;
-  if (left <= 0) co_return false;
-  w.buffers().release(c.in);
-  c.idle_deadline.arm(left, &c.socket);
-  auto [wec] = co_await c.socket.async_wait(Socket::wait_read, await_ec);
-  c.idle_deadline.disarm();
-  if (wec || w.draining()) co_return false;
-  c.in = w.buffers().acquire();
-  auto [rec, rn] =
-      co_await c.socket.async_read_some(asio::buffer(c.in.write_ptr(), c.in.writable()), await_ec);
-  if (rec) co_return false;
-  c.in.commit(rn);
-  co_return true;
+    co_return Wait::Close;
+  co_return steady_now_ms() < c.idle_until_ms ? Wait::Park : Wait::Close;
+}
+
+// Parks a long-idle connection until it becomes readable, its idle time runs out, or the worker
+// drains; then the session resumes in a new coroutine (or the connection closes).
+void park(std::unique_ptr<ClientConnection> c) {
+  c->worker.buffers().release(c->in);
+  Socket& socket = c->socket;
+  c->idle_deadline.arm(static_cast<double>(c->idle_until_ms - steady_now_ms()) / 1000.0, &socket);
+  auto resume = [c = std::move(c)](error_code ec) mutable {
+    c->idle_deadline.disarm();
+    if (ec || c->worker.draining()) return;  // timed out, closed or draining: `c` closes
+    Executor ex = c->worker.executor();
+    asio::co_spawn(ex, run_session(std::move(c)), asio::detached);
+  };
+  socket.async_wait(Socket::wait_read, std::move(resume));
 }
 
 // Reads and serves one request. Returns whether the connection stays open.
@@ -122,12 +133,20 @@ Task<> lingering_close(ClientConnection& c) {
   }
 }
 
-Task<> run_session(Worker& w, Socket socket, uint16_t port) {
-  ClientConnection c(w, std::move(socket), port);
+Task<> run_session(std::unique_ptr<ClientConnection> conn) {
+  ClientConnection& c = *conn;
+  Worker& w = c.worker;
   try {
     while (true) {
       const config::HttpLimits& limits = w.snapshot()->limits;
-      if (c.in.empty() && !co_await wait_for_request(c, limits)) break;
+      if (c.in.empty()) {
+        Wait next = co_await wait_for_request(c, limits);
+        if (next == Wait::Park) {
+          park(std::move(conn));
+          co_return;
+        }
+        if (next == Wait::Close) break;
+      }
       if (!co_await serve_request(c)) break;
       if (w.draining()) break;
     }
@@ -142,8 +161,8 @@ Task<> run_session(Worker& w, Socket socket, uint16_t port) {
 }  // namespace
 
 void start_client_session(Worker& worker, Socket&& socket, uint16_t local_port) {
-  asio::co_spawn(worker.executor(), run_session(worker, std::move(socket), local_port),
-                 asio::detached);
+  auto conn = std::make_unique<ClientConnection>(worker, std::move(socket), local_port);
+  asio::co_spawn(worker.executor(), run_session(std::move(conn)), asio::detached);
 }
 
 }  // namespace portico::http

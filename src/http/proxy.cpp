@@ -1,5 +1,9 @@
 #include "http/proxy.hpp"
 
+#include <sys/socket.h>
+
+#include <cerrno>
+
 #include "core/log.hpp"
 #include "http/message_heads.hpp"
 #include "http/request_body.hpp"
@@ -83,13 +87,25 @@ Task<Failure> read_response_head(UpstreamSide& up, Exchange& x, double timeout) 
   }
 }
 
-// Gets a connection to up.node: a pooled one when `allow_pooled`, else a new one.
-Task<Failure> connect(UpstreamSide& up, const config::Upstream& spec, bool allow_pooled) {
+// Whether an idle pooled connection still looks usable: not closed by the node, and no stray
+// bytes. One system call, so only paid for requests that cannot be replayed.
+bool still_open(Socket& s) {
+  char byte;
+  ssize_t n = ::recv(s.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+// Gets a connection to up.node: a pooled one when `allow_pooled`, else a new one. A request
+// that cannot be sent twice (`replayable` false) only gets pooled connections that pass
+// still_open(), since the stale-connection retry is not possible for it.
+Task<Failure> connect(UpstreamSide& up, const config::Upstream& spec, bool allow_pooled,
+                      bool replayable) {
   Worker& w = up.worker;
   up.close();
   up.reused = false;
   if (allow_pooled) {
-    if (auto pooled = w.pool().take(up.node->endpoint)) {
+    while (auto pooled = w.pool().take(up.node->endpoint)) {
+      if (!replayable && !still_open(pooled->socket)) continue;  // closes it
       up.socket = std::move(pooled->socket);
       up.requests = pooled->requests;
       up.reused = true;
@@ -105,6 +121,25 @@ Task<Failure> connect(UpstreamSide& up, const config::Upstream& spec, bool allow
   if (ec) co_return timed_out ? Failure::ConnectTimeout : Failure::ConnectRefused;
   up.socket.set_option(asio::ip::tcp::no_delay(true), ec);
   up.socket.non_blocking(true, ec);  // for write_now()
+  co_return Failure::None;
+}
+
+Task<bool> send_100_continue(ClientConnection& c, const HttpLimits& limits) {
+  static constexpr std::string_view k100 = "HTTP/1.1 100 Continue\r\n\r\n";
+  co_return write_done(co_await async_write_all(c.socket, asio::buffer(k100), c.io_deadline,
+                                                limits.send_timeout),
+                       c.io_deadline) == IoStatus::Ok;
+}
+
+// Reads until the read buffer holds `total` bytes (request head and whole body).
+Task<Failure> read_whole_body(ClientConnection& c, size_t total, const HttpLimits& limits) {
+  while (c.in.size() < total) {
+    IoStatus s = read_done(co_await async_read(c.socket, c.in, c.io_deadline,
+                                               limits.client_body_timeout, total - c.in.size()),
+                           c.in, c.io_deadline);
+    if (s == IoStatus::Timeout) co_return Failure::ClientTimeout;
+    if (s != IoStatus::Ok) co_return Failure::ClientGone;
+  }
   co_return Failure::None;
 }
 
@@ -143,18 +178,36 @@ Task<bool> proxy_request(ClientConnection& c, Exchange& x, const config::Compile
     buffered = std::min<size_t>(c.in.size() - head, static_cast<size_t>(req.content_length));
     plan = buffered == static_cast<size_t>(req.content_length) ? BodyPlan::InBuffer : BodyPlan::Stream;
   }
+  // A body that fits the read buffer is read whole before any upstream is involved (as nginx
+  // buffers request bodies): the request stays replayable for retries, and a slow client holds
+  // no upstream connection.
+  if (plan == BodyPlan::Stream && head + static_cast<size_t>(req.content_length) <= c.in.capacity()) {
+    if (req.expect_continue && buffered == 0 &&
+        !co_await send_100_continue(c, limits))
+      co_return false;
+    size_t total = head + static_cast<size_t>(req.content_length);
+    if (c.in.size() + c.in.writable() < total) {
+      // Moving the bytes to the front of the buffer moves what x.req points into: parse again.
+      c.in.compact();
+      RequestLimits rl{limits.client_max_header_size, limits.max_uri_length};
+      parse_request(c.in.view(), rl, x.req);
+    }
+    Failure f = co_await read_whole_body(c, total, limits);
+    if (f != Failure::None) {
+      if (f == Failure::ClientGone) co_return false;
+      co_return co_await respond_error(c, x, failure_status(f), failure_text(f), false, limits);
+    }
+    buffered = static_cast<size_t>(req.content_length);
+    plan = BodyPlan::InBuffer;
+  }
   const bool streamed_body = plan == BodyPlan::Stream || plan == BodyPlan::Chunked;
   const bool retry_after_send = !streamed_body && (is_idempotent(req.method) || spec.retry_non_idempotent);
   bool body_sent = false;  // a streamed body cannot be sent twice
   bool body_done = !streamed_body;  // the client's body was read to its end
 
-  if (req.expect_continue && streamed_body && c.in.size() == head) {
-    static constexpr std::string_view k100 = "HTTP/1.1 100 Continue\r\n\r\n";
-    if (write_done(co_await async_write_all(c.socket, asio::buffer(k100), c.io_deadline,
-                                            limits.send_timeout),
-                   c.io_deadline) != IoStatus::Ok)
-      co_return false;
-  }
+  if (req.expect_continue && streamed_body && c.in.size() == head &&
+      !co_await send_100_continue(c, limits))
+    co_return false;
 
   UpstreamSide up(w);
   upstream::TriedNodes tried;
@@ -179,7 +232,7 @@ Task<bool> proxy_request(ClientConnection& c, Exchange& x, const config::Compile
     // A pooled connection may have been closed by the node meanwhile: then one fresh try on the
     // same node, which is safe because nothing of the request was processed.
     for (int fresh = 0; fresh < 2; ++fresh) {
-      failure = co_await connect(up, spec, fresh == 0);
+      failure = co_await connect(up, spec, fresh == 0, !streamed_body);
       if (failure != Failure::None) break;
       std::array<asio::const_buffer, 2> bufs{asio::buffer(x.upstream_head),
                                              asio::buffer(c.in.data() + head, buffered)};

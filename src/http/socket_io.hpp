@@ -26,7 +26,8 @@ inline IoStatus classify(const error_code& ec, const Deadline& d) {
   return IoStatus::Error;
 }
 
-// Reads what is available (at most `max` bytes) into the free space of `buf`.
+// Reads what is available (at most `max` bytes) into the free space of `buf`. When the free
+// space is used up it compacts `buf`, which moves its unread bytes: views into them go stale.
 inline auto async_read(Socket& s, IoBuffer& buf, Deadline& d, double timeout,
                        size_t max = SIZE_MAX) {
   if (buf.writable() == 0) buf.compact();

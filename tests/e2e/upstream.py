@@ -101,6 +101,16 @@ class TestUpstream:
                 except OSError:
                     pass
 
+    def drop_connections(self):
+        """Closes every open connection with a FIN, as a node does with idle keep-alive ones."""
+        with self.lock:
+            socks = list(self.socks)
+        for s in socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
     def _accept_loop(self):
         while self.running:
             try:
