@@ -173,10 +173,10 @@ def test_small_body_sent_late_after_a_large_pipelined_request(gateway, upstream)
     read buffer must be compacted under its parsed head (headers must survive intact)."""
     up = upstream()
     gw = gateway({"routes": [route("/*", [(up.port,)])]})
-    first = b"GET /first HTTP/1.1\r\nHost: a\r\nX-Pad: " + b"p" * 13500 + b"\r\n\r\n"
-    body = b"b" * 3000
+    first = b"GET /first HTTP/1.1\r\nHost: a\r\nX-Pad: " + b"p" * 8000 + b"\r\n\r\n"
+    body = b"b" * 8800
     second_head = (b"POST /second HTTP/1.1\r\nHost: a\r\nX-Check: intact-value\r\n"
-                   b"Content-Length: 3000\r\nConnection: close\r\n\r\n")
+                   b"Content-Length: 8800\r\nConnection: close\r\n\r\n")
     with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as s:
         s.sendall(first + second_head + body[:100])
         time.sleep(0.3)
