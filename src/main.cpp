@@ -42,11 +42,16 @@ Args parse_args(int argc, char** argv, int first) {
       }
       out = argv[++i];
     };
-    if (k == "-c" || k == "--config") value(a.config);
-    else if (k == "--method") value(a.method);
-    else if (k == "--host") value(a.host);
-    else if (k == "--uri") value(a.uri);
-    else if (k == "--remote-addr") value(a.remote_addr);
+    if (k == "-c" || k == "--config")
+      value(a.config);
+    else if (k == "--method")
+      value(a.method);
+    else if (k == "--host")
+      value(a.host);
+    else if (k == "--uri")
+      value(a.uri);
+    else if (k == "--remote-addr")
+      value(a.remote_addr);
     else {
       std::cerr << "unknown argument " << k << "\n";
       a.ok = false;

@@ -1,8 +1,8 @@
 #include "config/field_reader.hpp"
 
 #include <algorithm>
-#include <charconv>
 #include <cctype>
+#include <charconv>
 #include <cmath>
 
 namespace portico::config {
@@ -48,10 +48,14 @@ std::optional<int64_t> parse_size(const json& v) {
   std::string unit;
   if (!split_number_unit(v.get<std::string>(), n, unit) || n < 0) return std::nullopt;
   double mult = 1;
-  if (unit == "k" || unit == "K") mult = 1024.0;
-  else if (unit == "m" || unit == "M") mult = 1024.0 * 1024;
-  else if (unit == "g" || unit == "G") mult = 1024.0 * 1024 * 1024;
-  else if (!unit.empty()) return std::nullopt;
+  if (unit == "k" || unit == "K")
+    mult = 1024.0;
+  else if (unit == "m" || unit == "M")
+    mult = 1024.0 * 1024;
+  else if (unit == "g" || unit == "G")
+    mult = 1024.0 * 1024 * 1024;
+  else if (!unit.empty())
+    return std::nullopt;
   return static_cast<int64_t>(n * mult);
 }
 
@@ -115,8 +119,7 @@ std::optional<int64_t> ObjectReader::integer(std::string_view key, int64_t min, 
   return n;
 }
 
-int64_t ObjectReader::integer_or(std::string_view key, int64_t fallback, int64_t min,
-                                 int64_t max) {
+int64_t ObjectReader::integer_or(std::string_view key, int64_t fallback, int64_t min, int64_t max) {
   auto v = integer(key, min, max);
   return v ? *v : fallback;
 }
@@ -140,8 +143,8 @@ double ObjectReader::duration_or(std::string_view key, double fallback, double m
     return fallback;
   }
   if (*d < min || *d > max) {
-    error(key, "must be between " + std::to_string(min) + " and " + std::to_string(max) +
-                   " seconds");
+    error(key,
+          "must be between " + std::to_string(min) + " and " + std::to_string(max) + " seconds");
     return fallback;
   }
   return *d;

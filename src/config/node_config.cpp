@@ -104,8 +104,7 @@ NodeConfig parse_node_config(const json& doc, const std::string& path, Errors& e
   {
     ObjectReader cfg(section("config"), "config", errors);
     c.provider = cfg.string_or("provider", "yaml");
-    if (c.provider != "yaml")
-      cfg.error("provider", "must be yaml (etcd is not available yet)");
+    if (c.provider != "yaml") cfg.error("provider", "must be yaml (etcd is not available yet)");
     std::string file = cfg.string_or("file", "routes.yaml");
     std::filesystem::path base = std::filesystem::path(path).parent_path();
     c.routes_file = std::filesystem::path(file).is_absolute() ? file : (base / file).string();

@@ -102,8 +102,10 @@ void parse_nodes(const json& v, const std::string& path, Upstream& up, Errors& e
   if ((v.is_object() || v.is_array()) && v.empty()) errors.add(path, "must not be empty");
 }
 
-void ignore_metadata(ObjectReader& r) {
-  for (auto key : {"name", "desc", "labels", "create_time", "update_time"}) r.ignore(key);
+// APISIX metadata: `name` is kept (logs, route-explain), the rest accepted and ignored.
+std::string read_metadata(ObjectReader& r) {
+  for (auto key : {"desc", "labels", "create_time", "update_time"}) r.ignore(key);
+  return r.string_or("name", "");
 }
 
 // An id given inside the object ("id: 1") or none, for inline objects.
@@ -136,6 +138,16 @@ bool valid_route_host(const std::string& host) {
   return valid_host_chars(h);
 }
 
+// Host patterns, lower-cased: "api.example.com" or "*.example.com".
+std::vector<std::string> read_hosts(ObjectReader& r, std::string_view key) {
+  std::vector<std::string> hosts = r.string_list(key);
+  for (auto& h : hosts) {
+    for (auto& c : h) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (!valid_route_host(h)) r.error(key, "invalid host \"" + h + "\"");
+  }
+  return hosts;
+}
+
 bool valid_cidr(const std::string& s) {
   size_t slash = s.find('/');
   boost::system::error_code ec;
@@ -149,8 +161,8 @@ bool valid_cidr(const std::string& s) {
   return bits >= 0 && bits <= (addr.is_v4() ? 32 : 128);
 }
 
-const std::set<std::string> kMethods = {"GET",     "POST",    "PUT",   "DELETE", "PATCH",
-                                        "HEAD",    "OPTIONS", "TRACE", "PURGE",  "CONNECT"};
+const std::set<std::string> kMethods = {"GET",  "POST",    "PUT",   "DELETE", "PATCH",
+                                        "HEAD", "OPTIONS", "TRACE", "PURGE",  "CONNECT"};
 
 }  // namespace
 
@@ -160,12 +172,13 @@ std::shared_ptr<const Upstream> parse_upstream(const json& value, const std::str
   ObjectReader r(value, path, errors);
   if (!r.valid()) return up;
   up->id = object_id(r);
-  ignore_metadata(r);
+  read_metadata(r);
   up->type = r.string_or("type", "roundrobin");
   if (up->type != "roundrobin")
     r.error("type", "must be roundrobin (chash, least_conn and ewma are not available yet)");
   up->scheme = r.string_or("scheme", "http");
-  if (up->scheme != "http") r.error("scheme", "must be http (https upstreams are not available yet)");
+  if (up->scheme != "http")
+    r.error("scheme", "must be http (https upstreams are not available yet)");
   if (const json* nodes = r.raw("nodes"))
     parse_nodes(*nodes, r.child_path("nodes"), *up, errors);
   else
@@ -180,10 +193,14 @@ std::shared_ptr<const Upstream> parse_upstream(const json& value, const std::str
   if (auto retries = r.integer("retries", 0, 100)) up->retries = static_cast<int>(*retries);
   up->retry_timeout = r.duration_or("retry_timeout", 0, 0, 3600);
   std::string pass_host = r.string_or("pass_host", "pass");
-  if (pass_host == "pass") up->pass_host = PassHost::Pass;
-  else if (pass_host == "node") up->pass_host = PassHost::Node;
-  else if (pass_host == "rewrite") up->pass_host = PassHost::Rewrite;
-  else r.error("pass_host", "must be one of pass, node, rewrite");
+  if (pass_host == "pass")
+    up->pass_host = PassHost::Pass;
+  else if (pass_host == "node")
+    up->pass_host = PassHost::Node;
+  else if (pass_host == "rewrite")
+    up->pass_host = PassHost::Rewrite;
+  else
+    r.error("pass_host", "must be one of pass, node, rewrite");
   up->upstream_host = r.string_or("upstream_host", "");
   if (up->pass_host == PassHost::Rewrite && up->upstream_host.empty())
     r.error("upstream_host", "is required when pass_host is rewrite");
@@ -204,8 +221,7 @@ Route parse_route(const json& value, const std::string& path, Errors& errors) {
   ObjectReader r(value, path, errors);
   if (!r.valid()) return route;
   route.id = object_id(r);
-  route.name = r.string_or("name", "");
-  for (auto key : {"desc", "labels", "create_time", "update_time"}) r.ignore(key);
+  route.name = read_metadata(r);
 
   if (r.has("uri") && r.has("uris")) r.error("uris", "use either uri or uris, not both");
   route.uris = r.string_list(r.has("uri") ? "uri" : "uris");
@@ -218,13 +234,8 @@ Route parse_route(const json& value, const std::string& path, Errors& errors) {
                  "must start with '/' and may end with '*' (prefix)");
 
   if (r.has("host") && r.has("hosts")) r.error("hosts", "use either host or hosts, not both");
-  route.hosts = r.string_list(r.has("host") ? "host" : "hosts");
+  route.hosts = read_hosts(r, r.has("host") ? "host" : "hosts");
   r.ignore("host");
-  r.ignore("hosts");
-  for (auto& h : route.hosts) {
-    for (auto& c : h) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    if (!valid_route_host(h)) r.error("hosts", "invalid host \"" + h + "\"");
-  }
 
   route.methods = r.string_list("methods");
   for (const auto& m : route.methods)
@@ -239,7 +250,8 @@ Route parse_route(const json& value, const std::string& path, Errors& errors) {
     if (!valid_cidr(a)) r.error("remote_addrs", "invalid IP or CIDR \"" + a + "\"");
 
   route.priority = static_cast<int>(r.integer_or("priority", 0, -1000000000, 1000000000));
-  if (const json* up = r.raw("upstream")) route.upstream = parse_upstream(*up, r.child_path("upstream"), errors);
+  if (const json* up = r.raw("upstream"))
+    route.upstream = parse_upstream(*up, r.child_path("upstream"), errors);
   route.upstream_id = r.id("upstream_id").value_or("");
   route.service_id = r.id("service_id").value_or("");
   if (r.has("enable_websocket")) route.enable_websocket = r.boolean_or("enable_websocket", false);
@@ -254,15 +266,11 @@ Service parse_service(const json& value, const std::string& path, Errors& errors
   ObjectReader r(value, path, errors);
   if (!r.valid()) return svc;
   svc.id = object_id(r);
-  svc.name = r.string_or("name", "");
-  for (auto key : {"desc", "labels", "create_time", "update_time"}) r.ignore(key);
-  if (const json* up = r.raw("upstream")) svc.upstream = parse_upstream(*up, r.child_path("upstream"), errors);
+  svc.name = read_metadata(r);
+  if (const json* up = r.raw("upstream"))
+    svc.upstream = parse_upstream(*up, r.child_path("upstream"), errors);
   svc.upstream_id = r.id("upstream_id").value_or("");
-  svc.hosts = r.string_list("hosts");
-  for (auto& h : svc.hosts) {
-    for (auto& c : h) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    if (!valid_route_host(h)) r.error("hosts", "invalid host \"" + h + "\"");
-  }
+  svc.hosts = read_hosts(r, "hosts");
   svc.enable_websocket = r.boolean_or("enable_websocket", false);
   reject_plugins(r);
   r.finish();
@@ -285,8 +293,10 @@ ConfigSet parse_config_set(const json& doc, Errors& errors) {
   };
   std::set<std::string> upstream_ids, service_ids, route_ids;
   auto check_id = [&](const std::string& id, const std::string& path, std::set<std::string>& ids) {
-    if (id.empty()) errors.add(path + ".id", "is required");
-    else if (!ids.insert(id).second) errors.add(path + ".id", "duplicate id \"" + id + "\"");
+    if (id.empty())
+      errors.add(path + ".id", "is required");
+    else if (!ids.insert(id).second)
+      errors.add(path + ".id", "duplicate id \"" + id + "\"");
   };
 
   if (const json* ups = list("upstreams")) {

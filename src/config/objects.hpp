@@ -32,7 +32,7 @@ struct Upstream {
   PassHost pass_host = PassHost::Pass;
   std::string upstream_host;  // for pass_host: rewrite
   std::string scheme = "http";
-  int keepalive_size = 320;        // idle connections kept per node and worker
+  int keepalive_size = 320;  // idle connections kept per node and worker
   double keepalive_idle_timeout = 60;
   int keepalive_requests = 1000;
   bool retry_non_idempotent = false;  // Portico extension: retry POST/PATCH after a send

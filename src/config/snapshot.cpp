@@ -45,7 +45,8 @@ std::shared_ptr<const upstream::UpstreamTarget> compile_upstream(
     const UpstreamNode& n = spec->nodes[i];
     upstream::NodeTarget t;
     if (!resolver.resolve(n.host, n.port, t.endpoint)) {
-      errors.add(path + ".nodes[" + std::to_string(i) + "]", "cannot resolve host \"" + n.host + "\"");
+      errors.add(path + ".nodes[" + std::to_string(i) + "]",
+                 "cannot resolve host \"" + n.host + "\"");
       continue;
     }
     std::string ip = t.endpoint.address().to_string();

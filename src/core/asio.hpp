@@ -24,7 +24,8 @@ using Endpoint = asio::ip::tcp::endpoint;
 template <class T = void>
 using Task = asio::awaitable<T, Executor>;
 
-// `co_await op(..., use_task)` throws on error; `await_ec` yields a tuple (error_code, ...) instead.
+// `co_await op(..., use_task)` throws on error; `await_ec` yields a tuple (error_code, ...)
+// instead.
 inline constexpr asio::use_awaitable_t<Executor> use_task{};
 inline constexpr auto await_ec = asio::as_tuple(asio::use_awaitable_t<Executor>{});
 

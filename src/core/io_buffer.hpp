@@ -17,7 +17,10 @@ class PageBlock {
   PageBlock() = default;
   explicit PageBlock(size_t size);
   ~PageBlock();
-  PageBlock(PageBlock&& o) noexcept : data_(o.data_), size_(o.size_) { o.data_ = nullptr; o.size_ = 0; }
+  PageBlock(PageBlock&& o) noexcept : data_(o.data_), size_(o.size_) {
+    o.data_ = nullptr;
+    o.size_ = 0;
+  }
   PageBlock& operator=(PageBlock&& o) noexcept;
   char* get() const { return data_; }
   size_t size() const { return size_; }

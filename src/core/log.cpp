@@ -14,10 +14,14 @@ Level g_level = Level::Info;
 
 const char* name(Level l) {
   switch (l) {
-    case Level::Debug: return "debug";
-    case Level::Info: return "info";
-    case Level::Warn: return "warn";
-    case Level::Error: return "error";
+    case Level::Debug:
+      return "debug";
+    case Level::Info:
+      return "info";
+    case Level::Warn:
+      return "warn";
+    case Level::Error:
+      return "error";
   }
   return "?";
 }
@@ -38,10 +42,14 @@ std::string utc_timestamp() {
 
 void configure(const std::string& target, std::string_view level) {
   std::lock_guard lock(g_mutex);
-  if (level == "debug") g_level = Level::Debug;
-  else if (level == "warn") g_level = Level::Warn;
-  else if (level == "error") g_level = Level::Error;
-  else g_level = Level::Info;
+  if (level == "debug")
+    g_level = Level::Debug;
+  else if (level == "warn")
+    g_level = Level::Warn;
+  else if (level == "error")
+    g_level = Level::Error;
+  else
+    g_level = Level::Info;
   if (target == "-" || target.empty()) return;
   FILE* f = std::fopen(target.c_str(), "a");
   if (!f) throw std::runtime_error("cannot open error log " + target);

@@ -13,7 +13,9 @@ void configure(const std::string& target, std::string_view level);
 bool enabled(Level level);
 void write(Level level, std::string_view message);
 
-inline void debug(std::string_view m) { if (enabled(Level::Debug)) write(Level::Debug, m); }
+inline void debug(std::string_view m) {
+  if (enabled(Level::Debug)) write(Level::Debug, m);
+}
 inline void info(std::string_view m) { write(Level::Info, m); }
 inline void warn(std::string_view m) { write(Level::Warn, m); }
 inline void error(std::string_view m) { write(Level::Error, m); }

@@ -1,8 +1,8 @@
 #include "core/server.hpp"
 
 #include <sys/resource.h>
-#include <unistd.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -30,8 +30,9 @@ void raise_fd_limit() {
 }  // namespace
 
 Server::Server(config::NodeConfig node) : node_(std::move(node)) {
-  worker_count_ = node_.workers > 0 ? node_.workers
-                                    : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  worker_count_ = node_.workers > 0
+                      ? node_.workers
+                      : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 }
 
 Server::~Server() {
@@ -64,12 +65,14 @@ bool Server::reload(const std::string& why) {
   config::Errors errors;
   config::NodeConfig next = config::load_node_config(node_.path, errors);
   if (!errors.empty()) {
-    log::error("config reload (" + why + ") rejected, " + node_.path + " has errors; keeping the running config:\n" + errors.to_string());
+    log::error("config reload (" + why + ") rejected, " + node_.path +
+               " has errors; keeping the running config:\n" + errors.to_string());
     return false;
   }
   auto snap = config::load_snapshot(next.routes_file, next.http, worker_count_, errors);
   if (!snap) {
-    log::error("config reload (" + why + ") rejected, " + next.routes_file + " has errors; keeping the running config:\n" + errors.to_string());
+    log::error("config reload (" + why + ") rejected, " + next.routes_file +
+               " has errors; keeping the running config:\n" + errors.to_string());
     return false;
   }
   if (next.listen.size() != node_.listen.size() || next.workers != node_.workers)
@@ -81,8 +84,9 @@ bool Server::reload(const std::string& why) {
   publish(share(std::move(snap)));
   int64_t stall_us = 0;
   for (auto& w : workers_) stall_us = std::max(stall_us, w->max_stall_us.exchange(0));
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                std::chrono::steady_clock::now() - started).count();
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                                  started)
+                .count();
   log::info("config reloaded (" + why + "): version " + std::to_string(version_) + ", " +
             std::to_string(routes) + " routes, loaded and compiled in " + std::to_string(ms) +
             " ms on the control thread; longest worker stall meanwhile " +

@@ -125,7 +125,8 @@ Task<> Worker::tick_loop() {
     auto [ec] = co_await tick_timer_->async_wait(await_ec);
     if (ec) break;
     int64_t late = std::chrono::duration_cast<std::chrono::microseconds>(
-                       std::chrono::steady_clock::now() - due).count();
+                       std::chrono::steady_clock::now() - due)
+                       .count();
     if (late > max_stall_us.load(std::memory_order_relaxed))
       max_stall_us.store(late, std::memory_order_relaxed);
     if (stop_requested_.load(std::memory_order_acquire)) {

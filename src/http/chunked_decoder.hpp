@@ -27,15 +27,27 @@ class ChunkedDecoder {
 
  private:
   enum class State {
-    SizeStart, Size, SizeSpace, Ext, SizeLF, Data, DataCR, DataLF,
-    TrailerLineStart, TrailerLine, TrailerLF, EndLF, Done, Error
+    SizeStart,
+    Size,
+    SizeSpace,
+    Ext,
+    SizeLF,
+    Data,
+    DataCR,
+    DataLF,
+    TrailerLineStart,
+    TrailerLine,
+    TrailerLF,
+    EndLF,
+    Done,
+    Error
   };
   Step fail(const char* why, size_t consumed);
 
   State state_ = State::SizeStart;
   uint64_t remaining_ = 0;
   int size_digits_ = 0;
-  size_t line_bytes_ = 0;     // extension / trailer bytes, bounded
+  size_t line_bytes_ = 0;  // extension / trailer bytes, bounded
   size_t trailer_bytes_ = 0;
   const char* error_ = "";
 };

@@ -27,7 +27,8 @@ Task<> run_session(std::unique_ptr<ClientConnection> c);
 Task<Wait> wait_for_request(ClientConnection& c, const config::HttpLimits& limits) {
   Worker& w = c.worker;
   double timeout = c.requests == 0 ? limits.client_header_timeout : limits.keepalive_timeout;
-  if (c.idle_until_ms == 0) c.idle_until_ms = steady_now_ms() + static_cast<int64_t>(timeout * 1000);
+  if (c.idle_until_ms == 0)
+    c.idle_until_ms = steady_now_ms() + static_cast<int64_t>(timeout * 1000);
   double left = static_cast<double>(c.idle_until_ms - steady_now_ms()) / 1000.0;
   if (left <= 0) co_return Wait::Close;
   if (!c.in.allocated()) c.in = w.buffers().acquire();
@@ -87,7 +88,8 @@ Task<bool> serve_request(ClientConnection& c) {
     if (ec) {
       bool timed_out = c.io_deadline.fired();
       c.io_deadline.disarm();
-      if (timed_out) co_return co_await respond_error(c, x, 408, "request header timeout", false, limits);
+      if (timed_out)
+        co_return co_await respond_error(c, x, 408, "request header timeout", false, limits);
       co_return false;  // the client went away mid-head
     }
     c.in.commit(n);
@@ -126,9 +128,10 @@ Task<> lingering_close(ClientConnection& c) {
   int64_t until = steady_now_ms() + static_cast<int64_t>(kLingerSeconds * 1000);
   while (steady_now_ms() < until) {
     c.in.clear();
-    IoStatus s = read_done(co_await async_read(c.socket, c.in, c.io_deadline,
-                                               static_cast<double>(until - steady_now_ms()) / 1000.0),
-                           c.in, c.io_deadline);
+    IoStatus s =
+        read_done(co_await async_read(c.socket, c.in, c.io_deadline,
+                                      static_cast<double>(until - steady_now_ms()) / 1000.0),
+                  c.in, c.io_deadline);
     if (s != IoStatus::Ok) break;
   }
 }

@@ -28,7 +28,7 @@ struct ClientConnection {
   uint16_t local_port = 0;
   std::array<uint8_t, 16> remote_bytes{};
   uint32_t requests = 0;
-  int64_t idle_until_ms = 0;  // end of the current wait for a request (0: not waiting)
+  int64_t idle_until_ms = 0;           // end of the current wait for a request (0: not waiting)
   bool needs_lingering_close = false;  // unread request bytes may still arrive
 };
 

@@ -161,6 +161,11 @@ ParseResult parse_fields(std::string_view buf, size_t& pos, size_t max_headers,
   return ParseResult::incomplete();
 }
 
+// HTTP/1.1 keeps the connection unless told "close"; HTTP/1.0 only when told "keep-alive".
+bool keeps_alive(int minor_version, std::string_view connection) {
+  return minor_version == 1 ? !has_token(connection, "close") : has_token(connection, "keep-alive");
+}
+
 }  // namespace
 
 bool iequals(std::string_view a, std::string_view b) {
@@ -182,8 +187,8 @@ bool has_token(std::string_view list, std::string_view token) {
 
 bool is_hop_by_hop(std::string_view name, std::string_view connection_value) {
   static constexpr std::string_view kFixed[] = {
-      "connection", "keep-alive", "proxy-connection", "te",
-      "trailer",    "transfer-encoding", "upgrade", "proxy-authenticate"};
+      "connection", "keep-alive",        "proxy-connection", "te",
+      "trailer",    "transfer-encoding", "upgrade",          "proxy-authenticate"};
   for (auto h : kFixed)
     if (iequals(name, h)) return true;
   return !connection_value.empty() && has_token(connection_value, name);
@@ -288,10 +293,7 @@ ParseResult parse_request(std::string_view buf, const RequestLimits& limits, Req
   }
 
   out.connection = f.connection;
-  if (out.minor_version == 1)
-    out.keep_alive = !has_token(f.connection, "close");
-  else
-    out.keep_alive = has_token(f.connection, "keep-alive");
+  out.keep_alive = keeps_alive(out.minor_version, f.connection);
   out.upgrade_websocket = f.upgrade_websocket && has_token(f.connection, "upgrade");
   out.expect_continue = false;
   if (!f.expect.empty()) {
@@ -343,8 +345,7 @@ ParseResult parse_response(std::string_view buf, size_t max_head, ResponseHead& 
     out.content_length = f.content_length;
   }
   out.connection = f.connection;
-  out.keep_alive = out.minor_version == 1 ? !has_token(f.connection, "close")
-                                          : has_token(f.connection, "keep-alive");
+  out.keep_alive = keeps_alive(out.minor_version, f.connection);
   return r;
 }
 

@@ -29,16 +29,23 @@ enum class Replaced { No, Drop, ForwardedFor };
 
 Replaced replaced_request_header(std::string_view n) {
   switch (n.size()) {
-    case 4: return iequals(n, "host") ? Replaced::Drop : Replaced::No;
-    case 6: return iequals(n, "expect") ? Replaced::Drop : Replaced::No;
-    case 9: return iequals(n, "x-real-ip") ? Replaced::Drop : Replaced::No;
-    case 14: return iequals(n, "content-length") ? Replaced::Drop : Replaced::No;
-    case 15: return iequals(n, "x-forwarded-for") ? Replaced::ForwardedFor : Replaced::No;
+    case 4:
+      return iequals(n, "host") ? Replaced::Drop : Replaced::No;
+    case 6:
+      return iequals(n, "expect") ? Replaced::Drop : Replaced::No;
+    case 9:
+      return iequals(n, "x-real-ip") ? Replaced::Drop : Replaced::No;
+    case 14:
+      return iequals(n, "content-length") ? Replaced::Drop : Replaced::No;
+    case 15:
+      return iequals(n, "x-forwarded-for") ? Replaced::ForwardedFor : Replaced::No;
     case 16:
       return iequals(n, "x-forwarded-host") || iequals(n, "x-forwarded-port") ? Replaced::Drop
-                                                                             : Replaced::No;
-    case 17: return iequals(n, "x-forwarded-proto") ? Replaced::Drop : Replaced::No;
-    default: return Replaced::No;
+                                                                              : Replaced::No;
+    case 17:
+      return iequals(n, "x-forwarded-proto") ? Replaced::Drop : Replaced::No;
+    default:
+      return Replaced::No;
   }
 }
 
@@ -65,9 +72,14 @@ void build_upstream_head(std::string& out, const RequestHead& r, const ClientFac
       continue;
     }
     switch (replaced_request_header(h.name)) {
-      case Replaced::No: append_header(out, h.name, h.value); break;
-      case Replaced::Drop: break;
-      case Replaced::ForwardedFor: has_chain = true; break;
+      case Replaced::No:
+        append_header(out, h.name, h.value);
+        break;
+      case Replaced::Drop:
+        break;
+      case Replaced::ForwardedFor:
+        has_chain = true;
+        break;
     }
   }
   // X-Forwarded-For: every value the client sent, in order, then the client itself.

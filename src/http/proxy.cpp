@@ -39,29 +39,47 @@ int failure_status(Failure f) {
   switch (f) {
     case Failure::ConnectTimeout:
     case Failure::ReadTimeout:
-    case Failure::SendTimeout: return 504;
-    case Failure::ClientTimeout: return 408;
-    case Failure::BodyTooLarge: return 413;
-    case Failure::BadBody: return 400;
-    case Failure::ClientGone: return 499;
-    default: return 502;
+    case Failure::SendTimeout:
+      return 504;
+    case Failure::ClientTimeout:
+      return 408;
+    case Failure::BodyTooLarge:
+      return 413;
+    case Failure::BadBody:
+      return 400;
+    case Failure::ClientGone:
+      return 499;
+    default:
+      return 502;
   }
 }
 
 const char* failure_text(Failure f) {
   switch (f) {
-    case Failure::None: return "no upstream node available";
-    case Failure::ConnectRefused: return "upstream connect failed";
-    case Failure::ConnectTimeout: return "upstream connect timed out";
-    case Failure::SendFailed: return "upstream send failed";
-    case Failure::SendTimeout: return "upstream send timed out";
-    case Failure::ReadTimeout: return "upstream read timed out";
-    case Failure::ReadFailed: return "upstream closed the connection";
-    case Failure::BadResponse: return "invalid upstream response";
-    case Failure::ClientGone: return "client closed the connection";
-    case Failure::ClientTimeout: return "request body timeout";
-    case Failure::BadBody: return "invalid chunked body";
-    case Failure::BodyTooLarge: return "request body too large";
+    case Failure::None:
+      return "no upstream node available";
+    case Failure::ConnectRefused:
+      return "upstream connect failed";
+    case Failure::ConnectTimeout:
+      return "upstream connect timed out";
+    case Failure::SendFailed:
+      return "upstream send failed";
+    case Failure::SendTimeout:
+      return "upstream send timed out";
+    case Failure::ReadTimeout:
+      return "upstream read timed out";
+    case Failure::ReadFailed:
+      return "upstream closed the connection";
+    case Failure::BadResponse:
+      return "invalid upstream response";
+    case Failure::ClientGone:
+      return "client closed the connection";
+    case Failure::ClientTimeout:
+      return "request body timeout";
+    case Failure::BadBody:
+      return "invalid chunked body";
+    case Failure::BodyTooLarge:
+      return "request body too large";
   }
   return "upstream failed";
 }
@@ -81,7 +99,8 @@ Task<Failure> read_response_head(UpstreamSide& up, Exchange& x, double timeout) 
       ub.compact();
       if (ub.writable() == 0) ub.grow(kMaxUpstreamHead);
     }
-    IoStatus s = read_done(co_await async_read(up.socket, ub, up.deadline, timeout), ub, up.deadline);
+    IoStatus s =
+        read_done(co_await async_read(up.socket, ub, up.deadline, timeout), ub, up.deadline);
     if (s == IoStatus::Timeout) co_return Failure::ReadTimeout;
     if (s != IoStatus::Ok) co_return Failure::ReadFailed;
   }
@@ -126,9 +145,9 @@ Task<Failure> connect(UpstreamSide& up, const config::Upstream& spec, bool allow
 
 Task<bool> send_100_continue(ClientConnection& c, const HttpLimits& limits) {
   static constexpr std::string_view k100 = "HTTP/1.1 100 Continue\r\n\r\n";
-  co_return write_done(co_await async_write_all(c.socket, asio::buffer(k100), c.io_deadline,
-                                                limits.send_timeout),
-                       c.io_deadline) == IoStatus::Ok;
+  co_return write_done(
+      co_await async_write_all(c.socket, asio::buffer(k100), c.io_deadline, limits.send_timeout),
+      c.io_deadline) == IoStatus::Ok;
 }
 
 // Reads until the read buffer holds `total` bytes (request head and whole body).
@@ -159,7 +178,7 @@ Task<bool> respond_error(ClientConnection& c, Exchange& x, int status, std::stri
   x.bytes_out += x.response_head.size();
   log_access(c, x);
   if (!keep) c.needs_lingering_close = true;
-  co_return keep && s == IoStatus::Ok;
+  co_return keep&& s == IoStatus::Ok;
 }
 
 Task<bool> proxy_request(ClientConnection& c, Exchange& x, const config::CompiledRoute& route,
@@ -176,14 +195,15 @@ Task<bool> proxy_request(ClientConnection& c, Exchange& x, const config::Compile
     plan = BodyPlan::Chunked;
   } else if (req.content_length > 0) {
     buffered = std::min<size_t>(c.in.size() - head, static_cast<size_t>(req.content_length));
-    plan = buffered == static_cast<size_t>(req.content_length) ? BodyPlan::InBuffer : BodyPlan::Stream;
+    plan =
+        buffered == static_cast<size_t>(req.content_length) ? BodyPlan::InBuffer : BodyPlan::Stream;
   }
   // A body that fits the read buffer is read whole before any upstream is involved (as nginx
   // buffers request bodies): the request stays replayable for retries, and a slow client holds
   // no upstream connection.
-  if (plan == BodyPlan::Stream && head + static_cast<size_t>(req.content_length) <= c.in.capacity()) {
-    if (req.expect_continue && buffered == 0 &&
-        !co_await send_100_continue(c, limits))
+  if (plan == BodyPlan::Stream &&
+      head + static_cast<size_t>(req.content_length) <= c.in.capacity()) {
+    if (req.expect_continue && buffered == 0 && !co_await send_100_continue(c, limits))
       co_return false;
     size_t total = head + static_cast<size_t>(req.content_length);
     if (c.in.size() + c.in.writable() < total) {
@@ -201,8 +221,9 @@ Task<bool> proxy_request(ClientConnection& c, Exchange& x, const config::Compile
     plan = BodyPlan::InBuffer;
   }
   const bool streamed_body = plan == BodyPlan::Stream || plan == BodyPlan::Chunked;
-  const bool retry_after_send = !streamed_body && (is_idempotent(req.method) || spec.retry_non_idempotent);
-  bool body_sent = false;  // a streamed body cannot be sent twice
+  const bool retry_after_send =
+      !streamed_body && (is_idempotent(req.method) || spec.retry_non_idempotent);
+  bool body_sent = false;           // a streamed body cannot be sent twice
   bool body_done = !streamed_body;  // the client's body was read to its end
 
   if (req.expect_continue && streamed_body && c.in.size() == head &&
@@ -213,7 +234,8 @@ Task<bool> proxy_request(ClientConnection& c, Exchange& x, const config::Compile
   upstream::TriedNodes tried;
   const int max_attempts = target.max_attempts();
   const int64_t retry_until =
-      spec.retry_timeout > 0 ? steady_now_ms() + static_cast<int64_t>(spec.retry_timeout * 1000) : 0;
+      spec.retry_timeout > 0 ? steady_now_ms() + static_cast<int64_t>(spec.retry_timeout * 1000)
+                             : 0;
   Failure failure = Failure::None;
   const int64_t up_start = now_us();
   const ClientFacts facts{c.remote_ip, c.local_port};
@@ -246,11 +268,13 @@ Task<bool> proxy_request(ClientConnection& c, Exchange& x, const config::Compile
       }
       if (streamed_body) {
         body_sent = true;
-        uint64_t remaining = plan == BodyPlan::Stream ? static_cast<uint64_t>(req.content_length) - buffered : 0;
+        uint64_t remaining =
+            plan == BodyPlan::Stream ? static_cast<uint64_t>(req.content_length) - buffered : 0;
         x.bytes_in += buffered;
         c.in.consume(head + buffered);
         head = buffered = 0;
-        failure = co_await stream_request_body(c, x, plan == BodyPlan::Chunked, remaining, up, spec, limits);
+        failure = co_await stream_request_body(c, x, plan == BodyPlan::Chunked, remaining, up, spec,
+                                               limits);
         if (failure != Failure::None) break;
         body_done = true;
       }
@@ -264,7 +288,8 @@ Task<bool> proxy_request(ClientConnection& c, Exchange& x, const config::Compile
     up.close();
     log::warn("upstream " + up.node->address + " failed for route " + route.id + ": " +
               failure_text(failure));
-    bool retry = is_connect_failure(failure) || (retry_after_send && failure != Failure::BadResponse);
+    bool retry =
+        is_connect_failure(failure) || (retry_after_send && failure != Failure::BadResponse);
     if (!retry) break;
   }
   x.upstream_us = now_us() - up_start;

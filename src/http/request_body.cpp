@@ -25,15 +25,15 @@ Task<Failure> stream_request_body(ClientConnection& c, Exchange& x, bool chunked
   if (!chunked) {
     while (remaining > 0) {
       if (c.in.empty()) {
-        IoStatus s = read_done(
-            co_await async_read(c.socket, c.in, c.io_deadline, limits.client_body_timeout, remaining),
-            c.in, c.io_deadline);
+        IoStatus s = read_done(co_await async_read(c.socket, c.in, c.io_deadline,
+                                                   limits.client_body_timeout, remaining),
+                               c.in, c.io_deadline);
         if (s != IoStatus::Ok) co_return client_failure(s);
       }
       size_t n = std::min<uint64_t>(c.in.size(), remaining);
       auto piece = asio::buffer(c.in.data(), n);
-      IoStatus s = write_done(co_await async_write_all(up.socket, piece, up.deadline, spec.send_timeout),
-                              up.deadline);
+      IoStatus s = write_done(
+          co_await async_write_all(up.socket, piece, up.deadline, spec.send_timeout), up.deadline);
       if (s != IoStatus::Ok) co_return upstream_failure(s);
       c.in.consume(n);
       remaining -= n;
@@ -47,9 +47,9 @@ Task<Failure> stream_request_body(ClientConnection& c, Exchange& x, bool chunked
   char size_line[24];
   while (true) {
     if (c.in.empty()) {
-      IoStatus s = read_done(
-          co_await async_read(c.socket, c.in, c.io_deadline, limits.client_body_timeout),
-          c.in, c.io_deadline);
+      IoStatus s =
+          read_done(co_await async_read(c.socket, c.in, c.io_deadline, limits.client_body_timeout),
+                    c.in, c.io_deadline);
       if (s != IoStatus::Ok) co_return client_failure(s);
     }
     auto step = dec.feed(c.in.view());
@@ -61,16 +61,16 @@ Task<Failure> stream_request_body(ClientConnection& c, Exchange& x, bool chunked
       int n = std::snprintf(size_line, sizeof(size_line), "%zx\r\n", step.data.size());
       std::array<asio::const_buffer, 3> bufs{asio::buffer(size_line, static_cast<size_t>(n)),
                                              asio::buffer(step.data), asio::buffer(kCrlf)};
-      IoStatus s = write_done(co_await async_write_all(up.socket, bufs, up.deadline, spec.send_timeout),
-                              up.deadline);
+      IoStatus s = write_done(
+          co_await async_write_all(up.socket, bufs, up.deadline, spec.send_timeout), up.deadline);
       if (s != IoStatus::Ok) co_return upstream_failure(s);
     }
     c.in.consume(step.consumed);
     x.bytes_in += step.consumed;
     if (step.status == ChunkedDecoder::Status::Done) {
-      IoStatus s = write_done(
-          co_await async_write_all(up.socket, asio::buffer(kLastChunk), up.deadline, spec.send_timeout),
-          up.deadline);
+      IoStatus s = write_done(co_await async_write_all(up.socket, asio::buffer(kLastChunk),
+                                                       up.deadline, spec.send_timeout),
+                              up.deadline);
       co_return s == IoStatus::Ok ? Failure::None : upstream_failure(s);
     }
   }

@@ -33,8 +33,8 @@ Task<bool> forward_unframed(ClientConnection& c, Exchange& x, UpstreamSide& up, 
   bool done = false;
   while (!done) {
     if (ub.empty()) {
-      IoStatus s = read_done(co_await async_read(up.socket, ub, up.deadline, spec.read_timeout),
-                             ub, up.deadline);
+      IoStatus s = read_done(co_await async_read(up.socket, ub, up.deadline, spec.read_timeout), ub,
+                             up.deadline);
       if (s == IoStatus::Eof && in == InFraming::UntilClose) {
         done = true;
       } else if (s != IoStatus::Ok) {
@@ -76,9 +76,10 @@ Task<bool> forward_unframed(ClientConnection& c, Exchange& x, UpstreamSide& up, 
     }
     if (done && rechunk) pieces.push_back(asio::buffer(kLastChunk));
     if (!pieces.empty()) {
-      IoStatus s = write_now(c.socket, pieces, x.unsent)
-                       ? x.unsent.status
-                       : co_await write_rest(c.socket, x.unsent, c.io_deadline, limits.send_timeout);
+      IoStatus s =
+          write_now(c.socket, pieces, x.unsent)
+              ? x.unsent.status
+              : co_await write_rest(c.socket, x.unsent, c.io_deadline, limits.send_timeout);
       if (s != IoStatus::Ok) co_return false;
     }
     x.bytes_out += payload;
@@ -93,19 +94,18 @@ Task<bool> forward_response(ClientConnection& c, Exchange& x, UpstreamSide& up,
                             const config::Upstream& spec, const config::HttpLimits& limits) {
   const ResponseHead& resp = x.resp;
   IoBuffer& ub = up.buf;
-  const bool no_body = x.method == "HEAD" || resp.status < 200 || resp.status == 204 ||
-                       resp.status == 304;
-  const InFraming in = no_body                       ? InFraming::None
-                       : resp.chunked                ? InFraming::Chunked
-                       : resp.content_length >= 0    ? InFraming::Length
-                                                     : InFraming::UntilClose;
+  const bool no_body =
+      x.method == "HEAD" || resp.status < 200 || resp.status == 204 || resp.status == 304;
+  const InFraming in = no_body                    ? InFraming::None
+                       : resp.chunked             ? InFraming::Chunked
+                       : resp.content_length >= 0 ? InFraming::Length
+                                                  : InFraming::UntilClose;
   const bool client_http10 = x.req.minor_version == 0;
   OutFraming out = OutFraming::None;
   if (in == InFraming::Length) out = OutFraming::Length;
   if (in == InFraming::Chunked || in == InFraming::UntilClose)
     out = client_http10 ? OutFraming::Close : OutFraming::Chunked;
-  const bool keep_alive = x.req.keep_alive && out != OutFraming::Close &&
-                          !c.worker.draining() &&
+  const bool keep_alive = x.req.keep_alive && out != OutFraming::Close && !c.worker.draining() &&
                           c.requests < static_cast<uint32_t>(limits.keepalive_requests) &&
                           limits.keepalive_timeout > 0;
   build_response_head(x.response_head, resp, out, keep_alive, client_http10);
@@ -116,7 +116,8 @@ Task<bool> forward_response(ClientConnection& c, Exchange& x, UpstreamSide& up,
 
   // The head goes out together with the first body bytes already read.
   size_t first = in == InFraming::Length ? std::min<uint64_t>(ub.size(), remaining) : 0;
-  std::array<asio::const_buffer, 2> head{asio::buffer(x.response_head), asio::buffer(ub.data(), first)};
+  std::array<asio::const_buffer, 2> head{asio::buffer(x.response_head),
+                                         asio::buffer(ub.data(), first)};
   IoStatus s = write_now(c.socket, head, x.unsent)
                    ? x.unsent.status
                    : co_await write_rest(c.socket, x.unsent, c.io_deadline, limits.send_timeout);
@@ -126,8 +127,8 @@ Task<bool> forward_response(ClientConnection& c, Exchange& x, UpstreamSide& up,
   remaining -= first;
 
   while (ok && remaining > 0) {
-    s = read_done(co_await async_read(up.socket, ub, up.deadline, spec.read_timeout, remaining),
-                  ub, up.deadline);
+    s = read_done(co_await async_read(up.socket, ub, up.deadline, spec.read_timeout, remaining), ub,
+                  up.deadline);
     if (s != IoStatus::Ok) {
       ok = false;
       break;
@@ -147,7 +148,7 @@ Task<bool> forward_response(ClientConnection& c, Exchange& x, UpstreamSide& up,
 
   up.release_connection(spec, ok && upstream_keep_alive && in != InFraming::UntilClose);
   log_access(c, x);
-  co_return ok && keep_alive;
+  co_return ok&& keep_alive;
 }
 
 }  // namespace portico::http

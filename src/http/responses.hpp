@@ -11,8 +11,7 @@ namespace portico::http {
 const char* status_reason(int status);
 
 // A complete response with a JSON body {"error_msg": "..."} (the APISIX shape).
-void build_error_response(std::string& out, int status, std::string_view message,
-                          bool keep_alive);
+void build_error_response(std::string& out, int status, std::string_view message, bool keep_alive);
 
 // Appends one JSON line describing the finished exchange to the worker's access log buffer.
 void log_access(ClientConnection& c, Exchange& x);

@@ -94,5 +94,4 @@ inline Task<IoStatus> write_rest(Socket& s, WriteRest& rest, Deadline& d, double
   co_return write_done(r, d);
 }
 
-
 }  // namespace portico::http

@@ -12,8 +12,18 @@ namespace portico::http {
 
 // Why an attempt failed; decides the status (502/504) and whether a retry is allowed.
 enum class Failure {
-  None, ConnectRefused, ConnectTimeout, SendFailed, SendTimeout, ReadTimeout, ReadFailed,
-  BadResponse, ClientGone, ClientTimeout, BadBody, BodyTooLarge
+  None,
+  ConnectRefused,
+  ConnectTimeout,
+  SendFailed,
+  SendTimeout,
+  ReadTimeout,
+  ReadFailed,
+  BadResponse,
+  ClientGone,
+  ClientTimeout,
+  BadBody,
+  BodyTooLarge
 };
 
 struct UpstreamSide {

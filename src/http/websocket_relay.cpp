@@ -16,8 +16,8 @@ Task<> pump(Socket& from, Socket& to, IoBuffer& buf, Deadline& idle, double time
   while (true) {
     idle.arm(timeout, &from, &to, true);
     buf.clear();
-    auto [ec, n] = co_await from.async_read_some(asio::buffer(buf.write_ptr(), buf.writable()),
-                                                 await_ec);
+    auto [ec, n] =
+        co_await from.async_read_some(asio::buffer(buf.write_ptr(), buf.writable()), await_ec);
     error_code ignored;
     if (ec) {
       if (ec == asio::error::eof) {

@@ -112,8 +112,8 @@ RouteIndex::RouteIndex(std::vector<RouteRule> rules) : rules_(std::move(rules)) 
           idx.exact[uri].push_back(std::move(e));
           continue;
         }
-        std::string_view literal =
-            param != std::string::npos ? std::string_view(uri).substr(0, param)
+        std::string_view literal = param != std::string::npos
+                                       ? std::string_view(uri).substr(0, param)
                                        : std::string_view(uri).substr(0, uri.size() - 1);
         e.static_len = static_cast<uint32_t>(literal.size());
         e.literal_len = static_cast<uint32_t>(

@@ -45,7 +45,6 @@ class RouteIndex {
   struct UriIndex;
 
  private:
-
   std::vector<RouteRule> rules_;
   StringMap<std::unique_ptr<UriIndex>> exact_hosts_;
   StringMap<std::unique_ptr<UriIndex>> wildcard_hosts_;  // "*.example.com" stored as ".example.com"

@@ -60,8 +60,8 @@ bool Cidr::contains(const std::array<uint8_t, 16>& addr) const {
 }
 
 uint32_t method_bit(std::string_view m) {
-  static constexpr std::string_view kNames[] = {"GET",     "POST",    "PUT",   "DELETE", "PATCH",
-                                                "HEAD",    "OPTIONS", "TRACE", "PURGE",  "CONNECT"};
+  static constexpr std::string_view kNames[] = {"GET",  "POST",    "PUT",   "DELETE", "PATCH",
+                                                "HEAD", "OPTIONS", "TRACE", "PURGE",  "CONNECT"};
   for (uint32_t i = 0; i < std::size(kNames); ++i)
     if (kNames[i] == m) return 1u << i;
   return 1u << 31;

@@ -17,8 +17,8 @@ void ConnectionPool::put(const Endpoint& node, Socket&& socket, uint32_t request
   if (max_idle == 0 || idle_timeout <= 0) return;  // socket closes as it goes out of scope
   auto& list = idle_[node];
   if (list.size() >= max_idle) return;
-  list.push_back({std::move(socket), requests,
-                  steady_now_ms() + static_cast<int64_t>(idle_timeout * 1000)});
+  list.push_back(
+      {std::move(socket), requests, steady_now_ms() + static_cast<int64_t>(idle_timeout * 1000)});
 }
 
 void ConnectionPool::expire(int64_t now_ms) {

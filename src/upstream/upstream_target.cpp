@@ -7,8 +7,9 @@ namespace portico::upstream {
 UpstreamTarget::UpstreamTarget(std::shared_ptr<const config::Upstream> spec,
                                std::vector<NodeTarget> nodes, int workers)
     : spec_(std::move(spec)), nodes_(std::move(nodes)) {
-  std::stable_sort(nodes_.begin(), nodes_.end(),
-                   [](const NodeTarget& a, const NodeTarget& b) { return a.priority > b.priority; });
+  std::stable_sort(nodes_.begin(), nodes_.end(), [](const NodeTarget& a, const NodeTarget& b) {
+    return a.priority > b.priority;
+  });
   for (size_t i = 0; i < nodes_.size();) {
     size_t j = i;
     while (j < nodes_.size() && nodes_[j].priority == nodes_[i].priority) ++j;

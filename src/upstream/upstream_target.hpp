@@ -63,7 +63,7 @@ class UpstreamTarget {
     std::vector<int64_t> current;
   };
   std::shared_ptr<const config::Upstream> spec_;
-  std::vector<NodeTarget> nodes_;  // sorted by priority, highest first
+  std::vector<NodeTarget> nodes_;                  // sorted by priority, highest first
   std::vector<std::pair<size_t, size_t>> levels_;  // [begin, end) into nodes_
   mutable std::vector<WorkerState> state_;
 };

@@ -43,7 +43,8 @@ routes:
     status: 1
     desc: anything
     labels: {team: im}
-)"), errors);
+)"),
+                              errors);
   ASSERT_TRUE(errors.empty()) << errors.to_string();
   ASSERT_EQ(set.upstreams.size(), 1u);
   const Upstream& u = *set.upstreams[0];
@@ -73,14 +74,12 @@ routes:
     upstream: {nodes: {"127.0.0.1:80": 1}, pass_host: rewrite}
     priority: high
 )");
-  for (const char* want : {"routes[0].upstream.nodes[0].port: must be 1..65535",
-                           "routes[1].id: duplicate id \"1\"",
-                           "routes[1].uris[0]: must start with '/'",
-                           "routes[1].methods: unknown method \"FETCH\"",
-                           "routes[1].upstream_id: unknown upstream \"nope\"",
-                           "routes[2].id: is required",
-                           "routes[2].upstream.upstream_host: is required when pass_host is rewrite",
-                           "routes[2].priority: must be an integer"})
+  for (const char* want :
+       {"routes[0].upstream.nodes[0].port: must be 1..65535", "routes[1].id: duplicate id \"1\"",
+        "routes[1].uris[0]: must start with '/'", "routes[1].methods: unknown method \"FETCH\"",
+        "routes[1].upstream_id: unknown upstream \"nope\"", "routes[2].id: is required",
+        "routes[2].upstream.upstream_host: is required when pass_host is rewrite",
+        "routes[2].priority: must be an integer"})
     EXPECT_NE(e.find(want), std::string::npos) << "missing: " << want << "\nin:\n" << e;
 }
 
@@ -124,7 +123,8 @@ node:
   client_max_body_size: 2m
   keepalive_timeout: 1m
 config: {file: /etc/portico/routes.yaml}
-)"), "/tmp/x/config.yaml", errors);
+)"),
+                             "/tmp/x/config.yaml", errors);
   ASSERT_TRUE(errors.empty()) << errors.to_string();
   EXPECT_EQ(c.listen.size(), 2u);
   EXPECT_EQ(c.listen[1].host, "::1");
@@ -144,10 +144,12 @@ node: {listen: ["nowhere"], workers: many, keepalive_timeout: soon}
 config: {provider: zookeeper}
 log: {level: loud}
 extra: 1
-)"), "c.yaml", errors);
+)"),
+                    "c.yaml", errors);
   std::string e = errors.to_string();
-  for (const char* want : {"node.listen[0]: must be \"ip:port\"", "node.workers: must be an integer",
-                           "node.keepalive_timeout: must be a duration", "config.provider: must be yaml",
-                           "log.level: must be one of", "extra: unknown field"})
+  for (const char* want :
+       {"node.listen[0]: must be \"ip:port\"", "node.workers: must be an integer",
+        "node.keepalive_timeout: must be a duration", "config.provider: must be yaml",
+        "log.level: must be one of", "extra: unknown field"})
     EXPECT_NE(e.find(want), std::string::npos) << "missing: " << want << "\nin:\n" << e;
 }

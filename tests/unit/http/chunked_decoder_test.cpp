@@ -49,9 +49,9 @@ TEST(ChunkedDecoder, StopsAtTheEndAndLeavesTheRest) {
 TEST(ChunkedDecoder, RejectsBadFraming) {
   EXPECT_EQ(decode("zz\r\nabc\r\n0\r\n\r\n"), "<error>");
   EXPECT_EQ(decode("\r\n"), "<error>");
-  EXPECT_EQ(decode("3\r\nabcX\r\n0\r\n\r\n"), "<error>");      // data longer than its size
+  EXPECT_EQ(decode("3\r\nabcX\r\n0\r\n\r\n"), "<error>");  // data longer than its size
   EXPECT_EQ(decode("-1\r\n"), "<error>");
-  EXPECT_EQ(decode("1000000000000000\r\n"), "<error>");        // 16 hex digits: too large
+  EXPECT_EQ(decode("1000000000000000\r\n"), "<error>");  // 16 hex digits: too large
   EXPECT_EQ(decode("3 x\r\nabc\r\n0\r\n\r\n"), "<error>");
   EXPECT_EQ(decode("3;\x01\r\nabc\r\n0\r\n\r\n"), "<error>");  // control char in extension
 }

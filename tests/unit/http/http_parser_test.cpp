@@ -33,7 +33,8 @@ TEST(HttpParser, IncompleteUntilEmptyLine) {
 
 TEST(HttpParser, RejectsContentLengthWithTransferEncoding) {
   RequestHead h;
-  auto r = parse("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", h);
+  auto r = parse(
+      "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", h);
   EXPECT_EQ(r.status, ParseStatus::Error);
   EXPECT_EQ(r.error_status, 400);
 }
@@ -42,7 +43,8 @@ TEST(HttpParser, RejectsDifferingDuplicateContentLength) {
   RequestHead h;
   auto r = parse("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n", h);
   EXPECT_EQ(r.error_status, 400);
-  auto same = parse("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n", h);
+  auto same =
+      parse("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n", h);
   EXPECT_EQ(same.status, ParseStatus::Done);
   EXPECT_EQ(h.content_length, 3);
 }
@@ -50,8 +52,11 @@ TEST(HttpParser, RejectsDifferingDuplicateContentLength) {
 TEST(HttpParser, RejectsNonNumericContentLength) {
   RequestHead h;
   EXPECT_EQ(parse("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +3\r\n\r\n", h).error_status, 400);
-  EXPECT_EQ(parse("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3 4\r\n\r\n", h).error_status, 400);
-  EXPECT_EQ(parse("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999\r\n\r\n", h).error_status, 400);
+  EXPECT_EQ(parse("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3 4\r\n\r\n", h).error_status,
+            400);
+  EXPECT_EQ(parse("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999\r\n\r\n", h)
+                .error_status,
+            400);
 }
 
 TEST(HttpParser, RejectsObsFold) {
@@ -79,11 +84,20 @@ TEST(HttpParser, RejectsControlCharactersInValues) {
 
 TEST(HttpParser, TransferEncodingRules) {
   RequestHead h;
-  EXPECT_EQ(parse("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", h).status, ParseStatus::Done);
+  EXPECT_EQ(parse("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", h).status,
+            ParseStatus::Done);
   EXPECT_TRUE(h.chunked);
-  EXPECT_EQ(parse("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", h).error_status, 501);
-  EXPECT_EQ(parse("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", h).error_status, 400);
-  EXPECT_EQ(parse("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", h).error_status, 400);
+  EXPECT_EQ(parse("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", h)
+                .error_status,
+            501);
+  EXPECT_EQ(parse("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", h)
+                .error_status,
+            400);
+  EXPECT_EQ(parse("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: "
+                  "chunked\r\n\r\n",
+                  h)
+                .error_status,
+            400);
   EXPECT_EQ(parse("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", h).error_status, 400);
 }
 
@@ -93,7 +107,8 @@ TEST(HttpParser, HostRules) {
   EXPECT_EQ(parse("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", h).error_status, 400);
   EXPECT_EQ(parse("GET / HTTP/1.0\r\n\r\n", h).status, ParseStatus::Done);
   EXPECT_FALSE(h.keep_alive);
-  EXPECT_EQ(parse("GET http://b.example/x?y HTTP/1.1\r\nHost: a\r\n\r\n", h).status, ParseStatus::Done);
+  EXPECT_EQ(parse("GET http://b.example/x?y HTTP/1.1\r\nHost: a\r\n\r\n", h).status,
+            ParseStatus::Done);
   EXPECT_EQ(h.host, "b.example");
   EXPECT_EQ(h.target, "/x?y");
 }
@@ -120,7 +135,11 @@ TEST(HttpParser, VersionRules) {
 
 TEST(HttpParser, ConnectionAndUpgrade) {
   RequestHead h;
-  ASSERT_EQ(parse("GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, close\r\nUpgrade: websocket\r\n\r\n", h).status, ParseStatus::Done);
+  ASSERT_EQ(
+      parse("GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, close\r\nUpgrade: websocket\r\n\r\n",
+            h)
+          .status,
+      ParseStatus::Done);
   EXPECT_TRUE(h.upgrade_websocket);
   EXPECT_FALSE(h.keep_alive);
   EXPECT_TRUE(is_hop_by_hop("Keep-Alive", ""));
@@ -130,19 +149,27 @@ TEST(HttpParser, ConnectionAndUpgrade) {
 
 TEST(HttpParser, ExpectContinue) {
   RequestHead h;
-  ASSERT_EQ(parse("POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n", h).status, ParseStatus::Done);
+  ASSERT_EQ(
+      parse("POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n", h)
+          .status,
+      ParseStatus::Done);
   EXPECT_TRUE(h.expect_continue);
   EXPECT_EQ(parse("POST / HTTP/1.1\r\nHost: a\r\nExpect: something\r\n\r\n", h).error_status, 417);
 }
 
 TEST(HttpParser, ParsesResponses) {
   ResponseHead r;
-  ASSERT_EQ(parse_response("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", 4096, r).status, ParseStatus::Done);
+  ASSERT_EQ(parse_response("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", 4096, r).status,
+            ParseStatus::Done);
   EXPECT_EQ(r.status, 200);
   EXPECT_EQ(r.content_length, 5);
   EXPECT_EQ(r.head_size, 38u);
   ASSERT_EQ(parse_response("HTTP/1.0 204\r\n\r\n", 4096, r).status, ParseStatus::Done);
   EXPECT_FALSE(r.keep_alive);
-  EXPECT_EQ(parse_response("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", 4096, r).error_status, 502);
+  EXPECT_EQ(
+      parse_response("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+                     4096, r)
+          .error_status,
+      502);
   EXPECT_EQ(parse_response("HTTP/1.1 2000 OK\r\n\r\n", 4096, r).error_status, 502);
 }

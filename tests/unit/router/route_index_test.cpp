@@ -35,7 +35,8 @@ std::string match(const RouteIndex& idx, std::string_view path, std::string_view
 }  // namespace
 
 TEST(RouteIndex, ExactBeatsPrefixAndParam) {
-  RouteIndex idx({rule("prefix", {"/api/*"}), rule("param", {"/api/:x"}), rule("exact", {"/api/users"})});
+  RouteIndex idx(
+      {rule("prefix", {"/api/*"}), rule("param", {"/api/:x"}), rule("exact", {"/api/users"})});
   EXPECT_EQ(match(idx, "/api/users"), "exact");
   EXPECT_EQ(match(idx, "/api/other"), "param");
   EXPECT_EQ(match(idx, "/api/a/b"), "prefix");
@@ -48,8 +49,8 @@ TEST(RouteIndex, LongestLiteralPrefixWins) {
   EXPECT_EQ(match(idx, "/a/b/c"), "long");
   EXPECT_EQ(match(idx, "/a/x"), "short");
   EXPECT_EQ(match(idx, "/zzz"), "root");
-  EXPECT_EQ(match(idx, "/a/"), "short");   // "/a/*" matches an empty rest
-  EXPECT_EQ(match(idx, "/a"), "root");     // but not "/a" itself
+  EXPECT_EQ(match(idx, "/a/"), "short");  // "/a/*" matches an empty rest
+  EXPECT_EQ(match(idx, "/a"), "root");    // but not "/a" itself
 }
 
 TEST(RouteIndex, PrefixWithoutSlashMatchesInsideSegment) {
@@ -89,7 +90,8 @@ TEST(RouteIndex, PriorityDoesNotBeatAMoreSpecificUri) {
 
 TEST(RouteIndex, HostSpecificityComesFirst) {
   RouteIndex idx({rule("any", {"/login"}), rule("wild", {"/*"}, {"*.example.com"}),
-                  rule("deep", {"/*"}, {"*.api.example.com"}), rule("exact", {"/*"}, {"api.example.com"})});
+                  rule("deep", {"/*"}, {"*.api.example.com"}),
+                  rule("exact", {"/*"}, {"api.example.com"})});
   EXPECT_EQ(match(idx, "/login", "api.example.com"), "exact");
   EXPECT_EQ(match(idx, "/login", "www.example.com"), "wild");
   EXPECT_EQ(match(idx, "/login", "v1.api.example.com"), "deep");
@@ -130,7 +132,8 @@ TEST(RouteIndex, ManyRoutes) {
   for (int i = 0; i < 10000; ++i) {
     rules.push_back(rule("e" + std::to_string(i), {"/exact/" + std::to_string(i)}));
     rules.push_back(rule("p" + std::to_string(i), {"/prefix/" + std::to_string(i) + "/*"}));
-    rules.push_back(rule("h" + std::to_string(i), {"/*"}, {"h" + std::to_string(i) + ".example.com"}));
+    rules.push_back(
+        rule("h" + std::to_string(i), {"/*"}, {"h" + std::to_string(i) + ".example.com"}));
   }
   RouteIndex idx(std::move(rules));
   EXPECT_EQ(match(idx, "/exact/9999"), "e9999");
@@ -167,5 +170,6 @@ TEST(RouteExplain, NamesTheWinnerAndNearMisses) {
   std::string text = format_explanation(idx, e);
   EXPECT_NE(text.find("match: route catch-all"), std::string::npos) << text;
   EXPECT_NE(text.find("route post-only: method GET not in [POST]"), std::string::npos) << text;
-  EXPECT_NE(text.find("route other-uri: uri \"/e\" does not match [/zzz]"), std::string::npos) << text;
+  EXPECT_NE(text.find("route other-uri: uri \"/e\" does not match [/zzz]"), std::string::npos)
+      << text;
 }

@@ -7,7 +7,8 @@
 using namespace portico::upstream;
 
 namespace {
-UpstreamTarget make(std::vector<std::pair<int, int>> weight_priority, std::optional<int> retries = {}) {
+UpstreamTarget make(std::vector<std::pair<int, int>> weight_priority,
+                    std::optional<int> retries = {}) {
   auto spec = std::make_shared<portico::config::Upstream>();
   spec->retries = retries;
   std::vector<NodeTarget> nodes;
@@ -26,7 +27,8 @@ TEST(UpstreamTarget, SmoothWeightedRoundRobin) {
   auto u = make({{5, 0}, {1, 0}, {1, 0}});
   std::string seq;
   TriedNodes none;
-  for (int i = 0; i < 7; ++i) seq += u.nodes()[static_cast<size_t>(u.pick(0, none))].address.substr(1);
+  for (int i = 0; i < 7; ++i)
+    seq += u.nodes()[static_cast<size_t>(u.pick(0, none))].address.substr(1);
   EXPECT_EQ(seq, "0010200");  // nginx's smooth sequence for weights 5,1,1
 }
 
@@ -55,7 +57,8 @@ TEST(UpstreamTarget, HigherPriorityFirstLowerOnlyWhenTried) {
 TEST(UpstreamTarget, ZeroWeightNodesGetNoTraffic) {
   auto u = make({{0, 0}, {1, 0}});
   TriedNodes tried;
-  for (int i = 0; i < 5; ++i) EXPECT_EQ(u.nodes()[static_cast<size_t>(u.pick(0, tried))].address, "n1");
+  for (int i = 0; i < 5; ++i)
+    EXPECT_EQ(u.nodes()[static_cast<size_t>(u.pick(0, tried))].address, "n1");
 }
 
 TEST(UpstreamTarget, RetriesDefaultToNodesMinusOne) {
