@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets under tests/fuzz with clang (ASan + UBSan) and runs each for a
+# while. Not part of `make test` (it needs clang and takes minutes); run it after touching a
+# parser.   usage: scripts/fuzz.sh [seconds per target, default 60]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS=${1:-60}
+command -v clang++ >/dev/null || { echo "needs clang (apt-get install clang)" >&2; exit 1; }
+OUT=build-fuzz
+mkdir -p "$OUT"
+FLAGS="-std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Isrc"
+clang++ $FLAGS tests/fuzz/http_head_fuzz.cpp src/http/http_parser.cpp src/http/chunked_decoder.cpp \
+  -o "$OUT/http_head_fuzz"
+mkdir -p "$OUT/corpus-http_head"
+cp -n tests/fuzz/corpus/http_head/* "$OUT/corpus-http_head/" 2>/dev/null || true
+"$OUT/http_head_fuzz" -max_total_time="$SECS" -max_len=8192 "$OUT/corpus-http_head"
