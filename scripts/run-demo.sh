@@ -7,6 +7,10 @@ cd "$(dirname "$0")/.."
 
 python3 scripts/demo_backend.py 9100 &
 BACKEND=$!
+for _ in $(seq 1 50); do
+  curl -fs -o /dev/null http://127.0.0.1:9100/ && break
+  sleep 0.1
+done
 "$BIN" start -c "$CONFIG" &
 GATEWAY=$!
 trap 'kill -TERM $GATEWAY $BACKEND 2>/dev/null; wait $GATEWAY $BACKEND 2>/dev/null; exit 0' INT TERM

@@ -9,6 +9,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <csignal>
+#include <cstdio>
 #include <thread>
 
 #include "core/log.hpp"
@@ -112,8 +113,10 @@ Task<> Server::watch_files() {
 
 Task<> Server::drain() {
   draining_ = true;
-  log::info("draining: no new connections, finishing in-flight requests (up to " +
-            std::to_string(node_.shutdown_timeout) + "s)");
+  char grace[32];
+  std::snprintf(grace, sizeof(grace), "%g", node_.shutdown_timeout);
+  log::info(std::string("draining: no new connections, finishing in-flight requests (up to ") +
+            grace + " s)");
   for (auto& w : workers_) w->begin_drain();
   auto deadline = std::chrono::steady_clock::now() +
                   std::chrono::milliseconds(static_cast<int64_t>(node_.shutdown_timeout * 1000));
