@@ -10,6 +10,12 @@
 #include "router/path_normalizer.hpp"
 #include "router/route_explain.hpp"
 
+// jemalloc options (read by the allocator at start-up): a background thread hands freed memory
+// back to the kernel within seconds even while workers idle, so a burst of connections leaves
+// no lasting RSS behind.
+extern "C" const char* malloc_conf;
+const char* malloc_conf = "background_thread:true,dirty_decay_ms:2000,muzzy_decay_ms:2000";
+
 namespace {
 
 constexpr const char* kDefaultConfig = "conf/config.yaml";
