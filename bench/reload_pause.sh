@@ -35,6 +35,12 @@ run() { taskset -c 1 wrk -t1 -c20 -d"${SECS}s" --latency "http://127.0.0.1:19301
              END {printf "req/s %s  p50 %s  p99 %s  max %s\n", rps, p50, p99, max}'; }
 echo "routes loaded: $ROUTES"
 echo "quiet:          $(run)"
+# Control: no reload, but an unrelated process burning one core for the same share of time.
+# On a 2-vCPU VM this alone moves p99, which tells what part of the effect is the machine.
+( for i in $(seq 1 $((SECS / INTERVAL))); do timeout 1.8 sh -c 'while :; do :; done'; sleep 0.2; done ) &
+SPIN=$!
+echo "CPU spinner:    $(run)"
+wait "$SPIN" || true
 ( for i in $(seq 1 $((SECS / INTERVAL))); do echo "# reload $i" >>"$WORK/routes.yaml"; sleep "$INTERVAL"; done ) &
 LOOP=$!
 echo "reload each ${INTERVAL}s: $(run)"

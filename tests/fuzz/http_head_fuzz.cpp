@@ -40,7 +40,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     while (!piece.empty()) {
       auto s = dec.feed(piece);
       if (s.consumed > piece.size()) __builtin_trap();
-      if (s.status == ChunkedDecoder::Status::Data && s.data.size() > piece.size()) __builtin_trap();
+      if (s.status == ChunkedDecoder::Status::Data && s.data.size() > piece.size())
+        __builtin_trap();
       if (s.status == ChunkedDecoder::Status::Error || s.status == ChunkedDecoder::Status::Done)
         return 0;
       if (s.consumed == 0 && s.status != ChunkedDecoder::Status::Data) __builtin_trap();  // stuck
