@@ -23,10 +23,10 @@ enum class Wait { Ready, Close, Park };
 
 Task<> run_session(std::unique_ptr<ClientConnection> c);
 
-// Waits (for at most kBufferedIdleSeconds) for the first bytes of the next request.
-Task<Wait> wait_for_request(ClientConnection& c, const config::HttpLimits& limits) {
+// Waits (for at most kBufferedIdleSeconds) for the first bytes of the next request, `timeout`
+// seconds in all (taken by value: the snapshot it came from may be replaced meanwhile).
+Task<Wait> wait_for_request(ClientConnection& c, double timeout) {
   Worker& w = c.worker;
-  double timeout = c.requests == 0 ? limits.client_header_timeout : limits.keepalive_timeout;
   if (c.idle_until_ms == 0)
     c.idle_until_ms = steady_now_ms() + static_cast<int64_t>(timeout * 1000);
   double left = static_cast<double>(c.idle_until_ms - steady_now_ms()) / 1000.0;
@@ -141,9 +141,10 @@ Task<> run_session(std::unique_ptr<ClientConnection> conn) {
   Worker& w = c.worker;
   try {
     while (true) {
-      const config::HttpLimits& limits = w.snapshot()->limits;
       if (c.in.empty()) {
-        Wait next = co_await wait_for_request(c, limits);
+        const config::HttpLimits& limits = w.snapshot()->limits;
+        double timeout = c.requests == 0 ? limits.client_header_timeout : limits.keepalive_timeout;
+        Wait next = co_await wait_for_request(c, timeout);
         if (next == Wait::Park) {
           park(std::move(conn));
           co_return;
