@@ -11,17 +11,8 @@ PATH_Q="/api/v1/users/12345/profile?lang=en&fields=name,avatar,level&page=2"
 for b in valgrind callgrind_control callgrind_annotate nginx wrk; do
   command -v "$b" >/dev/null || { echo "missing $b (apt-get install valgrind nginx wrk)" >&2; exit 1; }
 done
-WORK=$(mktemp -d /tmp/portico-cg.XXXXXX)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill -TERM -- "-$p" 2>/dev/null || true; done; sleep 0.5; [[ -n ${KEEP:-} ]] || rm -rf "$WORK"; }
-trap cleanup EXIT
-mkdir -p "$WORK/logs"
-cat >"$WORK/up.conf" <<CONF
-worker_processes 1; daemon off; master_process off; error_log $WORK/logs/up.log; pid $WORK/up.pid;
-events { worker_connections 1024; }
-http { access_log off; keepalive_requests 1000000;
-  server { listen 127.0.0.1:19001; location / { return 200 "hello"; } } }
-CONF
+source "$HERE/lib.sh"
+bench_setup cg
 cat >"$WORK/proxy.conf" <<CONF
 worker_processes 1; daemon off; master_process off; error_log $WORK/logs/px.log; pid $WORK/px.pid;
 events { worker_connections 1024; }
@@ -39,7 +30,7 @@ mkdir -p "$WORK/many"
 cp "$WORK/config.yaml" "$WORK/many/config.yaml"
 python3 "$HERE/make_routes.py" "${MANY_ROUTES:-10000}" 19001 >"$WORK/many/routes.yaml"
 
-setsid nginx -p "$WORK" -c "$WORK/up.conf" & PIDS+=($!)
+start_upstream 19001
 measure() {  # name port cmd...
   local name=$1 port=$2; shift 2
   setsid valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$WORK/cg.$name" "$@" \

@@ -11,23 +11,14 @@ ROUTES=${2:-50000}
 SECS=${3:-15}
 INTERVAL=${INTERVAL:-2}  # seconds between two rewrites of routes.yaml
 PATH_Q="/api/v1/users/12345/profile?lang=en"
-WORK=$(mktemp -d /tmp/portico-reload.XXXXXX)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill -TERM -- "-$p" 2>/dev/null || true; done; sleep 0.5; rm -rf "$WORK"; }
-trap cleanup EXIT
-mkdir -p "$WORK/logs"
-cat >"$WORK/up.conf" <<CONF
-worker_processes 1; daemon off; master_process off; error_log $WORK/logs/up.log; pid $WORK/up.pid;
-events { worker_connections 1024; }
-http { access_log off; keepalive_requests 1000000;
-  server { listen 127.0.0.1:19002; location / { return 200 "hello"; } } }
-CONF
+source "$HERE/lib.sh"
+bench_setup reload
 cat >"$WORK/config.yaml" <<YAML
 node: {listen: ["127.0.0.1:19301"], workers: 1}
 log: {access: "off", error: "$WORK/logs/portico.log"}
 YAML
 python3 "$HERE/make_routes.py" "$ROUTES" 19002 >"$WORK/routes.yaml"
-setsid taskset -c 1 nginx -p "$WORK" -c "$WORK/up.conf" & PIDS+=($!)
+start_upstream 19002 1
 setsid "$BIN" start -c "$WORK/config.yaml" & PIDS+=($!)
 for _ in $(seq 1 200); do curl -s -o /dev/null "http://127.0.0.1:19301$PATH_Q" && break; sleep 0.1; done
 run() { taskset -c 1 wrk -t1 -c20 -d"${SECS}s" --latency "http://127.0.0.1:19301$PATH_Q" |
