@@ -5,7 +5,7 @@ set -euo pipefail
 
 PACKAGES=(
   build-essential cmake ccache pkg-config git
-  libboost1.81-dev libssl-dev libyaml-cpp-dev nlohmann-json3-dev libjemalloc-dev
+  libboost1.81-dev libssl-dev libyaml-dev nlohmann-json3-dev libjemalloc-dev
   libgtest-dev
   python3 python3-pytest python3-requests python3-websockets python3-yaml
   curl procps iproute2 util-linux
