@@ -191,3 +191,36 @@ def test_small_body_sent_late_after_a_large_pipelined_request(gateway, upstream)
     second = up.requests[-1]
     assert second.target == "/second" and second.body == body
     assert second.header("x-check") == "intact-value"
+
+
+def test_upstream_keepalive_pool_limits(gateway, upstream):
+    up = upstream()
+    gw = gateway({"routes": [route("/*", [(up.port,)],
+                                   upstream={"keepalive_pool": {"size": 4, "idle_timeout": 1,
+                                                                "requests": 3}})]})
+    with requests.Session() as s:
+        for _ in range(6):
+            assert s.get(gw.url("/k")).status_code == 200
+    assert up.connections == 2  # a connection carries 3 requests, then a new one is opened
+    time.sleep(2.5)  # idle past idle_timeout: the pooled connection is closed
+    assert requests.get(gw.url("/k")).status_code == 200
+    assert up.connections == 3
+
+
+def test_http10_client_keepalive(gateway, upstream):
+    up = upstream()
+    gw = gateway({"routes": [route("/*", [(up.port,)])]})
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as s:
+        s.sendall(b"GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        first = b""
+        while b"}" not in first:
+            first += s.recv(65536)
+        assert b"Connection: keep-alive" in first
+        s.sendall(b"GET /b HTTP/1.0\r\n\r\n")  # no keep-alive asked: closed after the answer
+        rest = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            rest += chunk
+    assert rest.startswith(b"HTTP/1.1 200") and b"Connection: close" in rest
