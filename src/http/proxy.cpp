@@ -178,7 +178,7 @@ Task<bool> respond_error(ClientConnection& c, Exchange& x, int status, std::stri
   x.bytes_out += x.response_head.size();
   log_access(c, x);
   if (!keep) c.needs_lingering_close = true;
-  co_return keep&& s == IoStatus::Ok;
+  co_return keep && (s == IoStatus::Ok);
 }
 
 Task<bool> proxy_request(ClientConnection& c, Exchange& x, const config::CompiledRoute& route,
