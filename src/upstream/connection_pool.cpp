@@ -32,10 +32,4 @@ void ConnectionPool::expire(int64_t now_ms) {
   }
 }
 
-size_t ConnectionPool::idle_count() const {
-  size_t n = 0;
-  for (const auto& [_, list] : idle_) n += list.size();
-  return n;
-}
-
 }  // namespace portico::upstream

@@ -25,7 +25,6 @@ class ConnectionPool {
   // Closes connections idle past their timeout.
   void expire(int64_t now_ms);
   void clear() { idle_.clear(); }
-  size_t idle_count() const;
 
  private:
   std::unordered_map<Endpoint, std::vector<PooledConnection>> idle_;

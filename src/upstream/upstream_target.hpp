@@ -33,10 +33,6 @@ class TriedNodes {
       more_[i] = true;
     }
   }
-  void clear() {
-    bits_ = 0;
-    more_.clear();
-  }
 
  private:
   uint64_t bits_ = 0;
