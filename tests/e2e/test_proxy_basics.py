@@ -9,22 +9,27 @@ import requests
 from conftest import route
 
 
+def read_to_close(s):
+    """Everything the peer sends until it closes (or the socket's timeout passes)."""
+    out = b""
+    while True:
+        try:
+            chunk = s.recv(65536)
+        except socket.timeout:
+            break
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
 def raw(port, data, read_until_close=True, timeout=5):
     """Sends raw bytes and returns everything the gateway answers until it closes."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
         s.sendall(data)
         if not read_until_close:
             return s.recv(65536)
-        out = b""
-        while True:
-            try:
-                chunk = s.recv(65536)
-            except socket.timeout:
-                break
-            if not chunk:
-                break
-            out += chunk
-        return out
+        return read_to_close(s)
 
 
 def test_get_is_proxied_with_forwarding_headers(gateway, upstream):
@@ -181,12 +186,7 @@ def test_small_body_sent_late_after_a_large_pipelined_request(gateway, upstream)
         s.sendall(first + second_head + body[:100])
         time.sleep(0.3)
         s.sendall(body[100:])
-        out = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            out += chunk
+        out = read_to_close(s)
     assert out.count(b"HTTP/1.1 200") == 2
     second = up.requests[-1]
     assert second.target == "/second" and second.body == body
@@ -217,10 +217,5 @@ def test_http10_client_keepalive(gateway, upstream):
             first += s.recv(65536)
         assert b"Connection: keep-alive" in first
         s.sendall(b"GET /b HTTP/1.0\r\n\r\n")  # no keep-alive asked: closed after the answer
-        rest = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            rest += chunk
+        rest = read_to_close(s)
     assert rest.startswith(b"HTTP/1.1 200") and b"Connection: close" in rest
