@@ -37,6 +37,7 @@ struct UpstreamSide {
   // Returns the connection to the worker's pool when the exchange left it clean.
   void release_connection(const config::Upstream& spec, bool reusable) {
     if (reusable && buf.empty() && requests + 1 < static_cast<uint32_t>(spec.keepalive_requests)) {
+      // The pool takes the socket or closes it; either way this side is left without one.
       worker.pool().put(node->endpoint, std::move(socket), requests + 1,
                         spec.keepalive_idle_timeout, static_cast<size_t>(spec.keepalive_size));
       socket = Socket(worker.executor());

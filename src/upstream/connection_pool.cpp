@@ -12,9 +12,9 @@ std::optional<PooledConnection> ConnectionPool::take(const Endpoint& node) {
   return c;
 }
 
-void ConnectionPool::put(const Endpoint& node, Socket&& socket, uint32_t requests,
+void ConnectionPool::put(const Endpoint& node, Socket socket, uint32_t requests,
                          double idle_timeout, size_t max_idle) {
-  if (max_idle == 0 || idle_timeout <= 0) return;  // socket closes as it goes out of scope
+  if (max_idle == 0 || idle_timeout <= 0) return;  // `socket` closes as it goes out of scope
   auto& list = idle_[node];
   if (list.size() >= max_idle) return;
   list.push_back(

@@ -20,7 +20,7 @@ class ConnectionPool {
  public:
   std::optional<PooledConnection> take(const Endpoint& node);
   // Keeps the connection unless the node already has `max_idle` idle ones.
-  void put(const Endpoint& node, Socket&& socket, uint32_t requests, double idle_timeout,
+  void put(const Endpoint& node, Socket socket, uint32_t requests, double idle_timeout,
            size_t max_idle);
   // Closes connections idle past their timeout.
   void expire(int64_t now_ms);
