@@ -113,22 +113,13 @@ int cmd_route_explain(const Args& a) {
   portico::config::NodeConfig node;
   auto snap = load_all(a.config, node);
   if (!snap) return 1;
-  std::string scratch;
-  std::string_view path;
-  std::string target = a.uri.substr(0, a.uri.find('?'));
-  if (!portico::router::normalize_path(target, scratch, path)) {
-    std::cerr << "invalid uri " << a.uri << "\n";
+  portico::router::ExplainQuery q{a.method, a.host, a.uri, a.remote_addr};
+  portico::router::Explanation e;
+  std::string error;
+  if (!portico::router::explain_query(snap->router, q, e, error)) {
+    std::cerr << error << "\n";
     return 1;
   }
-  portico::router::MatchInput in;
-  in.method = a.method;
-  in.host = a.host;
-  in.path = path;
-  if (!a.remote_addr.empty()) {
-    in.remote = portico::router::address_bytes(a.remote_addr);
-    in.has_remote = true;
-  }
-  auto e = portico::router::explain(snap->router, in);
   std::cout << portico::router::format_explanation(snap->router, e);
   return e.winner == portico::router::RouteIndex::kNoMatch ? 2 : 0;
 }

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "config/common_fields.hpp"
 #include "config/yaml_json.hpp"
 
 namespace portico::config {
@@ -30,6 +31,38 @@ bool parse_listen(const std::string& s, ListenAddress& out) {
 void read_listen(ObjectReader& r, std::string_view key, ListenAddress& out) {
   auto s = r.string(key);
   if (s && !parse_listen(*s, out)) r.error(key, "must be \"ip:port\"");
+}
+
+void read_etcd(const json& value, const std::string& path, EtcdSettings& out, Errors& errors) {
+  ObjectReader e(value, path, errors);
+  if (e.has("endpoints")) out.endpoints = e.string_list("endpoints");
+  if (out.endpoints.empty()) e.error("endpoints", "needs at least one endpoint");
+  for (size_t i = 0; i < out.endpoints.size(); ++i) {
+    const std::string& url = out.endpoints[i];
+    if (url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0)
+      errors.add(path + ".endpoints[" + std::to_string(i) + "]",
+                 "must be an http:// or https:// URL");
+  }
+  out.prefix = e.string_or("prefix", out.prefix);
+  if (out.prefix.empty() || out.prefix.front() != '/' || out.prefix.back() == '/')
+    e.error("prefix", "must start with / and not end with /");
+  out.user = e.string_or("user", "");
+  out.password = e.string_or("password", "");
+  if (out.user.empty() != out.password.empty())
+    e.error(out.user.empty() ? "user" : "password", "user and password go together");
+  if (const json* t = e.raw("tls")) {
+    ObjectReader tls(*t, e.child_path("tls"), errors);
+    out.tls.verify = tls.boolean_or("verify", true);
+    out.tls.ca = tls.string_or("ca", "");
+    out.tls.cert = tls.string_or("cert", "");
+    out.tls.key = tls.string_or("key", "");
+    if (out.tls.cert.empty() != out.tls.key.empty())
+      tls.error(out.tls.cert.empty() ? "cert" : "key", "cert and key go together");
+    tls.finish();
+  }
+  out.timeout = e.duration_or("timeout", out.timeout, 0.1, 300);
+  out.startup_timeout = e.duration_or("startup_timeout", out.startup_timeout, 0, 86400);
+  e.finish();
 }
 
 }  // namespace
@@ -93,7 +126,22 @@ NodeConfig parse_node_config(const json& doc, const std::string& path, Errors& e
   {
     ObjectReader a(section("admin"), "admin", errors);
     read_listen(a, "listen", c.admin_listen);
-    c.admin_keys = a.string_list("keys");
+    if (const json* keys = a.raw("keys")) {
+      if (!keys->is_array()) a.error("keys", "must be a list of {key, role}");
+      for (size_t i = 0; keys->is_array() && i < keys->size(); ++i) {
+        ObjectReader k((*keys)[i], a.child_path("keys") + "[" + std::to_string(i) + "]", errors);
+        AdminKey key{k.string_or("key", ""), k.string_or("role", "admin")};
+        if (key.key.size() < 16) k.error("key", "must be at least 16 characters");
+        if (key.role != "admin" && key.role != "viewer") k.error("role", "must be admin or viewer");
+        k.finish();
+        c.admin_keys.push_back(std::move(key));
+      }
+    }
+    if (a.has("allow")) c.admin_allow = a.string_list("allow");
+    for (size_t i = 0; i < c.admin_allow.size(); ++i)
+      if (!valid_cidr(c.admin_allow[i]))
+        errors.add("admin.allow[" + std::to_string(i) + "]", "must be an IP address or CIDR");
+    c.admin_max_body = a.size_or("max_body", c.admin_max_body, 1024, int64_t{1} << 30);
     a.finish();
   }
   {
@@ -104,7 +152,8 @@ NodeConfig parse_node_config(const json& doc, const std::string& path, Errors& e
   {
     ObjectReader cfg(section("config"), "config", errors);
     c.provider = cfg.string_or("provider", "yaml");
-    if (c.provider != "yaml") cfg.error("provider", "must be yaml (etcd is not available yet)");
+    if (c.provider != "yaml" && c.provider != "etcd") cfg.error("provider", "must be yaml or etcd");
+    if (const json* e = cfg.raw("etcd")) read_etcd(*e, "config.etcd", c.etcd, errors);
     std::string file = cfg.string_or("file", "routes.yaml");
     std::filesystem::path base = std::filesystem::path(path).parent_path();
     c.routes_file = std::filesystem::path(file).is_absolute() ? file : (base / file).string();

@@ -28,6 +28,28 @@ struct HttpLimits {
   double websocket_idle_timeout = 3600;       // a relayed WebSocket with no traffic is closed
 };
 
+struct AdminKey {
+  std::string key;
+  std::string role;  // "admin" (read/write) or "viewer" (read only)
+};
+
+struct EtcdTls {
+  bool verify = true;
+  std::string ca;    // PEM file; empty: the system store
+  std::string cert;  // client certificate (mutual TLS), optional
+  std::string key;
+};
+
+struct EtcdSettings {
+  std::vector<std::string> endpoints{"http://127.0.0.1:2379"};
+  std::string prefix = "/portico";
+  std::string user;
+  std::string password;
+  EtcdTls tls;
+  double timeout = 5;           // seconds per request
+  double startup_timeout = 30;  // start-up waits this long for the first full read
+};
+
 struct NodeConfig {
   std::string path;  // the config file itself
   std::vector<ListenAddress> listen;
@@ -35,10 +57,13 @@ struct NodeConfig {
   double shutdown_timeout = 10;
   HttpLimits http;
   ListenAddress admin_listen{"127.0.0.1", 9180};
-  std::vector<std::string> admin_keys;
+  std::vector<AdminKey> admin_keys;
+  std::vector<std::string> admin_allow{"127.0.0.0/8", "::1/128"};
+  int64_t admin_max_body = 1024 * 1024;
   ListenAddress control_listen{"127.0.0.1", 9090};
   std::string provider = "yaml";
   std::string routes_file;  // absolute, resolved against the config file's directory
+  EtcdSettings etcd;
   std::string access_log = "logs/access.log";  // "off", "-" (stdout) or a path
   std::string error_log = "-";                 // "-" (stderr) or a path
   std::string log_level = "info";

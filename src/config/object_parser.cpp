@@ -4,16 +4,11 @@
 #include <charconv>
 #include <set>
 
+#include "config/common_fields.hpp"
+#include "config/object_store.hpp"
+
 namespace portico::config {
 namespace {
-
-bool valid_host_chars(std::string_view h) {
-  if (h.empty() || h.size() > 253) return false;
-  for (char c : h)
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_'))
-      return false;
-  return true;
-}
 
 // "host", "host:port", "[v6]", "[v6]:port"
 bool split_host_port(std::string_view s, std::string& host, std::optional<int>& port) {
@@ -104,23 +99,12 @@ void parse_nodes(const json& v, const std::string& path, Upstream& up, Errors& e
 
 // APISIX metadata: `name` is kept (logs, route-explain), the rest accepted and ignored.
 std::string read_metadata(ObjectReader& r) {
-  for (auto key : {"desc", "labels", "create_time", "update_time"}) r.ignore(key);
+  ignore_metadata(r);
   return r.string_or("name", "");
 }
 
 // An id given inside the object ("id: 1") or none, for inline objects.
 std::string object_id(ObjectReader& r) { return r.id("id").value_or(""); }
-
-void reject_plugins(ObjectReader& r) {
-  const json* plugins = r.raw("plugins");
-  if (!plugins) return;
-  if (!plugins->is_object()) {
-    r.error("plugins", "must be an object");
-    return;
-  }
-  for (auto it = plugins->begin(); it != plugins->end(); ++it)
-    r.errors().add(r.child_path("plugins") + "." + it.key(), "unknown plugin");
-}
 
 bool valid_uri_pattern(const std::string& uri) {
   if (uri.empty() || uri.front() != '/') return false;
@@ -132,33 +116,14 @@ bool valid_uri_pattern(const std::string& uri) {
   return true;
 }
 
-bool valid_route_host(const std::string& host) {
-  std::string_view h = host;
-  if (h.substr(0, 2) == "*.") h.remove_prefix(2);
-  return valid_host_chars(h);
-}
-
 // Host patterns, lower-cased: "api.example.com" or "*.example.com".
 std::vector<std::string> read_hosts(ObjectReader& r, std::string_view key) {
   std::vector<std::string> hosts = r.string_list(key);
   for (auto& h : hosts) {
     for (auto& c : h) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    if (!valid_route_host(h)) r.error(key, "invalid host \"" + h + "\"");
+    if (!valid_host_pattern(h)) r.error(key, "invalid host \"" + h + "\"");
   }
   return hosts;
-}
-
-bool valid_cidr(const std::string& s) {
-  size_t slash = s.find('/');
-  boost::system::error_code ec;
-  auto addr = boost::asio::ip::make_address(s.substr(0, slash), ec);
-  if (ec) return false;
-  if (slash == std::string::npos) return true;
-  int bits = -1;
-  std::string_view b(s.data() + slash + 1, s.size() - slash - 1);
-  auto [p, e] = std::from_chars(b.data(), b.data() + b.size(), bits);
-  if (e != std::errc() || p != b.data() + b.size()) return false;
-  return bits >= 0 && bits <= (addr.is_v4() ? 32 : 128);
 }
 
 const std::set<std::string> kMethods = {"GET",  "POST",    "PUT",   "DELETE", "PATCH",
@@ -254,6 +219,7 @@ Route parse_route(const json& value, const std::string& path, Errors& errors) {
     route.upstream = parse_upstream(*up, r.child_path("upstream"), errors);
   route.upstream_id = r.id("upstream_id").value_or("");
   route.service_id = r.id("service_id").value_or("");
+  route.plugin_config_id = r.id("plugin_config_id").value_or("");
   if (r.has("enable_websocket")) route.enable_websocket = r.boolean_or("enable_websocket", false);
   route.enabled = r.integer_or("status", 1, 0, 1) == 1;
   reject_plugins(r);
@@ -278,70 +244,10 @@ Service parse_service(const json& value, const std::string& path, Errors& errors
 }
 
 ConfigSet parse_config_set(const json& doc, Errors& errors) {
-  ConfigSet set;
-  if (doc.is_null()) return set;  // an empty file: no routes
-  ObjectReader r(doc, "", errors);
-  if (!r.valid()) return set;
-
-  auto list = [&](std::string_view key) -> const json* {
-    const json* v = r.raw(key);
-    if (v && !v->is_array()) {
-      r.error(key, "must be a list");
-      return nullptr;
-    }
-    return v;
-  };
-  std::set<std::string> upstream_ids, service_ids, route_ids;
-  auto check_id = [&](const std::string& id, const std::string& path, std::set<std::string>& ids) {
-    if (id.empty())
-      errors.add(path + ".id", "is required");
-    else if (!ids.insert(id).second)
-      errors.add(path + ".id", "duplicate id \"" + id + "\"");
-  };
-
-  if (const json* ups = list("upstreams")) {
-    for (size_t i = 0; i < ups->size(); ++i) {
-      std::string p = "upstreams[" + std::to_string(i) + "]";
-      auto up = parse_upstream((*ups)[i], p, errors);
-      check_id(up->id, p, upstream_ids);
-      set.upstreams.push_back(std::move(up));
-    }
-  }
-  if (const json* svcs = list("services")) {
-    for (size_t i = 0; i < svcs->size(); ++i) {
-      std::string p = "services[" + std::to_string(i) + "]";
-      Service s = parse_service((*svcs)[i], p, errors);
-      check_id(s.id, p, service_ids);
-      if (!s.upstream_id.empty() && !upstream_ids.count(s.upstream_id))
-        errors.add(p + ".upstream_id", "unknown upstream \"" + s.upstream_id + "\"");
-      set.services.push_back(std::move(s));
-    }
-  }
-  std::map<std::string, const Service*> services_by_id;
-  for (const auto& s : set.services) services_by_id.emplace(s.id, &s);
-  if (const json* routes = list("routes")) {
-    for (size_t i = 0; i < routes->size(); ++i) {
-      std::string p = "routes[" + std::to_string(i) + "]";
-      Route route = parse_route((*routes)[i], p, errors);
-      route.order = i;
-      check_id(route.id, p, route_ids);
-      if (!route.upstream_id.empty() && !upstream_ids.count(route.upstream_id))
-        errors.add(p + ".upstream_id", "unknown upstream \"" + route.upstream_id + "\"");
-      const Service* svc = nullptr;
-      if (!route.service_id.empty()) {
-        auto it = services_by_id.find(route.service_id);
-        if (it != services_by_id.end()) svc = it->second;
-        if (!svc) errors.add(p + ".service_id", "unknown service \"" + route.service_id + "\"");
-      }
-      bool has_upstream = route.upstream || !route.upstream_id.empty() ||
-                          (svc && (svc->upstream || !svc->upstream_id.empty()));
-      if (!has_upstream && (!route.service_id.empty() ? svc != nullptr : true))
-        errors.add(p, "needs an upstream: upstream, upstream_id, or a service that has one");
-      set.routes.push_back(std::move(route));
-    }
-  }
-  r.finish();
-  return set;
+  ObjectStore store = store_from_document(doc, errors);
+  if (!errors.empty()) return {};
+  Errors unused;  // store_from_document already reported every reference problem
+  return store.config_set(unused);
 }
 
 }  // namespace portico::config

@@ -49,6 +49,7 @@ struct Route {
   std::shared_ptr<const Upstream> upstream;  // inline upstream
   std::string upstream_id;
   std::string service_id;
+  std::string plugin_config_id;
   std::optional<bool> enable_websocket;
   bool enabled = true;  // APISIX `status`: 1 enabled, 0 disabled
   size_t order = 0;     // position in the source, the last tie-breaker

@@ -2,7 +2,6 @@
 
 #include <map>
 
-#include "config/object_parser.hpp"
 #include "config/yaml_json.hpp"
 
 namespace portico::config {
@@ -39,14 +38,15 @@ class NodeResolver {
 
 std::shared_ptr<const upstream::UpstreamTarget> compile_upstream(
     const std::shared_ptr<const Upstream>& spec, const std::string& path, int workers,
-    NodeResolver& resolver, Errors& errors) {
+    NodeResolver& resolver, Errors& errors, Errors* warnings) {
   std::vector<upstream::NodeTarget> nodes;
   for (size_t i = 0; i < spec->nodes.size(); ++i) {
     const UpstreamNode& n = spec->nodes[i];
     upstream::NodeTarget t;
     if (!resolver.resolve(n.host, n.port, t.endpoint)) {
-      errors.add(path + ".nodes[" + std::to_string(i) + "]",
-                 "cannot resolve host \"" + n.host + "\"");
+      (warnings ? *warnings : errors)
+          .add(path + ".nodes[" + std::to_string(i) + "]",
+               "cannot resolve host \"" + n.host + "\"");
       continue;
     }
     std::string ip = t.endpoint.address().to_string();
@@ -62,15 +62,16 @@ std::shared_ptr<const upstream::UpstreamTarget> compile_upstream(
 }  // namespace
 
 std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, const HttpLimits& limits,
-                                         int workers, Errors& errors) {
+                                         int workers, Errors& errors, Errors* warnings) {
   auto snap = std::make_unique<Snapshot>();
   snap->limits = limits;
   NodeResolver resolver;
 
   std::map<std::string, std::shared_ptr<const upstream::UpstreamTarget>> named;
   for (size_t i = 0; i < set.upstreams.size(); ++i)
-    named[set.upstreams[i]->id] = compile_upstream(
-        set.upstreams[i], "upstreams[" + std::to_string(i) + "]", workers, resolver, errors);
+    named[set.upstreams[i]->id] =
+        compile_upstream(set.upstreams[i], "upstreams[" + std::to_string(i) + "]", workers,
+                         resolver, errors, warnings);
   std::map<std::string, const Service*> services;
   for (const auto& s : set.services) services[s.id] = &s;
   std::map<const Upstream*, std::shared_ptr<const upstream::UpstreamTarget>> service_upstreams;
@@ -90,14 +91,15 @@ std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, const HttpLimits&
     cr.id = r.id;
     // The route's own upstream wins over upstream_id, which wins over the service's (APISIX).
     if (r.upstream) {
-      cr.upstream = compile_upstream(r.upstream, path + ".upstream", workers, resolver, errors);
+      cr.upstream =
+          compile_upstream(r.upstream, path + ".upstream", workers, resolver, errors, warnings);
     } else if (!r.upstream_id.empty()) {
       cr.upstream = named[r.upstream_id];
     } else if (svc && svc->upstream) {
       auto& slot = service_upstreams[svc->upstream.get()];
       if (!slot)
         slot = compile_upstream(svc->upstream, "services[" + svc->id + "].upstream", workers,
-                                resolver, errors);
+                                resolver, errors, warnings);
       cr.upstream = slot;
     } else if (svc && !svc->upstream_id.empty()) {
       cr.upstream = named[svc->upstream_id];
@@ -131,7 +133,7 @@ std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, const HttpLimits&
 }
 
 std::unique_ptr<Snapshot> load_snapshot(const std::string& routes_file, const HttpLimits& limits,
-                                        int workers, Errors& errors) {
+                                        int workers, Errors& errors, ObjectStore* store) {
   json doc;
   try {
     doc = load_yaml_file(routes_file);
@@ -139,10 +141,12 @@ std::unique_ptr<Snapshot> load_snapshot(const std::string& routes_file, const Ht
     errors.add("", e.what());
     return nullptr;
   }
-  ConfigSet set = parse_config_set(doc, errors);
+  ObjectStore objects = store_from_document(doc, errors);
   if (!errors.empty()) return nullptr;
-  auto snap = build_snapshot(set, limits, workers, errors);
+  Errors unused;  // the strict load above already reported every reference problem
+  auto snap = build_snapshot(objects.config_set(unused), limits, workers, errors);
   if (!errors.empty()) return nullptr;
+  if (store) *store = std::move(objects);
   return snap;
 }
 

@@ -9,6 +9,7 @@
 
 #include "config/field_reader.hpp"
 #include "config/node_config.hpp"
+#include "config/object_store.hpp"
 #include "config/objects.hpp"
 #include "router/route_index.hpp"
 #include "upstream/upstream_target.hpp"
@@ -30,12 +31,15 @@ struct Snapshot {
 };
 
 // Resolves node hosts, compiles routes and upstreams. Errors are reported with the field path
-// of the object that caused them; on any error the result must not be used.
+// of the object that caused them; on any error the result must not be used. With `warnings`,
+// a node whose host does not resolve is left out and reported there instead (etcd mode: one
+// bad host name must not hold every other change back).
 std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, const HttpLimits& limits,
-                                         int workers, Errors& errors);
+                                         int workers, Errors& errors, Errors* warnings = nullptr);
 
-// routes.yaml -> Snapshot in one go (parse, validate, compile).
+// routes.yaml -> Snapshot in one go (parse, validate, compile). The validated objects go to
+// `store` when given (the Admin API and /v1/config read them).
 std::unique_ptr<Snapshot> load_snapshot(const std::string& routes_file, const HttpLimits& limits,
-                                        int workers, Errors& errors);
+                                        int workers, Errors& errors, ObjectStore* store = nullptr);
 
 }  // namespace portico::config

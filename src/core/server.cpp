@@ -12,8 +12,13 @@
 #include <boost/asio/signal_set.hpp>
 #include <csignal>
 #include <cstdio>
+#include <set>
 #include <thread>
 
+#include "admin/admin_api.hpp"
+#include "admin/admin_key.hpp"
+#include "admin/control_api.hpp"
+#include "admin/http_service.hpp"
 #include "core/log.hpp"
 #include "http/client_session.hpp"
 
@@ -50,6 +55,9 @@ Server::Server(config::NodeConfig node) : node_(std::move(node)) {
 }
 
 Server::~Server() {
+  if (etcd_) etcd_->stop();
+  admin_http_.reset();
+  control_http_.reset();
   for (auto& w : workers_) w->stop();
   workers_.clear();
 }
@@ -71,7 +79,67 @@ std::shared_ptr<const config::Snapshot> Server::share(std::unique_ptr<config::Sn
 }
 
 void Server::publish(std::shared_ptr<const config::Snapshot> snap) {
+  current_ = snap;
   for (auto& w : workers_) w->publish(snap);
+}
+
+config::ConfigSourceStatus Server::source_status() const {
+  return etcd_ ? etcd_->status() : file_status_;
+}
+
+void Server::log_applied(const std::string& why, std::chrono::steady_clock::time_point started) {
+  int64_t stall_us = 0;
+  for (auto& w : workers_) stall_us = std::max(stall_us, w->max_stall_us.exchange(0));
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                                  started)
+                .count();
+  log::info("config reloaded (" + why + "): version " + std::to_string(version_) + ", revision " +
+            std::to_string(source_status().revision) + ", " +
+            std::to_string(current_ ? current_->routes.size() : 0) + " routes, compiled in " +
+            std::to_string(ms) + " ms on the control thread; longest worker stall meanwhile " +
+            std::to_string(stall_us / 1000) + " ms");
+}
+
+void Server::schedule_rebuild() {
+  if (rebuild_pending_ || workers_.empty()) return;
+  rebuild_pending_ = true;
+  // Posted, not run now: the watch may be delivering more changes in the same read, and they
+  // should land in the same compile.
+  asio::post(control_, [this] {
+    rebuild_pending_ = false;
+    rebuild_from_store("etcd change");
+  });
+}
+
+void Server::log_new_problems(const config::Errors& problems) {
+  std::set<std::string> now;
+  for (const auto& e : problems.list()) {
+    std::string line = e.path + ": " + e.message;
+    if (!last_problems_.count(line)) log::warn("config: object skipped until fixed: " + line);
+    now.insert(std::move(line));
+  }
+  last_problems_ = std::move(now);
+}
+
+std::unique_ptr<config::Snapshot> Server::compile_store(config::Errors& errors) {
+  config::Errors problems;
+  config::ConfigSet set = store_.config_set(problems);
+  auto snap = config::build_snapshot(set, node_.http, worker_count_, errors, &problems);
+  log_new_problems(problems);
+  return snap;
+}
+
+void Server::rebuild_from_store(const std::string& why) {
+  auto started = std::chrono::steady_clock::now();
+  config::Errors errors;
+  auto snap = compile_store(errors);
+  if (!snap) {
+    log::error("config (" + why + ") not applied, keeping the running config:\n" +
+               errors.to_string());
+    return;
+  }
+  publish(share(std::move(snap)));
+  log_applied(why, started);
 }
 
 bool Server::reload(const std::string& why) {
@@ -79,32 +147,39 @@ bool Server::reload(const std::string& why) {
   config::Errors errors;
   config::NodeConfig next = config::load_node_config(node_.path, errors);
   if (!errors.empty()) {
+    ++file_status_.skipped;
     log::error("config reload (" + why + ") rejected, " + node_.path +
                " has errors; keeping the running config:\n" + errors.to_string());
     return false;
   }
-  auto snap = config::load_snapshot(next.routes_file, next.http, worker_count_, errors);
+  if (next.listen.size() != node_.listen.size() || next.workers != node_.workers ||
+      next.provider != node_.provider)
+    log::warn("node.listen, node.workers and config.provider changes take effect after a restart");
+  next.listen = node_.listen;
+  next.workers = node_.workers;
+  next.provider = node_.provider;
+  next.etcd = node_.etcd;
+  if (next.admin_keys.empty()) next.admin_keys = node_.admin_keys;
+  if (etcd_) {
+    node_ = std::move(next);
+    rebuild_from_store(why);
+    return true;
+  }
+  config::ObjectStore store;
+  auto snap = config::load_snapshot(next.routes_file, next.http, worker_count_, errors, &store);
   if (!snap) {
+    ++file_status_.skipped;
+    file_status_.last_error = next.routes_file + " has errors";
     log::error("config reload (" + why + ") rejected, " + next.routes_file +
                " has errors; keeping the running config:\n" + errors.to_string());
     return false;
   }
-  if (next.listen.size() != node_.listen.size() || next.workers != node_.workers)
-    log::warn("node.listen and node.workers changes take effect after a restart");
-  size_t routes = snap->routes.size();
-  next.listen = node_.listen;
-  next.workers = node_.workers;
   node_ = std::move(next);
+  store_ = std::move(store);
+  ++file_status_.revision;
+  file_status_.last_error.clear();
   publish(share(std::move(snap)));
-  int64_t stall_us = 0;
-  for (auto& w : workers_) stall_us = std::max(stall_us, w->max_stall_us.exchange(0));
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
-                                                                  started)
-                .count();
-  log::info("config reloaded (" + why + "): version " + std::to_string(version_) + ", " +
-            std::to_string(routes) + " routes, loaded and compiled in " + std::to_string(ms) +
-            " ms on the control thread; longest worker stall meanwhile " +
-            std::to_string(stall_us / 1000) + " ms");
+  log_applied(why, started);
   return true;
 }
 
@@ -115,7 +190,7 @@ Task<> Server::watch_files() {
     co_await timer.async_wait(await_ec);
     // Polling (not inotify) also sees files replaced by rename or by a symlink swap, as config
     // management tools and Kubernetes ConfigMaps do.
-    FileStamp r = stamp(node_.routes_file);
+    FileStamp r = etcd_ ? FileStamp{} : stamp(node_.routes_file);
     FileStamp c = stamp(node_.path);
     if (r == routes_stamp_ && c == config_stamp_) continue;
     routes_stamp_ = r;
@@ -131,6 +206,8 @@ Task<> Server::drain() {
   log::info(std::string("draining: no new connections, finishing in-flight requests (up to ") +
             grace + " s)");
   for (auto& w : workers_) w->begin_drain();
+  if (etcd_) etcd_->stop();
+  if (admin_http_) admin_http_->stop();
   auto deadline = std::chrono::steady_clock::now() +
                   std::chrono::milliseconds(static_cast<int64_t>(node_.shutdown_timeout * 1000));
   Timer timer(control_.get_executor());
@@ -146,6 +223,7 @@ Task<> Server::drain() {
   if (left > 0) log::warn("shutdown timeout: closing " + std::to_string(left) + " connections");
   for (auto& w : workers_) w->stop();
   for (auto& w : workers_) w->join();
+  if (control_http_) control_http_->stop();
   log::info("stopped");
   control_.stop();
 }
@@ -163,27 +241,14 @@ Task<> Server::handle_signals() {
   }
 }
 
-int Server::run() {
-  std::signal(SIGPIPE, SIG_IGN);
-  isolate_control_allocations();
-  raise_fd_limit();
-  config::Errors errors;
-  auto first = config::load_snapshot(node_.routes_file, node_.http, worker_count_, errors);
-  if (!first) {
-    log::error(node_.routes_file + " has errors:\n" + errors.to_string());
-    return 1;
-  }
-  routes_stamp_ = stamp(node_.routes_file);
-  config_stamp_ = stamp(node_.path);
-  size_t routes = first->routes.size();
-  auto snap = share(std::move(first));
+void Server::start_workers(std::shared_ptr<const config::Snapshot> first) {
   access_log_ = std::make_unique<AccessLogWriter>(node_.access_log);
   for (int i = 0; i < worker_count_; ++i) {
     workers_.push_back(std::make_unique<Worker>(i, http::start_client_session, *access_log_));
     workers_.back()->listen(node_.listen);
   }
-  for (auto& w : workers_) w->start(snap);
-  snap.reset();
+  current_ = first;
+  for (auto& w : workers_) w->start(first);
   // Compiling a big config must not take CPU from the workers: this (control) thread yields to
   // them. Set after the workers started, so they keep the normal priority.
   if (::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), kControlNice) != 0)
@@ -191,11 +256,108 @@ int Server::run() {
   std::string addrs;
   for (const auto& l : node_.listen) addrs += (addrs.empty() ? "" : ", ") + l.to_string();
   log::info(std::string("portico ") + PORTICO_VERSION + " listening on " + addrs + " with " +
-            std::to_string(worker_count_) + " workers, " + std::to_string(routes) + " routes");
+            std::to_string(worker_count_) + " workers, " + std::to_string(first->routes.size()) +
+            " routes (config from " + node_.provider + ")");
+}
+
+void Server::start_apis() {
+  auto snapshot = [this] { return current_; };
+  admin::ControlContext cc;
+  cc.provider = node_.provider;
+  cc.source_status = [this] { return source_status(); };
+  cc.snapshot = snapshot;
+  cc.workers = &workers_;
+  cc.configured_workers = worker_count_;
+  cc.store = &store_;
+  control_api_ = std::make_unique<admin::ControlApi>(std::move(cc));
+  control_http_ = std::make_unique<admin::HttpService>(
+      control_.get_executor(), "control API", 64 * 1024,
+      [this](admin::HttpRequest& req) { return control_api_->handle(req); });
+  control_http_->start(node_.control_listen);
+
+  admin::AdminContext ac;
+  ac.node = &node_;
+  ac.store = &store_;
+  ac.etcd = etcd_.get();
+  ac.snapshot = snapshot;
+  admin_api_ = std::make_unique<admin::AdminApi>(std::move(ac));
+  admin_http_ = std::make_unique<admin::HttpService>(
+      control_.get_executor(), "admin API", static_cast<size_t>(node_.admin_max_body),
+      [this](admin::HttpRequest& req) { return admin_api_->handle(req); });
+  admin_http_->start(node_.admin_listen);
+}
+
+Task<> Server::start_from_etcd() {
+  bool ok = co_await etcd_->initial_sync(node_.etcd.startup_timeout);
+  if (!ok) {
+    char limit[32];
+    std::snprintf(limit, sizeof(limit), "%g", node_.etcd.startup_timeout);
+    log::error(std::string("etcd unreachable at start-up for ") + limit + " s (" +
+               etcd_->status().last_error +
+               "); exiting without serving (config.etcd.startup_timeout sets the wait)");
+    exit_code_ = 1;
+    control_.stop();
+    co_return;
+  }
+  auto started = std::chrono::steady_clock::now();
+  config::Errors errors;
+  auto first = compile_store(errors);
+  if (!first) {
+    log::error("the configuration in etcd cannot be compiled:\n" + errors.to_string());
+    exit_code_ = 1;
+    control_.stop();
+    co_return;
+  }
+  try {
+    start_workers(share(std::move(first)));
+  } catch (const std::exception& e) {
+    log::error(std::string("start-up failed: ") + e.what());
+    exit_code_ = 1;
+    control_.stop();
+    co_return;
+  }
+  log_applied("start-up", started);
+  asio::co_spawn(control_, etcd_->run(), asio::detached);
+}
+
+int Server::run() {
+  std::signal(SIGPIPE, SIG_IGN);
+  isolate_control_allocations();
+  raise_fd_limit();
+  if (node_.admin_keys.empty()) {
+    std::string key = admin::generate_admin_key(node_.path);
+    node_.admin_keys.push_back({key, "admin"});
+    std::printf(
+        "portico: generated an Admin API key (role admin) and saved it in %s under "
+        "admin.keys: %s\n",
+        node_.path.c_str(), key.c_str());
+    std::fflush(stdout);
+  }
+  config_stamp_ = stamp(node_.path);
+  if (node_.provider == "etcd") {
+    etcd_ = std::make_unique<config::EtcdSource>(control_.get_executor(), node_.etcd, store_,
+                                                 [this] { schedule_rebuild(); });
+    start_apis();
+    asio::co_spawn(control_, start_from_etcd(), asio::detached);
+  } else {
+    config::Errors errors;
+    auto first =
+        config::load_snapshot(node_.routes_file, node_.http, worker_count_, errors, &store_);
+    if (!first) {
+      log::error(node_.routes_file + " has errors:\n" + errors.to_string());
+      return 1;
+    }
+    routes_stamp_ = stamp(node_.routes_file);
+    file_status_.reachable = true;
+    file_status_.synced = true;
+    file_status_.revision = 1;
+    start_workers(share(std::move(first)));
+    start_apis();
+  }
   asio::co_spawn(control_, handle_signals(), asio::detached);
   asio::co_spawn(control_, watch_files(), asio::detached);
   control_.run();
-  return 0;
+  return exit_code_;
 }
 
 }  // namespace portico

@@ -3,16 +3,25 @@
 #pragma once
 
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
+#include "config/etcd_source.hpp"
 #include "config/node_config.hpp"
+#include "config/object_store.hpp"
 #include "config/snapshot.hpp"
 #include "core/access_log.hpp"
 #include "core/asio.hpp"
 #include "core/worker.hpp"
 
 namespace portico {
+
+namespace admin {
+class HttpService;
+class AdminApi;
+class ControlApi;
+}  // namespace admin
 
 class Server {
  public:
@@ -33,6 +42,18 @@ class Server {
   std::shared_ptr<const config::Snapshot> share(std::unique_ptr<config::Snapshot> snap);
   bool reload(const std::string& why);
   void publish(std::shared_ptr<const config::Snapshot> snap);
+  void start_workers(std::shared_ptr<const config::Snapshot> first);
+  void start_apis();
+  Task<> start_from_etcd();
+  // etcd mode: coalesces store changes into one compile on the control thread.
+  void schedule_rebuild();
+  void rebuild_from_store(const std::string& why);
+  // Store -> snapshot; objects with missing references are left out (and logged once).
+  std::unique_ptr<config::Snapshot> compile_store(config::Errors& errors);
+  // Logs each object left out (a missing reference) once, not on every later change.
+  void log_new_problems(const config::Errors& problems);
+  config::ConfigSourceStatus source_status() const;
+  void log_applied(const std::string& why, std::chrono::steady_clock::time_point started);
   Task<> watch_files();
   Task<> handle_signals();
   Task<> drain();
@@ -43,6 +64,17 @@ class Server {
   int worker_count_ = 1;
   std::unique_ptr<AccessLogWriter> access_log_;
   std::vector<std::unique_ptr<Worker>> workers_;
+  config::ObjectStore store_;  // the objects being served (file or etcd)
+  std::unique_ptr<config::EtcdSource> etcd_;
+  config::ConfigSourceStatus file_status_;  // yaml mode
+  std::shared_ptr<const config::Snapshot> current_;
+  std::unique_ptr<admin::AdminApi> admin_api_;
+  std::unique_ptr<admin::ControlApi> control_api_;
+  std::unique_ptr<admin::HttpService> admin_http_;
+  std::unique_ptr<admin::HttpService> control_http_;
+  std::set<std::string> last_problems_;  // etcd mode: reference problems already logged
+  bool rebuild_pending_ = false;
+  int exit_code_ = 0;
   uint64_t version_ = 0;
   FileStamp routes_stamp_;
   FileStamp config_stamp_;

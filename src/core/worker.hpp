@@ -17,6 +17,7 @@
 #include "core/asio.hpp"
 #include "core/deadline.hpp"
 #include "core/io_buffer.hpp"
+#include "metrics/worker_metrics.hpp"
 #include "upstream/connection_pool.hpp"
 
 namespace portico {
@@ -65,6 +66,11 @@ class Worker {
   // Longest time the event loop was late for its tick (a stall of the worker), in microseconds;
   // the control thread reads and resets it.
   std::atomic<int64_t> max_stall_us{0};
+  // Steady-clock milliseconds of the last tick: a worker whose tick stops is stuck.
+  std::atomic<int64_t> heartbeat_ms{0};
+  static int64_t now_ms();
+  // Written by this worker only, summed by the control thread at scrape time.
+  metrics::WorkerMetrics metrics;
 
  private:
   Task<> accept_loop(Acceptor& acceptor, uint16_t port);

@@ -176,7 +176,7 @@ Task<bool> respond_error(ClientConnection& c, Exchange& x, int status, std::stri
                    ? x.unsent.status
                    : co_await write_rest(c.socket, x.unsent, c.io_deadline, limits.send_timeout);
   x.bytes_out += x.response_head.size();
-  log_access(c, x);
+  record_exchange(c, x);
   if (!keep) c.needs_lingering_close = true;
   co_return keep && (s == IoStatus::Ok);
 }
@@ -296,7 +296,7 @@ Task<bool> proxy_request(ClientConnection& c, Exchange& x, const config::Compile
 
   if (failure == Failure::ClientGone) {
     x.status = 499;
-    log_access(c, x);
+    record_exchange(c, x);
     co_return false;
   }
   if (failure != Failure::None || x.attempts == 0) {

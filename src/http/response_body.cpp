@@ -147,7 +147,7 @@ Task<bool> forward_response(ClientConnection& c, Exchange& x, UpstreamSide& up,
     ok = co_await forward_unframed(c, x, up, in, out == OutFraming::Chunked, spec, limits);
 
   up.release_connection(spec, ok && upstream_keep_alive && in != InFraming::UntilClose);
-  log_access(c, x);
+  record_exchange(c, x);
   co_return ok&& keep_alive;
 }
 

@@ -111,7 +111,12 @@ void append_ms(std::string& out, int64_t us) {
 }
 }  // namespace
 
-void log_access(ClientConnection& c, Exchange& x) {
+void record_exchange(ClientConnection& c, Exchange& x) {
+  int64_t elapsed_us = now_us() - x.start_us;
+  c.worker.metrics.record({x.route_id ? std::string_view(*x.route_id) : std::string_view(),
+                           x.status, static_cast<double>(elapsed_us) / 1e6,
+                           x.upstream_us ? static_cast<double>(x.upstream_us) / 1e6 : -1.0,
+                           x.bytes_in, x.bytes_out});
   if (!c.worker.access_log_enabled()) return;
   std::string& out = c.worker.access_log_chunk();
   char ts[48];
@@ -148,7 +153,7 @@ void log_access(ClientConnection& c, Exchange& x) {
   out += ",\"attempts\":";
   out += std::to_string(x.attempts);
   out += ",\"latency_ms\":";
-  append_ms(out, now_us() - x.start_us);
+  append_ms(out, elapsed_us);
   out += ",\"upstream_latency_ms\":";
   if (x.upstream_us)
     append_ms(out, x.upstream_us);

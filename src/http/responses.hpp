@@ -13,7 +13,8 @@ const char* status_reason(int status);
 // A complete response with a JSON body {"error_msg": "..."} (the APISIX shape).
 void build_error_response(std::string& out, int status, std::string_view message, bool keep_alive);
 
-// Appends one JSON line describing the finished exchange to the worker's access log buffer.
-void log_access(ClientConnection& c, Exchange& x);
+// Counts the finished exchange in the worker's metrics and appends one JSON line describing it
+// to the worker's access log buffer.
+void record_exchange(ClientConnection& c, Exchange& x);
 
 }  // namespace portico::http

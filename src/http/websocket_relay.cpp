@@ -62,7 +62,7 @@ Task<bool> relay_websocket(ClientConnection& c, Exchange& x, UpstreamSide& up,
     x.bytes_in += c.in.size();
     c.in.clear();
   }
-  log_access(c, x);  // logged at upgrade time: the relay may last hours
+  record_exchange(c, x);  // logged at upgrade time: the relay may last hours
   Deadline idle;
   c.worker.deadlines().add(idle);
   uint64_t in_bytes = 0, out_bytes = 0;

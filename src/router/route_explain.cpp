@@ -1,5 +1,7 @@
 #include "router/route_explain.hpp"
 
+#include "router/path_normalizer.hpp"
+
 namespace portico::router {
 namespace {
 
@@ -68,6 +70,27 @@ std::string format_explanation(const RouteIndex& index, const Explanation& e) {
     out += "\n";
   }
   return out;
+}
+
+bool explain_query(const RouteIndex& index, const ExplainQuery& q, Explanation& out,
+                   std::string& error) {
+  std::string scratch;
+  std::string_view path;
+  std::string target = q.uri.substr(0, q.uri.find('?'));
+  if (!normalize_path(target, scratch, path)) {
+    error = "invalid uri \"" + q.uri + "\"";
+    return false;
+  }
+  MatchInput in;
+  in.method = q.method;
+  in.host = q.host;
+  in.path = path;
+  if (!q.remote_addr.empty()) {
+    in.remote = address_bytes(q.remote_addr);
+    in.has_remote = true;
+  }
+  out = explain(index, in);
+  return true;
 }
 
 }  // namespace portico::router

@@ -1,0 +1,405 @@
+#include "admin/admin_api.hpp"
+
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+
+#include <atomic>
+#include <chrono>
+
+#include "core/log.hpp"
+#include "router/route_explain.hpp"
+
+namespace portico::admin {
+
+using config::Errors;
+using config::json;
+using config::Kind;
+
+namespace {
+
+constexpr const char* kApiPrefix = "/apisix/admin/";
+constexpr int kWriteAttempts = 3;  // optimistic concurrency: re-read and retry on a race
+
+HttpResponse reply(int status, const json& body) { return {status, body.dump() + "\n"}; }
+HttpResponse error_reply(int status, const std::string& message) {
+  return reply(status, {{"error_msg", message}});
+}
+
+int64_t now_seconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Ids for POST: time-ordered like APISIX's, unique per process; a txn guards against clashes.
+std::string generate_id() {
+  static std::atomic<uint64_t> counter{0};
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                std::chrono::system_clock::now().time_since_epoch())
+                .count();
+  return std::to_string(static_cast<uint64_t>(ms) * 1000 + counter++ % 1000);
+}
+
+std::array<unsigned char, SHA256_DIGEST_LENGTH> digest(const std::string& s) {
+  std::array<unsigned char, SHA256_DIGEST_LENGTH> d{};
+  SHA256(reinterpret_cast<const unsigned char*>(s.data()), s.size(), d.data());
+  return d;
+}
+
+std::vector<std::string> split_path(std::string_view p) {
+  std::vector<std::string> out;
+  while (!p.empty()) {
+    size_t slash = p.find('/');
+    if (slash != 0) out.emplace_back(p.substr(0, slash));
+    if (slash == std::string_view::npos) break;
+    p.remove_prefix(slash + 1);
+  }
+  return out;
+}
+
+std::string errors_text(const Errors& errors) {
+  std::string out;
+  for (const auto& e : errors.list())
+    out += (out.empty() ? "" : "; ") + (e.path.empty() ? e.message : e.path + ": " + e.message);
+  return out;
+}
+
+bool is_write(const std::string& method) {
+  return method == "PUT" || method == "POST" || method == "PATCH" || method == "DELETE";
+}
+
+}  // namespace
+
+struct AdminApi::Impl {
+  AdminContext ctx;
+
+  // One object as the Admin API shows it.
+  struct Item {
+    std::string key;
+    json value;
+    int64_t created = 0;
+    int64_t modified = 0;
+    json to_json() const {
+      return {
+          {"key", key}, {"value", value}, {"createdIndex", created}, {"modifiedIndex", modified}};
+    }
+  };
+
+  std::string prefix() const { return ctx.node->etcd.prefix; }
+  std::string key(Kind kind, const std::string& id) const {
+    return prefix() + "/" + std::string(config::kind_name(kind)) + "/" + id;
+  }
+
+  // Role of the caller, or an error response.
+  std::optional<HttpResponse> authorize(const HttpRequest& req, bool& admin) {
+    std::array<uint8_t, 16> remote = router::address_bytes(req.remote.to_string());
+    bool allowed = false;
+    for (const auto& text : ctx.node->admin_allow) {
+      router::Cidr c;
+      if (router::Cidr::parse(text, c) && c.contains(remote)) allowed = true;
+    }
+    if (!allowed)
+      return error_reply(403, "address " + req.remote.to_string() + " is not in admin.allow");
+    std::string given = req.header("x-api-key");
+    if (given.empty()) given = req.param("api_key");
+    // Comparing digests in constant time: neither the key's bytes nor its length leak.
+    auto given_digest = digest(given);
+    const config::AdminKey* found = nullptr;
+    for (const auto& k : ctx.node->admin_keys) {
+      auto d = digest(k.key);
+      if (CRYPTO_memcmp(d.data(), given_digest.data(), d.size()) == 0 && !given.empty()) found = &k;
+    }
+    if (!found) return error_reply(401, "failed to check token");
+    admin = found->role == "admin";
+    return std::nullopt;
+  }
+
+  Task<HttpResponse> handle(HttpRequest& req) {
+    if (req.path.rfind(kApiPrefix, 0) != 0) co_return error_reply(404, "not found");
+    bool admin = false;
+    if (auto denied = authorize(req, admin)) co_return *denied;
+    if (is_write(req.method) && !admin)
+      co_return error_reply(403, "the viewer role can only read (" + req.method + " refused)");
+    std::vector<std::string> parts =
+        split_path(std::string_view(req.path).substr(strlen(kApiPrefix)));
+    if (parts.empty()) co_return error_reply(404, "not found");
+    auto kind = config::parse_kind(parts[0]);
+    if (!kind) co_return error_reply(404, "unknown kind \"" + parts[0] + "\"");
+    if (*kind == Kind::Routes && parts.size() == 2 && parts[1] == "match" && req.method == "GET")
+      co_return match(req);
+    std::string id = parts.size() > 1 ? parts[1] : "";
+    std::vector<std::string> sub(parts.size() > 2 ? parts.begin() + 2 : parts.end(), parts.end());
+    try {
+      if (req.method == "GET" && id.empty()) co_return co_await list(*kind, req);
+      if (req.method == "GET") co_return co_await get(*kind, id);
+      if (!ctx.etcd)
+        co_return error_reply(400, "config.provider is yaml: " + ctx.node->routes_file +
+                                       " is the source of truth; edit that file (it is reloaded "
+                                       "on change) or switch config.provider to etcd");
+      if (req.method == "PUT" && sub.empty()) co_return co_await put(*kind, id, req.body);
+      if (req.method == "POST" && id.empty()) co_return co_await create(*kind, req.body);
+      if (req.method == "PATCH" && !id.empty()) co_return co_await patch(*kind, id, sub, req.body);
+      if (req.method == "DELETE" && !id.empty() && sub.empty())
+        co_return co_await remove(*kind, id, req.param("force") == "true");
+      co_return error_reply(405, req.method + " is not supported on " + req.path);
+    } catch (const config::EtcdError& e) {
+      co_return error_reply(503, std::string("config store unavailable: ") + e.what());
+    }
+  }
+
+  // ---- reads ------------------------------------------------------------------------------
+
+  Task<std::optional<Item>> read(Kind kind, const std::string& id) {
+    if (!ctx.etcd) {
+      const config::StoredObject* obj = ctx.store->find(kind, id);
+      if (!obj) co_return std::nullopt;
+      co_return Item{key(kind, id), obj->value, obj->create_revision, obj->mod_revision};
+    }
+    auto range = co_await ctx.etcd->client().get(key(kind, id));
+    if (range.kvs.empty()) co_return std::nullopt;
+    co_return to_item(range.kvs.front());
+  }
+
+  static Item to_item(const config::EtcdKv& kv) {
+    json value = json::parse(kv.value, nullptr, false);
+    if (value.is_discarded()) value = kv.value;  // hand-written garbage is shown as it is
+    return Item{kv.key, std::move(value), kv.create_revision, kv.mod_revision};
+  }
+
+  Task<HttpResponse> get(Kind kind, const std::string& id) {
+    auto item = co_await read(kind, id);
+    if (!item)
+      co_return error_reply(404,
+                            std::string(config::kind_singular(kind)) + " \"" + id + "\" not found");
+    co_return reply(200, item->to_json());
+  }
+
+  Task<HttpResponse> list(Kind kind, const HttpRequest& req) {
+    std::vector<Item> items;
+    if (!ctx.etcd) {
+      for (const auto& [id, obj] : ctx.store->all(kind))
+        items.push_back({key(kind, id), obj.value, obj.create_revision, obj.mod_revision});
+    } else {
+      auto range = co_await ctx.etcd->client().get_prefix(key(kind, ""));
+      for (const auto& kv : range.kvs) items.push_back(to_item(kv));
+    }
+    size_t begin = 0, end = items.size();
+    if (!req.param("page").empty() || !req.param("page_size").empty()) {
+      long page = std::strtol(req.param("page", "1").c_str(), nullptr, 10);
+      long size = std::strtol(req.param("page_size", "10").c_str(), nullptr, 10);
+      if (page < 1) co_return error_reply(400, "page: must be 1 or more");
+      if (size < 10 || size > 500) co_return error_reply(400, "page_size: must be 10..500");
+      begin = std::min(items.size(), static_cast<size_t>((page - 1) * size));
+      end = std::min(items.size(), begin + static_cast<size_t>(size));
+    }
+    json list = json::array();
+    for (size_t i = begin; i < end; ++i) list.push_back(items[i].to_json());
+    co_return reply(200, {{"total", items.size()}, {"list", std::move(list)}});
+  }
+
+  HttpResponse match(const HttpRequest& req) {
+    auto snap = ctx.snapshot();
+    if (!snap) return error_reply(503, "no configuration loaded yet");
+    router::ExplainQuery q{req.param("method", "GET"), req.param("host"), req.param("uri", "/"),
+                           req.param("remote_addr")};
+    router::Explanation e;
+    std::string error;
+    if (!router::explain_query(snap->router, q, e, error)) return error_reply(400, "uri: " + error);
+    const auto& rules = snap->router.rules();
+    json candidates = json::array();
+    for (const auto& v : e.near_misses) {
+      std::string why;
+      for (const auto& f : v.failures) why += (why.empty() ? "" : "; ") + f;
+      candidates.push_back({{"id", rules[v.rule].id}, {"result", why.empty() ? "match" : why}});
+    }
+    json matched =
+        e.winner == router::RouteIndex::kNoMatch ? json(nullptr) : json(rules[e.winner].id);
+    return reply(200, {{"matched", matched},
+                       {"explain", router::format_explanation(snap->router, e)},
+                       {"candidates", candidates}});
+  }
+
+  // ---- writes (etcd mode) -----------------------------------------------------------------
+
+  // Checks `value` as an object of `kind` and that what it refers to exists in etcd (not just
+  // in this node's view, which may lag a write made a millisecond ago).
+  Task<std::optional<HttpResponse>> validate(Kind kind, const json& value) {
+    Errors errors;
+    config::StoredObject obj;
+    config::validate_object(kind, value, "", errors, obj);
+    if (errors.empty()) {
+      for (const auto& [field, ref] : obj.refs) {
+        auto range = co_await ctx.etcd->client().get(key(ref.kind, ref.id));
+        if (range.kvs.empty())
+          errors.add(field, "unknown " + std::string(config::kind_singular(ref.kind)) + " \"" +
+                                ref.id + "\"");
+      }
+    }
+    if (errors.empty()) co_return std::nullopt;
+    co_return error_reply(400, "invalid configuration: " + errors_text(errors));
+  }
+
+  static std::optional<json> parse_body(const std::string& body, std::string& error) {
+    json value = json::parse(body, nullptr, false);
+    if (value.is_discarded()) {
+      error = "invalid request body: malformed JSON";
+      return std::nullopt;
+    }
+    if (!value.is_object()) {
+      error = "invalid request body: must be a JSON object";
+      return std::nullopt;
+    }
+    return value;
+  }
+
+  static const char* id_field(Kind kind) { return kind == Kind::Consumers ? "username" : "id"; }
+
+  // The id in the body must agree with the path; the path wins when the body has none.
+  static std::optional<std::string> settle_id(Kind kind, json& value, const std::string& path_id,
+                                              std::string& error) {
+    std::string body_id;
+    if (auto it = value.find(id_field(kind)); it != value.end()) {
+      if (it->is_string())
+        body_id = it->get<std::string>();
+      else if (it->is_number_unsigned())
+        body_id = it->dump();
+      else {
+        error = std::string("invalid configuration: ") + id_field(kind) + ": must be a string";
+        return std::nullopt;
+      }
+    }
+    if (kind == Kind::Consumers) value.erase("id");
+    if (!path_id.empty() && !body_id.empty() && body_id != path_id) {
+      error = std::string("invalid configuration: ") + id_field(kind) + ": \"" + body_id +
+              "\" does not match the path id \"" + path_id + "\"";
+      return std::nullopt;
+    }
+    std::string id = path_id.empty() ? body_id : path_id;
+    if (id.empty()) {
+      error = std::string("invalid configuration: ") + id_field(kind) + ": is required";
+      return std::nullopt;
+    }
+    if (id.size() > 64 || id.find_first_of("/ \t\r\n") != std::string::npos) {
+      error = std::string("invalid configuration: ") + id_field(kind) +
+              ": must be 1..64 characters without '/' or spaces";
+      return std::nullopt;
+    }
+    value[id_field(kind)] = id;
+    return id;
+  }
+
+  // Validates and writes `value` if the key is still at `expected` (0: absent). Returns the
+  // response, or nullopt when another writer got there first.
+  Task<std::optional<HttpResponse>> store(Kind kind, const std::string& id, json value,
+                                          const std::optional<Item>& old, int created_status) {
+    int64_t now = now_seconds();
+    value["create_time"] = old && old->value.is_object() && old->value.contains("create_time")
+                               ? old->value["create_time"]
+                               : json(now);
+    value["update_time"] = now;
+    if (auto bad = co_await validate(kind, value)) co_return bad;
+    std::string k = key(kind, id);
+    auto w = co_await ctx.etcd->client().put_if(k, value.dump(), old ? old->modified : 0);
+    if (!w.succeeded) co_return std::nullopt;
+    log::info("admin: " + std::string(old ? "updated " : "created ") + k + " at revision " +
+              std::to_string(w.revision));
+    co_return reply(old ? 200 : created_status, {{"key", k}, {"value", value}});
+  }
+
+  Task<HttpResponse> put(Kind kind, const std::string& path_id, const std::string& body) {
+    std::string error;
+    auto value = parse_body(body, error);
+    if (!value) co_return error_reply(400, error);
+    auto id = settle_id(kind, *value, path_id, error);
+    if (!id) co_return error_reply(400, error);
+    for (int attempt = 0; attempt < kWriteAttempts; ++attempt) {
+      auto old = co_await read(kind, *id);
+      if (auto res = co_await store(kind, *id, *value, old, 201)) co_return *res;
+    }
+    co_return error_reply(409, "the object kept changing while being written; retry");
+  }
+
+  Task<HttpResponse> create(Kind kind, const std::string& body) {
+    std::string error;
+    auto value = parse_body(body, error);
+    if (!value) co_return error_reply(400, error);
+    if (kind == Kind::Consumers) co_return co_await put(kind, "", body);  // keyed by username
+    if (value->contains("id"))
+      co_return error_reply(
+          400, "invalid configuration: id: POST generates the id; use PUT to choose one");
+    for (int attempt = 0; attempt < kWriteAttempts; ++attempt) {
+      std::string id = generate_id();
+      (*value)["id"] = id;
+      if (auto res = co_await store(kind, id, *value, std::nullopt, 201)) co_return *res;
+    }
+    co_return error_reply(409, "could not allocate an id; retry");
+  }
+
+  Task<HttpResponse> patch(Kind kind, const std::string& id, const std::vector<std::string>& sub,
+                           const std::string& body) {
+    json patch = json::parse(body, nullptr, false);
+    if (patch.is_discarded()) co_return error_reply(400, "invalid request body: malformed JSON");
+    if (sub.empty() && !patch.is_object())
+      co_return error_reply(400, "invalid request body: must be a JSON object (a merge patch)");
+    for (int attempt = 0; attempt < kWriteAttempts; ++attempt) {
+      auto old = co_await read(kind, id);
+      if (!old)
+        co_return error_reply(
+            404, std::string(config::kind_singular(kind)) + " \"" + id + "\" not found");
+      if (!old->value.is_object())
+        co_return error_reply(400, "the stored value is not a JSON object; replace it with PUT");
+      json value = old->value;
+      if (sub.empty()) {
+        value.merge_patch(patch);  // RFC 7386: null removes a field
+      } else {
+        // A sub-path PATCH replaces what is at the path (APISIX), creating objects on the way.
+        json* at = &value;
+        for (size_t i = 0; i + 1 < sub.size(); ++i) {
+          if (!at->is_object())
+            co_return error_reply(400, "invalid path: " + sub[i] + " is not an object");
+          at = &(*at)[sub[i]];
+          if (at->is_null()) *at = json::object();
+        }
+        if (!at->is_object()) co_return error_reply(400, "invalid path: not an object");
+        if (patch.is_null())
+          at->erase(sub.back());
+        else
+          (*at)[sub.back()] = patch;
+      }
+      value[id_field(kind)] = id;
+      if (auto res = co_await store(kind, id, value, old, 200)) co_return *res;
+    }
+    co_return error_reply(409, "the object kept changing while being patched; retry");
+  }
+
+  Task<HttpResponse> remove(Kind kind, const std::string& id, bool force) {
+    auto old = co_await read(kind, id);
+    if (!old)
+      co_return error_reply(404,
+                            std::string(config::kind_singular(kind)) + " \"" + id + "\" not found");
+    if (!force) {
+      auto users = ctx.store->referrers(kind, id);
+      if (!users.empty()) {
+        std::string list;
+        for (const auto& u : users) list += (list.empty() ? "" : ", ") + u;
+        co_return error_reply(400, "can not delete this " +
+                                       std::string(config::kind_singular(kind)) + ", " + list +
+                                       " is still using it now");
+      }
+    }
+    std::string k = key(kind, id);
+    auto w = co_await ctx.etcd->client().remove(k);
+    if (w.deleted == 0)
+      co_return error_reply(404,
+                            std::string(config::kind_singular(kind)) + " \"" + id + "\" not found");
+    log::info("admin: deleted " + k + " at revision " + std::to_string(w.revision));
+    co_return reply(200, {{"deleted", "1"}, {"key", k}});
+  }
+};
+
+AdminApi::AdminApi(AdminContext context)
+    : impl_(std::make_unique<Impl>(Impl{std::move(context)})) {}
+AdminApi::~AdminApi() = default;
+Task<HttpResponse> AdminApi::handle(HttpRequest& req) { return impl_->handle(req); }
+
+}  // namespace portico::admin

@@ -1,0 +1,97 @@
+#include "admin/admin_key.hpp"
+
+#include <openssl/rand.h>
+
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <stdexcept>
+#include <vector>
+
+#include "core/log.hpp"
+
+namespace portico::admin {
+namespace {
+
+std::vector<std::string> split_lines(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+bool is_top_level_key(const std::string& line) {
+  return !line.empty() && line[0] != ' ' && line[0] != '#' && line[0] != '\t';
+}
+
+}  // namespace
+
+std::string add_admin_key(const std::string& text, const std::string& key) {
+  std::vector<std::string> lines = split_lines(text);
+  static const std::regex admin_line(R"(^admin:\s*(#.*)?$)");
+  // An empty `keys:` (nothing, [] or null) inside the admin section is replaced.
+  static const std::regex empty_keys(R"(^\s+keys:\s*(\[\s*\]|null|~)?\s*(#.*)?$)");
+  size_t admin = lines.size();
+  for (size_t i = 0; i < lines.size(); ++i)
+    if (std::regex_match(lines[i], admin_line)) admin = i;
+  std::string entry_indent = "  ";
+  if (admin == lines.size()) {
+    if (!lines.empty() && !lines.back().empty()) lines.push_back("");
+    lines.push_back("admin:");
+    admin = lines.size() - 1;
+  } else {
+    size_t end = admin + 1;
+    while (end < lines.size() && !is_top_level_key(lines[end])) ++end;
+    for (size_t i = admin + 1; i < end; ++i) {
+      if (lines[i].find_first_not_of(' ') != std::string::npos &&
+          lines[i][lines[i].find_first_not_of(' ')] != '#') {
+        entry_indent = lines[i].substr(0, lines[i].find_first_not_of(' '));
+        break;
+      }
+    }
+    for (size_t i = admin + 1; i < end; ++i)
+      if (std::regex_match(lines[i], empty_keys)) {
+        lines.erase(lines.begin() + static_cast<long>(i));
+        break;
+      }
+  }
+  std::vector<std::string> block = {
+      entry_indent + "keys:                          # generated at first start; keep it secret",
+      entry_indent + "  - key: \"" + key + "\"", entry_indent + "    role: admin"};
+  lines.insert(lines.begin() + static_cast<long>(admin) + 1, block.begin(), block.end());
+  std::string out;
+  for (const auto& l : lines) out += l + "\n";
+  return out;
+}
+
+std::string generate_admin_key(const std::string& config_path) {
+  unsigned char bytes[16];
+  if (RAND_bytes(bytes, sizeof(bytes)) != 1)
+    throw std::runtime_error("cannot generate an Admin API key: no randomness");
+  static const char hex[] = "0123456789abcdef";
+  std::string key;
+  for (unsigned char b : bytes) {
+    key += hex[b >> 4];
+    key += hex[b & 15];
+  }
+  std::ifstream in(config_path);
+  std::stringstream text;
+  text << in.rdbuf();
+  std::string updated = add_admin_key(text.str(), key);
+  std::string tmp = config_path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << updated;
+    if (!out.good()) {
+      log::warn("could not save the generated Admin API key in " + config_path +
+                ": it works until the next restart only");
+      return key;
+    }
+  }
+  if (std::rename(tmp.c_str(), config_path.c_str()) != 0)
+    log::warn("could not save the generated Admin API key in " + config_path +
+              ": it works until the next restart only");
+  return key;
+}
+
+}  // namespace portico::admin

@@ -1,0 +1,175 @@
+#include "admin/control_api.hpp"
+
+#include <chrono>
+
+#include "core/worker.hpp"
+#include "metrics/prometheus.hpp"
+
+namespace portico::admin {
+
+using config::json;
+using config::Kind;
+
+namespace {
+constexpr const char* kRedacted = "******";
+// A worker whose 100 ms tick has not run for this long is stuck.
+constexpr int64_t kWorkerStuckMs = 2000;
+
+HttpResponse reply(int status, const json& body) { return {status, body.dump() + "\n"}; }
+
+bool is_secret_field(const std::string& name) {
+  return name == "password" || name == "secret" || name == "secret_key" || name == "key" ||
+         name == "keys" || name == "private_key" || name == "token" || name == "client_secret";
+}
+
+void redact_plugins(json& plugins) {
+  if (!plugins.is_object()) return;
+  for (auto& [name, conf] : plugins.items())
+    if (conf.is_object())
+      for (auto& [field, v] : conf.items())
+        if (is_secret_field(field)) v = kRedacted;
+}
+
+json node_json(const config::UpstreamNode& n) {
+  return {{"host", n.host}, {"port", n.port}, {"weight", n.weight}, {"priority", n.priority}};
+}
+
+json upstream_json(const config::Upstream& u) {
+  json nodes = json::array();
+  for (const auto& n : u.nodes) nodes.push_back(node_json(n));
+  json out = {{"type", u.type}, {"scheme", u.scheme}, {"nodes", nodes}};
+  if (!u.id.empty()) out["id"] = u.id;
+  return out;
+}
+}  // namespace
+
+json redact(json value) {
+  if (!value.is_object()) return value;
+  for (const char* field : {"key", "keys", "password"})
+    if (value.contains(field)) value[field] = kRedacted;
+  if (value.contains("plugins")) redact_plugins(value["plugins"]);
+  return value;
+}
+
+Task<HttpResponse> ControlApi::handle(HttpRequest& req) {
+  if (req.method != "GET" && req.method != "HEAD")
+    co_return reply(405, {{"error_msg", "the control API is read-only"}});
+  if (req.path == "/v1/health") co_return health();
+  if (req.path == "/v1/routes") co_return routes();
+  if (req.path == "/v1/upstreams") co_return upstreams();
+  if (req.path == "/v1/config") co_return running_config();
+  if (req.path == "/metrics") co_return metrics();
+  co_return reply(404, {{"error_msg",
+                         "not found; try /v1/health, /v1/routes, /v1/upstreams, "
+                         "/v1/config or /metrics"}});
+}
+
+int ControlApi::alive_workers() const {
+  if (!ctx_.workers) return 0;
+  int64_t now = Worker::now_ms();
+  int alive = 0;
+  for (const auto& w : *ctx_.workers)
+    if (now - w->heartbeat_ms.load(std::memory_order_relaxed) < kWorkerStuckMs) ++alive;
+  return alive;
+}
+
+HttpResponse ControlApi::health() const {
+  config::ConfigSourceStatus s = ctx_.source_status();
+  auto snap = ctx_.snapshot();
+  int alive = alive_workers();
+  std::string status = !snap                             ? "starting"
+                       : alive < ctx_.configured_workers ? "degraded"
+                       : !s.reachable                    ? "degraded"
+                                                         : "ok";
+  json body = {{"status", status},
+               {"config",
+                {{"provider", ctx_.provider},
+                 {"reachable", s.reachable},
+                 {"revision", s.revision},
+                 {"skipped_values", s.skipped},
+                 {"resyncs", s.resyncs},
+                 {"last_error", s.last_error}}},
+               {"workers", {{"configured", ctx_.configured_workers}, {"alive", alive}}},
+               {"version", snap ? snap->version : 0},
+               {"routes", snap ? snap->routes.size() : 0}};
+  // Serving the last good config while etcd is away is still serving: 200, so a load balancer
+  // keeps the node; only a node without any config (or with a stuck worker) answers 503.
+  bool serving = snap && alive == ctx_.configured_workers;
+  return reply(serving ? 200 : 503, body);
+}
+
+HttpResponse ControlApi::routes() const {
+  json list = json::array();
+  if (auto snap = ctx_.snapshot()) {
+    const auto& rules = snap->router.rules();
+    for (size_t i = 0; i < rules.size(); ++i) {
+      const auto& r = rules[i];
+      json item = {{"id", r.id},
+                   {"uris", r.uris},
+                   {"hosts", r.hosts},
+                   {"methods", r.method_names},
+                   {"remote_addrs", r.remote_addr_texts},
+                   {"priority", r.priority},
+                   {"enabled", r.enabled}};
+      const auto& compiled = snap->routes[i];
+      if (compiled.upstream) item["upstream"] = upstream_json(compiled.upstream->spec());
+      list.push_back(std::move(item));
+    }
+  }
+  return reply(200, {{"routes", list}});
+}
+
+HttpResponse ControlApi::upstreams() const {
+  json list = json::array();
+  for (const auto& [id, obj] : ctx_.store->all(Kind::Upstreams))
+    list.push_back(upstream_json(*obj.upstream));
+  return reply(200, {{"upstreams", list}});
+}
+
+HttpResponse ControlApi::running_config() const {
+  json out = json::object();
+  for (Kind kind : config::all_kinds()) {
+    json list = json::array();
+    for (const auto& [id, obj] : ctx_.store->all(kind)) {
+      json v = obj.value;
+      if (kind == Kind::Ssls)
+        v = redact(std::move(v));
+      else if (v.is_object() && v.contains("plugins"))
+        redact_plugins(v["plugins"]);
+      list.push_back(std::move(v));
+    }
+    out[std::string(config::kind_name(kind))] = std::move(list);
+  }
+  config::ConfigSourceStatus s = ctx_.source_status();
+  out["revision"] = s.revision;
+  return reply(200, out);
+}
+
+HttpResponse ControlApi::metrics() const {
+  metrics::Totals totals;
+  int64_t connections = 0;
+  if (ctx_.workers)
+    for (const auto& w : *ctx_.workers) {
+      w->metrics.collect(totals);
+      connections += w->connections.load(std::memory_order_relaxed);
+    }
+  metrics::PrometheusWriter out;
+  metrics::write_request_metrics(out, totals);
+  config::ConfigSourceStatus s = ctx_.source_status();
+  out.gauge("portico_connections_active", "Open client connections.", {},
+            static_cast<double>(connections));
+  out.gauge("portico_config_revision",
+            "Revision of the applied configuration (etcd revision, or file version).", {},
+            static_cast<double>(s.revision));
+  out.gauge("portico_config_source_reachable",
+            "1 when the configuration source (etcd or the file) is reachable.",
+            {{"provider", ctx_.provider}}, s.reachable ? 1 : 0);
+  out.counter("portico_config_apply_errors_total",
+              "Configuration values rejected: invalid etcd values skipped, invalid files refused.",
+              {}, s.skipped);
+  out.gauge("portico_workers_alive", "Worker threads whose event loop is running.", {},
+            alive_workers());
+  return HttpResponse{200, out.take(), std::string(metrics::kPrometheusContentType)};
+}
+
+}  // namespace portico::admin

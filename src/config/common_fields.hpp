@@ -1,0 +1,24 @@
+// Field rules every APISIX kind shares: bookkeeping metadata, the `plugins` map, host names and
+// addresses. Used by object_parser (routes, services, upstreams) and other_objects (the rest).
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "config/field_reader.hpp"
+
+namespace portico::config {
+
+// desc, labels, create_time, update_time: APISIX bookkeeping that changes no behaviour.
+void ignore_metadata(ObjectReader& r);
+// `plugins` must be an object; no plugin exists yet, so every name in it is an error.
+void reject_plugins(ObjectReader& r);
+
+// 1..253 letters, digits, '.', '-' or '_'.
+bool valid_host_chars(std::string_view host);
+// A host name or a wildcard like "*.example.com".
+bool valid_host_pattern(std::string_view host);
+// An IP address, or an address with a prefix length ("10.0.0.0/8", "fe80::/64").
+bool valid_cidr(const std::string& s);
+
+}  // namespace portico::config

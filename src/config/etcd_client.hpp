@@ -1,0 +1,93 @@
+// A small etcd v3 client over etcd's JSON gateway (/v3/kv/*, streaming /v3/watch), used by the
+// control thread only. Several endpoints with failover, optional user/password auth and TLS.
+// Keys and values are plain strings here; base64 is this module's business.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "config/node_config.hpp"
+#include "core/asio.hpp"
+
+namespace portico::config {
+
+struct EtcdKv {
+  std::string key;
+  std::string value;
+  int64_t create_revision = 0;
+  int64_t mod_revision = 0;
+};
+
+struct EtcdEvent {
+  bool deleted = false;
+  EtcdKv kv;  // for a delete: key and mod_revision (the delete's revision)
+};
+
+// Any failure talking to etcd: unreachable, timeout, auth, or an error answer.
+class EtcdError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// The watch start revision was compacted away: the caller must resync with a full read.
+class EtcdCompacted : public EtcdError {
+ public:
+  explicit EtcdCompacted(int64_t compact_revision)
+      : EtcdError("revision compacted (etcd compact revision " + std::to_string(compact_revision) +
+                  ")"),
+        compact_revision(compact_revision) {}
+  int64_t compact_revision;
+};
+
+class EtcdClient {
+ public:
+  struct Range {
+    int64_t revision = 0;  // the store's revision when read
+    std::vector<EtcdKv> kvs;
+  };
+  struct Write {
+    bool succeeded = true;  // false: a put_if/remove_if compare failed
+    int64_t revision = 0;   // the store's revision after the write
+    int64_t deleted = 0;
+  };
+  // Watch callbacks: `on_created` gets the store revision when the watch starts (to notice a
+  // revision going backwards), `on_events` each batch with the batch's header revision.
+  struct WatchHandlers {
+    std::function<void(int64_t revision)> on_created;
+    std::function<void(std::vector<EtcdEvent>& events, int64_t revision)> on_events;
+  };
+
+  EtcdClient(Executor ex, EtcdSettings settings);
+  ~EtcdClient();
+
+  // Every call throws EtcdError when no endpoint answers within the timeout.
+  Task<Range> get(std::string key);
+  Task<Range> get_prefix(std::string prefix);
+  Task<Write> put(std::string key, std::string value);
+  // Puts only if the key's mod_revision is `expected` (0: the key must not exist).
+  Task<Write> put_if(std::string key, std::string value, int64_t expected);
+  Task<Write> remove(std::string key);
+  // Streams changes under `prefix` from `start_revision` until the connection breaks (throws
+  // EtcdError), the revision is compacted (EtcdCompacted) or cancel_watch() is called (returns).
+  Task<> watch(std::string prefix, int64_t start_revision, WatchHandlers handlers);
+  // Closes the watch connection; a pending watch() returns.
+  void cancel_watch();
+  // The endpoint that answered last, for logs and /v1/health.
+  const std::string& endpoint() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// The end of a prefix range in etcd's sense: the smallest key greater than every key starting
+// with `prefix`.
+std::string prefix_range_end(const std::string& prefix);
+std::string base64_encode(std::string_view in);
+bool base64_decode(std::string_view in, std::string& out);
+
+}  // namespace portico::config

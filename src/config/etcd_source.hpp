@@ -1,0 +1,67 @@
+// Keeps an ObjectStore in step with etcd: one full read of the prefix, then one watch for the
+// whole process from the next revision. Compaction or a revision going backwards (etcd restored
+// from a backup) means a full resync; a lost connection means reconnecting with exponential
+// backoff and jitter while the last good objects keep serving. A value that fails validation is
+// logged and skipped; the key's previous good version, if any, stays.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "config/etcd_client.hpp"
+#include "config/object_store.hpp"
+#include "core/asio.hpp"
+
+namespace portico::config {
+
+struct ConfigSourceStatus {
+  bool reachable = false;
+  bool synced = false;   // at least one full read succeeded
+  int64_t revision = 0;  // the last etcd revision applied
+  uint64_t skipped = 0;  // invalid values skipped since start
+  uint64_t resyncs = 0;
+  std::string last_error;  // empty while healthy
+};
+
+class EtcdSource {
+ public:
+  // `changed` runs (on the control thread) after the store changed.
+  EtcdSource(Executor ex, EtcdSettings settings, ObjectStore& store, std::function<void()> changed);
+  ~EtcdSource();
+
+  // Reads the whole prefix, retrying with backoff until it works or `timeout_s` passes.
+  // Returns false on timeout (last_error says why).
+  Task<bool> initial_sync(double timeout_s);
+  // Watches (and resyncs, reconnects) until stop().
+  Task<> run();
+  void stop();
+
+  const ConfigSourceStatus& status() const { return status_; }
+  EtcdClient& client() { return client_; }
+  const std::string& prefix() const { return settings_.prefix; }
+  std::string key(Kind kind, const std::string& id) const;
+
+ private:
+  Task<> full_sync();
+  void apply(std::vector<EtcdEvent>& events, int64_t revision);
+  bool apply_put(ObjectStore& store, const EtcdKv& kv, const ObjectStore* previous);
+  Task<> probe_loop();
+  Task<> sleep_backoff(std::chrono::steady_clock::time_point not_after =
+                           std::chrono::steady_clock::time_point::max());
+  void note_failure(const std::string& error);
+  void note_reachable();
+
+  Executor ex_;
+  EtcdSettings settings_;
+  EtcdClient client_;
+  ObjectStore& store_;
+  std::function<void()> changed_;
+  ConfigSourceStatus status_;
+  std::chrono::milliseconds backoff_;
+  bool need_full_sync_ = true;
+  bool stopped_ = false;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace portico::config

@@ -1,0 +1,235 @@
+#include "config/object_store.hpp"
+
+#include <algorithm>
+#include <set>
+
+#include "config/object_parser.hpp"
+#include "config/other_objects.hpp"
+
+namespace portico::config {
+namespace {
+
+constexpr std::array<std::string_view, kKindCount> kNames = {
+    "routes",       "services",       "upstreams", "consumers",    "ssls",
+    "global_rules", "plugin_configs", "protos",    "stream_routes"};
+constexpr std::array<std::string_view, kKindCount> kSingular = {
+    "route",       "service",       "upstream", "consumer",    "ssl",
+    "global_rule", "plugin_config", "proto",    "stream_route"};
+
+void add_ref(StoredObject& out, const char* field, Kind kind, const std::string& id) {
+  if (!id.empty()) out.refs.push_back({field, ObjectRef{kind, id}});
+}
+
+}  // namespace
+
+std::string_view kind_name(Kind kind) { return kNames[static_cast<size_t>(kind)]; }
+std::string_view kind_singular(Kind kind) { return kSingular[static_cast<size_t>(kind)]; }
+
+std::optional<Kind> parse_kind(std::string_view name) {
+  for (size_t i = 0; i < kKindCount; ++i)
+    if (kNames[i] == name) return static_cast<Kind>(i);
+  return std::nullopt;
+}
+
+const std::array<Kind, kKindCount>& all_kinds() {
+  static const std::array<Kind, kKindCount> kinds = [] {
+    std::array<Kind, kKindCount> k{};
+    for (size_t i = 0; i < kKindCount; ++i) k[i] = static_cast<Kind>(i);
+    return k;
+  }();
+  return kinds;
+}
+
+bool validate_object(Kind kind, const json& value, const std::string& path, Errors& errors,
+                     StoredObject& out) {
+  size_t before = errors.size();
+  out.refs.clear();
+  switch (kind) {
+    case Kind::Routes: {
+      auto route = std::make_shared<Route>(parse_route(value, path, errors));
+      add_ref(out, "upstream_id", Kind::Upstreams, route->upstream_id);
+      add_ref(out, "service_id", Kind::Services, route->service_id);
+      add_ref(out, "plugin_config_id", Kind::PluginConfigs, route->plugin_config_id);
+      if (!route->upstream && route->upstream_id.empty() && route->service_id.empty() &&
+          errors.size() == before)
+        errors.add(path, "needs an upstream: upstream, upstream_id, or a service that has one");
+      out.route = std::move(route);
+      break;
+    }
+    case Kind::Services: {
+      auto svc = std::make_shared<Service>(parse_service(value, path, errors));
+      add_ref(out, "upstream_id", Kind::Upstreams, svc->upstream_id);
+      out.service = std::move(svc);
+      break;
+    }
+    case Kind::Upstreams:
+      out.upstream = parse_upstream(value, path, errors);
+      break;
+    case Kind::StreamRoutes: {
+      StreamRouteRefs refs = validate_stream_route(value, path, errors);
+      add_ref(out, "upstream_id", Kind::Upstreams, refs.upstream_id);
+      add_ref(out, "service_id", Kind::Services, refs.service_id);
+      break;
+    }
+    default:
+      validate_other_object(kind_name(kind), value, path, errors);
+  }
+  return errors.size() == before;
+}
+
+bool ObjectStore::put(Kind kind, const std::string& id, json value, const std::string& source,
+                      int64_t create_revision, int64_t mod_revision, Errors& errors) {
+  StoredObject obj;
+  if (!validate_object(kind, value, source, errors, obj)) return false;
+  obj.value = std::move(value);
+  obj.source = source;
+  obj.create_revision = create_revision;
+  obj.mod_revision = mod_revision;
+  objects_[static_cast<size_t>(kind)][id] = std::move(obj);
+  return true;
+}
+
+bool ObjectStore::erase(Kind kind, const std::string& id) {
+  return objects_[static_cast<size_t>(kind)].erase(id) > 0;
+}
+
+void ObjectStore::clear() {
+  for (auto& m : objects_) m.clear();
+}
+
+const StoredObject* ObjectStore::find(Kind kind, const std::string& id) const {
+  const auto& m = objects_[static_cast<size_t>(kind)];
+  auto it = m.find(id);
+  return it == m.end() ? nullptr : &it->second;
+}
+
+const std::map<std::string, StoredObject>& ObjectStore::all(Kind kind) const {
+  return objects_[static_cast<size_t>(kind)];
+}
+
+size_t ObjectStore::size() const {
+  size_t n = 0;
+  for (const auto& m : objects_) n += m.size();
+  return n;
+}
+
+std::vector<std::string> ObjectStore::referrers(Kind kind, const std::string& id) const {
+  std::vector<std::string> out;
+  for (Kind k : all_kinds())
+    for (const auto& [oid, obj] : all(k))
+      for (const auto& [field, ref] : obj.refs)
+        if (ref.kind == kind && ref.id == id)
+          out.push_back(std::string(kind_singular(k)) + " [" + oid + "]");
+  return out;
+}
+
+void ObjectStore::check_references(const StoredObject& obj, const std::string& path,
+                                   Errors& errors) const {
+  for (const auto& [field, ref] : obj.refs)
+    if (!find(ref.kind, ref.id))
+      errors.add(path.empty() ? field : path + "." + field,
+                 "unknown " + std::string(kind_singular(ref.kind)) + " \"" + ref.id + "\"");
+}
+
+std::vector<const StoredObject*> ObjectStore::in_creation_order(Kind kind) const {
+  std::vector<std::pair<const std::string*, const StoredObject*>> items;
+  for (const auto& [id, obj] : all(kind)) items.emplace_back(&id, &obj);
+  std::sort(items.begin(), items.end(), [](const auto& a, const auto& b) {
+    return a.second->create_revision != b.second->create_revision
+               ? a.second->create_revision < b.second->create_revision
+               : *a.first < *b.first;
+  });
+  std::vector<const StoredObject*> out;
+  out.reserve(items.size());
+  for (const auto& [id, obj] : items) out.push_back(obj);
+  return out;
+}
+
+ConfigSet ObjectStore::config_set(Errors& problems) const {
+  ConfigSet set;
+  for (const StoredObject* obj : in_creation_order(Kind::Upstreams))
+    set.upstreams.push_back(obj->upstream);
+  for (const StoredObject* obj : in_creation_order(Kind::Services)) {
+    size_t before = problems.size();
+    check_references(*obj, obj->source, problems);
+    if (problems.size() == before) set.services.push_back(*obj->service);
+  }
+  // Creation order is the last tie-breaker between equally specific routes.
+  for (const StoredObject* obj : in_creation_order(Kind::Routes)) {
+    size_t before = problems.size();
+    check_references(*obj, obj->source, problems);
+    const Route& r = *obj->route;
+    if (problems.size() == before && !r.upstream && r.upstream_id.empty()) {
+      const StoredObject* svc = find(Kind::Services, r.service_id);
+      if (svc && !svc->service->upstream && svc->service->upstream_id.empty())
+        problems.add(obj->source,
+                     "needs an upstream: upstream, upstream_id, or a service that has one");
+    }
+    if (problems.size() != before) continue;
+    set.routes.push_back(r);
+    set.routes.back().order = set.routes.size() - 1;
+  }
+  return set;
+}
+
+ObjectStore store_from_document(const json& doc, Errors& errors) {
+  ObjectStore store;
+  if (doc.is_null()) return store;  // an empty file: no objects
+  // Ids seen per kind, valid objects or not, and every object's references: an invalid object
+  // is reported once, not again as a missing reference or a duplicate.
+  std::array<std::set<std::string>, kKindCount> seen;
+  std::vector<std::pair<std::string, std::vector<std::pair<std::string, ObjectRef>>>> refs;
+  ObjectReader r(doc, "", errors);
+  if (!r.valid()) return store;
+  for (Kind kind : all_kinds()) {
+    std::string_view name = kind_name(kind);
+    const json* list = r.raw(name);
+    if (!list) continue;
+    if (!list->is_array()) {
+      r.error(name, "must be a list");
+      continue;
+    }
+    for (size_t i = 0; i < list->size(); ++i) {
+      const json& value = (*list)[i];
+      std::string path = std::string(name) + "[" + std::to_string(i) + "]";
+      // Consumers are identified by username, everything else by id. Every object is
+      // validated even when its id is missing or taken: all errors are reported at once.
+      const char* id_field = kind == Kind::Consumers ? "username" : "id";
+      std::string id;
+      if (value.is_object() && value.contains(id_field)) {
+        const json& v = value[id_field];
+        bool number = v.is_number_integer() && v.get<int64_t>() >= 0;
+        id = v.is_string() ? v.get<std::string>() : number ? v.dump() : "";
+      }
+      StoredObject obj;
+      bool valid = validate_object(kind, value, path, errors, obj);
+      if (value.is_object() && id.empty() && !value.contains(id_field)) {
+        errors.add(path + "." + id_field, "is required");
+        continue;
+      }
+      refs.emplace_back(path, obj.refs);
+      if (!id.empty() && !seen[static_cast<size_t>(kind)].insert(id).second) {
+        errors.add(path + "." + id_field, "duplicate id \"" + id + "\"");
+        continue;
+      }
+      if (!valid || id.empty()) continue;
+      obj.value = value;
+      obj.source = path;
+      obj.create_revision = obj.mod_revision = static_cast<int64_t>(i + 1);
+      store.objects_[static_cast<size_t>(kind)][id] = std::move(obj);
+    }
+  }
+  r.finish();
+  for (const auto& [path, object_refs] : refs)
+    for (const auto& [field, ref] : object_refs)
+      if (!seen[static_cast<size_t>(ref.kind)].count(ref.id))
+        errors.add(path + "." + field,
+                   "unknown " + std::string(kind_singular(ref.kind)) + " \"" + ref.id + "\"");
+  if (!errors.empty()) return store;
+  Errors problems;
+  store.config_set(problems);
+  for (const auto& e : problems.list()) errors.add(e.path, e.message);
+  return store;
+}
+
+}  // namespace portico::config

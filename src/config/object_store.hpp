@@ -1,0 +1,93 @@
+// Every configuration object by kind and id, validated one at a time: the common ground of the
+// routes file and etcd. An object is parsed once when it arrives (not on every rebuild), so a
+// change in etcd costs one object's validation; `config_set()` then assembles what the snapshot
+// compiler needs, leaving out objects whose references are missing.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "config/field_reader.hpp"
+#include "config/objects.hpp"
+
+namespace portico::config {
+
+enum class Kind : uint8_t {
+  Routes,
+  Services,
+  Upstreams,
+  Consumers,
+  Ssls,
+  GlobalRules,
+  PluginConfigs,
+  Protos,
+  StreamRoutes,
+};
+inline constexpr size_t kKindCount = 9;
+
+// "routes", "ssls", ... (the Admin API path segment and the etcd key segment)
+std::string_view kind_name(Kind kind);
+// "route", "ssl", ... (for messages)
+std::string_view kind_singular(Kind kind);
+std::optional<Kind> parse_kind(std::string_view name);
+const std::array<Kind, kKindCount>& all_kinds();
+
+struct ObjectRef {
+  Kind kind;
+  std::string id;
+};
+
+struct StoredObject {
+  json value;                   // as written, with its id
+  std::string source;           // "routes[3]" in the file, the etcd key in etcd
+  int64_t create_revision = 0;  // file position or etcd revision: orders equal routes
+  int64_t mod_revision = 0;
+  std::shared_ptr<const Route> route;  // the typed form, for kinds that have one
+  std::shared_ptr<const Service> service;
+  std::shared_ptr<const Upstream> upstream;
+  std::vector<std::pair<std::string, ObjectRef>> refs;  // field name -> object referred to
+};
+
+// Validates `value` as one object of `kind` with the same rules as the routes file. On success
+// fills `out` (typed form and references); errors name fields under `path`.
+bool validate_object(Kind kind, const json& value, const std::string& path, Errors& errors,
+                     StoredObject& out);
+
+class ObjectStore {
+ public:
+  // Validates and stores (replacing an older version). An invalid object leaves the store
+  // unchanged and returns false with the reasons in `errors`.
+  bool put(Kind kind, const std::string& id, json value, const std::string& source,
+           int64_t create_revision, int64_t mod_revision, Errors& errors);
+  bool erase(Kind kind, const std::string& id);
+  void clear();
+
+  const StoredObject* find(Kind kind, const std::string& id) const;
+  const std::map<std::string, StoredObject>& all(Kind kind) const;
+  size_t size() const;
+  // Objects that refer to (kind, id), as "route [1]" phrases, for refusing a delete.
+  std::vector<std::string> referrers(Kind kind, const std::string& id) const;
+  // The missing objects `obj` refers to, as "upstream_id: unknown upstream \"u1\"" errors.
+  void check_references(const StoredObject& obj, const std::string& path, Errors& errors) const;
+
+  // Routes, services and upstreams for the snapshot compiler. An object whose references are
+  // missing is left out and reported in `problems` under its source.
+  ConfigSet config_set(Errors& problems) const;
+  // Oldest first (file position or etcd create revision), then by id.
+  std::vector<const StoredObject*> in_creation_order(Kind kind) const;
+
+ private:
+  friend ObjectStore store_from_document(const json& doc, Errors& errors);
+  std::array<std::map<std::string, StoredObject>, kKindCount> objects_;
+};
+
+// The routes file: top-level lists per kind (`routes:`, `upstreams:`, ...). Strict: any invalid
+// object, missing or duplicate id, or broken reference is an error (the file is rejected whole).
+ObjectStore store_from_document(const json& doc, Errors& errors);
+
+}  // namespace portico::config

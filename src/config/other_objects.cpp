@@ -1,0 +1,343 @@
+#include "config/other_objects.hpp"
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include <boost/asio/ip/address.hpp>
+#include <cctype>
+#include <limits>
+#include <memory>
+#include <set>
+#include <vector>
+
+#include "config/common_fields.hpp"
+#include "config/object_parser.hpp"
+
+namespace portico::config {
+namespace {
+
+constexpr int64_t kInt64Min = std::numeric_limits<int64_t>::min();
+constexpr int64_t kInt64Max = std::numeric_limits<int64_t>::max();
+
+void require_plugins(ObjectReader& r) {
+  if (!r.has("plugins")) r.error("plugins", "is required");
+  reject_plugins(r);
+}
+
+// APISIX: ^[a-zA-Z0-9_\-]+$, at most 100 characters.
+bool valid_username(const std::string& name) {
+  if (name.empty() || name.size() > 100) return false;
+  for (char c : name)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-')) return false;
+  return true;
+}
+
+// "snis[2]"
+std::string indexed(const std::string& path, size_t i) {
+  return path + "[" + std::to_string(i) + "]";
+}
+
+bool valid_ip(const std::string& s) {
+  boost::system::error_code ec;
+  boost::asio::ip::make_address(s, ec);
+  return !ec;
+}
+
+// ---- PEM certificates and keys -----------------------------------------------------------
+
+struct BioFree {
+  void operator()(BIO* b) const { BIO_free(b); }
+};
+struct X509Free {
+  void operator()(X509* x) const { X509_free(x); }
+};
+struct PkeyFree {
+  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
+};
+using BioPtr = std::unique_ptr<BIO, BioFree>;
+using X509Ptr = std::unique_ptr<X509, X509Free>;
+using PkeyPtr = std::unique_ptr<EVP_PKEY, PkeyFree>;
+
+// APISIX's bound on cert and key strings; it also bounds the parsing work per field.
+constexpr size_t kMaxPemBytes = 64 * 1024;
+
+// Never asks for a passphrase: without this OpenSSL would prompt on the terminal for an
+// encrypted key. Encrypted keys are rejected.
+int no_passphrase(char*, int, int, void*) { return -1; }
+
+BioPtr memory_bio(const std::string& pem) {
+  return BioPtr(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+}
+
+// Every certificate in `pem` (a leaf and its chain, or a CA bundle); empty when none parses or a
+// block is broken. The OpenSSL error queue is left empty: it is per thread, and a stale entry
+// would confuse the next TLS call on it.
+std::vector<X509Ptr> read_certificates(const std::string& pem) {
+  std::vector<X509Ptr> certs;
+  BioPtr bio = memory_bio(pem);
+  while (X509* x = PEM_read_bio_X509(bio.get(), nullptr, no_passphrase, nullptr))
+    certs.emplace_back(x);
+  // Reading ends with "no start line" after the last block; any other error is a broken one.
+  unsigned long err = ERR_peek_last_error();
+  bool clean_end = ERR_GET_LIB(err) == ERR_LIB_PEM && ERR_GET_REASON(err) == PEM_R_NO_START_LINE;
+  ERR_clear_error();
+  if (!clean_end) certs.clear();
+  return certs;
+}
+
+PkeyPtr read_private_key(const std::string& pem) {
+  BioPtr bio = memory_bio(pem);
+  PkeyPtr key(PEM_read_bio_PrivateKey(bio.get(), nullptr, no_passphrase, nullptr));
+  ERR_clear_error();
+  return key;
+}
+
+const std::string* pem_string(const json& v, const std::string& path, const char* what,
+                              Errors& errors) {
+  if (!v.is_string()) {
+    errors.add(path, std::string("must be a PEM ") + what);
+    return nullptr;
+  }
+  if (v.get_ref<const std::string&>().size() > kMaxPemBytes) {
+    errors.add(path, "must be at most " + std::to_string(kMaxPemBytes) + " bytes");
+    return nullptr;
+  }
+  return &v.get_ref<const std::string&>();
+}
+
+// The leaf (first) certificate of a PEM field, or null after recording the error.
+X509Ptr check_certificate(const json& v, const std::string& path, Errors& errors) {
+  const std::string* pem = pem_string(v, path, "certificate", errors);
+  if (!pem) return nullptr;
+  auto certs = read_certificates(*pem);
+  if (certs.empty()) {
+    errors.add(path, "must be a PEM certificate");
+    return nullptr;
+  }
+  return std::move(certs.front());
+}
+
+PkeyPtr check_private_key(const json& v, const std::string& path, Errors& errors) {
+  const std::string* pem = pem_string(v, path, "private key", errors);
+  if (!pem) return nullptr;
+  PkeyPtr key = read_private_key(*pem);
+  if (!key) errors.add(path, "must be an unencrypted PEM private key");
+  return key;
+}
+
+void check_key_matches(const X509Ptr& cert, const PkeyPtr& key, const std::string& key_path,
+                       const std::string& cert_name, Errors& errors) {
+  if (!cert || !key) return;
+  if (X509_check_private_key(cert.get(), key.get()) != 1)
+    errors.add(key_path, "does not match the public key of " + cert_name);
+  ERR_clear_error();
+}
+
+const json* list_field(ObjectReader& r, std::string_view key, const char* message) {
+  const json* v = r.raw(key);
+  if (v && !v->is_array()) {
+    r.error(key, message);
+    return nullptr;
+  }
+  return v;
+}
+
+// certs[i] pairs with keys[i]: extra certificates for other key types (RSA next to ECDSA).
+void check_extra_pairs(ObjectReader& r, Errors& errors) {
+  const json* certs = list_field(r, "certs", "must be a list of PEM certificates");
+  const json* keys = list_field(r, "keys", "must be a list of PEM private keys");
+  bool not_lists = (r.has("certs") && !certs) || (r.has("keys") && !keys);  // already reported
+  if ((!certs && !keys) || not_lists) return;
+  size_t n_certs = certs ? certs->size() : 0;
+  size_t n_keys = keys ? keys->size() : 0;
+  if (n_certs != n_keys) r.error("keys", "must have one key for each entry of certs");
+  for (size_t i = 0; i < std::max(n_certs, n_keys); ++i) {
+    X509Ptr cert;
+    PkeyPtr key;
+    if (i < n_certs)
+      cert = check_certificate((*certs)[i], indexed(r.child_path("certs"), i), errors);
+    if (i < n_keys) key = check_private_key((*keys)[i], indexed(r.child_path("keys"), i), errors);
+    check_key_matches(cert, key, indexed(r.child_path("keys"), i), indexed("certs", i), errors);
+  }
+}
+
+// Server names the certificate is offered for: `sni` or a non-empty `snis` list.
+bool check_snis(ObjectReader& r, Errors& errors) {
+  const char* message = "must be a host name or a wildcard like \"*.example.com\"";
+  bool has_sni = r.has("sni");
+  bool has_snis = r.has("snis");
+  if (has_sni && has_snis) r.error("snis", "use either sni or snis, not both");
+  if (auto sni = r.string("sni"); sni && !valid_host_pattern(*sni)) r.error("sni", message);
+  if (const json* snis = r.raw("snis")) {
+    if (!snis->is_array() || snis->empty()) {
+      r.error("snis", "must be a non-empty list of host names");
+    } else {
+      for (size_t i = 0; i < snis->size(); ++i) {
+        const json& s = (*snis)[i];
+        if (!s.is_string() || !valid_host_pattern(s.get_ref<const std::string&>()))
+          errors.add(indexed(r.child_path("snis"), i), message);
+      }
+    }
+  }
+  return has_sni || has_snis;
+}
+
+void check_ssl_protocols(ObjectReader& r, Errors& errors) {
+  const char* message = "must be one of TLSv1.1, TLSv1.2, TLSv1.3";
+  const json* list = list_field(r, "ssl_protocols", "must be a list of TLS versions");
+  if (!list) return;
+  // An empty list would enable no protocol at all, failing every handshake.
+  if (list->empty()) r.error("ssl_protocols", "must not be empty");
+  std::set<std::string> seen;
+  for (size_t i = 0; i < list->size(); ++i) {
+    const json& v = (*list)[i];
+    std::string p = indexed(r.child_path("ssl_protocols"), i);
+    if (!v.is_string() || (v != "TLSv1.1" && v != "TLSv1.2" && v != "TLSv1.3"))
+      errors.add(p, message);
+    else if (!seen.insert(v.get<std::string>()).second)
+      errors.add(p, "duplicate " + v.get<std::string>());
+  }
+}
+
+}  // namespace
+
+void validate_consumer(const json& value, const std::string& path, Errors& errors) {
+  ObjectReader r(value, path, errors);
+  if (!r.valid()) return;
+  auto username = r.string("username");
+  if (!r.has("username"))
+    r.error("username", "is required");
+  else if (username && !valid_username(*username))
+    r.error("username", "must be 1..100 letters, digits, '_' or '-'");
+  // APISIX keys consumers by username and has no id; an id naming another consumer is a mistake.
+  if (auto id = r.id("id"); id && username && *id != *username)
+    r.error("id", "must equal username");
+  r.id("group_id");
+  ignore_metadata(r);
+  reject_plugins(r);
+  r.finish();
+}
+
+void validate_ssl(const json& value, const std::string& path, Errors& errors) {
+  ObjectReader r(value, path, errors);
+  if (!r.valid()) return;
+  r.id("id");
+  for (auto key : {"labels", "create_time", "update_time"}) r.ignore(key);
+  auto start = r.integer("validity_start", kInt64Min, kInt64Max);
+  auto end = r.integer("validity_end", kInt64Min, kInt64Max);
+  if (start && end && *end < *start) r.error("validity_end", "must not be before validity_start");
+  std::string type = r.string_or("type", "server");
+  if (type != "server" && type != "client") r.error("type", "must be server or client");
+  r.integer("status", 0, 1);
+
+  const json* cert = r.raw("cert");
+  const json* key = r.raw("key");
+  if (!cert) r.error("cert", "is required");
+  if (!key) r.error("key", "is required");
+  X509Ptr leaf = cert ? check_certificate(*cert, r.child_path("cert"), errors) : nullptr;
+  PkeyPtr pkey = key ? check_private_key(*key, r.child_path("key"), errors) : nullptr;
+  check_key_matches(leaf, pkey, r.child_path("key"), "cert", errors);
+  check_extra_pairs(r, errors);
+
+  if (!check_snis(r, errors) && type == "server")
+    r.error("snis", "is required for a server certificate (sni or snis)");
+  if (const json* client = r.raw("client")) {
+    ObjectReader cr(*client, r.child_path("client"), errors);
+    if (const json* ca = cr.raw("ca"))
+      check_certificate(*ca, cr.child_path("ca"), errors);
+    else if (cr.valid())
+      cr.error("ca", "is required");
+    cr.integer("depth", 0, std::numeric_limits<int>::max());
+    cr.finish();
+  }
+  check_ssl_protocols(r, errors);
+  r.finish();
+}
+
+void validate_global_rule(const json& value, const std::string& path, Errors& errors) {
+  ObjectReader r(value, path, errors);
+  if (!r.valid()) return;
+  r.id("id");
+  for (auto key : {"create_time", "update_time"}) r.ignore(key);
+  require_plugins(r);
+  r.finish();
+}
+
+void validate_plugin_config(const json& value, const std::string& path, Errors& errors) {
+  ObjectReader r(value, path, errors);
+  if (!r.valid()) return;
+  r.id("id");
+  ignore_metadata(r);
+  require_plugins(r);
+  r.finish();
+}
+
+void validate_proto(const json& value, const std::string& path, Errors& errors) {
+  ObjectReader r(value, path, errors);
+  if (!r.valid()) return;
+  r.id("id");
+  ignore_metadata(r);
+  r.string("name");
+  auto content = r.string("content");
+  if (!r.has("content"))
+    r.error("content", "is required");
+  else if (content && (content->empty() || content->size() > 1024 * 1024))
+    r.error("content", "must be 1..1048576 bytes of .proto source");
+  r.finish();
+}
+
+StreamRouteRefs validate_stream_route(const json& value, const std::string& path, Errors& errors) {
+  StreamRouteRefs refs;
+  ObjectReader r(value, path, errors);
+  if (!r.valid()) return refs;
+  r.id("id");
+  ignore_metadata(r);
+  if (auto a = r.string("remote_addr"); a && !valid_cidr(*a))
+    r.error("remote_addr", "must be an IP address or CIDR");
+  if (auto a = r.string("server_addr"); a && !valid_ip(*a))
+    r.error("server_addr", "must be an IP address");
+  r.integer("server_port", 1, 65535);
+  if (auto sni = r.string("sni"); sni && !valid_host_pattern(*sni))
+    r.error("sni", "must be a host name or a wildcard like \"*.example.com\"");
+
+  const json* upstream = r.raw("upstream");
+  if (upstream) parse_upstream(*upstream, r.child_path("upstream"), errors);
+  refs.upstream_id = r.id("upstream_id").value_or("");
+  refs.service_id = r.id("service_id").value_or("");
+  if (!upstream && !r.has("upstream_id") && !r.has("service_id"))
+    errors.add(path, "needs an upstream: upstream, upstream_id or service_id");
+  reject_plugins(r);
+
+  if (const json* protocol = r.raw("protocol")) {
+    ObjectReader pr(*protocol, r.child_path("protocol"), errors);
+    pr.string("name");
+    if (!pr.has("name") && pr.valid()) pr.error("name", "is required");
+    if (const json* conf = pr.raw("conf"); conf && !conf->is_object())
+      pr.error("conf", "must be an object");
+    pr.finish();
+  }
+  r.finish();
+  return refs;
+}
+
+bool validate_other_object(std::string_view kind, const json& value, const std::string& path,
+                           Errors& errors) {
+  if (kind == "consumers")
+    validate_consumer(value, path, errors);
+  else if (kind == "ssls")
+    validate_ssl(value, path, errors);
+  else if (kind == "global_rules")
+    validate_global_rule(value, path, errors);
+  else if (kind == "plugin_configs")
+    validate_plugin_config(value, path, errors);
+  else if (kind == "protos")
+    validate_proto(value, path, errors);
+  else if (kind == "stream_routes")
+    validate_stream_route(value, path, errors);
+  else
+    return false;
+  return true;
+}
+
+}  // namespace portico::config

@@ -1,0 +1,35 @@
+// Validation of the APISIX kinds Portico stores but does not act on yet: consumers, ssls,
+// global_rules, plugin_configs, protos, stream_routes. Each function checks one object the way
+// object_parser checks routes: every error recorded with its field path, unknown fields rejected.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "config/field_reader.hpp"
+
+namespace portico::config {
+
+// username (the consumer's key) is required; an `id` is accepted only when it equals username.
+void validate_consumer(const json& value, const std::string& path, Errors& errors);
+// Parses cert/key (and certs/keys, client.ca) with OpenSSL and checks each key matches its
+// certificate. Messages never quote certificate or key material.
+void validate_ssl(const json& value, const std::string& path, Errors& errors);
+void validate_global_rule(const json& value, const std::string& path, Errors& errors);
+void validate_plugin_config(const json& value, const std::string& path, Errors& errors);
+void validate_proto(const json& value, const std::string& path, Errors& errors);
+
+// The ids a stream route refers to (empty when absent), for the caller to resolve.
+struct StreamRouteRefs {
+  std::string upstream_id;
+  std::string service_id;
+};
+StreamRouteRefs validate_stream_route(const json& value, const std::string& path, Errors& errors);
+
+// Validates `value` as an object of `kind` ("consumers", "ssls", "global_rules",
+// "plugin_configs", "protos", "stream_routes"). Returns false, recording nothing, for any other
+// kind.
+bool validate_other_object(std::string_view kind, const json& value, const std::string& path,
+                           Errors& errors);
+
+}  // namespace portico::config
