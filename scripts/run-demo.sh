@@ -11,6 +11,16 @@ for _ in $(seq 1 50); do
   curl -fs -o /dev/null http://127.0.0.1:9100/ && break
   sleep 0.1
 done
+# The gateway writes a generated Admin API key into its config file on first start: it runs on a
+# copy under build/ (routes still come from conf/routes.yaml, watched), so the repo stays clean.
+if [[ "$CONFIG" == conf/config.yaml ]]; then
+  RUN_CONFIG=build/demo/config.yaml
+  mkdir -p build/demo
+  if [[ ! -f $RUN_CONFIG ]]; then
+    sed "s|^\(  file: \)routes.yaml|\1$PWD/conf/routes.yaml|" conf/config.yaml >"$RUN_CONFIG"
+  fi
+  CONFIG=$RUN_CONFIG
+fi
 "$BIN" start -c "$CONFIG" &
 GATEWAY=$!
 trap 'kill -TERM $GATEWAY $BACKEND 2>/dev/null; wait $GATEWAY $BACKEND 2>/dev/null; exit 0' INT TERM
@@ -27,6 +37,8 @@ Portico is listening on :9080 in front of a demo backend on :9100. Try:
   curl -i http://127.0.0.1:9080/hello
   curl -s http://127.0.0.1:9080/api/v1/chat -d '{"text":"hi"}' -H 'Content-Type: application/json'
   build/portico route-explain -c $CONFIG --method GET --host example.com --uri /users/42
+  curl -s http://127.0.0.1:9090/v1/health          # control API; /metrics for Prometheus
+  curl -s http://127.0.0.1:9180/apisix/admin/routes -H "X-API-KEY: \$(grep -m1 -o '[0-9a-f]\{32\}' $CONFIG)"
 
 Edit conf/routes.yaml while it runs: changes apply without a restart. Ctrl-C stops everything.
 

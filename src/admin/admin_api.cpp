@@ -210,10 +210,10 @@ struct AdminApi::Impl {
     for (const auto& v : e.near_misses) {
       std::string why;
       for (const auto& f : v.failures) why += (why.empty() ? "" : "; ") + f;
-      candidates.push_back({{"id", rules[v.rule].id}, {"result", why.empty() ? "match" : why}});
+      candidates.push_back({{"id", rules[v.rule]->id}, {"result", why.empty() ? "match" : why}});
     }
     json matched =
-        e.winner == router::RouteIndex::kNoMatch ? json(nullptr) : json(rules[e.winner].id);
+        e.winner == router::RouteIndex::kNoMatch ? json(nullptr) : json(rules[e.winner]->id);
     return reply(200, {{"matched", matched},
                        {"explain", router::format_explanation(snap->router, e)},
                        {"candidates", candidates}});

@@ -3,11 +3,13 @@
 #include <openssl/rand.h>
 
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <regex>
 #include <sstream>
 #include <stdexcept>
 #include <vector>
 
+#include "config/yaml_json.hpp"
 #include "core/log.hpp"
 
 namespace portico::admin {
@@ -22,6 +24,17 @@ std::vector<std::string> split_lines(const std::string& text) {
 
 bool is_top_level_key(const std::string& line) {
   return !line.empty() && line[0] != ' ' && line[0] != '#' && line[0] != '\t';
+}
+
+// Whether `text` parses and lists `key` under admin.keys.
+bool lists_key(const std::string& text, const std::string& key) {
+  try {
+    const nlohmann::json doc = config::yaml_to_json(text);
+    for (const auto& k : doc.at("admin").at("keys"))
+      if (k.value("key", "") == key) return true;
+  } catch (const std::exception&) {
+  }
+  return false;
 }
 
 }  // namespace
@@ -78,6 +91,13 @@ std::string generate_admin_key(const std::string& config_path) {
   std::stringstream text;
   text << in.rdbuf();
   std::string updated = add_admin_key(text.str(), key);
+  // The edit is textual: never write a file the next start cannot read (a flow-style
+  // `admin: {...}` would get a second `admin:`).
+  if (!lists_key(updated, key)) {
+    log::warn("could not add the generated Admin API key to " + config_path +
+              " (its admin section is not a plain block): it works until the next restart only");
+    return key;
+  }
   std::string tmp = config_path + ".tmp";
   {
     std::ofstream out(tmp, std::ios::trunc);

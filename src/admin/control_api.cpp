@@ -103,7 +103,7 @@ HttpResponse ControlApi::routes() const {
   if (auto snap = ctx_.snapshot()) {
     const auto& rules = snap->router.rules();
     for (size_t i = 0; i < rules.size(); ++i) {
-      const auto& r = rules[i];
+      const auto& r = *rules[i];
       json item = {{"id", r.id},
                    {"uris", r.uris},
                    {"hosts", r.hosts},

@@ -504,7 +504,9 @@ bool base64_decode(std::string_view in, std::string& out) {
       out += static_cast<char>((acc >> bits) & 0xff);
     }
   }
-  return pad <= 2;
+  // A lone last character (6 bits, no whole byte) means truncated input; padding, when
+  // present, completes the last group of four.
+  return pad <= 2 && bits < 6 && (pad == 0 || in.size() % 4 == 0);
 }
 
 }  // namespace portico::config

@@ -41,12 +41,13 @@ const std::array<Kind, kKindCount>& all_kinds() {
 }
 
 bool validate_object(Kind kind, const json& value, const std::string& path, Errors& errors,
-                     StoredObject& out) {
+                     StoredObject& out, int64_t order) {
   size_t before = errors.size();
   out.refs.clear();
   switch (kind) {
     case Kind::Routes: {
       auto route = std::make_shared<Route>(parse_route(value, path, errors));
+      route->order = order;
       add_ref(out, "upstream_id", Kind::Upstreams, route->upstream_id);
       add_ref(out, "service_id", Kind::Services, route->service_id);
       add_ref(out, "plugin_config_id", Kind::PluginConfigs, route->plugin_config_id);
@@ -80,7 +81,7 @@ bool validate_object(Kind kind, const json& value, const std::string& path, Erro
 bool ObjectStore::put(Kind kind, const std::string& id, json value, const std::string& source,
                       int64_t create_revision, int64_t mod_revision, Errors& errors) {
   StoredObject obj;
-  if (!validate_object(kind, value, source, errors, obj)) return false;
+  if (!validate_object(kind, value, source, errors, obj, create_revision)) return false;
   obj.value = std::move(value);
   obj.source = source;
   obj.create_revision = create_revision;
@@ -152,7 +153,7 @@ ConfigSet ObjectStore::config_set(Errors& problems) const {
   for (const StoredObject* obj : in_creation_order(Kind::Services)) {
     size_t before = problems.size();
     check_references(*obj, obj->source, problems);
-    if (problems.size() == before) set.services.push_back(*obj->service);
+    if (problems.size() == before) set.services.push_back(obj->service);
   }
   // Creation order is the last tie-breaker between equally specific routes.
   for (const StoredObject* obj : in_creation_order(Kind::Routes)) {
@@ -166,8 +167,7 @@ ConfigSet ObjectStore::config_set(Errors& problems) const {
                      "needs an upstream: upstream, upstream_id, or a service that has one");
     }
     if (problems.size() != before) continue;
-    set.routes.push_back(r);
-    set.routes.back().order = set.routes.size() - 1;
+    set.routes.push_back(obj->route);
   }
   return set;
 }
@@ -202,7 +202,8 @@ ObjectStore store_from_document(const json& doc, Errors& errors) {
         id = v.is_string() ? v.get<std::string>() : number ? v.dump() : "";
       }
       StoredObject obj;
-      bool valid = validate_object(kind, value, path, errors, obj);
+      auto position = static_cast<int64_t>(i + 1);
+      bool valid = validate_object(kind, value, path, errors, obj, position);
       if (value.is_object() && id.empty() && !value.contains(id_field)) {
         errors.add(path + "." + id_field, "is required");
         continue;
@@ -215,7 +216,7 @@ ObjectStore store_from_document(const json& doc, Errors& errors) {
       if (!valid || id.empty()) continue;
       obj.value = value;
       obj.source = path;
-      obj.create_revision = obj.mod_revision = static_cast<int64_t>(i + 1);
+      obj.create_revision = obj.mod_revision = position;
       store.objects_[static_cast<size_t>(kind)][id] = std::move(obj);
     }
   }

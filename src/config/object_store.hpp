@@ -54,9 +54,10 @@ struct StoredObject {
 };
 
 // Validates `value` as one object of `kind` with the same rules as the routes file. On success
-// fills `out` (typed form and references); errors name fields under `path`.
+// fills `out` (typed form and references); errors name fields under `path`. `order` is the
+// creation order a route keeps (see Route::order).
 bool validate_object(Kind kind, const json& value, const std::string& path, Errors& errors,
-                     StoredObject& out);
+                     StoredObject& out, int64_t order = 0);
 
 class ObjectStore {
  public:

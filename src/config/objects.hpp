@@ -52,7 +52,7 @@ struct Route {
   std::string plugin_config_id;
   std::optional<bool> enable_websocket;
   bool enabled = true;  // APISIX `status`: 1 enabled, 0 disabled
-  size_t order = 0;     // position in the source, the last tie-breaker
+  int64_t order = 0;    // creation order (file position, etcd create revision): last tie-breaker
 };
 
 struct Service {
@@ -64,10 +64,11 @@ struct Service {
   bool enable_websocket = false;
 };
 
-// Everything that can change at runtime without a restart.
+// Everything that can change at runtime without a restart. Objects are shared with the store
+// they came from: assembling a set of 50k routes copies pointers, not routes.
 struct ConfigSet {
-  std::vector<Route> routes;
-  std::vector<Service> services;
+  std::vector<std::shared_ptr<const Route>> routes;  // in creation order
+  std::vector<std::shared_ptr<const Service>> services;
   std::vector<std::shared_ptr<const Upstream>> upstreams;
 };
 

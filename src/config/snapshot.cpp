@@ -1,6 +1,7 @@
 #include "config/snapshot.hpp"
 
 #include <map>
+#include <unordered_map>
 
 #include "config/yaml_json.hpp"
 
@@ -61,74 +62,153 @@ std::shared_ptr<const upstream::UpstreamTarget> compile_upstream(
 
 }  // namespace
 
+struct CompileCache::Entries {
+  struct UpstreamEntry {
+    std::shared_ptr<const Upstream> spec;
+    std::shared_ptr<const upstream::UpstreamTarget> target;
+  };
+  struct ServiceEntry {
+    std::shared_ptr<const Service> service;
+    std::shared_ptr<const upstream::UpstreamTarget> inline_target;
+  };
+  struct RouteEntry {
+    std::shared_ptr<const Route> route;
+    std::shared_ptr<const upstream::UpstreamTarget> inline_target;
+    // What the rule and the compiled route were built from, besides the route itself.
+    std::shared_ptr<const Service> service;
+    std::shared_ptr<const upstream::UpstreamTarget> target;
+    std::shared_ptr<const router::RouteRule> rule;
+    bool websocket = false;
+    uint64_t generation = 0;  // the build that last saw this route
+  };
+  uint64_t generation = 0;
+  std::unordered_map<std::string, UpstreamEntry> upstreams;
+  std::unordered_map<std::string, ServiceEntry> services;
+  std::unordered_map<std::string, RouteEntry> routes;  // updated in place, see build_snapshot
+};
+
+CompileCache::CompileCache() : entries_(std::make_unique<Entries>()) {}
+CompileCache::~CompileCache() = default;
+
+namespace {
+
+std::shared_ptr<const router::RouteRule> make_rule(const Route& r, const Service* svc) {
+  auto rule = std::make_shared<router::RouteRule>();
+  rule->id = r.id;
+  rule->hosts = !r.hosts.empty() ? r.hosts : (svc ? svc->hosts : std::vector<std::string>{});
+  rule->uris = r.uris;
+  rule->method_names = r.methods;
+  for (const auto& m : r.methods) rule->methods |= router::method_bit(m);
+  rule->remote_addr_texts = r.remote_addrs;
+  for (const auto& a : r.remote_addrs) {
+    router::Cidr c;
+    if (router::Cidr::parse(a, c)) rule->remote_addrs.push_back(c);
+  }
+  rule->priority = r.priority;
+  rule->order = static_cast<size_t>(r.order);
+  rule->enabled = r.enabled;
+  return rule;
+}
+
+}  // namespace
+
 std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, const HttpLimits& limits,
-                                         int workers, Errors& errors, Errors* warnings) {
+                                         int workers, Errors& errors, Errors* warnings,
+                                         CompileCache* cache) {
+  CompileCache scratch;
+  CompileCache::Entries& old = *(cache ? cache : &scratch)->entries_;
+  const uint64_t generation = ++old.generation;
+  auto fresh = std::make_unique<CompileCache::Entries>();
   auto snap = std::make_unique<Snapshot>();
   snap->limits = limits;
   NodeResolver resolver;
 
-  std::map<std::string, std::shared_ptr<const upstream::UpstreamTarget>> named;
-  for (size_t i = 0; i < set.upstreams.size(); ++i)
-    named[set.upstreams[i]->id] =
-        compile_upstream(set.upstreams[i], "upstreams[" + std::to_string(i) + "]", workers,
-                         resolver, errors, warnings);
-  std::map<std::string, const Service*> services;
-  for (const auto& s : set.services) services[s.id] = &s;
-  std::map<const Upstream*, std::shared_ptr<const upstream::UpstreamTarget>> service_upstreams;
+  for (size_t i = 0; i < set.upstreams.size(); ++i) {
+    const auto& spec = set.upstreams[i];
+    auto it = old.upstreams.find(spec->id);
+    auto& entry = fresh->upstreams[spec->id];
+    entry.spec = spec;
+    entry.target = it != old.upstreams.end() && it->second.spec == spec
+                       ? it->second.target
+                       : compile_upstream(spec, "upstreams[" + std::to_string(i) + "]", workers,
+                                          resolver, errors, warnings);
+  }
+  for (const auto& svc : set.services) {
+    auto it = old.services.find(svc->id);
+    auto& entry = fresh->services[svc->id];
+    entry.service = svc;
+    if (it != old.services.end() && it->second.service == svc)
+      entry.inline_target = it->second.inline_target;
+    else if (svc->upstream)
+      entry.inline_target = compile_upstream(svc->upstream, "services[" + svc->id + "].upstream",
+                                             workers, resolver, errors, warnings);
+  }
+  auto named = [&](const std::string& id) -> std::shared_ptr<const upstream::UpstreamTarget> {
+    auto it = fresh->upstreams.find(id);
+    return it == fresh->upstreams.end() ? nullptr : it->second.target;
+  };
 
-  std::vector<router::RouteRule> rules;
+  std::vector<std::shared_ptr<const router::RouteRule>> rules;
   rules.reserve(set.routes.size());
   snap->routes.reserve(set.routes.size());
+  // Route entries are updated in place (50k map rebuilds per change were a fifth of the time);
+  // entries of routes that are gone are dropped after the walk.
+  auto& route_cache = cache ? old.routes : fresh->routes;
+  size_t visited = 0;
   for (size_t i = 0; i < set.routes.size(); ++i) {
-    const Route& r = set.routes[i];
-    std::string path = "routes[" + std::to_string(i) + "]";
-    const Service* svc = nullptr;
+    const auto& route = set.routes[i];
+    const Route& r = *route;
+    auto path = [&] { return "routes[" + std::to_string(i) + "]"; };
+    const CompileCache::Entries::ServiceEntry* svc = nullptr;
     if (!r.service_id.empty()) {
-      auto it = services.find(r.service_id);
-      if (it != services.end()) svc = it->second;
+      auto it = fresh->services.find(r.service_id);
+      if (it != fresh->services.end()) svc = &it->second;
     }
-    CompiledRoute cr;
-    cr.id = r.id;
+    auto [slot, inserted] = route_cache.try_emplace(r.id);
+    CompileCache::Entries::RouteEntry& entry = slot->second;
+    bool same_route = !inserted && entry.route == route;
+    entry.generation = generation;
+    ++visited;
+    if (!same_route) {
+      entry.route = route;
+      entry.inline_target = r.upstream ? compile_upstream(r.upstream, path() + ".upstream", workers,
+                                                          resolver, errors, warnings)
+                                       : nullptr;
+    }
     // The route's own upstream wins over upstream_id, which wins over the service's (APISIX).
-    if (r.upstream) {
-      cr.upstream =
-          compile_upstream(r.upstream, path + ".upstream", workers, resolver, errors, warnings);
-    } else if (!r.upstream_id.empty()) {
-      cr.upstream = named[r.upstream_id];
-    } else if (svc && svc->upstream) {
-      auto& slot = service_upstreams[svc->upstream.get()];
-      if (!slot)
-        slot = compile_upstream(svc->upstream, "services[" + svc->id + "].upstream", workers,
-                                resolver, errors, warnings);
-      cr.upstream = slot;
-    } else if (svc && !svc->upstream_id.empty()) {
-      cr.upstream = named[svc->upstream_id];
-    }
-    if (!cr.upstream) {
-      errors.add(path, "needs an upstream: upstream, upstream_id, or a service that has one");
+    std::shared_ptr<const upstream::UpstreamTarget> target;
+    if (r.upstream)
+      target = entry.inline_target;
+    else if (!r.upstream_id.empty())
+      target = named(r.upstream_id);
+    else if (svc && svc->service->upstream)
+      target = svc->inline_target;
+    else if (svc && !svc->service->upstream_id.empty())
+      target = named(svc->service->upstream_id);
+    if (!target) {  // e.g. its service was left out (etcd mode): the route is too
+      (warnings ? *warnings : errors)
+          .add(path(), "needs an upstream: upstream, upstream_id, or a service that has one");
       continue;
     }
-    cr.websocket = r.enable_websocket.value_or(svc ? svc->enable_websocket : false);
-
-    router::RouteRule rule;
-    rule.id = r.id;
-    rule.hosts = !r.hosts.empty() ? r.hosts : (svc ? svc->hosts : std::vector<std::string>{});
-    rule.uris = r.uris;
-    rule.method_names = r.methods;
-    for (const auto& m : r.methods) rule.methods |= router::method_bit(m);
-    rule.remote_addr_texts = r.remote_addrs;
-    for (const auto& a : r.remote_addrs) {
-      router::Cidr c;
-      if (router::Cidr::parse(a, c)) rule.remote_addrs.push_back(c);
+    std::shared_ptr<const Service> service = svc ? svc->service : nullptr;
+    // Unchanged route, service and upstream: reuse the compiled rule (most of a 50k rebuild).
+    if (!same_route || !entry.rule || entry.service != service || entry.target != target) {
+      entry.service = service;
+      entry.target = target;
+      entry.rule = make_rule(r, service.get());
+      entry.websocket = r.enable_websocket.value_or(svc ? svc->service->enable_websocket : false);
     }
-    rule.priority = r.priority;
-    rule.order = r.order;
-    rule.enabled = r.enabled;
-    rules.push_back(std::move(rule));
-    snap->routes.push_back(std::move(cr));
+    rules.push_back(entry.rule);
+    snap->routes.push_back(CompiledRoute{r.id, entry.target, entry.websocket});
   }
-  snap->upstream_count = named.size();
+  if (route_cache.size() > visited)
+    std::erase_if(route_cache, [&](const auto& kv) { return kv.second.generation != generation; });
+  snap->upstream_count = set.upstreams.size();
   snap->router = router::RouteIndex(std::move(rules));
+  if (cache) {
+    old.upstreams = std::move(fresh->upstreams);
+    old.services = std::move(fresh->services);
+  }
   return snap;
 }
 

@@ -30,12 +30,28 @@ struct Snapshot {
   size_t upstream_count = 0;
 };
 
+// Compiled pieces kept between builds (etcd mode): a route, service or upstream whose object is
+// the same (shared) one as last time is not compiled again, so changing one route in 50k costs
+// one route plus the route index. Upstream targets carry over too, with their balancer state.
+class CompileCache {
+ public:
+  CompileCache();
+  ~CompileCache();
+  struct Entries;
+
+ private:
+  friend std::unique_ptr<Snapshot> build_snapshot(const ConfigSet&, const HttpLimits&, int, Errors&,
+                                                  Errors*, CompileCache*);
+  std::unique_ptr<Entries> entries_;
+};
+
 // Resolves node hosts, compiles routes and upstreams. Errors are reported with the field path
 // of the object that caused them; on any error the result must not be used. With `warnings`,
 // a node whose host does not resolve is left out and reported there instead (etcd mode: one
 // bad host name must not hold every other change back).
 std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, const HttpLimits& limits,
-                                         int workers, Errors& errors, Errors* warnings = nullptr);
+                                         int workers, Errors& errors, Errors* warnings = nullptr,
+                                         CompileCache* cache = nullptr);
 
 // routes.yaml -> Snapshot in one go (parse, validate, compile). The validated objects go to
 // `store` when given (the Admin API and /v1/config read them).

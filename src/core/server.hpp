@@ -2,6 +2,7 @@
 // publishes snapshots, watches the routes file, and handles signals (TERM/INT drain, HUP reload).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <set>
 #include <string>
@@ -13,6 +14,7 @@
 #include "config/snapshot.hpp"
 #include "core/access_log.hpp"
 #include "core/asio.hpp"
+#include "core/snapshot_compiler.hpp"
 #include "core/worker.hpp"
 
 namespace portico {
@@ -47,13 +49,16 @@ class Server {
   Task<> start_from_etcd();
   // etcd mode: coalesces store changes into one compile on the control thread.
   void schedule_rebuild();
-  void rebuild_from_store(const std::string& why);
-  // Store -> snapshot; objects with missing references are left out (and logged once).
-  std::unique_ptr<config::Snapshot> compile_store(config::Errors& errors);
+  // Store -> snapshot on the compile thread; objects with missing references are left out (and
+  // logged once). The first compile starts the workers. `then` runs after publishing.
+  void rebuild_from_store(const std::string& why, std::function<void(bool ok)> then = {});
+  bool start_workers_or_stop(std::shared_ptr<const config::Snapshot> first);
+  Task<> watch_compiles();
   // Logs each object left out (a missing reference) once, not on every later change.
   void log_new_problems(const config::Errors& problems);
   config::ConfigSourceStatus source_status() const;
-  void log_applied(const std::string& why, std::chrono::steady_clock::time_point started);
+  void log_applied(const std::string& why, std::chrono::steady_clock::time_point started,
+                   std::chrono::milliseconds compile);
   Task<> watch_files();
   Task<> handle_signals();
   Task<> drain();
@@ -66,14 +71,17 @@ class Server {
   std::vector<std::unique_ptr<Worker>> workers_;
   config::ObjectStore store_;  // the objects being served (file or etcd)
   std::unique_ptr<config::EtcdSource> etcd_;
-  config::ConfigSourceStatus file_status_;  // yaml mode
+  std::unique_ptr<SnapshotCompiler> compiler_;  // etcd mode
+  config::ConfigSourceStatus file_status_;      // yaml mode
   std::shared_ptr<const config::Snapshot> current_;
   std::unique_ptr<admin::AdminApi> admin_api_;
   std::unique_ptr<admin::ControlApi> control_api_;
   std::unique_ptr<admin::HttpService> admin_http_;
   std::unique_ptr<admin::HttpService> control_http_;
   std::set<std::string> last_problems_;  // etcd mode: reference problems already logged
-  bool rebuild_pending_ = false;
+  bool rebuild_posted_ = false;          // a rebuild is posted to run after the current handler
+  bool rebuild_dirty_ = false;           // the store changed since the last compile started
+  bool compile_in_flight_ = false;
   int exit_code_ = 0;
   uint64_t version_ = 0;
   FileStamp routes_stamp_;

@@ -26,7 +26,7 @@ Explanation explain(const RouteIndex& index, const MatchInput& in) {
   const auto& rules = index.rules();
   for (size_t i = 0; i < rules.size(); ++i) {
     if (static_cast<int>(i) == e.winner) continue;
-    const RouteRule& r = rules[i];
+    const RouteRule& r = *rules[i];
     Verdict v{i, {}};
     if (!r.enabled) v.failures.push_back("disabled (status 0)");
     if (!RouteIndex::host_matches(r, host))
@@ -51,19 +51,19 @@ std::string format_explanation(const RouteIndex& index, const Explanation& e) {
   if (e.winner == RouteIndex::kNoMatch) {
     out += "no route matches (the gateway answers 404)\n";
   } else {
-    const RouteRule& w = rules[e.winner];
+    const RouteRule& w = *rules[e.winner];
     out += "match: " + describe(w) + " (uris " + join(w.uris) + ", hosts " +
            (w.hosts.empty() ? std::string("any") : join(w.hosts)) + ", priority " +
            std::to_string(w.priority) + ")\n";
   }
   if (!e.near_misses.empty()) out += "near misses:\n";
   for (const auto& v : e.near_misses) {
-    const RouteRule& r = rules[v.rule];
+    const RouteRule& r = *rules[v.rule];
     out += "  " + describe(r) + ": ";
     if (v.failures.empty())
-      out += "matches too, but " + describe(rules[e.winner]) +
+      out += "matches too, but " + describe(*rules[e.winner]) +
              " wins (precedence: host, then uri specificity, then priority " +
-             std::to_string(rules[e.winner].priority) + " vs " + std::to_string(r.priority) +
+             std::to_string(rules[e.winner]->priority) + " vs " + std::to_string(r.priority) +
              ", then order)";
     else
       out += v.failures.front();

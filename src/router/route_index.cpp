@@ -82,7 +82,8 @@ RouteIndex::~RouteIndex() = default;
 RouteIndex::RouteIndex(RouteIndex&&) noexcept = default;
 RouteIndex& RouteIndex::operator=(RouteIndex&&) noexcept = default;
 
-RouteIndex::RouteIndex(std::vector<RouteRule> rules) : rules_(std::move(rules)) {
+RouteIndex::RouteIndex(std::vector<std::shared_ptr<const RouteRule>> rules)
+    : rules_(std::move(rules)) {
   any_host_ = std::make_unique<UriIndex>();
   auto bucket_for = [&](const std::string& host) -> UriIndex& {
     if (host.empty()) return *any_host_;
@@ -95,7 +96,7 @@ RouteIndex::RouteIndex(std::vector<RouteRule> rules) : rules_(std::move(rules)) 
   };
 
   for (uint32_t r = 0; r < rules_.size(); ++r) {
-    const RouteRule& rule = rules_[r];
+    const RouteRule& rule = *rules_[r];
     if (!rule.enabled) continue;
     std::vector<std::string> hosts = rule.hosts;
     if (hosts.empty()) hosts.push_back("");
@@ -149,11 +150,11 @@ RouteIndex::RouteIndex(std::vector<RouteRule> rules) : rules_(std::move(rules)) 
 
 namespace {
 
-int match_in(const RouteIndex::UriIndex& idx, const std::vector<RouteRule>& rules,
-             const MatchInput& in) {
+int match_in(const RouteIndex::UriIndex& idx,
+             const std::vector<std::shared_ptr<const RouteRule>>& rules, const MatchInput& in) {
   if (auto it = idx.exact.find(in.path); it != idx.exact.end()) {
     for (const Entry& e : it->second)
-      if (!RouteIndex::other_condition_fails(rules[e.rule], in)) return static_cast<int>(e.rule);
+      if (!RouteIndex::other_condition_fails(*rules[e.rule], in)) return static_cast<int>(e.rule);
   }
   if (in.path.empty() || in.path.front() != '/') return RouteIndex::kNoMatch;
   // Collect the nodes along the path, then try them deepest (longest literal prefix) first.
@@ -178,7 +179,7 @@ int match_in(const RouteIndex::UriIndex& idx, const std::vector<RouteRule>& rule
     for (const Entry& e : nodes[depth]->entries) {
       bool uri_ok = e.kind == UriKind::Prefix ? rests[depth].starts_with(e.rest)
                                               : match_param_tail(e.rest, rests[depth]);
-      if (uri_ok && !RouteIndex::other_condition_fails(rules[e.rule], in))
+      if (uri_ok && !RouteIndex::other_condition_fails(*rules[e.rule], in))
         return static_cast<int>(e.rule);
     }
   }

@@ -26,14 +26,15 @@ class RouteIndex {
   static constexpr int kNoMatch = -1;
 
   RouteIndex();
-  explicit RouteIndex(std::vector<RouteRule> rules);
+  // Rules are shared, not copied: a rebuild after one route changed reuses the other rules.
+  explicit RouteIndex(std::vector<std::shared_ptr<const RouteRule>> rules);
   RouteIndex(RouteIndex&&) noexcept;
   RouteIndex& operator=(RouteIndex&&) noexcept;
   ~RouteIndex();
 
   // Position of the matching rule in rules(), or kNoMatch. `in.path` must be normalised.
   int match(const MatchInput& in) const;
-  const std::vector<RouteRule>& rules() const { return rules_; }
+  const std::vector<std::shared_ptr<const RouteRule>>& rules() const { return rules_; }
 
   // Checks of one rule on its own, in the words route-explain uses.
   static bool host_matches(const RouteRule& rule, std::string_view normalized_host);
@@ -45,7 +46,7 @@ class RouteIndex {
   struct UriIndex;
 
  private:
-  std::vector<RouteRule> rules_;
+  std::vector<std::shared_ptr<const RouteRule>> rules_;
   StringMap<std::unique_ptr<UriIndex>> exact_hosts_;
   StringMap<std::unique_ptr<UriIndex>> wildcard_hosts_;  // "*.example.com" stored as ".example.com"
   std::unique_ptr<UriIndex> any_host_;

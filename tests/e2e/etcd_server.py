@@ -1,6 +1,8 @@
 """A real etcd (the /usr/bin/etcd 3.4 binary) for end-to-end tests: one member on free loopback
 ports, its data dir in a temp dir, and small helpers over the v3 JSON gateway (keys and values
-are base64 there). Processes are only ever signalled by the PID this class started."""
+are base64 there). With tls=True it serves https with throwaway certificates (see pki.py), and
+with client_cert_auth=True it also requires a client certificate signed by its CA. Processes are
+only ever signalled by the PID this class started."""
 import base64
 import contextlib
 import json
@@ -12,6 +14,7 @@ import time
 
 import requests
 
+import pki
 from processes import stop_process
 
 ETCD_BIN = os.environ.get("ETCD_BIN", "/usr/bin/etcd")
@@ -44,20 +47,50 @@ def _prefix_end(prefix):
 
 
 class EtcdServer:
-    def __init__(self, tmp_dir, name="portico-test"):
+    """tls=True: the client URL is https, with a CA (self.ca) made for this server, a server
+    certificate for server_sans (self.server_cert) and a client certificate (self.client_cert),
+    all pki.CertKey. client_cert_auth=True: etcd refuses clients without a certificate signed by
+    self.ca. The peer URL stays plain http (one member, loopback). It always listens on
+    127.0.0.1; `host` is the name in self.url (e.g. "localhost", for a certificate that only
+    names localhost)."""
+
+    def __init__(self, tmp_dir, name="portico-test", tls=False, client_cert_auth=False,
+                 server_sans=("IP:127.0.0.1", "DNS:localhost"), host="127.0.0.1"):
         self.dir = tmp_dir
+        self.host = host
         self.name = name
         self.data_dir = os.path.join(str(tmp_dir), "etcd-data")
         self.log_path = os.path.join(str(tmp_dir), "etcd.log")
         self.client_port = _free_port()
         self.peer_port = _free_port()
         self.proc = None
-        self.http = requests.Session()
+        self.tls = tls or client_cert_auth
+        self.client_cert_auth = client_cert_auth
+        self.ca = self.server_cert = self.client_cert = None
+        if self.tls:
+            pki_dir = os.path.join(str(tmp_dir), "pki")
+            self.ca = pki.make_ca(pki_dir, "etcd test CA")
+            # etcd 3.4's JSON gateway dials etcd's own gRPC port with the server certificate as
+            # its client certificate when client certificates are required: it needs both usages.
+            self.server_cert = pki.issue(self.ca, pki_dir, "etcd-server", server_sans,
+                                         usage="serverAuth,clientAuth")
+            self.client_cert = pki.issue(self.ca, pki_dir, "etcd-client", usage="clientAuth")
+        self.http = self._session()
+
+    def _session(self):
+        s = requests.Session()
+        if self.tls:
+            s.cert = (self.client_cert.cert, self.client_cert.key)
+        return s
 
     # ------------------------------------------------------------------ lifecycle
     @property
     def url(self):
-        return f"http://127.0.0.1:{self.client_port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.client_port}"
+
+    @property
+    def listen_url(self):
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.client_port}"
 
     @property
     def running(self):
@@ -69,7 +102,7 @@ class EtcdServer:
         args = [ETCD_BIN,
                 "--name", self.name,
                 "--data-dir", self.data_dir,
-                "--listen-client-urls", self.url,
+                "--listen-client-urls", self.listen_url,
                 "--advertise-client-urls", self.url,
                 "--listen-peer-urls", peer,
                 "--initial-advertise-peer-urls", peer,
@@ -78,6 +111,10 @@ class EtcdServer:
                 "--initial-cluster-token", "portico-e2e",
                 "--heartbeat-interval", "20", "--election-timeout", "200",
                 "--logger", "zap", "--log-outputs", "stderr", "--log-level", "warn"]
+        if self.tls:
+            args += ["--cert-file", self.server_cert.cert, "--key-file", self.server_cert.key]
+        if self.client_cert_auth:
+            args += ["--client-cert-auth", "--trusted-ca-file", self.ca.cert]
         log = open(self.log_path, "ab")
         try:
             self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
@@ -168,7 +205,9 @@ class EtcdServer:
     def _post(self, path, body, timeout=5.0, authenticate=True):
         for attempt in (1, 2):
             headers = {"Authorization": self.token} if self.token and authenticate else {}
-            r = self.http.post(self.url + path, data=json.dumps(body), headers=headers, timeout=timeout)
+            # verify per request: REQUESTS_CA_BUNDLE in the environment overrides Session.verify
+            r = self.http.post(self.url + path, data=json.dumps(body), headers=headers, timeout=timeout,
+                               verify=self.ca.cert if self.tls else True)
             if (r.status_code != 200 and attempt == 1 and authenticate and self.root_password
                     and "token" in r.text):  # tokens do not survive a restart: log in again
                 self._authenticate()

@@ -55,9 +55,9 @@ routes:
   EXPECT_DOUBLE_EQ(u.read_timeout, 0.5);
   EXPECT_EQ(u.pass_host, PassHost::Rewrite);
   EXPECT_EQ(u.keepalive_size, 10);
-  EXPECT_EQ(set.services[0].hosts[0], "example.com");
-  EXPECT_EQ(set.routes[0].id, "1");
-  EXPECT_EQ(set.routes[0].uris.size(), 2u);
+  EXPECT_EQ(set.services[0]->hosts[0], "example.com");
+  EXPECT_EQ(set.routes[0]->id, "1");
+  EXPECT_EQ(set.routes[0]->uris.size(), 2u);
 }
 
 TEST(ConfigParser, ReportsEveryErrorWithItsPath) {

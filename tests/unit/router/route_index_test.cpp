@@ -20,6 +20,13 @@ RouteRule rule(std::string id, std::vector<std::string> uris, std::vector<std::s
   return r;
 }
 
+// The index shares its rules; tests build them as values.
+RouteIndex index_of(std::vector<RouteRule> rules) {
+  std::vector<std::shared_ptr<const RouteRule>> shared;
+  for (auto& r : rules) shared.push_back(std::make_shared<RouteRule>(std::move(r)));
+  return RouteIndex(std::move(shared));
+}
+
 std::string match(const RouteIndex& idx, std::string_view path, std::string_view host = "",
                   std::string_view method = "GET", std::string_view remote = "127.0.0.1") {
   MatchInput in;
@@ -29,13 +36,13 @@ std::string match(const RouteIndex& idx, std::string_view path, std::string_view
   in.remote = address_bytes(remote);
   in.has_remote = true;
   int r = idx.match(in);
-  return r == RouteIndex::kNoMatch ? "-" : idx.rules()[static_cast<size_t>(r)].id;
+  return r == RouteIndex::kNoMatch ? "-" : idx.rules()[static_cast<size_t>(r)]->id;
 }
 
 }  // namespace
 
 TEST(RouteIndex, ExactBeatsPrefixAndParam) {
-  RouteIndex idx(
+  RouteIndex idx = index_of(
       {rule("prefix", {"/api/*"}), rule("param", {"/api/:x"}), rule("exact", {"/api/users"})});
   EXPECT_EQ(match(idx, "/api/users"), "exact");
   EXPECT_EQ(match(idx, "/api/other"), "param");
@@ -43,8 +50,8 @@ TEST(RouteIndex, ExactBeatsPrefixAndParam) {
 }
 
 TEST(RouteIndex, LongestLiteralPrefixWins) {
-  RouteIndex idx({rule("short", {"/a/*"}), rule("long", {"/a/b/*"}), rule("partial", {"/a/b/cd*"}),
-                  rule("root", {"/*"})});
+  RouteIndex idx = index_of({rule("short", {"/a/*"}), rule("long", {"/a/b/*"}),
+                             rule("partial", {"/a/b/cd*"}), rule("root", {"/*"})});
   EXPECT_EQ(match(idx, "/a/b/cde"), "partial");
   EXPECT_EQ(match(idx, "/a/b/c"), "long");
   EXPECT_EQ(match(idx, "/a/x"), "short");
@@ -54,15 +61,15 @@ TEST(RouteIndex, LongestLiteralPrefixWins) {
 }
 
 TEST(RouteIndex, PrefixWithoutSlashMatchesInsideSegment) {
-  RouteIndex idx({rule("files", {"/file*"})});
+  RouteIndex idx = index_of({rule("files", {"/file*"})});
   EXPECT_EQ(match(idx, "/file"), "files");
   EXPECT_EQ(match(idx, "/files/x"), "files");
   EXPECT_EQ(match(idx, "/fil"), "-");
 }
 
 TEST(RouteIndex, ParamSegments) {
-  RouteIndex idx({rule("profile", {"/user/:id/profile"}), rule("user", {"/user/:id"}),
-                  rule("any", {"/user/:id/*"})});
+  RouteIndex idx = index_of({rule("profile", {"/user/:id/profile"}), rule("user", {"/user/:id"}),
+                             rule("any", {"/user/:id/*"})});
   EXPECT_EQ(match(idx, "/user/42"), "user");
   EXPECT_EQ(match(idx, "/user/42/profile"), "profile");
   EXPECT_EQ(match(idx, "/user/42/photos/1"), "any");
@@ -71,27 +78,28 @@ TEST(RouteIndex, ParamSegments) {
 }
 
 TEST(RouteIndex, ParamBeatsPrefixOfSameLiteralLength) {
-  RouteIndex idx({rule("prefix", {"/user/*"}), rule("param", {"/user/:id"})});
+  RouteIndex idx = index_of({rule("prefix", {"/user/*"}), rule("param", {"/user/:id"})});
   EXPECT_EQ(match(idx, "/user/7"), "param");
   EXPECT_EQ(match(idx, "/user/7/x"), "prefix");
 }
 
 TEST(RouteIndex, PriorityBreaksTiesForTheSameUri) {
-  RouteIndex idx({rule("low", {"/p/*"}, {}, 1), rule("high", {"/p/*"}, {}, 10),
-                  rule("first", {"/q"}), rule("second", {"/q"})});
+  RouteIndex idx = index_of({rule("low", {"/p/*"}, {}, 1), rule("high", {"/p/*"}, {}, 10),
+                             rule("first", {"/q"}), rule("second", {"/q"})});
   EXPECT_EQ(match(idx, "/p/x"), "high");
   EXPECT_EQ(match(idx, "/q"), "first");  // equal priority: the earlier route
 }
 
 TEST(RouteIndex, PriorityDoesNotBeatAMoreSpecificUri) {
-  RouteIndex idx({rule("broad", {"/api/*"}, {}, 100), rule("narrow", {"/api/v1/*"}, {}, 0)});
+  RouteIndex idx =
+      index_of({rule("broad", {"/api/*"}, {}, 100), rule("narrow", {"/api/v1/*"}, {}, 0)});
   EXPECT_EQ(match(idx, "/api/v1/x"), "narrow");
 }
 
 TEST(RouteIndex, HostSpecificityComesFirst) {
-  RouteIndex idx({rule("any", {"/login"}), rule("wild", {"/*"}, {"*.example.com"}),
-                  rule("deep", {"/*"}, {"*.api.example.com"}),
-                  rule("exact", {"/*"}, {"api.example.com"})});
+  RouteIndex idx = index_of({rule("any", {"/login"}), rule("wild", {"/*"}, {"*.example.com"}),
+                             rule("deep", {"/*"}, {"*.api.example.com"}),
+                             rule("exact", {"/*"}, {"api.example.com"})});
   EXPECT_EQ(match(idx, "/login", "api.example.com"), "exact");
   EXPECT_EQ(match(idx, "/login", "www.example.com"), "wild");
   EXPECT_EQ(match(idx, "/login", "v1.api.example.com"), "deep");
@@ -101,7 +109,7 @@ TEST(RouteIndex, HostSpecificityComesFirst) {
 }
 
 TEST(RouteIndex, FallsBackToLessSpecificHostWhenUriMisses) {
-  RouteIndex idx({rule("hosted", {"/only"}, {"a.com"}), rule("generic", {"/*"})});
+  RouteIndex idx = index_of({rule("hosted", {"/only"}, {"a.com"}), rule("generic", {"/*"})});
   EXPECT_EQ(match(idx, "/other", "a.com"), "generic");
   EXPECT_EQ(match(idx, "/only", "a.com"), "hosted");
 }
@@ -113,7 +121,7 @@ TEST(RouteIndex, MethodsAndRemoteAddrsSkipToTheNextCandidate) {
   Cidr c;
   ASSERT_TRUE(Cidr::parse("10.0.0.0/8", c));
   internal.remote_addrs.push_back(c);
-  RouteIndex idx({post, internal, rule("fallback", {"/*"})});
+  RouteIndex idx = index_of({post, internal, rule("fallback", {"/*"})});
   EXPECT_EQ(match(idx, "/m", "", "POST"), "post");
   EXPECT_EQ(match(idx, "/m", "", "GET"), "fallback");
   EXPECT_EQ(match(idx, "/m", "", "GET", "10.1.2.3"), "internal");
@@ -123,7 +131,7 @@ TEST(RouteIndex, MethodsAndRemoteAddrsSkipToTheNextCandidate) {
 TEST(RouteIndex, DisabledRoutesNeverMatch) {
   RouteRule off = rule("off", {"/x"});
   off.enabled = false;
-  RouteIndex idx({off});
+  RouteIndex idx = index_of({off});
   EXPECT_EQ(match(idx, "/x"), "-");
 }
 
@@ -135,7 +143,7 @@ TEST(RouteIndex, ManyRoutes) {
     rules.push_back(
         rule("h" + std::to_string(i), {"/*"}, {"h" + std::to_string(i) + ".example.com"}));
   }
-  RouteIndex idx(std::move(rules));
+  RouteIndex idx = index_of(std::move(rules));
   EXPECT_EQ(match(idx, "/exact/9999"), "e9999");
   EXPECT_EQ(match(idx, "/prefix/123/x/y"), "p123");
   EXPECT_EQ(match(idx, "/any", "h77.example.com"), "h77");
@@ -161,7 +169,7 @@ TEST(RouteExplain, NamesTheWinnerAndNearMisses) {
   RouteRule post = rule("post-only", {"/e"});
   post.methods = method_bit("POST");
   post.method_names = {"POST"};
-  RouteIndex idx({post, rule("other-uri", {"/zzz"}), rule("catch-all", {"/*"})});
+  RouteIndex idx = index_of({post, rule("other-uri", {"/zzz"}), rule("catch-all", {"/*"})});
   MatchInput in;
   in.method = "GET";
   in.path = "/e";
