@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 
+#include "admin/redaction.hpp"
 #include "core/log.hpp"
 #include "router/route_explain.hpp"
 
@@ -130,8 +131,8 @@ struct AdminApi::Impl {
     std::string id = parts.size() > 1 ? parts[1] : "";
     std::vector<std::string> sub(parts.size() > 2 ? parts.begin() + 2 : parts.end(), parts.end());
     try {
-      if (req.method == "GET" && id.empty()) co_return co_await list(*kind, req);
-      if (req.method == "GET") co_return co_await get(*kind, id);
+      if (req.method == "GET" && id.empty()) co_return co_await list(*kind, req, admin);
+      if (req.method == "GET") co_return co_await get(*kind, id, admin);
       if (!ctx.etcd)
         co_return error_reply(400, "config.provider is yaml: " + ctx.node->routes_file +
                                        " is the source of truth; edit that file (it is reloaded "
@@ -166,15 +167,17 @@ struct AdminApi::Impl {
     return Item{kv.key, std::move(value), kv.create_revision, kv.mod_revision};
   }
 
-  Task<HttpResponse> get(Kind kind, const std::string& id) {
+  // Viewers read everything but secrets (private keys, credentials).
+  Task<HttpResponse> get(Kind kind, const std::string& id, bool admin) {
     auto item = co_await read(kind, id);
+    if (item && !admin) item->value = redact_secrets(kind, std::move(item->value));
     if (!item)
       co_return error_reply(404,
                             std::string(config::kind_singular(kind)) + " \"" + id + "\" not found");
     co_return reply(200, item->to_json());
   }
 
-  Task<HttpResponse> list(Kind kind, const HttpRequest& req) {
+  Task<HttpResponse> list(Kind kind, const HttpRequest& req, bool admin) {
     std::vector<Item> items;
     if (!ctx.etcd) {
       for (const auto& [id, obj] : ctx.store->all(kind))
@@ -193,7 +196,10 @@ struct AdminApi::Impl {
       end = std::min(items.size(), begin + static_cast<size_t>(size));
     }
     json list = json::array();
-    for (size_t i = begin; i < end; ++i) list.push_back(items[i].to_json());
+    for (size_t i = begin; i < end; ++i) {
+      if (!admin) items[i].value = redact_secrets(kind, std::move(items[i].value));
+      list.push_back(items[i].to_json());
+    }
     co_return reply(200, {{"total", items.size()}, {"list", std::move(list)}});
   }
 

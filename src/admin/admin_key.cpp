@@ -2,6 +2,7 @@
 
 #include <openssl/rand.h>
 
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <regex>
@@ -108,6 +109,11 @@ std::string generate_admin_key(const std::string& config_path) {
       return key;
     }
   }
+  // The file now holds a secret: keep its mode if it had one, and never make it world-readable.
+  std::error_code ec;
+  auto perms = std::filesystem::status(config_path, ec).permissions();
+  if (ec) perms = std::filesystem::perms::owner_read | std::filesystem::perms::owner_write;
+  std::filesystem::permissions(tmp, perms & ~std::filesystem::perms::others_all, ec);
   if (std::rename(tmp.c_str(), config_path.c_str()) != 0)
     log::warn("could not save the generated Admin API key in " + config_path +
               ": it works until the next restart only");

@@ -2,6 +2,7 @@
 
 #include <chrono>
 
+#include "admin/redaction.hpp"
 #include "core/worker.hpp"
 #include "metrics/prometheus.hpp"
 
@@ -11,24 +12,10 @@ using config::json;
 using config::Kind;
 
 namespace {
-constexpr const char* kRedacted = "******";
 // A worker whose 100 ms tick has not run for this long is stuck.
 constexpr int64_t kWorkerStuckMs = 2000;
 
 HttpResponse reply(int status, const json& body) { return {status, body.dump() + "\n"}; }
-
-bool is_secret_field(const std::string& name) {
-  return name == "password" || name == "secret" || name == "secret_key" || name == "key" ||
-         name == "keys" || name == "private_key" || name == "token" || name == "client_secret";
-}
-
-void redact_plugins(json& plugins) {
-  if (!plugins.is_object()) return;
-  for (auto& [name, conf] : plugins.items())
-    if (conf.is_object())
-      for (auto& [field, v] : conf.items())
-        if (is_secret_field(field)) v = kRedacted;
-}
 
 json node_json(const config::UpstreamNode& n) {
   return {{"host", n.host}, {"port", n.port}, {"weight", n.weight}, {"priority", n.priority}};
@@ -42,14 +29,6 @@ json upstream_json(const config::Upstream& u) {
   return out;
 }
 }  // namespace
-
-json redact(json value) {
-  if (!value.is_object()) return value;
-  for (const char* field : {"key", "keys", "password"})
-    if (value.contains(field)) value[field] = kRedacted;
-  if (value.contains("plugins")) redact_plugins(value["plugins"]);
-  return value;
-}
 
 Task<HttpResponse> ControlApi::handle(HttpRequest& req) {
   if (req.method != "GET" && req.method != "HEAD")
@@ -130,14 +109,8 @@ HttpResponse ControlApi::running_config() const {
   json out = json::object();
   for (Kind kind : config::all_kinds()) {
     json list = json::array();
-    for (const auto& [id, obj] : ctx_.store->all(kind)) {
-      json v = obj.value;
-      if (kind == Kind::Ssls)
-        v = redact(std::move(v));
-      else if (v.is_object() && v.contains("plugins"))
-        redact_plugins(v["plugins"]);
-      list.push_back(std::move(v));
-    }
+    for (const auto& [id, obj] : ctx_.store->all(kind))
+      list.push_back(redact_secrets(kind, obj.value));
     out[std::string(config::kind_name(kind))] = std::move(list);
   }
   config::ConfigSourceStatus s = ctx_.source_status();

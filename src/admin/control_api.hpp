@@ -43,7 +43,4 @@ class ControlApi {
   ControlContext ctx_;
 };
 
-// Replaces secrets (ssl keys, plugin credentials, passwords) with "******".
-config::json redact(config::json value);
-
 }  // namespace portico::admin

@@ -1,6 +1,9 @@
 #include "config/etcd_client.hpp"
 
+#include <openssl/err.h>
+
 #include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/error.hpp>
 #include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
@@ -53,6 +56,18 @@ Url parse_url(const std::string& text) {
   }
   if (u.host.size() > 2 && u.host.front() == '[') u.host = u.host.substr(1, u.host.size() - 2);
   return u;
+}
+
+// An error code as an operator reads it ("Connection refused", "certificate verify failed"),
+// without the source location Boost appends to what().
+std::string describe(const error_code& ec) {
+  std::string text = ec.message();
+  if (ec.category() == asio::error::get_ssl_category()) {
+    char buf[256];
+    ERR_error_string_n(static_cast<unsigned long>(ec.value()), buf, sizeof(buf));
+    text = buf;
+  }
+  return text;
 }
 
 int64_t to_int(const json& v) {
@@ -271,6 +286,10 @@ struct EtcdClient::Impl {
           throw EtcdError("etcd " + url.text + " refused " + path + ": " + message);
         } catch (const EtcdError&) {
           throw;
+        } catch (const boost::system::system_error& e) {
+          last_error = url.text + ": " + describe(e.code());
+          if (conn) conn->close();
+          if (!reused) break;
         } catch (const std::exception& e) {
           last_error = url.text + ": " + e.what();
           if (conn) conn->close();
@@ -345,6 +364,15 @@ Task<EtcdClient::Range> EtcdClient::get_prefix(std::string prefix) {
   co_return Impl::to_range(answer);
 }
 
+Task<EtcdClient::Range> EtcdClient::first_key(std::string prefix) {
+  json body = {{"key", base64_encode(prefix)},
+               {"range_end", base64_encode(prefix_range_end(prefix))},
+               {"limit", 1},
+               {"keys_only", true}};
+  json answer = co_await impl_->call("/v3/kv/range", body);
+  co_return Impl::to_range(answer);
+}
+
 Task<EtcdClient::Write> EtcdClient::put(std::string key, std::string value) {
   json body = {{"key", base64_encode(key)}, {"value", base64_encode(value)}};
   co_return Impl::to_write(co_await impl_->call("/v3/kv/put", body));
@@ -376,8 +404,7 @@ void EtcdClient::cancel_watch() {
 Task<> EtcdClient::watch(std::string prefix, int64_t start_revision, WatchHandlers handlers) {
   Impl& im = *impl_;
   // A unary call first: it picks a live endpoint and (re)authenticates.
-  json probe = {{"key", base64_encode(prefix)}, {"limit", 1}, {"keys_only", true}};
-  co_await im.call("/v3/kv/range", probe);
+  co_await first_key(prefix);
   const Url& url = im.urls[im.current];
   im.watch_conn = std::make_unique<Connection>(im.ex, im.ssl ? &*im.ssl : nullptr, url);
   json create = {{"key", base64_encode(prefix)},
@@ -430,6 +457,8 @@ Task<> EtcdClient::watch(std::string prefix, int64_t start_revision, WatchHandle
     co_await im.watch_conn->stream(req, im.timeout, on_line);
   } catch (const EtcdError&) {
     throw;
+  } catch (const boost::system::system_error& e) {
+    if (failure.empty()) failure = "watch connection lost: " + describe(e.code());
   } catch (const std::exception& e) {
     if (failure.empty()) failure = std::string("watch connection lost: ") + e.what();
   }

@@ -67,6 +67,8 @@ class EtcdClient {
   // Every call throws EtcdError when no endpoint answers within the timeout.
   Task<Range> get(std::string key);
   Task<Range> get_prefix(std::string prefix);
+  // At most one key (no value) under `prefix`: a cheap liveness probe that returns the revision.
+  Task<Range> first_key(std::string prefix);
   Task<Write> put(std::string key, std::string value);
   // Puts only if the key's mod_revision is `expected` (0: the key must not exist).
   Task<Write> put_if(std::string key, std::string value, int64_t expected);

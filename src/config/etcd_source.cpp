@@ -123,10 +123,10 @@ Task<> EtcdSource::full_sync() {
   for (const auto& kv : range.kvs) apply_put(fresh, kv, &store_);
   store_ = std::move(fresh);
   if (status_.synced) ++status_.resyncs;
+  note_reachable();  // before `synced`: the first read is not a "reachable again"
   status_.synced = true;
   status_.revision = range.revision;
   need_full_sync_ = false;
-  note_reachable();
   log::info("etcd: read " + std::to_string(range.kvs.size()) + " keys under " + settings_.prefix +
             "/ at revision " + std::to_string(range.revision) + " from " + client_.endpoint());
   changed_();
@@ -207,7 +207,8 @@ Task<> EtcdSource::probe_loop() {
     co_await timer.async_wait(await_ec);
     if (stopped_ || !*alive || !status_.reachable) continue;
     try {
-      auto range = co_await client_.get(settings_.prefix);
+      // Inside the prefix: a user granted only `<prefix>/` may not read `<prefix>` itself.
+      auto range = co_await client_.first_key(settings_.prefix + "/");
       if (*alive && range.revision < status_.revision) {
         need_full_sync_ = true;
         client_.cancel_watch();

@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <thread>
 
+#include <unistd.h>
+
 #include "config/common_fields.hpp"
 #include "config/yaml_json.hpp"
 
@@ -33,7 +35,8 @@ void read_listen(ObjectReader& r, std::string_view key, ListenAddress& out) {
   if (s && !parse_listen(*s, out)) r.error(key, "must be \"ip:port\"");
 }
 
-void read_etcd(const json& value, const std::string& path, EtcdSettings& out, Errors& errors) {
+void read_etcd(const json& value, const std::string& path, const std::string& config_path,
+               EtcdSettings& out, Errors& errors) {
   ObjectReader e(value, path, errors);
   if (e.has("endpoints")) out.endpoints = e.string_list("endpoints");
   if (out.endpoints.empty()) e.error("endpoints", "needs at least one endpoint");
@@ -58,6 +61,13 @@ void read_etcd(const json& value, const std::string& path, EtcdSettings& out, Er
     out.tls.key = tls.string_or("key", "");
     if (out.tls.cert.empty() != out.tls.key.empty())
       tls.error(out.tls.cert.empty() ? "cert" : "key", "cert and key go together");
+    std::filesystem::path base = std::filesystem::path(config_path).parent_path();
+    for (auto [name, file] : {std::pair{"ca", &out.tls.ca}, std::pair{"cert", &out.tls.cert},
+                              std::pair{"key", &out.tls.key}}) {
+      if (file->empty()) continue;
+      if (!std::filesystem::path(*file).is_absolute()) *file = (base / *file).string();
+      if (::access(file->c_str(), R_OK) != 0) tls.error(name, "cannot read \"" + *file + "\"");
+    }
     tls.finish();
   }
   out.timeout = e.duration_or("timeout", out.timeout, 0.1, 300);
@@ -153,7 +163,7 @@ NodeConfig parse_node_config(const json& doc, const std::string& path, Errors& e
     ObjectReader cfg(section("config"), "config", errors);
     c.provider = cfg.string_or("provider", "yaml");
     if (c.provider != "yaml" && c.provider != "etcd") cfg.error("provider", "must be yaml or etcd");
-    if (const json* e = cfg.raw("etcd")) read_etcd(*e, "config.etcd", c.etcd, errors);
+    if (const json* e = cfg.raw("etcd")) read_etcd(*e, "config.etcd", path, c.etcd, errors);
     std::string file = cfg.string_or("file", "routes.yaml");
     std::filesystem::path base = std::filesystem::path(path).parent_path();
     c.routes_file = std::filesystem::path(file).is_absolute() ? file : (base / file).string();

@@ -86,16 +86,20 @@ bool ObjectStore::put(Kind kind, const std::string& id, json value, const std::s
   obj.source = source;
   obj.create_revision = create_revision;
   obj.mod_revision = mod_revision;
-  objects_[static_cast<size_t>(kind)][id] = std::move(obj);
+  auto [it, inserted] = objects_[static_cast<size_t>(kind)].try_emplace(id);
+  if (inserted || it->second.create_revision != create_revision) forget_order(kind);
+  it->second = std::move(obj);
   return true;
 }
 
 bool ObjectStore::erase(Kind kind, const std::string& id) {
+  forget_order(kind);
   return objects_[static_cast<size_t>(kind)].erase(id) > 0;
 }
 
 void ObjectStore::clear() {
   for (auto& m : objects_) m.clear();
+  for (auto& o : order_) o.reset();
 }
 
 const StoredObject* ObjectStore::find(Kind kind, const std::string& id) const {
@@ -132,7 +136,9 @@ void ObjectStore::check_references(const StoredObject& obj, const std::string& p
                  "unknown " + std::string(kind_singular(ref.kind)) + " \"" + ref.id + "\"");
 }
 
-std::vector<const StoredObject*> ObjectStore::in_creation_order(Kind kind) const {
+const std::vector<const StoredObject*>& ObjectStore::in_creation_order(Kind kind) const {
+  auto& cached = order_[static_cast<size_t>(kind)];
+  if (cached) return *cached;
   std::vector<std::pair<const std::string*, const StoredObject*>> items;
   for (const auto& [id, obj] : all(kind)) items.emplace_back(&id, &obj);
   std::sort(items.begin(), items.end(), [](const auto& a, const auto& b) {
@@ -143,7 +149,8 @@ std::vector<const StoredObject*> ObjectStore::in_creation_order(Kind kind) const
   std::vector<const StoredObject*> out;
   out.reserve(items.size());
   for (const auto& [id, obj] : items) out.push_back(obj);
-  return out;
+  cached = std::move(out);
+  return *cached;
 }
 
 ConfigSet ObjectStore::config_set(Errors& problems) const {
@@ -218,6 +225,7 @@ ObjectStore store_from_document(const json& doc, Errors& errors) {
       obj.source = path;
       obj.create_revision = obj.mod_revision = position;
       store.objects_[static_cast<size_t>(kind)][id] = std::move(obj);
+      store.forget_order(kind);
     }
   }
   r.finish();

@@ -61,6 +61,13 @@ bool validate_object(Kind kind, const json& value, const std::string& path, Erro
 
 class ObjectStore {
  public:
+  ObjectStore() = default;
+  // Movable (map nodes, and the cached order pointing into them, move along), not copyable.
+  ObjectStore(ObjectStore&&) = default;
+  ObjectStore& operator=(ObjectStore&&) = default;
+  ObjectStore(const ObjectStore&) = delete;
+  ObjectStore& operator=(const ObjectStore&) = delete;
+
   // Validates and stores (replacing an older version). An invalid object leaves the store
   // unchanged and returns false with the reasons in `errors`.
   bool put(Kind kind, const std::string& id, json value, const std::string& source,
@@ -80,11 +87,17 @@ class ObjectStore {
   // missing is left out and reported in `problems` under its source.
   ConfigSet config_set(Errors& problems) const;
   // Oldest first (file position or etcd create revision), then by id.
-  std::vector<const StoredObject*> in_creation_order(Kind kind) const;
+  const std::vector<const StoredObject*>& in_creation_order(Kind kind) const;
 
  private:
   friend ObjectStore store_from_document(const json& doc, Errors& errors);
+  void forget_order(Kind kind) { order_[static_cast<size_t>(kind)].reset(); }
+
   std::array<std::map<std::string, StoredObject>, kKindCount> objects_;
+  // in_creation_order() results, kept while no object of the kind is added or removed (an
+  // update keeps its map node and its creation order): sorting 50k routes per change was a
+  // tenth of a compile.
+  mutable std::array<std::optional<std::vector<const StoredObject*>>, kKindCount> order_;
 };
 
 // The routes file: top-level lists per kind (`routes:`, `upstreams:`, ...). Strict: any invalid

@@ -28,6 +28,8 @@ struct Snapshot {
   router::RouteIndex router;
   std::vector<CompiledRoute> routes;  // parallel to router.rules()
   size_t upstream_count = 0;
+  // Link in the lock-free list of retired snapshots (core/retired_snapshots.hpp).
+  mutable const Snapshot* retired_next = nullptr;
 };
 
 // Compiled pieces kept between builds (etcd mode): a route, service or upstream whose object is

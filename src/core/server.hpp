@@ -14,6 +14,7 @@
 #include "config/snapshot.hpp"
 #include "core/access_log.hpp"
 #include "core/asio.hpp"
+#include "core/retired_snapshots.hpp"
 #include "core/snapshot_compiler.hpp"
 #include "core/worker.hpp"
 
@@ -54,6 +55,7 @@ class Server {
   void rebuild_from_store(const std::string& why, std::function<void(bool ok)> then = {});
   bool start_workers_or_stop(std::shared_ptr<const config::Snapshot> first);
   Task<> watch_compiles();
+  Task<> reap_snapshots();
   // Logs each object left out (a missing reference) once, not on every later change.
   void log_new_problems(const config::Errors& problems);
   config::ConfigSourceStatus source_status() const;
@@ -65,6 +67,7 @@ class Server {
 
   // Declared first so it outlives the workers: retired snapshots are deleted on this thread.
   asio::io_context control_;
+  RetiredSnapshots retired_;  // outlives the workers and everything holding snapshots
   config::NodeConfig node_;
   int worker_count_ = 1;
   std::unique_ptr<AccessLogWriter> access_log_;
@@ -82,6 +85,7 @@ class Server {
   bool rebuild_posted_ = false;          // a rebuild is posted to run after the current handler
   bool rebuild_dirty_ = false;           // the store changed since the last compile started
   bool compile_in_flight_ = false;
+  std::chrono::steady_clock::time_point next_compile_{};  // pacing, see schedule_rebuild()
   int exit_code_ = 0;
   uint64_t version_ = 0;
   FileStamp routes_stamp_;

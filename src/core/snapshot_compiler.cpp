@@ -2,17 +2,25 @@
 
 #include <sched.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <boost/asio/post.hpp>
 
 #include "core/log.hpp"
+#include "core/private_arena.hpp"
 
 namespace portico {
 
 namespace {
 constexpr int kBoostedNice = 10;  // the control thread's niceness
+
+std::chrono::microseconds thread_cpu_time() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return std::chrono::microseconds(int64_t{ts.tv_sec} * 1000000 + ts.tv_nsec / 1000);
 }
+}  // namespace
 
 SnapshotCompiler::SnapshotCompiler(asio::io_context& control, int workers)
     : control_(control), workers_(workers) {
@@ -50,6 +58,14 @@ void SnapshotCompiler::submit(config::ConfigSet set, config::HttpLimits limits, 
   wake_.notify_one();
 }
 
+void SnapshotCompiler::dispose(std::unique_ptr<const config::Snapshot> snapshot) {
+  {
+    std::lock_guard lock(mutex_);
+    retired_.push_back(std::move(snapshot));
+  }
+  wake_.notify_one();
+}
+
 void SnapshotCompiler::check_starvation() {
   std::lock_guard lock(mutex_);
   if (boosted_ || (!pending_ && !busy_)) return;
@@ -61,24 +77,35 @@ void SnapshotCompiler::check_starvation() {
 
 void SnapshotCompiler::run() {
   tid_ = ::gettid();
+  use_private_arena("compile thread");
   set_idle_priority(true);
   while (true) {
     Request req;
+    std::vector<std::unique_ptr<const config::Snapshot>> retired;
     {
       std::unique_lock lock(mutex_);
-      wake_.wait(lock, [this] { return stopping_ || pending_; });
+      wake_.wait(lock, [this] { return stopping_ || pending_ || !retired_.empty(); });
       if (stopping_) return;
+      retired.swap(retired_);
+      if (!pending_) {
+        lock.unlock();
+        retired.clear();
+        continue;
+      }
       req = std::move(*pending_);
       pending_.reset();
       busy_ = true;
     }
+    retired.clear();
     Result result;
     auto started = std::chrono::steady_clock::now();
+    auto cpu_started = thread_cpu_time();
     result.snapshot = config::build_snapshot(req.set, req.limits, workers_, result.errors,
                                              &result.problems, &cache_);
     if (!result.errors.empty()) result.snapshot.reset();
     result.took = std::chrono::duration_cast<std::chrono::milliseconds>(
         std::chrono::steady_clock::now() - started);
+    result.cpu = thread_cpu_time() - cpu_started;
     // The objects of this set may be the last references to replaced routes: dropping them here
     // keeps that work off the control thread too.
     req.set = {};

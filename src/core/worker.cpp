@@ -36,9 +36,13 @@ Worker::~Worker() {
 }
 
 void Worker::adopt_snapshot() {
+  SnapshotPtr old;  // released after the lock: its deleter should not run under it
   std::lock_guard lock(mailbox_mutex_);
   snapshot_version_ = published_version_.load(std::memory_order_relaxed);
-  if (mailbox_) snapshot_ = std::move(mailbox_);
+  if (mailbox_) {
+    old = std::move(snapshot_);
+    snapshot_ = std::move(mailbox_);
+  }
 }
 
 void Worker::listen(const std::vector<config::ListenAddress>& addresses) {
