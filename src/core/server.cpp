@@ -175,6 +175,35 @@ Task<> Server::watch_compiles() {
   }
 }
 
+// Keys read once at start-up; a reload names the ones that changed instead of ignoring them.
+void Server::warn_restart_only_changes(const config::NodeConfig& next) const {
+  auto listens = [](const std::vector<config::ListenAddress>& l) {
+    std::string out;
+    for (const auto& a : l) out += a.to_string() + ",";
+    return out;
+  };
+  const auto& e1 = node_.etcd;
+  const auto& e2 = next.etcd;
+  std::vector<std::pair<const char*, bool>> keys = {
+      {"node.listen", listens(next.listen) != listens(node_.listen)},
+      {"node.workers", next.workers != node_.workers},
+      {"config.provider", next.provider != node_.provider},
+      {"config.etcd",
+       e1.endpoints != e2.endpoints || e1.prefix != e2.prefix || e1.user != e2.user ||
+           e1.password != e2.password || e1.tls.ca != e2.tls.ca || e1.tls.cert != e2.tls.cert ||
+           e1.tls.key != e2.tls.key || e1.tls.verify != e2.tls.verify || e1.timeout != e2.timeout},
+      {"admin.listen", next.admin_listen.to_string() != node_.admin_listen.to_string()},
+      {"admin.max_body", next.admin_max_body != node_.admin_max_body},
+      {"control.listen", next.control_listen.to_string() != node_.control_listen.to_string()},
+      {"log.access", next.access_log != node_.access_log},
+      {"log.error", next.error_log != node_.error_log}};
+  std::string changed;
+  for (const auto& [key, differs] : keys)
+    if (differs) changed += (changed.empty() ? "" : ", ") + std::string(key);
+  if (!changed.empty())
+    log::warn("config reload: " + changed + " changed; that takes effect after a restart");
+}
+
 bool Server::reload(const std::string& why) {
   auto started = std::chrono::steady_clock::now();
   config::Errors errors;
@@ -185,13 +214,16 @@ bool Server::reload(const std::string& why) {
                " has errors; keeping the running config:\n" + errors.to_string());
     return false;
   }
-  if (next.listen.size() != node_.listen.size() || next.workers != node_.workers ||
-      next.provider != node_.provider)
-    log::warn("node.listen, node.workers and config.provider changes take effect after a restart");
+  warn_restart_only_changes(next);
   next.listen = node_.listen;
   next.workers = node_.workers;
   next.provider = node_.provider;
   next.etcd = node_.etcd;
+  next.admin_listen = node_.admin_listen;
+  next.admin_max_body = node_.admin_max_body;
+  next.control_listen = node_.control_listen;
+  next.access_log = node_.access_log;
+  next.error_log = node_.error_log;
   if (next.admin_keys.empty()) next.admin_keys = node_.admin_keys;
   if (etcd_) {
     node_ = std::move(next);

@@ -44,6 +44,7 @@ class Server {
 
   std::shared_ptr<const config::Snapshot> share(std::unique_ptr<config::Snapshot> snap);
   bool reload(const std::string& why);
+  void warn_restart_only_changes(const config::NodeConfig& next) const;
   void publish(std::shared_ptr<const config::Snapshot> snap);
   void start_workers(std::shared_ptr<const config::Snapshot> first);
   void start_apis();

@@ -3,7 +3,6 @@ loopback ports, configs in temp dirs."""
 import copy
 import itertools
 import os
-import signal
 import socket
 import subprocess
 import time
@@ -13,16 +12,10 @@ import requests
 import yaml
 
 from etcd_server import EtcdServer
-from processes import stop_process
+from processes import free_port, stop_process  # noqa: F401 (free_port is used by tests)
 from upstream import TestUpstream
 
 PORTICO_BIN = os.environ.get("PORTICO_BIN", os.path.join(os.path.dirname(__file__), "../../build/portico"))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_port(port, timeout=10.0, proc=None):
@@ -165,7 +158,10 @@ class Gateway:
         return self.start()
 
     def wait_port(self, port, timeout=10.0):
-        wait_port(port, timeout, self.proc)
+        try:
+            wait_port(port, timeout, self.proc)
+        except RuntimeError as e:  # the process exited: say why
+            raise RuntimeError(f"{e}\n{self.error_log()[-3000:]}") from None
 
     def wait_exit(self, timeout):
         try:

@@ -7,23 +7,15 @@ import base64
 import contextlib
 import json
 import os
-import signal
-import socket
 import subprocess
 import time
 
 import requests
 
 import pki
-from processes import stop_process
+from processes import free_port, stop_process
 
 ETCD_BIN = os.environ.get("ETCD_BIN", "/usr/bin/etcd")
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _b64(s):
@@ -61,8 +53,8 @@ class EtcdServer:
         self.name = name
         self.data_dir = os.path.join(str(tmp_dir), "etcd-data")
         self.log_path = os.path.join(str(tmp_dir), "etcd.log")
-        self.client_port = _free_port()
-        self.peer_port = _free_port()
+        self.client_port = free_port()
+        self.peer_port = free_port()
         self.proc = None
         self.tls = tls or client_cert_auth
         self.client_cert_auth = client_cert_auth
@@ -158,7 +150,7 @@ class EtcdServer:
         then restarted on its usual port. Clients see it down for the whole block."""
         usual = self.client_port
         self.stop()
-        self.client_port = _free_port()
+        self.client_port = free_port()
         try:
             self.start()
             yield self

@@ -1,6 +1,34 @@
-"""Process helpers shared by the fixtures. Only processes the tests started are signalled, by PID."""
+"""Process and port helpers shared by the fixtures. Only processes the tests started are
+signalled, by PID."""
+import random
 import signal
+import socket
 import subprocess
+
+
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_port():
+    """A free loopback port below the kernel's ephemeral range: a port from bind(0) can be taken
+    as the local port of some outgoing connection before the server under test binds it (seen
+    in CI as a gateway failing to start)."""
+    high = _ephemeral_low()
+    low = max(1024, high - 12000)
+    for _ in range(500):
+        port = random.randrange(low, high)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+    raise RuntimeError("no free loopback port")
 
 
 def stop_process(proc, timeout=15):
