@@ -131,6 +131,8 @@ struct AdminApi::Impl {
     std::string id = parts.size() > 1 ? parts[1] : "";
     std::vector<std::string> sub(parts.size() > 2 ? parts.begin() + 2 : parts.end(), parts.end());
     try {
+      if (req.method == "GET" && !sub.empty())
+        co_return error_reply(400, "GET takes /" + parts[0] + "/<id>, not a sub-path");
       if (req.method == "GET" && id.empty()) co_return co_await list(*kind, req, admin);
       if (req.method == "GET") co_return co_await get(*kind, id, admin);
       if (!ctx.etcd)
@@ -190,7 +192,7 @@ struct AdminApi::Impl {
     if (!req.param("page").empty() || !req.param("page_size").empty()) {
       long page = std::strtol(req.param("page", "1").c_str(), nullptr, 10);
       long size = std::strtol(req.param("page_size", "10").c_str(), nullptr, 10);
-      if (page < 1) co_return error_reply(400, "page: must be 1 or more");
+      if (page < 1 || page > 1000000000) co_return error_reply(400, "page: must be 1..1000000000");
       if (size < 10 || size > 500) co_return error_reply(400, "page_size: must be 10..500");
       begin = std::min(items.size(), static_cast<size_t>((page - 1) * size));
       end = std::min(items.size(), begin + static_cast<size_t>(size));
@@ -208,6 +210,9 @@ struct AdminApi::Impl {
     if (!snap) return error_reply(503, "no configuration loaded yet");
     router::ExplainQuery q{req.param("method", "GET"), req.param("host"), req.param("uri", "/"),
                            req.param("remote_addr")};
+    error_code bad_ip;
+    if (!q.remote_addr.empty()) asio::ip::make_address(q.remote_addr, bad_ip);
+    if (bad_ip) return error_reply(400, "remote_addr: must be an IP address");
     router::Explanation e;
     std::string error;
     if (!router::explain_query(snap->router, q, e, error)) return error_reply(400, "uri: " + error);

@@ -553,3 +553,18 @@ def test_routes_match_explains(gateway, upstream):
     # viewers may ask too
     assert gw.admin("GET", "/routes/match", key=VIEWER_KEY,
                     params={"method": "GET", "uri": "/static/x"}).json()["matched"] == "static"
+    # a remote_addr that is not an address is a bad request, not "any client"
+    r = gw.admin("GET", "/routes/match", params={"uri": "/office/1", "remote_addr": "garbage"})
+    assert r.status_code == 400 and "remote_addr" in error_msg(r)
+
+
+def test_bad_query_and_paths_are_400_not_crashes(gateway, upstream):
+    up = upstream()
+    gw = gateway({"routes": [route("/a", [(up.port,)], id="a")]})
+    for params in ({"page": "0"}, {"page": "99999999999999999999"}, {"page_size": "abc"},
+                   {"page_size": "100000"}):
+        r = gw.admin("GET", "/routes", params=params)
+        assert r.status_code == 400, (params, r.text)
+    r = gw.admin("GET", "/routes/a/upstream")
+    assert r.status_code == 400 and "sub-path" in error_msg(r)
+    assert gw.admin("GET", "/routes/a").status_code == 200  # and the node is still there"
