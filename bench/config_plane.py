@@ -187,7 +187,13 @@ def scale(binary, work, etcd, upstream_port, routes, seconds, rounds):
     t0 = time.time()
     seed_routes(etcd, prefix, routes, upstream_port)
     print(f"\n{routes} routes written into etcd in {time.time() - t0:.1f} s")
-    node = Node(binary, work, "c", etcd, prefix, workers=1)
+    # The node (worker and its config threads) alone on cpu0; etcd, this script's writer, wrk
+    # and the upstream on cpu1: in production etcd and clients are other machines, and this
+    # measures what applying changes costs the node itself.
+    node = Node(binary, work, "c", etcd, prefix, workers=1, cpu="0")
+    subprocess.run(["taskset", "-a", "-p", "-c", "1", str(etcd.proc.pid)], check=True,
+                   stdout=subprocess.DEVNULL)
+    os.sched_setaffinity(0, {1})
     try:
         ok = wait_for(lambda: node.status("/api/v1/users/1/profile") == 200, 120, 0.01)
         assert ok, "node did not serve"

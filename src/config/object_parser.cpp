@@ -2,6 +2,7 @@
 
 #include <boost/asio/ip/address.hpp>
 #include <charconv>
+#include <cstring>
 #include <set>
 
 #include "config/common_fields.hpp"
@@ -126,6 +127,15 @@ std::vector<std::string> read_hosts(ObjectReader& r, std::string_view key) {
   return hosts;
 }
 
+// The request variables chash can hash on (nginx/APISIX names).
+bool valid_hash_var(const std::string& v) {
+  static const std::set<std::string> plain = {"remote_addr", "uri",          "request_uri",
+                                              "host",        "query_string", "server_port"};
+  for (const char* prefix : {"arg_", "http_", "cookie_"})
+    if (v.size() > strlen(prefix) && v.compare(0, strlen(prefix), prefix) == 0) return true;
+  return plain.count(v) > 0;
+}
+
 const std::set<std::string> kMethods = {"GET",  "POST",    "PUT",   "DELETE", "PATCH",
                                         "HEAD", "OPTIONS", "TRACE", "PURGE",  "CONNECT"};
 
@@ -139,8 +149,22 @@ std::shared_ptr<const Upstream> parse_upstream(const json& value, const std::str
   up->id = object_id(r);
   read_metadata(r);
   up->type = r.string_or("type", "roundrobin");
-  if (up->type != "roundrobin")
-    r.error("type", "must be roundrobin (chash, least_conn and ewma are not available yet)");
+  if (up->type != "roundrobin" && up->type != "chash" && up->type != "least_conn" &&
+      up->type != "ewma")
+    r.error("type", "must be one of roundrobin, chash, least_conn, ewma");
+  up->hash_on = r.string_or("hash_on", "vars");
+  if (up->hash_on != "vars" && up->hash_on != "header" && up->hash_on != "cookie" &&
+      up->hash_on != "consumer")
+    r.error("hash_on", "must be one of vars, header, cookie, consumer");
+  up->key = r.string_or("key", "");
+  if (up->type == "chash" && up->hash_on != "consumer") {
+    if (up->key.empty())
+      r.error("key", "is required for type chash");
+    else if (up->hash_on == "vars" && !valid_hash_var(up->key))
+      r.error("key", "unknown variable \"" + up->key +
+                         "\" (remote_addr, uri, request_uri, host, query_string, arg_*, http_*, "
+                         "cookie_*)");
+  }
   up->scheme = r.string_or("scheme", "http");
   if (up->scheme != "http")
     r.error("scheme", "must be http (https upstreams are not available yet)");

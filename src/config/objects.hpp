@@ -21,8 +21,10 @@ struct UpstreamNode {
 enum class PassHost { Pass, Node, Rewrite };
 
 struct Upstream {
-  std::string id;  // empty for an inline upstream
-  std::string type = "roundrobin";
+  std::string id;                   // empty for an inline upstream
+  std::string type = "roundrobin";  // roundrobin, chash, least_conn, ewma
+  std::string hash_on = "vars";     // chash: vars, header, cookie, consumer
+  std::string key;                  // chash: the variable, header or cookie name
   std::vector<UpstreamNode> nodes;
   double connect_timeout = 60;  // seconds
   double send_timeout = 60;

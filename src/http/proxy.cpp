@@ -5,6 +5,7 @@
 #include <cerrno>
 
 #include "core/log.hpp"
+#include "http/balancer_key.hpp"
 #include "http/message_heads.hpp"
 #include "http/request_body.hpp"
 #include "http/response_body.hpp"
@@ -162,6 +163,48 @@ Task<Failure> read_whole_body(ClientConnection& c, size_t total, const HttpLimit
   co_return Failure::None;
 }
 
+// Tells the balancer when a node starts and stops serving this request: it counts as busy
+// until the request is over (least_conn), and its latency is measured to the response head, or
+// to the failure (ewma).
+class NodeUse {
+ public:
+  NodeUse(const upstream::UpstreamTarget& target, int worker) : target_(target), worker_(worker) {}
+  ~NodeUse() { release(); }
+  NodeUse(const NodeUse&) = delete;
+  NodeUse& operator=(const NodeUse&) = delete;
+
+  void start(int node) {
+    release();
+    node_ = node;
+    started_us_ = now_us();
+    target_.started(worker_, node);
+  }
+  void answered(bool failed) {
+    if (node_ < 0) return;
+    latency_us_ = now_us() - started_us_;
+    failed_ = failed;
+    if (failed) release();
+  }
+
+ private:
+  void release() {
+    if (node_ < 0) return;
+    int64_t now = now_us();
+    target_.finished(worker_, node_, latency_us_ >= 0 ? latency_us_ : now - started_us_, failed_,
+                     now);
+    node_ = -1;
+    latency_us_ = -1;
+    failed_ = false;
+  }
+
+  const upstream::UpstreamTarget& target_;
+  int worker_;
+  int node_ = -1;
+  int64_t started_us_ = 0;
+  int64_t latency_us_ = -1;
+  bool failed_ = false;
+};
+
 }  // namespace
 
 Task<bool> respond_error(ClientConnection& c, Exchange& x, int status, std::string_view message,
@@ -239,12 +282,19 @@ Task<bool> proxy_request(ClientConnection& c, Exchange& x, const config::Compile
   Failure failure = Failure::None;
   const int64_t up_start = now_us();
   const ClientFacts facts{c.remote_ip, c.local_port};
+  // Copied now: the head's bytes may be reused by the time a retry picks again.
+  const std::string hash_key =
+      spec.type == "chash" ? balancer_key(spec, req, c.remote_ip, c.local_port) : std::string();
+  // The node serving the request is counted as busy until this function returns (least_conn);
+  // each attempt's latency or failure teaches the ewma balancer.
+  NodeUse use(target, w.index());
 
   while (x.attempts < max_attempts) {
     if (x.attempts > 0 && retry_until && steady_now_ms() >= retry_until) break;
-    int idx = target.pick(w.index(), tried);
+    int idx = target.pick(w.index(), tried, hash_key, now_us());
     if (idx == upstream::UpstreamTarget::kNone) break;
     tried.add(static_cast<size_t>(idx));
+    use.start(idx);
     ++x.attempts;
     up.node = &target.nodes()[static_cast<size_t>(idx)];
     if (!x.upstream_addrs.empty()) x.upstream_addrs += ", ";
@@ -284,7 +334,11 @@ Task<bool> proxy_request(ClientConnection& c, Exchange& x, const config::Compile
       if (up.reused && failure == Failure::ReadFailed && up.buf.empty() && !body_sent) continue;
       break;
     }
-    if (failure == Failure::None || is_client_failure(failure)) break;
+    if (failure == Failure::None || is_client_failure(failure)) {
+      use.answered(false);  // a client that went away says nothing about the node
+      break;
+    }
+    use.answered(true);
     up.close();
     log::warn("upstream " + up.node->address + " failed for route " + route.id + ": " +
               failure_text(failure));

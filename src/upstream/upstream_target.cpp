@@ -1,12 +1,43 @@
 #include "upstream/upstream_target.hpp"
 
 #include <algorithm>
+#include <cmath>
 
 namespace portico::upstream {
+namespace {
+// Ring points per unit of weight: enough for an even spread, few enough for a fast build.
+constexpr int kPointsPerWeight = 40;
+constexpr int kMaxPointsPerNode = 4000;
+// ewma: the estimate forgets half of itself in about 7 s (APISIX's 10 s decay time), so a node
+// that was slow is tried again after a while; a failure counts as at least this long.
+constexpr double kDecayUs = 10e6;
+constexpr int64_t kFailurePenaltyUs = 500000;
+}  // namespace
+
+// FNV-1a, then a murmur3 finaliser: stable across processes and machines, so every gateway node
+// maps a key to the same upstream node.
+uint32_t UpstreamTarget::hash(std::string_view s) {
+  uint32_t h = 2166136261u;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 16777619u;
+  }
+  h ^= h >> 16;
+  h *= 0x85ebca6bu;
+  h ^= h >> 13;
+  h *= 0xc2b2ae35u;
+  h ^= h >> 16;
+  return h;
+}
 
 UpstreamTarget::UpstreamTarget(std::shared_ptr<const config::Upstream> spec,
                                std::vector<NodeTarget> nodes, int workers)
     : spec_(std::move(spec)), nodes_(std::move(nodes)) {
+  const std::string& type = spec_->type;
+  kind_ = type == "chash"        ? Kind::ConsistentHash
+          : type == "least_conn" ? Kind::LeastConn
+          : type == "ewma"       ? Kind::Ewma
+                                 : Kind::RoundRobin;
   std::stable_sort(nodes_.begin(), nodes_.end(), [](const NodeTarget& a, const NodeTarget& b) {
     return a.priority > b.priority;
   });
@@ -16,8 +47,23 @@ UpstreamTarget::UpstreamTarget(std::shared_ptr<const config::Upstream> spec,
     levels_.emplace_back(i, j);
     i = j;
   }
+  if (kind_ == Kind::ConsistentHash) {
+    for (auto [begin, end] : levels_) {
+      std::vector<RingPoint> ring;
+      for (size_t i = begin; i < end; ++i) {
+        int points = std::min(nodes_[i].weight * kPointsPerWeight, kMaxPointsPerNode);
+        // Points come from the node's address, not its position: the ring of the other nodes
+        // stays the same when one is added or removed.
+        for (int p = 0; p < points; ++p)
+          ring.push_back(
+              {hash(nodes_[i].address + "#" + std::to_string(p)), static_cast<uint32_t>(i)});
+      }
+      std::sort(ring.begin(), ring.end());
+      rings_.push_back(std::move(ring));
+    }
+  }
   state_.resize(static_cast<size_t>(std::max(workers, 1)));
-  for (auto& s : state_) s.current.assign(nodes_.size(), 0);
+  for (auto& s : state_) s.nodes.assign(nodes_.size(), NodeState{});
 }
 
 int UpstreamTarget::max_attempts() const {
@@ -25,24 +71,115 @@ int UpstreamTarget::max_attempts() const {
   return 1 + std::max(retries, 0);
 }
 
-int UpstreamTarget::pick(int worker, const TriedNodes& tried) const {
-  auto& current = state_[static_cast<size_t>(worker) % state_.size()].current;
-  for (auto [begin, end] : levels_) {
+int UpstreamTarget::pick(int worker, const TriedNodes& tried, std::string_view hash_key,
+                         int64_t now_us) const {
+  WorkerState& w = state_[static_cast<size_t>(worker) % state_.size()];
+  for (size_t level = 0; level < levels_.size(); ++level) {
+    auto [begin, end] = levels_[level];
     int best = kNone;
-    int64_t total = 0;
-    for (size_t i = begin; i < end; ++i) {
-      if (tried.contains(i) || nodes_[i].weight <= 0) continue;
-      current[i] += nodes_[i].weight;
-      total += nodes_[i].weight;
-      if (best == kNone || current[i] > current[static_cast<size_t>(best)])
-        best = static_cast<int>(i);
+    switch (kind_) {
+      case Kind::RoundRobin:
+        best = pick_round_robin(w, begin, end, tried);
+        break;
+      case Kind::ConsistentHash:
+        best = pick_hash(level, hash_key, tried);
+        break;
+      case Kind::LeastConn:
+      case Kind::Ewma:
+        best = pick_lowest_score(w, begin, end, tried, now_us);
+        break;
     }
-    if (best != kNone) {
-      current[static_cast<size_t>(best)] -= total;
-      return best;
-    }
+    if (best != kNone) return best;
   }
   return kNone;
+}
+
+int UpstreamTarget::pick_round_robin(WorkerState& w, size_t begin, size_t end,
+                                     const TriedNodes& tried) const {
+  int best = kNone;
+  int64_t total = 0;
+  for (size_t i = begin; i < end; ++i) {
+    if (!usable(i, tried)) continue;
+    w.nodes[i].current += nodes_[i].weight;
+    total += nodes_[i].weight;
+    if (best == kNone || w.nodes[i].current > w.nodes[static_cast<size_t>(best)].current)
+      best = static_cast<int>(i);
+  }
+  if (best != kNone) w.nodes[static_cast<size_t>(best)].current -= total;
+  return best;
+}
+
+int UpstreamTarget::pick_hash(size_t level, std::string_view key, const TriedNodes& tried) const {
+  const auto& ring = rings_[level];
+  if (ring.empty()) return kNone;
+  // The first point at or after the key's hash, then onwards round the ring past nodes already
+  // tried (a retry goes to the key's next node, the same one on every gateway).
+  size_t start = static_cast<size_t>(
+      std::lower_bound(ring.begin(), ring.end(), RingPoint{hash(key), 0}) - ring.begin());
+  for (size_t k = 0; k < ring.size(); ++k) {
+    uint32_t node = ring[(start + k) % ring.size()].node;
+    if (usable(node, tried)) return static_cast<int>(node);
+  }
+  return kNone;
+}
+
+double UpstreamTarget::ewma_us(int worker, int node, int64_t now_us) const {
+  const NodeState& n =
+      state_[static_cast<size_t>(worker) % state_.size()].nodes[static_cast<size_t>(node)];
+  if (n.ewma_at_us == 0) return 0;
+  double age = static_cast<double>(std::max<int64_t>(now_us - n.ewma_at_us, 0));
+  return n.ewma_us * std::exp(-age / kDecayUs);
+}
+
+// least_conn: (in flight + 1) / weight. ewma: decayed latency x (in flight + 1) / weight, so a
+// fast node is not buried under concurrent requests and an unmeasured node (0) is tried first.
+// Ties go round-robin, so equal nodes share the load.
+int UpstreamTarget::pick_lowest_score(WorkerState& w, size_t begin, size_t end,
+                                      const TriedNodes& tried, int64_t now_us) const {
+  int best = kNone;
+  double best_score = 0;
+  int64_t total = 0;
+  int worker = static_cast<int>(&w - state_.data());
+  for (size_t i = begin; i < end; ++i) {
+    if (!usable(i, tried)) continue;
+    NodeState& n = w.nodes[i];
+    double load = static_cast<double>(n.active + 1) / nodes_[i].weight;
+    double score = kind_ == Kind::Ewma ? ewma_us(worker, static_cast<int>(i), now_us) * load : load;
+    n.current += nodes_[i].weight;
+    total += nodes_[i].weight;
+    if (best == kNone || score < best_score ||
+        (score == best_score && n.current > w.nodes[static_cast<size_t>(best)].current)) {
+      best = static_cast<int>(i);
+      best_score = score;
+    }
+  }
+  if (best != kNone) w.nodes[static_cast<size_t>(best)].current -= total;
+  return best;
+}
+
+void UpstreamTarget::started(int worker, int node) const {
+  ++state_[static_cast<size_t>(worker) % state_.size()].nodes[static_cast<size_t>(node)].active;
+}
+
+void UpstreamTarget::finished(int worker, int node, int64_t latency_us, bool failed,
+                              int64_t now_us) const {
+  NodeState& n =
+      state_[static_cast<size_t>(worker) % state_.size()].nodes[static_cast<size_t>(node)];
+  if (n.active > 0) --n.active;
+  if (kind_ != Kind::Ewma) return;
+  double sample =
+      static_cast<double>(failed ? std::max(latency_us, kFailurePenaltyUs) : latency_us);
+  // Peak-sensitive (as Finagle's peak EWMA): a slower sample or a failure counts at once, a
+  // faster one only blends in over time, so a node going bad loses traffic immediately.
+  double current = ewma_us(worker, node, now_us);
+  if (n.ewma_at_us == 0 || sample > current) {
+    n.ewma_us = sample;
+  } else {
+    double age = static_cast<double>(std::max<int64_t>(now_us - n.ewma_at_us, 0));
+    double keep = std::exp(-age / kDecayUs);
+    n.ewma_us = n.ewma_us * keep + sample * (1 - keep);
+  }
+  n.ewma_at_us = std::max<int64_t>(now_us, 1);
 }
 
 }  // namespace portico::upstream

@@ -1,11 +1,15 @@
-// A compiled upstream: resolved nodes grouped into priority levels and a smooth weighted
-// round-robin balancer (nginx's algorithm) whose state is per worker, so picking a node never
-// touches memory another worker writes.
+// A compiled upstream: resolved nodes grouped into priority levels and a balancer whose state is
+// per worker, so picking a node never touches memory another worker writes. Balancers (APISIX's
+// `type`): roundrobin (smooth weighted, nginx's algorithm), chash (a consistent-hash ring per
+// level: adding or removing a node moves about 1/N of the keys), least_conn (fewest requests in
+// flight per weight), ewma (lowest recent latency, decaying with time so a slow node is tried
+// again now and then).
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "config/objects.hpp"
@@ -52,15 +56,47 @@ class UpstreamTarget {
   // Attempts allowed for one request: 1 + retries (retries default: number of nodes - 1).
   int max_attempts() const;
   // Picks from the highest-priority level that still has an untried node with weight > 0.
-  int pick(int worker, const TriedNodes& tried) const;
+  // `hash_key` is used by chash only (see http/balancer_key.hpp).
+  int pick(int worker, const TriedNodes& tried, std::string_view hash_key = {},
+           int64_t now_us = 0) const;
+  // A request starts / ends on node `node` (least_conn counts, ewma learns the latency: from
+  // sending to the response head, or the time lost when the attempt failed).
+  void started(int worker, int node) const;
+  void finished(int worker, int node, int64_t latency_us, bool failed, int64_t now_us) const;
+  // The node's decayed latency estimate for this worker (ewma), for tests and /v1 status.
+  double ewma_us(int worker, int node, int64_t now_us) const;
+
+  static uint32_t hash(std::string_view s);
 
  private:
-  struct alignas(64) WorkerState {
-    std::vector<int64_t> current;
+  enum class Kind { RoundRobin, ConsistentHash, LeastConn, Ewma };
+  struct NodeState {
+    int64_t current = 0;     // smooth WRR
+    int64_t active = 0;      // requests in flight (least_conn, ewma)
+    double ewma_us = 0;      // latency estimate
+    int64_t ewma_at_us = 0;  // when it was last updated
   };
+  struct alignas(64) WorkerState {
+    std::vector<NodeState> nodes;
+  };
+  struct RingPoint {
+    uint32_t hash;
+    uint32_t node;
+    bool operator<(const RingPoint& o) const { return hash < o.hash; }
+  };
+  int pick_round_robin(WorkerState& w, size_t begin, size_t end, const TriedNodes& tried) const;
+  int pick_hash(size_t level, std::string_view key, const TriedNodes& tried) const;
+  int pick_lowest_score(WorkerState& w, size_t begin, size_t end, const TriedNodes& tried,
+                        int64_t now_us) const;
+  bool usable(size_t i, const TriedNodes& tried) const {
+    return !tried.contains(i) && nodes_[i].weight > 0;
+  }
+
   std::shared_ptr<const config::Upstream> spec_;
+  Kind kind_ = Kind::RoundRobin;
   std::vector<NodeTarget> nodes_;                  // sorted by priority, highest first
   std::vector<std::pair<size_t, size_t>> levels_;  // [begin, end) into nodes_
+  std::vector<std::vector<RingPoint>> rings_;      // chash: one sorted ring per level
   mutable std::vector<WorkerState> state_;
 };
 

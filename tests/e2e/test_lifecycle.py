@@ -135,7 +135,7 @@ routes:
     assert rc.returncode == 1
     for expected in ('routes[1].upstream_id: unknown upstream "missing"',
                      "routes[2].upstream.nodes[0].port: must be 1..65535",
-                     "routes[2].upstream.type: must be roundrobin",
+                     "routes[2].upstream.type: must be one of roundrobin, chash, least_conn, ewma",
                      "routes[2].plugins.no-such-plugin: unknown plugin",
                      "routes[2].colour: unknown field"):
         assert expected in rc.stderr, rc.stderr

@@ -68,8 +68,9 @@ KEEP_LIMIT = 1 << 20
 
 
 class TestUpstream:
-    def __init__(self, name="up", port=None):
+    def __init__(self, name="up", port=None, delay_ms=0):
         self.name = name
+        self.delay_ms = delay_ms  # every request waits this long first (a slower line)
         self.listener = socket.socket()
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.listener.bind(("127.0.0.1", port or 0))
@@ -183,6 +184,8 @@ class TestUpstream:
         c.sock.sendall(("\r\n".join(h) + "\r\n\r\n").encode() + body)
 
     def _dispatch(self, c, req):
+        if self.delay_ms:
+            time.sleep(self.delay_ms / 1000.0)
         path = req.target.split("?")[0]
         parts = path.strip("/").split("/")
         kind = parts[0]

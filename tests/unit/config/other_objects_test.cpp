@@ -331,7 +331,7 @@ TEST(OtherObjectsStreamRoute, BadValuesNameTheirField) {
                    "stream_routes[0].protocol.name", "stream_routes[0].remote_addr",
                    "stream_routes[0].server_addr", "stream_routes[0].server_port",
                    "stream_routes[0].service_id", "stream_routes[0].sni",
-                   "stream_routes[0].upstream.nodes", "stream_routes[0].upstream.type"}));
+                   "stream_routes[0].upstream.key", "stream_routes[0].upstream.nodes"}));
   EXPECT_EQ(error_paths("stream_routes", {{"upstream_id", 1}, {"server_port", 65536}}),
             Paths{"stream_routes[0].server_port"});
   EXPECT_EQ(error_paths("stream_routes", {{"upstream_id", 1}, {"protocol", "redis"}}),
