@@ -36,6 +36,7 @@ Task<HttpResponse> ControlApi::handle(HttpRequest& req) {
   if (req.path == "/v1/health") co_return health();
   if (req.path == "/v1/routes") co_return routes();
   if (req.path == "/v1/upstreams") co_return upstreams();
+  if (req.path == "/v1/healthcheck") co_return healthcheck();
   if (req.path == "/v1/config") co_return running_config();
   if (req.path == "/metrics") co_return metrics();
   co_return reply(404, {{"error_msg",
@@ -105,6 +106,46 @@ HttpResponse ControlApi::upstreams() const {
   return reply(200, {{"upstreams", list}});
 }
 
+HttpResponse ControlApi::healthcheck() const {
+  json list = json::array();
+  int64_t now = upstream::steady_ms();
+  auto wall_ms = [now](int64_t steady) {
+    auto wall = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    std::chrono::system_clock::now().time_since_epoch())
+                    .count();
+    return steady ? wall - (now - steady) : 0;
+  };
+  for (const auto& t : ctx_.upstream_targets
+                           ? ctx_.upstream_targets()
+                           : std::vector<std::shared_ptr<const upstream::UpstreamTarget>>{}) {
+    json nodes = json::array();
+    std::string name;
+    for (const auto& n : t->nodes()) {
+      json node = {{"address", n.address}, {"priority", n.priority}, {"weight", n.weight}};
+      if (n.health) {
+        name = n.health->upstream();
+        auto st = n.health->status();
+        bool usable = n.health->healthy(now);
+        node["state"] = st.healthy ? "healthy" : usable ? "half-open" : "unhealthy";
+        node["counters"] = {{"successes", st.successes},       {"http_failures", st.http_failures},
+                            {"tcp_failures", st.tcp_failures}, {"timeouts", st.timeouts},
+                            {"requests", st.total_requests},   {"failures", st.total_failures}};
+        node["last_change"] = {{"reason", st.reason}, {"at_ms", wall_ms(st.changed_at_ms)}};
+        if (st.ejected_until_ms) node["ejected_until_ms"] = wall_ms(st.ejected_until_ms);
+        node["ejections"] = st.ejections;
+      }
+      nodes.push_back(std::move(node));
+    }
+    list.push_back({{"upstream", name},
+                    {"type", t->spec().type},
+                    {"active", t->spec().active.has_value()},
+                    {"passive", t->spec().passive.has_value()},
+                    {"panics", t->panics()},
+                    {"nodes", std::move(nodes)}});
+  }
+  return reply(200, {{"upstreams", list}});
+}
+
 HttpResponse ControlApi::running_config() const {
   json out = json::object();
   for (Kind kind : config::all_kinds()) {
@@ -140,6 +181,19 @@ HttpResponse ControlApi::metrics() const {
   out.counter("portico_config_apply_errors_total",
               "Configuration values rejected: invalid etcd values skipped, invalid files refused.",
               {}, s.skipped);
+  if (ctx_.upstream_targets)
+    for (const auto& t : ctx_.upstream_targets()) {
+      for (const auto& n : t->nodes())
+        if (n.health)
+          out.gauge("portico_upstream_node_healthy",
+                    "1 while an upstream node is healthy (or half-open after an ejection).",
+                    {{"upstream", n.health->upstream()}, {"node", n.address}},
+                    n.health->healthy(upstream::steady_ms()) ? 1 : 0);
+      if (!t->nodes().empty() && t->nodes().front().health)
+        out.counter("portico_upstream_panics_total",
+                    "Requests sent to an unhealthy node because no node was healthy.",
+                    {{"upstream", t->nodes().front().health->upstream()}}, t->panics());
+    }
   out.gauge("portico_workers_alive", "Worker threads whose event loop is running.", {},
             alive_workers());
   return HttpResponse{200, out.take(), std::string(metrics::kPrometheusContentType)};

@@ -11,6 +11,7 @@
 #include "config/etcd_source.hpp"
 #include "config/object_store.hpp"
 #include "config/snapshot.hpp"
+#include "upstream/upstream_target.hpp"
 
 namespace portico {
 class Worker;
@@ -25,6 +26,8 @@ struct ControlContext {
   const std::vector<std::unique_ptr<Worker>>* workers = nullptr;
   int configured_workers = 0;
   const config::ObjectStore* store = nullptr;
+  // The upstreams the serving config uses, with their nodes' health.
+  std::function<std::vector<std::shared_ptr<const upstream::UpstreamTarget>>()> upstream_targets;
 };
 
 class ControlApi {
@@ -36,6 +39,7 @@ class ControlApi {
   HttpResponse health() const;
   HttpResponse routes() const;
   HttpResponse upstreams() const;
+  HttpResponse healthcheck() const;
   HttpResponse running_config() const;
   HttpResponse metrics() const;
   int alive_workers() const;

@@ -136,6 +136,84 @@ bool valid_hash_var(const std::string& v) {
   return plain.count(v) > 0;
 }
 
+std::vector<int> read_statuses(ObjectReader& r, std::string_view key, std::vector<int> fallback) {
+  const json* v = r.raw(key);
+  if (!v) return fallback;
+  std::vector<int> out;
+  if (!v->is_array() || v->empty()) {
+    r.error(key, "must be a non-empty list of HTTP statuses");
+    return fallback;
+  }
+  for (const auto& item : *v) {
+    if (!item.is_number_integer() || item.get<int64_t>() < 200 || item.get<int64_t>() > 599) {
+      r.error(key, "statuses must be integers 200..599");
+      return fallback;
+    }
+    out.push_back(static_cast<int>(item.get<int64_t>()));
+  }
+  return out;
+}
+
+// One side of checks.active / checks.passive. `healthy_side` has successes, the other side the
+// failure counters; `active` has intervals.
+void parse_thresholds(const json* v, const std::string& path, HealthThresholds& t, bool active,
+                      bool healthy_side, Errors& errors) {
+  if (!v) return;
+  ObjectReader r(*v, path, errors);
+  if (!r.valid()) return;
+  if (active) t.interval = r.duration_or("interval", t.interval, 0.01, 86400);
+  t.http_statuses = read_statuses(r, "http_statuses", t.http_statuses);
+  if (healthy_side) {
+    t.successes = static_cast<int>(r.integer_or("successes", t.successes, 1, 254));
+  } else {
+    t.http_failures = static_cast<int>(r.integer_or("http_failures", t.http_failures, 0, 254));
+    t.tcp_failures = static_cast<int>(r.integer_or("tcp_failures", t.tcp_failures, 0, 254));
+    t.timeouts = static_cast<int>(r.integer_or("timeouts", t.timeouts, 0, 254));
+  }
+  r.finish();
+}
+
+void parse_checks(const json& v, const std::string& path, Upstream& up, Errors& errors) {
+  ObjectReader r(v, path, errors);
+  if (!r.valid()) return;
+  if (const json* a = r.raw("active")) {
+    ObjectReader ar(*a, r.child_path("active"), errors);
+    ActiveCheck c;
+    c.type = ar.string_or("type", "http");
+    if (c.type != "http" && c.type != "tcp")
+      ar.error("type", "must be http or tcp (https probes are not available yet)");
+    c.timeout = ar.duration_or("timeout", 1, 0.001, 300);
+    c.concurrency = static_cast<int>(ar.integer_or("concurrency", 10, 1, 1000));
+    c.http_path = ar.string_or("http_path", "/");
+    if (c.http_path.empty() || c.http_path.front() != '/')
+      ar.error("http_path", "must start with /");
+    c.host = ar.string_or("host", "");
+    c.port = static_cast<int>(ar.integer_or("port", 0, 1, 65535));
+    c.req_headers = ar.string_list("req_headers");
+    ar.ignore("https_verify_certificate");
+    parse_thresholds(ar.raw("healthy"), ar.child_path("healthy"), c.healthy, true, true, errors);
+    parse_thresholds(ar.raw("unhealthy"), ar.child_path("unhealthy"), c.unhealthy, true, false,
+                     errors);
+    ar.finish();
+    up.active = c;
+  }
+  if (const json* p = r.raw("passive")) {
+    ObjectReader pr(*p, r.child_path("passive"), errors);
+    PassiveCheck c;
+    for (int s = 200; s < 400; ++s) c.healthy.http_statuses.push_back(s);
+    std::string type = pr.string_or("type", "http");
+    if (type != "http" && type != "tcp") pr.error("type", "must be http or tcp");
+    parse_thresholds(pr.raw("healthy"), pr.child_path("healthy"), c.healthy, false, true, errors);
+    parse_thresholds(pr.raw("unhealthy"), pr.child_path("unhealthy"), c.unhealthy, false, false,
+                     errors);
+    c.ejection_base = pr.duration_or("ejection_base_time", 10, 0.1, 86400);
+    c.ejection_max = pr.duration_or("ejection_max_time", 300, 0.1, 86400);
+    pr.finish();
+    up.passive = c;
+  }
+  r.finish();
+}
+
 const std::set<std::string> kMethods = {"GET",  "POST",    "PUT",   "DELETE", "PATCH",
                                         "HEAD", "OPTIONS", "TRACE", "PURGE",  "CONNECT"};
 
@@ -201,6 +279,8 @@ std::shared_ptr<const Upstream> parse_upstream(const json& value, const std::str
     kr.finish();
   }
   up->retry_non_idempotent = r.boolean_or("retry_non_idempotent", false);
+  if (const json* checks = r.raw("checks"))
+    parse_checks(*checks, r.child_path("checks"), *up, errors);
   r.finish();
   return up;
 }

@@ -20,6 +20,37 @@ struct UpstreamNode {
 
 enum class PassHost { Pass, Node, Rewrite };
 
+// One side (healthy or unhealthy) of APISIX's `checks.active` / `checks.passive`.
+struct HealthThresholds {
+  double interval = 1;  // active: seconds between probes of a node in this state
+  int successes = 0;    // healthy side: consecutive successes that make a node healthy
+  std::vector<int> http_statuses;
+  int http_failures = 0;  // unhealthy side: consecutive failures of each kind (0: never)
+  int tcp_failures = 0;
+  int timeouts = 0;
+};
+
+struct ActiveCheck {
+  std::string type = "http";  // http or tcp
+  double timeout = 1;
+  int concurrency = 10;
+  std::string http_path = "/";
+  std::string host;  // Host header; default the node's address
+  int port = 0;      // 0: the node's port
+  std::vector<std::string> req_headers;
+  HealthThresholds healthy{1, 2, {200, 302}, 0, 0, 0};
+  HealthThresholds unhealthy{1, 0, {429, 404, 500, 501, 502, 503, 504, 505}, 5, 2, 3};
+};
+
+struct PassiveCheck {
+  HealthThresholds healthy{0, 5, {}, 0, 0, 0};  // statuses: 200..399 (filled by the parser)
+  HealthThresholds unhealthy{0, 0, {429, 500, 503}, 5, 2, 7};
+  // Portico: with passive checks only, an unhealthy node is ejected for base x ejections (capped)
+  // and then tried again, instead of staying out forever (a known APISIX trap).
+  double ejection_base = 10;
+  double ejection_max = 300;
+};
+
 struct Upstream {
   std::string id;                   // empty for an inline upstream
   std::string type = "roundrobin";  // roundrobin, chash, least_conn, ewma
@@ -37,7 +68,9 @@ struct Upstream {
   int keepalive_size = 320;  // idle connections kept per node and worker
   double keepalive_idle_timeout = 60;
   int keepalive_requests = 1000;
-  bool retry_non_idempotent = false;  // Portico extension: retry POST/PATCH after a send
+  bool retry_non_idempotent = false;    // Portico extension: retry POST/PATCH after a send
+  std::optional<ActiveCheck> active;    // checks.active
+  std::optional<PassiveCheck> passive;  // checks.passive
 };
 
 struct Route {

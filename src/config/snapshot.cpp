@@ -37,9 +37,16 @@ class NodeResolver {
   std::map<std::string, std::pair<bool, asio::ip::address>> cache_;
 };
 
+// Health state of every node, kept across compiles (and across reloads in yaml mode).
+upstream::HealthRegistry& health_registry() {
+  static upstream::HealthRegistry registry;
+  return registry;
+}
+
+// `key` names the upstream for health state and logs: "upstreams/u1", "routes/r1" (inline).
 std::shared_ptr<const upstream::UpstreamTarget> compile_upstream(
-    const std::shared_ptr<const Upstream>& spec, const std::string& path, int workers,
-    NodeResolver& resolver, Errors& errors, Errors* warnings) {
+    const std::shared_ptr<const Upstream>& spec, const std::string& path, const std::string& key,
+    int workers, NodeResolver& resolver, Errors& errors, Errors* warnings) {
   std::vector<upstream::NodeTarget> nodes;
   for (size_t i = 0; i < spec->nodes.size(); ++i) {
     const UpstreamNode& n = spec->nodes[i];
@@ -55,6 +62,7 @@ std::shared_ptr<const upstream::UpstreamTarget> compile_upstream(
     t.host_header = n.port == 80 ? n.host : n.host + ":" + std::to_string(n.port);
     t.weight = n.weight;
     t.priority = n.priority;
+    t.health = health_registry().get(key, t.address);
     nodes.push_back(std::move(t));
   }
   return std::make_shared<upstream::UpstreamTarget>(spec, std::move(nodes), workers);
@@ -128,10 +136,11 @@ std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, const HttpLimits&
     auto it = old.upstreams.find(spec->id);
     auto& entry = fresh->upstreams[spec->id];
     entry.spec = spec;
-    entry.target = it != old.upstreams.end() && it->second.spec == spec
-                       ? it->second.target
-                       : compile_upstream(spec, "upstreams[" + std::to_string(i) + "]", workers,
-                                          resolver, errors, warnings);
+    entry.target =
+        it != old.upstreams.end() && it->second.spec == spec
+            ? it->second.target
+            : compile_upstream(spec, "upstreams[" + std::to_string(i) + "]",
+                               "upstreams/" + spec->id, workers, resolver, errors, warnings);
   }
   for (const auto& svc : set.services) {
     auto it = old.services.find(svc->id);
@@ -140,8 +149,9 @@ std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, const HttpLimits&
     if (it != old.services.end() && it->second.service == svc)
       entry.inline_target = it->second.inline_target;
     else if (svc->upstream)
-      entry.inline_target = compile_upstream(svc->upstream, "services[" + svc->id + "].upstream",
-                                             workers, resolver, errors, warnings);
+      entry.inline_target =
+          compile_upstream(svc->upstream, "services[" + svc->id + "].upstream",
+                           "services/" + svc->id, workers, resolver, errors, warnings);
   }
   auto named = [&](const std::string& id) -> std::shared_ptr<const upstream::UpstreamTarget> {
     auto it = fresh->upstreams.find(id);
@@ -171,9 +181,10 @@ std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, const HttpLimits&
     ++visited;
     if (!same_route) {
       entry.route = route;
-      entry.inline_target = r.upstream ? compile_upstream(r.upstream, path() + ".upstream", workers,
-                                                          resolver, errors, warnings)
-                                       : nullptr;
+      entry.inline_target =
+          r.upstream ? compile_upstream(r.upstream, path() + ".upstream", "routes/" + r.id, workers,
+                                        resolver, errors, warnings)
+                     : nullptr;
     }
     // The route's own upstream wins over upstream_id, which wins over the service's (APISIX).
     std::shared_ptr<const upstream::UpstreamTarget> target;

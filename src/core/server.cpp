@@ -69,6 +69,7 @@ std::shared_ptr<const config::Snapshot> Server::share(std::unique_ptr<config::Sn
 
 void Server::publish(std::shared_ptr<const config::Snapshot> snap) {
   current_ = snap;
+  if (checker_) checker_->update(*snap);
   for (auto& w : workers_) w->publish(snap);
 }
 
@@ -274,6 +275,7 @@ Task<> Server::drain() {
             grace + " s)");
   for (auto& w : workers_) w->begin_drain();
   if (etcd_) etcd_->stop();
+  if (checker_) checker_->stop();
   if (admin_http_) admin_http_->stop();
   auto deadline = std::chrono::steady_clock::now() +
                   std::chrono::milliseconds(static_cast<int64_t>(node_.shutdown_timeout * 1000));
@@ -315,6 +317,7 @@ void Server::start_workers(std::shared_ptr<const config::Snapshot> first) {
     workers_.back()->listen(node_.listen);
   }
   current_ = first;
+  if (checker_) checker_->update(*first);
   for (auto& w : workers_) w->start(first);
   // Compiling a big config must not take CPU from the workers: this (control) thread yields to
   // them. Set after the workers started, so they keep the normal priority.
@@ -347,6 +350,7 @@ void Server::start_apis() {
   cc.workers = &workers_;
   cc.configured_workers = worker_count_;
   cc.store = &store_;
+  cc.upstream_targets = [this] { return checker_->targets(); };
   control_api_ = std::make_unique<admin::ControlApi>(std::move(cc));
   control_http_ = std::make_unique<admin::HttpService>(
       control_.get_executor(), "control API", 64 * 1024,
@@ -404,6 +408,8 @@ int Server::run() {
     std::fflush(stdout);
   }
   config_stamp_ = stamp(node_.path);
+  checker_ = std::make_unique<upstream::HealthChecker>(control_.get_executor());
+  asio::co_spawn(control_, checker_->run(), asio::detached);
   if (node_.provider == "etcd") {
     etcd_ = std::make_unique<config::EtcdSource>(control_.get_executor(), node_.etcd, store_,
                                                  [this] { schedule_rebuild(); });

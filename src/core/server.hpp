@@ -17,6 +17,7 @@
 #include "core/retired_snapshots.hpp"
 #include "core/snapshot_compiler.hpp"
 #include "core/worker.hpp"
+#include "upstream/health_checker.hpp"
 
 namespace portico {
 
@@ -76,7 +77,8 @@ class Server {
   config::ObjectStore store_;  // the objects being served (file or etcd)
   std::unique_ptr<config::EtcdSource> etcd_;
   std::unique_ptr<SnapshotCompiler> compiler_;  // etcd mode
-  config::ConfigSourceStatus file_status_;      // yaml mode
+  std::unique_ptr<upstream::HealthChecker> checker_;
+  config::ConfigSourceStatus file_status_;  // yaml mode
   std::shared_ptr<const config::Snapshot> current_;
   std::unique_ptr<admin::AdminApi> admin_api_;
   std::unique_ptr<admin::ControlApi> control_api_;

@@ -163,6 +163,18 @@ Task<Failure> read_whole_body(ClientConnection& c, size_t total, const HttpLimit
   co_return Failure::None;
 }
 
+// How a failed attempt counts for passive health checks (lua-resty-healthcheck's kinds).
+upstream::Outcome health_outcome(Failure f) {
+  switch (f) {
+    case Failure::ConnectTimeout:
+    case Failure::SendTimeout:
+    case Failure::ReadTimeout:
+      return upstream::Outcome::Timeout;
+    default:
+      return upstream::Outcome::TcpFailure;
+  }
+}
+
 // Tells the balancer when a node starts and stops serving this request: it counts as busy
 // until the request is over (least_conn), and its latency is measured to the response head, or
 // to the failure (ewma).
@@ -336,9 +348,11 @@ Task<bool> proxy_request(ClientConnection& c, Exchange& x, const config::Compile
     }
     if (failure == Failure::None || is_client_failure(failure)) {
       use.answered(false);  // a client that went away says nothing about the node
+      if (failure == Failure::None) target.report(idx, upstream::Outcome::Success, x.resp.status);
       break;
     }
     use.answered(true);
+    target.report(idx, health_outcome(failure), 0);
     up.close();
     log::warn("upstream " + up.node->address + " failed for route " + route.id + ": " +
               failure_text(failure));

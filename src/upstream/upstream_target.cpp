@@ -74,19 +74,29 @@ int UpstreamTarget::max_attempts() const {
 int UpstreamTarget::pick(int worker, const TriedNodes& tried, std::string_view hash_key,
                          int64_t now_us) const {
   WorkerState& w = state_[static_cast<size_t>(worker) % state_.size()];
+  int64_t now_ms = now_us ? now_us / 1000 : steady_ms();
+  int best = pick_once(w, Filter{tried, true, now_ms}, hash_key, now_us);
+  if (best != kNone) return best;
+  best = pick_once(w, Filter{tried, false, now_ms}, hash_key, now_us);
+  if (best != kNone) panics_.fetch_add(1, std::memory_order_relaxed);
+  return best;
+}
+
+int UpstreamTarget::pick_once(WorkerState& w, const Filter& f, std::string_view hash_key,
+                              int64_t now_us) const {
   for (size_t level = 0; level < levels_.size(); ++level) {
     auto [begin, end] = levels_[level];
     int best = kNone;
     switch (kind_) {
       case Kind::RoundRobin:
-        best = pick_round_robin(w, begin, end, tried);
+        best = pick_round_robin(w, begin, end, f);
         break;
       case Kind::ConsistentHash:
-        best = pick_hash(level, hash_key, tried);
+        best = pick_hash(level, hash_key, f);
         break;
       case Kind::LeastConn:
       case Kind::Ewma:
-        best = pick_lowest_score(w, begin, end, tried, now_us);
+        best = pick_lowest_score(w, begin, end, f, now_us);
         break;
     }
     if (best != kNone) return best;
@@ -94,12 +104,22 @@ int UpstreamTarget::pick(int worker, const TriedNodes& tried, std::string_view h
   return kNone;
 }
 
+void UpstreamTarget::report(int node, Outcome outcome, int status) const {
+  const auto& passive = spec_->passive;
+  const auto& health = nodes_[static_cast<size_t>(node)].health;
+  if (!passive || !health) return;
+  // Without active checks nothing would ever bring an unhealthy node back: it is ejected for a
+  // while instead, then tried again.
+  health->report(outcome, status, passive->healthy, passive->unhealthy,
+                 spec_->active ? nullptr : &*passive, steady_ms(), "passive");
+}
+
 int UpstreamTarget::pick_round_robin(WorkerState& w, size_t begin, size_t end,
-                                     const TriedNodes& tried) const {
+                                     const Filter& f) const {
   int best = kNone;
   int64_t total = 0;
   for (size_t i = begin; i < end; ++i) {
-    if (!usable(i, tried)) continue;
+    if (!usable(i, f)) continue;
     w.nodes[i].current += nodes_[i].weight;
     total += nodes_[i].weight;
     if (best == kNone || w.nodes[i].current > w.nodes[static_cast<size_t>(best)].current)
@@ -109,7 +129,7 @@ int UpstreamTarget::pick_round_robin(WorkerState& w, size_t begin, size_t end,
   return best;
 }
 
-int UpstreamTarget::pick_hash(size_t level, std::string_view key, const TriedNodes& tried) const {
+int UpstreamTarget::pick_hash(size_t level, std::string_view key, const Filter& f) const {
   const auto& ring = rings_[level];
   if (ring.empty()) return kNone;
   // The first point at or after the key's hash, then onwards round the ring past nodes already
@@ -118,7 +138,7 @@ int UpstreamTarget::pick_hash(size_t level, std::string_view key, const TriedNod
       std::lower_bound(ring.begin(), ring.end(), RingPoint{hash(key), 0}) - ring.begin());
   for (size_t k = 0; k < ring.size(); ++k) {
     uint32_t node = ring[(start + k) % ring.size()].node;
-    if (usable(node, tried)) return static_cast<int>(node);
+    if (usable(node, f)) return static_cast<int>(node);
   }
   return kNone;
 }
@@ -134,14 +154,14 @@ double UpstreamTarget::ewma_us(int worker, int node, int64_t now_us) const {
 // least_conn: (in flight + 1) / weight. ewma: decayed latency x (in flight + 1) / weight, so a
 // fast node is not buried under concurrent requests and an unmeasured node (0) is tried first.
 // Ties go round-robin, so equal nodes share the load.
-int UpstreamTarget::pick_lowest_score(WorkerState& w, size_t begin, size_t end,
-                                      const TriedNodes& tried, int64_t now_us) const {
+int UpstreamTarget::pick_lowest_score(WorkerState& w, size_t begin, size_t end, const Filter& f,
+                                      int64_t now_us) const {
   int best = kNone;
   double best_score = 0;
   int64_t total = 0;
   int worker = static_cast<int>(&w - state_.data());
   for (size_t i = begin; i < end; ++i) {
-    if (!usable(i, tried)) continue;
+    if (!usable(i, f)) continue;
     NodeState& n = w.nodes[i];
     double load = static_cast<double>(n.active + 1) / nodes_[i].weight;
     double score = kind_ == Kind::Ewma ? ewma_us(worker, static_cast<int>(i), now_us) * load : load;

@@ -6,6 +6,7 @@
 // again now and then).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -14,6 +15,7 @@
 
 #include "config/objects.hpp"
 #include "core/asio.hpp"
+#include "upstream/node_health.hpp"
 
 namespace portico::upstream {
 
@@ -23,6 +25,7 @@ struct NodeTarget {
   std::string host_header;  // node host (with port unless 80), for pass_host: node
   int weight = 1;
   int priority = 0;
+  std::shared_ptr<NodeHealth> health;  // shared with every compile that keeps this node
 };
 
 // Nodes already tried by one request (retries go to another node).
@@ -55,7 +58,9 @@ class UpstreamTarget {
   const std::vector<NodeTarget>& nodes() const { return nodes_; }
   // Attempts allowed for one request: 1 + retries (retries default: number of nodes - 1).
   int max_attempts() const;
-  // Picks from the highest-priority level that still has an untried node with weight > 0.
+  // Picks from the highest-priority level that still has an untried, healthy node with
+  // weight > 0. When no such node is left in any level, the least bad is picked anyway (panic
+  // mode: fail open rather than refuse every request), and counted.
   // `hash_key` is used by chash only (see http/balancer_key.hpp).
   int pick(int worker, const TriedNodes& tried, std::string_view hash_key = {},
            int64_t now_us = 0) const;
@@ -63,6 +68,9 @@ class UpstreamTarget {
   // sending to the response head, or the time lost when the attempt failed).
   void started(int worker, int node) const;
   void finished(int worker, int node, int64_t latency_us, bool failed, int64_t now_us) const;
+  // Passive health checks: how an attempt on `node` ended (`status` for an HTTP answer).
+  void report(int node, Outcome outcome, int status) const;
+  uint64_t panics() const { return panics_.load(std::memory_order_relaxed); }
   // The node's decayed latency estimate for this worker (ewma), for tests and /v1 status.
   double ewma_us(int worker, int node, int64_t now_us) const;
 
@@ -84,12 +92,20 @@ class UpstreamTarget {
     uint32_t node;
     bool operator<(const RingPoint& o) const { return hash < o.hash; }
   };
-  int pick_round_robin(WorkerState& w, size_t begin, size_t end, const TriedNodes& tried) const;
-  int pick_hash(size_t level, std::string_view key, const TriedNodes& tried) const;
-  int pick_lowest_score(WorkerState& w, size_t begin, size_t end, const TriedNodes& tried,
+  // Which nodes a pick may choose from: untried, weight > 0, and (unless in panic) healthy.
+  struct Filter {
+    const TriedNodes& tried;
+    bool check_health;
+    int64_t now_ms;
+  };
+  int pick_once(WorkerState& w, const Filter& f, std::string_view hash_key, int64_t now_us) const;
+  int pick_round_robin(WorkerState& w, size_t begin, size_t end, const Filter& f) const;
+  int pick_hash(size_t level, std::string_view key, const Filter& f) const;
+  int pick_lowest_score(WorkerState& w, size_t begin, size_t end, const Filter& f,
                         int64_t now_us) const;
-  bool usable(size_t i, const TriedNodes& tried) const {
-    return !tried.contains(i) && nodes_[i].weight > 0;
+  bool usable(size_t i, const Filter& f) const {
+    return !f.tried.contains(i) && nodes_[i].weight > 0 &&
+           (!f.check_health || !nodes_[i].health || nodes_[i].health->healthy(f.now_ms));
   }
 
   std::shared_ptr<const config::Upstream> spec_;
@@ -98,6 +114,7 @@ class UpstreamTarget {
   std::vector<std::pair<size_t, size_t>> levels_;  // [begin, end) into nodes_
   std::vector<std::vector<RingPoint>> rings_;      // chash: one sorted ring per level
   mutable std::vector<WorkerState> state_;
+  mutable std::atomic<uint64_t> panics_{0};
 };
 
 }  // namespace portico::upstream

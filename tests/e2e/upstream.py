@@ -71,6 +71,8 @@ class TestUpstream:
     def __init__(self, name="up", port=None, delay_ms=0):
         self.name = name
         self.delay_ms = delay_ms  # every request waits this long first (a slower line)
+        self.health_status = 200  # what GET /health answers (active health checks)
+        self.fail_status = 0  # when set, every other request is answered with this status
         self.listener = socket.socket()
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.listener.bind(("127.0.0.1", port or 0))
@@ -189,7 +191,11 @@ class TestUpstream:
         path = req.target.split("?")[0]
         parts = path.strip("/").split("/")
         kind = parts[0]
-        if kind == "status":
+        if kind == "health":
+            self._send(c, self.health_status, b"health\n", {"X-Upstream": self.name})
+        elif self.fail_status:
+            self._send(c, self.fail_status, b"failing\n", {"X-Upstream": self.name})
+        elif kind == "status":
             code = int(parts[1])
             body = b"" if code in (204, 304) else f"status {code}\n".encode()
             self._send(c, code, body, {"X-Upstream": self.name})

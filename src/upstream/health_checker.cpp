@@ -1,0 +1,121 @@
+#include "upstream/health_checker.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <map>
+#include <set>
+
+namespace portico::upstream {
+
+namespace {
+constexpr auto kTick = std::chrono::milliseconds(100);
+constexpr int kMaxRunning = 256;  // probes in flight per process
+
+using TcpStream = boost::beast::basic_stream<asio::ip::tcp, Executor>;
+
+// "HTTP/1.1 200 OK" -> 200; 0 when it is not a status line.
+int status_of(std::string_view head) {
+  if (head.size() < 12 || head.substr(0, 5) != "HTTP/") return 0;
+  size_t sp = head.find(' ');
+  if (sp == std::string_view::npos || sp + 4 > head.size()) return 0;
+  int code = 0;
+  for (size_t i = sp + 1; i < sp + 4; ++i) {
+    if (head[i] < '0' || head[i] > '9') return 0;
+    code = code * 10 + (head[i] - '0');
+  }
+  return code;
+}
+}  // namespace
+
+void HealthChecker::update(const config::Snapshot& snapshot) {
+  std::set<const UpstreamTarget*> seen;
+  targets_.clear();
+  for (const auto& route : snapshot.routes)
+    if (route.upstream && seen.insert(route.upstream.get()).second)
+      targets_.push_back(route.upstream);
+  // Keep the schedule of nodes whose health object is the same as before.
+  std::map<const NodeHealth*, std::shared_ptr<Probe>> old;
+  for (auto& p : probes_) old[p->target->nodes()[p->node].health.get()] = p;
+  std::vector<std::shared_ptr<Probe>> next;
+  for (const auto& t : targets_) {
+    if (!t->spec().active) continue;
+    for (size_t i = 0; i < t->nodes().size(); ++i) {
+      auto p = std::make_shared<Probe>();
+      auto it = old.find(t->nodes()[i].health.get());
+      if (it != old.end()) {
+        p->next_ms = it->second->next_ms;
+        p->running = it->second->running;
+      }
+      p->target = t;
+      p->node = i;
+      next.push_back(std::move(p));
+    }
+  }
+  probes_ = std::move(next);
+}
+
+Task<> HealthChecker::run() {
+  Timer timer(ex_);
+  while (!stopped_) {
+    timer.expires_after(kTick);
+    co_await timer.async_wait(await_ec);
+    int64_t now = steady_ms();
+    for (auto& p : probes_) {
+      if (p->running || p->next_ms > now || running_ >= kMaxRunning) continue;
+      p->running = true;
+      ++running_;
+      asio::co_spawn(ex_, probe(p), asio::detached);
+    }
+  }
+}
+
+Task<> HealthChecker::probe(std::shared_ptr<Probe> p) {
+  const NodeTarget& node = p->target->nodes()[p->node];
+  const config::ActiveCheck& check = *p->target->spec().active;
+  Endpoint ep = node.endpoint;
+  if (check.port) ep.port(static_cast<uint16_t>(check.port));
+  auto timeout = std::chrono::milliseconds(static_cast<int64_t>(check.timeout * 1000));
+  Outcome outcome = Outcome::Success;
+  int status = 0;
+  TcpStream stream(ex_);
+  stream.expires_after(timeout);
+  auto [ec] = co_await stream.async_connect(ep, await_ec);
+  if (ec) {
+    outcome = ec == boost::beast::error::timeout ? Outcome::Timeout : Outcome::TcpFailure;
+  } else if (check.type == "http") {
+    std::string req = "GET " + check.http_path +
+                      " HTTP/1.1\r\nHost: " + (check.host.empty() ? node.host_header : check.host) +
+                      "\r\nUser-Agent: portico-health-check\r\nConnection: close\r\n";
+    for (const auto& h : check.req_headers) req += h + "\r\n";
+    req += "\r\n";
+    auto [wec, n] = co_await asio::async_write(stream, asio::buffer(req), await_ec);
+    std::string head;
+    char buf[512];
+    while (!wec && head.find("\r\n") == std::string::npos && head.size() < 4096) {
+      auto [rec, got] = co_await stream.async_read_some(asio::buffer(buf), await_ec);
+      if (rec) {
+        wec = rec;
+        break;
+      }
+      head.append(buf, got);
+    }
+    status = status_of(head);
+    if (status == 0)
+      outcome = wec == boost::beast::error::timeout ? Outcome::Timeout : Outcome::TcpFailure;
+  }
+  error_code ignored;
+  stream.socket().close(ignored);
+  if (node.health) {
+    node.health->report(outcome, status, check.healthy, check.unhealthy, nullptr, steady_ms(),
+                        "active");
+  }
+  bool healthy = !node.health || node.health->healthy(steady_ms());
+  double interval = healthy ? check.healthy.interval : check.unhealthy.interval;
+  p->next_ms = steady_ms() + static_cast<int64_t>(interval * 1000);
+  p->running = false;
+  --running_;
+}
+
+}  // namespace portico::upstream

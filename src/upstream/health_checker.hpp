@@ -1,0 +1,42 @@
+// Active health checks (APISIX `checks.active`): one prober per process, on the control thread,
+// for every node of every upstream the serving config uses. Probing starts as soon as a config
+// is applied (APISIX waits for the first request), and a node keeps its state and its schedule
+// across config changes that do not touch it.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "config/snapshot.hpp"
+#include "core/asio.hpp"
+#include "upstream/upstream_target.hpp"
+
+namespace portico::upstream {
+
+class HealthChecker {
+ public:
+  explicit HealthChecker(Executor ex) : ex_(ex) {}
+  // Follows the config now serving: new nodes are probed, removed ones no longer.
+  void update(const config::Snapshot& snapshot);
+  // Every upstream target the serving config uses (for /v1/healthcheck).
+  const std::vector<std::shared_ptr<const UpstreamTarget>>& targets() const { return targets_; }
+  Task<> run();
+  void stop() { stopped_ = true; }
+
+ private:
+  struct Probe {
+    std::shared_ptr<const UpstreamTarget> target;
+    size_t node = 0;
+    int64_t next_ms = 0;
+    bool running = false;
+  };
+  Task<> probe(std::shared_ptr<Probe> p);
+
+  Executor ex_;
+  std::vector<std::shared_ptr<const UpstreamTarget>> targets_;
+  std::vector<std::shared_ptr<Probe>> probes_;
+  int running_ = 0;
+  bool stopped_ = false;
+};
+
+}  // namespace portico::upstream

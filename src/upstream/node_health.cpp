@@ -1,0 +1,130 @@
+#include "upstream/node_health.hpp"
+
+#include <algorithm>
+#include <chrono>
+
+#include "core/log.hpp"
+
+namespace portico::upstream {
+namespace {
+bool listed(const std::vector<int>& statuses, int status) {
+  return std::find(statuses.begin(), statuses.end(), status) != statuses.end();
+}
+// Counts one more; true when the count reaches a threshold (0 = never).
+bool reaches(std::atomic<uint64_t>& counter, int threshold) {
+  uint64_t n = counter.fetch_add(1, std::memory_order_relaxed) + 1;
+  return threshold > 0 && n >= static_cast<uint64_t>(threshold);
+}
+}  // namespace
+
+int64_t steady_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+void NodeHealth::report(Outcome outcome, int status, const config::HealthThresholds& healthy,
+                        const config::HealthThresholds& unhealthy,
+                        const config::PassiveCheck* eject, int64_t now_ms, const char* source) {
+  if (outcome == Outcome::Success && status != 0) {
+    // HTTP answers are judged by their status; one on neither list says nothing.
+    if (listed(unhealthy.http_statuses, status))
+      outcome = Outcome::HttpFailure;
+    else if (!listed(healthy.http_statuses, status))
+      return;
+  }
+  total_requests_.fetch_add(1, std::memory_order_relaxed);
+  // As lua-resty-healthcheck: a success resets the failure counters, a failure the successes.
+  if (outcome == Outcome::Success) {
+    http_failures_.store(0, std::memory_order_relaxed);
+    tcp_failures_.store(0, std::memory_order_relaxed);
+    timeouts_.store(0, std::memory_order_relaxed);
+    bool back = reaches(successes_, healthy.successes);
+    if (!healthy_.load(std::memory_order_relaxed) && back)
+      set_state(true, std::string(source) + ": " + std::to_string(healthy.successes) + " successes",
+                eject, now_ms);
+    return;
+  }
+  total_failures_.fetch_add(1, std::memory_order_relaxed);
+  successes_.store(0, std::memory_order_relaxed);
+  bool down = false;
+  std::string why;
+  switch (outcome) {
+    case Outcome::HttpFailure:
+      down = reaches(http_failures_, unhealthy.http_failures);
+      why = std::to_string(unhealthy.http_failures) + " HTTP failures (last status " +
+            std::to_string(status) + ")";
+      break;
+    case Outcome::TcpFailure:
+      down = reaches(tcp_failures_, unhealthy.tcp_failures);
+      why = std::to_string(unhealthy.tcp_failures) + " TCP failures";
+      break;
+    case Outcome::Timeout:
+      down = reaches(timeouts_, unhealthy.timeouts);
+      why = std::to_string(unhealthy.timeouts) + " timeouts";
+      break;
+    case Outcome::Success:
+      break;
+  }
+  bool was_healthy = healthy_.load(std::memory_order_relaxed);
+  // A half-open node (its ejection over, not yet confirmed healthy) that fails is ejected again.
+  bool half_open = !was_healthy && ejected_until_ms_.load(std::memory_order_relaxed) != 0 &&
+                   now_ms >= ejected_until_ms_.load(std::memory_order_relaxed);
+  if (down && (was_healthy || half_open))
+    set_state(false, std::string(source) + ": " + why, eject, now_ms);
+}
+
+void NodeHealth::set_state(bool healthy, const std::string& reason,
+                           const config::PassiveCheck* eject, int64_t now_ms) {
+  std::lock_guard lock(change_mutex_);
+  successes_.store(0, std::memory_order_relaxed);
+  http_failures_.store(0, std::memory_order_relaxed);
+  tcp_failures_.store(0, std::memory_order_relaxed);
+  timeouts_.store(0, std::memory_order_relaxed);
+  reason_ = reason;
+  changed_at_ms_ = now_ms;
+  if (healthy) {
+    ejected_until_ms_.store(0, std::memory_order_relaxed);
+    healthy_.store(true, std::memory_order_relaxed);
+    log::warn("upstream " + upstream_ + " node " + address_ + " is healthy again (" + reason + ")");
+    return;
+  }
+  std::string ejection;
+  if (eject) {
+    ++ejections_;
+    int64_t ms = std::min<int64_t>(static_cast<int64_t>(eject->ejection_base * 1000) * ejections_,
+                                   static_cast<int64_t>(eject->ejection_max * 1000));
+    ejected_until_ms_.store(now_ms + ms, std::memory_order_relaxed);
+    ejection = ", ejected for " + std::to_string(ms / 1000) + " s";
+  }
+  healthy_.store(false, std::memory_order_relaxed);
+  log::warn("upstream " + upstream_ + " node " + address_ + " is unhealthy (" + reason + ")" +
+            ejection);
+}
+
+NodeHealth::Status NodeHealth::status() const {
+  std::lock_guard lock(change_mutex_);
+  return Status{healthy_.load(),          successes_.load(), http_failures_.load(),
+                tcp_failures_.load(),     timeouts_.load(),  total_requests_.load(),
+                total_failures_.load(),   changed_at_ms_,    reason_,
+                ejected_until_ms_.load(), ejections_};
+}
+
+std::shared_ptr<NodeHealth> HealthRegistry::get(const std::string& upstream,
+                                                const std::string& address) {
+  std::lock_guard lock(mutex_);
+  auto& slot = nodes_[{upstream, address}];
+  auto node = slot.lock();
+  if (!node) {
+    node = std::make_shared<NodeHealth>(upstream, address);
+    slot = node;
+  }
+  return node;
+}
+
+void HealthRegistry::collect_garbage() {
+  std::lock_guard lock(mutex_);
+  std::erase_if(nodes_, [](const auto& kv) { return kv.second.expired(); });
+}
+
+}  // namespace portico::upstream

@@ -1,0 +1,83 @@
+// Health of one upstream node, shared by every worker and kept across config changes that do not
+// touch the node (a registry keyed by upstream and address hands the same object to each new
+// compile). Workers read and report with atomics only; state changes are rare and logged.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "config/objects.hpp"
+
+namespace portico::upstream {
+
+enum class Outcome { Success, HttpFailure, TcpFailure, Timeout };
+
+class NodeHealth {
+ public:
+  NodeHealth(std::string upstream, std::string address)
+      : upstream_(std::move(upstream)), address_(std::move(address)) {}
+
+  // Workers: skip the node while this is false (unless every node is down: panic mode).
+  // An ejection (passive checks without active ones) ends by itself when its time is up.
+  bool healthy(int64_t now_ms) const {
+    if (healthy_.load(std::memory_order_relaxed)) return true;
+    int64_t until = ejected_until_ms_.load(std::memory_order_relaxed);
+    return until != 0 && now_ms >= until;
+  }
+
+  // Counts an outcome against the thresholds of `checks` (active or passive); flips the state
+  // when a threshold is reached. Thread-safe. `source` is "active" or "passive" for logs.
+  void report(Outcome outcome, int status, const config::HealthThresholds& healthy,
+              const config::HealthThresholds& unhealthy, const config::PassiveCheck* eject,
+              int64_t now_ms, const char* source);
+
+  struct Status {
+    bool healthy;
+    uint64_t successes, http_failures, tcp_failures, timeouts;  // consecutive, current run
+    uint64_t total_requests, total_failures;
+    int64_t changed_at_ms;
+    std::string reason;  // why the last change happened
+    int64_t ejected_until_ms;
+    int ejections;
+  };
+  Status status() const;
+  const std::string& address() const { return address_; }
+  const std::string& upstream() const { return upstream_; }
+
+ private:
+  void set_state(bool healthy, const std::string& reason, const config::PassiveCheck* eject,
+                 int64_t now_ms);
+
+  std::string upstream_;
+  std::string address_;
+  std::atomic<bool> healthy_{true};
+  std::atomic<int64_t> ejected_until_ms_{0};
+  std::atomic<uint64_t> successes_{0}, http_failures_{0}, tcp_failures_{0}, timeouts_{0};
+  std::atomic<uint64_t> total_requests_{0}, total_failures_{0};
+  mutable std::mutex change_mutex_;  // state changes only (rare): reason, time, ejections
+  std::string reason_ = "initial";
+  int64_t changed_at_ms_ = 0;
+  int ejections_ = 0;
+};
+
+// NodeHealth objects by (upstream key, address), so a recompiled upstream finds the state of
+// its unchanged nodes. Used by the compile and control threads, never by workers.
+class HealthRegistry {
+ public:
+  std::shared_ptr<NodeHealth> get(const std::string& upstream, const std::string& address);
+  // Drops entries no compiled upstream holds any more.
+  void collect_garbage();
+
+ private:
+  std::mutex mutex_;
+  std::map<std::pair<std::string, std::string>, std::weak_ptr<NodeHealth>> nodes_;
+};
+
+int64_t steady_ms();
+
+}  // namespace portico::upstream

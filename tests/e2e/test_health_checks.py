@@ -1,0 +1,138 @@
+"""Active and passive health checks through the real binary: thresholds both ways, ejection and
+return, panic mode, state kept across unrelated config changes, /v1/healthcheck and metrics."""
+import collections
+import time
+
+import requests
+
+from conftest import route, served_by, wait_until
+
+ACTIVE = {"active": {"type": "http", "http_path": "/health", "timeout": 0.5,
+                     "healthy": {"interval": 0.2, "successes": 2},
+                     "unhealthy": {"interval": 0.2, "http_failures": 2, "tcp_failures": 1,
+                                   "timeouts": 2}}}
+
+
+def spread(gw, path="/x", n=30):
+    s = requests.Session()
+    return collections.Counter(s.get(gw.url(path)).headers.get("X-Upstream", "none")
+                               for _ in range(n))
+
+
+def node_states(gw):
+    out = {}
+    for u in gw.control("/v1/healthcheck").json()["upstreams"]:
+        for n in u["nodes"]:
+            out[n["address"]] = n.get("state")
+    return out
+
+
+def test_active_http_check_takes_a_node_out_and_back(gateway, upstream):
+    a, b = upstream(name="a"), upstream(name="b")
+    gw = gateway({"routes": [route("/*", [(a.port,), (b.port,)], id="all",
+                                   upstream={"checks": ACTIVE})]})
+    assert set(spread(gw)) == {"a", "b"}
+    b.health_status = 500
+    # unhealthy after 2 failed probes 0.2 s apart, without any client request
+    assert wait_until(lambda: node_states(gw).get(f"127.0.0.1:{b.port}") == "unhealthy", 3)
+    assert spread(gw) == {"a": 30}
+    gw.wait_log("is unhealthy (active: 2 HTTP failures (last status 500))")
+    b.health_status = 200
+    assert wait_until(lambda: node_states(gw).get(f"127.0.0.1:{b.port}") == "healthy", 3)
+    assert set(spread(gw)) == {"a", "b"}
+    gw.wait_log("is healthy again (active: 2 successes)")
+
+
+def test_active_tcp_check_sees_a_dead_node(gateway, upstream):
+    a, b = upstream(name="a"), upstream(name="b")
+    checks = {"active": dict(ACTIVE["active"], type="tcp")}
+    gw = gateway({"routes": [route("/*", [(a.port,), (b.port,)], id="all",
+                                   upstream={"checks": checks, "retries": 0})]})
+    b.stop()
+    assert wait_until(lambda: node_states(gw).get(f"127.0.0.1:{b.port}") == "unhealthy", 3)
+    # no request is lost to the dead node any more, even without retries
+    assert spread(gw) == {"a": 30}
+
+
+def test_checks_start_with_the_config_not_the_first_request(gateway, upstream):
+    a, b = upstream(name="a"), upstream(name="b")
+    b.health_status = 503
+    gw = gateway({"routes": [route("/*", [(a.port,), (b.port,)], id="all",
+                                   upstream={"checks": ACTIVE})]})
+    assert wait_until(lambda: node_states(gw).get(f"127.0.0.1:{b.port}") == "unhealthy", 3)
+    assert b.requests == [] or all(r.target == "/health" for r in b.requests)
+    assert spread(gw) == {"a": 30}
+
+
+def test_passive_checks_eject_a_failing_node_and_let_it_back(gateway, upstream):
+    a, b = upstream(name="a"), upstream(name="b")
+    checks = {"passive": {"unhealthy": {"http_statuses": [500], "http_failures": 3},
+                          "healthy": {"successes": 2}, "ejection_base_time": 1}}
+    gw = gateway({"routes": [route("/*", [(a.port,), (b.port,)], id="all",
+                                   upstream={"checks": checks, "retries": 0})]})
+    b.fail_status = 500
+    s = requests.Session()
+    codes = collections.Counter(s.get(gw.url("/x")).status_code for _ in range(20))
+    assert codes[500] == 3, codes  # three failures, then b is out
+    gw.wait_log("is unhealthy (passive: 3 HTTP failures (last status 500)), ejected for 1 s")
+    assert spread(gw, n=10) == {"a": 10}
+    b.fail_status = 0
+    time.sleep(1.2)  # the ejection ends by itself: no active checks needed
+    assert wait_until(lambda: "b" in spread(gw, n=10), 3)
+    assert wait_until(lambda: node_states(gw).get(f"127.0.0.1:{b.port}") == "healthy", 3)
+
+
+def test_passive_counts_connection_failures(gateway, upstream):
+    a, b = upstream(name="a"), upstream(name="b")
+    checks = {"passive": {"unhealthy": {"tcp_failures": 1}, "ejection_base_time": 30}}
+    gw = gateway({"routes": [route("/*", [(a.port,), (b.port,)], id="all",
+                                   upstream={"checks": checks})]})
+    b.stop()
+    s = requests.Session()
+    answers = [s.get(gw.url("/x")).headers.get("X-Upstream") for _ in range(20)]
+    assert answers.count("a") == 20  # the failure was retried on a, then b ejected
+    assert node_states(gw)[f"127.0.0.1:{b.port}"] == "unhealthy"
+
+
+def test_panic_mode_fails_open_when_no_node_is_healthy(gateway, upstream):
+    a, b = upstream(name="a"), upstream(name="b")
+    a.health_status = b.health_status = 500
+    gw = gateway({"routes": [route("/*", [(a.port,), (b.port,)], id="all",
+                                   upstream={"checks": ACTIVE})]})
+    assert wait_until(lambda: set(node_states(gw).values()) == {"unhealthy"}, 3)
+    assert set(spread(gw)) <= {"a", "b"} and sum(spread(gw).values()) == 30  # still served
+    up = gw.control("/v1/healthcheck").json()["upstreams"][0]
+    assert up["panics"] >= 30
+    assert "portico_upstream_panics_total" in gw.control("/metrics").text
+
+
+def test_state_survives_an_unrelated_config_change(gateway, upstream):
+    a, b, c = upstream(name="a"), upstream(name="b"), upstream(name="c")
+    ups = {"id": "u", "nodes": [{"host": "127.0.0.1", "port": a.port, "weight": 1},
+                                {"host": "127.0.0.1", "port": b.port, "weight": 1}],
+           "checks": {"active": dict(ACTIVE["active"], healthy={"interval": 5, "successes": 2},
+                                     unhealthy={"interval": 5, "http_failures": 1})}}
+    b.health_status = 500
+    gw = gateway({"upstreams": [ups], "routes": [{"id": "r", "uri": "/*", "upstream_id": "u"}]})
+    assert wait_until(lambda: node_states(gw).get(f"127.0.0.1:{b.port}") == "unhealthy", 3)
+    b.health_status = 200  # would recover only at the next probe, 5 s later
+    gw.write_routes({"upstreams": [ups], "routes": [
+        {"id": "r", "uri": "/*", "upstream_id": "u"},
+        route("/other", [(c.port,)], id="other")]})
+    assert wait_until(lambda: served_by(gw, "/other") == "c", 3)
+    assert node_states(gw)[f"127.0.0.1:{b.port}"] == "unhealthy"  # not reset by the reload
+    assert spread(gw) == {"a": 30}
+    metrics = gw.control("/metrics").text
+    assert f'portico_upstream_node_healthy{{upstream="upstreams/u",node="127.0.0.1:{b.port}"}} 0' in metrics
+
+
+def test_checks_schema_errors_name_the_field(gateway, upstream):
+    up = upstream()
+    gw = gateway({"routes": [route("/a", [(up.port,)])]})
+    gw.write_routes({"routes": [route("/b", [(up.port,)], upstream={"checks": {
+        "active": {"type": "icmp", "healthy": {"successes": 0}},
+        "passive": {"unhealthy": {"http_statuses": [99]}}}})]})
+    gw.wait_log("routes[0].upstream.checks.active.type: must be http or tcp")
+    log = gw.error_log()
+    assert "routes[0].upstream.checks.active.healthy.successes: must be" in log
+    assert "routes[0].upstream.checks.passive.unhealthy.http_statuses" in log
