@@ -37,12 +37,6 @@ class NodeResolver {
   std::map<std::string, std::pair<bool, asio::ip::address>> cache_;
 };
 
-// Health state of every node, kept across compiles (and across reloads in yaml mode).
-upstream::HealthRegistry& health_registry() {
-  static upstream::HealthRegistry registry;
-  return registry;
-}
-
 // `key` names the upstream for health state and logs: "upstreams/u1", "routes/r1" (inline).
 std::shared_ptr<const upstream::UpstreamTarget> compile_upstream(
     const std::shared_ptr<const Upstream>& spec, const std::string& path, const std::string& key,
@@ -69,6 +63,11 @@ std::shared_ptr<const upstream::UpstreamTarget> compile_upstream(
 }
 
 }  // namespace
+
+upstream::HealthRegistry& health_registry() {
+  static upstream::HealthRegistry registry;
+  return registry;
+}
 
 struct CompileCache::Entries {
   struct UpstreamEntry {

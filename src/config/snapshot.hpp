@@ -32,6 +32,9 @@ struct Snapshot {
   mutable const Snapshot* retired_next = nullptr;
 };
 
+// Health state of every upstream node, kept across compiles (and reloads in yaml mode).
+upstream::HealthRegistry& health_registry();
+
 // Compiled pieces kept between builds (etcd mode): a route, service or upstream whose object is
 // the same (shared) one as last time is not compiled again, so changing one route in 50k costs
 // one route plus the route index. Upstream targets carry over too, with their balancer state.

@@ -408,7 +408,8 @@ int Server::run() {
     std::fflush(stdout);
   }
   config_stamp_ = stamp(node_.path);
-  checker_ = std::make_unique<upstream::HealthChecker>(control_.get_executor());
+  checker_ =
+      std::make_unique<upstream::HealthChecker>(control_.get_executor(), config::health_registry());
   asio::co_spawn(control_, checker_->run(), asio::detached);
   if (node_.provider == "etcd") {
     etcd_ = std::make_unique<config::EtcdSource>(control_.get_executor(), node_.etcd, store_,

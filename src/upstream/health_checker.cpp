@@ -54,6 +54,8 @@ void HealthChecker::update(const config::Snapshot& snapshot) {
     }
   }
   probes_ = std::move(next);
+  // Now and then, forget the state of nodes no config uses any more.
+  if (++updates_ % 64 == 0) registry_.collect_garbage();
 }
 
 Task<> HealthChecker::run() {

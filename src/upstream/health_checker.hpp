@@ -15,7 +15,7 @@ namespace portico::upstream {
 
 class HealthChecker {
  public:
-  explicit HealthChecker(Executor ex) : ex_(ex) {}
+  HealthChecker(Executor ex, HealthRegistry& registry) : ex_(ex), registry_(registry) {}
   // Follows the config now serving: new nodes are probed, removed ones no longer.
   void update(const config::Snapshot& snapshot);
   // Every upstream target the serving config uses (for /v1/healthcheck).
@@ -33,6 +33,8 @@ class HealthChecker {
   Task<> probe(std::shared_ptr<Probe> p);
 
   Executor ex_;
+  HealthRegistry& registry_;
+  uint64_t updates_ = 0;
   std::vector<std::shared_ptr<const UpstreamTarget>> targets_;
   std::vector<std::shared_ptr<Probe>> probes_;
   int running_ = 0;

@@ -1,0 +1,80 @@
+#include "upstream/node_health.hpp"
+
+#include <gtest/gtest.h>
+
+using namespace portico;
+using upstream::NodeHealth;
+using upstream::Outcome;
+
+namespace {
+config::HealthThresholds healthy_side() { return {1, 2, {200}, 0, 0, 0}; }
+config::HealthThresholds unhealthy_side() { return {1, 0, {500}, 3, 2, 2}; }
+}  // namespace
+
+TEST(NodeHealth, FailuresOfOneKindInARowMakeItUnhealthyAndSuccessesBringItBack) {
+  NodeHealth n("upstreams/u", "10.0.0.1:80");
+  auto h = healthy_side(), u = unhealthy_side();
+  n.report(Outcome::Success, 500, h, u, nullptr, 1, "active");
+  n.report(Outcome::Success, 500, h, u, nullptr, 2, "active");
+  EXPECT_TRUE(n.healthy(3));
+  n.report(Outcome::Success, 500, h, u, nullptr, 3, "active");
+  EXPECT_FALSE(n.healthy(4));
+  EXPECT_EQ(n.status().reason, "active: 3 HTTP failures (last status 500)");
+  n.report(Outcome::Success, 200, h, u, nullptr, 5, "active");
+  EXPECT_FALSE(n.healthy(6));
+  n.report(Outcome::Success, 200, h, u, nullptr, 7, "active");
+  EXPECT_TRUE(n.healthy(8));
+}
+
+TEST(NodeHealth, ASuccessResetsTheFailureCountAndOtherStatusesCountForNothing) {
+  NodeHealth n("u", "a");
+  auto h = healthy_side(), u = unhealthy_side();
+  n.report(Outcome::TcpFailure, 0, h, u, nullptr, 1, "passive");
+  n.report(Outcome::Success, 200, h, u, nullptr, 2, "passive");
+  n.report(Outcome::TcpFailure, 0, h, u, nullptr, 3, "passive");
+  EXPECT_TRUE(n.healthy(4));                                     // never two in a row
+  n.report(Outcome::Success, 404, h, u, nullptr, 5, "passive");  // on neither list
+  n.report(Outcome::TcpFailure, 0, h, u, nullptr, 6, "passive");
+  EXPECT_FALSE(n.healthy(7));
+}
+
+TEST(NodeHealth, PassiveEjectionEndsByItselfAndGrowsWithEachEjection) {
+  NodeHealth n("u", "a");
+  auto h = healthy_side(), u = unhealthy_side();
+  config::PassiveCheck eject;
+  eject.ejection_base = 10;
+  eject.ejection_max = 25;
+  n.report(Outcome::Timeout, 0, h, u, &eject, 1000, "passive");
+  n.report(Outcome::Timeout, 0, h, u, &eject, 1000, "passive");
+  EXPECT_FALSE(n.healthy(5000));
+  EXPECT_TRUE(n.healthy(11000));  // half-open after 10 s
+  // Failing again while half-open: ejected for 2 x 10 s.
+  n.report(Outcome::Timeout, 0, h, u, &eject, 11000, "passive");
+  n.report(Outcome::Timeout, 0, h, u, &eject, 11000, "passive");
+  EXPECT_FALSE(n.healthy(30000));
+  EXPECT_TRUE(n.healthy(31000));
+  // The third ejection is capped at 25 s.
+  n.report(Outcome::Timeout, 0, h, u, &eject, 31000, "passive");
+  n.report(Outcome::Timeout, 0, h, u, &eject, 31000, "passive");
+  EXPECT_FALSE(n.healthy(55000));
+  EXPECT_TRUE(n.healthy(56000));
+  EXPECT_EQ(n.status().ejections, 3);
+  // Successes while half-open make it healthy for good.
+  n.report(Outcome::Success, 200, h, u, &eject, 56000, "passive");
+  n.report(Outcome::Success, 200, h, u, &eject, 56001, "passive");
+  EXPECT_TRUE(n.status().healthy);
+  EXPECT_EQ(n.status().ejected_until_ms, 0);
+}
+
+TEST(HealthRegistry, SameUpstreamAndAddressGetTheSameStateUntilNobodyHoldsIt) {
+  upstream::HealthRegistry r;
+  auto a = r.get("upstreams/u", "10.0.0.1:80");
+  EXPECT_EQ(a, r.get("upstreams/u", "10.0.0.1:80"));
+  EXPECT_NE(a, r.get("upstreams/v", "10.0.0.1:80"));
+  NodeHealth* raw = a.get();
+  a.reset();
+  r.collect_garbage();
+  auto again = r.get("upstreams/u", "10.0.0.1:80");
+  EXPECT_TRUE(again->healthy(0));
+  (void)raw;
+}
