@@ -5,7 +5,10 @@ loop; at T_KILL the dedicated node dies (listener and connections closed), at T_
 on the same port. Prints a timeline (per 0.5 s: requests, failures, share on the dedicated
 line) and the figures: failed requests, time to move to the public line, time to move back.
 
-usage: bench/line_failover.py [build/portico] [--seconds 25] [--clients 8] [--no-retries]
+With --hang the dedicated node does not die but hangs (accepts, reads, never answers): the cost is
+counted in requests that waited for the read timeout (2 s) before going elsewhere.
+
+usage: bench/line_failover.py [build/portico] [--seconds 25] [--clients 8] [--no-retries] [--hang]
 """
 import argparse
 import collections
@@ -40,6 +43,7 @@ def main():
     ap.add_argument("--seconds", type=float, default=25)
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--no-retries", action="store_true")
+    ap.add_argument("--hang", action="store_true")
     args = ap.parse_args()
 
     dedicated = TestUpstream(name="dedicated").start()
@@ -70,7 +74,7 @@ def main():
         except requests.RequestException:
             time.sleep(0.05)
 
-    samples = []  # (t, ok, upstream)
+    samples = []  # (t, ok, upstream, seconds)
     lock = threading.Lock()
     start = time.time()
     stop = threading.Event()
@@ -80,20 +84,25 @@ def main():
         while not stop.is_set():
             t = time.time() - start
             try:
-                r = s.get(url, timeout=5)
+                r = s.get(url, timeout=10)
                 ok, who = r.status_code == 200, r.headers.get("X-Upstream", "-")
             except requests.RequestException:
                 ok, who = False, "-"
             with lock:
-                samples.append((t, ok, who))
+                samples.append((t, ok, who, time.time() - start - t))
 
     threads = [threading.Thread(target=client) for _ in range(args.clients)]
     for t in threads:
         t.start()
     time.sleep(T_KILL)
-    dedicated.stop()
-    time.sleep(T_BACK - T_KILL)
-    dedicated = TestUpstream(name="dedicated", port=dedicated.port).start()
+    if args.hang:
+        dedicated.hang = True
+        time.sleep(T_BACK - T_KILL)
+        dedicated.hang = False
+    else:
+        dedicated.stop()
+        time.sleep(T_BACK - T_KILL)
+        dedicated = TestUpstream(name="dedicated", port=dedicated.port).start()
     time.sleep(args.seconds - T_BACK)
     stop.set()
     for t in threads:
@@ -103,22 +112,24 @@ def main():
     stop_process(gw)
 
     buckets = collections.defaultdict(lambda: [0, 0, 0])  # requests, failures, on dedicated
-    for t, ok, who in samples:
+    for t, ok, who, _ in samples:
         b = buckets[int(t * 2)]
         b[0] += 1
         b[1] += not ok
         b[2] += who == "dedicated"
     print(f"timeline ({args.clients} clients, retries {'off' if args.no_retries else 'on'}; "
-          f"dedicated killed at {T_KILL:.0f} s, back at {T_BACK:.0f} s):")
+          f"dedicated {'hangs' if args.hang else 'killed'} at {T_KILL:.0f} s, back at {T_BACK:.0f} s):")
     print("    t(s)  requests  failed  on dedicated")
     for k in sorted(buckets):
         n, failed, ded = buckets[k]
         print(f"  {k / 2:6.1f}  {n:8d}  {failed:6d}  {100 * ded / n:11.0f}%")
-    failed = sum(1 for _, ok, _ in samples if not ok)
-    after_kill = [t for t, ok, who in samples if T_KILL <= t < T_BACK and who == "dedicated"]
+    failed = sum(1 for _, ok, _, _ in samples if not ok)
+    waited = sum(1 for _, _, _, d in samples if d >= 1.9)
+    after_kill = [t for t, ok, who, _ in samples if T_KILL <= t < T_BACK and who == "dedicated"]
     moved = (max(after_kill) - T_KILL) if after_kill else 0.0
-    back = [t for t, ok, who in samples if t >= T_BACK and who == "dedicated"]
-    print(f"requests {len(samples)}, failed {failed} ({100 * failed / len(samples):.3f}%)")
+    back = [t for t, ok, who, _ in samples if t >= T_BACK and who == "dedicated"]
+    print(f"requests {len(samples)}, failed {failed} ({100 * failed / len(samples):.3f}%), "
+          f"waited a read timeout (>= 1.9 s) {waited}")
     print(f"last request on the dedicated line after the kill: +{moved:.2f} s "
           f"(all traffic on the public line from then on)")
     print(f"first request on the dedicated line after it returned: "

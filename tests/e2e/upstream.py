@@ -73,6 +73,7 @@ class TestUpstream:
         self.delay_ms = delay_ms  # every request waits this long first (a slower line)
         self.health_status = 200  # what GET /health answers (active health checks)
         self.fail_status = 0  # when set, every other request is answered with this status
+        self.hang = False  # when set, requests are read and never answered
         self.listener = socket.socket()
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.listener.bind(("127.0.0.1", port or 0))
@@ -191,6 +192,10 @@ class TestUpstream:
         path = req.target.split("?")[0]
         parts = path.strip("/").split("/")
         kind = parts[0]
+        if self.hang:
+            while self.running and self.hang:
+                time.sleep(0.05)
+            return False
         if kind == "health":
             self._send(c, self.health_status, b"health\n", {"X-Upstream": self.name})
         elif self.fail_status:
