@@ -208,6 +208,7 @@ void parse_checks(const json& v, const std::string& path, Upstream& up, Errors& 
                      errors);
     c.ejection_base = pr.duration_or("ejection_base_time", 10, 0.1, 86400);
     c.ejection_max = pr.duration_or("ejection_max_time", 300, 0.1, 86400);
+    c.max_ejection_percent = static_cast<int>(pr.integer_or("max_ejection_percent", 50, 0, 100));
     pr.finish();
     up.passive = c;
   }
@@ -279,6 +280,7 @@ std::shared_ptr<const Upstream> parse_upstream(const json& value, const std::str
     kr.finish();
   }
   up->retry_non_idempotent = r.boolean_or("retry_non_idempotent", false);
+  if (r.has("retry_on_statuses")) up->retry_on_statuses = read_statuses(r, "retry_on_statuses", {});
   if (const json* checks = r.raw("checks"))
     parse_checks(*checks, r.child_path("checks"), *up, errors);
   r.finish();

@@ -49,6 +49,9 @@ struct PassiveCheck {
   // and then tried again, instead of staying out forever (a known APISIX trap).
   double ejection_base = 10;
   double ejection_max = 300;
+  // Portico: passive checks never take out more than this share of a priority level at once
+  // (at least one node), so a burst of errors cannot empty a level that still mostly works.
+  int max_ejection_percent = 50;
 };
 
 struct Upstream {
@@ -69,6 +72,7 @@ struct Upstream {
   double keepalive_idle_timeout = 60;
   int keepalive_requests = 1000;
   bool retry_non_idempotent = false;    // Portico extension: retry POST/PATCH after a send
+  std::vector<int> retry_on_statuses;   // Portico extension: answers retried on the next node
   std::optional<ActiveCheck> active;    // checks.active
   std::optional<PassiveCheck> passive;  // checks.passive
 };

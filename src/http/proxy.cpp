@@ -2,6 +2,7 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include "core/log.hpp"
@@ -163,6 +164,11 @@ Task<Failure> read_whole_body(ClientConnection& c, size_t total, const HttpLimit
   co_return Failure::None;
 }
 
+bool retries_on(const config::Upstream& spec, int status) {
+  return std::find(spec.retry_on_statuses.begin(), spec.retry_on_statuses.end(), status) !=
+         spec.retry_on_statuses.end();
+}
+
 // How a failed attempt counts for passive health checks (lua-resty-healthcheck's kinds).
 upstream::Outcome health_outcome(Failure f) {
   switch (f) {
@@ -300,10 +306,14 @@ Task<bool> proxy_request(ClientConnection& c, Exchange& x, const config::Compile
   // The node serving the request is counted as busy until this function returns (least_conn);
   // each attempt's latency or failure teaches the ewma balancer.
   NodeUse use(target, w.index());
+  int next_idx = upstream::UpstreamTarget::kNone;  // already picked for a status retry
 
   while (x.attempts < max_attempts) {
     if (x.attempts > 0 && retry_until && steady_now_ms() >= retry_until) break;
-    int idx = target.pick(w.index(), tried, hash_key, now_us());
+    int idx = next_idx != upstream::UpstreamTarget::kNone
+                  ? next_idx
+                  : target.pick(w.index(), tried, hash_key, now_us());
+    next_idx = upstream::UpstreamTarget::kNone;
     if (idx == upstream::UpstreamTarget::kNone) break;
     tried.add(static_cast<size_t>(idx));
     use.start(idx);
@@ -348,8 +358,19 @@ Task<bool> proxy_request(ClientConnection& c, Exchange& x, const config::Compile
     }
     if (failure == Failure::None || is_client_failure(failure)) {
       use.answered(false);  // a client that went away says nothing about the node
-      if (failure == Failure::None) target.report(idx, upstream::Outcome::Success, x.resp.status);
-      break;
+      if (failure != Failure::None) break;
+      target.report(idx, upstream::Outcome::Success, x.resp.status);
+      // retry_on_statuses (Portico): an answer like 502/503 from one node is retried on the
+      // next when the request may be sent again, and only when there is a next node: otherwise
+      // the client gets this answer rather than a made-up one.
+      if (!retry_after_send || !retries_on(spec, x.resp.status) || x.attempts >= max_attempts ||
+          (retry_until && steady_now_ms() >= retry_until))
+        break;
+      next_idx = target.pick(w.index(), tried, hash_key, now_us());
+      if (next_idx == upstream::UpstreamTarget::kNone) break;
+      x.upstream_addrs += " (" + std::to_string(x.resp.status) + ")";
+      up.close();
+      continue;
     }
     use.answered(true);
     target.report(idx, health_outcome(failure), 0);

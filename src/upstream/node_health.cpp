@@ -25,7 +25,8 @@ int64_t steady_ms() {
 
 void NodeHealth::report(Outcome outcome, int status, const config::HealthThresholds& healthy,
                         const config::HealthThresholds& unhealthy,
-                        const config::PassiveCheck* eject, int64_t now_ms, const char* source) {
+                        const config::PassiveCheck* eject, int64_t now_ms, const char* source,
+                        bool may_go_down) {
   if (outcome == Outcome::Success && status != 0) {
     // HTTP answers are judged by their status; one on neither list says nothing.
     if (listed(unhealthy.http_statuses, status))
@@ -70,7 +71,7 @@ void NodeHealth::report(Outcome outcome, int status, const config::HealthThresho
   // A half-open node (its ejection over, not yet confirmed healthy) that fails is ejected again.
   bool half_open = !was_healthy && ejected_until_ms_.load(std::memory_order_relaxed) != 0 &&
                    now_ms >= ejected_until_ms_.load(std::memory_order_relaxed);
-  if (down && (was_healthy || half_open))
+  if (down && may_go_down && (was_healthy || half_open))
     set_state(false, std::string(source) + ": " + why, eject, now_ms);
 }
 

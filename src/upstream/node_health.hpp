@@ -32,9 +32,10 @@ class NodeHealth {
 
   // Counts an outcome against the thresholds of `checks` (active or passive); flips the state
   // when a threshold is reached. Thread-safe. `source` is "active" or "passive" for logs.
+  // `may_go_down` false: failures are counted but the node stays in (a share limit is reached).
   void report(Outcome outcome, int status, const config::HealthThresholds& healthy,
               const config::HealthThresholds& unhealthy, const config::PassiveCheck* eject,
-              int64_t now_ms, const char* source);
+              int64_t now_ms, const char* source, bool may_go_down = true);
 
   struct Status {
     bool healthy;

@@ -109,9 +109,20 @@ void UpstreamTarget::report(int node, Outcome outcome, int status) const {
   const auto& health = nodes_[static_cast<size_t>(node)].health;
   if (!passive || !health) return;
   // Without active checks nothing would ever bring an unhealthy node back: it is ejected for a
-  // while instead, then tried again.
+  // while instead, then tried again. Never more than max_ejection_percent of the node's level
+  // at once (at least one node may go).
+  int64_t now = steady_ms();
+  size_t down = 0, size = 0;
+  for (auto [begin, end] : levels_) {
+    if (static_cast<size_t>(node) < begin || static_cast<size_t>(node) >= end) continue;
+    size = end - begin;
+    for (size_t i = begin; i < end; ++i)
+      if (nodes_[i].health && !nodes_[i].health->healthy(now)) ++down;
+  }
+  size_t allowed =
+      std::max<size_t>(1, size * static_cast<size_t>(passive->max_ejection_percent) / 100);
   health->report(outcome, status, passive->healthy, passive->unhealthy,
-                 spec_->active ? nullptr : &*passive, steady_ms(), "passive");
+                 spec_->active ? nullptr : &*passive, now, "passive", down < allowed);
 }
 
 int UpstreamTarget::pick_round_robin(WorkerState& w, size_t begin, size_t end,

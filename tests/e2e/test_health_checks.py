@@ -136,3 +136,18 @@ def test_checks_schema_errors_name_the_field(gateway, upstream):
     log = gw.error_log()
     assert "routes[0].upstream.checks.active.healthy.successes: must be" in log
     assert "routes[0].upstream.checks.passive.unhealthy.http_statuses" in log
+
+
+def test_passive_ejection_never_empties_more_than_its_share_of_a_level(gateway, upstream):
+    ups = [upstream(name=f"n{i}") for i in range(4)]
+    checks = {"passive": {"unhealthy": {"http_statuses": [500], "http_failures": 1},
+                          "max_ejection_percent": 50, "ejection_base_time": 30}}
+    gw = gateway({"routes": [route("/*", [(u.port,) for u in ups], id="all",
+                                   upstream={"checks": checks, "retries": 0})]})
+    for u in ups:
+        u.fail_status = 500  # every node fails: a burst of errors, say from a bad deploy
+    s = requests.Session()
+    for _ in range(40):
+        s.get(gw.url("/x"))
+    states = collections.Counter(node_states(gw).values())
+    assert states == {"unhealthy": 2, "healthy": 2}, states  # 50% of 4, not all four
