@@ -127,9 +127,20 @@ HttpResponse ControlApi::healthcheck() const {
         auto st = n.health->status();
         bool usable = n.health->healthy(now);
         node["state"] = st.healthy ? "healthy" : usable ? "half-open" : "unhealthy";
-        node["counters"] = {{"successes", st.successes},       {"http_failures", st.http_failures},
-                            {"tcp_failures", st.tcp_failures}, {"timeouts", st.timeouts},
-                            {"requests", st.total_requests},   {"failures", st.total_failures}};
+        node["counters"] = {
+            {"successes", st.successes},       {"http_failures", st.http_failures},
+            {"tcp_failures", st.tcp_failures}, {"timeouts", st.timeouts},
+            {"checked", st.total_requests},    {"check_failures", st.total_failures}};
+        auto q = n.health->quality();
+        node["traffic"] = {
+            {"requests", q.requests},
+            {"http_failures", q.http_failures},
+            {"tcp_failures", q.tcp_failures},
+            {"timeouts", q.timeouts},
+            {"latency_count", q.latency.count()},
+            {"latency_avg_ms", q.latency.count() ? q.latency.sum_seconds() * 1000 /
+                                                       static_cast<double>(q.latency.count())
+                                                 : 0.0}};
         node["last_change"] = {{"reason", st.reason}, {"at_ms", wall_ms(st.changed_at_ms)}};
         if (st.ejected_until_ms) node["ejected_until_ms"] = wall_ms(st.ejected_until_ms);
         node["ejections"] = st.ejections;
@@ -183,12 +194,27 @@ HttpResponse ControlApi::metrics() const {
               {}, s.skipped);
   if (ctx_.upstream_targets)
     for (const auto& t : ctx_.upstream_targets()) {
-      for (const auto& n : t->nodes())
-        if (n.health)
-          out.gauge("portico_upstream_node_healthy",
-                    "1 while an upstream node is healthy (or half-open after an ejection).",
-                    {{"upstream", n.health->upstream()}, {"node", n.address}},
-                    n.health->healthy(upstream::steady_ms()) ? 1 : 0);
+      for (const auto& n : t->nodes()) {
+        if (!n.health) continue;
+        const std::string& name = n.health->upstream();
+        out.gauge("portico_upstream_node_healthy",
+                  "1 while an upstream node is healthy (or half-open after an ejection).",
+                  {{"upstream", name}, {"node", n.address}},
+                  n.health->healthy(upstream::steady_ms()) ? 1 : 0);
+        auto q = n.health->quality();
+        out.counter("portico_upstream_node_requests_total", "Attempts sent to an upstream node.",
+                    {{"upstream", name}, {"node", n.address}}, q.requests);
+        const char* help = "Failed attempts on an upstream node by kind (http: a 5xx answer).";
+        out.counter("portico_upstream_node_failures_total", help,
+                    {{"upstream", name}, {"node", n.address}, {"kind", "http"}}, q.http_failures);
+        out.counter("portico_upstream_node_failures_total", help,
+                    {{"upstream", name}, {"node", n.address}, {"kind", "tcp"}}, q.tcp_failures);
+        out.counter("portico_upstream_node_failures_total", help,
+                    {{"upstream", name}, {"node", n.address}, {"kind", "timeout"}}, q.timeouts);
+        out.histogram("portico_upstream_node_latency_seconds",
+                      "Time from sending to an upstream node to its response head.",
+                      {{"upstream", name}, {"node", n.address}}, q.latency);
+      }
       if (!t->nodes().empty() && t->nodes().front().health)
         out.counter("portico_upstream_panics_total",
                     "Requests sent to an unhealthy node because no node was healthy.",

@@ -180,8 +180,8 @@ void parse_checks(const json& v, const std::string& path, Upstream& up, Errors& 
     ObjectReader ar(*a, r.child_path("active"), errors);
     ActiveCheck c;
     c.type = ar.string_or("type", "http");
-    if (c.type != "http" && c.type != "tcp")
-      ar.error("type", "must be http or tcp (https probes are not available yet)");
+    if (c.type != "http" && c.type != "https" && c.type != "tcp")
+      ar.error("type", "must be http, https or tcp");
     c.timeout = ar.duration_or("timeout", 1, 0.001, 300);
     c.concurrency = static_cast<int>(ar.integer_or("concurrency", 10, 1, 1000));
     c.http_path = ar.string_or("http_path", "/");
@@ -190,7 +190,7 @@ void parse_checks(const json& v, const std::string& path, Upstream& up, Errors& 
     c.host = ar.string_or("host", "");
     c.port = static_cast<int>(ar.integer_or("port", 0, 1, 65535));
     c.req_headers = ar.string_list("req_headers");
-    ar.ignore("https_verify_certificate");
+    c.https_verify_certificate = ar.boolean_or("https_verify_certificate", true);
     parse_thresholds(ar.raw("healthy"), ar.child_path("healthy"), c.healthy, true, true, errors);
     parse_thresholds(ar.raw("unhealthy"), ar.child_path("unhealthy"), c.unhealthy, true, false,
                      errors);

@@ -31,7 +31,8 @@ struct HealthThresholds {
 };
 
 struct ActiveCheck {
-  std::string type = "http";  // http or tcp
+  std::string type = "http";  // http, https or tcp
+  bool https_verify_certificate = true;
   double timeout = 1;
   int concurrency = 10;
   std::string http_path = "/";

@@ -199,10 +199,12 @@ class NodeUse {
   }
   void answered(bool failed) {
     if (node_ < 0) return;
-    latency_us_ = now_us() - started_us_;
+    latency_us_ = last_latency_us_ = now_us() - started_us_;
     failed_ = failed;
     if (failed) release();
   }
+  int64_t latency_us() const { return latency_us_; }
+  int64_t last_latency_us() const { return last_latency_us_; }
 
  private:
   void release() {
@@ -220,6 +222,7 @@ class NodeUse {
   int node_ = -1;
   int64_t started_us_ = 0;
   int64_t latency_us_ = -1;
+  int64_t last_latency_us_ = 0;  // survives release(), for the quality figures
   bool failed_ = false;
 };
 
@@ -360,6 +363,7 @@ Task<bool> proxy_request(ClientConnection& c, Exchange& x, const config::Compile
       use.answered(false);  // a client that went away says nothing about the node
       if (failure != Failure::None) break;
       target.report(idx, upstream::Outcome::Success, x.resp.status);
+      target.observe(idx, upstream::Outcome::Success, x.resp.status, use.latency_us());
       // retry_on_statuses (Portico): an answer like 502/503 from one node is retried on the
       // next when the request may be sent again, and only when there is a next node: otherwise
       // the client gets this answer rather than a made-up one.
@@ -374,6 +378,7 @@ Task<bool> proxy_request(ClientConnection& c, Exchange& x, const config::Compile
     }
     use.answered(true);
     target.report(idx, health_outcome(failure), 0);
+    target.observe(idx, health_outcome(failure), 0, use.last_latency_us());
     up.close();
     log::warn("upstream " + up.node->address + " failed for route " + route.id + ": " +
               failure_text(failure));

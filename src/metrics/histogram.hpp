@@ -70,6 +70,15 @@ class Histogram {
     add_single_writer(sum_us_, static_cast<uint64_t>(std::llround(seconds * 1e6)));
   }
 
+  // Any number of writer threads (atomic adds): for figures several workers update, like a
+  // node's latency.
+  void observe_shared(double seconds) {
+    seconds = sanitize_seconds(seconds);
+    buckets_[latency_bucket_index(seconds)].fetch_add(1, std::memory_order_relaxed);
+    sum_us_.fetch_add(static_cast<uint64_t>(std::llround(seconds * 1e6)),
+                      std::memory_order_relaxed);
+  }
+
   // Any thread. The figures are read one by one, so a read racing observe() may see an
   // observation in its bucket but not yet in the sum; the next read catches up.
   void add_to(HistogramTotals& into) const {

@@ -2,8 +2,11 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 #include <map>
 #include <set>
 
@@ -14,6 +17,7 @@ constexpr auto kTick = std::chrono::milliseconds(100);
 constexpr int kMaxRunning = 256;  // probes in flight per process
 
 using TcpStream = boost::beast::basic_stream<asio::ip::tcp, Executor>;
+using TlsStream = boost::beast::ssl_stream<TcpStream>;
 
 // "HTTP/1.1 200 OK" -> 200; 0 when it is not a status line.
 int status_of(std::string_view head) {
@@ -26,6 +30,35 @@ int status_of(std::string_view head) {
     code = code * 10 + (head[i] - '0');
   }
   return code;
+}
+// Sends the probe request and reads up to the status line: (status or 0, the error if any).
+template <class Stream>
+Task<std::pair<int, error_code>> send_probe(Stream& stream, const std::string& req) {
+  auto [wec, n] = co_await asio::async_write(stream, asio::buffer(req), await_ec);
+  std::string head;
+  char buf[512];
+  while (!wec && head.find("\r\n") == std::string::npos && head.size() < 4096) {
+    auto [rec, got] = co_await stream.async_read_some(asio::buffer(buf), await_ec);
+    if (rec) {
+      wec = rec;
+      break;
+    }
+    head.append(buf, got);
+  }
+  co_return std::pair<int, error_code>{status_of(head), wec};
+}
+
+// One client context per verification mode, shared by every https probe.
+asio::ssl::context& tls_context(bool verify) {
+  static auto make = [](bool v) {
+    auto ctx = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_client);
+    ctx->set_default_verify_paths();
+    ctx->set_verify_mode(v ? asio::ssl::verify_peer : asio::ssl::verify_none);
+    return ctx;
+  };
+  static auto verifying = make(true);
+  static auto trusting = make(false);
+  return verify ? *verifying : *trusting;
 }
 }  // namespace
 
@@ -86,26 +119,33 @@ Task<> HealthChecker::probe(std::shared_ptr<Probe> p) {
   auto [ec] = co_await stream.async_connect(ep, await_ec);
   if (ec) {
     outcome = ec == boost::beast::error::timeout ? Outcome::Timeout : Outcome::TcpFailure;
-  } else if (check.type == "http") {
+  } else if (check.type != "tcp") {
     std::string req = "GET " + check.http_path +
                       " HTTP/1.1\r\nHost: " + (check.host.empty() ? node.host_header : check.host) +
                       "\r\nUser-Agent: portico-health-check\r\nConnection: close\r\n";
     for (const auto& h : check.req_headers) req += h + "\r\n";
     req += "\r\n";
-    auto [wec, n] = co_await asio::async_write(stream, asio::buffer(req), await_ec);
-    std::string head;
-    char buf[512];
-    while (!wec && head.find("\r\n") == std::string::npos && head.size() < 4096) {
-      auto [rec, got] = co_await stream.async_read_some(asio::buffer(buf), await_ec);
-      if (rec) {
-        wec = rec;
-        break;
-      }
-      head.append(buf, got);
+    std::pair<int, error_code> got;
+    if (check.type == "https") {
+      TlsStream tls(std::move(stream), tls_context(check.https_verify_certificate));
+      std::string sni =
+          check.host.empty() ? node.host_header.substr(0, node.host_header.rfind(':')) : check.host;
+      SSL_set_tlsext_host_name(tls.native_handle(), sni.c_str());
+      if (check.https_verify_certificate)
+        tls.set_verify_callback(asio::ssl::host_name_verification(sni));
+      auto [hec] = co_await tls.async_handshake(asio::ssl::stream_base::client, await_ec);
+      if (hec)
+        got = {0, hec};
+      else
+        got = co_await send_probe(tls, req);
+      error_code ignored;
+      boost::beast::get_lowest_layer(tls).socket().close(ignored);
+    } else {
+      got = co_await send_probe(stream, req);
     }
-    status = status_of(head);
+    status = got.first;
     if (status == 0)
-      outcome = wec == boost::beast::error::timeout ? Outcome::Timeout : Outcome::TcpFailure;
+      outcome = got.second == boost::beast::error::timeout ? Outcome::Timeout : Outcome::TcpFailure;
   }
   error_code ignored;
   stream.socket().close(ignored);

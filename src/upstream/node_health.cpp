@@ -103,6 +103,35 @@ void NodeHealth::set_state(bool healthy, const std::string& reason,
             ejection);
 }
 
+void NodeHealth::observe(Outcome outcome, int64_t latency_us) {
+  requests_.fetch_add(1, std::memory_order_relaxed);
+  switch (outcome) {
+    case Outcome::Success:
+      latency_.observe_shared(static_cast<double>(latency_us) / 1e6);
+      break;
+    case Outcome::HttpFailure:
+      http_failures_total_.fetch_add(1, std::memory_order_relaxed);
+      latency_.observe_shared(static_cast<double>(latency_us) / 1e6);
+      break;
+    case Outcome::TcpFailure:
+      tcp_failures_total_.fetch_add(1, std::memory_order_relaxed);
+      break;
+    case Outcome::Timeout:
+      timeouts_total_.fetch_add(1, std::memory_order_relaxed);
+      break;
+  }
+}
+
+NodeHealth::Quality NodeHealth::quality() const {
+  Quality q{requests_.load(),
+            http_failures_total_.load(),
+            tcp_failures_total_.load(),
+            timeouts_total_.load(),
+            {}};
+  latency_.add_to(q.latency);
+  return q;
+}
+
 NodeHealth::Status NodeHealth::status() const {
   std::lock_guard lock(change_mutex_);
   return Status{healthy_.load(),          successes_.load(), http_failures_.load(),

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "config/objects.hpp"
+#include "metrics/histogram.hpp"
 
 namespace portico::upstream {
 
@@ -37,6 +38,15 @@ class NodeHealth {
               const config::HealthThresholds& unhealthy, const config::PassiveCheck* eject,
               int64_t now_ms, const char* source, bool may_go_down = true);
 
+  // Real traffic, whatever checks are configured: the node's quality figures (requests,
+  // failures by kind, latency to the response head). Any worker, atomics only.
+  void observe(Outcome outcome, int64_t latency_us);
+  struct Quality {
+    uint64_t requests, http_failures, tcp_failures, timeouts;
+    metrics::HistogramTotals latency;
+  };
+  Quality quality() const;
+
   struct Status {
     bool healthy;
     uint64_t successes, http_failures, tcp_failures, timeouts;  // consecutive, current run
@@ -59,7 +69,10 @@ class NodeHealth {
   std::atomic<bool> healthy_{true};
   std::atomic<int64_t> ejected_until_ms_{0};
   std::atomic<uint64_t> successes_{0}, http_failures_{0}, tcp_failures_{0}, timeouts_{0};
-  std::atomic<uint64_t> total_requests_{0}, total_failures_{0};
+  std::atomic<uint64_t> total_requests_{0}, total_failures_{0};  // probes and reports
+  std::atomic<uint64_t> requests_{0}, http_failures_total_{0}, tcp_failures_total_{0},
+      timeouts_total_{0};
+  metrics::Histogram latency_;
   mutable std::mutex change_mutex_;  // state changes only (rare): reason, time, ejections
   std::string reason_ = "initial";
   int64_t changed_at_ms_ = 0;

@@ -12,6 +12,7 @@ constexpr int kMaxPointsPerNode = 4000;
 // that was slow is tried again after a while; a failure counts as at least this long.
 constexpr double kDecayUs = 10e6;
 constexpr int64_t kFailurePenaltyUs = 500000;
+constexpr double kSampleWeight = 0.3;
 }  // namespace
 
 // FNV-1a, then a murmur3 finaliser: stable across processes and machines, so every gateway node
@@ -200,16 +201,17 @@ void UpstreamTarget::finished(int worker, int node, int64_t latency_us, bool fai
   if (kind_ != Kind::Ewma) return;
   double sample =
       static_cast<double>(failed ? std::max(latency_us, kFailurePenaltyUs) : latency_us);
-  // Peak-sensitive (as Finagle's peak EWMA): a slower sample or a failure counts at once, a
-  // faster one only blends in over time, so a node going bad loses traffic immediately.
+  // Each answer moves the estimate a third of the way (one slow answer on a loaded machine must
+  // not send all traffic elsewhere for seconds, as a pure peak rule did); a failure counts at
+  // once. Between answers the estimate decays towards zero (see ewma_us), so an idle node is
+  // tried again after a while.
   double current = ewma_us(worker, node, now_us);
-  if (n.ewma_at_us == 0 || sample > current) {
+  if (n.ewma_at_us == 0)
     n.ewma_us = sample;
-  } else {
-    double age = static_cast<double>(std::max<int64_t>(now_us - n.ewma_at_us, 0));
-    double keep = std::exp(-age / kDecayUs);
-    n.ewma_us = n.ewma_us * keep + sample * (1 - keep);
-  }
+  else if (failed)
+    n.ewma_us = std::max(current, sample);
+  else
+    n.ewma_us = current + kSampleWeight * (sample - current);
   n.ewma_at_us = std::max<int64_t>(now_us, 1);
 }
 

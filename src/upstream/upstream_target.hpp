@@ -70,6 +70,13 @@ class UpstreamTarget {
   void finished(int worker, int node, int64_t latency_us, bool failed, int64_t now_us) const;
   // Passive health checks: how an attempt on `node` ended (`status` for an HTTP answer).
   void report(int node, Outcome outcome, int status) const;
+  // Quality figures of `node` from real traffic (5xx answers count as HTTP failures).
+  void observe(int node, Outcome outcome, int status, int64_t latency_us) const {
+    const auto& h = nodes_[static_cast<size_t>(node)].health;
+    if (h)
+      h->observe(outcome == Outcome::Success && status >= 500 ? Outcome::HttpFailure : outcome,
+                 latency_us);
+  }
   uint64_t panics() const { return panics_.load(std::memory_order_relaxed); }
   // The node's decayed latency estimate for this worker (ewma), for tests and /v1 status.
   double ewma_us(int worker, int node, int64_t now_us) const;

@@ -132,7 +132,7 @@ def test_checks_schema_errors_name_the_field(gateway, upstream):
     gw.write_routes({"routes": [route("/b", [(up.port,)], upstream={"checks": {
         "active": {"type": "icmp", "healthy": {"successes": 0}},
         "passive": {"unhealthy": {"http_statuses": [99]}}}})]})
-    gw.wait_log("routes[0].upstream.checks.active.type: must be http or tcp")
+    gw.wait_log("routes[0].upstream.checks.active.type: must be http, https or tcp")
     log = gw.error_log()
     assert "routes[0].upstream.checks.active.healthy.successes: must be" in log
     assert "routes[0].upstream.checks.passive.unhealthy.http_statuses" in log
@@ -151,3 +151,51 @@ def test_passive_ejection_never_empties_more_than_its_share_of_a_level(gateway, 
         s.get(gw.url("/x"))
     states = collections.Counter(node_states(gw).values())
     assert states == {"unhealthy": 2, "healthy": 2}, states  # 50% of 4, not all four
+
+
+def test_per_node_quality_figures_show_which_line_works(gateway, upstream):
+    good, bad = upstream(name="good"), upstream(name="bad")
+    bad.fail_status = 502
+    gw = gateway({"routes": [route("/*", [(good.port,), (bad.port,)], id="all",
+                                   upstream={"retries": 0})]})
+    s = requests.Session()
+    for _ in range(20):
+        s.get(gw.url("/x"))
+    nodes = {n["address"]: n["traffic"]
+             for n in gw.control("/v1/healthcheck").json()["upstreams"][0]["nodes"]}
+    g, b = nodes[f"127.0.0.1:{good.port}"], nodes[f"127.0.0.1:{bad.port}"]
+    assert g["requests"] == 10 and g["http_failures"] == 0 and g["latency_count"] == 10
+    assert b["requests"] == 10 and b["http_failures"] == 10
+    metrics = gw.control("/metrics").text
+    assert (f'portico_upstream_node_failures_total{{upstream="routes/all",'
+            f'node="127.0.0.1:{bad.port}",kind="http"}} 10') in metrics
+    assert (f'portico_upstream_node_latency_seconds_count{{upstream="routes/all",'
+            f'node="127.0.0.1:{good.port}"}} 10') in metrics
+
+
+def test_https_probes_verify_the_certificate_unless_told_not_to(gateway, upstream, tmp_path):
+    import ssl
+
+    from pki import issue, make_ca
+    ca = make_ca(tmp_path / "pki")
+    leaf = issue(ca, tmp_path / "pki", "node", sans=["IP:127.0.0.1"])
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(leaf.cert, leaf.key)
+    secure = upstream(name="secure", tls=ctx)
+    probe = dict(ACTIVE["active"], type="https")
+    gw = gateway({"routes": [
+        route("/trusting/*", [(secure.port,)], id="trusting",
+              upstream={"checks": {"active": dict(probe, https_verify_certificate=False)}}),
+        route("/verifying/*", [(secure.port,)], id="verifying",
+              upstream={"checks": {"active": probe}}),
+    ]})
+
+    def state(route_id):
+        for u in gw.control("/v1/healthcheck").json()["upstreams"]:
+            if u["upstream"] == f"routes/{route_id}":
+                return u["nodes"][0]["state"]
+    # The test CA is not in the system store: a verifying probe fails the handshake.
+    assert wait_until(lambda: state("verifying") == "unhealthy", 3)
+    time.sleep(0.6)
+    assert state("trusting") == "healthy"
+    assert any(r.target == "/health" for r in secure.requests)  # probes got through TLS

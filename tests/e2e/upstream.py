@@ -68,8 +68,9 @@ KEEP_LIMIT = 1 << 20
 
 
 class TestUpstream:
-    def __init__(self, name="up", port=None, delay_ms=0):
+    def __init__(self, name="up", port=None, delay_ms=0, tls=None):
         self.name = name
+        self.tls = tls  # an ssl.SSLContext (server side): speak HTTPS
         self.delay_ms = delay_ms  # every request waits this long first (a slower line)
         self.health_status = 200  # what GET /health answers (active health checks)
         self.fail_status = 0  # when set, every other request is answered with this status
@@ -128,6 +129,12 @@ class TestUpstream:
 
     # ------------------------------------------------------------------ serving
     def _serve(self, s):
+        if self.tls is not None:
+            try:
+                s = self.tls.wrap_socket(s, server_side=True)
+            except OSError:
+                s.close()
+                return
         c = Conn(s)
         try:
             while self.running:
