@@ -13,6 +13,7 @@ constexpr int kMaxPointsPerNode = 4000;
 constexpr double kDecayUs = 10e6;
 constexpr int64_t kFailurePenaltyUs = 500000;
 constexpr double kSampleWeight = 0.3;
+constexpr double kInFlightWeight = 0.25;
 }  // namespace
 
 // FNV-1a, then a murmur3 finaliser: stable across processes and machines, so every gateway node
@@ -163,8 +164,8 @@ double UpstreamTarget::ewma_us(int worker, int node, int64_t now_us) const {
   return n.ewma_us * std::exp(-age / kDecayUs);
 }
 
-// least_conn: (in flight + 1) / weight. ewma: decayed latency x (in flight + 1) / weight, so a
-// fast node is not buried under concurrent requests and an unmeasured node (0) is tried first.
+// least_conn: (in flight + 1) / weight. ewma: decayed latency x (1 + in flight / 4) / weight;
+// an unmeasured node (0) is tried first.
 // Ties go round-robin, so equal nodes share the load.
 int UpstreamTarget::pick_lowest_score(WorkerState& w, size_t begin, size_t end, const Filter& f,
                                       int64_t now_us) const {
@@ -175,8 +176,16 @@ int UpstreamTarget::pick_lowest_score(WorkerState& w, size_t begin, size_t end, 
   for (size_t i = begin; i < end; ++i) {
     if (!usable(i, f)) continue;
     NodeState& n = w.nodes[i];
-    double load = static_cast<double>(n.active + 1) / nodes_[i].weight;
-    double score = kind_ == Kind::Ewma ? ewma_us(worker, static_cast<int>(i), now_us) * load : load;
+    double score;
+    if (kind_ == Kind::LeastConn) {
+      score = static_cast<double>(n.active + 1) / nodes_[i].weight;
+    } else {
+      // Latency first; requests in flight count a quarter each, enough that concurrent
+      // requests do not all herd onto one node, not so much that a slower line gets a share
+      // the faster one could carry.
+      double load = 1.0 + kInFlightWeight * static_cast<double>(n.active);
+      score = ewma_us(worker, static_cast<int>(i), now_us) * load / nodes_[i].weight;
+    }
     n.current += nodes_[i].weight;
     total += nodes_[i].weight;
     if (best == kNone || score < best_score ||
