@@ -7,19 +7,17 @@ usage: bench/ewma_split.py [build/portico] [--seconds 10] [--clients 8] [--worke
 import argparse
 import collections
 import os
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 
 import requests
-import yaml
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "e2e"))
-from processes import free_port, stop_process  # noqa: E402
+from processes import stop_process  # noqa: E402
 from upstream import TestUpstream  # noqa: E402
+from yaml_gateway import start_gateway  # noqa: E402
 
 
 def main():
@@ -31,28 +29,10 @@ def main():
     args = ap.parse_args()
     fast = TestUpstream(name="fast", delay_ms=4).start()
     slow = TestUpstream(name="slow", delay_ms=14).start()
-    port = free_port()
-    work = tempfile.mkdtemp(prefix="portico-ewma.")
     nodes = [{"host": "127.0.0.1", "port": u.port, "weight": 1} for u in (fast, slow)]
-    with open(os.path.join(work, "routes.yaml"), "w") as f:
-        yaml.safe_dump({"routes": [{"id": "r", "uri": "/*",
-                                    "upstream": {"type": "ewma", "nodes": nodes}}]}, f)
-    with open(os.path.join(work, "config.yaml"), "w") as f:
-        yaml.safe_dump({"node": {"listen": [f"127.0.0.1:{port}"], "workers": args.workers},
-                        "admin": {"listen": f"127.0.0.1:{free_port()}",
-                                  "keys": [{"key": "bench-key-0123456789", "role": "admin"}]},
-                        "control": {"listen": f"127.0.0.1:{free_port()}"},
-                        "config": {"provider": "yaml", "file": "routes.yaml"},
-                        "log": {"access": "off", "error": os.path.join(work, "error.log")}}, f)
-    gw = subprocess.Popen([os.path.abspath(args.binary), "start", "-c",
-                           os.path.join(work, "config.yaml")], stdout=subprocess.DEVNULL)
+    gw, port = start_gateway(args.binary, {"routes": [
+        {"id": "r", "uri": "/*", "upstream": {"type": "ewma", "nodes": nodes}}]}, args.workers)
     url = f"http://127.0.0.1:{port}/x"
-    for _ in range(100):
-        try:
-            requests.get(url, timeout=1)
-            break
-        except requests.RequestException:
-            time.sleep(0.05)
     counts = collections.Counter()
     lock = threading.Lock()
     deadline = time.time() + args.seconds

@@ -13,19 +13,17 @@ usage: bench/line_failover.py [build/portico] [--seconds 25] [--clients 8] [--no
 import argparse
 import collections
 import os
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 
 import requests
-import yaml
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "e2e"))
-from processes import free_port, stop_process  # noqa: E402
+from processes import stop_process  # noqa: E402
 from upstream import TestUpstream  # noqa: E402
+from yaml_gateway import start_gateway  # noqa: E402
 
 T_KILL, T_BACK = 5.0, 15.0
 CHECKS = {
@@ -48,31 +46,13 @@ def main():
 
     dedicated = TestUpstream(name="dedicated").start()
     public = TestUpstream(name="public", delay_ms=10).start()
-    port = free_port()
-    work = tempfile.mkdtemp(prefix="portico-failover.")
     upstream = {"nodes": [{"host": "127.0.0.1", "port": dedicated.port, "weight": 1, "priority": 1},
                           {"host": "127.0.0.1", "port": public.port, "weight": 1, "priority": 0}],
                 "checks": CHECKS, "timeout": {"connect": 1, "read": 2}}
     if args.no_retries:
         upstream["retries"] = 0
-    with open(os.path.join(work, "routes.yaml"), "w") as f:
-        yaml.safe_dump({"routes": [{"id": "im", "uri": "/*", "upstream": upstream}]}, f)
-    with open(os.path.join(work, "config.yaml"), "w") as f:
-        yaml.safe_dump({"node": {"listen": [f"127.0.0.1:{port}"], "workers": 2},
-                        "admin": {"listen": f"127.0.0.1:{free_port()}",
-                                  "keys": [{"key": "bench-key-0123456789", "role": "admin"}]},
-                        "control": {"listen": f"127.0.0.1:{free_port()}"},
-                        "config": {"provider": "yaml", "file": "routes.yaml"},
-                        "log": {"access": "off", "error": os.path.join(work, "error.log")}}, f)
-    gw = subprocess.Popen([os.path.abspath(args.binary), "start", "-c",
-                           os.path.join(work, "config.yaml")], stdout=subprocess.DEVNULL)
+    gw, port = start_gateway(args.binary, {"routes": [{"id": "im", "uri": "/*", "upstream": upstream}]})
     url = f"http://127.0.0.1:{port}/msg"
-    for _ in range(100):
-        try:
-            requests.get(url, timeout=1)
-            break
-        except requests.RequestException:
-            time.sleep(0.05)
 
     samples = []  # (t, ok, upstream, seconds)
     lock = threading.Lock()
