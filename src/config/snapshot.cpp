@@ -138,8 +138,9 @@ std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, const HttpLimits&
     entry.target =
         it != old.upstreams.end() && it->second.spec == spec
             ? it->second.target
-            : compile_upstream(spec, "upstreams[" + std::to_string(i) + "]",
-                               "upstreams/" + spec->id, workers, resolver, errors, warnings);
+            : compile_upstream(
+                  spec, warnings ? "upstreams/" + spec->id : "upstreams[" + std::to_string(i) + "]",
+                  "upstreams/" + spec->id, workers, resolver, errors, warnings);
   }
   for (const auto& svc : set.services) {
     auto it = old.services.find(svc->id);
@@ -167,7 +168,8 @@ std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, const HttpLimits&
   for (size_t i = 0; i < set.routes.size(); ++i) {
     const auto& route = set.routes[i];
     const Route& r = *route;
-    auto path = [&] { return "routes[" + std::to_string(i) + "]"; };
+    // File positions in yaml mode; in etcd mode (warnings) positions mean nothing: the key.
+    auto path = [&] { return warnings ? "routes/" + r.id : "routes[" + std::to_string(i) + "]"; };
     const CompileCache::Entries::ServiceEntry* svc = nullptr;
     if (!r.service_id.empty()) {
       auto it = fresh->services.find(r.service_id);
