@@ -152,11 +152,14 @@ struct AdminApi::Impl {
 
   // ---- reads ------------------------------------------------------------------------------
 
-  Task<std::optional<Item>> read(Kind kind, const std::string& id) {
-    if (!ctx.etcd) {
-      const config::StoredObject* obj = ctx.store->find(kind, id);
-      if (!obj) co_return std::nullopt;
-      co_return Item{key(kind, id), obj->value, obj->create_revision, obj->mod_revision};
+  // `fresh`: from etcd itself. Otherwise this node's view is tried first: a write that starts
+  // from it saves an etcd round trip, and if the view was behind, the write's revision check
+  // fails and the next attempt reads fresh.
+  Task<std::optional<Item>> read(Kind kind, const std::string& id, bool fresh = true) {
+    if (!ctx.etcd || !fresh) {
+      if (const config::StoredObject* obj = ctx.store->find(kind, id))
+        co_return Item{key(kind, id), obj->value, obj->create_revision, obj->mod_revision};
+      if (!ctx.etcd) co_return std::nullopt;
     }
     auto range = co_await ctx.etcd->client().get(key(kind, id));
     if (range.kvs.empty()) co_return std::nullopt;
@@ -240,6 +243,7 @@ struct AdminApi::Impl {
     config::validate_object(kind, value, "", errors, obj);
     if (errors.empty()) {
       for (const auto& [field, ref] : obj.refs) {
+        if (ctx.store->find(ref.kind, ref.id)) continue;  // known here: it exists in etcd
         auto range = co_await ctx.etcd->client().get(key(ref.kind, ref.id));
         if (range.kvs.empty())
           errors.add(field, "unknown " + std::string(config::kind_singular(ref.kind)) + " \"" +
@@ -324,7 +328,7 @@ struct AdminApi::Impl {
     auto id = settle_id(kind, *value, path_id, error);
     if (!id) co_return error_reply(400, error);
     for (int attempt = 0; attempt < kWriteAttempts; ++attempt) {
-      auto old = co_await read(kind, *id);
+      auto old = co_await read(kind, *id, attempt > 0);
       if (auto res = co_await store(kind, *id, *value, old, 201)) co_return *res;
     }
     co_return error_reply(409, "the object kept changing while being written; retry");
@@ -353,7 +357,7 @@ struct AdminApi::Impl {
     if (sub.empty() && !patch.is_object())
       co_return error_reply(400, "invalid request body: must be a JSON object (a merge patch)");
     for (int attempt = 0; attempt < kWriteAttempts; ++attempt) {
-      auto old = co_await read(kind, id);
+      auto old = co_await read(kind, id, attempt > 0);
       if (!old)
         co_return error_reply(
             404, std::string(config::kind_singular(kind)) + " \"" + id + "\" not found");
