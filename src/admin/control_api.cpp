@@ -46,7 +46,7 @@ Task<HttpResponse> ControlApi::handle(HttpRequest& req) {
 
 int ControlApi::alive_workers() const {
   if (!ctx_.workers) return 0;
-  int64_t now = Worker::now_ms();
+  int64_t now = steady_now_ms();
   int alive = 0;
   for (const auto& w : *ctx_.workers)
     if (now - w->heartbeat_ms.load(std::memory_order_relaxed) < kWorkerStuckMs) ++alive;
@@ -108,7 +108,7 @@ HttpResponse ControlApi::upstreams() const {
 
 HttpResponse ControlApi::healthcheck() const {
   json list = json::array();
-  int64_t now = upstream::steady_ms();
+  int64_t now = steady_now_ms();
   auto wall_ms = [now](int64_t steady) {
     auto wall = std::chrono::duration_cast<std::chrono::milliseconds>(
                     std::chrono::system_clock::now().time_since_epoch())
@@ -200,7 +200,7 @@ HttpResponse ControlApi::metrics() const {
         out.gauge("portico_upstream_node_healthy",
                   "1 while an upstream node is healthy (or half-open after an ejection).",
                   {{"upstream", name}, {"node", n.address}},
-                  n.health->healthy(upstream::steady_ms()) ? 1 : 0);
+                  n.health->healthy(steady_now_ms()) ? 1 : 0);
         auto q = n.health->quality();
         out.counter("portico_upstream_node_requests_total", "Attempts sent to an upstream node.",
                     {{"upstream", name}, {"node", n.address}}, q.requests);

@@ -70,6 +70,12 @@ std::string describe(const error_code& ec) {
   return text;
 }
 
+std::string describe(const std::exception& e) {
+  if (const auto* se = dynamic_cast<const boost::system::system_error*>(&e))
+    return describe(se->code());
+  return e.what();
+}
+
 int64_t to_int(const json& v) {
   if (v.is_string()) return std::stoll(v.get<std::string>());
   if (v.is_number_integer()) return v.get<int64_t>();
@@ -286,12 +292,8 @@ struct EtcdClient::Impl {
           throw EtcdError("etcd " + url.text + " refused " + path + ": " + message);
         } catch (const EtcdError&) {
           throw;
-        } catch (const boost::system::system_error& e) {
-          last_error = url.text + ": " + describe(e.code());
-          if (conn) conn->close();
-          if (!reused) break;
         } catch (const std::exception& e) {
-          last_error = url.text + ": " + e.what();
+          last_error = url.text + ": " + describe(e);
           if (conn) conn->close();
           if (!reused) break;  // a fresh connection failed: next endpoint
         }
@@ -457,10 +459,8 @@ Task<> EtcdClient::watch(std::string prefix, int64_t start_revision, WatchHandle
     co_await im.watch_conn->stream(req, im.timeout, on_line);
   } catch (const EtcdError&) {
     throw;
-  } catch (const boost::system::system_error& e) {
-    if (failure.empty()) failure = "watch connection lost: " + describe(e.code());
   } catch (const std::exception& e) {
-    if (failure.empty()) failure = std::string("watch connection lost: ") + e.what();
+    if (failure.empty()) failure = "watch connection lost: " + describe(e);
   }
   im.watch_conn.reset();
   if (compacted > 0) throw EtcdCompacted(compacted);

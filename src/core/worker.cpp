@@ -63,7 +63,7 @@ void Worker::listen(const std::vector<config::ListenAddress>& addresses) {
 }
 
 void Worker::start(SnapshotPtr first) {
-  heartbeat_ms.store(now_ms(), std::memory_order_relaxed);
+  heartbeat_ms.store(steady_now_ms(), std::memory_order_relaxed);
   snapshot_ = std::move(first);
   snapshot_version_ = published_version_.load();
   for (auto& acc : acceptors_) {
@@ -80,12 +80,6 @@ void Worker::start(SnapshotPtr first) {
     // Flush what is left of the access log before the thread ends.
     access_log_.submit(log_chunk_);
   });
-}
-
-int64_t Worker::now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
 }
 
 void Worker::publish(SnapshotPtr next) {
@@ -138,7 +132,7 @@ Task<> Worker::tick_loop() {
     int64_t late = std::chrono::duration_cast<std::chrono::microseconds>(
                        std::chrono::steady_clock::now() - due)
                        .count();
-    heartbeat_ms.store(now_ms(), std::memory_order_relaxed);
+    heartbeat_ms.store(steady_now_ms(), std::memory_order_relaxed);
     if (late > max_stall_us.load(std::memory_order_relaxed))
       max_stall_us.store(late, std::memory_order_relaxed);
     if (stop_requested_.load(std::memory_order_acquire)) {

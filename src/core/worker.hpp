@@ -66,9 +66,8 @@ class Worker {
   // Longest time the event loop was late for its tick (a stall of the worker), in microseconds;
   // the control thread reads and resets it.
   std::atomic<int64_t> max_stall_us{0};
-  // Steady-clock milliseconds of the last tick: a worker whose tick stops is stuck.
+  // steady_now_ms() of the last tick: a worker whose tick stops is stuck.
   std::atomic<int64_t> heartbeat_ms{0};
-  static int64_t now_ms();
   // Written by this worker only, summed by the control thread at scrape time.
   metrics::WorkerMetrics metrics;
 

@@ -96,7 +96,7 @@ Task<> HealthChecker::run() {
   while (!stopped_) {
     timer.expires_after(kTick);
     co_await timer.async_wait(await_ec);
-    int64_t now = steady_ms();
+    int64_t now = steady_now_ms();
     for (auto& p : probes_) {
       if (p->running || p->next_ms > now || running_ >= kMaxRunning) continue;
       p->running = true;
@@ -150,12 +150,12 @@ Task<> HealthChecker::probe(std::shared_ptr<Probe> p) {
   error_code ignored;
   stream.socket().close(ignored);
   if (node.health) {
-    node.health->report(outcome, status, check.healthy, check.unhealthy, nullptr, steady_ms(),
+    node.health->report(outcome, status, check.healthy, check.unhealthy, nullptr, steady_now_ms(),
                         "active");
   }
-  bool healthy = !node.health || node.health->healthy(steady_ms());
+  bool healthy = !node.health || node.health->healthy(steady_now_ms());
   double interval = healthy ? check.healthy.interval : check.unhealthy.interval;
-  p->next_ms = steady_ms() + static_cast<int64_t>(interval * 1000);
+  p->next_ms = steady_now_ms() + static_cast<int64_t>(interval * 1000);
   p->running = false;
   --running_;
 }

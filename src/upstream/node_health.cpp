@@ -17,12 +17,6 @@ bool reaches(std::atomic<uint64_t>& counter, int threshold) {
 }
 }  // namespace
 
-int64_t steady_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
 void NodeHealth::report(Outcome outcome, int status, const config::HealthThresholds& healthy,
                         const config::HealthThresholds& unhealthy,
                         const config::PassiveCheck* eject, int64_t now_ms, const char* source,

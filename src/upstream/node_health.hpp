@@ -12,12 +12,14 @@
 #include <vector>
 
 #include "config/objects.hpp"
+#include "core/deadline.hpp"
 #include "metrics/histogram.hpp"
 
 namespace portico::upstream {
 
 enum class Outcome { Success, HttpFailure, TcpFailure, Timeout };
 
+// Times here (changes, ejections, probe schedule) are core's steady_now_ms().
 class NodeHealth {
  public:
   NodeHealth(std::string upstream, std::string address)
@@ -91,7 +93,5 @@ class HealthRegistry {
   std::mutex mutex_;
   std::map<std::pair<std::string, std::string>, std::weak_ptr<NodeHealth>> nodes_;
 };
-
-int64_t steady_ms();
 
 }  // namespace portico::upstream

@@ -76,7 +76,7 @@ int UpstreamTarget::max_attempts() const {
 int UpstreamTarget::pick(int worker, const TriedNodes& tried, std::string_view hash_key,
                          int64_t now_us) const {
   WorkerState& w = state_[static_cast<size_t>(worker) % state_.size()];
-  int64_t now_ms = now_us ? now_us / 1000 : steady_ms();
+  int64_t now_ms = now_us ? now_us / 1000 : steady_now_ms();
   int best = pick_once(w, Filter{tried, true, now_ms}, hash_key, now_us);
   if (best != kNone) return best;
   best = pick_once(w, Filter{tried, false, now_ms}, hash_key, now_us);
@@ -113,7 +113,7 @@ void UpstreamTarget::report(int node, Outcome outcome, int status) const {
   // Without active checks nothing would ever bring an unhealthy node back: it is ejected for a
   // while instead, then tried again. Never more than max_ejection_percent of the node's level
   // at once (at least one node may go).
-  int64_t now = steady_ms();
+  int64_t now = steady_now_ms();
   size_t down = 0, size = 0;
   for (auto [begin, end] : levels_) {
     if (static_cast<size_t>(node) < begin || static_cast<size_t>(node) >= end) continue;
