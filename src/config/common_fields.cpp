@@ -4,6 +4,8 @@
 #include <cctype>
 #include <charconv>
 
+#include "plugins/plugin_set.hpp"
+
 namespace portico::config {
 
 void ignore_metadata(ObjectReader& r) {
@@ -19,6 +21,14 @@ void reject_plugins(ObjectReader& r) {
   }
   for (auto it = plugins->begin(); it != plugins->end(); ++it)
     r.errors().add(r.child_path("plugins") + "." + it.key(), "unknown plugin");
+}
+
+PluginSetPtr read_plugins(ObjectReader& r, std::string_view kind, const std::string& id,
+                          bool for_consumer) {
+  const json* plugins = r.raw("plugins");
+  if (!plugins) return nullptr;
+  return plugins::compile_plugin_set(*plugins, plugins::Scope{std::string(kind), id},
+                                     r.child_path("plugins"), r.errors(), for_consumer);
 }
 
 bool valid_host_chars(std::string_view h) {

@@ -6,13 +6,18 @@
 #include <string_view>
 
 #include "config/field_reader.hpp"
+#include "config/objects.hpp"
 
 namespace portico::config {
 
 // desc, labels, create_time, update_time: APISIX bookkeeping that changes no behaviour.
 void ignore_metadata(ObjectReader& r);
-// `plugins` must be an object; no plugin exists yet, so every name in it is an error.
+// `plugins` must be an object; every name in it is an error (kinds without plugins yet).
 void reject_plugins(ObjectReader& r);
+// Compiles `plugins` into instances (null when absent or invalid). `kind`/`id` name the scope
+// that stateful plugins key their state by; consumers compile authentication credentials.
+PluginSetPtr read_plugins(ObjectReader& r, std::string_view kind, const std::string& id,
+                          bool for_consumer = false);
 
 // 1..253 letters, digits, '.', '-' or '_'.
 bool valid_host_chars(std::string_view host);

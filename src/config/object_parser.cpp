@@ -328,7 +328,7 @@ Route parse_route(const json& value, const std::string& path, Errors& errors) {
   route.plugin_config_id = r.id("plugin_config_id").value_or("");
   if (r.has("enable_websocket")) route.enable_websocket = r.boolean_or("enable_websocket", false);
   route.enabled = r.integer_or("status", 1, 0, 1) == 1;
-  reject_plugins(r);
+  route.plugins = read_plugins(r, "routes", route.id);
   r.finish();
   return route;
 }
@@ -344,7 +344,7 @@ Service parse_service(const json& value, const std::string& path, Errors& errors
   svc.upstream_id = r.id("upstream_id").value_or("");
   svc.hosts = read_hosts(r, "hosts");
   svc.enable_websocket = r.boolean_or("enable_websocket", false);
-  reject_plugins(r);
+  svc.plugins = read_plugins(r, "services", svc.id);
   r.finish();
   return svc;
 }

@@ -66,6 +66,15 @@ bool validate_object(Kind kind, const json& value, const std::string& path, Erro
     case Kind::Upstreams:
       out.upstream = parse_upstream(value, path, errors);
       break;
+    case Kind::Consumers:
+      out.consumer = validate_consumer(value, path, errors);
+      break;
+    case Kind::GlobalRules:
+      out.plugin_config = validate_global_rule(value, path, errors);
+      break;
+    case Kind::PluginConfigs:
+      out.plugin_config = validate_plugin_config(value, path, errors);
+      break;
     case Kind::StreamRoutes: {
       StreamRouteRefs refs = validate_stream_route(value, path, errors);
       add_ref(out, "upstream_id", Kind::Upstreams, refs.upstream_id);
@@ -157,6 +166,12 @@ ConfigSet ObjectStore::config_set(Errors& problems) const {
   ConfigSet set;
   for (const StoredObject* obj : in_creation_order(Kind::Upstreams))
     set.upstreams.push_back(obj->upstream);
+  for (const StoredObject* obj : in_creation_order(Kind::PluginConfigs))
+    set.plugin_configs.push_back(obj->plugin_config);
+  for (const StoredObject* obj : in_creation_order(Kind::GlobalRules))
+    set.global_rules.push_back(obj->plugin_config);
+  for (const StoredObject* obj : in_creation_order(Kind::Consumers))
+    set.consumers.push_back(obj->consumer);
   for (const StoredObject* obj : in_creation_order(Kind::Services)) {
     size_t before = problems.size();
     check_references(*obj, obj->source, problems);

@@ -50,6 +50,8 @@ struct StoredObject {
   std::shared_ptr<const Route> route;  // the typed form, for kinds that have one
   std::shared_ptr<const Service> service;
   std::shared_ptr<const Upstream> upstream;
+  std::shared_ptr<const PluginConfig> plugin_config;  // plugin_configs and global_rules
+  std::shared_ptr<const plugins::Consumer> consumer;
   std::vector<std::pair<std::string, ObjectRef>> refs;  // field name -> object referred to
 };
 

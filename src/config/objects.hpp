@@ -9,7 +9,14 @@
 #include <string>
 #include <vector>
 
+namespace portico::plugins {
+struct PluginSet;
+struct Consumer;
+}  // namespace portico::plugins
+
 namespace portico::config {
+
+using PluginSetPtr = std::shared_ptr<const plugins::PluginSet>;
 
 struct UpstreamNode {
   std::string host;
@@ -93,6 +100,7 @@ struct Route {
   std::optional<bool> enable_websocket;
   bool enabled = true;  // APISIX `status`: 1 enabled, 0 disabled
   int64_t order = 0;    // creation order (file position, etcd create revision): last tie-breaker
+  PluginSetPtr plugins;
 };
 
 struct Service {
@@ -102,6 +110,13 @@ struct Service {
   std::string upstream_id;
   std::vector<std::string> hosts;
   bool enable_websocket = false;
+  PluginSetPtr plugins;
+};
+
+// plugin_configs and global_rules: a named `plugins` map.
+struct PluginConfig {
+  std::string id;
+  PluginSetPtr plugins;
 };
 
 // Everything that can change at runtime without a restart. Objects are shared with the store
@@ -110,6 +125,9 @@ struct ConfigSet {
   std::vector<std::shared_ptr<const Route>> routes;  // in creation order
   std::vector<std::shared_ptr<const Service>> services;
   std::vector<std::shared_ptr<const Upstream>> upstreams;
+  std::vector<std::shared_ptr<const PluginConfig>> plugin_configs;
+  std::vector<std::shared_ptr<const PluginConfig>> global_rules;  // in creation order
+  std::vector<std::shared_ptr<const plugins::Consumer>> consumers;
 };
 
 }  // namespace portico::config

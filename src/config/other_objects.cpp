@@ -20,9 +20,9 @@ namespace {
 constexpr int64_t kInt64Min = std::numeric_limits<int64_t>::min();
 constexpr int64_t kInt64Max = std::numeric_limits<int64_t>::max();
 
-void require_plugins(ObjectReader& r) {
+PluginSetPtr require_plugins(ObjectReader& r, std::string_view kind, const std::string& id) {
   if (!r.has("plugins")) r.error("plugins", "is required");
-  reject_plugins(r);
+  return read_plugins(r, kind, id);
 }
 
 // APISIX: ^[a-zA-Z0-9_\-]+$, at most 100 characters.
@@ -202,9 +202,11 @@ void check_ssl_protocols(ObjectReader& r, Errors& errors) {
 
 }  // namespace
 
-void validate_consumer(const json& value, const std::string& path, Errors& errors) {
+std::shared_ptr<plugins::Consumer> validate_consumer(const json& value, const std::string& path,
+                                                     Errors& errors) {
+  auto consumer = std::make_shared<plugins::Consumer>();
   ObjectReader r(value, path, errors);
-  if (!r.valid()) return;
+  if (!r.valid()) return consumer;
   auto username = r.string("username");
   if (!r.has("username"))
     r.error("username", "is required");
@@ -215,8 +217,10 @@ void validate_consumer(const json& value, const std::string& path, Errors& error
     r.error("id", "must equal username");
   r.id("group_id");
   ignore_metadata(r);
-  reject_plugins(r);
+  consumer->username = username.value_or("");
+  consumer->plugins = read_plugins(r, "consumers", consumer->username, true);
   r.finish();
+  return consumer;
 }
 
 void validate_ssl(const json& value, const std::string& path, Errors& errors) {
@@ -255,22 +259,28 @@ void validate_ssl(const json& value, const std::string& path, Errors& errors) {
   r.finish();
 }
 
-void validate_global_rule(const json& value, const std::string& path, Errors& errors) {
+std::shared_ptr<PluginConfig> validate_global_rule(const json& value, const std::string& path,
+                                                   Errors& errors) {
+  auto obj = std::make_shared<PluginConfig>();
   ObjectReader r(value, path, errors);
-  if (!r.valid()) return;
-  r.id("id");
+  if (!r.valid()) return obj;
+  obj->id = r.id("id").value_or("");
   for (auto key : {"create_time", "update_time"}) r.ignore(key);
-  require_plugins(r);
+  obj->plugins = require_plugins(r, "global_rules", obj->id);
   r.finish();
+  return obj;
 }
 
-void validate_plugin_config(const json& value, const std::string& path, Errors& errors) {
+std::shared_ptr<PluginConfig> validate_plugin_config(const json& value, const std::string& path,
+                                                     Errors& errors) {
+  auto obj = std::make_shared<PluginConfig>();
   ObjectReader r(value, path, errors);
-  if (!r.valid()) return;
-  r.id("id");
+  if (!r.valid()) return obj;
+  obj->id = r.id("id").value_or("");
   ignore_metadata(r);
-  require_plugins(r);
+  obj->plugins = require_plugins(r, "plugin_configs", obj->id);
   r.finish();
+  return obj;
 }
 
 void validate_proto(const json& value, const std::string& path, Errors& errors) {

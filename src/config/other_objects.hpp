@@ -1,4 +1,4 @@
-// Validation of the APISIX kinds Portico stores but does not act on yet: consumers, ssls,
+// Validation of the APISIX kinds besides routes, services and upstreams: consumers, ssls,
 // global_rules, plugin_configs, protos, stream_routes. Each function checks one object the way
 // object_parser checks routes: every error recorded with its field path, unknown fields rejected.
 #pragma once
@@ -7,16 +7,21 @@
 #include <string_view>
 
 #include "config/field_reader.hpp"
+#include "config/objects.hpp"
+#include "plugins/consumers.hpp"
 
 namespace portico::config {
 
 // username (the consumer's key) is required; an `id` is accepted only when it equals username.
-void validate_consumer(const json& value, const std::string& path, Errors& errors);
+std::shared_ptr<plugins::Consumer> validate_consumer(const json& value, const std::string& path,
+                                                     Errors& errors);
 // Parses cert/key (and certs/keys, client.ca) with OpenSSL and checks each key matches its
 // certificate. Messages never quote certificate or key material.
 void validate_ssl(const json& value, const std::string& path, Errors& errors);
-void validate_global_rule(const json& value, const std::string& path, Errors& errors);
-void validate_plugin_config(const json& value, const std::string& path, Errors& errors);
+std::shared_ptr<PluginConfig> validate_global_rule(const json& value, const std::string& path,
+                                                   Errors& errors);
+std::shared_ptr<PluginConfig> validate_plugin_config(const json& value, const std::string& path,
+                                                     Errors& errors);
 void validate_proto(const json& value, const std::string& path, Errors& errors);
 
 // The ids a stream route refers to (empty when absent), for the caller to resolve.

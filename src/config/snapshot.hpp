@@ -11,6 +11,7 @@
 #include "config/node_config.hpp"
 #include "config/object_store.hpp"
 #include "config/objects.hpp"
+#include "plugins/consumers.hpp"
 #include "router/route_index.hpp"
 #include "upstream/upstream_target.hpp"
 
@@ -20,6 +21,8 @@ struct CompiledRoute {
   std::string id;
   std::shared_ptr<const upstream::UpstreamTarget> upstream;
   bool websocket = false;
+  std::shared_ptr<const plugins::Chain> plugins;  // null: no plugin runs
+  std::string service_id;
 };
 
 struct Snapshot {
@@ -28,6 +31,8 @@ struct Snapshot {
   router::RouteIndex router;
   std::vector<CompiledRoute> routes;  // parallel to router.rules()
   size_t upstream_count = 0;
+  std::shared_ptr<const plugins::Chain> global_plugins;  // global_rules; null when none
+  plugins::ConsumerTable consumers;
   // Link in the lock-free list of retired snapshots (core/retired_snapshots.hpp).
   mutable const Snapshot* retired_next = nullptr;
 };

@@ -7,6 +7,7 @@
 #include "http/exchange.hpp"
 #include "http/proxy.hpp"
 #include "http/socket_io.hpp"
+#include "plugins/runner.hpp"
 #include "router/path_normalizer.hpp"
 
 namespace portico::http {
@@ -59,6 +60,28 @@ void park(std::unique_ptr<ClientConnection> c) {
     asio::co_spawn(ex, run_session(std::move(c)), asio::detached);
   };
   socket.async_wait(Socket::wait_read, std::move(resume));
+}
+
+// The rewrite and access phases. Returns false when a plugin answered (x.ctx.reply).
+Task<bool> run_plugins(ClientConnection& c, Exchange& x, const config::Snapshot& snapshot,
+                       const config::CompiledRoute& route, std::string_view path) {
+  plugins::Context& ctx = x.ctx;
+  ctx.reset();
+  x.with_plugins = true;
+  ctx.req = &x.req;
+  ctx.path = path;
+  ctx.client_ip.assign(c.remote_ip);
+  ctx.client_bytes = c.remote_bytes;
+  ctx.client_port = c.remote_port;
+  ctx.server_port = c.local_port;
+  ctx.route_id = &route.id;
+  ctx.service_id = &route.service_id;
+  ctx.consumers = &snapshot.consumers;
+  ctx.worker = c.worker.index();
+  ctx.now_ms = wall_now_ms();
+  plugins::Step step =
+      co_await plugins::run_request_phases(ctx, snapshot.global_plugins.get(), route.plugins.get());
+  co_return step == plugins::Step::Continue;
 }
 
 // Reads and serves one request. Returns whether the connection stays open.
@@ -116,6 +139,10 @@ Task<bool> serve_request(ClientConnection& c) {
   x.route_id = &route.id;
   if (limits.client_max_body_size > 0 && x.req.content_length > limits.client_max_body_size)
     co_return co_await respond_error(c, x, 413, "request body too large", false, limits);
+  if (route.plugins || snapshot->global_plugins) {
+    if (!co_await run_plugins(c, x, *snapshot, route, path))
+      co_return co_await respond_plugin_reply(c, x, limits);
+  }
   co_return co_await proxy_request(c, x, route, limits);
 }
 

@@ -53,6 +53,7 @@ void Exchange::reset() {
   status = upstream_status = attempts = 0;
   bytes_in = bytes_out = 0;
   start_us = upstream_us = 0;
+  with_plugins = false;
   method.clear();
   target.clear();
   host.clear();

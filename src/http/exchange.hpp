@@ -11,6 +11,7 @@
 #include "core/worker.hpp"
 #include "http/http_parser.hpp"
 #include "http/socket_io.hpp"
+#include "plugins/context.hpp"
 
 namespace portico::http {
 
@@ -51,6 +52,9 @@ struct Exchange {
   uint64_t bytes_out = 0;
   int64_t start_us = 0;
   int64_t upstream_us = 0;  // time from the first upstream attempt to the response head
+  // Plugins of this request; valid only when with_plugins (routes without plugins skip it all).
+  plugins::Context ctx;
+  bool with_plugins = false;
 
   void reset();
 };

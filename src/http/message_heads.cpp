@@ -49,19 +49,36 @@ Replaced replaced_request_header(std::string_view n) {
   }
 }
 
+// Whether an edit replaces or removes the header `name` (so the original is not sent).
+bool edited(const std::vector<plugins::HeaderEdit>* edits, std::string_view name) {
+  if (!edits) return false;
+  for (const auto& e : *edits)
+    if (e.op != plugins::HeaderEdit::Op::Add && iequals(e.name, name)) return true;
+  return false;
+}
+
+void append_edits(std::string& out, const std::vector<plugins::HeaderEdit>* edits) {
+  if (!edits) return;
+  for (const auto& e : *edits)
+    if (e.op != plugins::HeaderEdit::Op::Remove) append_header(out, e.name, e.value);
+}
+
 }  // namespace
 
 void build_upstream_head(std::string& out, const RequestHead& r, const ClientFacts& client,
                          const upstream::NodeTarget& node, const config::Upstream& spec,
-                         bool websocket) {
+                         bool websocket, const plugins::RequestEdits* edits) {
+  const std::vector<plugins::HeaderEdit>* header_edits =
+      edits && !edits->headers.empty() ? &edits->headers : nullptr;
   out.clear();
-  out += r.method;
+  out += edits && edits->method ? std::string_view(*edits->method) : r.method;
   out += ' ';
-  out += r.target;
+  out += edits && edits->target ? std::string_view(*edits->target) : r.target;
   out += " HTTP/1.1\r\n";
   std::string_view host = r.host;
   if (spec.pass_host == config::PassHost::Node || host.empty()) host = node.host_header;
   if (spec.pass_host == config::PassHost::Rewrite) host = spec.upstream_host;
+  if (edits && edits->host) host = *edits->host;
   append_header(out, "Host", host);
 
   std::string_view upgrade;
@@ -73,7 +90,7 @@ void build_upstream_head(std::string& out, const RequestHead& r, const ClientFac
     }
     switch (replaced_request_header(h.name)) {
       case Replaced::No:
-        append_header(out, h.name, h.value);
+        if (!edited(header_edits, h.name)) append_header(out, h.name, h.value);
         break;
       case Replaced::Drop:
         break;
@@ -92,7 +109,7 @@ void build_upstream_head(std::string& out, const RequestHead& r, const ClientFac
       }
     }
   }
-  out += client.remote_ip;
+  out += client.peer_ip.empty() ? client.remote_ip : client.peer_ip;
   out += kCrlf;
   append_header(out, "X-Real-IP", client.remote_ip);
   append_header(out, "X-Forwarded-Proto", "http");
@@ -100,6 +117,7 @@ void build_upstream_head(std::string& out, const RequestHead& r, const ClientFac
   out += "X-Forwarded-Port: ";
   append_number(out, client.local_port);
   out += kCrlf;
+  append_edits(out, header_edits);
   if (r.chunked) {
     out += "Transfer-Encoding: chunked\r\n";
   } else if (r.content_length >= 0) {
@@ -115,18 +133,28 @@ void build_upstream_head(std::string& out, const RequestHead& r, const ClientFac
 }
 
 void build_response_head(std::string& out, const ResponseHead& r, OutFraming framing,
-                         bool keep_alive, bool client_http10) {
+                         bool keep_alive, bool client_http10,
+                         const std::vector<plugins::HeaderEdit>* edits, int status) {
+  if (edits && edits->empty()) edits = nullptr;
   out.clear();
   out += "HTTP/1.1 ";
-  append_number(out, static_cast<uint64_t>(r.status));
-  out += ' ';
-  out += r.reason.empty() ? std::string_view(status_reason(r.status)) : r.reason;
+  if (status && status != r.status) {
+    append_number(out, static_cast<uint64_t>(status));
+    out += ' ';
+    out += status_reason(status);
+  } else {
+    append_number(out, static_cast<uint64_t>(r.status));
+    out += ' ';
+    out += r.reason.empty() ? std::string_view(status_reason(r.status)) : r.reason;
+  }
   out += kCrlf;
   for (const Header& h : r.headers) {
     if (is_hop_by_hop(h.name, r.connection)) continue;
     if (h.name.size() == 14 && iequals(h.name, "content-length")) continue;
+    if (edited(edits, h.name)) continue;
     append_header(out, h.name, h.value);
   }
+  append_edits(out, edits);
   if (framing == OutFraming::Length || (framing == OutFraming::None && r.content_length >= 0)) {
     out += "Content-Length: ";
     append_number(out, static_cast<uint64_t>(r.content_length));
@@ -149,6 +177,26 @@ void build_upgrade_head(std::string& out, const ResponseHead& r) {
     append_header(out, h.name, h.value);
   }
   out += "Connection: upgrade\r\nUpgrade: websocket\r\n\r\n";
+}
+
+void build_local_response(std::string& out, int status, std::string_view content_type,
+                          std::string_view body, const std::vector<plugins::HeaderEdit>& edits,
+                          bool keep_alive) {
+  out.clear();
+  out += "HTTP/1.1 ";
+  append_number(out, static_cast<uint64_t>(status));
+  out += ' ';
+  out += status_reason(status);
+  out += kCrlf;
+  if (!content_type.empty() && !edited(&edits, "content-type"))
+    append_header(out, "Content-Type", content_type);
+  append_edits(out, &edits);
+  out += "Content-Length: ";
+  append_number(out, body.size());
+  out += kCrlf;
+  if (!keep_alive) out += "Connection: close\r\n";
+  out += kCrlf;
+  out += body;
 }
 
 }  // namespace portico::http

@@ -14,6 +14,7 @@
 #include "http/socket_io.hpp"
 #include "http/upstream_side.hpp"
 #include "http/websocket_relay.hpp"
+#include "plugins/runner.hpp"
 
 namespace portico::http {
 namespace {
@@ -228,11 +229,45 @@ class NodeUse {
 
 }  // namespace
 
+namespace {
+
+// Sends x.ctx.reply (a plugin's answer, or a gateway error on a route with plugins) after the
+// header_filter phase, so plugins' headers (request id, CORS) reach every answer.
+Task<bool> write_local_reply(ClientConnection& c, Exchange& x, bool keep,
+                             const HttpLimits& limits) {
+  plugins::Context& ctx = x.ctx;
+  ctx.status = ctx.reply.status;
+  plugins::run_header_filter(ctx);
+  int status = ctx.response_status.value_or(ctx.reply.status);
+  build_local_response(x.response_head, status, ctx.reply.content_type,
+                       ctx.response_body ? *ctx.response_body : ctx.reply.body,
+                       ctx.response_headers, keep);
+  x.status = status;
+  auto out = asio::buffer(x.response_head);
+  IoStatus s = write_now(c.socket, out, x.unsent)
+                   ? x.unsent.status
+                   : co_await write_rest(c.socket, x.unsent, c.io_deadline, limits.send_timeout);
+  x.bytes_out += x.response_head.size();
+  record_exchange(c, x);
+  if (!keep) c.needs_lingering_close = true;
+  co_return keep && (s == IoStatus::Ok);
+}
+
+bool may_keep_alive(const ClientConnection& c, const Exchange& x, const HttpLimits& limits) {
+  return x.req.keep_alive && !c.worker.draining() &&
+         c.requests < static_cast<uint32_t>(limits.keepalive_requests) &&
+         limits.keepalive_timeout > 0;
+}
+
+}  // namespace
+
 Task<bool> respond_error(ClientConnection& c, Exchange& x, int status, std::string_view message,
                          bool keep_alive, const HttpLimits& limits) {
-  bool keep = keep_alive && x.req.keep_alive && !c.worker.draining() &&
-              c.requests < static_cast<uint32_t>(limits.keepalive_requests) &&
-              limits.keepalive_timeout > 0;
+  bool keep = keep_alive && may_keep_alive(c, x, limits);
+  if (x.with_plugins) {
+    x.ctx.respond_error(status, message);
+    co_return co_await write_local_reply(c, x, keep, limits);
+  }
   build_error_response(x.response_head, status, message, keep);
   x.status = status;
   auto out = asio::buffer(x.response_head);
@@ -243,6 +278,13 @@ Task<bool> respond_error(ClientConnection& c, Exchange& x, int status, std::stri
   record_exchange(c, x);
   if (!keep) c.needs_lingering_close = true;
   co_return keep && (s == IoStatus::Ok);
+}
+
+Task<bool> respond_plugin_reply(ClientConnection& c, Exchange& x, const HttpLimits& limits) {
+  // An unread body forces a close; a bodyless request's head is done with.
+  bool bodyless = !x.req.has_body();
+  if (bodyless) c.in.consume(x.req.head_size);
+  co_return co_await write_local_reply(c, x, bodyless && may_keep_alive(c, x, limits), limits);
 }
 
 Task<bool> proxy_request(ClientConnection& c, Exchange& x, const config::CompiledRoute& route,
@@ -264,26 +306,45 @@ Task<bool> proxy_request(ClientConnection& c, Exchange& x, const config::Compile
   }
   // A body that fits the read buffer is read whole before any upstream is involved (as nginx
   // buffers request bodies): the request stays replayable for retries, and a slow client holds
-  // no upstream connection.
-  if (plan == BodyPlan::Stream &&
-      head + static_cast<size_t>(req.content_length) <= c.in.capacity()) {
+  // no upstream connection. A plugin that inspects bodies (WAF) gets its first bytes read too.
+  const size_t scan = x.with_plugins ? plugins::body_limit(x.ctx) : 0;
+  size_t want = 0;  // head and body bytes to hold before going upstream
+  if (plan == BodyPlan::Stream) {
+    size_t total = head + static_cast<size_t>(req.content_length);
+    if (total <= c.in.capacity())
+      want = total;
+    else if (scan > 0)
+      want = head + std::min<size_t>(scan, static_cast<size_t>(req.content_length));
+  }
+  if (want > 0) {
     if (req.expect_continue && buffered == 0 && !co_await send_100_continue(c, limits))
       co_return false;
-    size_t total = head + static_cast<size_t>(req.content_length);
-    if (c.in.size() + c.in.writable() < total) {
-      // Moving the bytes to the front of the buffer moves what x.req points into: parse again.
+    if (c.in.size() + c.in.writable() < want) {
+      // Moving the bytes in the buffer moves what x.req points into: parse again.
       c.in.compact();
+      if (c.in.capacity() < want) c.in.grow(want);
       RequestLimits rl{limits.client_max_header_size, limits.max_uri_length};
       parse_request(c.in.view(), rl, x.req);
+      if (x.with_plugins) x.ctx.path = x.req.path;
     }
-    Failure f = co_await read_whole_body(c, total, limits);
+    Failure f = co_await read_whole_body(c, want, limits);
     if (f != Failure::None) {
       if (f == Failure::ClientGone) co_return false;
       co_return co_await respond_error(c, x, failure_status(f), failure_text(f), false, limits);
     }
-    buffered = static_cast<size_t>(req.content_length);
-    plan = BodyPlan::InBuffer;
+    buffered = want - head;
+    if (buffered == static_cast<size_t>(req.content_length)) plan = BodyPlan::InBuffer;
   }
+  if (scan > 0 && plan == BodyPlan::Chunked) {
+    // Chunk framing would let a pattern hide across chunks: bodies that must be inspected
+    // need a length (curl, browsers and mobile SDKs send one for API bodies).
+    co_return co_await respond_error(c, x, 411, "a Content-Length is required on this route", false,
+                                     limits);
+  }
+  if (scan > 0 && buffered > 0 &&
+      plugins::run_body_phase(x.ctx, std::string_view(c.in.data() + head, buffered)) ==
+          plugins::Step::Respond)
+    co_return co_await respond_plugin_reply(c, x, limits);
   const bool streamed_body = plan == BodyPlan::Stream || plan == BodyPlan::Chunked;
   const bool retry_after_send =
       !streamed_body && (is_idempotent(req.method) || spec.retry_non_idempotent);
@@ -302,10 +363,13 @@ Task<bool> proxy_request(ClientConnection& c, Exchange& x, const config::Compile
                              : 0;
   Failure failure = Failure::None;
   const int64_t up_start = now_us();
-  const ClientFacts facts{c.remote_ip, c.local_port};
+  const std::string_view client_ip = x.with_plugins ? x.ctx.client_ip : c.remote_ip;
+  const ClientFacts facts{client_ip, c.local_port, c.remote_ip};
+  const plugins::RequestEdits* edits =
+      x.with_plugins && !x.ctx.upstream.empty() ? &x.ctx.upstream : nullptr;
   // Copied now: the head's bytes may be reused by the time a retry picks again.
   const std::string hash_key =
-      spec.type == "chash" ? balancer_key(spec, req, c.remote_ip, c.local_port) : std::string();
+      spec.type == "chash" ? balancer_key(spec, req, client_ip, c.local_port) : std::string();
   // The node serving the request is counted as busy until this function returns (least_conn);
   // each attempt's latency or failure teaches the ewma balancer.
   NodeUse use(target, w.index());
@@ -324,7 +388,7 @@ Task<bool> proxy_request(ClientConnection& c, Exchange& x, const config::Compile
     up.node = &target.nodes()[static_cast<size_t>(idx)];
     if (!x.upstream_addrs.empty()) x.upstream_addrs += ", ";
     x.upstream_addrs += up.node->address;
-    build_upstream_head(x.upstream_head, req, facts, *up.node, spec, websocket);
+    build_upstream_head(x.upstream_head, req, facts, *up.node, spec, websocket, edits);
 
     // A pooled connection may have been closed by the node meanwhile: then one fresh try on the
     // same node, which is safe because nothing of the request was processed.

@@ -16,4 +16,7 @@ Task<bool> proxy_request(ClientConnection& c, Exchange& x, const config::Compile
 Task<bool> respond_error(ClientConnection& c, Exchange& x, int status, std::string_view message,
                          bool keep_alive, const config::HttpLimits& limits);
 
+// Sends the answer a plugin made (x.ctx.reply) after the header_filter phase, logs the exchange.
+Task<bool> respond_plugin_reply(ClientConnection& c, Exchange& x, const config::HttpLimits& limits);
+
 }  // namespace portico::http

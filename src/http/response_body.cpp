@@ -9,6 +9,7 @@
 #include "http/message_heads.hpp"
 #include "http/responses.hpp"
 #include "http/socket_io.hpp"
+#include "plugins/runner.hpp"
 
 namespace portico::http {
 namespace {
@@ -88,6 +89,30 @@ Task<bool> forward_unframed(ClientConnection& c, Exchange& x, UpstreamSide& up, 
   co_return true;
 }
 
+// response-rewrite's body: the upstream's body is not read (its connection is closed, not
+// pooled) and the plugin's goes out with the upstream's headers and the plugins' edits.
+Task<bool> replace_body(ClientConnection& c, Exchange& x, UpstreamSide& up,
+                        const config::Upstream& spec, const config::HttpLimits& limits,
+                        bool keep_alive) {
+  const plugins::Context& ctx = x.ctx;
+  ResponseHead head = x.resp;
+  head.content_length = static_cast<int64_t>(ctx.response_body->size());
+  head.chunked = false;
+  int status = ctx.response_status.value_or(head.status);
+  build_response_head(x.response_head, head, OutFraming::Length, keep_alive,
+                      x.req.minor_version == 0, &ctx.response_headers, status);
+  x.status = status;
+  std::array<asio::const_buffer, 2> bufs{asio::buffer(x.response_head),
+                                         asio::buffer(*ctx.response_body)};
+  IoStatus s = write_now(c.socket, bufs, x.unsent)
+                   ? x.unsent.status
+                   : co_await write_rest(c.socket, x.unsent, c.io_deadline, limits.send_timeout);
+  x.bytes_out += x.response_head.size() + ctx.response_body->size();
+  up.release_connection(spec, false);
+  record_exchange(c, x);
+  co_return s == IoStatus::Ok&& keep_alive;
+}
+
 }  // namespace
 
 Task<bool> forward_response(ClientConnection& c, Exchange& x, UpstreamSide& up,
@@ -108,8 +133,19 @@ Task<bool> forward_response(ClientConnection& c, Exchange& x, UpstreamSide& up,
   const bool keep_alive = x.req.keep_alive && out != OutFraming::Close && !c.worker.draining() &&
                           c.requests < static_cast<uint32_t>(limits.keepalive_requests) &&
                           limits.keepalive_timeout > 0;
-  build_response_head(x.response_head, resp, out, keep_alive, client_http10);
-  x.status = resp.status;
+  if (x.with_plugins) {
+    plugins::Context& ctx = x.ctx;
+    ctx.status = resp.status;
+    ctx.response = &resp;
+    plugins::run_header_filter(ctx);
+    ctx.response = nullptr;
+    if (ctx.response_body)
+      co_return co_await replace_body(c, x, up, spec, limits, keep_alive && !no_body);
+  }
+  const int status = x.with_plugins ? x.ctx.response_status.value_or(resp.status) : resp.status;
+  build_response_head(x.response_head, resp, out, keep_alive, client_http10,
+                      x.with_plugins ? &x.ctx.response_headers : nullptr, status);
+  x.status = status;
   const bool upstream_keep_alive = resp.keep_alive;
   uint64_t remaining = in == InFraming::Length ? static_cast<uint64_t>(resp.content_length) : 0;
   ub.consume(resp.head_size);  // x.resp's views are not used past here

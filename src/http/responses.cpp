@@ -5,6 +5,7 @@
 #include <ctime>
 
 #include "core/access_log.hpp"
+#include "plugins/runner.hpp"
 
 namespace portico::http {
 
@@ -113,6 +114,10 @@ void append_ms(std::string& out, int64_t us) {
 
 void record_exchange(ClientConnection& c, Exchange& x) {
   int64_t elapsed_us = now_us() - x.start_us;
+  if (x.with_plugins) {
+    x.ctx.status = x.status;
+    plugins::run_log(x.ctx);
+  }
   c.worker.metrics.record({x.route_id ? std::string_view(*x.route_id) : std::string_view(),
                            x.status, static_cast<double>(elapsed_us) / 1e6,
                            x.upstream_us ? static_cast<double>(x.upstream_us) / 1e6 : -1.0,
@@ -123,7 +128,7 @@ void record_exchange(ClientConnection& c, Exchange& x) {
   out += "{\"time\":\"";
   out += timestamp(ts);
   out += "\",\"client\":\"";
-  out += c.remote_ip;
+  out += x.with_plugins ? x.ctx.client_ip : c.remote_ip;  // after real-ip
   out += ':';
   out += std::to_string(c.remote_port);
   out += "\",\"method\":\"";
@@ -145,6 +150,11 @@ void record_exchange(ClientConnection& c, Exchange& x) {
     out += '"';
   } else {
     out += "null";
+  }
+  if (x.with_plugins && !x.ctx.request_id.empty()) {
+    out += ",\"request_id\":\"";
+    append_json_escaped(out, x.ctx.request_id);
+    out += '"';
   }
   out += ",\"upstream\":\"";
   out += x.upstream_addrs;

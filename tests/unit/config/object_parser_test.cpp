@@ -89,11 +89,13 @@ routes:
   - id: 1
     uri: /a
     upstream: {nodes: {"127.0.0.1:80": 1}, colour: red}
-    plugins: {limit-req: {rate: 1}}
+    plugins: {limit-req: {rate: 1}, no-such-plugin: {}}
     hots: [a.com]
 )");
   EXPECT_NE(e.find("routes[0].upstream.colour: unknown field"), std::string::npos) << e;
-  EXPECT_NE(e.find("routes[0].plugins.limit-req: unknown plugin"), std::string::npos) << e;
+  EXPECT_NE(e.find("routes[0].plugins.no-such-plugin: unknown plugin"), std::string::npos) << e;
+  // A known plugin's schema errors name the plugin's field.
+  EXPECT_NE(e.find("routes[0].plugins.limit-req.burst: is required"), std::string::npos) << e;
   EXPECT_NE(e.find("routes[0].hots: unknown field"), std::string::npos) << e;
   EXPECT_NE(errors_of("routez: []").find("routez: unknown field"), std::string::npos);
 }

@@ -121,11 +121,16 @@ TEST(OtherObjectsConsumer, IdMustEqualUsername) {
 }
 
 TEST(OtherObjectsConsumer, PluginsUnknownFieldsAndBadGroupId) {
-  EXPECT_EQ(error_paths("consumers", json::parse(R"({
-    "username": "jack", "plugins": {"key-auth": {"key": "k"}}, "name": "x",
-    "group_id": "no spaces"
+  EXPECT_EQ(
+      error_paths("consumers", json::parse(R"({
+    "username": "jack", "plugins": {"key-auth": {"key": "k"}, "no-such-plugin": {}},
+    "name": "x", "group_id": "no spaces"
   })")),
-            (Paths{"consumers[0].group_id", "consumers[0].name", "consumers[0].plugins.key-auth"}));
+      (Paths{"consumers[0].group_id", "consumers[0].name", "consumers[0].plugins.no-such-plugin"}));
+  // A consumer's key-auth is its credential: the key is required.
+  EXPECT_EQ(error_paths("consumers", json::parse(R"({"username": "jack",
+                                                     "plugins": {"key-auth": {}}})")),
+            Paths{"consumers[0].plugins.key-auth.key"});
   EXPECT_EQ(error_paths("consumers", {{"username", "jack"}, {"plugins", json::array()}}),
             Paths{"consumers[0].plugins"});
   EXPECT_EQ(error_paths("consumers", "jack"), Paths{"consumers[0]"});
@@ -253,9 +258,9 @@ TEST(OtherObjectsGlobalRule, NeedsAPluginsObject) {
   EXPECT_EQ(error_paths("global_rules", {{"id", 1}}), Paths{"global_rules[0].plugins"});
   EXPECT_EQ(error_paths("global_rules", {{"plugins", json::array()}}),
             Paths{"global_rules[0].plugins"});
-  EXPECT_EQ(error_paths("global_rules", json::parse(R"({"plugins": {"prometheus": {}},
+  EXPECT_EQ(error_paths("global_rules", json::parse(R"({"plugins": {"no-such-plugin": {}},
                                                         "desc": "no desc here"})")),
-            (Paths{"global_rules[0].desc", "global_rules[0].plugins.prometheus"}));
+            (Paths{"global_rules[0].desc", "global_rules[0].plugins.no-such-plugin"}));
   EXPECT_EQ(error_paths("global_rules", {{"id", -1}, {"plugins", json::object()}}),
             Paths{"global_rules[0].id"});
 }
@@ -267,8 +272,9 @@ TEST(OtherObjectsPluginConfig, NeedsAPluginsObject) {
   EXPECT_EQ(error_paths("plugin_configs", json::object()), Paths{"plugin_configs[0].plugins"});
   EXPECT_EQ(
       error_paths("plugin_configs",
-                  json::parse(R"({"plugins": {"cors": {}}, "name": "x", "id": "a b"})")),
-      (Paths{"plugin_configs[0].id", "plugin_configs[0].name", "plugin_configs[0].plugins.cors"}));
+                  json::parse(R"({"plugins": {"no-such-plugin": {}}, "name": "x", "id": "a b"})")),
+      (Paths{"plugin_configs[0].id", "plugin_configs[0].name",
+             "plugin_configs[0].plugins.no-such-plugin"}));
 }
 
 TEST(OtherObjectsProto, NeedsNonEmptyContent) {

@@ -1,0 +1,123 @@
+#include "plugins/context.hpp"
+
+#include "config/field_reader.hpp"
+#include "http/balancer_key.hpp"
+#include "plugins/consumers.hpp"
+#include "router/route_rule.hpp"
+
+namespace portico::plugins {
+using config::json;
+namespace {
+
+// "x_user_id" (from http_x_user_id) names the header "x-user-id".
+bool header_name_matches(std::string_view header, std::string_view var_suffix) {
+  if (header.size() != var_suffix.size()) return false;
+  for (size_t i = 0; i < header.size(); ++i) {
+    char a = header[i], b = var_suffix[i];
+    if (a >= 'A' && a <= 'Z') a = static_cast<char>(a - 'A' + 'a');
+    if (b >= 'A' && b <= 'Z') b = static_cast<char>(b - 'A' + 'a');
+    if (b == '_') b = '-';
+    if (a != b) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+void RequestEdits::clear() {
+  method.reset();
+  target.reset();
+  host.reset();
+  headers.clear();
+}
+
+std::array<int64_t, 4>& Context::note(const Plugin* owner) {
+  for (auto& n : notes_)
+    if (n.owner == owner) return n.values;
+  notes_.push_back({owner, {}});
+  return notes_.back().values;
+}
+
+const std::array<int64_t, 4>* Context::find_note(const Plugin* owner) const {
+  for (const auto& n : notes_)
+    if (n.owner == owner) return &n.values;
+  return nullptr;
+}
+
+void Context::respond(int s, std::string body, std::string content_type) {
+  reply.status = s;
+  reply.body = std::move(body);
+  reply.content_type = std::move(content_type);
+}
+
+void Context::respond_error(int s, std::string_view message) {
+  json body = {{"error_msg", message}};
+  respond(s, body.dump() + "\n");
+}
+
+std::string_view Context::header(std::string_view name) const {
+  for (const auto& h : req->headers)
+    if (http::iequals(h.name, name)) return h.value;
+  return {};
+}
+
+std::string_view Context::var(std::string_view name) const {
+  const http::RequestHead& r = *req;
+  if (name.starts_with("http_")) {
+    std::string_view suffix = name.substr(5);
+    for (const auto& h : r.headers)
+      if (header_name_matches(h.name, suffix)) return h.value;
+    return {};
+  }
+  if (name.starts_with("arg_")) return http::query_arg(r.query, name.substr(4));
+  if (name.starts_with("cookie_")) return http::cookie_value(header("cookie"), name.substr(7));
+  if (name == "remote_addr") return client_ip;
+  if (name == "uri") return path;
+  if (name == "request_uri") return r.target;
+  if (name == "host") return r.host;
+  if (name == "request_method") return r.method;
+  if (name == "query_string" || name == "args") return r.query;
+  if (name == "scheme") return "http";
+  if (name == "route_id") return route_id ? std::string_view(*route_id) : std::string_view();
+  if (name == "service_id") return service_id ? std::string_view(*service_id) : std::string_view();
+  if (name == "consumer_name")
+    return consumer ? std::string_view(consumer->username) : std::string_view();
+  if (name == "request_id") return request_id;
+  if (name == "remote_port" || name == "server_port") {
+    scratch_ = std::to_string(name == "remote_port" ? client_port : server_port);
+    return scratch_;
+  }
+  return {};
+}
+
+void Context::set_client(std::string_view ip) {
+  client_ip.assign(ip);
+  client_bytes = router::address_bytes(ip);
+}
+
+void Context::reset() {
+  req = nullptr;
+  path = {};
+  client_ip.clear();
+  client_port = 0;
+  server_port = 0;
+  route_id = nullptr;
+  service_id = nullptr;
+  consumers = nullptr;
+  consumer = nullptr;
+  upstream.clear();
+  response_headers.clear();
+  response_status.reset();
+  response_body.reset();
+  reply.status = 0;
+  reply.body.clear();
+  reply.content_type.clear();
+  request_id.clear();
+  status = 0;
+  response = nullptr;
+  notes_.clear();
+  active.clear();
+  global_count = 0;
+}
+
+}  // namespace portico::plugins

@@ -1,0 +1,107 @@
+// The request as plugins see it: the parsed head, the client, what they change on the way up
+// (RequestEdits) and down (ResponseEdits), a local answer (reply), and small per-request notes.
+// One Context lives in each recycled Exchange, so steady-state requests allocate nothing here.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "http/http_parser.hpp"
+
+namespace portico::plugins {
+
+class Plugin;
+class ConsumerTable;
+struct Consumer;
+
+struct HeaderEdit {
+  enum class Op { Set, Add, Remove } op;
+  std::string name;
+  std::string value;
+};
+
+// Changes to the request sent upstream (proxy-rewrite, request-id, real-ip's X-Real-IP).
+struct RequestEdits {
+  std::optional<std::string> method;
+  std::optional<std::string> target;  // path and query, as sent upstream
+  std::optional<std::string> host;
+  std::vector<HeaderEdit> headers;
+  void clear();
+  bool empty() const { return !method && !target && !host && headers.empty(); }
+};
+
+// An answer made by a plugin instead of the upstream's.
+struct Reply {
+  int status = 0;
+  std::string body;
+  std::string content_type;  // empty: none
+};
+
+class Context {
+ public:
+  // Set per request by the server.
+  const http::RequestHead* req = nullptr;
+  std::string_view path;  // normalised request path
+  std::string client_ip;  // the client address (real-ip may replace it)
+  uint16_t client_port = 0;
+  std::array<uint8_t, 16> client_bytes{};  // client_ip as IPv4-mapped IPv6
+  uint16_t server_port = 0;
+  const std::string* route_id = nullptr;
+  const std::string* service_id = nullptr;
+  const ConsumerTable* consumers = nullptr;
+  int worker = 0;
+  int64_t now_ms = 0;  // wall-clock milliseconds at the start of the request
+  int64_t request_id_seed = 0;
+
+  // Filled by plugins.
+  const Consumer* consumer = nullptr;
+  RequestEdits upstream;
+  std::vector<HeaderEdit> response_headers;  // applied to the response head, local or upstream
+  std::optional<int> response_status;        // response-rewrite's status_code
+  std::optional<std::string> response_body;  // response-rewrite's body: replaces the upstream's
+  Reply reply;
+  std::string request_id;  // request-id plugin, also in the access log and WAF answers
+
+  // The plugins of this request in the order they run (global rules', then the route's merged
+  // with the consumer's), for the body, header_filter and log phases.
+  std::vector<const Plugin*> active;
+  size_t global_count = 0;  // active[0, global_count) came from global rules
+
+  // Response facts for header_filter and log (0 until known).
+  int status = 0;
+  const http::ResponseHead* response = nullptr;
+
+  // Up to four numbers a plugin keeps between its phases (limit-count's quota for its headers,
+  // limit-conn's slot to release), keyed by the plugin instance.
+  std::array<int64_t, 4>& note(const Plugin* owner);
+  const std::array<int64_t, 4>* find_note(const Plugin* owner) const;
+
+  // An answer now: sets reply and returns Step::Respond's value for convenience.
+  void respond(int status, std::string body, std::string content_type = "application/json");
+  // APISIX's {"error_msg": "..."} body.
+  void respond_error(int status, std::string_view message);
+
+  // An nginx/APISIX variable by name: remote_addr, remote_port, uri, request_uri, host,
+  // request_method, query_string/args, server_port, scheme, route_id, service_id,
+  // consumer_name, request_id, arg_*, http_* (header, '_' = '-'), cookie_*. Empty when absent.
+  std::string_view var(std::string_view name) const;
+  std::string_view header(std::string_view name) const;  // case-insensitive, first value
+
+  void set_client(std::string_view ip);  // client_ip and client_bytes
+
+  void reset();
+
+ private:
+  struct Note {
+    const Plugin* owner;
+    std::array<int64_t, 4> values;
+  };
+  std::vector<Note> notes_;
+  mutable std::string scratch_;  // for variables that must be formatted (ports)
+};
+
+}  // namespace portico::plugins

@@ -1,0 +1,91 @@
+#include "plugins/header_config.hpp"
+
+namespace portico::plugins {
+namespace {
+
+using config::json;
+
+void read_map(const json& map, HeaderEdit::Op op, const std::string& path, config::Errors& errors,
+              std::vector<HeaderEdit>& out) {
+  if (!map.is_object()) {
+    errors.add(path, "must be an object of header names to values");
+    return;
+  }
+  for (auto it = map.begin(); it != map.end(); ++it) {
+    std::string field = path + "." + it.key();
+    if (!valid_header_name(it.key())) {
+      errors.add(field, "is not a valid header name");
+      continue;
+    }
+    std::string value;
+    if (it.value().is_string())
+      value = it.value().get<std::string>();
+    else if (it.value().is_number())
+      value = it.value().dump();
+    else {
+      errors.add(field, "must be a string or a number");
+      continue;
+    }
+    if (!valid_header_value(value)) {
+      errors.add(field, "must not contain control characters");
+      continue;
+    }
+    HeaderEdit::Op this_op = op;
+    if (op == HeaderEdit::Op::Set && value.empty()) this_op = HeaderEdit::Op::Remove;
+    out.push_back({this_op, it.key(), value});
+  }
+}
+
+}  // namespace
+
+bool valid_header_name(std::string_view name) {
+  if (name.empty() || name.size() > 256) return false;
+  for (char c : name) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+    if (!ok) return false;
+  }
+  return true;
+}
+
+bool valid_header_value(std::string_view value) {
+  for (char c : value)
+    if ((static_cast<unsigned char>(c) < 0x20 && c != '\t') || c == 0x7f) return false;
+  return true;
+}
+
+std::vector<HeaderEdit> read_header_edits(const json& value, const std::string& path,
+                                          config::Errors& errors) {
+  std::vector<HeaderEdit> out;
+  if (!value.is_object()) {
+    errors.add(path, "must be an object");
+    return out;
+  }
+  bool structured = value.contains("add") || value.contains("set") || value.contains("remove");
+  if (!structured) {
+    read_map(value, HeaderEdit::Op::Set, path, errors, out);
+    return out;
+  }
+  config::ObjectReader r(value, path, errors);
+  if (const json* set = r.raw("set"))
+    read_map(*set, HeaderEdit::Op::Set, path + ".set", errors, out);
+  if (const json* add = r.raw("add"))
+    read_map(*add, HeaderEdit::Op::Add, path + ".add", errors, out);
+  if (const json* remove = r.raw("remove")) {
+    if (!remove->is_array()) {
+      r.error("remove", "must be a list of header names");
+    } else {
+      for (size_t i = 0; i < remove->size(); ++i) {
+        const json& n = (*remove)[i];
+        if (!n.is_string() || !valid_header_name(n.get<std::string>()))
+          errors.add(path + ".remove[" + std::to_string(i) + "]", "must be a header name");
+        else
+          out.push_back({HeaderEdit::Op::Remove, n.get<std::string>(), ""});
+      }
+    }
+  }
+  r.finish();
+  return out;
+}
+
+}  // namespace portico::plugins

@@ -1,0 +1,21 @@
+// The `headers` field of proxy-rewrite and response-rewrite (APISIX 3.x): either
+// {add: {name: value}, set: {name: value}, remove: [names]} or the older flat map {name: value}
+// where a value sets the header and "" removes it.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "config/field_reader.hpp"
+#include "plugins/context.hpp"
+
+namespace portico::plugins {
+
+std::vector<HeaderEdit> read_header_edits(const config::json& value, const std::string& path,
+                                          config::Errors& errors);
+
+// Header names and values must be safe to write into a head (no CR/LF, token names).
+bool valid_header_name(std::string_view name);
+bool valid_header_value(std::string_view value);
+
+}  // namespace portico::plugins

@@ -1,0 +1,128 @@
+// limit-conn (APISIX priority 1003): concurrent requests per key. Up to `conn` pass at once;
+// up to `burst` more are delayed (a timer, the worker keeps serving); past that, rejected. The
+// count is for the whole node and released when the response is done (log phase).
+#include <functional>
+#include <mutex>
+#include <unordered_map>
+
+#include "http/responses.hpp"
+#include "plugins/context.hpp"
+#include "plugins/limit/limit_key.hpp"
+#include "plugins/plugin.hpp"
+
+namespace portico::plugins {
+namespace {
+
+// In-flight counts by key, striped; a key at zero is removed, so idle keys cost nothing.
+class ConnCounts {
+ public:
+  int64_t add(const std::string& key, int64_t delta) {
+    Shard& s = shards_[std::hash<std::string>{}(key) % kShards];
+    std::lock_guard lock(s.mutex);
+    int64_t& n = s.counts[key];
+    n += delta;
+    int64_t now = n;
+    if (n <= 0) s.counts.erase(key);
+    return now;
+  }
+
+ private:
+  static constexpr size_t kShards = 32;
+  struct alignas(64) Shard {
+    std::mutex mutex;
+    std::unordered_map<std::string, int64_t> counts;
+  };
+  Shard shards_[kShards];
+};
+
+std::shared_ptr<ConnCounts> counts_for(const std::string& scope) {
+  static std::mutex mutex;
+  static std::unordered_map<std::string, std::weak_ptr<ConnCounts>> all;
+  std::lock_guard lock(mutex);
+  auto c = all[scope].lock();
+  if (!c) {
+    c = std::make_shared<ConnCounts>();
+    all[scope] = c;
+  }
+  return c;
+}
+
+class LimitConn final : public Plugin {
+ public:
+  int64_t conn = 1;
+  int64_t burst = 0;
+  double default_conn_delay = 0;
+  bool only_use_default_delay = false;
+  LimitKey key;
+  int rejected_code = 503;
+  std::string rejected_msg;
+  std::shared_ptr<ConnCounts> counts;
+
+  bool waits_in_access() const override { return true; }
+
+  Task<Step> access_async(Context& ctx) const override {
+    std::string k;
+    key.extract(ctx, k);
+    int64_t now = counts->add(k, 1);
+    if (now > conn + burst) {
+      counts->add(k, -1);
+      ctx.respond_error(rejected_code,
+                        rejected_msg.empty() ? http::status_reason(rejected_code) : rejected_msg);
+      co_return Step::Respond;
+    }
+    ctx.note(this)[0] = 1;  // holds a slot until log()
+    if (now > conn) {
+      double delay = only_use_default_delay
+                         ? default_conn_delay
+                         : default_conn_delay * static_cast<double>((now - 1) / conn);
+      Timer timer(co_await asio::this_coro::executor);
+      timer.expires_after(std::chrono::microseconds(static_cast<int64_t>(delay * 1e6)));
+      co_await timer.async_wait(await_ec);
+    }
+    co_return Step::Continue;
+  }
+
+  void log(Context& ctx) const override {
+    const auto* held = ctx.find_note(this);
+    if (!held || (*held)[0] != 1) return;
+    std::string k;
+    key.extract(ctx, k);
+    counts->add(k, -1);
+  }
+};
+
+std::shared_ptr<const Plugin> create(const json& conf, const Scope& scope, const std::string& path,
+                                     Errors& errors) {
+  auto p = std::make_shared<LimitConn>();
+  config::ObjectReader r(conf, path, errors);
+  size_t before = errors.size();
+  auto c = r.integer("conn", 1, 1000000000);
+  if (!c) r.error("conn", "is required and must be an integer > 0");
+  p->conn = c.value_or(1);
+  auto b = r.integer("burst", 0, 1000000000);
+  if (!b) r.error("burst", "is required and must be an integer >= 0");
+  p->burst = b.value_or(0);
+  const json* d = r.raw("default_conn_delay");
+  if (!d || !d->is_number() || d->get<double>() <= 0)
+    r.error("default_conn_delay", "is required and must be a number of seconds > 0");
+  else
+    p->default_conn_delay = d->get<double>();
+  p->only_use_default_delay = r.boolean_or("only_use_default_delay", false);
+  p->key = LimitKey::read(r);
+  p->rejected_code = static_cast<int>(r.integer_or("rejected_code", 503, 200, 599));
+  p->rejected_msg = r.string_or("rejected_msg", "");
+  r.boolean_or("allow_degradation", false);
+  r.finish();
+  if (errors.size() != before) return nullptr;
+  p->counts = counts_for(scope.key() + "#limit-conn");
+  return p;
+}
+
+}  // namespace
+
+const PluginType& limit_conn_plugin() {
+  static const PluginType type{"limit-conn", 1003, &create};
+  return type;
+}
+
+}  // namespace portico::plugins

@@ -1,0 +1,95 @@
+// limit-req (APISIX priority 1001): requests per second per key with a burst, the leaky bucket
+// of resty.limit.req. Over the rate but within the burst, a request is delayed by a timer (the
+// worker keeps serving others) unless `nodelay`; past the burst it is rejected.
+#include "http/responses.hpp"
+#include "plugins/context.hpp"
+#include "plugins/limit/leaky_bucket.hpp"
+#include "plugins/limit/limit_key.hpp"
+#include "plugins/plugin.hpp"
+
+namespace portico::plugins {
+namespace {
+
+class LimitReq final : public Plugin {
+ public:
+  double rate = 0;   // requests per second
+  double burst = 0;  // requests over the rate that are delayed rather than rejected
+  LimitKey key;
+  int rejected_code = 503;
+  std::string rejected_msg;
+  bool nodelay = false;
+  std::shared_ptr<LeakyBucketTable> buckets;
+
+  bool waits_in_access() const override { return !nodelay; }
+
+  Step access(Context& ctx) const override {
+    int64_t delay = 0;
+    return decide(ctx, delay);
+  }
+
+  Task<Step> access_async(Context& ctx) const override {
+    int64_t delay = 0;
+    if (decide(ctx, delay) == Step::Respond) co_return Step::Respond;
+    if (delay >= 1) {  // APISIX sleeps only from 1 ms on
+      Timer timer(co_await asio::this_coro::executor);
+      timer.expires_after(std::chrono::milliseconds(delay));
+      co_await timer.async_wait(await_ec);
+    }
+    co_return Step::Continue;
+  }
+
+ private:
+  Step decide(Context& ctx, int64_t& delay_ms) const {
+    thread_local std::string k;
+    key.extract(ctx, k);
+    BucketDecision d = buckets->take(k, static_cast<int64_t>(rate * 1000),
+                                     static_cast<int64_t>(burst * 1000), ctx.now_ms);
+    if (d.rejected) {
+      if (rejected_msg.empty())
+        ctx.respond_error(rejected_code, http::status_reason(rejected_code));
+      else
+        ctx.respond_error(rejected_code, rejected_msg);
+      return Step::Respond;
+    }
+    delay_ms = d.delay_ms;
+    return Step::Continue;
+  }
+};
+
+std::shared_ptr<const Plugin> create(const json& conf, const Scope& scope, const std::string& path,
+                                     Errors& errors) {
+  auto p = std::make_shared<LimitReq>();
+  config::ObjectReader r(conf, path, errors);
+  size_t before = errors.size();
+  auto rate = r.raw("rate");
+  if (!rate || !rate->is_number() || rate->get<double>() <= 0)
+    r.error("rate", "is required and must be a number > 0");
+  else
+    p->rate = rate->get<double>();
+  auto burst = r.raw("burst");
+  if (!burst || !burst->is_number() || burst->get<double>() < 0)
+    r.error("burst", "is required and must be a number >= 0");
+  else
+    p->burst = burst->get<double>();
+  p->key = LimitKey::read(r);
+  p->rejected_code = static_cast<int>(r.integer_or("rejected_code", 503, 200, 599));
+  p->rejected_msg = r.string_or("rejected_msg", "");
+  p->nodelay = r.boolean_or("nodelay", false);
+  r.boolean_or("allow_degradation", false);  // only matters for shared stores (none yet)
+  std::string policy = r.string_or("policy", "local");
+  if (policy != "local")
+    r.error("policy", "only \"local\" is supported (one bucket per key per node)");
+  r.finish();
+  if (errors.size() != before) return nullptr;
+  p->buckets = bucket_table(scope.key() + "#limit-req");
+  return p;
+}
+
+}  // namespace
+
+const PluginType& limit_req_plugin() {
+  static const PluginType type{"limit-req", 1001, &create};
+  return type;
+}
+
+}  // namespace portico::plugins

@@ -1,0 +1,71 @@
+// What a plugin is: an immutable instance compiled once from its config, with the phases of a
+// request it takes part in. Plugins see a Context, never the server's internals, and answer
+// "continue" or a response (Context::reply).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "config/field_reader.hpp"
+#include "core/asio.hpp"
+
+namespace portico::plugins {
+
+using config::Errors;
+using config::json;
+
+class Context;
+struct Credential;
+
+// What a phase decided: go on with the next plugin, or answer now with Context::reply.
+enum class Step { Continue, Respond };
+
+// Where a plugin's config was declared ("routes", "r1"). Stateful plugins (rate limits) key
+// their long-lived state by it, so state survives config changes and is shared by every route of
+// a service that declares the plugin.
+struct Scope {
+  std::string kind;
+  std::string id;
+  std::string key() const { return kind + "/" + id; }
+};
+
+// The phases, in the order a request meets them (Pingora/APISIX names). Every method has a
+// default that does nothing, so a plugin implements only what it needs.
+class Plugin {
+ public:
+  virtual ~Plugin() = default;
+
+  // Before authentication: rewrite the request, set the client address (real-ip).
+  virtual Step rewrite(Context&) const { return Step::Continue; }
+  // Allow or refuse: auth, rate limits, WAF on the request head.
+  virtual Step access(Context&) const { return Step::Continue; }
+  // A plugin whose access phase must wait (a delay timer, a Redis round trip) says so here;
+  // the runner then awaits access_async instead of calling access.
+  virtual bool waits_in_access() const { return false; }
+  virtual Task<Step> access_async(Context& ctx) const { co_return access(ctx); }
+  // The request body, when body_limit() > 0: the first body_limit() bytes (or the whole body
+  // when shorter), once, before the request goes upstream.
+  virtual size_t body_limit() const { return 0; }
+  virtual Step body(Context&, std::string_view) const { return Step::Continue; }
+  // The response head (upstream's or a local reply's) before it is sent: edit headers.
+  virtual void header_filter(Context&) const {}
+  // After the response is sent (counters, releasing a concurrency slot).
+  virtual void log(Context&) const {}
+};
+
+// The registry's entry for one plugin name.
+struct PluginType {
+  std::string_view name;
+  int priority;  // APISIX's: higher runs first within a phase
+  // Validates `conf` (errors under `path`) and returns the instance, or nullptr on errors.
+  std::shared_ptr<const Plugin> (*create)(const json& conf, const Scope& scope,
+                                          const std::string& path, Errors& errors);
+  // The consumer-side config of an authentication plugin (key-auth's {key}); nullptr when the
+  // plugin has none. Returns the credential the consumer is looked up by (null on errors).
+  std::shared_ptr<const Credential> (*consumer_credential)(const json& conf,
+                                                           const std::string& path,
+                                                           Errors& errors) = nullptr;
+};
+
+}  // namespace portico::plugins

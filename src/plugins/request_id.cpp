@@ -1,0 +1,74 @@
+// request-id (APISIX priority 12015): every request carries an id, in a header to the upstream
+// and back to the client, and in the access log. An id the client (or a proxy in front) sent is
+// kept, so one id follows a request across layers.
+#include <random>
+
+#include "plugins/context.hpp"
+#include "plugins/header_config.hpp"
+#include "plugins/plugin.hpp"
+
+namespace portico::plugins {
+namespace {
+
+// A version 4 UUID from a per-thread generator (no lock, no system call per request).
+std::string make_uuid() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  uint64_t hi = rng(), lo = rng();
+  hi = (hi & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;
+  lo = (lo & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;
+  static const char* hex = "0123456789abcdef";
+  std::string s(36, '-');
+  int pos = 0;
+  for (int i = 0; i < 32; ++i) {
+    if (pos == 8 || pos == 13 || pos == 18 || pos == 23) ++pos;
+    uint64_t word = i < 16 ? hi : lo;
+    int shift = (15 - (i % 16)) * 4;
+    s[static_cast<size_t>(pos++)] = hex[(word >> shift) & 0xf];
+  }
+  return s;
+}
+
+class RequestId final : public Plugin {
+ public:
+  std::string header_name = "X-Request-Id";
+  bool include_in_response = true;
+
+  Step rewrite(Context& ctx) const override {
+    std::string_view sent = ctx.header(header_name);
+    if (!sent.empty() && sent.size() <= 256 && valid_header_value(sent))
+      ctx.request_id.assign(sent);
+    else
+      ctx.request_id = make_uuid();
+    ctx.upstream.headers.push_back({HeaderEdit::Op::Set, header_name, ctx.request_id});
+    return Step::Continue;
+  }
+
+  void header_filter(Context& ctx) const override {
+    if (include_in_response && !ctx.request_id.empty())
+      ctx.response_headers.push_back({HeaderEdit::Op::Set, header_name, ctx.request_id});
+  }
+};
+
+std::shared_ptr<const Plugin> create(const json& conf, const Scope&, const std::string& path,
+                                     Errors& errors) {
+  auto p = std::make_shared<RequestId>();
+  config::ObjectReader r(conf, path, errors);
+  size_t before = errors.size();
+  p->header_name = r.string_or("header_name", "X-Request-Id");
+  if (!valid_header_name(p->header_name)) r.error("header_name", "is not a valid header name");
+  p->include_in_response = r.boolean_or("include_in_response", true);
+  std::string algorithm = r.string_or("algorithm", "uuid");
+  if (algorithm != "uuid") r.error("algorithm", "only \"uuid\" is supported");
+  r.finish();
+  if (errors.size() != before) return nullptr;
+  return p;
+}
+
+}  // namespace
+
+const PluginType& request_id_plugin() {
+  static const PluginType type{"request-id", 12015, &create};
+  return type;
+}
+
+}  // namespace portico::plugins

@@ -1,0 +1,99 @@
+#include "plugins/runner.hpp"
+
+#include <algorithm>
+
+#include "plugins/consumers.hpp"
+
+namespace portico::plugins {
+namespace {
+
+Task<Step> run_access(Context& ctx, const Plugin* p) {
+  if (p->waits_in_access()) co_return co_await p->access_async(ctx);
+  co_return p->access(ctx);
+}
+
+// The route's plugins with the consumer's merged in: a consumer's plugin replaces the route's
+// of the same name (APISIX: Consumer > Route), then all by priority.
+void merge_consumer(Context& ctx, const Chain* route, const PluginSet& consumer) {
+  size_t first = ctx.global_count;
+  ctx.active.resize(first);
+  struct Item {
+    int priority;
+    const Plugin* plugin;
+  };
+  Item items[64];
+  size_t n = 0;
+  for (const PluginEntry& e : consumer.entries)
+    if (e.plugin && !e.disabled && n < 64) items[n++] = {e.type->priority, e.plugin.get()};
+  if (route) {
+    for (const PluginEntry* e : route->entries) {
+      if (n >= 64) break;
+      const PluginEntry* own = consumer.find(e->type->name);
+      if (own && own->plugin) continue;  // replaced (or disabled) by the consumer's
+      items[n++] = {e->type->priority, e->plugin.get()};
+    }
+  }
+  std::stable_sort(items, items + n,
+                   [](const Item& a, const Item& b) { return a.priority > b.priority; });
+  for (size_t i = 0; i < n; ++i) ctx.active.push_back(items[i].plugin);
+}
+
+bool has_own_plugins(const PluginSet* set) {
+  if (!set) return false;
+  return std::any_of(set->entries.begin(), set->entries.end(),
+                     [](const PluginEntry& e) { return e.plugin && !e.disabled; });
+}
+
+}  // namespace
+
+Task<Step> run_request_phases(Context& ctx, const Chain* global, const Chain* route) {
+  ctx.active.clear();
+  if (global)
+    for (const PluginEntry* e : global->entries) ctx.active.push_back(e->plugin.get());
+  ctx.global_count = ctx.active.size();
+  if (route)
+    for (const PluginEntry* e : route->entries) ctx.active.push_back(e->plugin.get());
+
+  for (size_t i = 0; i < ctx.global_count; ++i)
+    if (ctx.active[i]->rewrite(ctx) == Step::Respond) co_return Step::Respond;
+  for (size_t i = 0; i < ctx.global_count; ++i)
+    if (co_await run_access(ctx, ctx.active[i]) == Step::Respond) co_return Step::Respond;
+  for (size_t i = ctx.global_count; i < ctx.active.size(); ++i)
+    if (ctx.active[i]->rewrite(ctx) == Step::Respond) co_return Step::Respond;
+
+  if (ctx.consumer && has_own_plugins(ctx.consumer->plugins.get())) {
+    const PluginSet& own = *ctx.consumer->plugins;
+    merge_consumer(ctx, route, own);
+    // The consumer's plugins join after the route's rewrite phase ran: theirs runs now.
+    for (const PluginEntry& e : own.entries)
+      if (e.plugin && !e.disabled && e.plugin->rewrite(ctx) == Step::Respond)
+        co_return Step::Respond;
+  }
+  for (size_t i = ctx.global_count; i < ctx.active.size(); ++i)
+    if (co_await run_access(ctx, ctx.active[i]) == Step::Respond) co_return Step::Respond;
+  co_return Step::Continue;
+}
+
+size_t body_limit(const Context& ctx) {
+  size_t limit = 0;
+  for (const Plugin* p : ctx.active) limit = std::max(limit, p->body_limit());
+  return limit;
+}
+
+Step run_body_phase(Context& ctx, std::string_view body) {
+  for (const Plugin* p : ctx.active)
+    if (p->body_limit() > 0 &&
+        p->body(ctx, body.substr(0, std::min(body.size(), p->body_limit()))) == Step::Respond)
+      return Step::Respond;
+  return Step::Continue;
+}
+
+void run_header_filter(Context& ctx) {
+  for (const Plugin* p : ctx.active) p->header_filter(ctx);
+}
+
+void run_log(Context& ctx) {
+  for (const Plugin* p : ctx.active) p->log(ctx);
+}
+
+}  // namespace portico::plugins

@@ -1,0 +1,22 @@
+// Runs the plugin phases of one request: global rules first, then the route's plugins, with
+// the consumer's plugins merged in once an authentication plugin has named the consumer.
+#pragma once
+
+#include <string_view>
+
+#include "plugins/context.hpp"
+#include "plugins/plugin_set.hpp"
+
+namespace portico::plugins {
+
+// rewrite and access of every plugin, in order; Step::Respond as soon as one answers.
+// Fills ctx.active for the later phases.
+Task<Step> run_request_phases(Context& ctx, const Chain* global, const Chain* route);
+// The most body bytes any active plugin wants to see (0: the body is not inspected).
+size_t body_limit(const Context& ctx);
+// The body phase, for plugins that asked to see the body.
+Step run_body_phase(Context& ctx, std::string_view body);
+void run_header_filter(Context& ctx);
+void run_log(Context& ctx);
+
+}  // namespace portico::plugins
