@@ -35,14 +35,16 @@ void read_listen(ObjectReader& r, std::string_view key, ListenAddress& out) {
   if (s && !parse_listen(*s, out)) r.error(key, "must be \"ip:port\"");
 }
 
-bool compile_trusted(ListenAddress& a) {
+// Fills `trusted` from `trusted_addresses`, reporting entries that are not addresses or CIDRs.
+void compile_trusted(ListenAddress& a, const std::string& path, Errors& errors) {
   a.trusted.clear();
-  for (const auto& text : a.trusted_addresses) {
+  for (size_t i = 0; i < a.trusted_addresses.size(); ++i) {
     router::Cidr cidr;
-    if (!router::Cidr::parse(text, cidr)) return false;
-    a.trusted.push_back(cidr);
+    if (router::Cidr::parse(a.trusted_addresses[i], cidr))
+      a.trusted.push_back(cidr);
+    else
+      errors.add(path + "[" + std::to_string(i) + "]", "must be an IP address or CIDR");
   }
-  return true;
 }
 
 // {addr, proxy_protocol, trusted_addresses}: the object form of a node.listen entry.
@@ -56,20 +58,13 @@ void read_listen_object(const json& value, const std::string& path, ListenAddres
     r.error("addr", "is required");
   }
   out.proxy_protocol = r.boolean_or("proxy_protocol", false);
-  out.trusted_addresses = kDefaultProxyProtocolTrusted;
   if (r.has("trusted_addresses")) {
     out.trusted_addresses = r.string_list("trusted_addresses");
     if (out.trusted_addresses.empty())
       r.error("trusted_addresses",
               "needs at least one address (leave it out for loopback and private ranges)");
-    for (size_t i = 0; i < out.trusted_addresses.size(); ++i) {
-      router::Cidr cidr;
-      if (!router::Cidr::parse(out.trusted_addresses[i], cidr))
-        errors.add(r.child_path("trusted_addresses") + "[" + std::to_string(i) + "]",
-                   "must be an IP address or CIDR");
-    }
+    compile_trusted(out, r.child_path("trusted_addresses"), errors);
   }
-  compile_trusted(out);
   r.finish();
 }
 
@@ -78,7 +73,7 @@ void read_node_listen(const json& value, std::vector<ListenAddress>& out, Errors
   auto read_item = [&](const json& item, const std::string& path) {
     ListenAddress a;
     a.trusted_addresses = kDefaultProxyProtocolTrusted;
-    compile_trusted(a);
+    compile_trusted(a, path, errors);  // constants: never fails
     if (item.is_string()) {
       if (!parse_listen(item.get<std::string>(), a)) {
         errors.add(path, "must be \"ip:port\"");
