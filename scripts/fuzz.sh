@@ -14,3 +14,9 @@ clang++ $FLAGS tests/fuzz/http_head_fuzz.cpp src/http/http_parser.cpp src/http/c
 mkdir -p "$OUT/corpus-http_head"
 cp -n tests/fuzz/corpus/http_head/* "$OUT/corpus-http_head/" 2>/dev/null || true
 "$OUT/http_head_fuzz" -max_total_time="$SECS" -max_len=8192 "$OUT/corpus-http_head"
+
+clang++ $FLAGS tests/fuzz/proxy_protocol_fuzz.cpp src/stream/proxy_protocol.cpp \
+  -o "$OUT/proxy_protocol_fuzz"
+mkdir -p "$OUT/corpus-proxy_protocol"
+cp -n tests/fuzz/corpus/proxy_protocol/* "$OUT/corpus-proxy_protocol/" 2>/dev/null || true
+"$OUT/proxy_protocol_fuzz" -max_total_time="$SECS" -max_len=2048 "$OUT/corpus-proxy_protocol"

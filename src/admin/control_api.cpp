@@ -173,16 +173,27 @@ HttpResponse ControlApi::running_config() const {
 HttpResponse ControlApi::metrics() const {
   metrics::Totals totals;
   int64_t connections = 0;
+  uint64_t untrusted = 0, invalid = 0, truncated = 0, timeout = 0;
   if (ctx_.workers)
     for (const auto& w : *ctx_.workers) {
       w->metrics.collect(totals);
       connections += w->connections.load(std::memory_order_relaxed);
+      const metrics::ProxyProtocolRejections& pp = w->proxy_protocol_rejections;
+      untrusted += pp.untrusted.load(std::memory_order_relaxed);
+      invalid += pp.invalid.load(std::memory_order_relaxed);
+      truncated += pp.truncated.load(std::memory_order_relaxed);
+      timeout += pp.timeout.load(std::memory_order_relaxed);
     }
   metrics::PrometheusWriter out;
   metrics::write_request_metrics(out, totals);
   config::ConfigSourceStatus s = ctx_.source_status();
   out.gauge("portico_connections_active", "Open client connections.", {},
             static_cast<double>(connections));
+  for (auto [reason, count] : {std::pair{"untrusted", untrusted}, std::pair{"invalid", invalid},
+                               std::pair{"truncated", truncated}, std::pair{"timeout", timeout}})
+    out.counter("portico_proxy_protocol_rejected_total",
+                "Connections closed on a proxy_protocol listener before any request, by reason.",
+                {{"reason", reason}}, count);
   out.gauge("portico_config_revision",
             "Revision of the applied configuration (etcd revision, or file version).", {},
             static_cast<double>(s.revision));

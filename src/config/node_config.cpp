@@ -35,6 +35,65 @@ void read_listen(ObjectReader& r, std::string_view key, ListenAddress& out) {
   if (s && !parse_listen(*s, out)) r.error(key, "must be \"ip:port\"");
 }
 
+// Fills `trusted` from `trusted_addresses`, reporting entries that are not addresses or CIDRs.
+void compile_trusted(ListenAddress& a, const std::string& path, Errors& errors) {
+  a.trusted.clear();
+  for (size_t i = 0; i < a.trusted_addresses.size(); ++i) {
+    router::Cidr cidr;
+    if (router::Cidr::parse(a.trusted_addresses[i], cidr))
+      a.trusted.push_back(cidr);
+    else
+      errors.add(path + "[" + std::to_string(i) + "]", "must be an IP address or CIDR");
+  }
+}
+
+// {addr, proxy_protocol, trusted_addresses}: the object form of a node.listen entry.
+void read_listen_object(const json& value, const std::string& path, ListenAddress& out,
+                        Errors& errors) {
+  ObjectReader r(value, path, errors);
+  if (!r.valid()) return;
+  if (auto addr = r.string("addr")) {
+    if (!parse_listen(*addr, out)) r.error("addr", "must be \"ip:port\"");
+  } else if (!r.has("addr")) {
+    r.error("addr", "is required");
+  }
+  out.proxy_protocol = r.boolean_or("proxy_protocol", false);
+  if (r.has("trusted_addresses")) {
+    out.trusted_addresses = r.string_list("trusted_addresses");
+    if (out.trusted_addresses.empty())
+      r.error("trusted_addresses",
+              "needs at least one address (leave it out for loopback and private ranges)");
+    compile_trusted(out, r.child_path("trusted_addresses"), errors);
+  }
+  r.finish();
+}
+
+// node.listen: "ip:port", an object (see read_listen_object), or a list mixing both.
+void read_node_listen(const json& value, std::vector<ListenAddress>& out, Errors& errors) {
+  auto read_item = [&](const json& item, const std::string& path) {
+    ListenAddress a;
+    a.trusted_addresses = kDefaultProxyProtocolTrusted;
+    compile_trusted(a, path, errors);  // constants: never fails
+    if (item.is_string()) {
+      if (!parse_listen(item.get<std::string>(), a)) {
+        errors.add(path, "must be \"ip:port\"");
+        return;
+      }
+    } else if (item.is_object()) {
+      size_t before = errors.size();
+      read_listen_object(item, path, a, errors);
+      if (errors.size() != before) return;
+    } else {
+      errors.add(path, "must be \"ip:port\" or {addr, proxy_protocol, trusted_addresses}");
+      return;
+    }
+    out.push_back(std::move(a));
+  };
+  if (!value.is_array()) return read_item(value, "node.listen");
+  for (size_t i = 0; i < value.size(); ++i)
+    read_item(value[i], "node.listen[" + std::to_string(i) + "]");
+}
+
 void read_etcd(const json& value, const std::string& path, const std::string& config_path,
                EtcdSettings& out, Errors& errors) {
   ObjectReader e(value, path, errors);
@@ -77,6 +136,12 @@ void read_etcd(const json& value, const std::string& path, const std::string& co
 
 }  // namespace
 
+bool ListenAddress::trusts(const std::array<uint8_t, 16>& peer) const {
+  for (const auto& cidr : trusted)
+    if (cidr.contains(peer)) return true;
+  return false;
+}
+
 std::string ListenAddress::to_string() const {
   return (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" +
          std::to_string(port);
@@ -97,19 +162,10 @@ NodeConfig parse_node_config(const json& doc, const std::string& path, Errors& e
 
   {
     ObjectReader n(section("node"), "node", errors);
-    if (const json* l = n.raw("listen")) {
-      std::vector<std::string> items = n.string_list("listen");
-      for (size_t i = 0; i < items.size(); ++i) {
-        ListenAddress a;
-        if (!parse_listen(items[i], a))
-          errors.add("node.listen[" + std::to_string(i) + "]", "must be \"ip:port\"");
-        else
-          c.listen.push_back(a);
-      }
-      (void)l;
-    } else {
+    if (const json* l = n.raw("listen"))
+      read_node_listen(*l, c.listen, errors);
+    else
       c.listen.push_back({"0.0.0.0", 9080});
-    }
     if (const json* w = n.raw("workers")) {
       if (w->is_string() && w->get<std::string>() == "auto")
         c.workers = 0;

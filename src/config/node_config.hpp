@@ -2,17 +2,31 @@
 // where the routes come from. Documented key by key in docs/configuration.md.
 #pragma once
 
+#include <array>
 #include <string>
 #include <vector>
 
 #include "config/field_reader.hpp"
+#include "router/route_rule.hpp"
 
 namespace portico::config {
+
+// Peers trusted to send a PROXY protocol header when a listener does not list its own: loopback
+// and private ranges, where L4 load balancers and accelerators sit; never a public address.
+inline const std::vector<std::string> kDefaultProxyProtocolTrusted{
+    "127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"};
 
 struct ListenAddress {
   std::string host;
   uint16_t port = 0;
+  // node.listen only: every connection must open with a PROXY protocol v1/v2 header (read before
+  // anything else, TLS included) naming the real client; connections without one are closed.
+  bool proxy_protocol = false;
+  std::vector<std::string> trusted_addresses{};  // as configured, or kDefaultProxyProtocolTrusted
+  std::vector<router::Cidr> trusted{};           // the same, compiled
   std::string to_string() const;
+  // Whether a peer (16 bytes, IPv4-mapped for IPv4) may send the PROXY header on this listener.
+  bool trusts(const std::array<uint8_t, 16>& peer) const;
 };
 
 // HTTP limits and timeouts, with nginx-like defaults. Reloadable (SIGHUP).

@@ -180,7 +180,11 @@ Task<> Server::watch_compiles() {
 void Server::warn_restart_only_changes(const config::NodeConfig& next) const {
   auto listens = [](const std::vector<config::ListenAddress>& l) {
     std::string out;
-    for (const auto& a : l) out += a.to_string() + ",";
+    for (const auto& a : l) {
+      out += a.to_string() + (a.proxy_protocol ? " proxy_protocol" : "");
+      for (const auto& t : a.trusted_addresses) out += " " + t;
+      out += ",";
+    }
     return out;
   };
   const auto& e1 = node_.etcd;
@@ -324,7 +328,9 @@ void Server::start_workers(std::shared_ptr<const config::Snapshot> first) {
   if (::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), kControlNice) != 0)
     log::warn("could not lower the control thread's priority");
   std::string addrs;
-  for (const auto& l : node_.listen) addrs += (addrs.empty() ? "" : ", ") + l.to_string();
+  for (const auto& l : node_.listen)
+    addrs +=
+        (addrs.empty() ? "" : ", ") + l.to_string() + (l.proxy_protocol ? " (PROXY protocol)" : "");
   log::info(std::string("portico ") + PORTICO_VERSION + " listening on " + addrs + " with " +
             std::to_string(worker_count_) + " workers, " + std::to_string(first->routes.size()) +
             " routes (config from " + node_.provider + ")");

@@ -58,6 +58,8 @@ void Worker::listen(const std::vector<config::ListenAddress>& addresses) {
     acc->bind(ep, ec);
     if (ec) throw std::runtime_error("cannot listen on " + a.to_string() + ": " + ec.message());
     acc->listen(4096);
+    listeners_.push_back(a);
+    listeners_.back().port = acc->local_endpoint().port();
     acceptors_.push_back(std::move(acc));
   }
 }
@@ -66,10 +68,8 @@ void Worker::start(SnapshotPtr first) {
   heartbeat_ms.store(steady_now_ms(), std::memory_order_relaxed);
   snapshot_ = std::move(first);
   snapshot_version_ = published_version_.load();
-  for (auto& acc : acceptors_) {
-    uint16_t port = acc->local_endpoint().port();
-    asio::co_spawn(*io_, accept_loop(*acc, port), asio::detached);
-  }
+  for (size_t i = 0; i < acceptors_.size(); ++i)
+    asio::co_spawn(*io_, accept_loop(*acceptors_[i], listeners_[i]), asio::detached);
   asio::co_spawn(*io_, tick_loop(), asio::detached);
   thread_ = std::thread([this] {
     try {
@@ -105,7 +105,7 @@ void Worker::flush_access_log_if_full() {
   if (log_chunk_.size() >= kAccessLogFlushBytes) access_log_.submit(log_chunk_);
 }
 
-Task<> Worker::accept_loop(Acceptor& acceptor, uint16_t port) {
+Task<> Worker::accept_loop(Acceptor& acceptor, const config::ListenAddress& listener) {
   while (acceptor.is_open()) {
     auto [ec, socket] = co_await acceptor.async_accept(await_ec);
     if (ec) {
@@ -117,7 +117,7 @@ Task<> Worker::accept_loop(Acceptor& acceptor, uint16_t port) {
       continue;
     }
     socket.set_option(asio::ip::tcp::no_delay(true), ec);
-    handler_(*this, std::move(socket), port);
+    handler_(*this, std::move(socket), listener);
   }
 }
 

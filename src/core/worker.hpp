@@ -25,7 +25,10 @@ namespace portico {
 class Worker {
  public:
   using SnapshotPtr = std::shared_ptr<const config::Snapshot>;
-  using ConnectionHandler = std::function<void(Worker&, Socket&&, uint16_t local_port)>;
+  // `listener` is the node.listen entry the connection came in on (its port the bound one); it
+  // lives as long as the worker.
+  using ConnectionHandler =
+      std::function<void(Worker&, Socket&&, const config::ListenAddress& listener)>;
 
   Worker(int index, ConnectionHandler handler, AccessLogWriter& access_log);
   ~Worker();
@@ -70,9 +73,10 @@ class Worker {
   std::atomic<int64_t> heartbeat_ms{0};
   // Written by this worker only, summed by the control thread at scrape time.
   metrics::WorkerMetrics metrics;
+  metrics::ProxyProtocolRejections proxy_protocol_rejections;
 
  private:
-  Task<> accept_loop(Acceptor& acceptor, uint16_t port);
+  Task<> accept_loop(Acceptor& acceptor, const config::ListenAddress& listener);
   Task<> tick_loop();
   void adopt_snapshot();
   void drain_now();
@@ -82,6 +86,7 @@ class Worker {
   AccessLogWriter& access_log_;
   std::unique_ptr<asio::io_context> io_;  // destroyed first, see ~Worker
   std::vector<std::unique_ptr<Acceptor>> acceptors_;
+  std::vector<config::ListenAddress> listeners_;  // acceptors_[i] listens on listeners_[i]
   std::thread thread_;
   SnapshotPtr snapshot_;
   uint64_t snapshot_version_ = 0;

@@ -6,6 +6,7 @@
 #include "core/log.hpp"
 #include "http/exchange.hpp"
 #include "http/proxy.hpp"
+#include "http/proxy_protocol_accept.hpp"
 #include "http/socket_io.hpp"
 #include "plugins/runner.hpp"
 #include "router/path_normalizer.hpp"
@@ -189,11 +190,23 @@ Task<> run_session(std::unique_ptr<ClientConnection> conn) {
   c.socket.close(ec);
 }
 
+// proxy_protocol listeners: the PROXY header first (it replaces the client address), then the
+// connection is served like any other; a connection without a valid header is just closed.
+Task<> run_session_after_proxy_header(std::unique_ptr<ClientConnection> conn,
+                                      const config::ListenAddress& listener) {
+  double timeout = conn->worker.snapshot()->limits.client_header_timeout;
+  if (co_await accept_proxy_header(*conn, listener, timeout)) co_await run_session(std::move(conn));
+}
+
 }  // namespace
 
-void start_client_session(Worker& worker, Socket&& socket, uint16_t local_port) {
-  auto conn = std::make_unique<ClientConnection>(worker, std::move(socket), local_port);
-  asio::co_spawn(worker.executor(), run_session(std::move(conn)), asio::detached);
+void start_client_session(Worker& worker, Socket&& socket, const config::ListenAddress& listener) {
+  auto conn = std::make_unique<ClientConnection>(worker, std::move(socket), listener.port);
+  if (listener.proxy_protocol)
+    asio::co_spawn(worker.executor(), run_session_after_proxy_header(std::move(conn), listener),
+                   asio::detached);
+  else
+    asio::co_spawn(worker.executor(), run_session(std::move(conn)), asio::detached);
 }
 
 }  // namespace portico::http

@@ -8,6 +8,6 @@
 namespace portico::http {
 
 // Worker::ConnectionHandler for HTTP listeners.
-void start_client_session(Worker& worker, Socket&& socket, uint16_t local_port);
+void start_client_session(Worker& worker, Socket&& socket, const config::ListenAddress& listener);
 
 }  // namespace portico::http

@@ -2,6 +2,7 @@
 // control thread adds every worker's figures into one Totals when /metrics is scraped.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -43,6 +44,15 @@ struct RouteTotals {
 
 // By route label, summed over whatever was collected into it.
 using Totals = std::map<std::string, RouteTotals, std::less<>>;
+
+// Connections a proxy_protocol listener closed before any request, by reason. Written by one
+// worker, read by the control thread at scrape time.
+struct ProxyProtocolRejections {
+  std::atomic<uint64_t> untrusted{0};  // the peer is not in the listener's trusted_addresses
+  std::atomic<uint64_t> invalid{0};    // bytes that are not a valid PROXY header
+  std::atomic<uint64_t> truncated{0};  // the peer closed before a complete header
+  std::atomic<uint64_t> timeout{0};    // no complete header within client_header_timeout
+};
 
 class WorkerMetrics {
  public:
