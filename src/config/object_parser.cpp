@@ -1,5 +1,7 @@
 #include "config/object_parser.hpp"
 
+#include "router/vars_expr.hpp"
+
 #include <boost/asio/ip/address.hpp>
 #include <charconv>
 #include <cstring>
@@ -329,6 +331,11 @@ Route parse_route(const json& value, const std::string& path, Errors& errors) {
   if (r.has("enable_websocket")) route.enable_websocket = r.boolean_or("enable_websocket", false);
   route.enabled = r.integer_or("status", 1, 0, 1) == 1;
   route.plugins = read_plugins(r, "routes", route.id);
+  if (const json* vars = r.raw("vars")) {
+    auto compiled = router::VarsExpr::compile(*vars, r.child_path("vars"), errors);
+    if (compiled && !compiled->empty())
+      route.vars = std::make_shared<const router::VarsExpr>(std::move(*compiled));
+  }
   r.finish();
   return route;
 }

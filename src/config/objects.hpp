@@ -14,6 +14,10 @@ struct PluginSet;
 struct Consumer;
 }  // namespace portico::plugins
 
+namespace portico::router {
+class VarsExpr;
+}  // namespace portico::router
+
 namespace portico::config {
 
 using PluginSetPtr = std::shared_ptr<const plugins::PluginSet>;
@@ -100,6 +104,7 @@ struct Route {
   std::optional<bool> enable_websocket;
   bool enabled = true;  // APISIX `status`: 1 enabled, 0 disabled
   int64_t order = 0;    // creation order (file position, etcd create revision): last tie-breaker
+  std::shared_ptr<const router::VarsExpr> vars;  // APISIX `vars`: null when absent
   PluginSetPtr plugins;
 };
 

@@ -113,6 +113,7 @@ std::shared_ptr<const router::RouteRule> make_rule(const Route& r, const Service
     router::Cidr c;
     if (router::Cidr::parse(a, c)) rule->remote_addrs.push_back(c);
   }
+  rule->vars = r.vars;
   rule->priority = r.priority;
   rule->order = static_cast<size_t>(r.order);
   rule->enabled = r.enabled;

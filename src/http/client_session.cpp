@@ -6,6 +6,7 @@
 #include "core/log.hpp"
 #include "http/exchange.hpp"
 #include "http/proxy.hpp"
+#include "http/request_vars.hpp"
 #include "http/proxy_protocol_accept.hpp"
 #include "http/socket_io.hpp"
 #include "plugins/runner.hpp"
@@ -129,7 +130,9 @@ Task<bool> serve_request(ClientConnection& c) {
   std::string_view path;
   if (!router::normalize_path(x.req.path, x.path_scratch, path))
     co_return co_await respond_error(c, x, 400, "invalid URI path", false, limits);
-  router::MatchInput in{x.req.method, x.req.host, path, c.remote_bytes, !c.remote_ip.empty()};
+  RequestVars vars(x.req, path, c.remote_ip, c.remote_port, c.local_port);
+  router::MatchInput in{x.req.method, x.req.host, path, c.remote_bytes, !c.remote_ip.empty(),
+                        &vars};
   int idx = snapshot->router.match(in);
   if (idx == router::RouteIndex::kNoMatch) {
     bool bodyless = !x.req.has_body();

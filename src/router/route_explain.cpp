@@ -37,6 +37,8 @@ Explanation explain(const RouteIndex& index, const MatchInput& in) {
       if (std::string_view(what) == "method")
         v.failures.push_back("method " + std::string(in.method) + " not in " +
                              join(r.method_names));
+      else if (std::string_view(what) == "vars")
+        v.failures.push_back(in.vars ? "vars do not match" : "vars (need a real request)");
       else
         v.failures.push_back("client address not in " + join(r.remote_addr_texts));
     }

@@ -1,5 +1,7 @@
 #include "router/route_index.hpp"
 
+#include "router/vars_expr.hpp"
+
 #include <algorithm>
 
 namespace portico::router {
@@ -251,6 +253,7 @@ const char* RouteIndex::other_condition_fails(const RouteRule& rule, const Match
       }
     if (!ok) return "remote_addr";
   }
+  if (rule.vars && (!in.vars || !rule.vars->eval(*in.vars))) return "vars";
   return nullptr;
 }
 

@@ -4,11 +4,15 @@
 
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 namespace portico::router {
+
+class VarsExpr;
+class VarSource;
 
 // An IPv4 or IPv6 network. IPv4 is stored as an IPv4-mapped IPv6 address so one compare works.
 struct Cidr {
@@ -31,6 +35,7 @@ struct RouteRule {
   std::vector<std::string> method_names;
   std::vector<Cidr> remote_addrs;  // empty = any client
   std::vector<std::string> remote_addr_texts;
+  std::shared_ptr<const VarsExpr> vars;  // null: no `vars` condition
   int priority = 0;
   size_t order = 0;  // source position: the last tie-breaker
   bool enabled = true;
@@ -42,6 +47,7 @@ struct MatchInput {
   std::string_view path;
   std::array<uint8_t, 16> remote{};
   bool has_remote = false;
+  const VarSource* vars = nullptr;  // for routes with `vars`; none: such routes do not match
 };
 
 // Host without port or trailing dot, lower-cased into `buf` when needed.
