@@ -14,3 +14,8 @@ clang++ $FLAGS tests/fuzz/http_head_fuzz.cpp src/http/http_parser.cpp src/http/c
 mkdir -p "$OUT/corpus-http_head"
 cp -n tests/fuzz/corpus/http_head/* "$OUT/corpus-http_head/" 2>/dev/null || true
 "$OUT/http_head_fuzz" -max_total_time="$SECS" -max_len=8192 "$OUT/corpus-http_head"
+
+clang++ $FLAGS tests/fuzz/tlv_decoder_fuzz.cpp src/stream/tlv_codec.cpp -o "$OUT/tlv_decoder_fuzz"
+mkdir -p "$OUT/corpus-tlv_decoder"
+cp -n tests/fuzz/corpus/tlv_decoder/* "$OUT/corpus-tlv_decoder/" 2>/dev/null || true
+"$OUT/tlv_decoder_fuzz" -max_total_time="$SECS" -max_len=4096 "$OUT/corpus-tlv_decoder"

@@ -130,8 +130,8 @@ TlvDecodeResult TlvDecoder::decode(Bytes in) const {
   r.status = TlvDecodeResult::Status::Frame;
   TlvFrame& frame = r.frame;
   TlvHeader& h = frame.header;
-  h.version = static_cast<uint8_t>(read_field(header, f.version));
-  h.flags = static_cast<uint8_t>(read_field(header, f.flags));
+  h.version = static_cast<uint32_t>(read_field(header, f.version));
+  h.flags = static_cast<uint32_t>(read_field(header, f.flags));
   h.cmd = static_cast<uint32_t>(read_field(header, f.cmd));
   h.seq = static_cast<uint32_t>(read_field(header, f.seq));
   h.status = static_cast<uint32_t>(read_field(header, f.status));

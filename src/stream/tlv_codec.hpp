@@ -22,8 +22,8 @@ inline std::string_view as_chars(Bytes b) {
 
 // The header fields the gateway understands. A field the framing lacks reads as 0.
 struct TlvHeader {
-  uint8_t version = 1;
-  uint8_t flags = 0;
+  uint32_t version = 1;
+  uint32_t flags = 0;
   uint32_t cmd = 0;
   uint32_t seq = 0;
   uint32_t status = 0;
