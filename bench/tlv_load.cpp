@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <time.h>
@@ -41,6 +42,14 @@ struct Options {
 };
 
 constexpr size_t kRing = 4096;  // in-flight frames remembered per connection (their send times)
+
+// CPU time (user + system) this process has used, in microseconds.
+double cpu_us() {
+  rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 + ru.ru_utime.tv_usec +
+         ru.ru_stime.tv_usec;
+}
 
 uint64_t now_ns() {
   timespec ts;
@@ -101,6 +110,7 @@ class LoadGenerator {
     while (true) {
       uint64_t now = now_ns();
       if (now >= measure_to_) break;
+      if (cpu_at_start_ < 0 && now >= measure_from_) cpu_at_start_ = cpu_us();
       int n = epoll_wait(epoll_, events, 256, 100);
       for (int i = 0; i < n; ++i) {
         if (events[i].data.u64 == ~uint64_t{0}) {
@@ -114,6 +124,7 @@ class LoadGenerator {
         if ((events[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) && !on_readable(c)) return 1;
       }
     }
+    cpu_used_ = cpu_us() - std::max(0.0, cpu_at_start_);
     report();
     return 0;
   }
@@ -240,8 +251,14 @@ class LoadGenerator {
       std::printf("  inflight %d per connection", o_.inflight);
     std::printf("  ->  %.0f frames/s  rtt p50 %.0f us  p99 %.0f us  p999 %.0f us%s\n", frames_per_s,
                 p50, p99, p999, skipped_ ? "  (server fell behind)" : "");
-    std::printf("frames_per_s=%.0f p50_us=%.1f p99_us=%.1f p999_us=%.1f skipped=%llu\n",
-                frames_per_s, p50, p99, p999, (unsigned long long)skipped_);
+    // The generator's own cost: what a proxy benchmark leaves for the proxy on a shared core.
+    double cpu_per_frame = samples_.empty() ? 0 : cpu_used_ / double(samples_.size());
+    std::printf("  load generator cpu %.2f us/frame (%.0f%% of a core)\n", cpu_per_frame,
+                cpu_used_ / (o_.duration * 1e4));
+    std::printf(
+        "frames_per_s=%.0f p50_us=%.1f p99_us=%.1f p999_us=%.1f skipped=%llu "
+        "load_cpu_us_per_frame=%.3f\n",
+        frames_per_s, p50, p99, p999, (unsigned long long)skipped_, cpu_per_frame);
   }
 
   Options o_;
@@ -254,6 +271,7 @@ class LoadGenerator {
   std::vector<uint32_t> samples_;  // round trips in ns, measured window only
   uint64_t start_ = 0, measure_from_ = 0, measure_to_ = 0;
   uint64_t scheduled_ = 0, skipped_ = 0, rr_ = 0;
+  double cpu_at_start_ = -1, cpu_used_ = 0;
 };
 
 }  // namespace
