@@ -20,3 +20,8 @@ clang++ $FLAGS tests/fuzz/proxy_protocol_fuzz.cpp src/stream/proxy_protocol.cpp 
 mkdir -p "$OUT/corpus-proxy_protocol"
 cp -n tests/fuzz/corpus/proxy_protocol/* "$OUT/corpus-proxy_protocol/" 2>/dev/null || true
 "$OUT/proxy_protocol_fuzz" -max_total_time="$SECS" -max_len=2048 "$OUT/corpus-proxy_protocol"
+
+clang++ $FLAGS tests/fuzz/tlv_decoder_fuzz.cpp src/stream/tlv_codec.cpp -o "$OUT/tlv_decoder_fuzz"
+mkdir -p "$OUT/corpus-tlv_decoder"
+cp -n tests/fuzz/corpus/tlv_decoder/* "$OUT/corpus-tlv_decoder/" 2>/dev/null || true
+"$OUT/tlv_decoder_fuzz" -max_total_time="$SECS" -max_len=4096 "$OUT/corpus-tlv_decoder"
