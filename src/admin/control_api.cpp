@@ -174,9 +174,11 @@ HttpResponse ControlApi::metrics() const {
   metrics::Totals totals;
   int64_t connections = 0;
   uint64_t untrusted = 0, invalid = 0, truncated = 0, timeout = 0;
+  std::map<std::string, metrics::SeriesCounters::Sum> series;
   if (ctx_.workers)
     for (const auto& w : *ctx_.workers) {
       w->metrics.collect(totals);
+      w->series.collect(series);
       connections += w->connections.load(std::memory_order_relaxed);
       const metrics::ProxyProtocolRejections& pp = w->proxy_protocol_rejections;
       untrusted += pp.untrusted.load(std::memory_order_relaxed);
@@ -186,6 +188,7 @@ HttpResponse ControlApi::metrics() const {
     }
   metrics::PrometheusWriter out;
   metrics::write_request_metrics(out, totals);
+  metrics::write_series(out, series);
   config::ConfigSourceStatus s = ctx_.source_status();
   out.gauge("portico_connections_active", "Open client connections.", {},
             static_cast<double>(connections));

@@ -72,6 +72,7 @@ void Worker::start(SnapshotPtr first) {
     asio::co_spawn(*io_, accept_loop(*acceptors_[i], listeners_[i]), asio::detached);
   asio::co_spawn(*io_, tick_loop(), asio::detached);
   thread_ = std::thread([this] {
+    series.make_current();
     try {
       io_->run();
     } catch (const std::exception& e) {

@@ -73,6 +73,7 @@ class Worker {
   std::atomic<int64_t> heartbeat_ms{0};
   // Written by this worker only, summed by the control thread at scrape time.
   metrics::WorkerMetrics metrics;
+  metrics::SeriesCounters series;  // plugins' and streams' labelled counters
   metrics::ProxyProtocolRejections proxy_protocol_rejections;
 
  private:

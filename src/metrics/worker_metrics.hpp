@@ -14,6 +14,7 @@
 #include <unordered_map>
 
 #include "metrics/histogram.hpp"
+#include "metrics/series_counters.hpp"
 
 namespace portico::metrics {
 

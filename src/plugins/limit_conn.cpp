@@ -6,6 +6,7 @@
 #include <unordered_map>
 
 #include "http/responses.hpp"
+#include "metrics/series_counters.hpp"
 #include "plugins/context.hpp"
 #include "plugins/limit/limit_key.hpp"
 #include "plugins/plugin.hpp"
@@ -57,6 +58,7 @@ class LimitConn final : public Plugin {
   int rejected_code = 503;
   std::string rejected_msg;
   std::shared_ptr<ConnCounts> counts;
+  std::string scope;
 
   bool waits_in_access() const override { return true; }
 
@@ -66,6 +68,10 @@ class LimitConn final : public Plugin {
     int64_t now = counts->add(k, 1);
     if (now > conn + burst) {
       counts->add(k, -1);
+      if (auto* series = metrics::SeriesCounters::current())
+        series->add("portico_limit_rejected_total",
+                    "Requests refused by a rate or concurrency limit.",
+                    {{"plugin", "limit-conn"}, {"scope", scope}});
       ctx.respond_error(rejected_code,
                         rejected_msg.empty() ? http::status_reason(rejected_code) : rejected_msg);
       co_return Step::Respond;
@@ -114,7 +120,8 @@ std::shared_ptr<const Plugin> create(const json& conf, const Scope& scope, const
   r.boolean_or("allow_degradation", false);
   r.finish();
   if (errors.size() != before) return nullptr;
-  p->counts = counts_for(scope.key() + "#limit-conn");
+  p->scope = scope.key();
+  p->counts = counts_for(p->scope + "#limit-conn");
   return p;
 }
 

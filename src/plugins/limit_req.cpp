@@ -2,6 +2,7 @@
 // of resty.limit.req. Over the rate but within the burst, a request is delayed by a timer (the
 // worker keeps serving others) unless `nodelay`; past the burst it is rejected.
 #include "http/responses.hpp"
+#include "metrics/series_counters.hpp"
 #include "plugins/context.hpp"
 #include "plugins/limit/leaky_bucket.hpp"
 #include "plugins/limit/limit_key.hpp"
@@ -19,6 +20,7 @@ class LimitReq final : public Plugin {
   std::string rejected_msg;
   bool nodelay = false;
   std::shared_ptr<LeakyBucketTable> buckets;
+  std::string scope;  // "routes/r1": the metric label
 
   bool waits_in_access() const override { return !nodelay; }
 
@@ -45,6 +47,10 @@ class LimitReq final : public Plugin {
     BucketDecision d = buckets->take(k, static_cast<int64_t>(rate * 1000),
                                      static_cast<int64_t>(burst * 1000), ctx.now_ms);
     if (d.rejected) {
+      if (auto* series = metrics::SeriesCounters::current())
+        series->add("portico_limit_rejected_total",
+                    "Requests refused by a rate or concurrency limit.",
+                    {{"plugin", "limit-req"}, {"scope", scope}});
       if (rejected_msg.empty())
         ctx.respond_error(rejected_code, http::status_reason(rejected_code));
       else
@@ -81,7 +87,8 @@ std::shared_ptr<const Plugin> create(const json& conf, const Scope& scope, const
     r.error("policy", "only \"local\" is supported (one bucket per key per node)");
   r.finish();
   if (errors.size() != before) return nullptr;
-  p->buckets = bucket_table(scope.key() + "#limit-req");
+  p->scope = scope.key();
+  p->buckets = bucket_table(p->scope + "#limit-req");
   return p;
 }
 
