@@ -11,6 +11,8 @@ namespace portico::limit {
 
 namespace {
 
+constexpr int kSweepPerTake = 8;
+
 struct Entry : boost::intrusive::list_base_hook<> {
   std::string_view key;  // the map node's key (node addresses are stable)
   WindowType type = WindowType::fixed;
@@ -82,12 +84,15 @@ TakeResult LocalCounters::take(std::string_view key, int64_t limit, int64_t wind
   Stripe& s = stripes_[(hash >> 20) % kStripes];
   std::lock_guard lock(s.mutex);
 
+  // Like nginx's limit_req, every take drops a few expired keys from the LRU end, so memory
+  // follows the keys in use (each key is dropped once: O(1) amortised). The bound keeps one
+  // take short; a live key at the LRU end stops the sweep until it expires or is used.
+  for (int i = 0; i < kSweepPerTake && !s.lru.empty() && s.lru.back().expires_ms <= now_ms; ++i)
+    s.evict(s.lru.back());
+
   auto it = s.map.find(key);
   if (it == s.map.end()) {
-    // Like nginx's limit_req: each new key drops up to two expired ones from the LRU end, so
-    // memory follows the keys in use; at the cap the least recently used key goes regardless.
-    for (int i = 0; i < 2 && !s.lru.empty() && s.lru.back().expires_ms <= now_ms; ++i)
-      s.evict(s.lru.back());
+    // At the cap the least recently used key goes, live or not (it then starts afresh).
     if (s.map.size() >= per_stripe_) s.evict(s.lru.back());
     it = s.map.try_emplace(std::string(key)).first;
     it->second.key = it->first;
