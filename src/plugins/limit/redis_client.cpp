@@ -119,7 +119,10 @@ struct RedisClient::Connection {
   bool failed = false;  // terminal
   bool writing = false;
   int handshake_left = 0;
-  std::string out;                               // formatted commands waiting for the socket
+  std::string out;  // formatted commands waiting for the socket
+  // Commands queued while AUTH/SELECT are unanswered: sent only once they succeed, so a
+  // refused SELECT cannot let a counter script run in database 0.
+  std::string held;
   std::string in_flight;                         // the buffer of the current async_write
   std::deque<std::shared_ptr<Pending>> pending;  // in the order Redis will answer
   std::array<char, 16 * 1024> in;
@@ -179,7 +182,7 @@ Task<RedisResult> RedisClient::send(std::string formatted) {
   auto p = std::make_shared<Pending>(ex_);
   p->timer.expires_after(std::chrono::milliseconds(settings_.timeout_ms));
   c->pending.push_back(p);
-  c->out += formatted;
+  (c->handshake_left > 0 ? c->held : c->out) += formatted;
   flush(c);
 
   co_await p->timer.async_wait(await_ec);
@@ -188,7 +191,8 @@ Task<RedisResult> RedisClient::send(std::string formatted) {
     // Replies come in order, so a reply that is late holds up every call behind it: give up
     // on the connection; the next call starts a new one (after the back-off).
     const std::string ms = std::to_string(settings_.timeout_ms);
-    fail(c, c->ready ? "no reply within " + ms + " ms" : "connect timed out after " + ms + " ms",
+    const bool set_up = c->ready && c->handshake_left == 0;
+    fail(c, set_up ? "no reply within " + ms + " ms" : "connect timed out after " + ms + " ms",
          true);
     co_return std::move(p->result);
   }
@@ -305,6 +309,9 @@ void RedisClient::deliver(const ConnectionPtr& c, RedisReply reply) {
     if (--c->handshake_left == 0) {
       c->connect_timer.cancel();
       if (c->owner) c->owner->backoff_ms_ = 0;
+      c->out += c->held;
+      c->held.clear();
+      flush(c);
     }
     return;
   }

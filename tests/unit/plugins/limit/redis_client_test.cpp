@@ -131,6 +131,30 @@ TEST_F(RedisClientTest, OverlappingCallsArePipelinedAndAnsweredInOrder) {
   EXPECT_EQ(*std::max_element(replies.begin(), replies.end()), kCalls);
 }
 
+TEST_F(RedisClientTest, CallsMadeWhileConnectingWaitForSelectThenAllRun) {
+  RedisClient client(io_.get_executor(), settings(5));
+  int done = 0;
+  int failed = 0;
+  constexpr int kCalls = 50;
+  for (int i = 0; i < kCalls; ++i) {
+    asio::co_spawn(
+        io_.get_executor(),
+        [&]() -> Task<> {
+          Args incr{"INCR", "in5"};
+          RedisResult r = co_await client.command(std::move(incr));
+          if (!r.ok()) ++failed;
+          if (++done == kCalls) io_.stop();
+        },
+        asio::detached);
+  }
+  io_.restart();
+  io_.run();
+  EXPECT_EQ(failed, 0);
+  EXPECT_EQ(call(client, {"GET", "in5"}).reply.str, std::to_string(kCalls));
+  RedisClient db0(io_.get_executor(), settings(0));
+  EXPECT_EQ(call(db0, {"GET", "in5"}).reply.type, RedisReply::Type::nil);
+}
+
 TEST_F(RedisClientTest, SelectsTheConfiguredDatabase) {
   RedisClient db0(io_.get_executor(), settings(0));
   RedisClient db3(io_.get_executor(), settings(3));
@@ -143,13 +167,16 @@ TEST_F(RedisClientTest, SelectsTheConfiguredDatabase) {
   EXPECT_EQ(call(db3, {"GET", "k"}).reply.str, "three");
 }
 
-TEST_F(RedisClientTest, AnOutOfRangeDatabaseIsAClearError) {
+TEST_F(RedisClientTest, AnOutOfRangeDatabaseIsAClearErrorAndNothingRunsElsewhere) {
   RedisClient client(io_.get_executor(), settings(100000));
-  RedisResult r = call(client, {"PING"});
+  RedisResult r = call(client, {"SET", "k", "written"});
   EXPECT_FALSE(r.ok());
   EXPECT_NE(r.error.find("connection setup refused: ERR DB index is out of range"),
             std::string::npos)
       << r.error;
+  // The SET waited for SELECT's answer: it was never sent, so database 0 is untouched.
+  RedisClient db0(io_.get_executor(), settings(0));
+  EXPECT_EQ(call(db0, {"GET", "k"}).reply.type, RedisReply::Type::nil);
 }
 
 TEST_F(RedisClientTest, EvalShaFallsBackToEvalAfterScriptFlush) {
