@@ -1,0 +1,162 @@
+"""A real Redis (Debian's /usr/bin/redis-server 7, or $REDIS_SERVER) for end-to-end tests: one
+server on a free loopback port, its files in a temp dir, no persistence, optional requirepass.
+stop() and start() again keep the port, for "Redis down" tests; restarted, it is empty. A tiny
+RESP client (command()) lets tests look at the keys. Processes are only ever signalled by the
+PID this class started."""
+import os
+import socket
+import subprocess
+import time
+
+from processes import free_port, stop_process
+
+REDIS_BIN = os.environ.get("REDIS_SERVER", "/usr/bin/redis-server")
+
+
+class RedisError(Exception):
+    """An error reply (-ERR ...)."""
+
+
+def _encode(args):
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        if isinstance(a, int):
+            a = str(a)
+        if isinstance(a, str):
+            a = a.encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+
+class _Reader:
+    def __init__(self, sock):
+        self.sock = sock
+        self.buf = b""
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("redis closed the connection")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def _exact(self, n):
+        while len(self.buf) < n + 2:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("redis closed the connection")
+            self.buf += chunk
+        data, self.buf = self.buf[:n], self.buf[n + 2:]
+        return data
+
+    def reply(self):
+        line = self._line()
+        kind, rest = line[:1], line[1:]
+        if kind == b"+":
+            return rest.decode()
+        if kind == b"-":
+            raise RedisError(rest.decode())
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            n = int(rest)
+            return None if n < 0 else self._exact(n).decode(errors="replace")
+        if kind == b"*":
+            n = int(rest)
+            return None if n < 0 else [self.reply() for _ in range(n)]
+        raise ConnectionError(f"bad RESP line {line!r}")
+
+
+class RedisServer:
+    """requirepass: the password clients must send (AUTH). host is always 127.0.0.1."""
+
+    def __init__(self, tmp_dir, requirepass=None):
+        self.dir = str(tmp_dir)
+        self.host = "127.0.0.1"
+        self.port = free_port()
+        self.requirepass = requirepass
+        self.log_path = os.path.join(self.dir, "redis.log")
+        self.proc = None
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, timeout=10.0):
+        """Starts on self.port (the same port after a stop) and waits until it answers."""
+        assert not self.running, "redis already running"
+        args = [REDIS_BIN,
+                "--port", str(self.port),
+                "--bind", self.host,
+                "--save", "",
+                "--appendonly", "no",
+                "--dir", self.dir,
+                "--logfile", self.log_path]
+        if self.requirepass:
+            args += ["--requirepass", self.requirepass]
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited with {self.proc.returncode}:\n"
+                                   f"{self.log_tail()}")
+            try:
+                if self.command("PING") == "PONG":
+                    return self
+            except (OSError, ConnectionError, RedisError):
+                pass
+            time.sleep(0.02)
+        self.kill()
+        raise RuntimeError(f"redis-server not ready after {timeout}s:\n{self.log_tail()}")
+
+    def stop(self, timeout=10.0):
+        """SIGTERM to the process we started, then wait (SIGKILL if it does not exit)."""
+        if self.proc is None:
+            return None
+        return stop_process(self.proc, timeout)
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def restart(self):
+        """Stops and starts again on the same port (empty: nothing is persisted)."""
+        self.stop()
+        return self.start()
+
+    def log_tail(self, n=4000):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read()[-n:].decode(errors="replace")
+        except OSError:
+            return ""
+
+    # ------------------------------------------------------------------ commands
+    def command(self, *args, db=0, timeout=2.0):
+        """One command on a fresh connection (AUTH and SELECT first when needed); returns the
+        reply (str, int, None or list) or raises RedisError for an error reply."""
+        with socket.create_connection((self.host, self.port), timeout=timeout) as s:
+            prelude = []
+            if self.requirepass:
+                prelude.append(["AUTH", self.requirepass])
+            if db:
+                prelude.append(["SELECT", db])
+            s.sendall(b"".join(_encode(p) for p in prelude + [list(args)]))
+            reader = _Reader(s)
+            for _ in prelude:
+                reader.reply()
+            return reader.reply()
+
+    def keys(self, pattern="*", db=0):
+        return sorted(self.command("KEYS", pattern, db=db))
+
+    def get(self, key, db=0):
+        return self.command("GET", key, db=db)
+
+    def flushall(self):
+        return self.command("FLUSHALL")
