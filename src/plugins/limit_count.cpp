@@ -1,0 +1,112 @@
+// limit-count (APISIX priority 1002): at most `count` requests per `time_window` per key, in a
+// fixed or sliding window, counted for the node (policy local) or for every node sharing one
+// Redis (policy redis, one atomic script per request). Keys never embed a config version, so
+// all nodes and config changes share one count (docs/rate-limits.md).
+#include "core/log.hpp"
+#include "http/responses.hpp"
+#include "metrics/series_counters.hpp"
+#include "plugins/context.hpp"
+#include "plugins/limit/limit_count_config.hpp"
+#include "plugins/limit/limit_key.hpp"
+#include "plugins/limit/local_counters.hpp"
+#include "plugins/limit/redis_counters.hpp"
+#include "plugins/plugin.hpp"
+
+namespace portico::plugins {
+namespace {
+
+// Redis trouble is logged at most once a second per worker, not once per request.
+void warn_redis(const std::string& error) {
+  thread_local int64_t last_ms = 0;
+  int64_t now = steady_now_ms();
+  if (now - last_ms < 1000) return;
+  last_ms = now;
+  log::warn("limit-count: " + error);
+}
+
+class LimitCount final : public Plugin {
+ public:
+  limit::LimitCountConfig conf;
+  LimitKey key;
+  std::string scope;  // the group, or the object that declared the plugin
+
+  bool waits_in_access() const override { return conf.policy == limit::CountPolicy::redis; }
+
+  Step access(Context& ctx) const override {
+    limit::TakeResult r = limit::LocalCounters::process_wide().take(
+        counter_key(ctx), conf.count, conf.window_ms(), conf.window_type, ctx.now_ms);
+    return decide(ctx, r);
+  }
+
+  Task<Step> access_async(Context& ctx) const override {
+    auto ex = co_await asio::this_coro::executor;
+    limit::RedisClient& client = limit::RedisClients::of_this_thread().get(ex, conf.redis);
+    std::string k = counter_key(ctx);
+    limit::RedisTake t = co_await limit::take_redis(client, std::move(k), conf.count,
+                                                    conf.window_ms(), conf.window_type);
+    if (!t.ok()) {
+      warn_redis(t.error);
+      if (conf.allow_degradation) co_return Step::Continue;
+      ctx.respond_error(500, "failed to limit count");
+      co_return Step::Respond;
+    }
+    co_return decide(ctx, t.take);
+  }
+
+  void header_filter(Context& ctx) const override {
+    const auto* quota = ctx.find_note(this);
+    if (!conf.show_limit_quota_header || !quota) return;
+    ctx.response_headers.push_back(
+        {HeaderEdit::Op::Set, "X-RateLimit-Limit", std::to_string(conf.count)});
+    ctx.response_headers.push_back(
+        {HeaderEdit::Op::Set, "X-RateLimit-Remaining", std::to_string((*quota)[1])});
+    ctx.response_headers.push_back(
+        {HeaderEdit::Op::Set, "X-RateLimit-Reset", std::to_string((*quota)[2])});
+  }
+
+ private:
+  std::string counter_key(const Context& ctx) const {
+    thread_local std::string k;
+    key.extract(ctx, k);
+    return limit::limit_count_key(scope, k);
+  }
+
+  Step decide(Context& ctx, const limit::TakeResult& r) const {
+    auto& quota = ctx.note(this);
+    quota[0] = 1;
+    quota[1] = r.remaining;
+    quota[2] = r.reset_seconds();
+    if (r.allowed) return Step::Continue;
+    if (auto* series = metrics::SeriesCounters::current())
+      series->add("portico_limit_rejected_total",
+                  "Requests refused by a rate or concurrency limit.",
+                  {{"plugin", "limit-count"}, {"scope", scope}});
+    ctx.respond_error(conf.rejected_code, conf.rejected_msg.empty()
+                                              ? http::status_reason(conf.rejected_code)
+                                              : std::string_view(conf.rejected_msg));
+    return Step::Respond;
+  }
+};
+
+std::shared_ptr<const Plugin> create(const json& conf, const Scope& scope, const std::string& path,
+                                     Errors& errors) {
+  size_t before = errors.size();
+  auto p = std::make_shared<LimitCount>();
+  p->conf = limit::parse_limit_count_config(conf, path, errors);
+  if (errors.size() != before) return nullptr;
+  // key/key_type were validated above; read them again into the extractor the limits share.
+  Errors ignored;
+  config::ObjectReader keys(conf, path, ignored);
+  p->key = LimitKey::read(keys);
+  p->scope = p->conf.group.empty() ? scope.key() : "group/" + p->conf.group;
+  return p;
+}
+
+}  // namespace
+
+const PluginType& limit_count_plugin() {
+  static const PluginType type{"limit-count", 1002, &create};
+  return type;
+}
+
+}  // namespace portico::plugins

@@ -1,0 +1,98 @@
+"""limit-count through the real binary: local and Redis policies, quota headers, two nodes on
+one real Redis sharing one exact count, and Redis going away (allow_degradation) and coming
+back."""
+import concurrent.futures
+import time
+
+import pytest
+import requests
+
+from conftest import route
+from redis_server import RedisServer
+
+
+@pytest.fixture
+def redis(tmp_path):
+    d = tmp_path / "redis"
+    d.mkdir()
+    server = RedisServer(d).start()
+    yield server
+    server.stop()
+
+
+def count_plugin(**kw):
+    conf = {"count": 3, "time_window": 60, "rejected_code": 429}
+    conf.update(kw)
+    return {"limit-count": conf}
+
+
+def test_local_policy_counts_and_sends_quota_headers(gateway, upstream):
+    up = upstream()
+    gw = gateway({"routes": [route("/c", [(up.port,)], id="c", plugins=count_plugin())]}, workers=2)
+    answers = [requests.get(gw.url("/c")) for _ in range(5)]
+    assert [r.status_code for r in answers] == [200, 200, 200, 429, 429]
+    assert [r.headers["X-RateLimit-Remaining"] for r in answers[:3]] == ["2", "1", "0"]
+    assert all(r.headers["X-RateLimit-Limit"] == "3" for r in answers)
+    assert 0 < int(answers[3].headers["X-RateLimit-Reset"]) <= 60
+    assert answers[3].json() == {"error_msg": "Too Many Requests"}
+
+
+def test_keys_and_groups(gateway, upstream):
+    up = upstream()
+    plugins = count_plugin(count=1, key="http_x_user", group="shared")
+    gw = gateway({"routes": [route("/a", [(up.port,)], id="a", plugins=plugins),
+                             route("/b", [(up.port,)], id="b", plugins=plugins)]})
+    assert requests.get(gw.url("/a"), headers={"X-User": "u1"}).status_code == 200
+    assert requests.get(gw.url("/a"), headers={"X-User": "u2"}).status_code == 200
+    # the group shares one counter across routes
+    assert requests.get(gw.url("/b"), headers={"X-User": "u1"}).status_code == 429
+
+
+def test_schema_errors_name_the_field(gateway, upstream):
+    up = upstream()
+    gw = gateway({"routes": [route("/c", [(up.port,)], id="c", plugins=count_plugin())]})
+    gw.write_routes({"routes": [route("/c", [(up.port,)], id="c",
+                                      plugins={"limit-count": {"count": 0, "time_window": 1,
+                                                               "policy": "redis"}})]})
+    gw.wait_log("routes[0].plugins.limit-count.count")
+    assert "routes[0].plugins.limit-count.redis_host" in gw.error_log()
+    # the running config stays
+    assert requests.get(gw.url("/c")).status_code == 200
+
+
+def test_two_nodes_on_one_redis_let_exactly_the_limit_through(gateway, upstream, redis):
+    up = upstream()
+    plugins = count_plugin(count=100, time_window=60, policy="redis", redis_host="127.0.0.1",
+                           redis_port=redis.port, key_type="constant", key="all")
+    routes = {"routes": [route("/c", [(up.port,)], id="c", plugins=plugins)]}
+    nodes = [gateway(routes, workers=2), gateway(routes, workers=2)]
+
+    def hit(i):
+        return requests.get(nodes[i % 2].url("/c"), timeout=10).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        codes = list(pool.map(hit, range(260)))
+    assert codes.count(200) == 100, codes
+    assert codes.count(429) == 160
+    keys = redis.keys("portico:limit-count:*")
+    assert keys and all("routes/c" in k for k in keys), keys
+
+
+def test_redis_down_degrades_or_fails_then_recovers(gateway, upstream, redis):
+    up = upstream()
+
+    def plugins(degrade):
+        return count_plugin(count=1000, policy="redis", redis_host="127.0.0.1",
+                            redis_port=redis.port, redis_timeout=300,
+                            allow_degradation=degrade)
+    gw = gateway({"routes": [route("/open", [(up.port,)], id="open", plugins=plugins(True)),
+                             route("/closed", [(up.port,)], id="closed", plugins=plugins(False))]})
+    assert requests.get(gw.url("/open")).status_code == 200
+    assert requests.get(gw.url("/closed")).status_code == 200
+    redis.stop()
+    assert requests.get(gw.url("/open")).status_code == 200  # fail-open
+    r = requests.get(gw.url("/closed"))
+    assert r.status_code == 500 and r.json() == {"error_msg": "failed to limit count"}
+    redis.start()
+    assert gw.wait_until(lambda: requests.get(gw.url("/closed")).status_code == 200, timeout=5)
+    assert "X-RateLimit-Remaining" in requests.get(gw.url("/closed")).headers
