@@ -1,5 +1,7 @@
 #include "admin/admin_api.hpp"
 
+#include "plugins/registry.hpp"
+
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 
@@ -115,6 +117,21 @@ struct AdminApi::Impl {
     return std::nullopt;
   }
 
+  // APISIX's GET /plugins/list (names) and /plugins/<name> (its priority here; no JSON schema).
+  static HttpResponse plugins(const std::vector<std::string>& parts) {
+    if (parts.size() == 2 && parts[1] == "list") {
+      json names = json::array();
+      for (const auto* t : plugins::all_plugin_types()) names.push_back(t->name);
+      return reply(200, names);
+    }
+    if (parts.size() == 2)
+      if (const auto* t = plugins::find_plugin_type(parts[1]))
+        return reply(200, {{"name", t->name},
+                           {"priority", t->priority},
+                           {"consumer", t->consumer_credential != nullptr}});
+    return error_reply(404, "unknown plugin");
+  }
+
   Task<HttpResponse> handle(HttpRequest& req) {
     if (req.path.rfind(kApiPrefix, 0) != 0) co_return error_reply(404, "not found");
     bool admin = false;
@@ -124,6 +141,7 @@ struct AdminApi::Impl {
     std::vector<std::string> parts =
         split_path(std::string_view(req.path).substr(strlen(kApiPrefix)));
     if (parts.empty()) co_return error_reply(404, "not found");
+    if (parts[0] == "plugins" && req.method == "GET") co_return plugins(parts);
     auto kind = config::parse_kind(parts[0]);
     if (!kind) co_return error_reply(404, "unknown kind \"" + parts[0] + "\"");
     if (*kind == Kind::Routes && parts.size() == 2 && parts[1] == "match" && req.method == "GET")

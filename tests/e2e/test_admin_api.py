@@ -568,3 +568,19 @@ def test_bad_query_and_paths_are_400_not_crashes(gateway, upstream):
     r = gw.admin("GET", "/routes/a/upstream")
     assert r.status_code == 400 and "sub-path" in error_msg(r)
     assert gw.admin("GET", "/routes/a").status_code == 200  # and the node is still there"
+
+
+def test_plugin_list_and_plugin_writes(egw, upstream):
+    names = egw.admin("GET", "/plugins/list").json()
+    for name in ("limit-req", "limit-count", "key-auth", "jwt-auth", "real-ip", "proxy-rewrite"):
+        assert name in names
+    assert egw.admin("GET", "/plugins/limit-req").json()["priority"] == 1001
+    assert egw.admin("GET", "/plugins/no-such").status_code == 404
+    up = upstream()
+    bad = {"uri": "/p", "upstream": {"nodes": {f"127.0.0.1:{up.port}": 1}},
+           "plugins": {"limit-req": {"rate": -1, "burst": 0}}}
+    r = egw.admin("PUT", "/routes/p", bad)
+    assert r.status_code == 400 and "plugins.limit-req.rate" in error_msg(r)
+    good = dict(bad, plugins={"response-rewrite": {"headers": {"set": {"X-Via": "admin"}}}})
+    assert egw.admin("PUT", "/routes/p", good).status_code == 201
+    assert egw.wait_until(lambda: egw.get("/p").headers.get("X-Via") == "admin")
