@@ -35,7 +35,7 @@ struct Rule {
 
 class Policy {
  public:
-  // Defaults, documented in docs/plugins/waf.md.
+  // Defaults, documented in docs/waf.md.
   static constexpr int64_t kDefaultMaxBody = 64 * 1024;
   static constexpr int64_t kMaxMaxBody = 16 * 1024 * 1024;
 

@@ -138,7 +138,8 @@ std::vector<std::pair<std::string, Request>> placements(const std::string& p) {
 }
 
 std::vector<std::pair<std::string, std::string>> read_corpus(const std::string& name) {
-  const auto file = std::filesystem::path(PORTICO_SOURCE_DIR) / "tests/unit/plugins/waf/corpus" / name;
+  const auto file =
+      std::filesystem::path(PORTICO_SOURCE_DIR) / "tests/unit/plugins/waf/corpus" / name;
   std::ifstream in(file);
   EXPECT_TRUE(in) << "cannot read " << file;
   std::vector<std::pair<std::string, std::string>> lines;
@@ -170,7 +171,8 @@ TEST(WafPhpInjectionCorpus, EveryAttackIsBlockedByItsRuleWhereverItIs) {
   for (const auto& [expected, payload] : attacks) {
     for (const auto& [where, request] : placements(payload)) {
       const std::string got = verdict(*policy, request);
-      const bool ok = !got.empty() && ("," + expected + ",").find("," + got + ",") != std::string::npos;
+      const bool ok =
+          !got.empty() && ("," + expected + ",").find("," + got + ",") != std::string::npos;
       if (!ok && ++failures <= 40)
         ADD_FAILURE() << "payload [" << payload << "] in " << where << ": expected " << expected
                       << ", got " << (got.empty() ? "not blocked" : got);

@@ -3,8 +3,8 @@
 #include <gtest/gtest.h>
 
 using namespace portico::plugins::waf;
-using portico::config::Errors;
 using nlohmann::json;
+using portico::config::Errors;
 
 namespace {
 
@@ -52,7 +52,8 @@ TEST(WafPolicy, ErrorsNameTheirField) {
             "plugins.waf.mode: must be block or log\n");
   EXPECT_EQ(errors_of(R"({"disabled_rules": ["php-nope"]})"),
             "plugins.waf.disabled_rules[0]: no rule has id \"php-nope\"\n");
-  EXPECT_EQ(errors_of(R"({"rulesets": []})"), "plugins.waf: no rules: name rulesets or give rules\n");
+  EXPECT_EQ(errors_of(R"({"rulesets": []})"),
+            "plugins.waf: no rules: name rulesets or give rules\n");
 }
 
 TEST(WafPolicy, BadPatternsAreReportedWithVectorscansMessage) {

@@ -5,8 +5,8 @@
 #include <thread>
 
 using namespace portico::plugins::waf;
-using portico::config::Errors;
 using nlohmann::json;
+using portico::config::Errors;
 
 namespace {
 

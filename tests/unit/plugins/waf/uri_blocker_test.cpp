@@ -2,17 +2,20 @@
 
 #include <gtest/gtest.h>
 
+using nlohmann::json;
 using portico::config::Errors;
 using portico::plugins::waf::UriBlocker;
-using nlohmann::json;
 
 namespace {
 
-std::shared_ptr<const UriBlocker> compile(const std::string& conf, std::string* errors_out = nullptr) {
+std::shared_ptr<const UriBlocker> compile(const std::string& conf,
+                                          std::string* errors_out = nullptr) {
   Errors errors;
   auto blocker = UriBlocker::compile(json::parse(conf), "plugins.uri-blocker", errors);
-  if (errors_out) *errors_out = errors.to_string();
-  else EXPECT_TRUE(errors.empty()) << errors.to_string();
+  if (errors_out)
+    *errors_out = errors.to_string();
+  else
+    EXPECT_TRUE(errors.empty()) << errors.to_string();
   return blocker;
 }
 
