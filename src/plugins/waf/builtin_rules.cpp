@@ -1,0 +1,170 @@
+#include "plugins/waf/builtin_rules.hpp"
+
+namespace portico::plugins::waf {
+
+namespace {
+
+// What PHP allows between a function name and its '(' or between arguments: whitespace and
+// block comments (system/**/('id')).
+constexpr std::string_view kGap = R"((?:\s|/\*[^*]*\*/)*)";
+
+// How the first argument of a code-running call starts in an attack: a string, a variable, a
+// backtick command, @ or ~ (obfuscation), a cast or a nested call (eval(base64_decode(...))).
+// Prose never does: "the system (v2) is down", "system(s)", "exec (CEO)" stay clean.
+std::string argument_start() {
+  return std::string(R"((?:["'`$@~(]|[a-z_]\w*)") + std::string(kGap) + R"(\())";
+}
+
+// name( : for names no English text uses (base64_decode, passthru, phpinfo).
+std::string call(std::string_view name) {
+  return R"(\b)" + std::string(name) + std::string(kGap) + R"(\()";
+}
+
+// name( + argument_start(): for names that are English words (system, exec, eval, assert).
+std::string guarded_call(std::string_view name) {
+  return call(name) + std::string(kGap) + argument_start();
+}
+
+std::string with_gaps(std::string pattern) {
+  for (size_t at; (at = pattern.find("{G}")) != std::string::npos;) pattern.replace(at, 3, kGap);
+  return pattern;
+}
+
+constexpr std::string_view kDangerousNames =
+    "system|exec|passthru|shell_exec|assert|eval|popen|proc_open|pcntl_exec|create_function";
+
+std::vector<BuiltinRule> php_injection() {
+  const std::string dangerous(kDangerousNames);
+  const std::string include = R"(\b(?:include|require)(?:_once)?)";
+  // include("http://..."), include 'http://...'
+  const std::string include_arg = include + with_gaps(R"({G}(?:\({G}["']?|["']){G})");
+  return {
+      // Code in a request
+      {"php-open-tag", R"(<\?php)"},
+      {"php-short-echo-tag", R"(<\?=)"},
+      {"php-script-tag", R"(<script\s*language\s*=\s*["']?\s*php)"},
+      {"php-base64-open-tag", "PD9waHA|PD9QSFA", false},  // base64 of "<?php" / "<?PHP"
+      // Running code or commands
+      {"php-eval", guarded_call("eval")},
+      {"php-assert", guarded_call("assert")},
+      {"php-system", guarded_call("system")},
+      {"php-exec", guarded_call("exec")},
+      {"php-passthru", call("passthru")},
+      {"php-shell-exec", call("shell_exec")},
+      {"php-popen", call("popen")},
+      {"php-proc-open", call("proc_open")},
+      {"php-pcntl-exec", call("pcntl_exec")},
+      {"php-create-function", call("create_function")},
+      {"php-call-user-func", call("call_user_func(?:_array)?")},
+      {"php-callback-exec",
+       with_gaps(R"(\b(?:array_map|array_filter|array_walk(?:_recursive)?|array_reduce|usort|)"
+                 R"(uasort|uksort|register_shutdown_function|register_tick_function|)"
+                 R"(iterator_apply|forward_static_call(?:_array)?|set_error_handler|)"
+                 R"(set_exception_handler|ob_start|preg_replace_callback(?:_array)?){G}\()"
+                 R"([^;]*["'](?:)") +
+           dangerous + R"()["'])"},
+      {"php-preg-replace-e",
+       with_gaps(R"(\bpreg_replace{G}\({G}["'][^"']*[/#~|!@%+}\])][a-z]{0,8}e[a-z]{0,8}["'])")},
+      {"php-mb-ereg-e",
+       with_gaps(R"(\bmb_eregi?_replace{G}\([^)]*["'][a-z]{0,8}e[a-z]{0,8}["']{G}\))")},
+      // ('system')('id'), ("sys"."tem")('id'): a quoted name called. The name comes first so
+      // Vectorscan can start from it; prose never puts a quoted word right before ")(".
+      {"php-quoted-function-call",
+       with_gaps(R"(["'](?:)" + dangerous + R"(|phpinfo|base64_decode)["']{G}\){G}\()")},
+      // "."-joined without spaces: with optional gaps the pattern has no literal to start from
+      // and costs more than the rest of the set together.
+      {"php-string-concat-call", with_gaps(R"(["']\.["'][a-z_]{1,30}["']{G}\){G}\()")},
+      {"php-complex-variable",
+       with_gaps(R"(\$\{{G}(?:@|(?:)" + dangerous +
+                 R"(|print|print_r|var_dump|die|phpinfo|base64_decode|file_put_contents){G}\())")},
+      {"php-superglobal",
+       R"(\$(?:_(?:GET|POST|REQUEST|COOKIE|SERVER|FILES|ENV|SESSION)|GLOBALS)\b)"},
+      // Including code from elsewhere
+      {"php-include-url",
+       include_arg +
+           R"((?:https?|ftps?|php|data|expect|phar|zip|glob|file|compress\.(?:zlib|bzip2))://)"},
+      // The unquoted form is not valid PHP but is what probes send; only where code starts (the
+      // start of a value, after = & ; { } ) / or a PHP tag), not in prose ("please include
+      // https://docs...").
+      {"php-include-url-bare",
+       R"((?:^|[;{}=&/)]|\?>|<\?php)\s*@?\s*(?:include|require)(?:_once)?\s+)"
+       R"((?:https?|ftps?|php|data|expect|phar)://)"},
+      {"php-include-traversal",
+       include_arg + R"((?:[^"')]*\.\./|/(?:etc|proc|var|tmp|dev|root|home)/))"},
+      {"php-include-variable", include + with_gaps(R"({G}\({G}\$)")},
+      {"php-stream-wrapper",
+       R"(\b(?:php|expect|phar|glob|zip|data|rar|ogg|compress\.zlib|compress\.bzip2|)"
+       R"(ssh2\.(?:shell|exec|tunnel|sftp|scp))://)"},
+      // Decoding an obfuscated payload
+      {"php-base64-decode", call("base64_decode")},
+      {"php-gzinflate", call("gzinflate")},
+      {"php-gzuncompress", call("gzuncompress")},
+      {"php-gzdecode", call("gzdecode")},
+      {"php-str-rot13", call("str_rot13")},
+      {"php-convert-uudecode", call("convert_uudecode")},
+      {"php-strrev", call("strrev")},
+      {"php-hex2bin", call("hex2bin")},
+      {"php-chr-concat", with_gaps(R"(\bchr{G}\({G}\d+{G}\){G}\.{G}chr{G}\()")},
+      {"php-hex-string", R"((?:\\x[0-9a-f]{2}){4})"},
+      {"php-octal-string", R"((?:\\[0-7]{3}){4})"},
+      // Files
+      {"php-file-put-contents", call("file_put_contents")},
+      {"php-file-get-contents", guarded_call("file_get_contents")},
+      {"php-file-write", with_gaps(R"(\b(?:fwrite|fputs){G}\({G}\$)")},
+      {"php-move-uploaded-file", call("move_uploaded_file")},
+      {"php-source-disclosure",
+       call("(?:readfile|show_source|highlight_file|php_strip_whitespace)")},
+      {"php-dir-listing", call("(?:scandir|opendir|readdir|glob)") + R"(\s*["'$])"},
+      {"php-sensitive-file",
+       call("(?:file|fopen|file_get_contents|readfile|include|require|include_once|"
+            "require_once|highlight_file|show_source|copy|parse_ini_file)") +
+           with_gaps(R"({G}["']?{G}(?:/etc/(?:passwd|shadow|hosts|group)|/proc/self/))")},
+      // Reconnaissance and tampering
+      {"php-phpinfo", call("phpinfo")},
+      {"php-recon",
+       call("(?:php_uname|get_current_user|getmypid|getmyuid|getmygid|posix_get(?:pwuid|uid|"
+            "euid|gid|grgid|login)|posix_uname|ini_get_all|get_defined_(?:vars|functions|"
+            "constants)|disk_(?:free|total)_space)")},
+      {"php-ini-tamper",
+       call("(?:ini_set|ini_alter|ini_restore|putenv|set_include_path|ignore_user_abort|"
+            "set_time_limit)")},
+      {"php-ini-directive",
+       R"(\b(?:allow_url_include|allow_url_fopen|auto_prepend_file|auto_append_file|)"
+       R"(disable_functions|open_basedir|safe_mode|suhosin\.[a-z_.]+)\s*=)"},
+      {"php-md5-probe",
+       with_gaps(R"(\b(?:print|printf|echo|die|exit|var_dump|print_r){G}\(?{G}md5{G}\()")},
+      {"php-network",
+       call("(?:fsockopen|pfsockopen|stream_socket_(?:client|server)|socket_create|curl_exec|"
+            "curl_multi_exec)")},
+      // Object injection through unserialize()
+      {"php-unserialize", call("unserialize")},
+      {"php-object-injection", R"(\bO:\d+:"[A-Za-z_\\][\w\\]*":\d+:\{)", false},
+      {"php-halt-compiler", R"(\b__halt_compiler\b)"},
+  };
+}
+
+struct NamedSet {
+  std::string_view name;
+  std::vector<BuiltinRule> rules;
+};
+
+const std::vector<NamedSet>& all_sets() {
+  static const std::vector<NamedSet> sets = {{"php-injection", php_injection()}};
+  return sets;
+}
+
+}  // namespace
+
+const std::vector<BuiltinRule>* find_ruleset(std::string_view name) {
+  for (const auto& set : all_sets())
+    if (set.name == name) return &set.rules;
+  return nullptr;
+}
+
+std::string ruleset_names() {
+  std::string out;
+  for (const auto& set : all_sets()) out += (out.empty() ? "" : ", ") + std::string(set.name);
+  return out;
+}
+
+}  // namespace portico::plugins::waf
