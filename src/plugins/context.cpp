@@ -1,5 +1,7 @@
 #include "plugins/context.hpp"
 
+#include <random>
+
 #include "config/field_reader.hpp"
 #include "http/balancer_key.hpp"
 #include "plugins/consumers.hpp"
@@ -23,6 +25,29 @@ bool header_name_matches(std::string_view header, std::string_view var_suffix) {
 }
 
 }  // namespace
+
+// A version 4 UUID from a per-thread generator (no lock, no system call per request).
+std::string make_request_id() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  uint64_t hi = rng(), lo = rng();
+  hi = (hi & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;
+  lo = (lo & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;
+  static const char* hex = "0123456789abcdef";
+  std::string s(36, '-');
+  int pos = 0;
+  for (int i = 0; i < 32; ++i) {
+    if (pos == 8 || pos == 13 || pos == 18 || pos == 23) ++pos;
+    uint64_t word = i < 16 ? hi : lo;
+    int shift = (15 - (i % 16)) * 4;
+    s[static_cast<size_t>(pos++)] = hex[(word >> shift) & 0xf];
+  }
+  return s;
+}
+
+std::string_view Context::ensure_request_id() {
+  if (request_id.empty()) request_id = make_request_id();
+  return request_id;
+}
 
 void RequestEdits::clear() {
   method.reset();

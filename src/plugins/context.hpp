@@ -15,6 +15,9 @@
 namespace portico::plugins {
 
 class Plugin;
+
+// A version 4 UUID from a per-thread generator (no lock, no system call per request).
+std::string make_request_id();
 class ConsumerTable;
 struct Consumer;
 
@@ -92,6 +95,8 @@ class Context {
   std::string_view header(std::string_view name) const;  // case-insensitive, first value
 
   void set_client(std::string_view ip);  // client_ip and client_bytes
+  // The request id (request-id plugin's, or a new one), for answers that must carry one.
+  std::string_view ensure_request_id();
 
   void reset();
 

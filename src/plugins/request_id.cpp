@@ -1,32 +1,12 @@
 // request-id (APISIX priority 12015): every request carries an id, in a header to the upstream
 // and back to the client, and in the access log. An id the client (or a proxy in front) sent is
 // kept, so one id follows a request across layers.
-#include <random>
-
 #include "plugins/context.hpp"
 #include "plugins/header_config.hpp"
 #include "plugins/plugin.hpp"
 
 namespace portico::plugins {
 namespace {
-
-// A version 4 UUID from a per-thread generator (no lock, no system call per request).
-std::string make_uuid() {
-  thread_local std::mt19937_64 rng{std::random_device{}()};
-  uint64_t hi = rng(), lo = rng();
-  hi = (hi & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;
-  lo = (lo & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;
-  static const char* hex = "0123456789abcdef";
-  std::string s(36, '-');
-  int pos = 0;
-  for (int i = 0; i < 32; ++i) {
-    if (pos == 8 || pos == 13 || pos == 18 || pos == 23) ++pos;
-    uint64_t word = i < 16 ? hi : lo;
-    int shift = (15 - (i % 16)) * 4;
-    s[static_cast<size_t>(pos++)] = hex[(word >> shift) & 0xf];
-  }
-  return s;
-}
 
 class RequestId final : public Plugin {
  public:
@@ -38,7 +18,7 @@ class RequestId final : public Plugin {
     if (!sent.empty() && sent.size() <= 256 && valid_header_value(sent))
       ctx.request_id.assign(sent);
     else
-      ctx.request_id = make_uuid();
+      ctx.request_id = make_request_id();
     ctx.upstream.headers.push_back({HeaderEdit::Op::Set, header_name, ctx.request_id});
     return Step::Continue;
   }
