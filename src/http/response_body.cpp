@@ -7,6 +7,7 @@
 #include "core/log.hpp"
 #include "http/chunked_decoder.hpp"
 #include "http/message_heads.hpp"
+#include "http/proxy.hpp"
 #include "http/responses.hpp"
 #include "http/socket_io.hpp"
 #include "plugins/runner.hpp"
@@ -23,8 +24,7 @@ enum class InFraming { None, Length, Chunked, UntilClose };
 // client speaks HTTP/1.1. Returns false when either side failed mid-body.
 Task<bool> forward_unframed(ClientConnection& c, Exchange& x, UpstreamSide& up, InFraming in,
                             bool rechunk, const config::Upstream& spec,
-                            const config::HttpLimits& limits) {
-  ChunkedDecoder dec;
+                            const config::HttpLimits& limits, ChunkedDecoder dec = {}) {
   // All pieces decoded from one read go out in one gather write.
   constexpr size_t kMaxPieces = 16;
   char size_lines[kMaxPieces][20];
@@ -89,6 +89,101 @@ Task<bool> forward_unframed(ClientConnection& c, Exchange& x, UpstreamSide& up, 
   co_return true;
 }
 
+// Reads the upstream body into `body` (decoded): 1 when whole, 0 when it grew past `cap` (the
+// rest is still to come; `dec` holds the chunked decoder's place), -1 when the upstream failed.
+Task<int> collect_body(UpstreamSide& up, InFraming in, uint64_t length, ChunkedDecoder& dec,
+                       std::string& body, size_t cap, const config::Upstream& spec) {
+  IoBuffer& ub = up.buf;
+  while (true) {
+    if (in == InFraming::Length) {
+      size_t n = std::min<uint64_t>(ub.size(), length - body.size());
+      body.append(ub.data(), n);
+      ub.consume(n);
+      if (body.size() == length) co_return 1;
+    } else if (in == InFraming::UntilClose) {
+      body.append(ub.data(), ub.size());
+      ub.consume(ub.size());
+    } else {
+      size_t consumed = 0;
+      while (consumed < ub.size() && body.size() <= cap) {
+        auto step = dec.feed(ub.view().substr(consumed));
+        consumed += step.consumed;
+        if (step.status == ChunkedDecoder::Status::Data) body.append(step.data);
+        if (step.status == ChunkedDecoder::Status::Error) co_return -1;
+        if (step.status == ChunkedDecoder::Status::Done) {
+          ub.consume(consumed);
+          co_return 1;
+        }
+      }
+      ub.consume(consumed);
+    }
+    if (body.size() > cap) co_return 0;
+    IoStatus s = read_done(co_await async_read(up.socket, ub, up.deadline, spec.read_timeout), ub,
+                           up.deadline);
+    if (s == IoStatus::Eof && in == InFraming::UntilClose) co_return 1;
+    if (s != IoStatus::Ok) co_return -1;
+  }
+}
+
+// The body_filter phase: the upstream body is read whole (up to the plugins' limit), filtered,
+// and sent with a Content-Length. A body past the limit goes out as it came (chunked), the part
+// already read first.
+Task<bool> forward_filtered(ClientConnection& c, Exchange& x, UpstreamSide& up,
+                            const config::Upstream& spec, const config::HttpLimits& limits,
+                            InFraming in, bool keep_alive, int status, size_t cap) {
+  plugins::Context& ctx = x.ctx;
+  const bool http10 = x.req.minor_version == 0;
+  if (http10) keep_alive = false;
+  ResponseHead head = x.resp;
+  head.content_length = -1;
+  head.chunked = false;
+  build_response_head(x.response_head, head, OutFraming::None, keep_alive, http10,
+                      &ctx.response_headers, status);
+  x.response_head.resize(x.response_head.size() - 2);  // the framing header comes next
+  x.status = status;
+  const bool upstream_keep_alive = x.resp.keep_alive;
+  const uint64_t length =
+      in == InFraming::Length ? static_cast<uint64_t>(x.resp.content_length) : 0;
+  up.buf.consume(x.resp.head_size);  // x.resp's views are not used past here
+  std::string body;
+  ChunkedDecoder dec;
+  int got = co_await collect_body(up, in, length, dec, body, cap, spec);
+  if (got < 0) {
+    up.release_connection(spec, false);
+    ctx.response_headers.clear();  // header_filter runs again for the error
+    co_return co_await respond_error(c, x, 502, "upstream failed mid-body", false, limits);
+  }
+  bool whole = got == 1;
+  if (whole) {
+    plugins::run_body_filter(ctx, body);
+    x.response_head += "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n";
+  } else {
+    x.response_head += http10 ? "\r\n" : "Transfer-Encoding: chunked\r\n\r\n";
+  }
+  char size_line[24];
+  int n = std::snprintf(size_line, sizeof(size_line), "%zx\r\n", body.size());
+  bool rechunk = !whole && !http10;
+  std::array<asio::const_buffer, 4> bufs{
+      asio::buffer(x.response_head), asio::buffer(size_line, rechunk ? static_cast<size_t>(n) : 0),
+      asio::buffer(body), asio::buffer(kCrlf.data(), rechunk ? kCrlf.size() : 0)};
+  IoStatus s = write_now(c.socket, bufs, x.unsent)
+                   ? x.unsent.status
+                   : co_await write_rest(c.socket, x.unsent, c.io_deadline, limits.send_timeout);
+  bool ok = s == IoStatus::Ok;
+  x.bytes_out += x.response_head.size() + body.size();
+  if (ok && !whole) {
+    if (in == InFraming::Length) {
+      // cannot happen: a Content-Length over the cap never takes this path
+      ok = false;
+    } else {
+      ok = co_await forward_unframed(c, x, up, in, rechunk, spec, limits, dec);
+    }
+  }
+  up.release_connection(spec, ok && upstream_keep_alive && in != InFraming::UntilClose);
+  record_exchange(c, x);
+  co_return ok&& keep_alive && (whole || !http10);
+}
+
 // response-rewrite's body: the upstream's body is not read (its connection is closed, not
 // pooled) and the plugin's goes out with the upstream's headers and the plugins' edits.
 Task<bool> replace_body(ClientConnection& c, Exchange& x, UpstreamSide& up,
@@ -143,6 +238,11 @@ Task<bool> forward_response(ClientConnection& c, Exchange& x, UpstreamSide& up,
       co_return co_await replace_body(c, x, up, spec, limits, keep_alive && !no_body);
   }
   const int status = x.with_plugins ? x.ctx.response_status.value_or(resp.status) : resp.status;
+  if (x.with_plugins && in != InFraming::None) {
+    size_t cap = plugins::response_body_limit(x.ctx);
+    if (cap > 0 && (in != InFraming::Length || static_cast<uint64_t>(resp.content_length) <= cap))
+      co_return co_await forward_filtered(c, x, up, spec, limits, in, keep_alive, status, cap);
+  }
   build_response_head(x.response_head, resp, out, keep_alive, client_http10,
                       x.with_plugins ? &x.ctx.response_headers : nullptr, status);
   x.status = status;

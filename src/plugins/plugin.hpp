@@ -50,6 +50,11 @@ class Plugin {
   virtual Step body(Context&, std::string_view) const { return Step::Continue; }
   // The response head (upstream's or a local reply's) before it is sent: edit headers.
   virtual void header_filter(Context&) const {}
+  // body_filter: a plugin that rewrites upstream response bodies says, after header_filter, up
+  // to how many bytes it wants the whole body (0: not this response). The body is then read
+  // whole and handed to body_filter once; a longer body streams through unchanged.
+  virtual size_t response_body_limit(const Context&) const { return 0; }
+  virtual void body_filter(Context&, std::string& /*body*/) const {}
   // After the response is sent (counters, releasing a concurrency slot).
   virtual void log(Context&) const {}
 };

@@ -5,6 +5,7 @@
 #include "plugins/context.hpp"
 #include "plugins/header_config.hpp"
 #include "plugins/plugin.hpp"
+#include "plugins/regex_rewrite.hpp"
 
 namespace portico::plugins {
 namespace {
@@ -46,20 +47,6 @@ class ProxyRewrite final : public Plugin {
   }
 };
 
-// "$1" -> "\1" (APISIX writes captures the nginx way; RE2 rewrites use backslashes).
-std::string rewrite_template(const std::string& s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '$' && i + 1 < s.size() && std::isdigit(static_cast<unsigned char>(s[i + 1]))) {
-      out += '\\';
-      continue;
-    }
-    if (s[i] == '\\') out += '\\';
-    out += s[i];
-  }
-  return out;
-}
-
 std::shared_ptr<const Plugin> create(const json& conf, const Scope&, const std::string& path,
                                      Errors& errors) {
   auto p = std::make_shared<ProxyRewrite>();
@@ -77,7 +64,7 @@ std::shared_ptr<const Plugin> create(const json& conf, const Scope&, const std::
       r.error("regex_uri", "must be [regex, replacement]");
     } else {
       p->regex = std::make_unique<RE2>((*re)[0].get<std::string>(), RE2::Quiet);
-      p->replacement = rewrite_template((*re)[1].get<std::string>());
+      p->replacement = nginx_rewrite_to_re2((*re)[1].get<std::string>());
       std::string why;
       if (!p->regex->ok())
         errors.add(r.child_path("regex_uri") + "[0]", p->regex->error());

@@ -92,6 +92,17 @@ void run_header_filter(Context& ctx) {
   for (const Plugin* p : ctx.active) p->header_filter(ctx);
 }
 
+size_t response_body_limit(const Context& ctx) {
+  size_t limit = 0;
+  for (const Plugin* p : ctx.active) limit = std::max(limit, p->response_body_limit(ctx));
+  return limit;
+}
+
+void run_body_filter(Context& ctx, std::string& body) {
+  for (const Plugin* p : ctx.active)
+    if (p->response_body_limit(ctx) > 0) p->body_filter(ctx, body);
+}
+
 void run_log(Context& ctx) {
   for (const Plugin* p : ctx.active) p->log(ctx);
 }

@@ -17,6 +17,9 @@ size_t body_limit(const Context& ctx);
 // The body phase, for plugins that asked to see the body.
 Step run_body_phase(Context& ctx, std::string_view body);
 void run_header_filter(Context& ctx);
+// The most response body bytes any active plugin wants whole (0: stream it untouched).
+size_t response_body_limit(const Context& ctx);
+void run_body_filter(Context& ctx, std::string& body);
 void run_log(Context& ctx);
 
 }  // namespace portico::plugins
