@@ -93,6 +93,8 @@ void run_header_filter(Context& ctx) {
 }
 
 void run_log(Context& ctx) {
+  if (ctx.log_done) return;
+  ctx.log_done = true;
   for (const Plugin* p : ctx.active) p->log(ctx);
 }
 

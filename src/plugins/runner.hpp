@@ -17,6 +17,7 @@ size_t body_limit(const Context& ctx);
 // The body phase, for plugins that asked to see the body.
 Step run_body_phase(Context& ctx, std::string_view body);
 void run_header_filter(Context& ctx);
+// Once per request: a second call does nothing.
 void run_log(Context& ctx);
 
 }  // namespace portico::plugins
