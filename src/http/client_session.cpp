@@ -6,8 +6,8 @@
 #include "core/log.hpp"
 #include "http/exchange.hpp"
 #include "http/proxy.hpp"
-#include "http/proxy_protocol_accept.hpp"
 #include "http/request_vars.hpp"
+#include "http/proxy_protocol_accept.hpp"
 #include "http/socket_io.hpp"
 #include "plugins/runner.hpp"
 #include "router/path_normalizer.hpp"
@@ -131,8 +131,8 @@ Task<bool> serve_request(ClientConnection& c) {
   if (!router::normalize_path(x.req.path, x.path_scratch, path))
     co_return co_await respond_error(c, x, 400, "invalid URI path", false, limits);
   RequestVars vars(x.req, path, c.remote_ip, c.remote_port, c.local_port);
-  router::MatchInput in{x.req.method,   x.req.host,           path,
-                        c.remote_bytes, !c.remote_ip.empty(), &vars};
+  router::MatchInput in{x.req.method, x.req.host, path, c.remote_bytes, !c.remote_ip.empty(),
+                        &vars};
   int idx = snapshot->router.match(in);
   if (idx == router::RouteIndex::kNoMatch) {
     bool bodyless = !x.req.has_body();
