@@ -161,3 +161,15 @@ def test_jwt_auth_hide_credentials(gateway, upstream, pem_keys):
     token = hs256({"key": "hs-key"}, "a-long-enough-test-secret")
     r = gw.get("/jwt", headers={"Authorization": "Bearer " + token})
     assert r.status_code == 200 and "authorization" not in headers_seen(r)
+
+
+def test_limit_req_keyed_by_the_consumer_key_auth_named(gateway, upstream):
+    up = upstream()
+    gw = gateway({
+        "routes": [route("/per-consumer", [(up.port,)], id="per-consumer", plugins={
+            "key-auth": {},
+            "limit-req": {"rate": 1, "burst": 0, "nodelay": True, "key": "consumer_name"}})],
+        "consumers": [{"username": "ann", "plugins": {"key-auth": {"key": "ann-key"}}},
+                      {"username": "bob", "plugins": {"key-auth": {"key": "bob-key"}}}]})
+    as_ = lambda key: gw.get("/per-consumer", headers={"apikey": key}).status_code
+    assert [as_("ann-key"), as_("ann-key"), as_("bob-key")] == [200, 503, 200]

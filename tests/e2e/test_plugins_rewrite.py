@@ -3,6 +3,8 @@ response-rewrite (on upstream answers and on plugin answers), request-id, cors."
 import json
 import re
 
+import requests
+
 from conftest import route
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -23,12 +25,17 @@ def test_proxy_rewrite_uri_regex_method_host(gateway, upstream):
         route("/old", [(up.port,)], id="fixed", plugins={"proxy-rewrite": {"uri": "/new"}}),
         route("/api/*", [(up.port,)], id="regex", plugins={"proxy-rewrite": {
             "regex_uri": ["^/api/(\\w+)/(\\d+)$", "/v2/$2/$1"]}}),
+        route("/with-query", [(up.port,)], id="with-query",
+              plugins={"proxy-rewrite": {"uri": "/new?fixed=1"}}),
         route("/post", [(up.port,)], id="method", plugins={"proxy-rewrite": {
             "method": "POST", "host": "backend.internal"}}),
     ]})
     r = gw.get("/old?a=1&b=2")
     assert r.json()["target"] == "/new?a=1&b=2"  # the query is kept
     assert gw.get("/old").json()["target"] == "/new"
+    # A uri with its own query gets the request's after '&' (APISIX).
+    assert gw.get("/with-query?a=1").json()["target"] == "/new?fixed=1&a=1"
+    assert gw.get("/with-query").json()["target"] == "/new?fixed=1"
     assert gw.get("/api/users/42?x=y").json()["target"] == "/v2/42/users?x=y"
     assert gw.get("/api/no/match/here").json()["target"] == "/api/no/match/here"
     r = gw.get("/post")
@@ -80,7 +87,6 @@ def test_response_rewrite_on_upstream_answers(gateway, upstream):
     assert r.status_code == 200 and r.text == "status 404\n"
     assert gw.get("/b64").text == "hello"
     # keep-alive still works after a replaced body (the upstream's is not read)
-    import requests
     with requests.Session() as s:
         for _ in range(3):
             assert s.get(gw.url("/all")).text == "replaced\n"
@@ -139,6 +145,7 @@ def test_cors_preflight_origins_and_credentials(gateway, upstream):
     up = upstream()
     gw = gateway({"routes": [
         route("/open", [(up.port,)], id="open", plugins={"cors": {}}),
+        route("/authed", [(up.port,)], id="authed", plugins={"cors": {}, "key-auth": {}}),
         route("/listed", [(up.port,)], id="listed", plugins={"cors": {
             "allow_origins": "http://a.test,http://b.test", "allow_methods": "GET,POST",
             "allow_headers": "X-Token", "expose_headers": "X-Upstream", "max_age": 60,
@@ -148,7 +155,7 @@ def test_cors_preflight_origins_and_credentials(gateway, upstream):
     r = gw.get("/listed", headers={"Origin": "http://a.test",
                                    "Access-Control-Request-Method": "POST"})
     assert r.status_code == 200  # (a GET with the preflight header is not a preflight)
-    pre = __import__("requests").options(gw.url("/listed"), headers={
+    pre = requests.options(gw.url("/listed"), headers={
         "Origin": "http://b.test", "Access-Control-Request-Method": "POST"}, timeout=5)
     assert pre.status_code == 200 and pre.text == ""
     assert pre.headers["Access-Control-Allow-Origin"] == "http://b.test"
@@ -165,6 +172,11 @@ def test_cors_preflight_origins_and_credentials(gateway, upstream):
     assert r.headers["Access-Control-Allow-Origin"] == "https://x.c.test"
     r = gw.get("/listed", headers={"Origin": "http://evil.test"})
     assert r.status_code == 200 and "Access-Control-Allow-Origin" not in r.headers
+    # cors (4000) answers the preflight before key-auth (2500) asks for a key.
+    pre = requests.options(gw.url("/authed"), headers={
+        "Origin": "http://a.test", "Access-Control-Request-Method": "GET"}, timeout=5)
+    assert pre.status_code == 200 and pre.headers["Access-Control-Allow-Origin"] == "*"
+    assert gw.get("/authed", headers={"Origin": "http://a.test"}).status_code == 401
     r = gw.get("/open", headers={"Origin": "http://anything.test"})
     assert r.headers["Access-Control-Allow-Origin"] == "*"
     assert "Access-Control-Allow-Credentials" not in r.headers

@@ -186,3 +186,18 @@ def test_ip_restriction_lists_cidrs_message_and_code(gateway, upstream):
     assert r.status_code == 404 and r.json() == {"message": "go away"}
     r = gw.get("/v6")
     assert r.status_code == 403 and r.json() == {"message": "Your IP address is not allowed"}
+
+
+def test_limit_req_buckets_survive_a_config_reload(gateway, upstream):
+    """The plugin instance is rebuilt from the new config, its buckets (keyed by route) are not."""
+    up = upstream()
+
+    def routes(tag):
+        return {"routes": [route("/kept", [(up.port,)], id="kept", plugins={
+            "limit-req": {"rate": 0.1, "burst": 0, "nodelay": True, "rejected_code": 429},
+            "response-rewrite": {"headers": {"X-Tag": tag}}})]}
+    gw = gateway(routes("one"))
+    assert gw.get("/kept").status_code == 200
+    gw.write_routes(routes("two"))
+    assert gw.wait_until(lambda: gw.get("/kept").headers.get("X-Tag") == "two", 5)
+    assert gw.get("/kept").status_code == 429
