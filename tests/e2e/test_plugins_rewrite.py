@@ -2,6 +2,7 @@
 response-rewrite (on upstream answers and on plugin answers), request-id, cors."""
 import json
 import re
+import socket
 
 import requests
 
@@ -90,6 +91,28 @@ def test_response_rewrite_on_upstream_answers(gateway, upstream):
     with requests.Session() as s:
         for _ in range(3):
             assert s.get(gw.url("/all")).text == "replaced\n"
+
+
+def test_response_rewrite_body_is_not_sent_where_no_body_may_go(gateway, upstream):
+    """HEAD, 204 and 304 answers carry no body, a configured one included; the connection stays
+    usable for the next request."""
+    up = upstream()
+    gw = gateway({"routes": [route("/*", [(up.port,)], id="all", plugins={
+        "response-rewrite": {"body": "hello\n", "headers": {"X-Rewritten": "1"}}})]})
+    for first in (b"HEAD /x", b"GET /status/204", b"GET /status/304"):
+        s = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
+        s.sendall(first + b" HTTP/1.1\r\nHost: a\r\n\r\nGET /y HTTP/1.1\r\nHost: a\r\n\r\n")
+        data = b""
+        while data.count(b"HTTP/1.1 ") < 2 or not data.endswith(b"hello\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        s.close()
+        head, _, rest = data.partition(b"\r\n\r\n")
+        assert b"X-Rewritten: 1" in head, data
+        assert rest.startswith(b"HTTP/1.1 200"), data  # no body bytes before the next answer
+        assert rest.endswith(b"\r\n\r\nhello\n"), data
 
 
 def test_response_rewrite_on_plugin_answers(gateway, upstream):
