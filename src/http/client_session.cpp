@@ -147,7 +147,11 @@ Task<bool> serve_request(ClientConnection& c) {
     if (!co_await run_plugins(c, x, *snapshot, route, path))
       co_return co_await respond_plugin_reply(c, x, limits);
   }
-  co_return co_await proxy_request(c, x, route, limits);
+  bool keep = co_await proxy_request(c, x, route, limits);
+  // A client that goes away before any answer (mid-body, during 100-continue) ends the request
+  // without record_exchange; the log phase must run anyway, or limit-conn keeps its slot forever.
+  if (x.with_plugins) plugins::run_log(x.ctx);
+  co_return keep;
 }
 
 // Reads and discards what the client still sends for a moment after our last response, so

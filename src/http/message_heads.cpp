@@ -57,10 +57,22 @@ bool edited(const std::vector<plugins::HeaderEdit>* edits, std::string_view name
   return false;
 }
 
+// Edits apply in order: a later set or remove of the same name replaces an earlier set or add
+// (two plugins setting one header, a consumer's proxy-rewrite over the route's, send one value).
+bool superseded(const std::vector<plugins::HeaderEdit>& edits, size_t i) {
+  for (size_t j = i + 1; j < edits.size(); ++j)
+    if (edits[j].op != plugins::HeaderEdit::Op::Add && iequals(edits[j].name, edits[i].name))
+      return true;
+  return false;
+}
+
 void append_edits(std::string& out, const std::vector<plugins::HeaderEdit>* edits) {
   if (!edits) return;
-  for (const auto& e : *edits)
-    if (e.op != plugins::HeaderEdit::Op::Remove) append_header(out, e.name, e.value);
+  for (size_t i = 0; i < edits->size(); ++i) {
+    const auto& e = (*edits)[i];
+    if (e.op != plugins::HeaderEdit::Op::Remove && !superseded(*edits, i))
+      append_header(out, e.name, e.value);
+  }
 }
 
 }  // namespace

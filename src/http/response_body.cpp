@@ -234,8 +234,9 @@ Task<bool> forward_response(ClientConnection& c, Exchange& x, UpstreamSide& up,
     ctx.response = &resp;
     plugins::run_header_filter(ctx);
     ctx.response = nullptr;
-    if (ctx.response_body)
-      co_return co_await replace_body(c, x, up, spec, limits, keep_alive && !no_body);
+    // HEAD, 1xx, 204 and 304 answers have no body to replace (nor may they carry one).
+    if (ctx.response_body && !no_body)
+      co_return co_await replace_body(c, x, up, spec, limits, keep_alive);
   }
   const int status = x.with_plugins ? x.ctx.response_status.value_or(resp.status) : resp.status;
   if (x.with_plugins && in != InFraming::None) {

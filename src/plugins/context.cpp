@@ -140,6 +140,7 @@ void Context::reset() {
   request_id.clear();
   status = 0;
   response = nullptr;
+  log_done = false;
   notes_.clear();
   active.clear();
   global_count = 0;

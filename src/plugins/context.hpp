@@ -77,6 +77,7 @@ class Context {
   // Response facts for header_filter and log (0 until known).
   int status = 0;
   const http::ResponseHead* response = nullptr;
+  bool log_done = false;  // the log phase runs once, whichever way the request ended
 
   // Up to four numbers a plugin keeps between its phases (limit-count's quota for its headers,
   // limit-conn's slot to release), keyed by the plugin instance.

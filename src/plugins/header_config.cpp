@@ -36,6 +36,30 @@ void read_map(const json& map, HeaderEdit::Op op, const std::string& path, confi
   }
 }
 
+// response-rewrite's `add` in APISIX: ["Name: value", ...].
+void read_lines(const json& lines, const std::string& path, config::Errors& errors,
+                std::vector<HeaderEdit>& out) {
+  for (size_t i = 0; i < lines.size(); ++i) {
+    std::string item_path = path + "[" + std::to_string(i) + "]";
+    const json& line = lines[i];
+    size_t colon = line.is_string() ? line.get_ref<const std::string&>().find(':') : 0;
+    if (!line.is_string() || colon == std::string::npos) {
+      errors.add(item_path, "must be a \"Name: value\" string");
+      continue;
+    }
+    const std::string& text = line.get_ref<const std::string&>();
+    std::string name = text.substr(0, colon);
+    size_t start = text.find_first_not_of(" \t", colon + 1);
+    std::string value = start == std::string::npos ? "" : text.substr(start);
+    if (!valid_header_name(name))
+      errors.add(item_path, "is not a valid header name");
+    else if (!valid_header_value(value))
+      errors.add(item_path, "must not contain control characters");
+    else
+      out.push_back({HeaderEdit::Op::Add, std::move(name), std::move(value)});
+  }
+}
+
 }  // namespace
 
 bool valid_header_name(std::string_view name) {
@@ -66,11 +90,14 @@ std::vector<HeaderEdit> read_header_edits(const json& value, const std::string& 
     read_map(value, HeaderEdit::Op::Set, path, errors, out);
     return out;
   }
+  // APISIX applies them in the order add, remove, set (the edits are applied in order).
   config::ObjectReader r(value, path, errors);
-  if (const json* set = r.raw("set"))
-    read_map(*set, HeaderEdit::Op::Set, path + ".set", errors, out);
-  if (const json* add = r.raw("add"))
-    read_map(*add, HeaderEdit::Op::Add, path + ".add", errors, out);
+  if (const json* add = r.raw("add")) {
+    if (add->is_array())
+      read_lines(*add, path + ".add", errors, out);
+    else
+      read_map(*add, HeaderEdit::Op::Add, path + ".add", errors, out);
+  }
   if (const json* remove = r.raw("remove")) {
     if (!remove->is_array()) {
       r.error("remove", "must be a list of header names");
@@ -84,6 +111,8 @@ std::vector<HeaderEdit> read_header_edits(const json& value, const std::string& 
       }
     }
   }
+  if (const json* set = r.raw("set"))
+    read_map(*set, HeaderEdit::Op::Set, path + ".set", errors, out);
   r.finish();
   return out;
 }

@@ -1,6 +1,6 @@
 // The `headers` field of proxy-rewrite and response-rewrite (APISIX 3.x): either
-// {add: {name: value}, set: {name: value}, remove: [names]} or the older flat map {name: value}
-// where a value sets the header and "" removes it.
+// {add: {name: value} or ["Name: value"], remove: [names], set: {name: value}}, applied in that
+// order, or the older flat map {name: value} where a value sets the header and "" removes it.
 #pragma once
 
 #include <string>

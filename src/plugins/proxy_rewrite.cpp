@@ -34,8 +34,9 @@ class ProxyRewrite final : public Plugin {
         // APISIX (ngx.re.sub): the first match is replaced; no match leaves the uri alone.
         RE2::Replace(&path, *regex, replacement);
       }
-      if (path.find('?') == std::string::npos && !r.query.empty()) {
-        path += '?';
+      // APISIX: the request's query follows, after '&' when the new uri has a query of its own.
+      if (!r.query.empty()) {
+        path += path.find('?') == std::string::npos ? '?' : '&';
         path += r.query;
       }
       ctx.upstream.target = std::move(path);

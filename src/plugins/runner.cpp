@@ -104,6 +104,8 @@ void run_body_filter(Context& ctx, std::string& body) {
 }
 
 void run_log(Context& ctx) {
+  if (ctx.log_done) return;
+  ctx.log_done = true;
   for (const Plugin* p : ctx.active) p->log(ctx);
 }
 

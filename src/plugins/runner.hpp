@@ -20,6 +20,7 @@ void run_header_filter(Context& ctx);
 // The most response body bytes any active plugin wants whole (0: stream it untouched).
 size_t response_body_limit(const Context& ctx);
 void run_body_filter(Context& ctx, std::string& body);
+// Once per request: a second call does nothing.
 void run_log(Context& ctx);
 
 }  // namespace portico::plugins
