@@ -6,8 +6,8 @@
 #include "core/log.hpp"
 #include "http/exchange.hpp"
 #include "http/proxy.hpp"
-#include "http/request_vars.hpp"
 #include "http/proxy_protocol_accept.hpp"
+#include "http/request_vars.hpp"
 #include "http/socket_io.hpp"
 #include "plugins/runner.hpp"
 #include "router/path_normalizer.hpp"
@@ -65,8 +65,9 @@ void park(std::unique_ptr<ClientConnection> c) {
 }
 
 // The rewrite and access phases. Returns false when a plugin answered (x.ctx.reply).
+// `route` is null for a request that matched no route: global rules still run (APISIX).
 Task<bool> run_plugins(ClientConnection& c, Exchange& x, const config::Snapshot& snapshot,
-                       const config::CompiledRoute& route, std::string_view path) {
+                       const config::CompiledRoute* route, std::string_view path) {
   plugins::Context& ctx = x.ctx;
   ctx.reset();
   x.with_plugins = true;
@@ -76,13 +77,13 @@ Task<bool> run_plugins(ClientConnection& c, Exchange& x, const config::Snapshot&
   ctx.client_bytes = c.remote_bytes;
   ctx.client_port = c.remote_port;
   ctx.server_port = c.local_port;
-  ctx.route_id = &route.id;
-  ctx.service_id = &route.service_id;
+  ctx.route_id = route ? &route->id : nullptr;
+  ctx.service_id = route ? &route->service_id : nullptr;
   ctx.consumers = &snapshot.consumers;
   ctx.worker = c.worker.index();
   ctx.now_ms = wall_now_ms();
-  plugins::Step step =
-      co_await plugins::run_request_phases(ctx, snapshot.global_plugins.get(), route.plugins.get());
+  plugins::Step step = co_await plugins::run_request_phases(ctx, snapshot.global_plugins.get(),
+                                                            route ? route->plugins.get() : nullptr);
   co_return step == plugins::Step::Continue;
 }
 
@@ -131,10 +132,12 @@ Task<bool> serve_request(ClientConnection& c) {
   if (!router::normalize_path(x.req.path, x.path_scratch, path))
     co_return co_await respond_error(c, x, 400, "invalid URI path", false, limits);
   RequestVars vars(x.req, path, c.remote_ip, c.remote_port, c.local_port);
-  router::MatchInput in{x.req.method, x.req.host, path, c.remote_bytes, !c.remote_ip.empty(),
-                        &vars};
+  router::MatchInput in{x.req.method,   x.req.host,           path,
+                        c.remote_bytes, !c.remote_ip.empty(), &vars};
   int idx = snapshot->router.match(in);
   if (idx == router::RouteIndex::kNoMatch) {
+    if (snapshot->global_plugins && !co_await run_plugins(c, x, *snapshot, nullptr, path))
+      co_return co_await respond_plugin_reply(c, x, limits);
     bool bodyless = !x.req.has_body();
     if (bodyless) c.in.consume(x.req.head_size);  // a body we did not read forces a close
     co_return co_await respond_error(c, x, 404, "404 Route Not Found", bodyless, limits);
@@ -144,7 +147,7 @@ Task<bool> serve_request(ClientConnection& c) {
   if (limits.client_max_body_size > 0 && x.req.content_length > limits.client_max_body_size)
     co_return co_await respond_error(c, x, 413, "request body too large", false, limits);
   if (route.plugins || snapshot->global_plugins) {
-    if (!co_await run_plugins(c, x, *snapshot, route, path))
+    if (!co_await run_plugins(c, x, *snapshot, &route, path))
       co_return co_await respond_plugin_reply(c, x, limits);
   }
   bool keep = co_await proxy_request(c, x, route, limits);

@@ -69,8 +69,8 @@ class Cors final : public Plugin {
 
  private:
   std::string method_list() const {
-    if (allow_methods == "*" || allow_methods == "**")
-      return "GET,POST,PUT,DELETE,PATCH,HEAD,OPTIONS,CONNECT,TRACE";
+    // APISIX: "**" lists every method; "*" is sent as is.
+    if (allow_methods == "**") return "GET,POST,PUT,DELETE,PATCH,HEAD,OPTIONS,CONNECT,TRACE";
     return allow_methods;
   }
 };

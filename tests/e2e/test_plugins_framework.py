@@ -249,8 +249,6 @@ def test_meta_disable_on_a_route_turns_off_the_services_plugin(gateway, upstream
     assert gw.get("/own-off").status_code == 200
 
 
-@pytest.mark.xfail(reason="global rules run only for requests that matched a route; APISIX 3.x "
-                          "runs them before answering 404 (http_access_phase)", strict=True)
 def test_global_rules_also_run_for_requests_matching_no_route(gateway, upstream):
     up = upstream()
     gw = gateway({"global_rules": [{"id": "g", "plugins": {
