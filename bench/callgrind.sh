@@ -36,7 +36,7 @@ measure() {  # name port cmd...
   setsid valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$WORK/cg.$name" "$@" \
     >"$WORK/logs/$name.vg" 2>&1 & local pid=$!
   PIDS+=($pid)
-  for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.2; done
+  for _ in $(seq 1 600); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.2; done
   wrk -t1 -c10 -d2s "http://127.0.0.1:$port$PATH_Q" >/dev/null  # warm-up, not counted
   callgrind_control -i on "$pid" >/dev/null 2>&1
   callgrind_control -z "$pid" >/dev/null 2>&1

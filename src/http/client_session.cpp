@@ -64,10 +64,10 @@ void park(std::unique_ptr<ClientConnection> c) {
   socket.async_wait(Socket::wait_read, std::move(resume));
 }
 
-// The rewrite and access phases. Returns false when a plugin answered (x.ctx.reply).
-// `route` is null for a request that matched no route: global rules still run (APISIX).
-Task<bool> run_plugins(ClientConnection& c, Exchange& x, const config::Snapshot& snapshot,
-                       const config::CompiledRoute* route, std::string_view path) {
+// Starts the rewrite and access phases (see plugins/runner.hpp for Wait). `route` is null for a
+// request that matched no route: global rules still run (APISIX).
+plugins::Step start_plugins(ClientConnection& c, Exchange& x, const config::Snapshot& snapshot,
+                            const config::CompiledRoute* route, std::string_view path) {
   plugins::Context& ctx = x.ctx;
   ctx.reset();
   x.with_plugins = true;
@@ -82,9 +82,8 @@ Task<bool> run_plugins(ClientConnection& c, Exchange& x, const config::Snapshot&
   ctx.consumers = &snapshot.consumers;
   ctx.worker = c.worker.index();
   ctx.now_ms = wall_now_ms();
-  plugins::Step step = co_await plugins::run_request_phases(ctx, snapshot.global_plugins.get(),
-                                                            route ? route->plugins.get() : nullptr);
-  co_return step == plugins::Step::Continue;
+  return plugins::start_request_phases(ctx, snapshot.global_plugins.get(),
+                                       route ? route->plugins.get() : nullptr);
 }
 
 // Reads and serves one request. Returns whether the connection stays open.
@@ -136,8 +135,11 @@ Task<bool> serve_request(ClientConnection& c) {
                         c.remote_bytes, !c.remote_ip.empty(), &vars};
   int idx = snapshot->router.match(in);
   if (idx == router::RouteIndex::kNoMatch) {
-    if (snapshot->global_plugins && !co_await run_plugins(c, x, *snapshot, nullptr, path))
-      co_return co_await respond_plugin_reply(c, x, limits);
+    if (snapshot->global_plugins) {
+      plugins::Step step = start_plugins(c, x, *snapshot, nullptr, path);
+      if (step == plugins::Step::Wait) step = co_await plugins::finish_request_phases(x.ctx);
+      if (step == plugins::Step::Respond) co_return co_await respond_plugin_reply(c, x, limits);
+    }
     bool bodyless = !x.req.has_body();
     if (bodyless) c.in.consume(x.req.head_size);  // a body we did not read forces a close
     co_return co_await respond_error(c, x, 404, "404 Route Not Found", bodyless, limits);
@@ -147,8 +149,9 @@ Task<bool> serve_request(ClientConnection& c) {
   if (limits.client_max_body_size > 0 && x.req.content_length > limits.client_max_body_size)
     co_return co_await respond_error(c, x, 413, "request body too large", false, limits);
   if (route.plugins || snapshot->global_plugins) {
-    if (!co_await run_plugins(c, x, *snapshot, &route, path))
-      co_return co_await respond_plugin_reply(c, x, limits);
+    plugins::Step step = start_plugins(c, x, *snapshot, &route, path);
+    if (step == plugins::Step::Wait) step = co_await plugins::finish_request_phases(x.ctx);
+    if (step == plugins::Step::Respond) co_return co_await respond_plugin_reply(c, x, limits);
   }
   bool keep = co_await proxy_request(c, x, route, limits);
   // A client that goes away before any answer (mid-body, during 100-continue) ends the request

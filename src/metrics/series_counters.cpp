@@ -10,8 +10,8 @@ thread_local SeriesCounters* t_current = nullptr;
 SeriesCounters* SeriesCounters::current() { return t_current; }
 void SeriesCounters::make_current() { t_current = this; }
 
-void SeriesCounters::add(std::string_view family, const char* help,
-                         std::initializer_list<SeriesLabel> labels, uint64_t n) {
+std::atomic<uint64_t>* SeriesCounters::counter(std::string_view family, const char* help,
+                                               std::initializer_list<SeriesLabel> labels) {
   key_.assign(family);
   for (const auto& l : labels) {
     key_ += '\x1f';
@@ -21,7 +21,7 @@ void SeriesCounters::add(std::string_view family, const char* help,
   }
   auto it = series_.find(std::string_view(key_));
   if (it == series_.end()) {
-    if (series_.size() >= kMaxSeries) return;
+    if (series_.size() >= kMaxSeries) return nullptr;
     auto s = std::make_unique<Series>();
     s->family.assign(family);
     s->help = help;
@@ -29,7 +29,7 @@ void SeriesCounters::add(std::string_view family, const char* help,
     std::lock_guard lock(shape_mutex_);
     it = series_.emplace(key_, std::move(s)).first;
   }
-  it->second->value.fetch_add(n, std::memory_order_relaxed);
+  return &it->second->value;
 }
 
 void SeriesCounters::collect(std::map<std::string, Sum>& into) const {

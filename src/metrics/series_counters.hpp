@@ -37,7 +37,17 @@ class SeriesCounters {
 
   // Adds `n` to the series; `help` must be a string literal (kept by pointer).
   void add(std::string_view family, const char* help, std::initializer_list<SeriesLabel> labels,
-           uint64_t n = 1);
+           uint64_t n = 1) {
+    if (auto* c = counter(family, help, labels)) add_to(*c, n);
+  }
+  // The series' counter, created on first use; stable for the table's life (callers may cache
+  // it per thread). Null when the table is full.
+  std::atomic<uint64_t>* counter(std::string_view family, const char* help,
+                                 std::initializer_list<SeriesLabel> labels);
+  // Only the owning thread writes a counter: a plain load and store, no locked instruction.
+  static void add_to(std::atomic<uint64_t>& c, uint64_t n) {
+    c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
 
   struct Sum {
     const char* help;

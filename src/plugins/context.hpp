@@ -19,6 +19,7 @@ class Plugin;
 // A version 4 UUID from a per-thread generator (no lock, no system call per request).
 std::string make_request_id();
 class ConsumerTable;
+struct Chain;
 struct Consumer;
 
 struct HeaderEdit {
@@ -73,6 +74,10 @@ class Context {
   // with the consumer's), for the body, header_filter and log phases.
   std::vector<const Plugin*> active;
   size_t global_count = 0;  // active[0, global_count) came from global rules
+  // Where the runner is (runner.cpp), so a plugin that must wait resumes the phases after it.
+  const Chain* route_chain = nullptr;
+  uint8_t phase_stage = 0;
+  size_t phase_next = 0;
 
   // Response facts for header_filter and log (0 until known).
   int status = 0;

@@ -18,8 +18,9 @@ using config::json;
 class Context;
 struct Credential;
 
-// What a phase decided: go on with the next plugin, or answer now with Context::reply.
-enum class Step { Continue, Respond };
+// What a phase decided: go on with the next plugin, or answer now with Context::reply. (Wait is
+// the runner's own: a plugin must be awaited, see runner.hpp.)
+enum class Step { Continue, Respond, Wait };
 
 // Where a plugin's config was declared ("routes", "r1"). Stateful plugins (rate limits) key
 // their long-lived state by it, so state survives config changes and is shared by every route of

@@ -7,11 +7,6 @@
 namespace portico::plugins {
 namespace {
 
-Task<Step> run_access(Context& ctx, const Plugin* p) {
-  if (p->waits_in_access()) co_return co_await p->access_async(ctx);
-  co_return p->access(ctx);
-}
-
 // The route's plugins with the consumer's merged in: a consumer's plugin replaces the route's
 // of the same name (APISIX: Consumer > Route), then all by priority.
 void merge_consumer(Context& ctx, const Chain* route, const PluginSet& consumer) {
@@ -46,32 +41,79 @@ bool has_own_plugins(const PluginSet* set) {
 
 }  // namespace
 
-Task<Step> run_request_phases(Context& ctx, const Chain* global, const Chain* route) {
+namespace {
+
+enum Stage : uint8_t { GlobalRewrite, GlobalAccess, RouteRewrite, ConsumerJoins, RouteAccess };
+
+// Runs from the saved position to an answer, the end, or a plugin that must be awaited
+// (ctx.phase_next is then that plugin).
+Step advance(Context& ctx) {
+  size_t& i = ctx.phase_next;
+  while (true) {
+    switch (ctx.phase_stage) {
+      case GlobalRewrite:
+        for (; i < ctx.global_count; ++i)
+          if (ctx.active[i]->rewrite(ctx) == Step::Respond) return Step::Respond;
+        ctx.phase_stage = GlobalAccess;
+        i = 0;
+        break;
+      case GlobalAccess:
+        for (; i < ctx.global_count; ++i) {
+          if (ctx.active[i]->waits_in_access()) return Step::Wait;
+          if (ctx.active[i]->access(ctx) == Step::Respond) return Step::Respond;
+        }
+        ctx.phase_stage = RouteRewrite;
+        break;
+      case RouteRewrite:
+        for (; i < ctx.active.size(); ++i)
+          if (ctx.active[i]->rewrite(ctx) == Step::Respond) return Step::Respond;
+        ctx.phase_stage = ConsumerJoins;
+        break;
+      case ConsumerJoins:
+        if (ctx.consumer && has_own_plugins(ctx.consumer->plugins.get())) {
+          const PluginSet& own = *ctx.consumer->plugins;
+          merge_consumer(ctx, ctx.route_chain, own);
+          // The consumer's plugins join after the route's rewrite phase ran: theirs runs now.
+          for (const PluginEntry& e : own.entries)
+            if (e.plugin && !e.disabled && e.plugin->rewrite(ctx) == Step::Respond)
+              return Step::Respond;
+        }
+        ctx.phase_stage = RouteAccess;
+        i = ctx.global_count;
+        break;
+      default:
+        for (; i < ctx.active.size(); ++i) {
+          if (ctx.active[i]->waits_in_access()) return Step::Wait;
+          if (ctx.active[i]->access(ctx) == Step::Respond) return Step::Respond;
+        }
+        return Step::Continue;
+    }
+  }
+}
+
+}  // namespace
+
+Step start_request_phases(Context& ctx, const Chain* global, const Chain* route) {
   ctx.active.clear();
   if (global)
     for (const PluginEntry* e : global->entries) ctx.active.push_back(e->plugin.get());
   ctx.global_count = ctx.active.size();
   if (route)
     for (const PluginEntry* e : route->entries) ctx.active.push_back(e->plugin.get());
+  ctx.route_chain = route;
+  ctx.phase_stage = GlobalRewrite;
+  ctx.phase_next = 0;
+  return advance(ctx);
+}
 
-  for (size_t i = 0; i < ctx.global_count; ++i)
-    if (ctx.active[i]->rewrite(ctx) == Step::Respond) co_return Step::Respond;
-  for (size_t i = 0; i < ctx.global_count; ++i)
-    if (co_await run_access(ctx, ctx.active[i]) == Step::Respond) co_return Step::Respond;
-  for (size_t i = ctx.global_count; i < ctx.active.size(); ++i)
-    if (ctx.active[i]->rewrite(ctx) == Step::Respond) co_return Step::Respond;
-
-  if (ctx.consumer && has_own_plugins(ctx.consumer->plugins.get())) {
-    const PluginSet& own = *ctx.consumer->plugins;
-    merge_consumer(ctx, route, own);
-    // The consumer's plugins join after the route's rewrite phase ran: theirs runs now.
-    for (const PluginEntry& e : own.entries)
-      if (e.plugin && !e.disabled && e.plugin->rewrite(ctx) == Step::Respond)
-        co_return Step::Respond;
+Task<Step> finish_request_phases(Context& ctx) {
+  while (true) {
+    if (co_await ctx.active[ctx.phase_next]->access_async(ctx) == Step::Respond)
+      co_return Step::Respond;
+    ++ctx.phase_next;
+    Step s = advance(ctx);
+    if (s != Step::Wait) co_return s;
   }
-  for (size_t i = ctx.global_count; i < ctx.active.size(); ++i)
-    if (co_await run_access(ctx, ctx.active[i]) == Step::Respond) co_return Step::Respond;
-  co_return Step::Continue;
 }
 
 size_t body_limit(const Context& ctx) {

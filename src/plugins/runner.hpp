@@ -9,9 +9,12 @@
 
 namespace portico::plugins {
 
-// rewrite and access of every plugin, in order; Step::Respond as soon as one answers.
-// Fills ctx.active for the later phases.
-Task<Step> run_request_phases(Context& ctx, const Chain* global, const Chain* route);
+// rewrite and access of every plugin, in order, without suspending: Continue, Respond as soon
+// as one answers, or Wait when a plugin's access phase must be awaited (a delay, a Redis round
+// trip): then `co_await finish_request_phases(ctx)` runs it and the rest. Most requests never
+// wait, and so never pay for a coroutine frame here. Fills ctx.active for the later phases.
+Step start_request_phases(Context& ctx, const Chain* global, const Chain* route);
+Task<Step> finish_request_phases(Context& ctx);
 // The most body bytes any active plugin wants to see (0: the body is not inspected).
 size_t body_limit(const Context& ctx);
 // The body phase, for plugins that asked to see the body.

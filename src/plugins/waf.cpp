@@ -20,9 +20,11 @@ class Waf final : public Plugin {
   Step rewrite(Context& ctx) const override {
     waf::Scanner s(*policy);
     const http::RequestHead& r = *ctx.req;
-    if (s.scan_uri(r.path) && s.scan_query(r.query))
-      for (const auto& h : r.headers)
-        if (!s.scan_header(h.name, h.value)) break;
+    s.begin_head();
+    s.scan_uri(r.path);
+    s.scan_query(r.query);
+    for (const auto& h : r.headers) s.scan_header(h.name, h.value);
+    s.end_head();
     return verdict(ctx, s);
   }
 

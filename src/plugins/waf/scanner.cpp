@@ -1,6 +1,7 @@
 #include "plugins/waf/scanner.hpp"
 
 #include <string>
+#include <vector>
 
 namespace portico::plugins::waf {
 
@@ -9,6 +10,14 @@ namespace {
 // Decoded text of the value being scanned. Per thread, reused: after the first requests it has
 // the capacity it needs and decoding allocates nothing. Only used inside one synchronous call.
 thread_local std::string decode_buffer;
+
+// The batched head (see Scanner::begin_head): decoded values joined, and where each one ends.
+struct HeadPart {
+  size_t end;  // offset just past the value's separator
+  Target target;
+};
+thread_local std::string head_text;
+thread_local std::vector<HeadPart> head_parts;
 
 bool iequals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
@@ -57,10 +66,11 @@ hs_scratch_t* Scanner::scratch() {
   return s;
 }
 
-int Scanner::on_match(unsigned id, unsigned long long, unsigned long long, unsigned,
+int Scanner::on_match(unsigned id, unsigned long long, unsigned long long to, unsigned,
                       void* context) {
   auto& self = *static_cast<Scanner*>(context);
   const Rule& rule = self.policy_.rules_[id];
+  if (self.batched_) self.current_ = self.target_at(to);
   if ((rule.targets & static_cast<uint8_t>(self.current_)) == 0) return 0;
   if (rule.action == Action::Block) {
     self.blocked_ = true;
@@ -100,7 +110,35 @@ bool Scanner::scan_value(std::string_view raw, Decoding decoding, Target target)
   if (blocked_ || failed_) return false;
   if (raw.empty() || !policy_.scans(target)) return true;
   Normalizer normalizer(decoding);
-  return scan_decoded(normalizer.decode(raw, decode_buffer), target);
+  std::string_view text = normalizer.decode(raw, decode_buffer);
+  if (!batching_) return scan_decoded(text, target);
+  if (!text.empty()) {
+    head_text.append(text);
+    head_text.push_back('\n');
+    head_parts.push_back({head_text.size(), target});
+  }
+  return true;
+}
+
+Target Scanner::target_at(unsigned long long end) const {
+  for (const HeadPart& p : head_parts)
+    if (end <= p.end) return p.target;
+  return head_parts.empty() ? Target::Uri : head_parts.back().target;
+}
+
+void Scanner::begin_head() {
+  batching_ = true;
+  head_text.clear();
+  head_parts.clear();
+}
+
+bool Scanner::end_head() {
+  batching_ = false;
+  if (blocked_ || failed_) return false;
+  batched_ = true;
+  bool ok = scan_decoded(head_text, Target::Uri);
+  batched_ = false;
+  return ok;
 }
 
 bool Scanner::scan_decoded(std::string_view text, Target target) {

@@ -160,3 +160,28 @@ TEST(WafScanner, WorkerThreadsEachGetScratchForNewerPolicies) {
     EXPECT_EQ(t.blocking_rule()->id, "big");
   }).join();
 }
+
+// The plugin scans the head in one batched call: each match must still count only for the
+// target it falls in, exactly as value-by-value scanning does.
+TEST(WafScanner, BatchedHeadAttributesMatchesToTheirTargets) {
+  auto policy = compile(kUserRules);
+  ASSERT_TRUE(policy);
+  auto batched = [&](std::string_view path, std::string_view query, std::string_view name,
+                     std::string_view value) {
+    Scanner s(*policy);
+    s.begin_head();
+    s.scan_uri(path);
+    s.scan_query(query);
+    s.scan_header(name, value);
+    s.end_head();
+    return s.blocked() ? s.blocking_rule()->id + "@" + std::string(target_name(s.blocking_target()))
+                       : "";
+  };
+  EXPECT_EQ(batched("/evil", "a=1", "X-Trace", "ok"), "evil-path@uri");
+  EXPECT_EQ(batched("/fine", "evil=1", "X-Trace", "ok"), "evil-arg@args");
+  EXPECT_EQ(batched("/devil=1", "q=/evil", "X-Trace", "ok"), "");  // each in the wrong target
+  EXPECT_EQ(batched("/fine", "a=1", "X-Trace", "BadBot/1.0"), "hdr@headers");
+  EXPECT_EQ(batched("/fine", "a=1", "Cookie", "admin=true"), "cookie@cookies");
+  EXPECT_EQ(batched("/fine", "admin=true", "X-Trace", "evil=1"), "");
+  EXPECT_EQ(batched("/fine", "", "", ""), "");
+}
