@@ -17,6 +17,7 @@
 #include "core/asio.hpp"
 #include "core/deadline.hpp"
 #include "core/io_buffer.hpp"
+#include "metrics/stream_metrics.hpp"
 #include "metrics/worker_metrics.hpp"
 #include "upstream/connection_pool.hpp"
 
@@ -74,6 +75,7 @@ class Worker {
   // Written by this worker only, summed by the control thread at scrape time.
   metrics::WorkerMetrics metrics;
   metrics::ProxyProtocolRejections proxy_protocol_rejections;
+  metrics::StreamCounters stream_metrics;
 
  private:
   Task<> accept_loop(Acceptor& acceptor, const config::ListenAddress& listener);
