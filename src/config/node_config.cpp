@@ -91,7 +91,8 @@ void read_node_listen(const json& value, std::vector<ListenAddress>& out, Errors
     out.push_back(std::move(a));
   };
   if (!value.is_array()) return read_item(value, key);
-  for (size_t i = 0; i < value.size(); ++i) read_item(value[i], key + "[" + std::to_string(i) + "]");
+  for (size_t i = 0; i < value.size(); ++i)
+    read_item(value[i], key + "[" + std::to_string(i) + "]");
 }
 
 void read_etcd(const json& value, const std::string& path, const std::string& config_path,

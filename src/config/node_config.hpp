@@ -69,7 +69,7 @@ struct NodeConfig {
   std::string path;  // the config file itself
   std::vector<ListenAddress> listen;
   std::vector<ListenAddress> stream_listen;  // L4 listeners (stream_routes); none by default
-  int workers = 0;  // 0 = auto (one per core)
+  int workers = 0;                           // 0 = auto (one per core)
   double shutdown_timeout = 10;
   HttpLimits http;
   ListenAddress admin_listen{"127.0.0.1", 9180};

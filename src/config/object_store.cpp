@@ -182,7 +182,8 @@ ConfigSet ObjectStore::config_set(Errors& problems) const {
   for (const StoredObject* obj : in_creation_order(Kind::StreamRoutes)) {
     size_t before = problems.size();
     check_references(*obj, obj->source, problems);
-    if (problems.size() == before && obj->stream_route) set.stream_routes.push_back(obj->stream_route);
+    if (problems.size() == before && obj->stream_route)
+      set.stream_routes.push_back(obj->stream_route);
   }
   for (const StoredObject* obj : in_creation_order(Kind::Services)) {
     size_t before = problems.size();

@@ -133,7 +133,7 @@ struct StreamRoute {
   std::shared_ptr<const Upstream> upstream;
   std::string upstream_id;
   std::string service_id;
-  std::string protocol;  // "" (plain TCP) or "tlv"
+  std::string protocol;                                  // "" (plain TCP) or "tlv"
   std::shared_ptr<const stream::TlvProtocolConfig> tlv;  // protocol.conf of a tlv route
   int64_t order = 0;  // creation order: the first matching route wins
 };

@@ -123,15 +123,16 @@ std::shared_ptr<const router::RouteRule> make_rule(const Route& r, const Service
 
 // Stream routes are few: compiled whole on every build. Their node health and per-user buckets
 // are keyed by id, so they carry over anyway.
-void compile_stream_routes(const ConfigSet& set, Snapshot& snap, int workers,
-                           NodeResolver& resolver, Errors& errors, Errors* warnings,
-                           const std::function<std::shared_ptr<const upstream::UpstreamTarget>(
-                               const std::string&)>& named,
-                           const std::function<std::shared_ptr<const upstream::UpstreamTarget>(
-                               const std::string&)>& service_target) {
+void compile_stream_routes(
+    const ConfigSet& set, Snapshot& snap, int workers, NodeResolver& resolver, Errors& errors,
+    Errors* warnings,
+    const std::function<std::shared_ptr<const upstream::UpstreamTarget>(const std::string&)>& named,
+    const std::function<std::shared_ptr<const upstream::UpstreamTarget>(const std::string&)>&
+        service_target) {
   for (size_t i = 0; i < set.stream_routes.size(); ++i) {
     const StreamRoute& r = *set.stream_routes[i];
-    std::string path = warnings ? "stream_routes/" + r.id : "stream_routes[" + std::to_string(i) + "]";
+    std::string path =
+        warnings ? "stream_routes/" + r.id : "stream_routes[" + std::to_string(i) + "]";
     std::string key = "stream_routes/" + r.id;
     Errors& report = warnings ? *warnings : errors;
     auto c = std::make_shared<stream::CompiledStreamRoute>();

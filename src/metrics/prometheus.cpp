@@ -196,11 +196,11 @@ void write_stream_metrics(PrometheusWriter& out, const StreamCounters::Totals& t
   }
   for (size_t i = 0; i < kStreamRefusals; ++i)
     for (size_t k = 0; k < 2; ++k)
-      out.counter("portico_stream_refused_frames_total",
-                  "TLV frames refused at the edge (rate limits, command policy), by reason.",
-                  {{"reason", to_string(static_cast<StreamRefusal>(i))},
-                   {"action", k ? "reply" : "drop"}},
-                  t.refusals[i][k]);
+      out.counter(
+          "portico_stream_refused_frames_total",
+          "TLV frames refused at the edge (rate limits, command policy), by reason.",
+          {{"reason", to_string(static_cast<StreamRefusal>(i))}, {"action", k ? "reply" : "drop"}},
+          t.refusals[i][k]);
   out.counter("portico_stream_heartbeats_answered_total",
               "Heartbeats answered at the edge without reaching a backend.", {}, t.heartbeats);
   out.counter("portico_stream_upstream_connect_failures_total",

@@ -19,13 +19,13 @@ std::string_view to_string(StreamDirection d);
 
 // Why a stream connection ended.
 enum class StreamClose : uint8_t {
-  ClientClosed,     // the client closed (after its half-close was relayed)
-  UpstreamClosed,   // an upstream connection closed
-  ClientError,      // read/write error on the client socket
-  UpstreamError,    // read/write error on an upstream socket
-  IdleTimeout,      // no byte from the client within idle_timeout
-  Stalled,          // a frame stayed incomplete past stall_timeout
-  BadStartMarker,   // TLV decode errors, client side (TLV.md "Bad input")
+  ClientClosed,    // the client closed (after its half-close was relayed)
+  UpstreamClosed,  // an upstream connection closed
+  ClientError,     // read/write error on the client socket
+  UpstreamError,   // read/write error on an upstream socket
+  IdleTimeout,     // no byte from the client within idle_timeout
+  Stalled,         // a frame stayed incomplete past stall_timeout
+  BadStartMarker,  // TLV decode errors, client side (TLV.md "Bad input")
   BadEndMarker,
   BadLength,
   Oversize,

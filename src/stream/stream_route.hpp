@@ -6,6 +6,7 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,8 +30,8 @@ struct CompiledStreamRoute {
   std::optional<std::array<uint8_t, 16>> server_addr;
   bool has_sni = false;  // never matches until TLS streams exist
   std::shared_ptr<const upstream::UpstreamTarget> upstream;
-  std::shared_ptr<const TlvProtocolConfig> tlv;  // null: plain TCP proxy
-  std::vector<CompiledSubRoute> sub_routes;      // in config order; the first match wins
+  std::shared_ptr<const TlvProtocolConfig> tlv;             // null: plain TCP proxy
+  std::vector<CompiledSubRoute> sub_routes;                 // in config order; the first match wins
   std::shared_ptr<plugins::LeakyBucketTable> user_buckets;  // per_user rate limit, kept by id
 
   // Index into sub_routes for `cmd`, or -1 (the route's own upstream).

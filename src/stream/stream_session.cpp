@@ -33,11 +33,16 @@ ProxyAddress proxy_address(const Endpoint& ep) {
 
 StreamClose close_reason(TlvError e) {
   switch (e) {
-    case TlvError::BadStartMarker: return StreamClose::BadStartMarker;
-    case TlvError::BadEndMarker: return StreamClose::BadEndMarker;
-    case TlvError::BadLength: return StreamClose::BadLength;
-    case TlvError::Oversize: return StreamClose::Oversize;
-    default: return StreamClose::Truncated;
+    case TlvError::BadStartMarker:
+      return StreamClose::BadStartMarker;
+    case TlvError::BadEndMarker:
+      return StreamClose::BadEndMarker;
+    case TlvError::BadLength:
+      return StreamClose::BadLength;
+    case TlvError::Oversize:
+      return StreamClose::Oversize;
+    default:
+      return StreamClose::Truncated;
   }
 }
 
@@ -171,8 +176,7 @@ class Session : public std::enable_shared_from_this<Session> {
     open_link(-1, route_->upstream.get(), false, 0);
   }
 
-  Link& open_link(int sub_route, const upstream::UpstreamTarget* target, bool hashed,
-                  uint64_t to) {
+  Link& open_link(int sub_route, const upstream::UpstreamTarget* target, bool hashed, uint64_t to) {
     links_.push_back(std::make_unique<Link>(w_));
     Link& l = *links_.back();
     l.sub_route = sub_route;
@@ -213,7 +217,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void connect(Link& l) {
     char key[24];
     std::string_view hash_key;
-    if (l.hashed) hash_key = {key, static_cast<size_t>(std::to_chars(key, key + 24, l.hash_to).ptr - key)};
+    if (l.hashed)
+      hash_key = {key, static_cast<size_t>(std::to_chars(key, key + 24, l.hash_to).ptr - key)};
     int node = l.attempts < l.target->max_attempts()
                    ? l.target->pick(w_.index(), l.tried, hash_key, now_us())
                    : upstream::UpstreamTarget::kNone;
@@ -221,10 +226,9 @@ class Session : public std::enable_shared_from_this<Session> {
     l.node = node;
     ++l.attempts;
     l.read_deadline.arm(l.target->spec().connect_timeout, &l.socket);
-    l.socket.async_connect(l.target->nodes()[static_cast<size_t>(node)].endpoint,
-                           [self = shared_from_this(), &l](error_code ec) {
-                             self->on_connected(l, ec);
-                           });
+    l.socket.async_connect(
+        l.target->nodes()[static_cast<size_t>(node)].endpoint,
+        [self = shared_from_this(), &l](error_code ec) { self->on_connected(l, ec); });
   }
 
   void on_connected(Link& l, error_code ec) {
@@ -249,7 +253,8 @@ class Session : public std::enable_shared_from_this<Session> {
     l.connected = true;
     if (tlv() && route_->tlv->send_proxy_protocol) {
       std::string header = build_proxy_v2(endpoints_);
-      if (!send(l.out, l.socket, asio::buffer(header), false)) return close(StreamClose::UpstreamError);
+      if (!send(l.out, l.socket, asio::buffer(header), false))
+        return close(StreamClose::UpstreamError);
     }
     if (client_eof_) shutdown(l.out, l.socket);
     read_link(l);
@@ -365,28 +370,26 @@ class Session : public std::enable_shared_from_this<Session> {
     double idle_left = static_cast<double>(last_client_ms_ - now) / 1000.0 + idle_timeout();
     if (!in_.allocated()) {  // parked: no buffer until the client sends again
       client_deadline_.arm(idle_left, &client_);
-      client_.async_wait(Socket::wait_read, [self = shared_from_this()](error_code ec) {
-        self->on_client_ready(ec);
-      });
+      client_.async_wait(Socket::wait_read,
+                         [self = shared_from_this()](error_code ec) { self->on_client_ready(ec); });
       return;
     }
     if (in_.writable() == 0) in_.compact();
-    double left = frame_started_ms_ != 0
-                      ? static_cast<double>(frame_started_ms_ - now) / 1000.0 +
-                            route_->tlv->stall_timeout
-                      : std::min(kBufferedIdleSeconds, idle_left);
+    double left = frame_started_ms_ != 0 ? static_cast<double>(frame_started_ms_ - now) / 1000.0 +
+                                               route_->tlv->stall_timeout
+                                         : std::min(kBufferedIdleSeconds, idle_left);
     client_deadline_.arm(left, &client_);
-    client_.async_read_some(asio::buffer(in_.write_ptr(), in_.writable()),
-                            [self = shared_from_this()](error_code ec, size_t n) {
-                              self->on_client_read(ec, n);
-                            });
+    client_.async_read_some(
+        asio::buffer(in_.write_ptr(), in_.writable()),
+        [self = shared_from_this()](error_code ec, size_t n) { self->on_client_read(ec, n); });
   }
 
   void on_client_ready(error_code ec) {
     client_reading_ = false;
     client_deadline_.disarm();
     if (closed_) return;
-    if (ec) return close(client_deadline_.fired() ? StreamClose::IdleTimeout : StreamClose::ClientError);
+    if (ec)
+      return close(client_deadline_.fired() ? StreamClose::IdleTimeout : StreamClose::ClientError);
     in_ = w_.buffers().acquire();
     size_t n = client_.read_some(asio::buffer(in_.write_ptr(), in_.writable()), ec);
     if (ec == asio::error::would_block || ec == asio::error::try_again) {
@@ -546,10 +549,9 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     if (l.in.writable() == 0) l.in.compact();
     l.read_deadline.arm(kBufferedIdleSeconds, &l.socket);
-    l.socket.async_read_some(asio::buffer(l.in.write_ptr(), l.in.writable()),
-                             [self = shared_from_this(), &l](error_code ec, size_t n) {
-                               self->on_link_read(l, ec, n);
-                             });
+    l.socket.async_read_some(
+        asio::buffer(l.in.write_ptr(), l.in.writable()),
+        [self = shared_from_this(), &l](error_code ec, size_t n) { self->on_link_read(l, ec, n); });
   }
 
   void on_link_ready(Link& l, error_code ec) {
@@ -628,8 +630,8 @@ class Session : public std::enable_shared_from_this<Session> {
     closed_ = true;
     counters().closed(why);
     if (log::enabled(log::Level::Debug))
-      log::debug("stream connection from " + endpoints_.source.ip_string() + " closed: " +
-                 std::string(metrics::to_string(why)));
+      log::debug("stream connection from " + endpoints_.source.ip_string() +
+                 " closed: " + std::string(metrics::to_string(why)));
     error_code ignored;
     client_deadline_.disarm();
     client_out_.deadline.disarm();
@@ -653,7 +655,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::vector<std::unique_ptr<Link>> links_;
   plugins::BucketState conn_bucket_;
   int64_t last_client_ms_ = 0;
-  int64_t frame_started_ms_ = 0;  // a partial frame waits in in_ since then
+  int64_t frame_started_ms_ = 0;                 // a partial frame waits in in_ since then
   StreamClose closing_ = StreamClose::Shutdown;  // Shutdown: not closing
   bool client_reading_ = false;
   bool client_eof_ = false;

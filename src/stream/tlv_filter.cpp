@@ -28,10 +28,9 @@ FrameVerdict judge_frame(const CompiledStreamRoute& route, const TlvHeader& head
   // Commands first: a denied frame must not use up the sender's rate.
   if ((!p.allow.empty() && !p.allow.contains(header.cmd)) || p.deny.contains(header.cmd))
     return refuse(p.command_refusal, metrics::StreamRefusal::CommandDenied);
-  if (p.per_connection.enabled() &&
-      plugins::leak_and_add(&conn_bucket, p.per_connection.rate_milli,
-                            p.per_connection.burst_milli, now_ms)
-          .rejected)
+  if (p.per_connection.enabled() && plugins::leak_and_add(&conn_bucket, p.per_connection.rate_milli,
+                                                          p.per_connection.burst_milli, now_ms)
+                                        .rejected)
     return refuse(p.rate_refusal, metrics::StreamRefusal::RateLimitConnection);
   if (p.per_user.enabled() && route.user_buckets && header.from != 0) {
     char key[8];

@@ -140,7 +140,8 @@ std::shared_ptr<const TlvProtocolConfig> parse_tlv_protocol(const json* value,
   if (!value) return c;
   ObjectReader r(*value, path, errors);
   if (!r.valid()) return c;
-  if (const json* f = r.raw("framing")) c->framing = parse_tlv_framing(*f, r.child_path("framing"), errors);
+  if (const json* f = r.raw("framing"))
+    c->framing = parse_tlv_framing(*f, r.child_path("framing"), errors);
   c->idle_timeout = r.duration_or("idle_timeout", c->idle_timeout, 1, 7 * 86400);
   c->stall_timeout = r.duration_or("stall_timeout", c->stall_timeout, 0.1, 3600);
   c->send_proxy_protocol = r.boolean_or("send_proxy_protocol", false);
