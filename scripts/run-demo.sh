@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 
 python3 scripts/demo_backend.py 9100 &
 BACKEND=$!
+"$(dirname "$BIN")/portico-im-demo" --listen 127.0.0.1:9201 --name im-demo >/dev/null &
+IM_BACKEND=$!
 for _ in $(seq 1 50); do
   curl -fs -o /dev/null http://127.0.0.1:9100/ && break
   sleep 0.1
@@ -23,8 +25,8 @@ if [[ "$CONFIG" == conf/config.yaml ]]; then
 fi
 "$BIN" start -c "$CONFIG" &
 GATEWAY=$!
-trap 'kill -TERM $GATEWAY $BACKEND 2>/dev/null; wait $GATEWAY $BACKEND 2>/dev/null; exit 0' INT TERM
-trap 'kill -TERM $GATEWAY $BACKEND 2>/dev/null' EXIT
+trap 'kill -TERM $GATEWAY $BACKEND $IM_BACKEND 2>/dev/null; wait $GATEWAY $BACKEND $IM_BACKEND 2>/dev/null; exit 0' INT TERM
+trap 'kill -TERM $GATEWAY $BACKEND $IM_BACKEND 2>/dev/null' EXIT
 
 for _ in $(seq 1 50); do
   curl -fs -o /dev/null http://127.0.0.1:9080/hello && break
@@ -39,6 +41,11 @@ Portico is listening on :9080 in front of a demo backend on :9100. Try:
   build/portico route-explain -c $CONFIG --method GET --host example.com --uri /users/42
   curl -s http://127.0.0.1:9090/v1/health          # control API; /metrics for Prometheus
   curl -s http://127.0.0.1:9180/apisix/admin/routes -H "X-API-KEY: \$(grep -m1 -o '[0-9a-f]\{32\}' $CONFIG)"
+
+IM chat through the TLV stream gateway (:9200 -> portico-im-demo on :9201), two terminals:
+
+  python3 demo/im_chat.py --connect 127.0.0.1:9200 --uid 1001    # then type: 1002 hello
+  python3 demo/im_chat.py --connect 127.0.0.1:9200 --uid 1002
 
 Edit conf/routes.yaml while it runs: changes apply without a restart. Ctrl-C stops everything.
 

@@ -175,10 +175,12 @@ HttpResponse ControlApi::metrics() const {
   int64_t connections = 0;
   uint64_t untrusted = 0, invalid = 0, truncated = 0, timeout = 0;
   std::map<std::string, metrics::SeriesCounters::Sum> series;
+  metrics::StreamCounters::Totals streams;
   if (ctx_.workers)
     for (const auto& w : *ctx_.workers) {
       w->metrics.collect(totals);
       w->series.collect(series);
+      w->stream_metrics.collect(streams);
       connections += w->connections.load(std::memory_order_relaxed);
       const metrics::ProxyProtocolRejections& pp = w->proxy_protocol_rejections;
       untrusted += pp.untrusted.load(std::memory_order_relaxed);
@@ -197,6 +199,7 @@ HttpResponse ControlApi::metrics() const {
     out.counter("portico_proxy_protocol_rejected_total",
                 "Connections closed on a proxy_protocol listener before any request, by reason.",
                 {{"reason", reason}}, count);
+  metrics::write_stream_metrics(out, streams);
   out.gauge("portico_config_revision",
             "Revision of the applied configuration (etcd revision, or file version).", {},
             static_cast<double>(s.revision));

@@ -69,7 +69,8 @@ void read_listen_object(const json& value, const std::string& path, ListenAddres
 }
 
 // node.listen: "ip:port", an object (see read_listen_object), or a list mixing both.
-void read_node_listen(const json& value, std::vector<ListenAddress>& out, Errors& errors) {
+void read_node_listen(const json& value, std::vector<ListenAddress>& out, Errors& errors,
+                      const std::string& key = "node.listen") {
   auto read_item = [&](const json& item, const std::string& path) {
     ListenAddress a;
     a.trusted_addresses = kDefaultProxyProtocolTrusted;
@@ -89,9 +90,9 @@ void read_node_listen(const json& value, std::vector<ListenAddress>& out, Errors
     }
     out.push_back(std::move(a));
   };
-  if (!value.is_array()) return read_item(value, "node.listen");
+  if (!value.is_array()) return read_item(value, key);
   for (size_t i = 0; i < value.size(); ++i)
-    read_item(value[i], "node.listen[" + std::to_string(i) + "]");
+    read_item(value[i], key + "[" + std::to_string(i) + "]");
 }
 
 void read_etcd(const json& value, const std::string& path, const std::string& config_path,
@@ -166,6 +167,10 @@ NodeConfig parse_node_config(const json& doc, const std::string& path, Errors& e
       read_node_listen(*l, c.listen, errors);
     else
       c.listen.push_back({"0.0.0.0", 9080});
+    if (const json* l = n.raw("stream_listen")) {
+      read_node_listen(*l, c.stream_listen, errors, "node.stream_listen");
+      for (auto& a : c.stream_listen) a.stream = true;
+    }
     if (const json* w = n.raw("workers")) {
       if (w->is_string() && w->get<std::string>() == "auto")
         c.workers = 0;

@@ -24,6 +24,7 @@ struct ListenAddress {
   bool proxy_protocol = false;
   std::vector<std::string> trusted_addresses{};  // as configured, or kDefaultProxyProtocolTrusted
   std::vector<router::Cidr> trusted{};           // the same, compiled
+  bool stream = false;  // a node.stream_listen entry: connections go to stream_routes
   std::string to_string() const;
   // Whether a peer (16 bytes, IPv4-mapped for IPv4) may send the PROXY header on this listener.
   bool trusts(const std::array<uint8_t, 16>& peer) const;
@@ -67,7 +68,8 @@ struct EtcdSettings {
 struct NodeConfig {
   std::string path;  // the config file itself
   std::vector<ListenAddress> listen;
-  int workers = 0;  // 0 = auto (one per core)
+  std::vector<ListenAddress> stream_listen;  // L4 listeners (stream_routes); none by default
+  int workers = 0;                           // 0 = auto (one per core)
   double shutdown_timeout = 10;
   HttpLimits http;
   ListenAddress admin_listen{"127.0.0.1", 9180};

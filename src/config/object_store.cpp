@@ -5,6 +5,7 @@
 
 #include "config/object_parser.hpp"
 #include "config/other_objects.hpp"
+#include "stream/tlv_policy.hpp"
 
 namespace portico::config {
 namespace {
@@ -16,7 +17,7 @@ constexpr std::array<std::string_view, kKindCount> kSingular = {
     "route",       "service",       "upstream", "consumer",    "ssl",
     "global_rule", "plugin_config", "proto",    "stream_route"};
 
-void add_ref(StoredObject& out, const char* field, Kind kind, const std::string& id) {
+void add_ref(StoredObject& out, std::string field, Kind kind, const std::string& id) {
   if (!id.empty()) out.refs.push_back({field, ObjectRef{kind, id}});
 }
 
@@ -76,9 +77,15 @@ bool validate_object(Kind kind, const json& value, const std::string& path, Erro
       out.plugin_config = validate_plugin_config(value, path, errors);
       break;
     case Kind::StreamRoutes: {
-      StreamRouteRefs refs = validate_stream_route(value, path, errors);
-      add_ref(out, "upstream_id", Kind::Upstreams, refs.upstream_id);
-      add_ref(out, "service_id", Kind::Services, refs.service_id);
+      auto route = validate_stream_route(value, path, errors);
+      route->order = order;
+      add_ref(out, "upstream_id", Kind::Upstreams, route->upstream_id);
+      add_ref(out, "service_id", Kind::Services, route->service_id);
+      if (route->tlv)
+        for (size_t i = 0; i < route->tlv->routes.size(); ++i)
+          add_ref(out, "protocol.conf.routes[" + std::to_string(i) + "].upstream_id",
+                  Kind::Upstreams, route->tlv->routes[i].upstream_id);
+      out.stream_route = std::move(route);
       break;
     }
     default:
@@ -172,6 +179,12 @@ ConfigSet ObjectStore::config_set(Errors& problems) const {
     set.global_rules.push_back(obj->plugin_config);
   for (const StoredObject* obj : in_creation_order(Kind::Consumers))
     set.consumers.push_back(obj->consumer);
+  for (const StoredObject* obj : in_creation_order(Kind::StreamRoutes)) {
+    size_t before = problems.size();
+    check_references(*obj, obj->source, problems);
+    if (problems.size() == before && obj->stream_route)
+      set.stream_routes.push_back(obj->stream_route);
+  }
   for (const StoredObject* obj : in_creation_order(Kind::Services)) {
     size_t before = problems.size();
     check_references(*obj, obj->source, problems);

@@ -18,6 +18,10 @@ namespace portico::router {
 class VarsExpr;
 }  // namespace portico::router
 
+namespace portico::stream {
+struct TlvProtocolConfig;
+}  // namespace portico::stream
+
 namespace portico::config {
 
 using PluginSetPtr = std::shared_ptr<const plugins::PluginSet>;
@@ -118,6 +122,22 @@ struct Service {
   PluginSetPtr plugins;
 };
 
+// An L4 route (APISIX `stream_routes`): matched on the listener's port, the client address and
+// the address it connected to; proxies plain TCP, or TLV frames when protocol.name is "tlv".
+struct StreamRoute {
+  std::string id;
+  std::string remote_addr;  // IP or CIDR; empty = any client
+  std::string server_addr;  // IP; empty = any local address
+  int server_port = 0;      // 0 = any stream listener
+  std::string sni;          // accepted; such a route matches no plain TCP connection (no TLS yet)
+  std::shared_ptr<const Upstream> upstream;
+  std::string upstream_id;
+  std::string service_id;
+  std::string protocol;                                  // "" (plain TCP) or "tlv"
+  std::shared_ptr<const stream::TlvProtocolConfig> tlv;  // protocol.conf of a tlv route
+  int64_t order = 0;  // creation order: the first matching route wins
+};
+
 // plugin_configs and global_rules: a named `plugins` map.
 struct PluginConfig {
   std::string id;
@@ -133,6 +153,7 @@ struct ConfigSet {
   std::vector<std::shared_ptr<const PluginConfig>> plugin_configs;
   std::vector<std::shared_ptr<const PluginConfig>> global_rules;  // in creation order
   std::vector<std::shared_ptr<const plugins::Consumer>> consumers;
+  std::vector<std::shared_ptr<const StreamRoute>> stream_routes;  // in creation order
 };
 
 }  // namespace portico::config

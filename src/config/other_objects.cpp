@@ -13,6 +13,7 @@
 
 #include "config/common_fields.hpp"
 #include "config/object_parser.hpp"
+#include "stream/tlv_policy.hpp"
 
 namespace portico::config {
 namespace {
@@ -297,38 +298,51 @@ void validate_proto(const json& value, const std::string& path, Errors& errors) 
   r.finish();
 }
 
-StreamRouteRefs validate_stream_route(const json& value, const std::string& path, Errors& errors) {
-  StreamRouteRefs refs;
+std::shared_ptr<StreamRoute> validate_stream_route(const json& value, const std::string& path,
+                                                   Errors& errors) {
+  auto route = std::make_shared<StreamRoute>();
   ObjectReader r(value, path, errors);
-  if (!r.valid()) return refs;
-  r.id("id");
+  if (!r.valid()) return route;
+  route->id = r.id("id").value_or("");
   ignore_metadata(r);
-  if (auto a = r.string("remote_addr"); a && !valid_cidr(*a))
-    r.error("remote_addr", "must be an IP address or CIDR");
-  if (auto a = r.string("server_addr"); a && !valid_ip(*a))
-    r.error("server_addr", "must be an IP address");
-  r.integer("server_port", 1, 65535);
-  if (auto sni = r.string("sni"); sni && !valid_host_pattern(*sni))
-    r.error("sni", "must be a host name or a wildcard like \"*.example.com\"");
+  if (auto a = r.string("remote_addr")) {
+    if (!valid_cidr(*a)) r.error("remote_addr", "must be an IP address or CIDR");
+    route->remote_addr = *a;
+  }
+  if (auto a = r.string("server_addr")) {
+    if (!valid_ip(*a)) r.error("server_addr", "must be an IP address");
+    route->server_addr = *a;
+  }
+  route->server_port = static_cast<int>(r.integer("server_port", 1, 65535).value_or(0));
+  if (auto sni = r.string("sni")) {
+    if (!valid_host_pattern(*sni))
+      r.error("sni", "must be a host name or a wildcard like \"*.example.com\"");
+    route->sni = *sni;
+  }
 
   const json* upstream = r.raw("upstream");
-  if (upstream) parse_upstream(*upstream, r.child_path("upstream"), errors);
-  refs.upstream_id = r.id("upstream_id").value_or("");
-  refs.service_id = r.id("service_id").value_or("");
+  if (upstream) route->upstream = parse_upstream(*upstream, r.child_path("upstream"), errors);
+  route->upstream_id = r.id("upstream_id").value_or("");
+  route->service_id = r.id("service_id").value_or("");
   if (!upstream && !r.has("upstream_id") && !r.has("service_id"))
     errors.add(path, "needs an upstream: upstream, upstream_id or service_id");
   reject_plugins(r);
 
   if (const json* protocol = r.raw("protocol")) {
     ObjectReader pr(*protocol, r.child_path("protocol"), errors);
-    pr.string("name");
+    route->protocol = pr.string("name").value_or("");
     if (!pr.has("name") && pr.valid()) pr.error("name", "is required");
-    if (const json* conf = pr.raw("conf"); conf && !conf->is_object())
-      pr.error("conf", "must be an object");
+    const json* conf = pr.raw("conf");
+    if (conf && !conf->is_object()) pr.error("conf", "must be an object");
+    if (route->protocol == "tlv")
+      route->tlv = stream::parse_tlv_protocol(conf && conf->is_object() ? conf : nullptr,
+                                              pr.child_path("conf"), errors);
+    else if (pr.has("name"))
+      pr.error("name", "must be \"tlv\" (leave protocol out for a plain TCP proxy)");
     pr.finish();
   }
   r.finish();
-  return refs;
+  return route;
 }
 
 bool validate_other_object(std::string_view kind, const json& value, const std::string& path,

@@ -24,12 +24,10 @@ std::shared_ptr<PluginConfig> validate_plugin_config(const json& value, const st
                                                      Errors& errors);
 void validate_proto(const json& value, const std::string& path, Errors& errors);
 
-// The ids a stream route refers to (empty when absent), for the caller to resolve.
-struct StreamRouteRefs {
-  std::string upstream_id;
-  std::string service_id;
-};
-StreamRouteRefs validate_stream_route(const json& value, const std::string& path, Errors& errors);
+// A stream route with its protocol.conf parsed (tlv: stream/tlv_policy.hpp). The ids it refers
+// to (upstream_id, service_id, sub-routes' upstream_id) are left for the caller to resolve.
+std::shared_ptr<StreamRoute> validate_stream_route(const json& value, const std::string& path,
+                                                   Errors& errors);
 
 // Validates `value` as an object of `kind` ("consumers", "ssls", "global_rules",
 // "plugin_configs", "protos", "stream_routes"). Returns false, recording nothing, for any other

@@ -1,5 +1,6 @@
 #include "config/snapshot.hpp"
 
+#include <functional>
 #include <map>
 #include <unordered_map>
 
@@ -118,6 +119,64 @@ std::shared_ptr<const router::RouteRule> make_rule(const Route& r, const Service
   rule->order = static_cast<size_t>(r.order);
   rule->enabled = r.enabled;
   return rule;
+}
+
+// Stream routes are few: compiled whole on every build. Their node health and per-user buckets
+// are keyed by id, so they carry over anyway.
+void compile_stream_routes(
+    const ConfigSet& set, Snapshot& snap, int workers, NodeResolver& resolver, Errors& errors,
+    Errors* warnings,
+    const std::function<std::shared_ptr<const upstream::UpstreamTarget>(const std::string&)>& named,
+    const std::function<std::shared_ptr<const upstream::UpstreamTarget>(const std::string&)>&
+        service_target) {
+  for (size_t i = 0; i < set.stream_routes.size(); ++i) {
+    const StreamRoute& r = *set.stream_routes[i];
+    std::string path =
+        warnings ? "stream_routes/" + r.id : "stream_routes[" + std::to_string(i) + "]";
+    std::string key = "stream_routes/" + r.id;
+    Errors& report = warnings ? *warnings : errors;
+    auto c = std::make_shared<stream::CompiledStreamRoute>();
+    c->id = r.id;
+    c->server_port = static_cast<uint16_t>(r.server_port);
+    if (!r.remote_addr.empty()) {
+      router::Cidr cidr;
+      if (router::Cidr::parse(r.remote_addr, cidr)) c->remote = cidr;
+    }
+    if (!r.server_addr.empty()) c->server_addr = router::address_bytes(r.server_addr);
+    c->has_sni = !r.sni.empty();
+    if (r.upstream)
+      c->upstream = compile_upstream(r.upstream, path + ".upstream", key, workers, resolver, errors,
+                                     warnings);
+    else if (!r.upstream_id.empty())
+      c->upstream = named(r.upstream_id);
+    else if (!r.service_id.empty())
+      c->upstream = service_target(r.service_id);
+    if (!c->upstream) {
+      report.add(path, "needs an upstream: upstream, upstream_id or a service that has one");
+      continue;
+    }
+    c->tlv = r.tlv;
+    bool ok = true;
+    if (r.tlv) {
+      for (size_t k = 0; k < r.tlv->routes.size(); ++k) {
+        const stream::TlvSubRouteSpec& spec = r.tlv->routes[k];
+        std::string sub = path + ".protocol.conf.routes[" + std::to_string(k) + "]";
+        stream::CompiledSubRoute cs{spec.cmds, nullptr, spec.hash_on_to};
+        cs.target = spec.upstream ? compile_upstream(spec.upstream, sub + ".upstream",
+                                                     key + "/routes[" + std::to_string(k) + "]",
+                                                     workers, resolver, errors, warnings)
+                                  : named(spec.upstream_id);
+        if (!cs.target) {
+          report.add(sub + ".upstream_id", "unknown upstream \"" + spec.upstream_id + "\"");
+          ok = false;
+          break;
+        }
+        c->sub_routes.push_back(std::move(cs));
+      }
+      if (r.tlv->per_user.enabled()) c->user_buckets = plugins::bucket_table(key + "#per_user");
+    }
+    if (ok) snap.stream_routes.push_back(std::move(c));
+  }
 }
 
 }  // namespace
@@ -246,6 +305,14 @@ std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, const HttpLimits&
   }
   if (route_cache.size() > visited)
     std::erase_if(route_cache, [&](const auto& kv) { return kv.second.generation != generation; });
+  compile_stream_routes(
+      set, *snap, workers, resolver, errors, warnings, named,
+      [&](const std::string& id) -> std::shared_ptr<const upstream::UpstreamTarget> {
+        auto it = fresh->services.find(id);
+        if (it == fresh->services.end()) return nullptr;
+        if (it->second.service->upstream) return it->second.inline_target;
+        return named(it->second.service->upstream_id);
+      });
   snap->upstream_count = set.upstreams.size();
   snap->router = router::RouteIndex(std::move(rules));
   if (cache) {

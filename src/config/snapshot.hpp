@@ -13,6 +13,7 @@
 #include "config/objects.hpp"
 #include "plugins/consumers.hpp"
 #include "router/route_index.hpp"
+#include "stream/stream_route.hpp"
 #include "upstream/upstream_target.hpp"
 
 namespace portico::config {
@@ -33,6 +34,7 @@ struct Snapshot {
   size_t upstream_count = 0;
   std::shared_ptr<const plugins::Chain> global_plugins;  // global_rules; null when none
   plugins::ConsumerTable consumers;
+  std::vector<stream::StreamRoutePtr> stream_routes;  // creation order: the first match wins
   // Link in the lock-free list of retired snapshots (core/retired_snapshots.hpp).
   mutable const Snapshot* retired_next = nullptr;
 };

@@ -20,6 +20,7 @@
 #include "core/log.hpp"
 #include "core/private_arena.hpp"
 #include "http/client_session.hpp"
+#include "stream/stream_session.hpp"
 
 namespace portico {
 
@@ -191,6 +192,7 @@ void Server::warn_restart_only_changes(const config::NodeConfig& next) const {
   const auto& e2 = next.etcd;
   std::vector<std::pair<const char*, bool>> keys = {
       {"node.listen", listens(next.listen) != listens(node_.listen)},
+      {"node.stream_listen", listens(next.stream_listen) != listens(node_.stream_listen)},
       {"node.workers", next.workers != node_.workers},
       {"config.provider", next.provider != node_.provider},
       {"config.etcd",
@@ -221,6 +223,7 @@ bool Server::reload(const std::string& why) {
   }
   warn_restart_only_changes(next);
   next.listen = node_.listen;
+  next.stream_listen = node_.stream_listen;
   next.workers = node_.workers;
   next.provider = node_.provider;
   next.etcd = node_.etcd;
@@ -317,8 +320,15 @@ Task<> Server::handle_signals() {
 void Server::start_workers(std::shared_ptr<const config::Snapshot> first) {
   access_log_ = std::make_unique<AccessLogWriter>(node_.access_log);
   for (int i = 0; i < worker_count_; ++i) {
-    workers_.push_back(std::make_unique<Worker>(i, http::start_client_session, *access_log_));
+    auto handler = [](Worker& w, Socket&& s, const config::ListenAddress& listener) {
+      if (listener.stream)
+        stream::start_stream_session(w, std::move(s), listener);
+      else
+        http::start_client_session(w, std::move(s), listener);
+    };
+    workers_.push_back(std::make_unique<Worker>(i, handler, *access_log_));
     workers_.back()->listen(node_.listen);
+    workers_.back()->listen(node_.stream_listen);
   }
   current_ = first;
   if (checker_) checker_->update(*first);
@@ -331,6 +341,8 @@ void Server::start_workers(std::shared_ptr<const config::Snapshot> first) {
   for (const auto& l : node_.listen)
     addrs +=
         (addrs.empty() ? "" : ", ") + l.to_string() + (l.proxy_protocol ? " (PROXY protocol)" : "");
+  for (const auto& l : node_.stream_listen)
+    addrs += ", stream " + l.to_string() + (l.proxy_protocol ? " (PROXY protocol)" : "");
   log::info(std::string("portico ") + PORTICO_VERSION + " listening on " + addrs + " with " +
             std::to_string(worker_count_) + " workers, " + std::to_string(first->routes.size()) +
             " routes (config from " + node_.provider + ")");

@@ -17,6 +17,7 @@
 #include "core/asio.hpp"
 #include "core/deadline.hpp"
 #include "core/io_buffer.hpp"
+#include "metrics/stream_metrics.hpp"
 #include "metrics/worker_metrics.hpp"
 #include "upstream/connection_pool.hpp"
 
@@ -75,6 +76,7 @@ class Worker {
   metrics::WorkerMetrics metrics;
   metrics::SeriesCounters series;  // plugins' and streams' labelled counters
   metrics::ProxyProtocolRejections proxy_protocol_rejections;
+  metrics::StreamCounters stream_metrics;
 
  private:
   Task<> accept_loop(Acceptor& acceptor, const config::ListenAddress& listener);

@@ -171,4 +171,40 @@ void write_request_metrics(PrometheusWriter& writer, const Totals& totals) {
   }
 }
 
+void write_stream_metrics(PrometheusWriter& out, const StreamCounters::Totals& t) {
+  out.gauge("portico_stream_connections_active", "Open stream (L4) client connections.", {},
+            static_cast<double>(t.opened - std::min(t.opened, t.closed)));
+  out.counter("portico_stream_connections_total", "Stream (L4) client connections accepted.", {},
+              t.opened);
+  for (size_t i = 0; i < kStreamCloseReasons; ++i)
+    out.counter("portico_stream_closed_total", "Stream connections closed, by reason.",
+                {{"reason", to_string(static_cast<StreamClose>(i))}}, t.closes[i]);
+  for (size_t d = 0; d < kStreamDirections; ++d)
+    out.counter("portico_stream_bytes_total", "Bytes relayed by stream connections.",
+                {{"direction", to_string(static_cast<StreamDirection>(d))}}, t.bytes[d]);
+  for (const auto& [cmd, c] : t.by_cmd) {
+    char name[16];
+    std::snprintf(name, sizeof(name), "0x%04llx", static_cast<unsigned long long>(cmd));
+    std::string_view label = cmd < 0 ? std::string_view("other") : std::string_view(name);
+    for (size_t d = 0; d < kStreamDirections; ++d) {
+      auto dir = to_string(static_cast<StreamDirection>(d));
+      out.counter("portico_stream_frames_total", "TLV frames relayed or answered, by cmd.",
+                  {{"direction", dir}, {"cmd", label}}, c.frames[d]);
+      out.counter("portico_stream_frame_bytes_total", "Bytes of TLV frames, by cmd.",
+                  {{"direction", dir}, {"cmd", label}}, c.bytes[d]);
+    }
+  }
+  for (size_t i = 0; i < kStreamRefusals; ++i)
+    for (size_t k = 0; k < 2; ++k)
+      out.counter(
+          "portico_stream_refused_frames_total",
+          "TLV frames refused at the edge (rate limits, command policy), by reason.",
+          {{"reason", to_string(static_cast<StreamRefusal>(i))}, {"action", k ? "reply" : "drop"}},
+          t.refusals[i][k]);
+  out.counter("portico_stream_heartbeats_answered_total",
+              "Heartbeats answered at the edge without reaching a backend.", {}, t.heartbeats);
+  out.counter("portico_stream_upstream_connect_failures_total",
+              "Failed connection attempts to stream upstream nodes.", {}, t.connect_failures);
+}
+
 }  // namespace portico::metrics

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "metrics/histogram.hpp"
+#include "metrics/stream_metrics.hpp"
 #include "metrics/worker_metrics.hpp"
 
 namespace portico::metrics {
@@ -75,5 +76,11 @@ class PrometheusWriter {
 // with upstream samples only), portico_http_received_bytes_total{route} and
 // portico_http_sent_bytes_total{route}.
 void write_request_metrics(PrometheusWriter& writer, const Totals& totals);
+
+// The stream (L4) families: portico_stream_connections_active, _connections_total,
+// _closed_total{reason}, _frames_total{direction,cmd}, _frame_bytes_total{direction,cmd},
+// _bytes_total{direction}, _refused_frames_total{reason,action}, _heartbeats_answered_total,
+// _upstream_connect_failures_total. cmd is "0x4001" or "other".
+void write_stream_metrics(PrometheusWriter& writer, const StreamCounters::Totals& totals);
 
 }  // namespace portico::metrics

@@ -68,6 +68,11 @@ void HealthChecker::update(const config::Snapshot& snapshot) {
   for (const auto& route : snapshot.routes)
     if (route.upstream && seen.insert(route.upstream.get()).second)
       targets_.push_back(route.upstream);
+  for (const auto& route : snapshot.stream_routes) {
+    if (seen.insert(route->upstream.get()).second) targets_.push_back(route->upstream);
+    for (const auto& sub : route->sub_routes)
+      if (seen.insert(sub.target.get()).second) targets_.push_back(sub.target);
+  }
   // Keep the schedule of nodes whose health object is the same as before.
   std::map<const NodeHealth*, std::shared_ptr<Probe>> old;
   for (auto& p : probes_) old[p->target->nodes()[p->node].health.get()] = p;

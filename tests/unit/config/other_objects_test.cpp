@@ -297,23 +297,29 @@ TEST(OtherObjectsStreamRoute, AcceptsApisixShape) {
     "id": 1, "desc": "redis", "labels": {"a": "b"}, "create_time": 1, "update_time": 2,
     "remote_addr": "10.0.0.0/8", "server_addr": "::1", "server_port": 9100,
     "sni": "*.example.com", "upstream": {"nodes": {"127.0.0.1:6379": 1}, "type": "roundrobin"},
-    "plugins": {}, "protocol": {"name": "redis", "conf": {"faults": []}}
+    "plugins": {}, "protocol": {"name": "tlv", "conf": {"idle_timeout": "60s"}}
   })")),
             Paths{});
+  // A protocol Portico does not speak is refused rather than proxied as raw bytes.
+  EXPECT_EQ(error_paths("stream_routes", json::parse(R"({
+    "upstream_id": 1, "protocol": {"name": "redis", "conf": {"faults": []}}})")),
+            Paths{"stream_routes[0].protocol.name"});
   EXPECT_EQ(error_paths("stream_routes", {{"remote_addr", "192.168.1.7"}, {"upstream_id", 1}}),
             Paths{});
 }
 
 TEST(OtherObjectsStreamRoute, ReturnsReferencesForTheCaller) {
   Errors errors;
-  auto refs = validate_stream_route({{"upstream_id", 3}, {"service_id", "s1"}}, "sr", errors);
+  auto route = validate_stream_route({{"upstream_id", 3}, {"service_id", "s1"}}, "sr", errors);
   EXPECT_TRUE(errors.empty()) << errors.to_string();
-  EXPECT_EQ(refs.upstream_id, "3");
-  EXPECT_EQ(refs.service_id, "s1");
-  refs = validate_stream_route({{"upstream", {{"nodes", {{"127.0.0.1:80", 1}}}}}}, "sr", errors);
+  EXPECT_EQ(route->upstream_id, "3");
+  EXPECT_EQ(route->service_id, "s1");
+  EXPECT_EQ(route->protocol, "");
+  route = validate_stream_route({{"upstream", {{"nodes", {{"127.0.0.1:80", 1}}}}}}, "sr", errors);
   EXPECT_TRUE(errors.empty()) << errors.to_string();
-  EXPECT_EQ(refs.upstream_id, "");
-  EXPECT_EQ(refs.service_id, "");
+  EXPECT_EQ(route->upstream_id, "");
+  EXPECT_EQ(route->service_id, "");
+  ASSERT_TRUE(route->upstream);
 }
 
 TEST(OtherObjectsStreamRoute, NeedsAnUpstream) {
