@@ -1,5 +1,7 @@
 #include "http/request_vars.hpp"
 
+#include <array>
+
 #include "http/balancer_key.hpp"
 #include "router/route_rule.hpp"
 
@@ -46,10 +48,16 @@ bool each_arg(std::string_view query, std::string_view name, Fn fn) {
   return false;
 }
 
+// Decoded arguments and formatted numbers, kept for the evaluation of one expression (which
+// never suspends). Per thread rather than per RequestVars: the object lives in the request's
+// coroutine frame, which should stay small.
+thread_local std::array<std::string, 8> t_scratch;
+thread_local size_t t_next = 0;
+
 }  // namespace
 
 std::string_view RequestVars::keep(std::string value) const {
-  std::string& slot = scratch_[next_++ % scratch_.size()];
+  std::string& slot = t_scratch[t_next++ % t_scratch.size()];
   slot = std::move(value);
   return slot;
 }

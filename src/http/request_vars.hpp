@@ -2,7 +2,6 @@
 // cookie_*, uri, host, remote_addr, ...) over the parsed head, without copying it.
 #pragma once
 
-#include <array>
 #include <string>
 
 #include "http/http_parser.hpp"
@@ -32,9 +31,6 @@ class RequestVars final : public router::VarSource {
   std::string_view client_ip_;
   uint16_t client_port_;
   uint16_t server_port_;
-  // Decoded arguments and formatted numbers live here for the evaluation of one expression.
-  mutable std::array<std::string, 8> scratch_;
-  mutable size_t next_ = 0;
 };
 
 }  // namespace portico::http
