@@ -18,7 +18,8 @@ done
 if [[ "$CONFIG" == conf/config.yaml ]]; then
   RUN_CONFIG=build/demo/config.yaml
   mkdir -p build/demo
-  if [[ ! -f $RUN_CONFIG ]]; then
+  # A copy older than conf/config.yaml is made again (a new key is then generated).
+  if [[ ! -f $RUN_CONFIG || conf/config.yaml -nt $RUN_CONFIG ]]; then
     sed "s|^\(  file: \)routes.yaml|\1$PWD/conf/routes.yaml|" conf/config.yaml >"$RUN_CONFIG"
   fi
   CONFIG=$RUN_CONFIG
