@@ -231,6 +231,18 @@ class NodeUse {
 
 namespace {
 
+// Writes x.response_head, a whole answer made by the gateway, and logs the exchange.
+Task<bool> send_answer(ClientConnection& c, Exchange& x, bool keep, const HttpLimits& limits) {
+  auto out = asio::buffer(x.response_head);
+  IoStatus s = write_now(c.socket, out, x.unsent)
+                   ? x.unsent.status
+                   : co_await write_rest(c.socket, x.unsent, c.io_deadline, limits.send_timeout);
+  x.bytes_out += x.response_head.size();
+  record_exchange(c, x);
+  if (!keep) c.needs_lingering_close = true;
+  co_return keep && (s == IoStatus::Ok);
+}
+
 // Sends x.ctx.reply (a plugin's answer, or a gateway error on a route with plugins) after the
 // header_filter phase, so plugins' headers (request id, CORS) reach every answer.
 Task<bool> write_local_reply(ClientConnection& c, Exchange& x, bool keep,
@@ -243,14 +255,7 @@ Task<bool> write_local_reply(ClientConnection& c, Exchange& x, bool keep,
                        ctx.response_body ? *ctx.response_body : ctx.reply.body,
                        ctx.response_headers, keep);
   x.status = status;
-  auto out = asio::buffer(x.response_head);
-  IoStatus s = write_now(c.socket, out, x.unsent)
-                   ? x.unsent.status
-                   : co_await write_rest(c.socket, x.unsent, c.io_deadline, limits.send_timeout);
-  x.bytes_out += x.response_head.size();
-  record_exchange(c, x);
-  if (!keep) c.needs_lingering_close = true;
-  co_return keep && (s == IoStatus::Ok);
+  co_return co_await send_answer(c, x, keep, limits);
 }
 
 bool may_keep_alive(const ClientConnection& c, const Exchange& x, const HttpLimits& limits) {
@@ -270,14 +275,7 @@ Task<bool> respond_error(ClientConnection& c, Exchange& x, int status, std::stri
   }
   build_error_response(x.response_head, status, message, keep);
   x.status = status;
-  auto out = asio::buffer(x.response_head);
-  IoStatus s = write_now(c.socket, out, x.unsent)
-                   ? x.unsent.status
-                   : co_await write_rest(c.socket, x.unsent, c.io_deadline, limits.send_timeout);
-  x.bytes_out += x.response_head.size();
-  record_exchange(c, x);
-  if (!keep) c.needs_lingering_close = true;
-  co_return keep && (s == IoStatus::Ok);
+  co_return co_await send_answer(c, x, keep, limits);
 }
 
 Task<bool> respond_plugin_reply(ClientConnection& c, Exchange& x, const HttpLimits& limits) {

@@ -2,6 +2,7 @@
 // of the response, the upstream's or a plugin's.
 #include <re2/re2.h>
 
+#include "core/base64.hpp"
 #include "plugins/context.hpp"
 #include "plugins/header_config.hpp"
 #include "plugins/plugin.hpp"
@@ -89,26 +90,6 @@ void read_filters(config::ObjectReader& r, std::vector<BodyFilter>& out) {
   }
 }
 
-bool decode_base64(const std::string& in, std::string& out) {
-  static const std::string chars =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  out.clear();
-  uint32_t acc = 0;
-  int bits = 0;
-  for (char c : in) {
-    if (c == '=') break;
-    size_t v = chars.find(c);
-    if (v == std::string::npos) return false;
-    acc = (acc << 6) | static_cast<uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out += static_cast<char>((acc >> bits) & 0xff);
-    }
-  }
-  return true;
-}
-
 std::shared_ptr<const Plugin> create(const json& conf, const Scope&, const std::string& path,
                                      Errors& errors) {
   auto p = std::make_shared<ResponseRewrite>();
@@ -117,10 +98,9 @@ std::shared_ptr<const Plugin> create(const json& conf, const Scope&, const std::
   if (auto s = r.integer("status_code", 200, 598)) p->status = static_cast<int>(*s);
   auto body = r.string("body");
   if (r.boolean_or("body_base64", false) && body) {
-    std::string decoded;
-    if (!decode_base64(*body, decoded))
-      r.error("body", "is not valid base64 (body_base64 is true)");
-    body = decoded;
+    auto decoded = base64_decode(*body, Base64Alphabet::Standard);
+    if (!decoded) r.error("body", "is not valid base64 (body_base64 is true)");
+    body = decoded.value_or("");
   }
   p->body = body;
   if (const json* h = r.raw("headers"))

@@ -1,5 +1,7 @@
 #include "plugins/auth/jwt.hpp"
 
+#include "core/base64.hpp"
+
 #include <openssl/bn.h>
 #include <openssl/crypto.h>
 #include <openssl/decoder.h>
@@ -33,37 +35,6 @@ using EcdsaSig = std::unique_ptr<ECDSA_SIG, SigFree>;
 
 const EVP_MD* digest_of(JwtAlgorithm alg) {
   return alg == JwtAlgorithm::HS512 ? EVP_sha512() : EVP_sha256();
-}
-
-std::optional<std::string> base64_decode_with(std::string_view text, bool url) {
-  while (!text.empty() && text.back() == '=') text.remove_suffix(1);
-  std::string out;
-  out.reserve(text.size() * 3 / 4);
-  uint32_t acc = 0;
-  int bits = 0;
-  for (char c : text) {
-    int v;
-    if (c >= 'A' && c <= 'Z')
-      v = c - 'A';
-    else if (c >= 'a' && c <= 'z')
-      v = c - 'a' + 26;
-    else if (c >= '0' && c <= '9')
-      v = c - '0' + 52;
-    else if (c == (url ? '-' : '+'))
-      v = 62;
-    else if (c == (url ? '_' : '/'))
-      v = 63;
-    else
-      return std::nullopt;
-    acc = (acc << 6) | static_cast<uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<char>((acc >> bits) & 0xff));
-    }
-  }
-  if (bits >= 6) return std::nullopt;  // a single leftover character cannot encode a byte
-  return out;
 }
 
 std::string http_date(double seconds) {
@@ -238,30 +209,15 @@ std::shared_ptr<const JwtKey> JwtKey::private_pem(JwtAlgorithm alg, std::string_
 }
 
 std::string base64url_encode(std::string_view bytes) {
-  static constexpr char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string out;
-  out.reserve((bytes.size() * 4 + 2) / 3);
-  uint32_t acc = 0;
-  int bits = 0;
-  for (unsigned char c : bytes) {
-    acc = (acc << 8) | c;
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out.push_back(kAlphabet[(acc >> bits) & 0x3f]);
-    }
-  }
-  if (bits > 0) out.push_back(kAlphabet[(acc << (6 - bits)) & 0x3f]);
-  return out;
+  return portico::base64_encode(bytes, Base64Alphabet::Url);
 }
 
 std::optional<std::string> base64url_decode(std::string_view text) {
-  return base64_decode_with(text, true);
+  return portico::base64_decode(text, Base64Alphabet::Url);
 }
 
 std::optional<std::string> base64_decode(std::string_view text) {
-  return base64_decode_with(text, false);
+  return portico::base64_decode(text, Base64Alphabet::Standard);
 }
 
 std::string_view strip_bearer(std::string_view value) {
