@@ -14,6 +14,11 @@ class RequestId final : public Plugin {
   bool include_in_response = true;
 
   Step rewrite(Context& ctx) const override {
+    // A global rule's request-id already chose the id: a route's instance keeps it.
+    if (!ctx.request_id.empty()) {
+      ctx.upstream.headers.push_back({HeaderEdit::Op::Set, header_name, ctx.request_id});
+      return Step::Continue;
+    }
     std::string_view sent = ctx.header(header_name);
     if (!sent.empty() && sent.size() <= 256 && valid_header_value(sent))
       ctx.request_id.assign(sent);

@@ -37,8 +37,10 @@ void LeakyBucketTable::make_room(Shard& shard, int64_t rate_milli, int64_t now_m
     return kv.second.excess_milli - rate_milli * (now_ms - kv.second.last_ms) / 1000 <= -1000;
   });
   if (shard.states.size() < max_per_shard_) return;
+  // Least recently seen: a key being rejected right now is in use and must not be dropped
+  // (its next request would pass as a first one).
   auto oldest = std::min_element(shard.states.begin(), shard.states.end(), [](auto& a, auto& b) {
-    return a.second.last_ms < b.second.last_ms;
+    return a.second.seen_ms < b.second.seen_ms;
   });
   shard.states.erase(oldest);
 }
@@ -52,9 +54,11 @@ BucketDecision LeakyBucketTable::take(std::string_view key, int64_t rate_milli, 
     if (shard.states.size() >= max_per_shard_) make_room(shard, rate_milli, now_ms);
     BucketState fresh;
     BucketDecision d = leak_and_add(&fresh, rate_milli, burst_milli, now_ms);
+    fresh.seen_ms = now_ms;
     shard.states.emplace(std::string(key), fresh);
     return d;
   }
+  it->second.seen_ms = now_ms;
   return leak_and_add(&it->second, rate_milli, burst_milli, now_ms);
 }
 

@@ -15,7 +15,8 @@ namespace portico::plugins {
 
 struct BucketState {
   int64_t excess_milli = 0;  // 1000 = one request over the rate
-  int64_t last_ms = 0;
+  int64_t last_ms = 0;       // the last accepted request (the formula's clock)
+  int64_t seen_ms = 0;       // the last request, accepted or not (eviction order)
 };
 
 struct BucketDecision {

@@ -237,3 +237,15 @@ TEST(LeakyBucketTable, ScopesShareOneTableWhileHeld) {
   EXPECT_TRUE(again->take("k", 1000, 0, now).rejected);
   EXPECT_FALSE(other->take("k", 1000, 0, now).rejected);
 }
+
+// A key that keeps being rejected is in use: a flood of fresh keys must evict others first,
+// or the rejected client would get a "first request" free pass after the flood.
+TEST(LeakyBucketTable, KeysBeingRejectedAreNotTheFirstEvicted) {
+  LeakyBucketTable table(64);  // two keys per shard
+  const int64_t t0 = 1'700'000'000'000;
+  EXPECT_FALSE(table.take("abuser", 1000, 0, t0).rejected);  // 1 r/s, no burst
+  for (int i = 1; i <= 900; ++i) {                           // 900 ms: the abuser never drains
+    EXPECT_TRUE(table.take("abuser", 1000, 0, t0 + i).rejected) << i;  // rejected, seen again
+    table.take("flood" + std::to_string(i), 1000, 0, t0 + i);          // a fresh key each time
+  }
+}
