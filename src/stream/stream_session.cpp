@@ -24,6 +24,10 @@ using metrics::StreamDirection;
 constexpr double kBufferedIdleSeconds = 2.0;
 constexpr double kProxyHeaderTimeout = 10.0;
 constexpr size_t kMaxLinks = 16;  // upstream connections one client connection may open
+// A sub-route whose upstream accepts no connection: its frames are answered at the edge with
+// this status (cmd + 1, same seq) for this long, then connecting is tried again.
+constexpr uint32_t kUpstreamUnavailableStatus = 503;
+constexpr int64_t kUnavailableRetryMs = 1000;
 
 ProxyAddress proxy_address(const Endpoint& ep) {
   auto a = ep.address();
@@ -84,6 +88,7 @@ struct Link {
   bool connected = false;
   bool reading = false;
   bool eof = false;
+  int64_t failed_until_ms = 0;  // a sub-route link that could not connect (0: not failed)
 };
 
 class Session : public std::enable_shared_from_this<Session> {
@@ -214,7 +219,9 @@ class Session : public std::enable_shared_from_this<Session> {
         .count();
   }
 
-  void connect(Link& l) {
+  // `resume`: called from a completion (not from inside process_client), so a sub-route that
+  // turns out unreachable lets the waiting frames be answered now.
+  void connect(Link& l, bool resume = false) {
     char key[24];
     std::string_view hash_key;
     if (l.hashed)
@@ -222,7 +229,14 @@ class Session : public std::enable_shared_from_this<Session> {
     int node = l.attempts < l.target->max_attempts()
                    ? l.target->pick(w_.index(), l.tried, hash_key, now_us())
                    : upstream::UpstreamTarget::kNone;
-    if (node == upstream::UpstreamTarget::kNone) return close(StreamClose::ConnectFailed);
+    if (node == upstream::UpstreamTarget::kNone) {
+      // The route's own upstream carries pushes: without it the connection is useless. A
+      // sub-route's frames are answered at the edge instead (process_client).
+      if (l.sub_route < 0) return close(StreamClose::ConnectFailed);
+      l.failed_until_ms = steady_now_ms() + kUnavailableRetryMs;
+      if (resume) client_step();
+      return;
+    }
     l.node = node;
     ++l.attempts;
     l.read_deadline.arm(l.target->spec().connect_timeout, &l.socket);
@@ -243,7 +257,7 @@ class Session : public std::enable_shared_from_this<Session> {
       l.tried.add(static_cast<size_t>(l.node));
       error_code ignored;
       l.socket.close(ignored);
-      return connect(l);  // the next node, while attempts are left
+      return connect(l, true);  // the next node, while attempts are left
     }
     // A TCP handshake is the stream's "answer": it counts as a success (200) for passive checks.
     l.target->report(l.node, upstream::Outcome::Success, 200);
@@ -351,8 +365,8 @@ class Session : public std::enable_shared_from_this<Session> {
   // ---- client -> upstream ----------------------------------------------------------------
   bool client_blocked() const {
     if (client_out_.busy()) return true;
-    for (const auto& l : links_)
-      if (!l->connected || l->out.busy()) return true;
+    for (const auto& l : links_)  // a failed sub-route link blocks nothing: it is answered
+      if ((!l->connected && l->failed_until_ms == 0) || l->out.busy()) return true;
     return false;
   }
 
@@ -470,6 +484,19 @@ class Session : public std::enable_shared_from_this<Session> {
           flush(gathers, replies);
           close(StreamClose::UpstreamError);
           return false;
+        }
+        if (l->failed_until_ms != 0 && now >= l->failed_until_ms) {  // try again
+          l->failed_until_ms = 0;
+          l->attempts = 0;
+          l->tried = upstream::TriedNodes{};
+          connect(*l);
+        }
+        if (l->failed_until_ms != 0) {
+          append_tlv_reply(f, frame, kUpstreamUnavailableStatus, {}, replies);
+          counters().frame(StreamDirection::ToClient, frame.header.cmd + 1,
+                           named(frame.header.cmd + 1), tlv_frame_size(f, 0));
+          consumed += frame.bytes.size();
+          continue;
         }
         if (!l->connected) {  // resumes in on_connected, with this frame first
           waiting = true;

@@ -171,6 +171,24 @@ def test_cmd_routing_reaches_the_right_upstream(tmp_path, backends, stop_gateway
     assert m.value("portico_stream_frames_total", direction="to_client", cmd="0x9002") == 1
 
 
+def test_unreachable_sub_route_is_answered_at_the_edge(tmp_path, backends, stop_gateways):
+    a = backends("backend-a")
+    dead = free_port()  # nothing listens there
+    conf = {"routes": [{"cmds": ["0x9001"],
+                        "upstream": {"nodes": {f"127.0.0.1:{dead}": 1}, "retries": 0}}]}
+    g = gateway(tmp_path, [tlv_route(a, conf)])
+    stop_gateways.append(g)
+    c = client(g)
+    assert c.login(1001)[1]["server"] == "backend-a"
+    for _ in range(2):  # the first waits for the refused connect, the next is answered at once
+        seq = c.send(C.HEARTBEAT, C.encode_heartbeat(5))
+        r = c.wait_for(C.HEARTBEAT_REPLY, seq)
+        assert r.status == 503 and r.body == b""
+    # the connection and its own upstream keep working
+    assert c.login(1001)[1]["server"] == "backend-a"
+    assert metrics(g).value("portico_stream_upstream_connect_failures_total") >= 1
+
+
 def test_cmd_routing_hash_on_to_picks_a_stable_node(tmp_path, backends, stop_gateways):
     a, b, c_ = backends("backend-a"), backends("backend-b"), backends("backend-c")
     conf = {"routes": [{"cmds": ["0x9001"], "hash_on": "to",
