@@ -103,10 +103,10 @@ std::shared_ptr<const Plugin> create(const json& conf, const Scope& scope, const
   config::ObjectReader r(conf, path, errors);
   size_t before = errors.size();
   auto c = r.integer("conn", 1, 1000000000);
-  if (!c) r.error("conn", "is required and must be an integer > 0");
+  if (!r.has("conn")) r.error("conn", "is required (an integer > 0)");
   p->conn = c.value_or(1);
   auto b = r.integer("burst", 0, 1000000000);
-  if (!b) r.error("burst", "is required and must be an integer >= 0");
+  if (!r.has("burst")) r.error("burst", "is required (an integer >= 0)");
   p->burst = b.value_or(0);
   const json* d = r.raw("default_conn_delay");
   if (!d || !d->is_number() || d->get<double>() <= 0)
