@@ -19,6 +19,7 @@ class VarsExpr;
 }  // namespace portico::router
 
 namespace portico::stream {
+struct StreamPlugins;
 struct TlvProtocolConfig;
 }  // namespace portico::stream
 
@@ -135,6 +136,7 @@ struct StreamRoute {
   std::string service_id;
   std::string protocol;                                  // "" (plain TCP) or "tlv"
   std::shared_ptr<const stream::TlvProtocolConfig> tlv;  // protocol.conf of a tlv route
+  std::shared_ptr<const stream::StreamPlugins> plugins;  // null: none
   int64_t order = 0;  // creation order: the first matching route wins
 };
 

@@ -13,6 +13,7 @@
 
 #include "config/common_fields.hpp"
 #include "config/object_parser.hpp"
+#include "stream/stream_plugins.hpp"
 #include "stream/tlv_policy.hpp"
 
 namespace portico::config {
@@ -326,7 +327,9 @@ std::shared_ptr<StreamRoute> validate_stream_route(const json& value, const std:
   route->service_id = r.id("service_id").value_or("");
   if (!upstream && !r.has("upstream_id") && !r.has("service_id"))
     errors.add(path, "needs an upstream: upstream, upstream_id or service_id");
-  reject_plugins(r);
+  if (const json* plugins = r.raw("plugins"))
+    route->plugins =
+        stream::parse_stream_plugins(*plugins, route->id, r.child_path("plugins"), errors);
 
   if (const json* protocol = r.raw("protocol")) {
     ObjectReader pr(*protocol, r.child_path("protocol"), errors);

@@ -144,6 +144,7 @@ void compile_stream_routes(
     }
     if (!r.server_addr.empty()) c->server_addr = router::address_bytes(r.server_addr);
     c->has_sni = !r.sni.empty();
+    c->plugins = r.plugins;
     if (r.upstream)
       c->upstream = compile_upstream(r.upstream, path + ".upstream", key, workers, resolver, errors,
                                      warnings);

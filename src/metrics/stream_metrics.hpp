@@ -35,8 +35,10 @@ enum class StreamClose : uint8_t {
   NoRoute,           // no stream route matches the connection
   ProxyHeader,       // PROXY protocol listener: missing, untrusted or invalid header
   Shutdown,          // the worker stopped
+  IpRefused,         // the route's ip-restriction refused the client
+  ConnLimited,       // the route's limit-conn: past conn + burst connections for the key
 };
-inline constexpr size_t kStreamCloseReasons = 16;
+inline constexpr size_t kStreamCloseReasons = 18;
 std::string_view to_string(StreamClose reason);
 
 // Frames answered or dropped at the edge instead of being forwarded.

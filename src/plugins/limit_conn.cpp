@@ -1,52 +1,15 @@
 // limit-conn (APISIX priority 1003): concurrent requests per key. Up to `conn` pass at once;
 // up to `burst` more are delayed (a timer, the worker keeps serving); past that, rejected. The
 // count is for the whole node and released when the response is done (log phase).
-#include <functional>
-#include <mutex>
-#include <unordered_map>
-
 #include "http/responses.hpp"
 #include "metrics/series_counters.hpp"
 #include "plugins/context.hpp"
+#include "plugins/limit/conn_counts.hpp"
 #include "plugins/limit/limit_key.hpp"
 #include "plugins/plugin.hpp"
 
 namespace portico::plugins {
 namespace {
-
-// In-flight counts by key, striped; a key at zero is removed, so idle keys cost nothing.
-class ConnCounts {
- public:
-  int64_t add(const std::string& key, int64_t delta) {
-    Shard& s = shards_[std::hash<std::string>{}(key) % kShards];
-    std::lock_guard lock(s.mutex);
-    int64_t& n = s.counts[key];
-    n += delta;
-    int64_t now = n;
-    if (n <= 0) s.counts.erase(key);
-    return now;
-  }
-
- private:
-  static constexpr size_t kShards = 32;
-  struct alignas(64) Shard {
-    std::mutex mutex;
-    std::unordered_map<std::string, int64_t> counts;
-  };
-  Shard shards_[kShards];
-};
-
-std::shared_ptr<ConnCounts> counts_for(const std::string& scope) {
-  static std::mutex mutex;
-  static std::unordered_map<std::string, std::weak_ptr<ConnCounts>> all;
-  std::lock_guard lock(mutex);
-  auto c = all[scope].lock();
-  if (!c) {
-    c = std::make_shared<ConnCounts>();
-    all[scope] = c;
-  }
-  return c;
-}
 
 class LimitConn final : public Plugin {
  public:
@@ -121,7 +84,7 @@ std::shared_ptr<const Plugin> create(const json& conf, const Scope& scope, const
   r.finish();
   if (errors.size() != before) return nullptr;
   p->scope = scope.key();
-  p->counts = counts_for(p->scope + "#limit-conn");
+  p->counts = conn_counts(p->scope + "#limit-conn");
   return p;
 }
 

@@ -12,6 +12,7 @@
 
 #include "plugins/limit/leaky_bucket.hpp"
 #include "router/route_rule.hpp"
+#include "stream/stream_plugins.hpp"
 #include "stream/tlv_policy.hpp"
 #include "upstream/upstream_target.hpp"
 
@@ -33,6 +34,7 @@ struct CompiledStreamRoute {
   std::shared_ptr<const TlvProtocolConfig> tlv;             // null: plain TCP proxy
   std::vector<CompiledSubRoute> sub_routes;                 // in config order; the first match wins
   std::shared_ptr<plugins::LeakyBucketTable> user_buckets;  // per_user rate limit, kept by id
+  std::shared_ptr<const StreamPlugins> plugins;             // ip-restriction, limit-conn
 
   // Index into sub_routes for `cmd`, or -1 (the route's own upstream).
   int sub_route_for(uint32_t cmd) const {

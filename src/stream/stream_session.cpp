@@ -101,6 +101,7 @@ class Session : public std::enable_shared_from_this<Session> {
     w_.stream_metrics.opened();
   }
   ~Session() {
+    if (holds_conn_slot_) route_->plugins->counts->add(conn_key_, -1);
     BufferPool& pool = w_.buffers();
     pool.release(in_);
     pool.release(client_out_.pending);
@@ -176,6 +177,18 @@ class Session : public std::enable_shared_from_this<Session> {
                                                  endpoints_.source.bytes, local_bytes_);
     if (!m) return close(StreamClose::NoRoute);
     route_ = *m;
+    if (const StreamPlugins* p = route_->plugins.get()) {
+      if (!p->admits(endpoints_.source.bytes)) return close(StreamClose::IpRefused);
+      if (p->limit_conn) {
+        conn_key_ = p->key_is_server_addr ? endpoints_.destination.ip_string()
+                                          : endpoints_.source.ip_string();
+        if (p->counts->add(conn_key_, 1) > p->conn + p->burst) {
+          p->counts->add(conn_key_, -1);
+          return close(StreamClose::ConnLimited);
+        }
+        holds_conn_slot_ = true;
+      }
+    }
     last_client_ms_ = steady_now_ms();
     // The route's own upstream is connected at once: backends push to the client over it.
     open_link(-1, route_->upstream.get(), false, 0);
@@ -656,6 +669,10 @@ class Session : public std::enable_shared_from_this<Session> {
     if (closed_) return;
     closed_ = true;
     counters().closed(why);
+    if (holds_conn_slot_) {  // limit-conn: this connection's slot is free again
+      route_->plugins->counts->add(conn_key_, -1);
+      holds_conn_slot_ = false;
+    }
     if (log::enabled(log::Level::Debug))
       log::debug("stream connection from " + endpoints_.source.ip_string() +
                  " closed: " + std::string(metrics::to_string(why)));
@@ -674,6 +691,8 @@ class Session : public std::enable_shared_from_this<Session> {
   Socket client_;
   const config::ListenAddress& listener_;
   StreamRoutePtr route_;
+  std::string conn_key_;  // limit-conn key while holds_conn_slot_
+  bool holds_conn_slot_ = false;
   ProxyEndpoints endpoints_;
   std::array<uint8_t, 16> local_bytes_{};
   IoBuffer in_;

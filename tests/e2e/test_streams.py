@@ -316,3 +316,37 @@ def test_no_matching_route_closes_and_server_port_selects(tmp_path, backends, st
     assert C.ImClient("127.0.0.1", p1).login(1)[0].status == 0
     assert C.ImClient("127.0.0.1", p2).recv(timeout=5) is None
     assert metrics(g).value("portico_stream_closed_total", reason="no_route") == 1
+
+
+def test_stream_route_plugins_ip_restriction_and_limit_conn(tmp_path, backends, stop_gateways):
+    a = backends("backend-a")
+    g = gateway(tmp_path, [
+        tlv_route(a, plugins={"limit-conn": {"conn": 1, "burst": 1}}),
+    ])
+    stop_gateways.append(g)
+    # the start-up probe of the stream port was a connection too: wait until it is gone
+    assert wait_until(lambda: metrics(g).value("portico_stream_connections_active") == 0)
+    first, second = client(g), client(g)
+    assert first.login(1001)[1]["server"] == "backend-a"
+    assert second.login(1002)[1]["server"] == "backend-a"
+    third = client(g)  # past conn + burst for 127.0.0.1: closed at once
+    assert third.recv(timeout=5) is None
+    first.close()  # its slot is free again (once the gateway has seen the close)
+
+    def logs_in():
+        try:
+            return client(g).login(1003)[1]["server"] == "backend-a"
+        except EOFError:
+            return False
+    assert wait_until(logs_in, timeout=5)
+    m = metrics(g)
+    assert m.value("portico_stream_closed_total", reason="conn_limited") >= 1
+
+    # ip-restriction: a whitelist without loopback refuses us; errors name the field
+    g.write_routes({"stream_routes": [tlv_route(a, plugins={
+        "ip-restriction": {"whitelist": ["10.0.0.0/8"]}})]})
+    assert wait_until(lambda: client(g).recv(timeout=2) is None, timeout=5)
+    g.write_routes({"stream_routes": [tlv_route(a, plugins={
+        "ip-restriction": {"whitelist": ["not-an-ip"]}, "syslog": {}})]})
+    g.wait_log("stream_routes[0].plugins.ip-restriction.whitelist")
+    assert "stream_routes[0].plugins.syslog: unknown stream plugin" in g.error_log()

@@ -1,0 +1,68 @@
+#include "stream/stream_plugins.hpp"
+
+namespace portico::stream {
+
+bool StreamPlugins::admits(const std::array<uint8_t, 16>& client) const {
+  if (!ip_restriction) return true;
+  bool listed = false;
+  for (const auto& c : networks) listed = listed || c.contains(client);
+  return listed == whitelist;
+}
+
+std::shared_ptr<const StreamPlugins> parse_stream_plugins(const config::json& plugins,
+                                                          const std::string& route_id,
+                                                          const std::string& path,
+                                                          config::Errors& errors) {
+  if (!plugins.is_object()) {
+    errors.add(path, "must be an object");
+    return nullptr;
+  }
+  if (plugins.empty()) return nullptr;
+  auto p = std::make_shared<StreamPlugins>();
+  size_t before = errors.size();
+  for (auto it = plugins.begin(); it != plugins.end(); ++it) {
+    std::string field = path + "." + it.key();
+    config::ObjectReader r(it.value(), field, errors);
+    r.ignore("_meta");
+    if (it.key() == "ip-restriction") {
+      p->ip_restriction = true;
+      bool white = r.has("whitelist"), black = r.has("blacklist");
+      if (white == black) r.error("whitelist", "exactly one of whitelist or blacklist is required");
+      p->whitelist = white;
+      const char* list = white ? "whitelist" : "blacklist";
+      for (const auto& a : r.string_list(list)) {
+        router::Cidr c;
+        if (!router::Cidr::parse(a, c))
+          r.error(list, "invalid IP or CIDR \"" + a + "\"");
+        else
+          p->networks.push_back(c);
+      }
+      r.string_list(white ? "blacklist" : "whitelist");
+    } else if (it.key() == "limit-conn") {
+      p->limit_conn = true;
+      if (!r.has("conn")) r.error("conn", "is required (an integer > 0)");
+      p->conn = r.integer("conn", 1, 1000000000).value_or(1);
+      if (!r.has("burst")) r.error("burst", "is required (an integer >= 0)");
+      p->burst = r.integer("burst", 0, 1000000000).value_or(0);
+      std::string key = r.string_or("key", "remote_addr");
+      if (key != "remote_addr" && key != "server_addr")
+        r.error("key", "must be remote_addr or server_addr");
+      p->key_is_server_addr = key == "server_addr";
+      std::string type = r.string_or("key_type", "var");
+      if (type != "var") r.error("key_type", "must be var on stream routes");
+      r.ignore("default_conn_delay");  // stream connections past conn are admitted at once
+      r.ignore("only_use_default_delay");
+      r.ignore("rejected_code");
+      r.ignore("allow_degradation");
+    } else {
+      errors.add(field, "unknown stream plugin (stream routes run ip-restriction and limit-conn)");
+      continue;
+    }
+    r.finish();
+  }
+  if (errors.size() != before) return nullptr;
+  if (p->limit_conn) p->counts = plugins::conn_counts("stream_routes/" + route_id + "#limit-conn");
+  return p;
+}
+
+}  // namespace portico::stream
