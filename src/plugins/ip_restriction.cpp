@@ -1,6 +1,7 @@
 // ip-restriction (APISIX priority 3000, access): allow only listed client networks
 // (whitelist) or refuse listed ones (blacklist), on the address real-ip settled on.
 #include "plugins/context.hpp"
+#include "plugins/ip_lists.hpp"
 #include "plugins/plugin.hpp"
 #include "router/route_rule.hpp"
 
@@ -9,19 +10,12 @@ namespace {
 
 class IpRestriction final : public Plugin {
  public:
-  std::vector<router::Cidr> networks;
-  bool whitelist = true;
+  IpLists lists;
   std::string message = "Your IP address is not allowed";
   int status = 403;
 
   Step access(Context& ctx) const override {
-    bool listed = false;
-    for (const auto& c : networks)
-      if (c.contains(ctx.client_bytes)) {
-        listed = true;
-        break;
-      }
-    if (listed == whitelist) return Step::Continue;
+    if (lists.allows(ctx.client_bytes)) return Step::Continue;
     ctx.respond(status, json{{"message", message}}.dump() + "\n");
     return Step::Respond;
   }
@@ -32,21 +26,7 @@ std::shared_ptr<const Plugin> create(const json& conf, const Scope&, const std::
   auto p = std::make_shared<IpRestriction>();
   config::ObjectReader r(conf, path, errors);
   size_t before = errors.size();
-  bool has_white = r.has("whitelist"), has_black = r.has("blacklist");
-  if (has_white == has_black)
-    r.error("whitelist", "exactly one of whitelist or blacklist is required");
-  p->whitelist = has_white;
-  const char* field = has_white ? "whitelist" : "blacklist";
-  auto list = r.string_list(field);
-  if ((has_white || has_black) && list.empty()) r.error(field, "must list at least one address");
-  for (const auto& a : list) {
-    router::Cidr c;
-    if (!router::Cidr::parse(a, c))
-      r.error(field, "invalid IP or CIDR \"" + a + "\"");
-    else
-      p->networks.push_back(c);
-  }
-  r.string_list(has_white ? "blacklist" : "whitelist");
+  p->lists = read_ip_lists(r);
   p->message = r.string_or("message", p->message);
   if (p->message.empty() || p->message.size() > 1024)
     r.error("message", "must be 1..1024 characters");

@@ -3,10 +3,7 @@
 namespace portico::stream {
 
 bool StreamPlugins::admits(const std::array<uint8_t, 16>& client) const {
-  if (!ip_restriction) return true;
-  bool listed = false;
-  for (const auto& c : networks) listed = listed || c.contains(client);
-  return listed == whitelist;
+  return !ip_restriction || ips.allows(client);
 }
 
 std::shared_ptr<const StreamPlugins> parse_stream_plugins(const config::json& plugins,
@@ -26,18 +23,7 @@ std::shared_ptr<const StreamPlugins> parse_stream_plugins(const config::json& pl
     r.ignore("_meta");
     if (it.key() == "ip-restriction") {
       p->ip_restriction = true;
-      bool white = r.has("whitelist"), black = r.has("blacklist");
-      if (white == black) r.error("whitelist", "exactly one of whitelist or blacklist is required");
-      p->whitelist = white;
-      const char* list = white ? "whitelist" : "blacklist";
-      for (const auto& a : r.string_list(list)) {
-        router::Cidr c;
-        if (!router::Cidr::parse(a, c))
-          r.error(list, "invalid IP or CIDR \"" + a + "\"");
-        else
-          p->networks.push_back(c);
-      }
-      r.string_list(white ? "blacklist" : "whitelist");
+      p->ips = plugins::read_ip_lists(r);
     } else if (it.key() == "limit-conn") {
       p->limit_conn = true;
       if (!r.has("conn")) r.error("conn", "is required (an integer > 0)");

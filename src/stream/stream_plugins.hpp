@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "config/field_reader.hpp"
+#include "plugins/ip_lists.hpp"
 #include "plugins/limit/conn_counts.hpp"
 #include "router/route_rule.hpp"
 
@@ -18,8 +19,7 @@ namespace portico::stream {
 
 struct StreamPlugins {
   bool ip_restriction = false;
-  bool whitelist = true;
-  std::vector<router::Cidr> networks;
+  plugins::IpLists ips;
 
   bool limit_conn = false;
   int64_t conn = 0;
