@@ -319,6 +319,8 @@ Task<> Server::handle_signals() {
 
 void Server::start_workers(std::shared_ptr<const config::Snapshot> first) {
   access_log_ = std::make_unique<AccessLogWriter>(node_.access_log);
+  Worker::check_not_in_use(node_.listen);
+  Worker::check_not_in_use(node_.stream_listen);
   for (int i = 0; i < worker_count_; ++i) {
     auto handler = [](Worker& w, Socket&& s, const config::ListenAddress& listener) {
       if (listener.stream)

@@ -45,6 +45,20 @@ void Worker::adopt_snapshot() {
   }
 }
 
+void Worker::check_not_in_use(const std::vector<config::ListenAddress>& addresses) {
+  for (const auto& a : addresses) {
+    if (a.port == 0) continue;
+    asio::io_context ctx;
+    asio::ip::tcp::acceptor probe(ctx);
+    Endpoint ep(asio::ip::make_address(a.host), a.port);
+    probe.open(ep.protocol());
+    probe.set_option(asio::socket_base::reuse_address(true));
+    error_code ec;
+    probe.bind(ep, ec);
+    if (ec) throw std::runtime_error("cannot listen on " + a.to_string() + ": " + ec.message());
+  }
+}
+
 void Worker::listen(const std::vector<config::ListenAddress>& addresses) {
   for (const auto& a : addresses) {
     auto acc = std::make_unique<Acceptor>(io_->get_executor());

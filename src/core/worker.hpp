@@ -38,6 +38,10 @@ class Worker {
 
   // Opens the listeners before the thread starts, so a busy port fails start-up loudly.
   void listen(const std::vector<config::ListenAddress>& addresses);
+  // SO_REUSEPORT would let this process bind a port another process is serving, and the kernel
+  // would then split connections between the two without a word: a plain bind first makes that
+  // the usual "address already in use" error.
+  static void check_not_in_use(const std::vector<config::ListenAddress>& addresses);
   void start(SnapshotPtr first);
   // Thread-safe: the worker takes the new snapshot at its next request.
   void publish(SnapshotPtr next);

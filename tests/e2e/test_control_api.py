@@ -45,7 +45,8 @@ def test_health_etcd_mode_follows_the_revision(etcd, gateway, upstream):
     v0 = h["version"]
     assert gw.admin("PUT", "/routes/r", {"uri": "/r", "upstream": inline_upstream(a.port)}).status_code == 201
     assert wait_until(lambda: gw.health()["config"]["revision"] == etcd.revision(), 2), gw.health()
-    assert gw.health()["version"] > v0
+    # The snapshot is compiled after the revision is read (on the compile thread): wait for it.
+    assert wait_until(lambda: gw.health()["version"] > v0, 2), gw.health()
     m = metrics(gw)
     assert m.value("portico_config_revision") == etcd.revision()
     assert m.value("portico_config_source_reachable") == 1

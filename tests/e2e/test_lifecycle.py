@@ -8,6 +8,7 @@ import threading
 import time
 
 import requests
+import yaml
 
 from conftest import PORTICO_BIN, route
 
@@ -156,3 +157,17 @@ def test_start_fails_loudly_on_bad_routes(tmp_path):
 def test_version():
     out = subprocess.run([PORTICO_BIN, "version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("portico ")
+
+
+def test_a_second_gateway_on_the_same_port_refuses_to_start(gateway, upstream):
+    # SO_REUSEPORT would let both bind and the kernel would split the traffic between them.
+    up = upstream()
+    first = gateway({"routes": [route("/*", [(up.port,)])]})
+    second = gateway({"routes": [route("/*", [(up.port,)])]}, start=False)
+    cfg = second.config()
+    cfg["node"]["listen"] = [f"127.0.0.1:{first.port}"]
+    second.config_path.write_text(yaml.safe_dump(cfg))
+    second.launch()
+    assert second.wait_exit(10) == 1
+    assert "Address already in use" in second.error_log() + second.stderr()
+    assert requests.get(first.url("/x")).status_code == 200
