@@ -14,6 +14,9 @@ def _ephemeral_low():
         return 32768
 
 
+_given = set()  # ports this test process handed out: never twice, even once they are free again
+
+
 def free_port():
     """A free loopback port below the kernel's ephemeral range: a port from bind(0) can be taken
     as the local port of some outgoing connection before the server under test binds it (seen
@@ -22,9 +25,12 @@ def free_port():
     low = max(1024, high - 12000)
     for _ in range(500):
         port = random.randrange(low, high)
+        if port in _given:
+            continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
+                _given.add(port)
                 return port
             except OSError:
                 continue
