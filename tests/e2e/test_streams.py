@@ -350,3 +350,27 @@ def test_stream_route_plugins_ip_restriction_and_limit_conn(tmp_path, backends, 
         "ip-restriction": {"whitelist": ["not-an-ip"]}, "syslog": {}})]})
     g.wait_log("stream_routes[0].plugins.ip-restriction.whitelist")
     assert "stream_routes[0].plugins.syslog: unknown stream plugin" in g.error_log()
+
+
+def test_stream_route_written_through_the_admin_api_in_etcd_mode(tmp_path, etcd, backends,
+                                                                  stop_gateways):
+    a = backends("backend-a")
+    port = free_port()
+    g = Gateway(tmp_path, None, node={"stream_listen": [f"127.0.0.1:{port}"]}, etcd=etcd)
+    g.stream_port = port
+    g.start()
+    stop_gateways.append(g)
+    r = g.admin("PUT", "/stream_routes/im", tlv_route(a, {"heartbeat": {"cmd": "0x9001"}}))
+    assert r.status_code == 201, r.text
+    bad = tlv_route(a, {"rate_limit": {"per_connection": {"rate": -1, "burst": 0}}}, id="bad")
+    r = g.admin("PUT", "/stream_routes/bad", bad)
+    assert r.status_code == 400 and "protocol.conf.rate_limit" in r.json()["error_msg"]
+
+    def logs_in():
+        try:
+            return client(g).login(1001)[1]["server"] == "backend-a"
+        except (EOFError, OSError):
+            return False
+    assert wait_until(logs_in, timeout=5)
+    assert g.admin("DELETE", "/stream_routes/im").status_code == 200
+    assert wait_until(lambda: not logs_in(), timeout=5)  # new connections find no route
