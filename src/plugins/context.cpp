@@ -115,6 +115,50 @@ std::string_view Context::var(std::string_view name) const {
   return {};
 }
 
+namespace {
+
+// `list` without the items named `name` ("a=1&b=2" split at '&', or cookies at ';').
+std::string without_item(std::string_view list, char sep, std::string_view name) {
+  std::string kept;
+  while (!list.empty()) {
+    size_t end = list.find(sep);
+    std::string_view item = list.substr(0, end);
+    std::string_view key = item.substr(0, item.find('='));
+    while (!key.empty() && key.front() == ' ') key.remove_prefix(1);
+    while (!key.empty() && key.back() == ' ') key.remove_suffix(1);
+    if (key != name) {
+      while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+      if (!kept.empty()) kept += sep == ';' ? "; " : "&";
+      kept += item;
+    }
+    if (end == std::string_view::npos) break;
+    list.remove_prefix(end + 1);
+  }
+  return kept;
+}
+
+}  // namespace
+
+void Context::drop_upstream_arg(std::string_view name) {
+  std::string target(upstream.target ? *upstream.target : std::string(req->target));
+  size_t q = target.find('?');
+  if (q == std::string::npos) return;
+  std::string kept = without_item(std::string_view(target).substr(q + 1), '&', name);
+  target.resize(q);
+  if (!kept.empty()) target += "?" + kept;
+  upstream.target = std::move(target);
+}
+
+void Context::drop_upstream_cookie(std::string_view name) {
+  std::string_view cookies = header("cookie");
+  if (cookies.empty()) return;
+  std::string kept = without_item(cookies, ';', name);
+  if (kept.empty())
+    upstream.headers.push_back({HeaderEdit::Op::Remove, "Cookie", ""});
+  else
+    upstream.headers.push_back({HeaderEdit::Op::Set, "Cookie", std::move(kept)});
+}
+
 void Context::set_client(std::string_view ip) {
   client_ip.assign(ip);
   client_bytes = router::address_bytes(ip);

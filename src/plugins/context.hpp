@@ -101,6 +101,9 @@ class Context {
   std::string_view header(std::string_view name) const;  // case-insensitive, first value
 
   void set_client(std::string_view ip);  // client_ip and client_bytes
+  // hide_credentials: the request goes upstream without this query argument / cookie.
+  void drop_upstream_arg(std::string_view name);
+  void drop_upstream_cookie(std::string_view name);
   // The request id (request-id plugin's, or a new one), for answers that must carry one.
   std::string_view ensure_request_id();
 

@@ -50,8 +50,14 @@ class JwtAuth final : public Plugin {
       return reject(ctx, bad->client_message());
     }
     ctx.consumer = found.consumer;
-    if (conf.hide_credentials && from == From::Header)
-      ctx.upstream.headers.push_back({HeaderEdit::Op::Remove, conf.header, ""});
+    if (conf.hide_credentials) {
+      if (from == From::Header)
+        ctx.upstream.headers.push_back({HeaderEdit::Op::Remove, conf.header, ""});
+      else if (from == From::Query)
+        ctx.drop_upstream_arg(conf.query);
+      else
+        ctx.drop_upstream_cookie(conf.cookie);
+    }
     return Step::Continue;
   }
 

@@ -31,7 +31,7 @@ class KeyAuth final : public Plugin {
       if (from_header)
         ctx.upstream.headers.push_back({HeaderEdit::Op::Remove, header, ""});
       else
-        drop_query_arg(ctx);
+        ctx.drop_upstream_arg(query);
     }
     return Step::Continue;
   }
@@ -40,30 +40,6 @@ class KeyAuth final : public Plugin {
   static Step reject(Context& ctx, std::string_view message) {
     ctx.respond(401, json{{"message", message}}.dump() + "\n");
     return Step::Respond;
-  }
-
-  // The upstream target without the key argument.
-  void drop_query_arg(Context& ctx) const {
-    const http::RequestHead& r = *ctx.req;
-    std::string target(ctx.upstream.target ? *ctx.upstream.target : std::string(r.target));
-    size_t q = target.find('?');
-    if (q == std::string::npos) return;
-    std::string kept;
-    std::string_view rest = std::string_view(target).substr(q + 1);
-    while (!rest.empty()) {
-      size_t amp = rest.find('&');
-      std::string_view item = rest.substr(0, amp);
-      std::string_view name = item.substr(0, item.find('='));
-      if (name != query) {
-        if (!kept.empty()) kept += '&';
-        kept += item;
-      }
-      if (amp == std::string_view::npos) break;
-      rest.remove_prefix(amp + 1);
-    }
-    target.resize(q);
-    if (!kept.empty()) target += "?" + kept;
-    ctx.upstream.target = std::move(target);
   }
 };
 

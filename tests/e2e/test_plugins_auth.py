@@ -161,6 +161,14 @@ def test_jwt_auth_hide_credentials(gateway, upstream, pem_keys):
     token = hs256({"key": "hs-key"}, "a-long-enough-test-secret")
     r = gw.get("/jwt", headers={"Authorization": "Bearer " + token})
     assert r.status_code == 200 and "authorization" not in headers_seen(r)
+    # from the query: the argument goes, the others stay
+    r = gw.get("/jwt?a=1&jwt=" + token + "&b=2")
+    assert r.status_code == 200 and r.json()["target"] == "/jwt?a=1&b=2"
+    # from a cookie: that cookie goes, the others stay
+    r = gw.get("/jwt", headers={"Cookie": "theme=dark; jwt=" + token + "; lang=en"})
+    assert r.status_code == 200 and headers_seen(r)["cookie"] == ["theme=dark; lang=en"]
+    r = gw.get("/jwt", headers={"Cookie": "jwt=" + token})
+    assert r.status_code == 200 and "cookie" not in headers_seen(r)
 
 
 def test_limit_req_keyed_by_the_consumer_key_auth_named(gateway, upstream):
