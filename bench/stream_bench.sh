@@ -85,6 +85,7 @@ header() {
 echo "== closed loop: $CONNS connections x $INFLIGHT in flight, $BODY-byte bodies, ${SECS}s rounds"
 header
 for ((r = 1; r <= ROUNDS; r++)); do
+  run direct "$ECHO_PORT"
   run nginx "$NGINX_PORT"
   run portico "$PORTICO_PORT"
 done

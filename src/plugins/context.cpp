@@ -75,6 +75,11 @@ void Context::respond(int s, std::string body, std::string content_type) {
   reply.content_type = std::move(content_type);
 }
 
+void Context::respond_message(int s, std::string_view message) {
+  json body = {{"message", message}};
+  respond(s, body.dump() + "\n");
+}
+
 void Context::respond_error(int s, std::string_view message) {
   json body = {{"error_msg", message}};
   respond(s, body.dump() + "\n");

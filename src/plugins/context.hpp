@@ -93,6 +93,8 @@ class Context {
   void respond(int status, std::string body, std::string content_type = "application/json");
   // APISIX's {"error_msg": "..."} body.
   void respond_error(int status, std::string_view message);
+  // The {"message": "..."} body APISIX's auth and ip-restriction plugins answer with.
+  void respond_message(int status, std::string_view message);
 
   // An nginx/APISIX variable by name: remote_addr, remote_port, uri, request_uri, host,
   // request_method, query_string/args, server_port, scheme, route_id, service_id,

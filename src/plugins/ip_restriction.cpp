@@ -16,7 +16,7 @@ class IpRestriction final : public Plugin {
 
   Step access(Context& ctx) const override {
     if (lists.allows(ctx.client_bytes)) return Step::Continue;
-    ctx.respond(status, json{{"message", message}}.dump() + "\n");
+    ctx.respond_message(status, message);
     return Step::Respond;
   }
 };

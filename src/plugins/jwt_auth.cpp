@@ -10,6 +10,11 @@
 
 namespace portico::plugins {
 namespace {
+
+Step unauthorized(Context& ctx, std::string_view message) {
+  ctx.respond_message(401, message);
+  return Step::Respond;
+}
 using namespace auth;
 
 struct JwtCredential final : Credential {
@@ -31,23 +36,23 @@ class JwtAuth final : public Plugin {
       token = http::cookie_value(ctx.header("cookie"), conf.cookie);
       from = From::Cookie;
     }
-    if (token.empty()) return reject(ctx, kJwtMissingToken);
+    if (token.empty()) return unauthorized(ctx, kJwtMissingToken);
     JwtError error;
     auto parsed = parse_jwt(token, error);
     if (!parsed) {
       log::debug("jwt-auth: " + error.reason);
-      return reject(ctx, kJwtInvalid);
+      return unauthorized(ctx, kJwtInvalid);
     }
     auto key = parsed->string_claim(conf.key_claim_name);
-    if (!key) return reject(ctx, kJwtMissingKey);
+    if (!key) return unauthorized(ctx, kJwtMissingKey);
     ConsumerTable::Found found =
         ctx.consumers ? ctx.consumers->find("jwt-auth", *key) : ConsumerTable::Found{};
-    if (!found.consumer) return reject(ctx, kJwtUnknownKey);
+    if (!found.consumer) return unauthorized(ctx, kJwtUnknownKey);
     const auto& cred = static_cast<const JwtCredential&>(*found.credential);
     if (auto bad = verify_jwt(*parsed, *cred.conf.verify_key, ctx.now_ms / 1000,
                               cred.conf.lifetime_grace_period)) {
       log::debug("jwt-auth: " + bad->reason);
-      return reject(ctx, bad->client_message());
+      return unauthorized(ctx, bad->client_message());
     }
     ctx.consumer = found.consumer;
     if (conf.hide_credentials) {
@@ -59,12 +64,6 @@ class JwtAuth final : public Plugin {
         ctx.drop_upstream_cookie(conf.cookie);
     }
     return Step::Continue;
-  }
-
- private:
-  static Step reject(Context& ctx, std::string_view message) {
-    ctx.respond(401, json{{"message", message}}.dump() + "\n");
-    return Step::Respond;
   }
 };
 

@@ -9,6 +9,11 @@
 namespace portico::plugins {
 namespace {
 
+Step unauthorized(Context& ctx, std::string_view message) {
+  ctx.respond_message(401, message);
+  return Step::Respond;
+}
+
 class KeyAuth final : public Plugin {
  public:
   std::string header = "apikey";
@@ -22,10 +27,10 @@ class KeyAuth final : public Plugin {
       key = http::query_arg(ctx.req->query, query);
       from_header = false;
     }
-    if (key.empty()) return reject(ctx, "Missing API key in request");
+    if (key.empty()) return unauthorized(ctx, "Missing API key in request");
     ConsumerTable::Found found =
         ctx.consumers ? ctx.consumers->find("key-auth", key) : ConsumerTable::Found{};
-    if (!found.consumer) return reject(ctx, "Invalid API key in request");
+    if (!found.consumer) return unauthorized(ctx, "Invalid API key in request");
     ctx.consumer = found.consumer;
     if (hide_credentials) {
       if (from_header)
@@ -34,12 +39,6 @@ class KeyAuth final : public Plugin {
         ctx.drop_upstream_arg(query);
     }
     return Step::Continue;
-  }
-
- private:
-  static Step reject(Context& ctx, std::string_view message) {
-    ctx.respond(401, json{{"message", message}}.dump() + "\n");
-    return Step::Respond;
   }
 };
 

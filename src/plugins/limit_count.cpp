@@ -65,10 +65,12 @@ class LimitCount final : public Plugin {
   }
 
  private:
-  std::string counter_key(const Context& ctx) const {
-    thread_local std::string k;
+  // In per-thread buffers: valid until the next call on this thread.
+  const std::string& counter_key(const Context& ctx) const {
+    thread_local std::string k, full;
     key.extract(ctx, k);
-    return limit::limit_count_key(scope, k);
+    limit::limit_count_key(full, scope, k);
+    return full;
   }
 
   Step decide(Context& ctx, const limit::TakeResult& r) const {

@@ -210,15 +210,7 @@ class VarsCompiler {
     if (j.empty()) return fail(path, "must not be empty");
     if (j[0].is_array()) {
       n.logic = VarsExpr::Logic::And;
-      bool good = true;
-      for (size_t i = 0; i < j.size(); ++i) {
-        VarsExpr::Node child;
-        if (node(j[i], at(path, i), child))
-          n.children.push_back(std::move(child));
-        else
-          good = false;
-      }
-      return good;
+      return children(j, 0, path, n);
     }
     if (find_logic(j[0])) return group(j, path, n);
     return comparison(j, path, n);
@@ -232,8 +224,13 @@ class VarsCompiler {
       message.append("\" needs at least two expressions");
       return fail(path, std::move(message));
     }
+    return children(j, 1, path, n);
+  }
+
+  // j[first..] compiled into n's children; every element is checked, not just up to an error.
+  bool children(const json& j, size_t first, const std::string& path, VarsExpr::Node& n) {
     bool good = true;
-    for (size_t i = 1; i < j.size(); ++i) {
+    for (size_t i = first; i < j.size(); ++i) {
       VarsExpr::Node child;
       if (node(j[i], at(path, i), child))
         n.children.push_back(std::move(child));

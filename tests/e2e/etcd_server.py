@@ -8,12 +8,11 @@ import contextlib
 import json
 import os
 import subprocess
-import time
 
 import requests
 
 import pki
-from processes import free_port, stop_process
+from processes import free_port, stop_process, wait_ready
 
 ETCD_BIN = os.environ.get("ETCD_BIN", "/usr/bin/etcd")
 
@@ -112,18 +111,11 @@ class EtcdServer:
             self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         finally:
             log.close()
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"etcd exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                if self._post("/v3/kv/range", {"key": _b64("health-probe")}, timeout=0.5) is not None:
-                    return self
-            except (requests.RequestException, ValueError, RuntimeError):
-                pass
-            time.sleep(0.05)
-        self.kill()
-        raise RuntimeError(f"etcd not ready after {timeout}s:\n{self.log_tail()}")
+        probe = {"key": _b64("health-probe")}
+        wait_ready(self.proc, lambda: self._post("/v3/kv/range", probe, timeout=0.5) is not None,
+                   "etcd", self.log_tail, timeout, interval=0.05,
+                   errors=(requests.RequestException, ValueError, RuntimeError))
+        return self
 
     def stop(self, timeout=10.0):
         """SIGTERM to the process we started, then wait (SIGKILL if it does not exit)."""

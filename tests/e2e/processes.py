@@ -4,6 +4,7 @@ import random
 import signal
 import socket
 import subprocess
+import time
 
 
 def _ephemeral_low():
@@ -35,6 +36,24 @@ def free_port():
             except OSError:
                 continue
     raise RuntimeError("no free loopback port")
+
+
+def wait_ready(proc, probe, name, log_tail, timeout, interval=0.02, errors=(OSError,)):
+    """Polls probe() until it is truthy; raises with the server's log when the process exits
+    or the timeout passes (the process is then killed)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with {proc.returncode}:\n{log_tail()}")
+        try:
+            if probe():
+                return
+        except errors:
+            pass
+        time.sleep(interval)
+    proc.kill()
+    proc.wait()
+    raise RuntimeError(f"{name} not ready after {timeout}s:\n{log_tail()}")
 
 
 def stop_process(proc, timeout=15):

@@ -6,9 +6,8 @@ PID this class started."""
 import os
 import socket
 import subprocess
-import time
 
-from processes import free_port, stop_process
+from processes import free_port, stop_process, wait_ready
 
 REDIS_BIN = os.environ.get("REDIS_SERVER", "/usr/bin/redis-server")
 
@@ -99,19 +98,9 @@ class RedisServer:
             args += ["--requirepass", self.requirepass]
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self.proc.returncode}:\n"
-                                   f"{self.log_tail()}")
-            try:
-                if self.command("PING") == "PONG":
-                    return self
-            except (OSError, ConnectionError, RedisError):
-                pass
-            time.sleep(0.02)
-        self.kill()
-        raise RuntimeError(f"redis-server not ready after {timeout}s:\n{self.log_tail()}")
+        wait_ready(self.proc, lambda: self.command("PING") == "PONG", "redis-server",
+                   self.log_tail, timeout, errors=(OSError, ConnectionError, RedisError))
+        return self
 
     def stop(self, timeout=10.0):
         """SIGTERM to the process we started, then wait (SIGKILL if it does not exit)."""

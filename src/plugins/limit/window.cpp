@@ -27,12 +27,16 @@ TakeResult sliding_decision(int64_t previous, int64_t current, int64_t limit, in
   return {false, 0, (window_ms - elapsed_ms) + static_cast<int64_t>(w - d)};
 }
 
-std::string limit_count_key(std::string_view scope, std::string_view key) {
-  std::string out = "portico:limit-count:";
-  out.reserve(out.size() + scope.size() + 1 + key.size());
+void limit_count_key(std::string& out, std::string_view scope, std::string_view key) {
+  out.assign("portico:limit-count:");
   out += scope;
   out += ':';
   out += key;
+}
+
+std::string limit_count_key(std::string_view scope, std::string_view key) {
+  std::string out;
+  limit_count_key(out, scope, key);
   return out;
 }
 

@@ -42,5 +42,7 @@ TakeResult sliding_decision(int64_t previous, int64_t current, int64_t limit, in
 // declares the plugin; never a config version, so every node and every config revision count
 // into the same key.
 std::string limit_count_key(std::string_view scope, std::string_view key);
+// The same into `out` (a reused buffer: no allocation once it has grown).
+void limit_count_key(std::string& out, std::string_view scope, std::string_view key);
 
 }  // namespace portico::limit
