@@ -37,7 +37,7 @@ Task<Wait> wait_for_request(ClientConnection& c, double timeout) {
   if (!c.in.allocated()) c.in = w.buffers().acquire();
   c.idle_deadline.arm(std::min(left, kBufferedIdleSeconds), &c.socket);
   auto [ec, n] =
-      co_await c.socket.async_read_some(asio::buffer(c.in.write_ptr(), c.in.writable()), await_ec);
+      co_await async_read_edge(c.socket, asio::buffer(c.in.write_ptr(), c.in.writable()), await_ec);
   c.idle_deadline.disarm();
   if (!ec) {
     c.in.commit(n);
@@ -108,8 +108,8 @@ Task<bool> serve_request(ClientConnection& c) {
       c.in.compact();
       if (c.in.writable() == 0) c.in.grow(std::max(rl.max_head, rl.max_uri) + 1);
     }
-    auto [ec, n] = co_await c.socket.async_read_some(
-        asio::buffer(c.in.write_ptr(), c.in.writable()), await_ec);
+    auto [ec, n] = co_await async_read_edge(
+        c.socket, asio::buffer(c.in.write_ptr(), c.in.writable()), await_ec);
     if (ec) {
       bool timed_out = c.io_deadline.fired();
       c.io_deadline.disarm();

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/deadline.hpp"
+#include "core/edge_read.hpp"
 #include "core/io_buffer.hpp"
 
 namespace portico::http {
@@ -32,7 +33,7 @@ inline auto async_read(Socket& s, IoBuffer& buf, Deadline& d, double timeout,
                        size_t max = SIZE_MAX) {
   if (buf.writable() == 0) buf.compact();
   d.arm(timeout, &s);
-  return s.async_read_some(asio::buffer(buf.write_ptr(), std::min(buf.writable(), max)), await_ec);
+  return async_read_edge(s, asio::buffer(buf.write_ptr(), std::min(buf.writable(), max)), await_ec);
 }
 
 inline IoStatus read_done(const IoResult& r, IoBuffer& buf, Deadline& d) {

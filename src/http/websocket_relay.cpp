@@ -17,7 +17,7 @@ Task<> pump(Socket& from, Socket& to, IoBuffer& buf, Deadline& idle, double time
     idle.arm(timeout, &from, &to, true);
     buf.clear();
     auto [ec, n] =
-        co_await from.async_read_some(asio::buffer(buf.write_ptr(), buf.writable()), await_ec);
+        co_await async_read_edge(from, asio::buffer(buf.write_ptr(), buf.writable()), await_ec);
     error_code ignored;
     if (ec) {
       if (ec == asio::error::eof) {

@@ -406,8 +406,8 @@ class Session : public std::enable_shared_from_this<Session> {
                                                route_->tlv->stall_timeout
                                          : std::min(kBufferedIdleSeconds, idle_left);
     client_deadline_.arm(left, &client_);
-    client_.async_read_some(
-        asio::buffer(in_.write_ptr(), in_.writable()),
+    async_read_edge(
+        client_, asio::buffer(in_.write_ptr(), in_.writable()),
         [self = shared_from_this()](error_code ec, size_t n) { self->on_client_read(ec, n); });
   }
 
@@ -589,8 +589,8 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     if (l.in.writable() == 0) l.in.compact();
     l.read_deadline.arm(kBufferedIdleSeconds, &l.socket);
-    l.socket.async_read_some(
-        asio::buffer(l.in.write_ptr(), l.in.writable()),
+    async_read_edge(
+        l.socket, asio::buffer(l.in.write_ptr(), l.in.writable()),
         [self = shared_from_this(), &l](error_code ec, size_t n) { self->on_link_read(l, ec, n); });
   }
 
