@@ -207,9 +207,13 @@ Task<> EtcdSource::probe_loop() {
     co_await timer.async_wait(await_ec);
     if (stopped_ || !*alive || !status_.reachable) continue;
     try {
+      // Compared with the revision known when the probe was sent: watch events applied while
+      // it was in flight may carry newer revisions than its answer, and taking that for "etcd
+      // went backwards" made every busy node re-read all its keys every few seconds.
+      int64_t known = status_.revision;
       // Inside the prefix: a user granted only `<prefix>/` may not read `<prefix>` itself.
       auto range = co_await client_.first_key(settings_.prefix + "/");
-      if (*alive && range.revision < status_.revision) {
+      if (*alive && range.revision < known) {
         need_full_sync_ = true;
         client_.cancel_watch();
       }

@@ -2,6 +2,7 @@
 outages and recovery, compaction while a node is away, hand-written invalid values, start-up
 with etcd late or unreachable, endpoint failover."""
 import socket
+import threading
 import time
 
 import prom_text
@@ -128,6 +129,79 @@ def test_compaction_while_away_resyncs_to_the_latest_state(etcd, gateway, upstre
     r = gw.admin("PUT", "/routes/after", {"uri": "/after", "upstream": inline_upstream(ups["new"].port)})
     assert r.status_code == 201, r.text
     assert wait_until(lambda: served_by(gw, "/after") == "new", 2)
+
+
+class SlowRangeLink:
+    """A TCP relay to etcd that holds back answers to range reads (the node's periodic probe)
+    for `delay` seconds while the watch stream flows freely: a slow cross-border link, and a
+    window in which watch events newer than the probe's answer always arrive first."""
+
+    def __init__(self, target_port, delay):
+        self.target_port, self.delay = target_port, delay
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.target_port))
+            last = {"range": False}
+            threading.Thread(target=self._pump, args=(client, server, last, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, last, False), daemon=True).start()
+
+    def _pump(self, src, dst, last, to_etcd):
+        try:
+            while data := src.recv(65536):
+                if to_etcd and data.startswith(b"POST "):
+                    last["range"] = data.startswith(b"POST /v3/kv/range ")
+                elif not to_etcd and last["range"]:
+                    time.sleep(self.delay)
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self):
+        self.listener.close()
+
+
+def test_watch_events_newer_than_a_probe_answer_are_not_taken_for_a_restored_etcd(etcd, gateway, upstream):
+    """Every 2 s the node asks etcd for its revision, to notice a restored backup (revision
+    going backwards). Events applied while that answer was on its way are newer than it: that is
+    not "backwards", and re-reading every key each time would cost a big node seconds of CPU."""
+    a = upstream(name="a")
+    link = SlowRangeLink(etcd.client_port, 0.3)
+    try:
+        gw = gateway(etcd=etcd, endpoints=[f"http://127.0.0.1:{link.port}"])
+        stop = threading.Event()
+        last = {}
+
+        def writer():
+            i = 0
+            while not stop.is_set():
+                etcd.put_json(gw.key("routes", f"busy{i % 10}"), route_obj(f"busy{i % 10}", f"/busy/{i}", a.port))
+                last["i"] = i
+                i += 1
+                time.sleep(0.02)
+
+        t = threading.Thread(target=writer)
+        t.start()
+        time.sleep(5)  # two probes, each answered 0.3 s late while events keep coming
+        stop.set()
+        t.join()
+        assert wait_until(lambda: served_by(gw, f"/busy/{last['i']}") == "a", 5)
+        h = gw.health()["config"]
+        assert h["resyncs"] == 0 and h["reachable"] is True, h
+    finally:
+        link.close()
 
 
 def test_invalid_values_are_skipped_and_logged(etcd, gateway, upstream):
