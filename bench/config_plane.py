@@ -4,8 +4,8 @@
 1. propagation: two Portico nodes on one etcd; 200 route PUTs through either node's Admin API;
    for each, the time until the route serves on BOTH nodes (polled every ~1 ms).
 2. scale: 50,000 routes written into etcd; time from starting a node to serving them; then
-   proxied-request latency (wrk) quiet, and while routes change 10 times a second through the
-   Admin API.
+   proxied-request latency (wrk, saturating and at light load) quiet, and while routes change
+   10 times a second (straight into etcd, and through the Admin API).
 
 usage: bench/config_plane.py [build/portico] [--routes 50000] [--changes 200] [--seconds 10]
                              [--rounds 3] [--skip-propagation] [--skip-scale]
@@ -159,9 +159,19 @@ def seed_routes(etcd, prefix, count, upstream_port):
         r.raise_for_status()
 
 
-def wrk(port, seconds, cpu):
-    out = subprocess.run(["taskset", "-c", cpu, "wrk", "-t1", "-c20", f"-d{seconds}s", "--latency",
-                          f"http://127.0.0.1:{port}/api/v1/users/12345/profile?lang=en"],
+# Light load as the anchors' LAT suite: 10 connections, each waiting a random 0..10 ms between
+# requests (~2k req/s): latency not dominated by queueing behind a saturated worker.
+LIGHT_LUA = "function delay() return math.random(0, 10) end\n"
+
+
+def wrk(port, seconds, cpu, light=False):
+    cmd = ["taskset", "-c", cpu, "wrk", "-t1", "-c10" if light else "-c20", f"-d{seconds}s", "--latency"]
+    if light:
+        script = os.path.join(tempfile.gettempdir(), "portico-cfgplane-light.lua")
+        with open(script, "w") as f:
+            f.write(LIGHT_LUA)
+        cmd += ["-s", script]
+    out = subprocess.run(cmd + [f"http://127.0.0.1:{port}/api/v1/users/12345/profile?lang=en"],
                          capture_output=True, text=True, check=True).stdout
     fig = {}
     for line in out.splitlines():
@@ -200,7 +210,7 @@ def scale(binary, work, etcd, upstream_port, routes, seconds, rounds):
         print(f"node start -> serving {routes} routes from etcd: {time.time() - node.started:.2f} s")
         applied = [0]
 
-        def with_churn(put):
+        def with_churn(put, light=False):
             stop = threading.Event()
 
             def churn():
@@ -215,7 +225,7 @@ def scale(binary, work, etcd, upstream_port, routes, seconds, rounds):
 
             changer = threading.Thread(target=churn)
             changer.start()
-            fig = wrk(node.port, seconds, "1")
+            fig = wrk(node.port, seconds, "1", light)
             stop.set()
             changer.join()
             return fig
@@ -235,13 +245,15 @@ def scale(binary, work, etcd, upstream_port, routes, seconds, rounds):
             if node.admin("PUT", f"/routes/r{n}", body).status_code == 200:
                 applied[0] += 1
 
-        # Interleaved rounds, medians reported: this VM's p99 moves a lot between runs.
-        runs = {"quiet": [], "control": [], "watched": [], "busy": []}
+        # Interleaved rounds, medians reported: this VM's p99 moves a lot between runs. Each phase
+        # at saturation (wrk -c20, closed loop) and at light load.
+        runs = {f"{k}{l}": [] for k in ("quiet", "control", "watched", "busy") for l in ("", "_light")}
         for _ in range(rounds):
-            runs["quiet"].append(wrk(node.port, seconds, "1"))
-            runs["control"].append(with_churn(put_raw("/elsewhere")))
-            runs["watched"].append(with_churn(put_raw(prefix)))
-            runs["busy"].append(with_churn(put_admin))
+            for light, suffix in ((False, ""), (True, "_light")):
+                runs["quiet" + suffix].append(wrk(node.port, seconds, "1", light))
+                runs["control" + suffix].append(with_churn(put_raw("/elsewhere"), light))
+                runs["watched" + suffix].append(with_churn(put_raw(prefix), light))
+                runs["busy" + suffix].append(with_churn(put_admin, light))
 
         def median_fig(figs):
             p99s = sorted(to_ms(f["p99"]) for f in figs)
@@ -250,6 +262,7 @@ def scale(binary, work, etcd, upstream_port, routes, seconds, rounds):
             return {"rps": rps[len(rps) // 2], "p50": f"{p50s[len(p50s) // 2]:.2f}ms",
                     "p99": f"{p99s[len(p99s) // 2]:.2f}ms", "all_p99": [f["p99"] for f in figs]}
 
+        light = {k: median_fig(runs[k + "_light"]) for k in ("quiet", "control", "watched", "busy")}
         quiet = median_fig(runs["quiet"])
         control = median_fig(runs["control"])
         watched = median_fig(runs["watched"])
@@ -272,6 +285,22 @@ def scale(binary, work, etcd, upstream_port, routes, seconds, rounds):
         print(f"  p99 ratio changes/quiet: {to_ms(busy['p99']) / to_ms(quiet['p99']):.2f};"
               f" changes/control (same etcd load, Portico's own share): "
               f"{to_ms(busy['p99']) / to_ms(control['p99']):.2f}")
+        print(f"light load (wrk -c10, random 0..10 ms between requests), medians (every p99: quiet"
+              f" {light['quiet']['all_p99']}, etcd-direct {light['watched']['all_p99']},"
+              f" admin {light['busy']['all_p99']}):")
+        for k, what in (("quiet", "quiet"), ("control", "control"), ("watched", "etcd-direct"),
+                        ("busy", "Admin API")):
+            f = light[k]
+            print(f"  {what:12} {f['rps']:.0f} req/s  p50 {f['p50']}  p99 {f['p99']}"
+                  f"  ({to_ms(f['p99']) / to_ms(light['quiet']['p99']):.2f}x quiet)")
+        # Each round's phases ran back to back: per-round ratios cancel the machine's slow drift.
+        def paired(k, suffix=""):
+            r = sorted(to_ms(c["p99"]) / to_ms(q["p99"])
+                       for c, q in zip(runs[k + suffix], runs["quiet" + suffix]))
+            return f"{statistics.median(r):.2f} ({', '.join(f'{x:.2f}' for x in r)})"
+        for suffix, what in (("", "saturating"), ("_light", "light load")):
+            print(f"  p99 / quiet p99 of the same round, median ({what}): control {paired('control', suffix)},"
+                  f" etcd-direct {paired('watched', suffix)}, Admin API {paired('busy', suffix)}")
         if compile_ms:
             print(f"  compile per change: median {statistics.median(compile_ms):.0f} ms, max {max(compile_ms)} ms;"
                   f" longest worker stall {max(stalls)} ms")

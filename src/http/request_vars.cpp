@@ -107,7 +107,7 @@ std::optional<std::string_view> RequestVars::get(const router::VarRef& var) cons
       return std::string_view("http");
     case K::ServerProtocol:
       return std::string_view(req_.minor_version == 0 ? "HTTP/1.0" : "HTTP/1.1");
-    default:  // server_addr, route_id, service_id, consumer_name: not known while matching
+    default:  // server_addr, route_id, service_id, consumer_name, status: not known while matching
       return std::nullopt;
   }
 }

@@ -1,9 +1,11 @@
 // response-rewrite (APISIX priority 899, header_filter): replaces the status, headers or body
-// of the response, the upstream's or a plugin's.
+// of the response, the upstream's or a plugin's; with `vars`, only responses they match (e.g.
+// [["status", "==", 500]]).
 #include <re2/re2.h>
 
 #include "core/base64.hpp"
 #include "plugins/context.hpp"
+#include "plugins/context_vars.hpp"
 #include "plugins/header_config.hpp"
 #include "plugins/plugin.hpp"
 #include "plugins/regex_rewrite.hpp"
@@ -26,8 +28,10 @@ class ResponseRewrite final : public Plugin {
   std::optional<std::string> body;
   std::vector<HeaderEdit> headers;
   std::vector<BodyFilter> filters;
+  std::optional<router::VarsExpr> vars;
 
   void header_filter(Context& ctx) const override {
+    if (vars && !vars->eval(ContextVars(ctx))) return;  // nothing rewritten, body included
     if (status) ctx.response_status = *status;
     if (body) ctx.response_body = *body;
     ctx.response_headers.insert(ctx.response_headers.end(), headers.begin(), headers.end());
@@ -105,7 +109,12 @@ std::shared_ptr<const Plugin> create(const json& conf, const Scope&, const std::
   p->body = body;
   if (const json* h = r.raw("headers"))
     p->headers = read_header_edits(*h, r.child_path("headers"), errors);
-  if (r.has("vars")) r.error("vars", "is not supported yet");
+  if (const json* v = r.raw("vars")) {
+    if (!v->is_array())
+      r.error("vars", "must be a list of [variable, operator, value] conditions");
+    else
+      p->vars = router::VarsExpr::compile(*v, r.child_path("vars"), errors);
+  }
   read_filters(r, p->filters);
   if (p->body && !p->filters.empty()) r.error("filters", "use either body or filters, not both");
   r.finish();

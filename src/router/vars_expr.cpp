@@ -86,7 +86,7 @@ struct FixedVar {
   VarKind kind;
   std::string_view header;  // for nginx variables that are a header in disguise
 };
-constexpr std::array<FixedVar, 18> kFixedVars{{
+constexpr std::array<FixedVar, 20> kFixedVars{{
     {"uri", VarKind::Uri, ""},
     {"request_uri", VarKind::RequestUri, ""},
     {"args", VarKind::Args, ""},
@@ -102,6 +102,8 @@ constexpr std::array<FixedVar, 18> kFixedVars{{
     {"route_id", VarKind::RouteId, ""},
     {"service_id", VarKind::ServiceId, ""},
     {"consumer_name", VarKind::ConsumerName, ""},
+    {"status", VarKind::Status, ""},
+    {"upstream_status", VarKind::UpstreamStatus, ""},
     {"content_type", VarKind::Http, "content-type"},
     {"content_length", VarKind::Http, "content-length"},
     {"http_host", VarKind::Http, "host"},
@@ -164,7 +166,7 @@ std::optional<VarRef> parse_var_name(std::string_view name, std::string& error) 
   error = "unknown variable \"" + std::string(name) +
           "\" (arg_*, http_*, cookie_*, uri, request_uri, args, host, remote_addr, remote_port, "
           "server_addr, server_port, request_method, scheme, server_protocol, route_id, "
-          "service_id, consumer_name)";
+          "service_id, consumer_name, status, upstream_status)";
   return std::nullopt;
 }
 

@@ -36,6 +36,8 @@ enum class VarKind : uint8_t {
   RouteId,         // route_id (in plugins; unknown while matching routes)
   ServiceId,       // service_id
   ConsumerName,    // consumer_name (after authentication)
+  Status,          // status: the response status (response-rewrite's vars; none while matching)
+  UpstreamStatus,  // upstream_status: the upstream's status (none for a plugin's own answer)
 };
 
 struct VarRef {

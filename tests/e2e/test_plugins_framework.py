@@ -37,6 +37,8 @@ BAD_PLUGINS = [
     ({"proxy-rewrite": {"headers": {"set": {"X-A": "a\nb"}}}}, "proxy-rewrite.headers.set.X-A"),
     ({"response-rewrite": {"status_code": 700}}, "response-rewrite.status_code"),
     ({"response-rewrite": {"headers": {"remove": [7]}}}, "response-rewrite.headers.remove[0]"),
+    ({"response-rewrite": {"vars": [["status", "=~", 5]]}}, "response-rewrite.vars[0][1]"),
+    ({"response-rewrite": {"vars": "status"}}, "response-rewrite.vars"),
     ({"request-id": {"algorithm": "snowflake"}}, "request-id.algorithm"),
     ({"request-id": {"header_name": "X Id"}}, "request-id.header_name"),
     ({"no-such-plugin": {}}, "no-such-plugin: unknown plugin"),

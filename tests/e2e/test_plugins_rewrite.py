@@ -115,6 +115,33 @@ def test_response_rewrite_body_is_not_sent_where_no_body_may_go(gateway, upstrea
         assert rest.endswith(b"\r\n\r\nhello\n"), data
 
 
+def test_response_rewrite_vars_choose_the_responses_it_rewrites(gateway, upstream):
+    """APISIX's `vars`: the rewrite (status, headers, body, filters) applies only to responses
+    the conditions match; they may read the response status and the request's variables."""
+    up = upstream()
+    gw = gateway({"routes": [
+        route("/status/*", [(up.port,)], id="mask", plugins={"response-rewrite": {
+            "vars": [["status", ">=", 500]], "status_code": 503,
+            "body": "{\"error\":\"try later\"}", "headers": {"set": {"X-Masked": "1"}}}}),
+        route("/echo/*", [(up.port,)], id="debug", plugins={"response-rewrite": {
+            "vars": [["arg_debug", "==", "1"], ["upstream_status", "==", 200]],
+            "filters": [{"regex": "/echo/", "replace": "/ECHO/", "scope": "global"}]}}),
+        route("/guarded", [(up.port,)], id="guarded", plugins={
+            "key-auth": {},
+            "response-rewrite": {"vars": [["upstream_status", "==", 401]], "body": "never"}}),
+    ], "consumers": [{"username": "u", "plugins": {"key-auth": {"key": "k"}}}]})
+    r = gw.get("/status/502")
+    assert r.status_code == 503 and r.json() == {"error": "try later"}
+    assert r.headers["X-Masked"] == "1"
+    r = gw.get("/status/404")  # not matched: the upstream's answer, untouched
+    assert r.status_code == 404 and r.text == "status 404\n" and "X-Masked" not in r.headers
+    assert "/ECHO/x" in gw.get("/echo/x?debug=1").text
+    assert "/echo/x" in gw.get("/echo/x?debug=0").text
+    # key-auth's own 401 has no upstream status: not rewritten
+    r = gw.get("/guarded")
+    assert r.status_code == 401 and r.text != "never"
+
+
 def test_response_rewrite_on_plugin_answers(gateway, upstream):
     up = upstream()
     gw = gateway({"routes": [route("/guarded", [(up.port,)], id="guarded", plugins={
