@@ -1,8 +1,9 @@
 // The `plugins` of a stream route: the APISIX stream plugins Portico runs, checked once when a
 // connection is accepted (per-message policy lives in protocol.conf, see docs/streams.md).
 //   ip-restriction: {whitelist | blacklist: [CIDR]}
-//   limit-conn: {conn, burst, key: remote_addr | server_addr} (concurrent connections per key
-//     for the node; past conn + burst the connection is closed; burst is admitted at once)
+//   limit-conn: {conn, burst, default_conn_delay, only_use_default_delay, key: remote_addr |
+//     server_addr} (concurrent connections per key for the node; past conn the connection waits
+//     conn_delay() before its upstream is connected; past conn + burst it is closed)
 #pragma once
 
 #include <array>
@@ -25,7 +26,17 @@ struct StreamPlugins {
   int64_t conn = 0;
   int64_t burst = 0;
   bool key_is_server_addr = false;
+  double default_conn_delay = 0;  // 0: connections within burst are admitted at once
+  bool only_use_default_delay = false;
   std::shared_ptr<plugins::ConnCounts> counts;  // kept by route id across config changes
+
+  // Seconds the n-th concurrent connection of a key waits (resty.limit.conn: one unit of delay
+  // per `conn` connections over the limit, or always the unit with only_use_default_delay).
+  double conn_delay(int64_t n) const {
+    if (n <= conn || default_conn_delay <= 0) return 0;
+    return only_use_default_delay ? default_conn_delay
+                                  : default_conn_delay * static_cast<double>((n - 1) / conn);
+  }
 
   // Whether a client from `client` may connect at all (ip-restriction).
   bool admits(const std::array<uint8_t, 16>& client) const;

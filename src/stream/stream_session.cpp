@@ -182,13 +182,28 @@ class Session : public std::enable_shared_from_this<Session> {
       if (p->limit_conn) {
         conn_key_ = p->key_is_server_addr ? endpoints_.destination.ip_string()
                                           : endpoints_.source.ip_string();
-        if (p->counts->add(conn_key_, 1) > p->conn + p->burst) {
+        int64_t n = p->counts->add(conn_key_, 1);
+        if (n > p->conn + p->burst) {
           p->counts->add(conn_key_, -1);
           return close(StreamClose::ConnLimited);
         }
         holds_conn_slot_ = true;
+        if (double delay = p->conn_delay(n); delay > 0) {
+          // Over conn, within burst: nothing is read or connected until the delay is over.
+          delay_timer_ = std::make_unique<Timer>(w_.executor());
+          delay_timer_->expires_after(std::chrono::microseconds(static_cast<int64_t>(delay * 1e6)));
+          delay_timer_->async_wait([self = shared_from_this()](error_code) {
+            self->delay_timer_.reset();
+            if (!self->closed_) self->start_upstream();
+          });
+          return;
+        }
       }
     }
+    start_upstream();
+  }
+
+  void start_upstream() {
     last_client_ms_ = steady_now_ms();
     // The route's own upstream is connected at once: backends push to the client over it.
     open_link(-1, route_->upstream.get(), false, 0);
@@ -685,6 +700,7 @@ class Session : public std::enable_shared_from_this<Session> {
       l->out.deadline.disarm();
       l->socket.close(ignored);
     }
+    if (delay_timer_) delay_timer_->cancel();
   }
 
   Worker& w_;
@@ -693,6 +709,7 @@ class Session : public std::enable_shared_from_this<Session> {
   StreamRoutePtr route_;
   std::string conn_key_;  // limit-conn key while holds_conn_slot_
   bool holds_conn_slot_ = false;
+  std::unique_ptr<Timer> delay_timer_;  // limit-conn's delay, while it runs
   ProxyEndpoints endpoints_;
   std::array<uint8_t, 16> local_bytes_{};
   IoBuffer in_;

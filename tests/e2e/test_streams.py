@@ -321,14 +321,19 @@ def test_no_matching_route_closes_and_server_port_selects(tmp_path, backends, st
 def test_stream_route_plugins_ip_restriction_and_limit_conn(tmp_path, backends, stop_gateways):
     a = backends("backend-a")
     g = gateway(tmp_path, [
-        tlv_route(a, plugins={"limit-conn": {"conn": 1, "burst": 1}}),
+        tlv_route(a, plugins={"limit-conn": {"conn": 1, "burst": 1, "default_conn_delay": 0.6}}),
     ])
     stop_gateways.append(g)
     # the start-up probe of the stream port was a connection too: wait until it is gone
     assert wait_until(lambda: metrics(g).value("portico_stream_connections_active") == 0)
-    first, second = client(g), client(g)
+    started = time.monotonic()
+    first = client(g)
     assert first.login(1001)[1]["server"] == "backend-a"
+    assert time.monotonic() - started < 0.5  # within conn: not delayed
+    started = time.monotonic()
+    second = client(g)  # over conn, within burst: waits default_conn_delay, then served
     assert second.login(1002)[1]["server"] == "backend-a"
+    assert time.monotonic() - started >= 0.55
     third = client(g)  # past conn + burst for 127.0.0.1: closed at once
     assert third.recv(timeout=5) is None
     first.close()  # its slot is free again (once the gateway has seen the close)
