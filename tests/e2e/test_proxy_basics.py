@@ -129,6 +129,23 @@ def test_pipelined_requests_are_answered_in_order(gateway, upstream):
     assert b'"target": "/last"' in out
 
 
+def test_a_client_that_half_closes_after_its_requests_gets_answers_then_a_close(gateway, upstream):
+    """Requests and the client's FIN may arrive together: both are answered, then the gateway
+    closes at once (it must not wait for more bytes that cannot come until its idle timeout)."""
+    up = upstream()
+    gw = gateway({"routes": [route("/*", [(up.port,)])]})
+    for requests_sent in (1, 3):
+        with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as s:
+            time.sleep(0.2)  # the gateway is waiting for the first request when all of it comes
+            s.sendall(b"".join(f"GET /h{i} HTTP/1.1\r\nHost: a\r\n\r\n".encode()
+                               for i in range(requests_sent)))
+            s.shutdown(socket.SHUT_WR)
+            started = time.monotonic()
+            out = read_to_close(s)
+            assert out.count(b"HTTP/1.1 200 OK") == requests_sent, out
+            assert time.monotonic() - started < 1, "the gateway waited instead of closing"
+
+
 def test_expect_100_continue(gateway, upstream):
     up = upstream()
     gw = gateway({"routes": [route("/*", [(up.port,)])]})
