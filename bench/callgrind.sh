@@ -13,19 +13,8 @@ for b in valgrind callgrind_control callgrind_annotate nginx wrk; do
 done
 source "$HERE/lib.sh"
 bench_setup cg
-cat >"$WORK/proxy.conf" <<CONF
-worker_processes 1; daemon off; master_process off; error_log $WORK/logs/px.log; pid $WORK/px.pid;
-events { worker_connections 1024; }
-http { access_log off; keepalive_requests 1000000;
-  upstream up { server 127.0.0.1:19001; keepalive 64; }
-  server { listen 127.0.0.1:19080; location / { proxy_pass http://up; proxy_http_version 1.1;
-    proxy_set_header Connection ""; } } }
-CONF
-cat >"$WORK/config.yaml" <<YAML
-node: {listen: ["127.0.0.1:19300"], workers: 1}
-log: {access: "off", error: "$WORK/logs/portico.log"}
-YAML
-python3 "$HERE/make_routes.py" 1 19001 >"$WORK/routes.yaml"
+write_nginx_proxy 19080 19001
+write_portico_config 19300 19001
 mkdir -p "$WORK/many"
 cp "$WORK/config.yaml" "$WORK/many/config.yaml"
 python3 "$HERE/make_routes.py" "${MANY_ROUTES:-10000}" 19001 >"$WORK/many/routes.yaml"

@@ -14,19 +14,8 @@ done
 source "$HERE/lib.sh"
 bench_setup syscalls
 start_upstream 19001 1
-cat >"$WORK/config.yaml" <<YAML
-node: {listen: ["127.0.0.1:19300"], workers: 1}
-log: {access: "off", error: "$WORK/logs/portico.log"}
-YAML
-python3 "$HERE/make_routes.py" 1 19001 >"$WORK/routes.yaml"
-cat >"$WORK/proxy.conf" <<CONF
-worker_processes 1; daemon off; master_process off; error_log $WORK/logs/px.log; pid $WORK/px.pid;
-events { worker_connections 1024; }
-http { access_log off; keepalive_requests 1000000;
-  upstream up { server 127.0.0.1:19001; keepalive 64; }
-  server { listen 127.0.0.1:19080; location / { proxy_pass http://up; proxy_http_version 1.1;
-    proxy_set_header Connection ""; } } }
-CONF
+write_portico_config 19300 19001
+write_nginx_proxy 19080 19001
 setsid taskset -c 0 "$BIN" start -c "$WORK/config.yaml" >"$WORK/logs/portico.out" 2>&1 &
 PORTICO=$!
 PIDS+=($PORTICO)

@@ -34,11 +34,16 @@ class ContextVars final : public router::VarSource {
     }
   }
   bool has_value(const router::VarRef& var, std::string_view value) const override {
-    auto v = get(var);
-    return request_.has_value(var, value) || (v && *v == value);
+    return after_routing(var.kind) ? VarSource::has_value(var, value)
+                                   : request_.has_value(var, value);
   }
 
  private:
+  static bool after_routing(router::VarKind k) {
+    using K = router::VarKind;
+    return k == K::RouteId || k == K::ServiceId || k == K::ConsumerName || k == K::Status ||
+           k == K::UpstreamStatus;
+  }
   static std::optional<std::string_view> present(const std::string* s) {
     if (!s || s->empty()) return std::nullopt;
     return std::string_view(*s);

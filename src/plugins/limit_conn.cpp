@@ -15,8 +15,7 @@ class LimitConn final : public Plugin {
  public:
   int64_t conn = 1;
   int64_t burst = 0;
-  double default_conn_delay = 0;
-  bool only_use_default_delay = false;
+  ConnDelay delay;
   LimitKey key;
   int rejected_code = 503;
   std::string rejected_msg;
@@ -40,12 +39,9 @@ class LimitConn final : public Plugin {
       co_return Step::Respond;
     }
     ctx.note(this)[0] = 1;  // holds a slot until log()
-    if (now > conn) {
-      double delay = only_use_default_delay
-                         ? default_conn_delay
-                         : default_conn_delay * static_cast<double>((now - 1) / conn);
+    if (double wait = delay.seconds(now, conn); wait > 0) {
       Timer timer(co_await asio::this_coro::executor);
-      timer.expires_after(std::chrono::microseconds(static_cast<int64_t>(delay * 1e6)));
+      timer.expires_after(std::chrono::microseconds(static_cast<int64_t>(wait * 1e6)));
       co_await timer.async_wait(await_ec);
     }
     co_return Step::Continue;
@@ -71,12 +67,7 @@ std::shared_ptr<const Plugin> create(const json& conf, const Scope& scope, const
   auto b = r.integer("burst", 0, 1000000000);
   if (!r.has("burst")) r.error("burst", "is required (an integer >= 0)");
   p->burst = b.value_or(0);
-  const json* d = r.raw("default_conn_delay");
-  if (!d || !d->is_number() || d->get<double>() <= 0)
-    r.error("default_conn_delay", "is required and must be a number of seconds > 0");
-  else
-    p->default_conn_delay = d->get<double>();
-  p->only_use_default_delay = r.boolean_or("only_use_default_delay", false);
+  p->delay = ConnDelay::read(r, true);
   p->key = LimitKey::read(r);
   p->rejected_code = static_cast<int>(r.integer_or("rejected_code", 503, 200, 599));
   p->rejected_msg = r.string_or("rejected_msg", "");

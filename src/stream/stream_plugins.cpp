@@ -36,15 +36,9 @@ std::shared_ptr<const StreamPlugins> parse_stream_plugins(const config::json& pl
       p->key_is_server_addr = key == "server_addr";
       std::string type = r.string_or("key_type", "var");
       if (type != "var") r.error("key_type", "must be var on stream routes");
-      // Connections past conn (within burst) wait before their upstream is connected, as
-      // resty.limit.conn's delay; without default_conn_delay (APISIX requires it) they don't.
-      if (const config::json* d = r.raw("default_conn_delay")) {
-        if (!d->is_number() || d->get<double>() <= 0)
-          r.error("default_conn_delay", "must be a number of seconds > 0");
-        else
-          p->default_conn_delay = d->get<double>();
-      }
-      p->only_use_default_delay = r.boolean_or("only_use_default_delay", false);
+      // Connections past conn (within burst) wait before their upstream is connected; without
+      // default_conn_delay (APISIX requires it) they are admitted at once.
+      p->delay = plugins::ConnDelay::read(r, false);
       r.ignore("rejected_code");
       r.ignore("allow_degradation");
     } else {

@@ -26,17 +26,11 @@ struct StreamPlugins {
   int64_t conn = 0;
   int64_t burst = 0;
   bool key_is_server_addr = false;
-  double default_conn_delay = 0;  // 0: connections within burst are admitted at once
-  bool only_use_default_delay = false;
+  plugins::ConnDelay delay;
   std::shared_ptr<plugins::ConnCounts> counts;  // kept by route id across config changes
 
-  // Seconds the n-th concurrent connection of a key waits (resty.limit.conn: one unit of delay
-  // per `conn` connections over the limit, or always the unit with only_use_default_delay).
-  double conn_delay(int64_t n) const {
-    if (n <= conn || default_conn_delay <= 0) return 0;
-    return only_use_default_delay ? default_conn_delay
-                                  : default_conn_delay * static_cast<double>((n - 1) / conn);
-  }
+  // Seconds the n-th concurrent connection of a key waits before it is served.
+  double conn_delay(int64_t n) const { return delay.seconds(n, conn); }
 
   // Whether a client from `client` may connect at all (ip-restriction).
   bool admits(const std::array<uint8_t, 16>& client) const;

@@ -26,4 +26,16 @@ std::shared_ptr<ConnCounts> conn_counts(const std::string& scope) {
   return c;
 }
 
+ConnDelay ConnDelay::read(config::ObjectReader& r, bool required) {
+  ConnDelay d;
+  const config::json* v = r.raw("default_conn_delay");
+  if ((v || required) && (!v || !v->is_number() || v->get<double>() <= 0))
+    r.error("default_conn_delay", required ? "is required and must be a number of seconds > 0"
+                                           : "must be a number of seconds > 0");
+  else if (v)
+    d.unit = v->get<double>();
+  d.only_unit = r.boolean_or("only_use_default_delay", false);
+  return d;
+}
+
 }  // namespace portico::plugins
