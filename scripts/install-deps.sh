@@ -8,7 +8,7 @@ PACKAGES=(
   libboost1.81-dev libssl-dev libyaml-dev nlohmann-json3-dev libjemalloc-dev
   libgtest-dev
   python3 python3-pytest python3-requests python3-websockets python3-yaml
-  libvectorscan-dev libre2-dev libhiredis-dev
+  libvectorscan-dev libre2-dev libhiredis-dev libprotobuf-dev libprotoc-dev python3-protobuf
   etcd-server redis-server openssl
   curl procps iproute2 util-linux
 )

@@ -21,6 +21,21 @@ void add_ref(StoredObject& out, std::string field, Kind kind, const std::string&
   if (!id.empty()) out.refs.push_back({field, ObjectRef{kind, id}});
 }
 
+// Plugins that name other objects: tlv-bridge's proto_id. Recorded as references, so the proto
+// cannot be deleted while used and an object naming a missing one is held back (etcd mode).
+void add_plugin_refs(StoredObject& out, const json& value) {
+  auto plugins = value.find("plugins");
+  if (plugins == value.end() || !plugins->is_object()) return;
+  auto bridge = plugins->find("tlv-bridge");
+  if (bridge == plugins->end() || !bridge->is_object()) return;
+  auto id = bridge->find("proto_id");
+  if (id == bridge->end()) return;
+  if (id->is_string())
+    add_ref(out, "plugins.tlv-bridge.proto_id", Kind::Protos, id->get<std::string>());
+  else if (id->is_number_unsigned())
+    add_ref(out, "plugins.tlv-bridge.proto_id", Kind::Protos, std::to_string(id->get<uint64_t>()));
+}
+
 }  // namespace
 
 std::string_view kind_name(Kind kind) { return kNames[static_cast<size_t>(kind)]; }
@@ -52,6 +67,7 @@ bool validate_object(Kind kind, const json& value, const std::string& path, Erro
       add_ref(out, "upstream_id", Kind::Upstreams, route->upstream_id);
       add_ref(out, "service_id", Kind::Services, route->service_id);
       add_ref(out, "plugin_config_id", Kind::PluginConfigs, route->plugin_config_id);
+      add_plugin_refs(out, value);
       if (!route->upstream && route->upstream_id.empty() && route->service_id.empty() &&
           errors.size() == before)
         errors.add(path, "needs an upstream: upstream, upstream_id, or a service that has one");
@@ -61,6 +77,7 @@ bool validate_object(Kind kind, const json& value, const std::string& path, Erro
     case Kind::Services: {
       auto svc = std::make_shared<Service>(parse_service(value, path, errors));
       add_ref(out, "upstream_id", Kind::Upstreams, svc->upstream_id);
+      add_plugin_refs(out, value);
       out.service = std::move(svc);
       break;
     }
@@ -72,9 +89,14 @@ bool validate_object(Kind kind, const json& value, const std::string& path, Erro
       break;
     case Kind::GlobalRules:
       out.plugin_config = validate_global_rule(value, path, errors);
+      add_plugin_refs(out, value);
       break;
     case Kind::PluginConfigs:
       out.plugin_config = validate_plugin_config(value, path, errors);
+      add_plugin_refs(out, value);
+      break;
+    case Kind::Protos:
+      out.proto = validate_proto(value, path, errors);
       break;
     case Kind::StreamRoutes: {
       auto route = validate_stream_route(value, path, errors);
@@ -179,6 +201,8 @@ ConfigSet ObjectStore::config_set(Errors& problems) const {
     set.global_rules.push_back(obj->plugin_config);
   for (const StoredObject* obj : in_creation_order(Kind::Consumers))
     set.consumers.push_back(obj->consumer);
+  for (const auto& [id, obj] : all(Kind::Protos))
+    if (obj.proto) set.protos.emplace_back(id, obj.proto);
   for (const StoredObject* obj : in_creation_order(Kind::StreamRoutes)) {
     size_t before = problems.size();
     check_references(*obj, obj->source, problems);

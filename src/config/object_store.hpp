@@ -53,6 +53,7 @@ struct StoredObject {
   std::shared_ptr<const PluginConfig> plugin_config;  // plugin_configs and global_rules
   std::shared_ptr<const plugins::Consumer> consumer;
   std::shared_ptr<const StreamRoute> stream_route;
+  std::shared_ptr<const bridge::ProtoSet> proto;        // compiled .proto content
   std::vector<std::pair<std::string, ObjectRef>> refs;  // field name -> object referred to
 };
 

@@ -18,6 +18,10 @@ namespace portico::router {
 class VarsExpr;
 }  // namespace portico::router
 
+namespace portico::bridge {
+class ProtoSet;
+}  // namespace portico::bridge
+
 namespace portico::stream {
 struct StreamPlugins;
 struct TlvProtocolConfig;
@@ -156,6 +160,7 @@ struct ConfigSet {
   std::vector<std::shared_ptr<const PluginConfig>> global_rules;  // in creation order
   std::vector<std::shared_ptr<const plugins::Consumer>> consumers;
   std::vector<std::shared_ptr<const StreamRoute>> stream_routes;  // in creation order
+  std::vector<std::pair<std::string, std::shared_ptr<const bridge::ProtoSet>>> protos;  // by id
 };
 
 }  // namespace portico::config

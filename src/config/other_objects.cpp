@@ -11,6 +11,7 @@
 #include <set>
 #include <vector>
 
+#include "bridge/proto_set.hpp"
 #include "config/common_fields.hpp"
 #include "config/object_parser.hpp"
 #include "stream/stream_plugins.hpp"
@@ -285,18 +286,26 @@ std::shared_ptr<PluginConfig> validate_plugin_config(const json& value, const st
   return obj;
 }
 
-void validate_proto(const json& value, const std::string& path, Errors& errors) {
+std::shared_ptr<const bridge::ProtoSet> validate_proto(const json& value, const std::string& path,
+                                                       Errors& errors) {
   ObjectReader r(value, path, errors);
-  if (!r.valid()) return;
+  if (!r.valid()) return nullptr;
   r.id("id");
   ignore_metadata(r);
   r.string("name");
   auto content = r.string("content");
-  if (!r.has("content"))
+  std::shared_ptr<const bridge::ProtoSet> compiled;
+  if (!r.has("content")) {
     r.error("content", "is required");
-  else if (content && (content->empty() || content->size() > 1024 * 1024))
+  } else if (content && (content->empty() || content->size() > 1024 * 1024)) {
     r.error("content", "must be 1..1048576 bytes of .proto source");
+  } else if (content) {
+    std::string error;
+    compiled = bridge::ProtoSet::compile(*content, error);
+    if (!compiled) r.error("content", error);
+  }
   r.finish();
+  return compiled;
 }
 
 std::shared_ptr<StreamRoute> validate_stream_route(const json& value, const std::string& path,

@@ -22,7 +22,9 @@ std::shared_ptr<PluginConfig> validate_global_rule(const json& value, const std:
                                                    Errors& errors);
 std::shared_ptr<PluginConfig> validate_plugin_config(const json& value, const std::string& path,
                                                      Errors& errors);
-void validate_proto(const json& value, const std::string& path, Errors& errors);
+// Compiles `content` (errors name the line and column); null on errors.
+std::shared_ptr<const bridge::ProtoSet> validate_proto(const json& value, const std::string& path,
+                                                       Errors& errors);
 
 // A stream route with its protocol.conf parsed (tlv: stream/tlv_policy.hpp). The ids it refers
 // to (upstream_id, service_id, sub-routes' upstream_id) are left for the caller to resolve.

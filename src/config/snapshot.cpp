@@ -180,6 +180,17 @@ void compile_stream_routes(
   }
 }
 
+// Plugins that name other objects (tlv-bridge's proto and its message types), checked against
+// the snapshot being built: a route whose names do not resolve is reported and left out.
+bool references_resolve(const plugins::Chain& chain, const bridge::ProtoTable& protos,
+                        const std::string& path, Errors& errors) {
+  size_t before = errors.size();
+  for (const plugins::PluginEntry* e : chain.entries)
+    if (e->type->checks_references)
+      e->plugin->check_references(protos, path + ".plugins." + std::string(e->type->name), errors);
+  return errors.size() == before;
+}
+
 }  // namespace
 
 std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, const HttpLimits& limits,
@@ -232,6 +243,8 @@ std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, const HttpLimits&
     auto it = fresh->upstreams.find(id);
     return it == fresh->upstreams.end() ? nullptr : it->second.target;
   };
+
+  for (const auto& [id, proto] : set.protos) snap->protos.emplace(id, proto);
 
   std::vector<std::shared_ptr<const router::RouteRule>> rules;
   rules.reserve(set.routes.size());
@@ -300,6 +313,9 @@ std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, const HttpLimits&
       entry.rule = make_rule(r, service.get());
       entry.websocket = r.enable_websocket.value_or(svc ? svc->service->enable_websocket : false);
     }
+    if (entry.plugins && entry.plugins->checks_references &&
+        !references_resolve(*entry.plugins, snap->protos, path(), warnings ? *warnings : errors))
+      continue;
     rules.push_back(entry.rule);
     snap->routes.push_back(
         CompiledRoute{r.id, entry.target, entry.websocket, entry.plugins, r.service_id});

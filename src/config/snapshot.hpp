@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "bridge/proto_set.hpp"
 #include "config/field_reader.hpp"
 #include "config/node_config.hpp"
 #include "config/object_store.hpp"
@@ -35,6 +36,7 @@ struct Snapshot {
   std::shared_ptr<const plugins::Chain> global_plugins;  // global_rules; null when none
   plugins::ConsumerTable consumers;
   std::vector<stream::StreamRoutePtr> stream_routes;  // creation order: the first match wins
+  bridge::ProtoTable protos;                          // compiled `protos` objects by id
   // Link in the lock-free list of retired snapshots (core/retired_snapshots.hpp).
   mutable const Snapshot* retired_next = nullptr;
 };

@@ -42,6 +42,7 @@ class IoBuffer {
   bool empty() const { return begin_ == end_; }
   std::string_view view() const { return {block_.get() + begin_, end_ - begin_}; }
   const char* data() const { return block_.get() + begin_; }
+  char* data() { return block_.get() + begin_; }  // unread bytes, to edit in place (unmasking)
 
   char* write_ptr() { return block_.get() + end_; }
   size_t writable() const { return capacity() - end_; }

@@ -187,6 +187,7 @@ void Context::reset() {
   reply.body.clear();
   reply.content_type.clear();
   request_id.clear();
+  takeover = nullptr;
   status = 0;
   response = nullptr;
   log_done = false;

@@ -69,6 +69,8 @@ class Context {
   std::optional<std::string> response_body;  // response-rewrite's body: replaces the upstream's
   Reply reply;
   std::string request_id;  // request-id plugin, also in the access log and WAF answers
+  // A plugin that serves this connection itself after the access phase (Plugin::take_over).
+  const Plugin* takeover = nullptr;
 
   // The plugins of this request in the order they run (global rules', then the route's merged
   // with the consumer's), for the body, header_filter and log phases.

@@ -3,12 +3,23 @@
 // "continue" or a response (Context::reply).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
 
+#include "bridge/proto_set.hpp"
 #include "config/field_reader.hpp"
 #include "core/asio.hpp"
+
+namespace portico {
+class IoBuffer;
+class Worker;
+}  // namespace portico
+
+namespace portico::upstream {
+class UpstreamTarget;
+}
 
 namespace portico::plugins {
 
@@ -29,6 +40,18 @@ struct Scope {
   std::string kind;
   std::string id;
   std::string key() const { return kind + "/" + id; }
+};
+
+// What the server hands a plugin that takes the client connection over (tlv-bridge's WebSocket
+// sessions; see Context::takeover) once every access-phase plugin has let the request through.
+struct Takeover {
+  Worker& worker;
+  Socket& client;
+  IoBuffer& in;  // bytes the client sent after the request head (the head is consumed)
+  const upstream::UpstreamTarget& upstream;  // the route's
+  const bridge::ProtoTable& protos;          // of the snapshot the request was routed with
+  double send_timeout;
+  std::function<void(int status)> answered;  // call once the response head is sent (access log)
 };
 
 // The phases, in the order a request meets them (Pingora/APISIX names). Every method has a
@@ -58,6 +81,14 @@ class Plugin {
   virtual void body_filter(Context&, std::string& /*body*/) const {}
   // After the response is sent (counters, releasing a concurrency slot).
   virtual void log(Context&) const {}
+
+  // A plugin that set Context::takeover serves the connection from here on; the server closes
+  // it afterwards.
+  virtual Task<> take_over(Context&, Takeover&) const { co_return; }
+  // For plugins whose type sets checks_references: objects this instance names (tlv-bridge's
+  // proto and message types) checked against the snapshot being compiled; errors under `path`.
+  virtual void check_references(const bridge::ProtoTable&, const std::string& /*path*/,
+                                Errors&) const {}
 };
 
 // The registry's entry for one plugin name.
@@ -72,6 +103,7 @@ struct PluginType {
   std::shared_ptr<const Credential> (*consumer_credential)(const json& conf,
                                                            const std::string& path,
                                                            Errors& errors) = nullptr;
+  bool checks_references = false;  // see Plugin::check_references
 };
 
 }  // namespace portico::plugins

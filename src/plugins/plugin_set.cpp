@@ -35,6 +35,7 @@ void add_chain_entries(Chain& chain, const std::shared_ptr<const PluginSet>& set
     if (e.disabled || !e.plugin) continue;
     chain.entries.push_back(&e);
     chain.body_limit = std::max(chain.body_limit, e.plugin->body_limit());
+    chain.checks_references |= e.type->checks_references;
   }
 }
 
@@ -101,8 +102,10 @@ std::shared_ptr<const Chain> merge_chain(const std::shared_ptr<const PluginSet>&
   }
   // Disabled entries took their name (a route disabling a service's plugin), then drop out.
   std::erase_if(chain->entries, [](const PluginEntry* e) { return e->disabled || !e->plugin; });
-  for (const PluginEntry* e : chain->entries)
+  for (const PluginEntry* e : chain->entries) {
     chain->body_limit = std::max(chain->body_limit, e->plugin->body_limit());
+    chain->checks_references |= e->type->checks_references;
+  }
   std::stable_sort(chain->entries.begin(), chain->entries.end(), by_priority);
   if (chain->entries.empty()) return nullptr;
   return chain;

@@ -41,6 +41,7 @@ struct Chain {
   std::vector<const PluginEntry*> entries;
   std::vector<std::shared_ptr<const PluginSet>> sources;  // keeps `entries` alive
   size_t body_limit = 0;                                  // largest body_limit() of the chain
+  bool checks_references = false;  // some entry names other objects (Plugin::check_references)
   bool empty() const { return entries.empty(); }
 };
 

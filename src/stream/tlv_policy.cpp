@@ -15,32 +15,6 @@ using config::ObjectReader;
 
 constexpr uint32_t kMaxCmd = 0xFFFFFFFF;
 
-std::optional<uint32_t> parse_number(std::string_view s) {
-  while (!s.empty() && s.front() == ' ') s.remove_prefix(1);
-  while (!s.empty() && s.back() == ' ') s.remove_suffix(1);
-  int base = 10;
-  if (s.size() > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
-    s.remove_prefix(2);
-    base = 16;
-  }
-  uint64_t v = 0;
-  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v, base);
-  if (ec != std::errc() || end != s.data() + s.size() || s.empty() || v > kMaxCmd)
-    return std::nullopt;
-  return static_cast<uint32_t>(v);
-}
-
-// A command value: a number or "0x..." string.
-std::optional<uint32_t> read_cmd(const json& v) {
-  if (v.is_number_unsigned() || (v.is_number_integer() && v.get<int64_t>() >= 0)) {
-    uint64_t n = v.get<uint64_t>();
-    if (n <= kMaxCmd) return static_cast<uint32_t>(n);
-    return std::nullopt;
-  }
-  if (v.is_string()) return parse_number(v.get<std::string>());
-  return std::nullopt;
-}
-
 FrameRate read_rate(ObjectReader& parent, std::string_view key) {
   FrameRate out;
   const json* v = parent.raw(key);
@@ -81,7 +55,32 @@ void add_named(std::vector<uint32_t>& named, const CmdSet& set) {
       for (uint64_t c = r.first; c <= r.last; ++c) named.push_back(static_cast<uint32_t>(c));
 }
 
+std::optional<uint32_t> parse_number(std::string_view s) {
+  while (!s.empty() && s.front() == ' ') s.remove_prefix(1);
+  while (!s.empty() && s.back() == ' ') s.remove_suffix(1);
+  int base = 10;
+  if (s.size() > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+    s.remove_prefix(2);
+    base = 16;
+  }
+  uint64_t v = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v, base);
+  if (ec != std::errc() || end != s.data() + s.size() || s.empty() || v > kMaxCmd)
+    return std::nullopt;
+  return static_cast<uint32_t>(v);
+}
+
 }  // namespace
+
+std::optional<uint32_t> read_cmd(const json& v) {
+  if (v.is_number_unsigned() || (v.is_number_integer() && v.get<int64_t>() >= 0)) {
+    uint64_t n = v.get<uint64_t>();
+    if (n <= kMaxCmd) return static_cast<uint32_t>(n);
+    return std::nullopt;
+  }
+  if (v.is_string()) return parse_number(v.get<std::string>());
+  return std::nullopt;
+}
 
 bool CmdSet::contains(uint32_t cmd) const {
   auto it = std::upper_bound(ranges_.begin(), ranges_.end(), cmd,

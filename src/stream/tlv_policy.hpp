@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,9 @@ class CmdSet {
  private:
   std::vector<Range> ranges_;
 };
+
+// A command value: a number or a "0x..." string (nullopt when neither or over 32 bits).
+std::optional<uint32_t> read_cmd(const config::json& value);
 
 // A list of numbers, "0x4001" strings and "first-last" ranges. Errors name the item.
 CmdSet parse_cmd_set(const config::json& value, const std::string& path, config::Errors& errors);

@@ -1,0 +1,48 @@
+#include "plugins/tlv_bridge/bridge_config.hpp"
+
+#include "stream/tlv_policy.hpp"
+
+namespace portico::plugins {
+
+TlvBridgeConfig parse_tlv_bridge_config(const config::json& conf, const std::string& path,
+                                        config::Errors& errors) {
+  TlvBridgeConfig c;
+  config::ObjectReader r(conf, path, errors);
+  c.proto_id = r.id("proto_id").value_or("");
+  if (!r.has("proto_id") && r.valid())
+    r.error("proto_id", "is required (the id of a protos object)");
+  if (const config::json* framing = r.raw("framing"))
+    c.framing = stream::parse_tlv_framing(*framing, r.child_path("framing"), errors);
+  if (const config::json* types = r.raw("types")) {
+    if (!types->is_object()) {
+      r.error("types",
+              "must be an object of cmd -> message type, e.g. {\"0x1001\": \"pkg.Login\"}");
+    } else {
+      for (const auto& [key, name] : types->items()) {
+        std::string item = r.child_path("types") + "." + key;
+        auto cmd = stream::read_cmd(config::json(key));
+        if (!cmd)
+          errors.add(item, "the key must be a command (a number or \"0x...\")");
+        else if (!name.is_string() || name.get<std::string>().empty())
+          errors.add(item, "must be a message type name, e.g. \"pkg.LoginRequest\"");
+        else
+          c.types.emplace_back(*cmd, name.get<std::string>());
+      }
+    }
+  }
+  c.idle_timeout = r.duration_or("idle_timeout", c.idle_timeout, 1, 86400);
+  uint64_t status_max =
+      c.framing.status.present()
+          ? (c.framing.status.width >= 4 ? 0xFFFFFFFFull
+                                         : (1ull << (8 * c.framing.status.width)) - 1)
+          : 0xFFFFFFFFull;
+  c.error_status = static_cast<uint32_t>(
+      r.integer_or("error_status", c.error_status, 0, static_cast<int64_t>(status_max)));
+  c.max_message = static_cast<size_t>(
+      r.size_or("max_message", static_cast<int64_t>(c.max_message), 1024, 64ll * 1024 * 1024));
+  c.send_proxy_protocol = r.boolean_or("send_proxy_protocol", false);
+  r.finish();
+  return c;
+}
+
+}  // namespace portico::plugins

@@ -1,0 +1,28 @@
+// tlv-bridge's config: which `protos` object and message types convert TLV bodies to JSON, the
+// backend's framing, and the session's limits. Parsed once per config change.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "bridge/tlv_envelope.hpp"
+#include "config/field_reader.hpp"
+#include "stream/tlv_framing.hpp"
+
+namespace portico::plugins {
+
+struct TlvBridgeConfig {
+  std::string proto_id;
+  bridge::CmdTypeNames types;   // cmd -> message type, both directions
+  stream::TlvFraming framing;   // of the backend's frames (TLV.md's by default)
+  double idle_timeout = 180;    // seconds without a WebSocket frame from the client: closed
+  uint32_t error_status = 400;  // status of the answer to a message the bridge refuses
+  size_t max_message = 2 * 1024 * 1024;  // largest WebSocket message accepted from a client
+  bool send_proxy_protocol = false;      // PROXY v2 header with the client address first
+};
+
+// Reads the plugin's `conf`; errors name fields under `path`.
+TlvBridgeConfig parse_tlv_bridge_config(const config::json& conf, const std::string& path,
+                                        config::Errors& errors);
+
+}  // namespace portico::plugins

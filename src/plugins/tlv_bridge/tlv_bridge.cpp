@@ -1,0 +1,74 @@
+// tlv-bridge (Portico; priority 506 like APISIX's grpc-transcode, after auth and rate limits):
+// a route's clients speak JSON over WebSocket and the route's upstream nodes are TLV backends
+// (TLV.md). The gateway terminates the WebSocket and holds one TCP connection to a backend per
+// session: text messages are JSON envelopes converted with the message types of a `protos`
+// object, binary messages raw TLV frames. Pushes from the backend reach the browser as they come.
+#include "bridge/websocket_frames.hpp"
+#include "plugins/context.hpp"
+#include "plugins/plugin.hpp"
+#include "plugins/tlv_bridge/websocket_session.hpp"
+
+namespace portico::plugins {
+namespace {
+
+class TlvBridge final : public Plugin {
+ public:
+  TlvBridgeConfig config;
+
+  Step access(Context& ctx) const override {
+    if (!ctx.req->upgrade_websocket) {
+      ctx.respond_error(400,
+                        "tlv-bridge: this route takes WebSocket connections (Upgrade: websocket)");
+      return Step::Respond;
+    }
+    if (ctx.req->has_body()) {
+      ctx.respond_error(400, "tlv-bridge: a WebSocket handshake has no body");
+      return Step::Respond;
+    }
+    if (ctx.header("Sec-WebSocket-Version") != "13") {
+      ctx.respond_error(400, "tlv-bridge: Sec-WebSocket-Version must be 13");
+      return Step::Respond;
+    }
+    if (!bridge::valid_ws_key(ctx.header("Sec-WebSocket-Key"))) {
+      ctx.respond_error(400, "tlv-bridge: Sec-WebSocket-Key must be base64 of 16 bytes");
+      return Step::Respond;
+    }
+    ctx.takeover = this;
+    return Step::Continue;
+  }
+
+  Task<> take_over(Context& ctx, Takeover& io) const override {
+    co_await run_websocket_tlv_session(config, io, std::string(ctx.header("Sec-WebSocket-Key")),
+                                       ctx);
+  }
+
+  void check_references(const bridge::ProtoTable& protos, const std::string& path,
+                        Errors& errors) const override {
+    auto it = protos.find(config.proto_id);
+    if (it == protos.end()) {
+      errors.add(path + ".proto_id", "unknown proto \"" + config.proto_id + "\"");
+      return;
+    }
+    bridge::CmdTypes types;
+    std::string error;
+    if (!types.bind(config.types, it->second, error)) errors.add(path + ".types", error);
+  }
+};
+
+std::shared_ptr<const Plugin> create(const json& conf, const Scope&, const std::string& path,
+                                     Errors& errors) {
+  size_t before = errors.size();
+  auto p = std::make_shared<TlvBridge>();
+  p->config = parse_tlv_bridge_config(conf, path, errors);
+  if (errors.size() != before) return nullptr;
+  return p;
+}
+
+}  // namespace
+
+const PluginType& tlv_bridge_plugin() {
+  static const PluginType type{"tlv-bridge", 506, &create, nullptr, true};
+  return type;
+}
+
+}  // namespace portico::plugins

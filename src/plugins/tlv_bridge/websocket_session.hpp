@@ -1,0 +1,35 @@
+// tlv-bridge's WebSocket sessions: a browser's WebSocket, terminated at the gateway, paired with
+// one TCP connection to a TLV backend. Text messages are JSON envelopes (TLV.md) converted to
+// frames and back; binary messages are raw TLV frames, passed on once checked whole and valid.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string_view>
+
+#include "core/asio.hpp"
+#include "plugins/plugin.hpp"
+#include "plugins/tlv_bridge/bridge_config.hpp"
+
+namespace portico::plugins {
+
+// Process-wide counters (relaxed atomics; a session touches them a few times per message).
+struct TlvBridgeCounters {
+  std::atomic<int64_t> active{0};
+  std::atomic<uint64_t> sessions{0};
+  std::atomic<uint64_t> frames_up{0};           // frames sent to backends
+  std::atomic<uint64_t> frames_down{0};         // frames delivered to clients
+  std::atomic<uint64_t> refused{0};             // client messages answered with an error envelope
+  std::atomic<uint64_t> bad_client_frames{0};   // corrupt WebSocket or TLV input: closed
+  std::atomic<uint64_t> bad_backend_frames{0};  // corrupt TLV from a backend: closed
+  std::atomic<uint64_t> connect_failures{0};    // no backend node accepted the connection
+};
+TlvBridgeCounters& tlv_bridge_counters();
+
+// Serves the upgraded connection until either side closes. `key` is the client's
+// Sec-WebSocket-Key (already checked). Answers 502 when no backend accepts a connection and 500
+// when the config's types cannot be resolved, instead of upgrading.
+Task<> run_websocket_tlv_session(const TlvBridgeConfig& config, Takeover& io, std::string key,
+                                 const Context& ctx);
+
+}  // namespace portico::plugins
