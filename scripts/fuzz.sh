@@ -25,3 +25,10 @@ clang++ $FLAGS tests/fuzz/tlv_decoder_fuzz.cpp src/stream/tlv_codec.cpp -o "$OUT
 mkdir -p "$OUT/corpus-tlv_decoder"
 cp -n tests/fuzz/corpus/tlv_decoder/* "$OUT/corpus-tlv_decoder/" 2>/dev/null || true
 "$OUT/tlv_decoder_fuzz" -max_total_time="$SECS" -max_len=4096 "$OUT/corpus-tlv_decoder"
+
+# tlv-bridge: WebSocket frames and JSON envelopes (with the demo proto's types) from browsers.
+clang++ $FLAGS tests/fuzz/tlv_bridge_fuzz.cpp src/bridge/*.cpp src/stream/tlv_codec.cpp \
+  src/core/base64.cpp -lprotobuf -lprotoc -lcrypto -o "$OUT/tlv_bridge_fuzz"
+mkdir -p "$OUT/corpus-tlv_bridge"
+cp -n tests/fuzz/corpus/tlv_bridge/* "$OUT/corpus-tlv_bridge/" 2>/dev/null || true
+"$OUT/tlv_bridge_fuzz" -max_total_time="$SECS" -max_len=4096 "$OUT/corpus-tlv_bridge"

@@ -5,6 +5,7 @@
 #include "admin/redaction.hpp"
 #include "core/worker.hpp"
 #include "metrics/prometheus.hpp"
+#include "plugins/tlv_bridge/websocket_session.hpp"
 
 namespace portico::admin {
 
@@ -12,6 +13,31 @@ using config::json;
 using config::Kind;
 
 namespace {
+
+// tlv-bridge's WebSocket sessions (process-wide counters).
+void write_tlv_bridge_metrics(metrics::PrometheusWriter& out) {
+  const plugins::TlvBridgeCounters& b = plugins::tlv_bridge_counters();
+  auto get = [](const auto& counter) { return counter.load(std::memory_order_relaxed); };
+  out.gauge("portico_tlv_bridge_sessions_active", "Open tlv-bridge WebSocket sessions.", {},
+            static_cast<double>(get(b.active)));
+  out.counter("portico_tlv_bridge_sessions_total", "tlv-bridge WebSocket sessions upgraded.", {},
+              get(b.sessions));
+  for (auto [direction, count] :
+       {std::pair{"to_backend", get(b.frames_up)}, std::pair{"to_client", get(b.frames_down)}})
+    out.counter("portico_tlv_bridge_frames_total", "TLV frames carried by tlv-bridge sessions.",
+                {{"direction", direction}}, count);
+  out.counter("portico_tlv_bridge_refused_messages_total",
+              "Client messages answered with an error envelope (bad JSON, fields or data).", {},
+              get(b.refused));
+  for (auto [reason, count] : {std::pair{"bad_client_frame", get(b.bad_client_frames)},
+                               std::pair{"bad_backend_frame", get(b.bad_backend_frames)}})
+    out.counter("portico_tlv_bridge_closed_total",
+                "tlv-bridge sessions closed for corrupt input, by reason.", {{"reason", reason}},
+                count);
+  out.counter("portico_tlv_bridge_connect_failures_total",
+              "WebSocket handshakes refused because no TLV backend accepted a connection.", {},
+              get(b.connect_failures));
+}
 // A worker whose 100 ms tick has not run for this long is stuck.
 constexpr int64_t kWorkerStuckMs = 2000;
 
@@ -200,6 +226,7 @@ HttpResponse ControlApi::metrics() const {
                 "Connections closed on a proxy_protocol listener before any request, by reason.",
                 {{"reason", reason}}, count);
   metrics::write_stream_metrics(out, streams);
+  write_tlv_bridge_metrics(out);
   out.gauge("portico_config_revision",
             "Revision of the applied configuration (etcd revision, or file version).", {},
             static_cast<double>(s.revision));

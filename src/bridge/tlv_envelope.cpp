@@ -70,12 +70,6 @@ bool envelope_to_tlv(std::string_view text, const stream::TlvFraming& framing,
     error.message = "expected a JSON object {\"cmd\": ..., \"id\": ..., \"data\": {...}}";
     return false;
   }
-  for (const auto& [key, value] : env.items())
-    if (key != "id" && key != "cmd" && key != "from" && key != "to" && key != "status" &&
-        key != "data" && key != "body") {
-      error.message = key + ": unknown field (expected id, cmd, from, to, status, data, body)";
-      return false;
-    }
   uint64_t id = 0, cmd = 0, from = 0, to = 0, status = 0;
   if (!read_field(env, "id", framing.seq, id, error.message)) return false;
   error.id = static_cast<uint32_t>(id);
@@ -85,6 +79,13 @@ bool envelope_to_tlv(std::string_view text, const stream::TlvFraming& framing,
   }
   if (!read_field(env, "cmd", framing.cmd, cmd, error.message)) return false;
   error.cmd = static_cast<uint32_t>(cmd);
+  // Checked once id and cmd are known, so the refusal still answers the client's request.
+  for (const auto& [key, value] : env.items())
+    if (key != "id" && key != "cmd" && key != "from" && key != "to" && key != "status" &&
+        key != "data" && key != "body") {
+      error.message = key + ": unknown field (expected id, cmd, from, to, status, data, body)";
+      return false;
+    }
   if (!read_field(env, "from", framing.from, from, error.message) ||
       !read_field(env, "to", framing.to, to, error.message) ||
       !read_field(env, "status", framing.status, status, error.message))

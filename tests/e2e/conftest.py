@@ -12,6 +12,7 @@ import requests
 import yaml
 
 from etcd_server import EtcdServer
+from im_demo import ImDemoBackend
 from processes import free_port, stop_process  # noqa: F401 (free_port is used by tests)
 from upstream import TestUpstream
 
@@ -282,6 +283,22 @@ def gateway(tmp_path):
 
 
 @pytest.fixture
+def backends():
+    """start(name, **kw) -> a started ImDemoBackend (portico-im-demo); stopped at teardown
+    unless the test stopped it already."""
+    started = []
+
+    def start(name, **kw):
+        b = ImDemoBackend(name=name, **kw)
+        started.append(b)
+        return b
+    yield start
+    for b in started:
+        if b.proc.poll() is None:
+            b.stop()
+
+
+@pytest.fixture
 def etcd(tmp_path):
     """A started real etcd with its data in this test's temp dir; stopped at teardown."""
     d = tmp_path / "etcd"
@@ -289,6 +306,16 @@ def etcd(tmp_path):
     server = EtcdServer(d).start()
     yield server
     server.stop()
+
+
+def validate(tmp_path, doc):
+    """`portico validate` of a config whose routes.yaml is `doc`: (exit code, stdout + stderr)."""
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({
+        "node": {"listen": ["127.0.0.1:1"]}, "config": {"provider": "yaml", "file": "routes.yaml"}}))
+    (tmp_path / "routes.yaml").write_text(yaml.safe_dump(doc))
+    p = subprocess.run([PORTICO_BIN, "validate", "-c", str(tmp_path / "config.yaml")],
+                       capture_output=True, text=True, timeout=10)
+    return p.returncode, p.stdout + p.stderr
 
 
 def route(uri, nodes, **kw):

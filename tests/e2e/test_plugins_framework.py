@@ -1,12 +1,9 @@
 """The plugin framework through the binary: schema errors named by field (validate, yaml reload,
 Admin API), phase and priority order across plugins, global rules before route plugins, the
 precedence Consumer > Route > Plugin Config > Service, and `_meta.disable`."""
-import subprocess
-
 import pytest
-import yaml
 
-from conftest import PORTICO_BIN, inline_upstream, route, wait_until
+from conftest import inline_upstream, route, validate, wait_until
 
 # Each plugin config below is wrong in one field; `portico validate` must name that field.
 BAD_PLUGINS = [
@@ -46,15 +43,6 @@ BAD_PLUGINS = [
      "limit-req._meta.disable"),
     ({"limit-req": "fast"}, "limit-req: must be an object"),
 ]
-
-
-def validate(tmp_path, doc):
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump({
-        "node": {"listen": ["127.0.0.1:1"]}, "config": {"provider": "yaml", "file": "routes.yaml"}}))
-    (tmp_path / "routes.yaml").write_text(yaml.safe_dump(doc))
-    p = subprocess.run([PORTICO_BIN, "validate", "-c", str(tmp_path / "config.yaml")],
-                       capture_output=True, text=True, timeout=10)
-    return p.returncode, p.stdout + p.stderr
 
 
 def test_validate_names_the_field_of_every_plugin_schema_error(tmp_path):

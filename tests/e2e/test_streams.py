@@ -7,23 +7,9 @@ import pytest
 
 import prom_text
 from conftest import Gateway, free_port, wait_until
-from im_demo import ImDemoBackend, im_chat
+from im_demo import im_chat
 
 C = im_chat
-
-
-@pytest.fixture
-def backends():
-    started = []
-
-    def start(name, **kw):
-        b = ImDemoBackend(name=name, **kw)
-        started.append(b)
-        return b
-    yield start
-    for b in started:
-        if b.proc.poll() is None:
-            b.stop()
 
 
 def gateway(tmp_path, stream_routes, upstreams=None, listen=None):
@@ -321,7 +307,7 @@ def test_no_matching_route_closes_and_server_port_selects(tmp_path, backends, st
 def test_stream_route_plugins_ip_restriction_and_limit_conn(tmp_path, backends, stop_gateways):
     a = backends("backend-a")
     g = gateway(tmp_path, [
-        tlv_route(a, plugins={"limit-conn": {"conn": 1, "burst": 1, "default_conn_delay": 0.6}}),
+        tlv_route(a, plugins={"limit-conn": {"conn": 1, "burst": 1, "default_conn_delay": 2}}),
     ])
     stop_gateways.append(g)
     # the start-up probe of the stream port was a connection too: wait until it is gone
@@ -329,11 +315,12 @@ def test_stream_route_plugins_ip_restriction_and_limit_conn(tmp_path, backends, 
     started = time.monotonic()
     first = client(g)
     assert first.login(1001)[1]["server"] == "backend-a"
-    assert time.monotonic() - started < 0.5  # within conn: not delayed
+    # within conn: not delayed (the margin is for a loaded machine, the delay is 2 s)
+    assert time.monotonic() - started < 1.5
     started = time.monotonic()
     second = client(g)  # over conn, within burst: waits default_conn_delay, then served
     assert second.login(1002)[1]["server"] == "backend-a"
-    assert time.monotonic() - started >= 0.55
+    assert time.monotonic() - started >= 1.9
     third = client(g)  # past conn + burst for 127.0.0.1: closed at once
     assert third.recv(timeout=5) is None
     first.close()  # its slot is free again (once the gateway has seen the close)

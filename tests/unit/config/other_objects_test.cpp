@@ -286,8 +286,13 @@ TEST(OtherObjectsProto, NeedsNonEmptyContent) {
   EXPECT_EQ(error_paths("protos", {{"content", 5}}), Paths{"protos[0].content"});
   EXPECT_EQ(error_paths("protos", {{"content", std::string(1024 * 1024 + 1, 'x')}}),
             Paths{"protos[0].content"});
-  EXPECT_EQ(error_paths("protos", {{"content", "x"}, {"name", 3}, {"package", "p"}}),
-            (Paths{"protos[0].name", "protos[0].package"}));
+  EXPECT_EQ(
+      error_paths("protos", {{"content", "syntax = \"proto3\";"}, {"name", 3}, {"package", "p"}}),
+      (Paths{"protos[0].name", "protos[0].package"}));
+  // The content is compiled when the object arrives: a .proto that does not build is refused.
+  EXPECT_EQ(error_paths("protos", {{"content", "x"}}), Paths{"protos[0].content"});
+  EXPECT_EQ(error_paths("protos", {{"content", "syntax = \"proto3\"; message A { B b = 1; }"}}),
+            Paths{"protos[0].content"});
 }
 
 // ---- stream_routes --------------------------------------------------------------------------

@@ -1,0 +1,356 @@
+"""tlv-bridge through the real binary: browser-like WebSocket clients (the websockets library)
+whose sessions the gateway terminates and bridges to the demo IM backend (portico-im-demo) as
+TLV frames. JSON envelopes and raw binary frames, refused envelopes, the handshake, a missing or
+dying backend, the PROXY header, config errors, and the Admin API in etcd mode."""
+import asyncio
+import json
+import os
+
+import pytest
+import websockets
+from websockets.exceptions import ConnectionClosed, InvalidStatusCode
+
+from conftest import free_port, inline_upstream, validate, wait_until
+from im_demo import im_chat
+
+C = im_chat
+
+PROTO = open(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                          "../../conf/im_demo.proto")).read()
+TYPES = {"0x1001": "portico.im_demo.LoginRequest", "0x1002": "LoginReply",
+         "0x4001": "ChatMessage", "0x4002": "Receipt",
+         "0x9001": "Heartbeat", "0x9002": "Heartbeat"}
+LOGIN, LOGIN_REPLY, CHAT, RECEIPT = 0x1001, 0x1002, 0x4001, 0x4002
+HEARTBEAT, HEARTBEAT_REPLY = 0x9001, 0x9002
+PATH = "/im/ws"
+HANDSHAKE = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13"}
+GOOD_KEY = "dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455's example: base64 of 16 bytes
+
+
+def bridge_route(port, **conf):
+    plugin = {"proto_id": "im", "types": TYPES}
+    plugin.update(conf)
+    return {"id": "webim", "uri": PATH, "upstream": inline_upstream(port),
+            "plugins": {"tlv-bridge": plugin}}
+
+
+def bridge_config(port, **conf):
+    """routes.yaml: the demo proto and one bridge route to 127.0.0.1:port."""
+    return {"protos": [{"id": "im", "content": PROTO}], "routes": [bridge_route(port, **conf)]}
+
+
+def ws_url(gw):
+    return f"ws://127.0.0.1:{gw.port}{PATH}"
+
+
+def run(coro, timeout=30):
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+async def recv(ws, timeout=5):
+    return await asyncio.wait_for(ws.recv(), timeout)
+
+
+async def recv_json(ws, timeout=5):
+    message = await recv(ws, timeout)
+    assert isinstance(message, str), f"expected a text message, got {message!r}"
+    return json.loads(message)
+
+
+async def send_json(ws, envelope):
+    await ws.send(json.dumps(envelope))
+
+
+async def login(ws, uid, id=1, token="t"):
+    await send_json(ws, {"id": id, "cmd": LOGIN, "data": {"uid": uid, "token": token}})
+    reply = await recv_json(ws)
+    assert reply["cmd"] == LOGIN_REPLY and reply["id"] == id, reply
+    return reply
+
+
+async def closed(ws, timeout=5):
+    """Waits for the server to close the WebSocket; (close code, reason)."""
+    with pytest.raises(ConnectionClosed):
+        while True:
+            await recv(ws, timeout)
+    return ws.close_code, ws.close_reason
+
+
+def heartbeat_answered(gw):
+    """True when a new session through the bridge gets its heartbeat answered."""
+    async def talk():
+        async with websockets.connect(ws_url(gw), open_timeout=3) as ws:
+            await send_json(ws, {"id": 9, "cmd": HEARTBEAT, "data": {"sent_at": 1}})
+            reply = await recv_json(ws)
+            return reply["cmd"] == HEARTBEAT_REPLY and reply["status"] == 0
+    try:
+        return run(talk(), 10)
+    except (websockets.WebSocketException, asyncio.TimeoutError):
+        return False
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON envelopes
+
+
+def test_two_users_chat_in_json_through_the_bridge(gateway, backends):
+    b = backends("demo1")
+    gw = gateway(bridge_config(b.port))
+
+    async def talk():
+        async with websockets.connect(ws_url(gw)) as alice, \
+                websockets.connect(ws_url(gw)) as bob:
+            reply = await login(alice, 1)
+            assert reply["status"] == 0 and reply["to"] == 1
+            assert reply["data"]["uid"] == 1 and reply["data"]["server"] == "demo1"
+            assert (await login(bob, 2))["data"]["uid"] == 2
+            await send_json(alice, {"id": 7, "cmd": CHAT, "from": 1, "to": 2,
+                                    "data": {"to": 2, "text": "hi bob", "client_msg_id": "m1"}})
+            receipt = await recv_json(alice)
+            assert receipt["cmd"] == RECEIPT and receipt["id"] == 7 and receipt["status"] == 0
+            assert receipt["data"]["result"] == "OK" and receipt["data"]["client_msg_id"] == "m1"
+            assert receipt["data"]["server_msg_id"] > 0
+            push = await recv_json(bob)
+            assert push["cmd"] == CHAT and push["from"] == 1 and push["to"] == 2
+            assert push["data"]["text"] == "hi bob" and push["data"]["from"] == 1
+            assert push["data"]["server_msg_id"] == receipt["data"]["server_msg_id"]
+            # and back
+            await send_json(bob, {"id": 8, "cmd": CHAT, "to": 1, "data": {"to": 1, "text": "yo"}})
+            assert (await recv_json(bob))["data"]["result"] == "OK"
+            back = await recv_json(alice)
+            assert back["cmd"] == CHAT and back["data"]["text"] == "yo" and back["data"]["from"] == 2
+    run(talk())
+
+
+BAD_ENVELOPES = [
+    # (message, id, cmd of the answer, start of the error)
+    ("not json", 0, 0, "expected a JSON object"),
+    (json.dumps({"id": 2, "cmd": HEARTBEAT, "colour": "red"}), 2, HEARTBEAT_REPLY,
+     "colour: unknown field"),
+    (json.dumps({"id": 3, "cmd": CHAT, "data": {"to": "x"}}), 3, RECEIPT,
+     'data.to: expected an unsigned 64-bit integer, got "x"'),
+    (json.dumps({"id": 4, "cmd": LOGIN, "data": {"uid": 1, "nickname": "n"}}), 4, LOGIN_REPLY,
+     "data.nickname: unknown field"),
+    (json.dumps({"id": 5, "cmd": 0x7001, "data": {"a": 1}}), 5, 0x7002,
+     "data: no message type is configured for cmd 28673"),
+]
+
+
+def test_bad_envelopes_get_an_error_envelope_and_the_session_goes_on(gateway, backends):
+    b = backends("demo1")
+    gw = gateway(bridge_config(b.port))
+
+    async def talk():
+        async with websockets.connect(ws_url(gw)) as ws:
+            for message, id, cmd, error in BAD_ENVELOPES:
+                await ws.send(message)
+                answer = await recv_json(ws)
+                assert answer["id"] == id and answer["cmd"] == cmd, (message, answer)
+                assert answer["status"] == 400, answer
+                assert answer["error"].startswith(error), (message, answer)
+            await send_json(ws, {"id": 6, "cmd": HEARTBEAT, "data": {"sent_at": 1234}})
+            reply = await recv_json(ws)
+            assert reply["cmd"] == HEARTBEAT_REPLY and reply["id"] == 6 and reply["status"] == 0
+            assert reply["data"] == {"sent_at": 1234, "server": "demo1"}
+    run(talk())
+
+
+def test_large_64_bit_values_travel_as_strings_and_enums_as_names(gateway, backends):
+    b = backends("demo1")
+    gw = gateway(bridge_config(b.port))
+    big = 2 ** 60 + 1  # a JavaScript number would round it
+
+    async def talk():
+        async with websockets.connect(ws_url(gw)) as ws:
+            await send_json(ws, {"id": 1, "cmd": HEARTBEAT, "data": {"sent_at": big}})
+            assert (await recv_json(ws))["data"]["sent_at"] == str(big)
+            await send_json(ws, {"id": 2, "cmd": HEARTBEAT, "data": {"sent_at": str(-big)}})
+            assert (await recv_json(ws))["data"]["sent_at"] == str(-big)
+            await send_json(ws, {"id": 3, "cmd": HEARTBEAT, "data": {"sent_at": 2 ** 53}})
+            assert (await recv_json(ws))["data"]["sent_at"] == 2 ** 53  # still a number
+            # enums by name: a refused login and a message to nobody
+            refused = await login(ws, 5, id=4, token="")
+            assert refused["status"] == 1 and refused["data"]["result"] == "BAD_TOKEN"
+            assert (await login(ws, 5, id=5))["data"]["result"] == "OK"
+            await send_json(ws, {"id": 6, "cmd": CHAT, "data": {"to": 4242, "text": "anyone?"}})
+            receipt = await recv_json(ws)
+            assert receipt["status"] == 3 and receipt["data"]["result"] == "RECEIVER_OFFLINE"
+    run(talk())
+
+
+def test_fragmented_text_message_and_ping(gateway, backends):
+    b = backends("demo1")
+    gw = gateway(bridge_config(b.port))
+
+    async def talk():
+        async with websockets.connect(ws_url(gw), ping_interval=None) as ws:
+            await ws.send(['{"id": 11, "cmd": 36865, ', '"data": {"sent_at": ', '77}}'])
+            reply = await recv_json(ws)
+            assert reply["cmd"] == HEARTBEAT_REPLY and reply["id"] == 11
+            assert reply["data"]["sent_at"] == 77
+            pong = await ws.ping(b"are you there")
+            await asyncio.wait_for(pong, 5)
+            assert (await login(ws, 3, id=12))["data"]["uid"] == 3  # still in step
+    run(talk())
+
+
+# ---------------------------------------------------------------------------------------------
+# binary mode
+
+
+def test_binary_messages_are_raw_tlv_frames_both_ways(gateway, backends):
+    b = backends("demo1")
+    gw = gateway(bridge_config(b.port))
+
+    async def talk():
+        async with websockets.connect(ws_url(gw)) as ws:
+            await ws.send(C.encode_frame(LOGIN, 7, C.encode_login_request(1001), from_uid=1001))
+            message = await recv(ws)
+            assert isinstance(message, bytes), message
+            frames, rest = C.decode_frames(message)
+            assert rest == b"" and len(frames) == 1
+            f = frames[0]
+            assert (f.cmd, f.seq, f.status, f.to_uid) == (LOGIN_REPLY, 7, 0, 1001)
+            assert C.decode_login_reply(f.body)["server"] == "demo1"
+            # two frames in one binary message: both reach the backend, answers come as binary
+            await ws.send(C.encode_frame(HEARTBEAT, 8, C.encode_heartbeat(8)) +
+                          C.encode_frame(HEARTBEAT, 9, C.encode_heartbeat(9)))
+            got = b""
+            while len(C.decode_frames(got)[0]) < 2:
+                message = await recv(ws)
+                assert isinstance(message, bytes), message
+                got += message
+            frames, rest = C.decode_frames(got)
+            assert rest == b"" and [(f.cmd, f.seq) for f in frames] == \
+                [(HEARTBEAT_REPLY, 8), (HEARTBEAT_REPLY, 9)]
+            assert C.decode_heartbeat(frames[1].body) == {"sent_at": 9, "server": "demo1"}
+            # a text message again: answers are JSON again
+            await send_json(ws, {"id": 10, "cmd": HEARTBEAT, "data": {"sent_at": 10}})
+            assert (await recv_json(ws))["id"] == 10
+    run(talk())
+
+
+def test_corrupt_binary_frame_closes_with_1007_and_spares_other_sessions(gateway, backends):
+    b = backends("demo1")
+    gw = gateway(bridge_config(b.port))
+
+    async def talk():
+        async with websockets.connect(ws_url(gw)) as good, websockets.connect(ws_url(gw)) as bad:
+            frame = bytearray(C.encode_frame(HEARTBEAT, 1, C.encode_heartbeat(1)))
+            frame[0] = 0x08  # not the start marker
+            await bad.send(bytes(frame))
+            code, reason = await closed(bad)
+            assert code == 1007, (code, reason)
+            assert "start_marker" in reason, reason
+            await good.send(C.encode_frame(HEARTBEAT, 2, C.encode_heartbeat(2)))
+            frames, _ = C.decode_frames(await recv(good))
+            assert [(f.cmd, f.seq) for f in frames] == [(HEARTBEAT_REPLY, 2)]
+    run(talk())
+
+
+# ---------------------------------------------------------------------------------------------
+# the handshake, and the backend's absence or death
+
+
+def test_plain_get_and_bad_websocket_key_get_400(gateway, backends):
+    b = backends("demo1")
+    gw = gateway(bridge_config(b.port))
+    r = gw.get(PATH)
+    assert r.status_code == 400
+    assert "WebSocket" in r.json()["error_msg"], r.text
+    r = gw.get(PATH, headers=dict(HANDSHAKE, **{"Sec-WebSocket-Key": "not-sixteen-bytes"}))
+    assert r.status_code == 400
+    assert "Sec-WebSocket-Key" in r.json()["error_msg"], r.text
+    # the same handshake with a good key is accepted
+    r = gw.get(PATH, headers=dict(HANDSHAKE, **{"Sec-WebSocket-Key": GOOD_KEY}))
+    assert r.status_code == 101
+    assert r.headers["Sec-WebSocket-Accept"] == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+
+
+def test_no_backend_listening_refuses_the_handshake_with_502(gateway):
+    gw = gateway(bridge_config(free_port()))  # nothing listens there
+
+    async def talk():
+        async with websockets.connect(ws_url(gw), open_timeout=10):
+            pass
+    with pytest.raises(InvalidStatusCode) as e:
+        run(talk())
+    assert e.value.status_code == 502
+    r = gw.get(PATH, headers=dict(HANDSHAKE, **{"Sec-WebSocket-Key": GOOD_KEY}))
+    assert r.status_code == 502 and "backend" in r.json()["error_msg"], r.text
+
+
+def test_backend_death_closes_the_websocket_with_1001(gateway, backends):
+    b = backends("demo1")
+    gw = gateway(bridge_config(b.port))
+
+    async def talk():
+        async with websockets.connect(ws_url(gw)) as ws:
+            assert (await login(ws, 1))["status"] == 0
+            b.stop()
+            code, reason = await closed(ws)
+            assert code == 1001, (code, reason)
+    run(talk())
+
+
+def test_proxy_protocol_tells_the_backend_the_websocket_client_address(gateway, backends):
+    b = backends("demo-pp", proxy_protocol=True)
+    gw = gateway(bridge_config(b.port, send_proxy_protocol=True))
+
+    async def talk():
+        async with websockets.connect(ws_url(gw)) as ws:
+            reply = await login(ws, 1)
+            assert reply["status"] == 0, reply
+            host, port = ws.local_address[:2]
+            assert reply["data"]["seen_addr"] == f"{host}:{port}"
+    run(talk())
+
+
+# ---------------------------------------------------------------------------------------------
+# configuration
+
+
+BAD_CONFIGS = [
+    ("unknown_proto", {"proto_id": "nope"},
+     'routes[0].plugins.tlv-bridge.proto_id: unknown proto "nope"'),
+    ("unknown_type", {"types": dict(TYPES, **{"0x4001": "NoSuchMessage"})},
+     "routes[0].plugins.tlv-bridge.types: "),
+    ("bad_content", {}, "protos[0].content: line 3:"),
+]
+
+
+@pytest.mark.parametrize("case,conf,expected", BAD_CONFIGS, ids=[c[0] for c in BAD_CONFIGS])
+def test_validate_names_the_field_of_bridge_config_errors(tmp_path, case, conf, expected):
+    rc, out = validate(tmp_path, bridge_config(1980))
+    assert rc == 0, out  # the good config passes
+    doc = bridge_config(1980, **conf)
+    if case == "bad_content":
+        doc["protos"][0]["content"] = 'syntax = "proto3";\nmessage A {\n  int32 a = ;\n}\n'
+    rc, out = validate(tmp_path, doc)
+    assert rc != 0
+    assert expected in out, out
+    if case == "unknown_type":
+        assert "NoSuchMessage" in out, out
+
+
+def test_admin_api_protos_and_a_bridge_route(etcd, gateway, backends):
+    b = backends("demo1")
+    gw = gateway(etcd=etcd)
+    r = gw.admin("PUT", "/routes/webim", bridge_route(b.port))
+    assert r.status_code == 400 and "proto_id" in r.json()["error_msg"], r.text  # no proto yet
+    r = gw.admin("PUT", "/protos/im", {"content": PROTO})
+    assert r.status_code == 201, r.text
+    r = gw.admin("PUT", "/routes/webim", bridge_route(b.port))
+    assert r.status_code == 201, r.text
+    assert wait_until(lambda: heartbeat_answered(gw), timeout=10)
+
+    r = gw.admin("DELETE", "/protos/im")
+    assert 400 <= r.status_code < 500, r.text
+    assert "webim" in r.json()["error_msg"], r.text
+    assert gw.admin("GET", "/protos/im").status_code == 200
+    assert heartbeat_answered(gw)
+
+    r = gw.admin("PUT", "/protos/bad", {"content": 'syntax = "proto3";\nmessage A { int32 a = ; }'})
+    assert r.status_code == 400, r.text
+    assert "content" in r.json()["error_msg"] and "line 2" in r.json()["error_msg"], r.text
+    assert gw.admin("GET", "/protos/bad").status_code == 404
