@@ -48,6 +48,10 @@ IM chat through the TLV stream gateway (:9200 -> portico-im-demo on :9201), two 
   python3 demo/im_chat.py --connect 127.0.0.1:9200 --uid 1001    # then type: 1002 hello
   python3 demo/im_chat.py --connect 127.0.0.1:9200 --uid 1002
 
+and a web user, JSON over WebSocket through the tlv-bridge route (docs/bridge.md):
+
+  /usr/bin/python3 demo/im_web_chat.py --url ws://127.0.0.1:9080/im/ws --uid 1003
+
 Edit conf/routes.yaml while it runs: changes apply without a restart. Ctrl-C stops everything.
 
 MSG

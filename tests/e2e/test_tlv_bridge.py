@@ -5,9 +5,12 @@ dying backend, the PROXY header, config errors, and the Admin API in etcd mode."
 import asyncio
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 import websockets
+import yaml
 from websockets.exceptions import ConnectionClosed, InvalidStatusCode
 
 from conftest import free_port, inline_upstream, validate, wait_until
@@ -354,3 +357,45 @@ def test_admin_api_protos_and_a_bridge_route(etcd, gateway, backends):
     assert r.status_code == 400, r.text
     assert "content" in r.json()["error_msg"] and "line 2" in r.json()["error_msg"], r.text
     assert gw.admin("GET", "/protos/bad").status_code == 404
+
+
+DEFAULT_ROUTES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../conf/routes.yaml")
+WEB_CHAT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../demo/im_web_chat.py")
+
+
+def default_webim(backend_port):
+    """The `make run` config's protos and web IM route, aimed at `backend_port`."""
+    with open(DEFAULT_ROUTES) as f:
+        doc = yaml.safe_load(f)
+    route = next(r for r in doc["routes"] if r["id"] == "webim")
+    route["upstream"]["nodes"] = {f"127.0.0.1:{backend_port}": 1}
+    return {"protos": doc["protos"], "routes": [route]}
+
+
+def test_default_routes_carry_the_demo_proto_unchanged():
+    with open(DEFAULT_ROUTES) as f:
+        doc = yaml.safe_load(f)
+    assert [p["content"] for p in doc["protos"] if p["id"] == "im_demo"] == [PROTO]
+
+
+def test_web_chat_cli_and_a_tcp_user_chat_through_the_default_route(gateway, backends):
+    b = backends("demo1")
+    gw = gateway(default_webim(b.port))
+    tcp_user = b.client()
+    tcp_user.login(1001)
+    cli = subprocess.Popen([sys.executable, WEB_CHAT, "--url", ws_url(gw),
+                            "--uid", "1002"],
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert "logged in as 1002 on demo1 via the bridge" in cli.stdout.readline()
+        cli.stdin.write("1001 hello from the browser\n")
+        cli.stdin.flush()
+        push = tcp_user.wait_for(C.CHAT)
+        assert C.decode_chat_message(push.body)["text"] == "hello from the browser"
+        assert C.decode_chat_message(push.body)["from"] == 1002
+        assert "OK msg" in cli.stdout.readline()  # its receipt, converted from 0x4002
+        tcp_user.chat(1002, "hi from tcp")
+        assert cli.stdout.readline().strip() == "<1001> hi from tcp"
+    finally:
+        cli.stdin.close()
+        cli.wait(10)
