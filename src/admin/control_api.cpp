@@ -34,8 +34,12 @@ void write_tlv_bridge_metrics(metrics::PrometheusWriter& out) {
     out.counter("portico_tlv_bridge_closed_total",
                 "tlv-bridge sessions closed for corrupt input, by reason.", {{"reason", reason}},
                 count);
+  out.counter("portico_tlv_bridge_rpc_replies_total",
+              "HTTP RPCs answered with the backend's reply.", {}, get(b.rpc_replies));
+  out.counter("portico_tlv_bridge_rpc_timeouts_total",
+              "HTTP RPCs answered 504: no reply within rpc_timeout.", {}, get(b.rpc_timeouts));
   out.counter("portico_tlv_bridge_connect_failures_total",
-              "WebSocket handshakes refused because no TLV backend accepted a connection.", {},
+              "Sessions and RPCs answered 502: no TLV backend accepted a connection.", {},
               get(b.connect_failures));
 }
 // A worker whose 100 ms tick has not run for this long is stuck.

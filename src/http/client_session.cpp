@@ -87,26 +87,6 @@ plugins::Step start_plugins(ClientConnection& c, Exchange& x, const config::Snap
                                        route ? route->plugins.get() : nullptr);
 }
 
-// A plugin serves the rest of the connection (tlv-bridge's WebSocket sessions). The access log
-// line is written when it answers, not at the end: a session may last hours.
-Task<bool> take_over_connection(ClientConnection& c, Exchange& x, const config::Snapshot& snapshot,
-                                const config::CompiledRoute& route,
-                                const config::HttpLimits& limits) {
-  c.in.consume(x.req.head_size);
-  plugins::Takeover io{c.worker,
-                       c.socket,
-                       c.in,
-                       *route.upstream,
-                       snapshot.protos,
-                       limits.send_timeout,
-                       [&](int status) {
-                         x.status = status;
-                         record_exchange(c, x);
-                       }};
-  co_await x.ctx.takeover->take_over(x.ctx, io);
-  co_return false;  // whatever the plugin did, the connection is not HTTP any more
-}
-
 // Reads and serves one request. Returns whether the connection stays open.
 Task<bool> serve_request(ClientConnection& c) {
   Worker& w = c.worker;
@@ -173,9 +153,8 @@ Task<bool> serve_request(ClientConnection& c) {
     plugins::Step step = start_plugins(c, x, *snapshot, &route, path);
     if (step == plugins::Step::Wait) step = co_await plugins::finish_request_phases(x.ctx);
     if (step == plugins::Step::Respond) co_return co_await respond_plugin_reply(c, x, limits);
-    if (x.ctx.takeover) co_return co_await take_over_connection(c, x, *snapshot, route, limits);
   }
-  bool keep = co_await proxy_request(c, x, route, limits);
+  bool keep = co_await proxy_request(c, x, route, snapshot->protos, limits);
   // A client that goes away before any answer (mid-body, during 100-continue) ends the request
   // without record_exchange; the log phase must run anyway, or limit-conn keeps its slot forever.
   if (x.with_plugins) plugins::run_log(x.ctx);

@@ -285,8 +285,38 @@ Task<bool> respond_plugin_reply(ClientConnection& c, Exchange& x, const HttpLimi
   co_return co_await write_local_reply(c, x, bodyless && may_keep_alive(c, x, limits), limits);
 }
 
+namespace {
+
+// A plugin serves the request (tlv-bridge: a WebSocket session, or one RPC over HTTP) with the
+// whole request in hand. Its HTTP answer goes out like any plugin's; a session that used the
+// connection up was logged when it answered (it may last hours).
+Task<bool> take_over_request(ClientConnection& c, Exchange& x, const config::CompiledRoute& route,
+                             const bridge::ProtoTable& protos, size_t body_bytes,
+                             const HttpLimits& limits) {
+  const bool whole = body_bytes == static_cast<size_t>(std::max<int64_t>(x.req.content_length, 0));
+  if (!whole || x.req.chunked)  // the plugin's body_limit() refused such requests in access
+    co_return co_await respond_error(c, x, 413, "request body too large", false, limits);
+  std::string_view body(c.in.data() + x.req.head_size, body_bytes);
+  c.in.consume(x.req.head_size + body_bytes);
+  plugins::Takeover io{c.worker,
+                       c.socket,
+                       c.in,
+                       body,
+                       *route.upstream,
+                       protos,
+                       limits.send_timeout,
+                       [&](int status) {
+                         x.status = status;
+                         record_exchange(c, x);
+                       }};
+  if (!co_await x.ctx.takeover->take_over(x.ctx, io)) co_return false;
+  co_return co_await write_local_reply(c, x, may_keep_alive(c, x, limits), limits);
+}
+
+}  // namespace
+
 Task<bool> proxy_request(ClientConnection& c, Exchange& x, const config::CompiledRoute& route,
-                         const HttpLimits& limits) {
+                         const bridge::ProtoTable& protos, const HttpLimits& limits) {
   Worker& w = c.worker;
   const upstream::UpstreamTarget& target = *route.upstream;
   const config::Upstream& spec = target.spec();
@@ -343,6 +373,8 @@ Task<bool> proxy_request(ClientConnection& c, Exchange& x, const config::Compile
       plugins::run_body_phase(x.ctx, std::string_view(c.in.data() + head, buffered)) ==
           plugins::Step::Respond)
     co_return co_await respond_plugin_reply(c, x, limits);
+  if (x.with_plugins && x.ctx.takeover)
+    co_return co_await take_over_request(c, x, route, protos, buffered, limits);
   const bool streamed_body = plan == BodyPlan::Stream || plan == BodyPlan::Chunked;
   const bool retry_after_send =
       !streamed_body && (is_idempotent(req.method) || spec.retry_non_idempotent);

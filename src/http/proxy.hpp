@@ -7,9 +7,10 @@
 
 namespace portico::http {
 
-// Returns whether the client connection can carry another request.
+// Returns whether the client connection can carry another request. `protos` are the snapshot's,
+// for a plugin that serves the request itself (Context::takeover).
 Task<bool> proxy_request(ClientConnection& c, Exchange& x, const config::CompiledRoute& route,
-                         const config::HttpLimits& limits);
+                         const bridge::ProtoTable& protos, const config::HttpLimits& limits);
 
 // Sends a gateway-generated error response, logs the exchange. `keep_alive` is honoured only
 // when the client allows it.

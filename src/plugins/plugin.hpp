@@ -42,16 +42,19 @@ struct Scope {
   std::string key() const { return kind + "/" + id; }
 };
 
-// What the server hands a plugin that takes the client connection over (tlv-bridge's WebSocket
-// sessions; see Context::takeover) once every access-phase plugin has let the request through.
+// What the server hands a plugin that serves a request itself instead of the upstream proxy
+// (tlv-bridge; see Context::takeover), once the access and body phases have let it through.
 struct Takeover {
   Worker& worker;
   Socket& client;
-  IoBuffer& in;  // bytes the client sent after the request head (the head is consumed)
+  IoBuffer& in;  // bytes the client sent after this request (the request itself is consumed)
+  std::string_view body;  // the whole request body; valid until the plugin reads into `in`
   const upstream::UpstreamTarget& upstream;  // the route's
   const bridge::ProtoTable& protos;          // of the snapshot the request was routed with
   double send_timeout;
-  std::function<void(int status)> answered;  // call once the response head is sent (access log)
+  // For a plugin that answers itself (a WebSocket upgrade): call once the response head is
+  // sent, for the access log.
+  std::function<void(int status)> answered;
 };
 
 // The phases, in the order a request meets them (Pingora/APISIX names). Every method has a
@@ -82,9 +85,10 @@ class Plugin {
   // After the response is sent (counters, releasing a concurrency slot).
   virtual void log(Context&) const {}
 
-  // A plugin that set Context::takeover serves the connection from here on; the server closes
-  // it afterwards.
-  virtual Task<> take_over(Context&, Takeover&) const { co_return; }
+  // A plugin that set Context::takeover serves the request from here on. Returns true when
+  // Context::reply holds its HTTP answer (the server sends it, the connection may carry more
+  // requests); false when the plugin used the connection up itself (it is closed afterwards).
+  virtual Task<bool> take_over(Context&, Takeover&) const { co_return false; }
   // For plugins whose type sets checks_references: objects this instance names (tlv-bridge's
   // proto and message types) checked against the snapshot being compiled; errors under `path`.
   virtual void check_references(const bridge::ProtoTable&, const std::string& /*path*/,

@@ -8,7 +8,9 @@ import os
 import subprocess
 import sys
 
+import prom_text
 import pytest
+import requests
 import websockets
 import yaml
 from websockets.exceptions import ConnectionClosed, InvalidStatusCode
@@ -399,3 +401,80 @@ def test_web_chat_cli_and_a_tcp_user_chat_through_the_default_route(gateway, bac
     finally:
         cli.stdin.close()
         cli.wait(10)
+
+
+# --- HTTP RPC: a POST of one envelope, answered with the backend's reply ----------------------
+
+def rpc_url(gw):
+    return f"http://127.0.0.1:{gw.port}{PATH}"
+
+
+def test_http_rpc_answers_with_the_backend_reply_on_a_kept_alive_connection(gateway, backends):
+    b = backends("demo1")
+    gw = gateway(bridge_config(b.port))
+    with requests.Session() as s:
+        r = s.post(rpc_url(gw), json={"id": 5, "cmd": LOGIN, "data": {"uid": 7, "token": "x"}})
+        assert r.status_code == 200 and r.headers["Content-Type"] == "application/json"
+        reply = r.json()
+        assert reply["cmd"] == LOGIN_REPLY and reply["id"] == 5 and reply["to"] == 7
+        assert reply["data"] == {"result": "OK", "uid": 7, "server": "demo1",
+                                 "seen_addr": reply["data"]["seen_addr"]}
+        r = s.post(rpc_url(gw), json={"id": 6, "cmd": HEARTBEAT, "data": {"sent_at": 2**60}})
+        assert r.status_code == 200
+        assert r.json()["data"] == {"sent_at": str(2**60), "server": "demo1"}
+        assert r.headers.get("Connection", "").lower() != "close"
+    m = prom_text.parse(gw.control("/metrics").text)
+    assert m.value("portico_tlv_bridge_rpc_replies_total") == 2
+
+
+def test_http_rpc_refusals(gateway, backends):
+    b = backends("demo1")
+    gw = gateway(bridge_config(b.port, max_message="4k"))
+    r = requests.post(rpc_url(gw), json={"id": 3, "cmd": HEARTBEAT, "data": {"sent_at": "x"}})
+    assert r.status_code == 400
+    assert r.json() == {"id": 3, "cmd": HEARTBEAT_REPLY, "status": 400,
+                        "error": 'data.sent_at: expected a 64-bit integer, got "x"'}
+    r = requests.get(rpc_url(gw))
+    assert r.status_code == 400 and "POST of one JSON envelope" in r.json()["error_msg"]
+    r = requests.post(rpc_url(gw), data=json.dumps({"cmd": HEARTBEAT, "body": "A" * 8000}))
+    assert r.status_code == 413
+    # a cmd the backend does not know: its own answer (UNKNOWN_COMMAND) comes back as is
+    r = requests.post(rpc_url(gw), json={"id": 8, "cmd": 0x7001})
+    assert r.status_code == 200 and r.json()["status"] == 5 and r.json()["cmd"] == 0x7002
+
+
+def test_http_rpc_can_be_switched_off(gateway, backends):
+    b = backends("demo1")
+    gw = gateway(bridge_config(b.port, http_rpc=False))
+    r = requests.post(rpc_url(gw), json={"id": 1, "cmd": HEARTBEAT})
+    assert r.status_code == 400 and "WebSocket" in r.json()["error_msg"]
+
+
+def test_http_rpc_backend_unreachable_or_silent(gateway, upstream):
+    gw = gateway(bridge_config(free_port()))
+    r = requests.post(rpc_url(gw), json={"id": 1, "cmd": HEARTBEAT})
+    assert r.status_code == 502
+    silent = upstream(name="silent")
+    silent.hang = True  # reads what it gets, never answers
+    gw2 = gateway(bridge_config(silent.port, rpc_timeout="0.5s"))
+    r = requests.post(rpc_url(gw2), json={"id": 1, "cmd": HEARTBEAT}, timeout=10)
+    assert r.status_code == 504 and "no reply" in r.json()["error_msg"]
+    m = prom_text.parse(gw2.control("/metrics").text)
+    assert m.value("portico_tlv_bridge_rpc_timeouts_total") == 1
+
+
+def test_waf_scans_the_rpc_envelope_before_the_backend_sees_it(gateway, backends):
+    b = backends("demo1")
+    config = bridge_config(b.port)
+    config["routes"][0]["plugins"]["waf"] = {"rulesets": ["php-injection"]}
+    gw = gateway(config)
+    attack = {"id": 1, "cmd": CHAT, "to": 2,
+              "data": {"to": 2, "text": "<?php eval(base64_decode($_POST['x'])); ?>"}}
+    r = requests.post(rpc_url(gw), json=attack)
+    assert r.status_code == 403
+    benign = {"id": 2, "cmd": HEARTBEAT, "data": {"sent_at": 1}}
+    r = requests.post(rpc_url(gw), json=benign)
+    assert r.status_code == 200 and r.json()["cmd"] == HEARTBEAT_REPLY
+    # the attack never reached the backend: one connection there, the heartbeat's
+    log = b.stop()
+    assert len([line for line in log.splitlines() if line.endswith(" connected")]) == 1, log

@@ -41,6 +41,8 @@ TlvBridgeConfig parse_tlv_bridge_config(const config::json& conf, const std::str
   c.max_message = static_cast<size_t>(
       r.size_or("max_message", static_cast<int64_t>(c.max_message), 1024, 64ll * 1024 * 1024));
   c.send_proxy_protocol = r.boolean_or("send_proxy_protocol", false);
+  c.http_rpc = r.boolean_or("http_rpc", c.http_rpc);
+  c.rpc_timeout = r.duration_or("rpc_timeout", c.rpc_timeout, 0.001, 3600);
   r.finish();
   return c;
 }

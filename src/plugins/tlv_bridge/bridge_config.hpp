@@ -19,6 +19,8 @@ struct TlvBridgeConfig {
   uint32_t error_status = 400;  // status of the answer to a message the bridge refuses
   size_t max_message = 2 * 1024 * 1024;  // largest WebSocket message accepted from a client
   bool send_proxy_protocol = false;      // PROXY v2 header with the client address first
+  bool http_rpc = true;     // a POST of one envelope is answered with the backend's reply
+  double rpc_timeout = 10;  // seconds an HTTP RPC waits for its reply: then 504
 };
 
 // Reads the plugin's `conf`; errors name fields under `path`.

@@ -6,6 +6,7 @@
 #include "bridge/websocket_frames.hpp"
 #include "plugins/context.hpp"
 #include "plugins/plugin.hpp"
+#include "plugins/tlv_bridge/http_rpc.hpp"
 #include "plugins/tlv_bridge/websocket_session.hpp"
 
 namespace portico::plugins {
@@ -17,9 +18,19 @@ class TlvBridge final : public Plugin {
 
   Step access(Context& ctx) const override {
     if (!ctx.req->upgrade_websocket) {
-      ctx.respond_error(400,
-                        "tlv-bridge: this route takes WebSocket connections (Upgrade: websocket)");
-      return Step::Respond;
+      if (!config.http_rpc || ctx.req->method != "POST") {
+        ctx.respond_error(400, config.http_rpc ? "tlv-bridge: expects a WebSocket upgrade or a "
+                                                 "POST of one JSON envelope"
+                                               : "tlv-bridge: this route takes WebSocket "
+                                                 "connections (Upgrade: websocket)");
+        return Step::Respond;
+      }
+      if (ctx.req->content_length > static_cast<int64_t>(config.max_message)) {
+        ctx.respond_error(413, "tlv-bridge: the envelope is over max_message");
+        return Step::Respond;
+      }
+      ctx.takeover = this;
+      return Step::Continue;
     }
     if (ctx.req->has_body()) {
       ctx.respond_error(400, "tlv-bridge: a WebSocket handshake has no body");
@@ -37,9 +48,16 @@ class TlvBridge final : public Plugin {
     return Step::Continue;
   }
 
-  Task<> take_over(Context& ctx, Takeover& io) const override {
-    co_await run_websocket_tlv_session(config, io, std::string(ctx.header("Sec-WebSocket-Key")),
-                                       ctx);
+  // The whole envelope of an RPC is read (and seen by body-phase plugins such as the WAF).
+  size_t body_limit() const override { return config.http_rpc ? config.max_message : 0; }
+
+  Task<bool> take_over(Context& ctx, Takeover& io) const override {
+    if (!ctx.req->upgrade_websocket) {
+      co_await run_tlv_rpc(config, io, ctx);
+      co_return true;
+    }
+    co_return co_await run_websocket_tlv_session(config, io,
+                                                 std::string(ctx.header("Sec-WebSocket-Key")), ctx);
   }
 
   void check_references(const bridge::ProtoTable& protos, const std::string& path,

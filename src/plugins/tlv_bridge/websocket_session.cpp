@@ -11,8 +11,7 @@
 #include "core/log.hpp"
 #include "core/worker.hpp"
 #include "plugins/context.hpp"
-#include "stream/proxy_protocol.hpp"
-#include "upstream/upstream_target.hpp"
+#include "plugins/tlv_bridge/backend_link.hpp"
 
 namespace portico::plugins {
 namespace {
@@ -21,25 +20,6 @@ using bridge::WsOpcode;
 
 // Bytes queued for a slow client before the backend is read again (backpressure).
 constexpr size_t kClientHighWater = 1024 * 1024;
-
-int64_t steady_us() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
-stream::ProxyAddress proxy_address(const Endpoint& ep) {
-  auto a = ep.address();
-  if (a.is_v4()) return stream::ProxyAddress::v4(a.to_v4().to_bytes(), ep.port());
-  return stream::ProxyAddress::v6(a.to_v6().to_bytes(), ep.port());
-}
-
-std::string http_error(int status, std::string_view reason, std::string_view message) {
-  std::string body = config::json{{"error_msg", message}}.dump();
-  return "HTTP/1.1 " + std::to_string(status) + " " + std::string(reason) +
-         "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
-         "\r\nConnection: close\r\n\r\n" + body;
-}
 
 class Session {
  public:
@@ -52,35 +32,22 @@ class Session {
     for (Deadline* d : {&client_read_, &client_write_, &backend_io_}) io.worker.deadlines().add(*d);
   }
 
-  Task<> run(std::string key, const Context& ctx) {
-    std::string error;
-    auto proto = io_.protos.find(config_.proto_id);
-    if (proto == io_.protos.end())
-      error = "proto \"" + config_.proto_id + "\" is not loaded";
-    else
-      types_.bind(config_.types, proto->second, error);
-    if (!error.empty()) {
-      log::error("tlv-bridge: " + error);
-      co_return co_await answer_error(500, "Internal Server Error", "tlv-bridge: " + error);
-    }
-    if (!co_await connect_backend()) {
+  // False after an HTTP answer in ctx.reply (no upgrade); true once the session has run.
+  Task<bool> run(std::string key, Context& ctx) {
+    if (!bind_types(config_, io_, types_, ctx)) co_return false;
+    if (!co_await connect_tlv_backend(io_, backend_, backend_io_)) {
       counters().connect_failures.fetch_add(1, std::memory_order_relaxed);
-      co_return co_await answer_error(502, "Bad Gateway", "no TLV backend accepts connections");
+      ctx.respond_error(502, "tlv-bridge: no TLV backend accepts connections");
+      co_return false;
     }
-    if (config_.send_proxy_protocol) {
-      error_code ec;
-      Endpoint local = io_.client.local_endpoint(ec);
-      stream::ProxyEndpoints ends{stream::ProxyAddress{ctx.client_bytes, ctx.client_port},
-                                  proxy_address(local)};
-      to_backend_ = stream::build_proxy_v2(ends);
-    }
+    if (config_.send_proxy_protocol) to_backend_ = proxy_header_for(ctx, io_.client);
     pending_ =
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         "Sec-WebSocket-Accept: " +
         bridge::ws_accept_key(key) + "\r\n\r\n";
     co_await flush_client();
     io_.answered(101);
-    if (client_broken_) co_return;
+    if (client_broken_) co_return true;
     counters().sessions.fetch_add(1, std::memory_order_relaxed);
     counters().active.fetch_add(1, std::memory_order_relaxed);
     backend_in_ = io_.worker.buffers().acquire();
@@ -88,45 +55,11 @@ class Session {
     co_await (client_loop() && backend_loop());
     io_.worker.buffers().release(backend_in_);
     counters().active.fetch_sub(1, std::memory_order_relaxed);
+    co_return true;
   }
 
  private:
   static TlvBridgeCounters& counters() { return tlv_bridge_counters(); }
-
-  Task<> answer_error(int status, std::string_view reason, std::string message) {
-    pending_ = http_error(status, reason, message);
-    co_await flush_client();
-    io_.answered(status);
-  }
-
-  // Tries the route's upstream nodes in balancer order, as many as its retries allow.
-  Task<bool> connect_backend() {
-    const upstream::UpstreamTarget& target = io_.upstream;
-    upstream::TriedNodes tried;
-    for (int attempt = 0; attempt < target.max_attempts(); ++attempt) {
-      int node = target.pick(io_.worker.index(), tried, {}, steady_us());
-      if (node == upstream::UpstreamTarget::kNone) break;
-      tried.add(static_cast<size_t>(node));
-      backend_io_.arm(target.spec().connect_timeout, &backend_);
-      auto [ec] = co_await backend_.async_connect(
-          target.nodes()[static_cast<size_t>(node)].endpoint, await_ec);
-      backend_io_.disarm();
-      if (!ec) {
-        target.report(node, upstream::Outcome::Success, 200);
-        target.observe(node, upstream::Outcome::Success, 200, 0);
-        backend_.set_option(asio::ip::tcp::no_delay(true), ec);
-        backend_.non_blocking(true, ec);
-        co_return true;
-      }
-      auto outcome =
-          backend_io_.fired() ? upstream::Outcome::Timeout : upstream::Outcome::TcpFailure;
-      target.report(node, outcome, 0);
-      target.observe(node, outcome, 0, 0);
-      error_code ignored;
-      backend_.close(ignored);
-    }
-    co_return false;
-  }
 
   // ---- client -> backend ------------------------------------------------------------------
 
@@ -389,10 +322,23 @@ TlvBridgeCounters& tlv_bridge_counters() {
   return counters;
 }
 
-Task<> run_websocket_tlv_session(const TlvBridgeConfig& config, Takeover& io, std::string key,
-                                 const Context& ctx) {
+bool bind_types(const TlvBridgeConfig& config, const Takeover& io, bridge::CmdTypes& types,
+                Context& ctx) {
+  std::string error;
+  auto proto = io.protos.find(config.proto_id);
+  if (proto == io.protos.end())
+    error = "proto \"" + config.proto_id + "\" is not loaded";
+  else if (types.bind(config.types, proto->second, error))
+    return true;
+  log::error("tlv-bridge: " + error);
+  ctx.respond_error(500, "tlv-bridge: " + error);
+  return false;
+}
+
+Task<bool> run_websocket_tlv_session(const TlvBridgeConfig& config, Takeover& io, std::string key,
+                                     Context& ctx) {
   Session session(config, io);
-  co_await session.run(std::move(key), ctx);
+  co_return !co_await session.run(std::move(key), ctx);
 }
 
 }  // namespace portico::plugins

@@ -23,13 +23,20 @@ struct TlvBridgeCounters {
   std::atomic<uint64_t> bad_client_frames{0};   // corrupt WebSocket or TLV input: closed
   std::atomic<uint64_t> bad_backend_frames{0};  // corrupt TLV from a backend: closed
   std::atomic<uint64_t> connect_failures{0};    // no backend node accepted the connection
+  std::atomic<uint64_t> rpc_replies{0};         // HTTP RPCs answered with the backend's reply
+  std::atomic<uint64_t> rpc_timeouts{0};        // HTTP RPCs without a reply in rpc_timeout
 };
 TlvBridgeCounters& tlv_bridge_counters();
 
+// Resolves the config's message types in the request's snapshot; on failure logs and sets a 500
+// answer in ctx.reply.
+bool bind_types(const TlvBridgeConfig& config, const Takeover& io, bridge::CmdTypes& types,
+                Context& ctx);
+
 // Serves the upgraded connection until either side closes. `key` is the client's
-// Sec-WebSocket-Key (already checked). Answers 502 when no backend accepts a connection and 500
-// when the config's types cannot be resolved, instead of upgrading.
-Task<> run_websocket_tlv_session(const TlvBridgeConfig& config, Takeover& io, std::string key,
-                                 const Context& ctx);
+// Sec-WebSocket-Key (already checked). Instead of upgrading, returns true with an answer in
+// ctx.reply: 502 when no backend accepts a connection, 500 when the types do not resolve.
+Task<bool> run_websocket_tlv_session(const TlvBridgeConfig& config, Takeover& io, std::string key,
+                                     Context& ctx);
 
 }  // namespace portico::plugins

@@ -1,0 +1,59 @@
+#include "plugins/tlv_bridge/backend_link.hpp"
+
+#include <chrono>
+
+#include "core/worker.hpp"
+#include "stream/proxy_protocol.hpp"
+#include "upstream/upstream_target.hpp"
+
+namespace portico::plugins {
+namespace {
+
+int64_t steady_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+Task<bool> connect_tlv_backend(Takeover& io, Socket& backend, Deadline& deadline) {
+  const upstream::UpstreamTarget& target = io.upstream;
+  upstream::TriedNodes tried;
+  for (int attempt = 0; attempt < target.max_attempts(); ++attempt) {
+    int node = target.pick(io.worker.index(), tried, {}, steady_us());
+    if (node == upstream::UpstreamTarget::kNone) break;
+    tried.add(static_cast<size_t>(node));
+    deadline.arm(target.spec().connect_timeout, &backend);
+    auto [ec] = co_await backend.async_connect(target.nodes()[static_cast<size_t>(node)].endpoint,
+                                               await_ec);
+    deadline.disarm();
+    if (!ec) {
+      // A TCP handshake is a stream's "answer": a success (200) for passive checks.
+      target.report(node, upstream::Outcome::Success, 200);
+      target.observe(node, upstream::Outcome::Success, 200, 0);
+      backend.set_option(asio::ip::tcp::no_delay(true), ec);
+      backend.non_blocking(true, ec);
+      co_return true;
+    }
+    auto outcome = deadline.fired() ? upstream::Outcome::Timeout : upstream::Outcome::TcpFailure;
+    target.report(node, outcome, 0);
+    target.observe(node, outcome, 0, 0);
+    error_code ignored;
+    backend.close(ignored);
+  }
+  co_return false;
+}
+
+std::string proxy_header_for(const Context& ctx, const Socket& client) {
+  error_code ec;
+  Endpoint local = client.local_endpoint(ec);
+  auto a = local.address();
+  stream::ProxyAddress destination =
+      a.is_v4() ? stream::ProxyAddress::v4(a.to_v4().to_bytes(), local.port())
+                : stream::ProxyAddress::v6(a.to_v6().to_bytes(), local.port());
+  return stream::build_proxy_v2(
+      {stream::ProxyAddress{ctx.client_bytes, ctx.client_port}, destination});
+}
+
+}  // namespace portico::plugins

@@ -1,0 +1,22 @@
+// A TCP connection from the bridge to one TLV backend node of the route's upstream: nodes tried
+// in balancer order as the upstream's retries allow, outcomes reported to its health checks,
+// and an optional PROXY v2 header carrying the client's address.
+#pragma once
+
+#include <string>
+
+#include "core/asio.hpp"
+#include "core/deadline.hpp"
+#include "plugins/context.hpp"
+#include "plugins/plugin.hpp"
+
+namespace portico::plugins {
+
+// Connects `backend` (a closed socket of the worker's executor). `deadline` must be in the
+// worker's deadline list. False when no node accepted a connection.
+Task<bool> connect_tlv_backend(Takeover& io, Socket& backend, Deadline& deadline);
+
+// The PROXY v2 header that tells the backend who the client is (ctx's address, after real-ip).
+std::string proxy_header_for(const Context& ctx, const Socket& client);
+
+}  // namespace portico::plugins

@@ -1,0 +1,98 @@
+#include "plugins/tlv_bridge/http_rpc.hpp"
+
+#include <boost/asio/write.hpp>
+
+#include "bridge/tlv_envelope.hpp"
+#include "core/deadline.hpp"
+#include "core/edge_read.hpp"
+#include "core/io_buffer.hpp"
+#include "core/worker.hpp"
+#include "plugins/context.hpp"
+#include "plugins/tlv_bridge/backend_link.hpp"
+#include "plugins/tlv_bridge/websocket_session.hpp"
+
+namespace portico::plugins {
+namespace {
+
+constexpr const char* kJson = "application/json";
+
+// Reads frames until the reply to `request` (cmd + 1, the same seq). Frames that are not it
+// (pushes to this connection) are skipped. Null on EOF, error, timeout or a corrupt frame.
+Task<bool> await_reply(Socket& backend, IoBuffer& buf, const stream::TlvDecoder& decoder,
+                       const stream::TlvHeader& request, stream::TlvFrame& reply) {
+  while (true) {
+    while (true) {
+      stream::TlvDecodeResult r = decoder.decode(buf.view());
+      if (r.status == stream::TlvDecodeResult::Status::Error) co_return false;
+      if (r.status == stream::TlvDecodeResult::Status::NeedMore) {
+        if (buf.size() + r.need > buf.capacity()) {
+          buf.compact();
+          if (buf.size() + r.need > buf.capacity()) buf.grow(buf.size() + r.need);
+        }
+        break;
+      }
+      if (r.frame.header.seq == request.seq && r.frame.header.cmd == request.cmd + 1) {
+        reply = r.frame;  // points into buf, which is not touched again
+        co_return true;
+      }
+      buf.consume(r.frame.bytes.size());
+    }
+    if (buf.writable() == 0) buf.compact();
+    auto [ec, n] =
+        co_await async_read_edge(backend, asio::buffer(buf.write_ptr(), buf.writable()), await_ec);
+    if (ec) co_return false;
+    buf.commit(n);
+  }
+}
+
+}  // namespace
+
+Task<> run_tlv_rpc(const TlvBridgeConfig& config, Takeover& io, Context& ctx) {
+  TlvBridgeCounters& counters = tlv_bridge_counters();
+  bridge::CmdTypes types;
+  if (!bind_types(config, io, types, ctx)) co_return;
+  std::string frame;
+  if (config.send_proxy_protocol) frame = proxy_header_for(ctx, io.client);
+  size_t header_bytes = frame.size();
+  bridge::EnvelopeError error;
+  if (!bridge::envelope_to_tlv(io.body, config.framing, types, frame, error)) {
+    counters.refused.fetch_add(1, std::memory_order_relaxed);
+    ctx.respond(400, bridge::error_envelope(error, config.error_status), kJson);
+    co_return;
+  }
+  stream::TlvDecoder decoder(config.framing);
+  stream::TlvHeader request =
+      decoder.decode(std::string_view(frame).substr(header_bytes)).frame.header;
+
+  Socket backend(io.worker.executor());
+  Deadline deadline;
+  io.worker.deadlines().add(deadline);
+  if (!co_await connect_tlv_backend(io, backend, deadline)) {
+    counters.connect_failures.fetch_add(1, std::memory_order_relaxed);
+    ctx.respond_error(502, "tlv-bridge: no TLV backend accepts connections");
+    co_return;
+  }
+  // One deadline for the whole exchange: the send and the wait for the reply.
+  deadline.arm(config.rpc_timeout, &backend);
+  auto [wec, wn] = co_await asio::async_write(backend, asio::buffer(frame), await_ec);
+  IoBuffer buf = io.worker.buffers().acquire();
+  stream::TlvFrame reply;
+  bool answered = !wec && co_await await_reply(backend, buf, decoder, request, reply);
+  deadline.disarm();
+  if (answered) {
+    counters.frames_up.fetch_add(1, std::memory_order_relaxed);
+    counters.frames_down.fetch_add(1, std::memory_order_relaxed);
+    counters.rpc_replies.fetch_add(1, std::memory_order_relaxed);
+    ctx.respond(200, bridge::tlv_to_envelope(reply, types), kJson);
+  } else if (deadline.fired()) {
+    counters.rpc_timeouts.fetch_add(1, std::memory_order_relaxed);
+    ctx.respond_error(504, "tlv-bridge: no reply from the backend in time");
+  } else {
+    ctx.respond_error(502, "tlv-bridge: the backend closed the connection before replying");
+  }
+  io.worker.buffers().release(buf);
+  error_code ignored;
+  backend.close(ignored);
+}
+
+}  // namespace portico::plugins
