@@ -231,6 +231,10 @@ HttpResponse ControlApi::metrics() const {
                 {{"reason", reason}}, count);
   metrics::write_stream_metrics(out, streams);
   write_tlv_bridge_metrics(out);
+  out.gauge("portico_config_snapshots_alive",
+            "Compiled configurations in memory: the running one, retired ones not yet freed, and "
+            "old ones still held by requests in flight.",
+            {}, static_cast<double>(config::Snapshot::alive()));
   out.gauge("portico_config_revision",
             "Revision of the applied configuration (etcd revision, or file version).", {},
             static_cast<double>(s.revision));

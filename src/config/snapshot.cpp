@@ -1,5 +1,6 @@
 #include "config/snapshot.hpp"
 
+#include <atomic>
 #include <functional>
 #include <map>
 #include <unordered_map>
@@ -192,6 +193,14 @@ bool references_resolve(const plugins::Chain& chain, const bridge::ProtoTable& p
 }
 
 }  // namespace
+
+namespace {
+std::atomic<int64_t> snapshots_alive{0};
+}  // namespace
+
+Snapshot::Snapshot() { snapshots_alive.fetch_add(1, std::memory_order_relaxed); }
+Snapshot::~Snapshot() { snapshots_alive.fetch_sub(1, std::memory_order_relaxed); }
+int64_t Snapshot::alive() { return snapshots_alive.load(std::memory_order_relaxed); }
 
 std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, const HttpLimits& limits,
                                          int workers, Errors& errors, Errors* warnings,

@@ -28,6 +28,15 @@ struct CompiledRoute {
 };
 
 struct Snapshot {
+  Snapshot();
+  ~Snapshot();
+  Snapshot(const Snapshot&) = delete;
+  Snapshot& operator=(const Snapshot&) = delete;
+  // Snapshots alive in the process: the running one, retired ones not yet freed, and any a
+  // request or connection still holds (a gauge: a growing count means something pins old
+  // configs).
+  static int64_t alive();
+
   uint64_t version = 0;
   HttpLimits limits;
   router::RouteIndex router;

@@ -154,7 +154,7 @@ Task<bool> serve_request(ClientConnection& c) {
     if (step == plugins::Step::Wait) step = co_await plugins::finish_request_phases(x.ctx);
     if (step == plugins::Step::Respond) co_return co_await respond_plugin_reply(c, x, limits);
   }
-  bool keep = co_await proxy_request(c, x, route, snapshot->protos, limits);
+  bool keep = co_await proxy_request(c, x, route, snapshot, limits);
   // A client that goes away before any answer (mid-body, during 100-continue) ends the request
   // without record_exchange; the log phase must run anyway, or limit-conn keeps its slot forever.
   if (x.with_plugins) plugins::run_log(x.ctx);

@@ -291,24 +291,25 @@ namespace {
 // whole request in hand. Its HTTP answer goes out like any plugin's; a session that used the
 // connection up was logged when it answered (it may last hours).
 Task<bool> take_over_request(ClientConnection& c, Exchange& x, const config::CompiledRoute& route,
-                             const bridge::ProtoTable& protos, size_t body_bytes,
+                             std::shared_ptr<const config::Snapshot>& snapshot, size_t body_bytes,
                              const HttpLimits& limits) {
   const bool whole = body_bytes == static_cast<size_t>(std::max<int64_t>(x.req.content_length, 0));
   if (!whole || x.req.chunked)  // the plugin's body_limit() refused such requests in access
     co_return co_await respond_error(c, x, 413, "request body too large", false, limits);
   std::string_view body(c.in.data() + x.req.head_size, body_bytes);
   c.in.consume(x.req.head_size + body_bytes);
-  plugins::Takeover io{c.worker,
-                       c.socket,
-                       c.in,
-                       body,
-                       *route.upstream,
-                       protos,
-                       limits.send_timeout,
-                       [&](int status) {
-                         x.status = status;
-                         record_exchange(c, x);
-                       }};
+  // What the plugin uses, held here rather than through the snapshot, which an upgraded session
+  // lets go of: the route's plugins (the instance serving) and upstream, and the protos.
+  std::shared_ptr<const plugins::Chain> chain = route.plugins;
+  std::shared_ptr<const upstream::UpstreamTarget> target = route.upstream;
+  bridge::ProtoTable protos = snapshot->protos;
+  plugins::Takeover io{
+      c.worker, c.socket, c.in, body, *target, protos, limits.send_timeout, [&](int status) {
+        x.status = status;
+        record_exchange(c, x);
+        x.route_id = nullptr;
+        snapshot.reset();  // `route` and `limits` are gone from here on
+      }};
   if (!co_await x.ctx.takeover->take_over(x.ctx, io)) co_return false;
   co_return co_await write_local_reply(c, x, may_keep_alive(c, x, limits), limits);
 }
@@ -316,7 +317,8 @@ Task<bool> take_over_request(ClientConnection& c, Exchange& x, const config::Com
 }  // namespace
 
 Task<bool> proxy_request(ClientConnection& c, Exchange& x, const config::CompiledRoute& route,
-                         const bridge::ProtoTable& protos, const HttpLimits& limits) {
+                         std::shared_ptr<const config::Snapshot>& snapshot,
+                         const HttpLimits& limits) {
   Worker& w = c.worker;
   const upstream::UpstreamTarget& target = *route.upstream;
   const config::Upstream& spec = target.spec();
@@ -374,7 +376,7 @@ Task<bool> proxy_request(ClientConnection& c, Exchange& x, const config::Compile
           plugins::Step::Respond)
     co_return co_await respond_plugin_reply(c, x, limits);
   if (x.with_plugins && x.ctx.takeover)
-    co_return co_await take_over_request(c, x, route, protos, buffered, limits);
+    co_return co_await take_over_request(c, x, route, snapshot, buffered, limits);
   const bool streamed_body = plan == BodyPlan::Stream || plan == BodyPlan::Chunked;
   const bool retry_after_send =
       !streamed_body && (is_idempotent(req.method) || spec.retry_non_idempotent);

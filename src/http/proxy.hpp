@@ -7,10 +7,14 @@
 
 namespace portico::http {
 
-// Returns whether the client connection can carry another request. `protos` are the snapshot's,
-// for a plugin that serves the request itself (Context::takeover).
+// Returns whether the client connection can carry another request. `snapshot` is the request's
+// hold on the config it was routed with (`route` and `limits` are in it): a plugin that keeps the
+// connection (a WebSocket session, Context::takeover) lets go of it once upgraded, so sessions
+// that last hours do not keep old configs alive; the caller must not use `route` or `limits`
+// after this returns.
 Task<bool> proxy_request(ClientConnection& c, Exchange& x, const config::CompiledRoute& route,
-                         const bridge::ProtoTable& protos, const config::HttpLimits& limits);
+                         std::shared_ptr<const config::Snapshot>& snapshot,
+                         const config::HttpLimits& limits);
 
 // Sends a gateway-generated error response, logs the exchange. `keep_alive` is honoured only
 // when the client allows it.

@@ -478,3 +478,32 @@ def test_waf_scans_the_rpc_envelope_before_the_backend_sees_it(gateway, backends
     # the attack never reached the backend: one connection there, the heartbeat's
     log = b.stop()
     assert len([line for line in log.splitlines() if line.endswith(" connected")]) == 1, log
+
+
+def test_a_long_session_does_not_keep_old_configs_alive(gateway, backends):
+    """A WebSocket session may last hours while routes change many times: once upgraded it
+    holds its route's plugins and upstream, not the whole config it was routed with."""
+    b = backends("demo1")
+    config = bridge_config(b.port)
+    gw = gateway(config)
+
+    def gauge(name):
+        return prom_text.parse(gw.control("/metrics").text).value(name)
+
+    async def session():
+        async with websockets.connect(ws_url(gw)) as ws:
+            await login(ws, 1)
+            for version in range(4):
+                revision = gauge("portico_config_revision")
+                config["routes"][0]["name"] = f"v{version}"  # a new file: a new config
+                gw.write_routes(config)
+                assert wait_until(lambda: gauge("portico_config_revision") > revision, 10)
+            # A worker takes the newest config at its next request; then only the running
+            # config is left (retired ones are freed within a moment).
+            requests.get(f"http://127.0.0.1:{gw.port}/elsewhere")
+            assert wait_until(lambda: gauge("portico_config_snapshots_alive") == 1, 10), \
+                gauge("portico_config_snapshots_alive")
+            await send_json(ws, {"id": 9, "cmd": HEARTBEAT, "data": {"sent_at": 5}})
+            reply = await recv_json(ws)
+            assert reply["cmd"] == HEARTBEAT_REPLY and reply["data"]["sent_at"] == 5
+    run(session(), timeout=60)
