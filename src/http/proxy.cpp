@@ -321,9 +321,13 @@ Task<bool> proxy_request(ClientConnection& c, Exchange& x, const config::Compile
                          const HttpLimits& limits) {
   Worker& w = c.worker;
   const upstream::UpstreamTarget& target = *route.upstream;
+  // A WebSocket relay lets go of the snapshot once upgraded (relay_websocket): the upstream it
+  // uses (balancer state, NodeUse below) is held here instead.
+  std::shared_ptr<const upstream::UpstreamTarget> relay_target;
   const config::Upstream& spec = target.spec();
   const RequestHead& req = x.req;
   const bool websocket = route.websocket && req.upgrade_websocket;
+  if (websocket) relay_target = route.upstream;
   size_t head = req.head_size;
   size_t buffered = 0;  // body bytes that arrived with the head
   BodyPlan plan = BodyPlan::None;
@@ -506,7 +510,7 @@ Task<bool> proxy_request(ClientConnection& c, Exchange& x, const config::Compile
       up.close();
       co_return co_await respond_error(c, x, 502, "unexpected 101 from upstream", false, limits);
     }
-    co_return co_await relay_websocket(c, x, up, limits);
+    co_return co_await relay_websocket(c, x, up, snapshot, limits);
   }
   if (!body_sent) c.in.consume(head + buffered);  // the request's views are not used past here
   co_return co_await forward_response(c, x, up, spec, limits);

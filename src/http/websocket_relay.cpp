@@ -41,6 +41,7 @@ Task<> pump(Socket& from, Socket& to, IoBuffer& buf, Deadline& idle, double time
 }  // namespace
 
 Task<bool> relay_websocket(ClientConnection& c, Exchange& x, UpstreamSide& up,
+                           std::shared_ptr<const config::Snapshot>& snapshot,
                            const config::HttpLimits& limits) {
   using namespace asio::experimental::awaitable_operators;
   build_upgrade_head(x.response_head, x.resp);
@@ -63,11 +64,14 @@ Task<bool> relay_websocket(ClientConnection& c, Exchange& x, UpstreamSide& up,
     c.in.clear();
   }
   record_exchange(c, x);  // logged at upgrade time: the relay may last hours
+  const double idle_timeout = limits.websocket_idle_timeout;
+  x.route_id = nullptr;
+  snapshot.reset();  // `limits` is gone from here on
   Deadline idle;
   c.worker.deadlines().add(idle);
   uint64_t in_bytes = 0, out_bytes = 0;
-  co_await (pump(c.socket, up.socket, c.in, idle, limits.websocket_idle_timeout, in_bytes) &&
-            pump(up.socket, c.socket, ub, idle, limits.websocket_idle_timeout, out_bytes));
+  co_await (pump(c.socket, up.socket, c.in, idle, idle_timeout, in_bytes) &&
+            pump(up.socket, c.socket, ub, idle, idle_timeout, out_bytes));
   idle.disarm();
   up.close();
   co_return false;

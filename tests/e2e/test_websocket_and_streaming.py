@@ -4,10 +4,11 @@ import socket
 import threading
 import time
 
+import prom_text
 import requests
 import websockets
 
-from conftest import route
+from conftest import route, wait_until
 
 
 def test_websocket_relays_frames_both_ways(gateway, upstream):
@@ -61,6 +62,34 @@ def test_websocket_idle_timeout_closes_relay(gateway, upstream):
         return None
     elapsed = asyncio.run(talk())
     assert elapsed is not None and 0.5 < elapsed < 3
+
+
+
+def test_websocket_relay_does_not_keep_old_configs_alive(gateway, upstream):
+    """A relay may last hours while routes change: once upgraded it must not hold the config it
+    was routed with (each one holds every route)."""
+    up = upstream()
+    routes = {"routes": [route("/ws", [(up.port,)], enable_websocket=True)]}
+    gw = gateway(routes)
+
+    def gauge(name):
+        return prom_text.parse(gw.control("/metrics").text).value(name)
+
+    async def talk():
+        async with websockets.connect(f"ws://127.0.0.1:{gw.port}/ws") as ws:
+            await ws.send("a")
+            assert await ws.recv() == "a"
+            for version in range(3):
+                revision = gauge("portico_config_revision")
+                routes["routes"][0]["name"] = f"v{version}"
+                gw.write_routes(routes)
+                assert wait_until(lambda: gauge("portico_config_revision") > revision, 10)
+            requests.get(f"http://127.0.0.1:{gw.port}/elsewhere")  # the worker takes the newest
+            assert wait_until(lambda: gauge("portico_config_snapshots_alive") == 1, 10), \
+                gauge("portico_config_snapshots_alive")
+            await ws.send("still here")
+            assert await ws.recv() == "still here"
+    asyncio.run(talk())
 
 
 GIB = 1 << 30
