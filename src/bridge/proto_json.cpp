@@ -185,8 +185,14 @@ class Reader {
     return nullptr;
   }
 
+  // A value for an error message. Containers are named, not serialised: dumping recurses once
+  // per nesting level, and the value comes from a client.
+  // A value for an error message. Containers are named, not serialised: dumping recurses once
+  // per nesting level, and the value comes from a client.
   static std::string shown(const json& v) {
-    std::string s = v.dump();
+    if (v.is_object()) return v.empty() ? "{}" : "an object";
+    if (v.is_array()) return v.empty() ? "[]" : "an array";
+    std::string s = v.dump(-1, ' ', false, json::error_handler_t::replace);
     if (s.size() > 40) s = s.substr(0, 37) + "...";
     return s;
   }
@@ -301,11 +307,13 @@ class Reader {
       case FD::CPPTYPE_DOUBLE: {
         double x;
         if (!real(v, x)) return fail(path, "expected a number, got " + shown(v));
-        if (f->cpp_type() == FD::CPPTYPE_FLOAT)
-          add ? r->AddFloat(&m, f, static_cast<float>(x))
-              : r->SetFloat(&m, f, static_cast<float>(x));
-        else
+        if (f->cpp_type() == FD::CPPTYPE_DOUBLE) {
           add ? r->AddDouble(&m, f, x) : r->SetDouble(&m, f, x);
+          return true;
+        }
+        if (std::isfinite(x) && std::fabs(x) > std::numeric_limits<float>::max())
+          return fail(path, "out of range for a float: " + shown(v));
+        add ? r->AddFloat(&m, f, static_cast<float>(x)) : r->SetFloat(&m, f, static_cast<float>(x));
         return true;
       }
       case FD::CPPTYPE_BOOL:

@@ -39,6 +39,32 @@ bool read_field(const json& env, const char* key, const stream::TlvField& field,
   return true;
 }
 
+// The deepest nesting of arrays and objects in `text` (JSON or not), stopping early past `limit`:
+// a client's envelope is refused before the parser builds a tree of that depth, which later
+// recursive code (dump, destruction, conversion) could not handle.
+int nesting_depth(std::string_view text, int limit) {
+  int depth = 0, deepest = 0;
+  bool in_string = false, escaped = false;
+  for (char ch : text) {
+    if (in_string) {
+      if (escaped)
+        escaped = false;
+      else if (ch == '\\')
+        escaped = true;
+      else if (ch == '"')
+        in_string = false;
+    } else if (ch == '"') {
+      in_string = true;
+    } else if (ch == '[' || ch == '{') {
+      deepest = std::max(deepest, ++depth);
+      if (deepest > limit) break;
+    } else if (ch == ']' || ch == '}') {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
 }  // namespace
 
 bool CmdTypes::bind(const CmdTypeNames& names, ProtoSetPtr protos, std::string& error) {
@@ -65,6 +91,11 @@ const pb::Message* CmdTypes::find(uint32_t cmd) const {
 
 bool envelope_to_tlv(std::string_view text, const stream::TlvFraming& framing,
                      const CmdTypes& types, std::string& out, EnvelopeError& error) {
+  // The envelope and `data` around the message's own nesting.
+  if (nesting_depth(text, kMaxJsonDepth + 2) > kMaxJsonDepth + 2) {
+    error.message = "nested too deeply (more than " + std::to_string(kMaxJsonDepth) + " levels)";
+    return false;
+  }
   json env = json::parse(text, nullptr, false);
   if (env.is_discarded() || !env.is_object()) {
     error.message = "expected a JSON object {\"cmd\": ..., \"id\": ..., \"data\": {...}}";
@@ -73,7 +104,7 @@ bool envelope_to_tlv(std::string_view text, const stream::TlvFraming& framing,
   uint64_t id = 0, cmd = 0, from = 0, to = 0, status = 0;
   if (!read_field(env, "id", framing.seq, id, error.message)) return false;
   error.id = static_cast<uint32_t>(id);
-  if (!env.contains("cmd")) {
+  if (!env.contains("cmd") || env["cmd"].is_null()) {
     error.message = "cmd: is required";
     return false;
   }

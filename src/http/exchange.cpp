@@ -3,6 +3,8 @@
 #include <chrono>
 #include <vector>
 
+#include "config/snapshot.hpp"
+
 namespace portico::http {
 
 namespace {
@@ -71,6 +73,12 @@ ExchangeLease::ExchangeLease() {
 
 ExchangeLease::~ExchangeLease() {
   if (t_free_exchanges.size() < kMaxFreeExchanges) t_free_exchanges.push_back(std::move(ex_));
+}
+
+SessionPins pin_session(const config::Snapshot& snapshot, const config::CompiledRoute& route,
+                        const plugins::Context& ctx) {
+  return {route.plugins, snapshot.global_plugins,
+          ctx.consumer ? snapshot.consumers.share(ctx.consumer) : nullptr};
 }
 
 }  // namespace portico::http

@@ -13,6 +13,11 @@
 #include "http/socket_io.hpp"
 #include "plugins/context.hpp"
 
+namespace portico::config {
+struct Snapshot;
+struct CompiledRoute;
+}  // namespace portico::config
+
 namespace portico::http {
 
 struct ClientConnection {
@@ -74,5 +79,17 @@ class ExchangeLease {
 };
 
 int64_t now_us();
+
+// What a long-lived exchange (a WebSocket relay, a plugin's session) keeps of the config it was
+// routed with once it lets go of the snapshot: the plugin instances whose log phase runs when it
+// ends (limit-conn counts a session until then, as nginx's log phase does) and the consumer
+// they may name.
+struct SessionPins {
+  std::shared_ptr<const plugins::Chain> route_plugins;
+  std::shared_ptr<const plugins::Chain> global_plugins;
+  std::shared_ptr<const plugins::Consumer> consumer;
+};
+SessionPins pin_session(const config::Snapshot& snapshot, const config::CompiledRoute& route,
+                        const plugins::Context& ctx);
 
 }  // namespace portico::http

@@ -298,19 +298,34 @@ Task<bool> take_over_request(ClientConnection& c, Exchange& x, const config::Com
     co_return co_await respond_error(c, x, 413, "request body too large", false, limits);
   std::string_view body(c.in.data() + x.req.head_size, body_bytes);
   c.in.consume(x.req.head_size + body_bytes);
-  // What the plugin uses, held here rather than through the snapshot, which an upgraded session
-  // lets go of: the route's plugins (the instance serving) and upstream, and the protos.
-  std::shared_ptr<const plugins::Chain> chain = route.plugins;
+  // An upgraded session lets go of the snapshot: what it still uses is held here instead (the
+  // route's upstream; the plugins whose log phase runs when it ends, pinned at the upgrade).
   std::shared_ptr<const upstream::UpstreamTarget> target = route.upstream;
-  bridge::ProtoTable protos = snapshot->protos;
-  plugins::Takeover io{
-      c.worker, c.socket, c.in, body, *target, protos, limits.send_timeout, [&](int status) {
-        x.status = status;
-        record_exchange(c, x);
-        x.route_id = nullptr;
-        snapshot.reset();  // `route` and `limits` are gone from here on
-      }};
-  if (!co_await x.ctx.takeover->take_over(x.ctx, io)) co_return false;
+  SessionPins pins;
+  bool upgraded = false;
+  plugins::Takeover io{c.worker,
+                       c.socket,
+                       c.in,
+                       body,
+                       *target,
+                       snapshot->protos,
+                       limits.send_timeout,
+                       [&](int status) {
+                         x.status = status;
+                         record_exchange(c, x, /*log_phase=*/false);
+                         upgraded = true;
+                         pins = pin_session(*snapshot, route, x.ctx);
+                         x.route_id = nullptr;
+                         snapshot.reset();  // `route`, `limits`, io.protos are gone from here on
+                       }};
+  if (!co_await x.ctx.takeover->take_over(x.ctx, io)) {
+    // The session is over: now the log phase (limit-conn counted it until here).
+    if (upgraded && x.with_plugins) {
+      x.ctx.status = x.status;
+      plugins::run_log(x.ctx);
+    }
+    co_return false;
+  }
   co_return co_await write_local_reply(c, x, may_keep_alive(c, x, limits), limits);
 }
 
@@ -510,7 +525,7 @@ Task<bool> proxy_request(ClientConnection& c, Exchange& x, const config::Compile
       up.close();
       co_return co_await respond_error(c, x, 502, "unexpected 101 from upstream", false, limits);
     }
-    co_return co_await relay_websocket(c, x, up, snapshot, limits);
+    co_return co_await relay_websocket(c, x, up, route, snapshot, limits);
   }
   if (!body_sent) c.in.consume(head + buffered);  // the request's views are not used past here
   co_return co_await forward_response(c, x, up, spec, limits);

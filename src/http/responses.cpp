@@ -112,9 +112,9 @@ void append_ms(std::string& out, int64_t us) {
 }
 }  // namespace
 
-void record_exchange(ClientConnection& c, Exchange& x) {
+void record_exchange(ClientConnection& c, Exchange& x, bool log_phase) {
   int64_t elapsed_us = now_us() - x.start_us;
-  if (x.with_plugins) {
+  if (x.with_plugins && log_phase) {
     x.ctx.status = x.status;
     plugins::run_log(x.ctx);
   }

@@ -15,6 +15,8 @@ void build_error_response(std::string& out, int status, std::string_view message
 
 // Counts the finished exchange in the worker's metrics and appends one JSON line describing it
 // to the worker's access log buffer.
-void record_exchange(ClientConnection& c, Exchange& x);
+// `log_phase` false: the plugins' log phase runs later (a session logged at upgrade time runs it
+// when it ends).
+void record_exchange(ClientConnection& c, Exchange& x, bool log_phase = true);
 
 }  // namespace portico::http

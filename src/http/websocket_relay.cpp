@@ -5,6 +5,7 @@
 #include "http/message_heads.hpp"
 #include "http/responses.hpp"
 #include "http/socket_io.hpp"
+#include "plugins/runner.hpp"
 
 namespace portico::http {
 namespace {
@@ -41,6 +42,7 @@ Task<> pump(Socket& from, Socket& to, IoBuffer& buf, Deadline& idle, double time
 }  // namespace
 
 Task<bool> relay_websocket(ClientConnection& c, Exchange& x, UpstreamSide& up,
+                           const config::CompiledRoute& route,
                            std::shared_ptr<const config::Snapshot>& snapshot,
                            const config::HttpLimits& limits) {
   using namespace asio::experimental::awaitable_operators;
@@ -63,10 +65,13 @@ Task<bool> relay_websocket(ClientConnection& c, Exchange& x, UpstreamSide& up,
     x.bytes_in += c.in.size();
     c.in.clear();
   }
-  record_exchange(c, x);  // logged at upgrade time: the relay may last hours
+  // Logged at upgrade time (the relay may last hours); the plugins' log phase runs when it ends,
+  // so limit-conn counts the relay until then (as nginx's log phase does).
+  record_exchange(c, x, /*log_phase=*/false);
   const double idle_timeout = limits.websocket_idle_timeout;
+  SessionPins pins = pin_session(*snapshot, route, x.ctx);
   x.route_id = nullptr;
-  snapshot.reset();  // `limits` is gone from here on
+  snapshot.reset();  // `route` and `limits` are gone from here on
   Deadline idle;
   c.worker.deadlines().add(idle);
   uint64_t in_bytes = 0, out_bytes = 0;
@@ -74,6 +79,10 @@ Task<bool> relay_websocket(ClientConnection& c, Exchange& x, UpstreamSide& up,
             pump(up.socket, c.socket, ub, idle, idle_timeout, out_bytes));
   idle.disarm();
   up.close();
+  if (x.with_plugins) {
+    x.ctx.status = x.status;
+    plugins::run_log(x.ctx);
+  }
   co_return false;
 }
 

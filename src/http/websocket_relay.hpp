@@ -15,6 +15,7 @@ namespace portico::http {
 // lets go of `snapshot` (the request's hold on its config, which `limits` is part of): a relay
 // may last hours, and must not keep old configs alive meanwhile.
 Task<bool> relay_websocket(ClientConnection& c, Exchange& x, UpstreamSide& up,
+                           const config::CompiledRoute& route,
                            std::shared_ptr<const config::Snapshot>& snapshot,
                            const config::HttpLimits& limits);
 

@@ -27,6 +27,8 @@ class ConsumerTable {
     const Credential* credential = nullptr;
   };
   Found find(std::string_view plugin, std::string_view key) const;
+  // The owning pointer of a consumer found here (for sessions that outlive the table).
+  std::shared_ptr<const Consumer> share(const Consumer* consumer) const;
   bool empty() const { return by_key_.empty(); }
 
  private:

@@ -50,7 +50,7 @@ struct Takeover {
   IoBuffer& in;  // bytes the client sent after this request (the request itself is consumed)
   std::string_view body;  // the whole request body; valid until the plugin reads into `in`
   const upstream::UpstreamTarget& upstream;  // the route's
-  const bridge::ProtoTable& protos;          // of the snapshot the request was routed with
+  const bridge::ProtoTable& protos;  // of the request's snapshot; gone once answered() is called
   double send_timeout;
   // For a plugin that answers itself (a WebSocket upgrade): call once the response head is
   // sent, for the access log.

@@ -137,6 +137,12 @@ void ConsumerTable::add(std::shared_ptr<const Consumer> consumer, const std::str
   consumers_.push_back(std::move(consumer));
 }
 
+std::shared_ptr<const Consumer> ConsumerTable::share(const Consumer* consumer) const {
+  for (const auto& c : consumers_)
+    if (c.get() == consumer) return c;
+  return nullptr;
+}
+
 ConsumerTable::Found ConsumerTable::find(std::string_view plugin, std::string_view key) const {
   auto p = by_key_.find(plugin);
   if (p == by_key_.end()) return {};

@@ -5,8 +5,13 @@ dying backend, the PROXY header, config errors, and the Admin API in etcd mode."
 import asyncio
 import json
 import os
+import signal
+import socket
+import struct
 import subprocess
 import sys
+import threading
+import time
 
 import prom_text
 import pytest
@@ -321,6 +326,10 @@ BAD_CONFIGS = [
     ("unknown_type", {"types": dict(TYPES, **{"0x4001": "NoSuchMessage"})},
      "routes[0].plugins.tlv-bridge.types: "),
     ("bad_content", {}, "protos[0].content: line 3:"),
+    ("same_cmd_twice", {"types": {"0x1001": "LoginRequest", "4097": "LoginReply"}},
+     "routes[0].plugins.tlv-bridge.types.4097: names cmd 4097 a second time"),
+    ("bad_cmd_key", {"types": {"login": "LoginRequest"}},
+     "routes[0].plugins.tlv-bridge.types.login: the key must be a command"),
 ]
 
 
@@ -507,3 +516,236 @@ def test_a_long_session_does_not_keep_old_configs_alive(gateway, backends):
             reply = await recv_json(ws)
             assert reply["cmd"] == HEARTBEAT_REPLY and reply["data"]["sent_at"] == 5
     run(session(), timeout=60)
+
+
+# --- robustness (from the review of the first version) ----------------------------------------
+
+class RawWs:
+    """A WebSocket client on a plain socket, for what libraries will not send: frames glued to
+    a close, bad close codes, floods without reading."""
+
+    def __init__(self, gw, path=PATH):
+        self.sock = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+        self.sock.sendall((f"GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                           f"Connection: Upgrade\r\nSec-WebSocket-Key: {GOOD_KEY}\r\n"
+                           f"Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += self.sock.recv(1)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        self.buf = b""
+
+    @staticmethod
+    def frame(opcode, payload, fin=True):
+        mask = b"\x01\x02\x03\x04"
+        n = len(payload)
+        head = bytes([(0x80 if fin else 0) | opcode])
+        if n < 126:
+            head += bytes([0x80 | n])
+        elif n < 65536:
+            head += bytes([0x80 | 126]) + struct.pack(">H", n)
+        else:
+            head += bytes([0x80 | 127]) + struct.pack(">Q", n)
+        return head + mask + bytes(b ^ mask[i & 3] for i, b in enumerate(payload))
+
+    def recv_frame(self):
+        """(opcode, payload), or None at EOF."""
+        while True:
+            if len(self.buf) >= 2:
+                n, pos = self.buf[1] & 0x7F, 2
+                if n == 126 and len(self.buf) >= 4:
+                    n, pos = struct.unpack(">H", self.buf[2:4])[0], 4
+                elif n == 127 and len(self.buf) >= 10:
+                    n, pos = struct.unpack(">Q", self.buf[2:10])[0], 10
+                if n < 126 or pos > 2:
+                    if len(self.buf) >= pos + n:
+                        op, payload = self.buf[0] & 0x0F, self.buf[pos:pos + n]
+                        self.buf = self.buf[pos + n:]
+                        return op, payload
+            data = self.sock.recv(65536)
+            if not data:
+                return None
+            self.buf += data
+
+    def close_code(self):
+        """Reads until the server's close frame: its code."""
+        while True:
+            f = self.recv_frame()
+            if f is None:
+                return None
+            if f[0] == 0x8:
+                return struct.unpack(">H", f[1][:2])[0]
+
+
+def test_deeply_nested_json_is_refused_and_the_gateway_lives(gateway, backends):
+    b = backends("demo1")
+    gw = gateway(bridge_config(b.port, max_message="1m"))
+
+    async def talk():
+        async with websockets.connect(ws_url(gw), max_size=None) as ws:
+            deep = '{"id": 1, "cmd": %d, "data": {"text": %s"x"%s}}' % (
+                CHAT, "[" * 100000, "]" * 100000)
+            await ws.send(deep)
+            answer = await recv_json(ws)
+            assert answer["id"] == 0 and "nested too deeply" in answer["error"]
+            await send_json(ws, {"id": 2, "cmd": CHAT, "data": {"text": [[1]]}})
+            answer = await recv_json(ws)  # a wrong type named, not dumped
+            assert answer["error"] == "data.text: expected a string, got an array"
+            await send_json(ws, {"id": 3, "cmd": HEARTBEAT, "data": {"sent_at": 1}})
+            assert (await recv_json(ws))["cmd"] == HEARTBEAT_REPLY
+    run(talk())
+    assert gw.proc.poll() is None
+
+
+def test_a_client_that_does_not_read_cannot_grow_the_gateway(gateway):
+    """A backend pushing to a client that does not read, while the client keeps sending
+    messages that are refused: past a bound the gateway stops reading the client (TCP pushes
+    back) instead of queueing refusals without limit."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    stop = threading.Event()
+
+    def pushing_backend():
+        conn, _ = listener.accept()
+        push = C.encode_frame(HEARTBEAT_REPLY, 1, b"\x0a\x04push") * 512
+        try:
+            while not stop.is_set():
+                conn.sendall(push)
+        except OSError:
+            pass
+        conn.close()
+    threading.Thread(target=pushing_backend, daemon=True).start()
+    gw = gateway(bridge_config(listener.getsockname()[1]))
+    ws = RawWs(gw)
+    time.sleep(0.5)  # the pushes fill the socket buffers towards the client
+    rss_before = gw.rss_kib()
+    bad = RawWs.frame(0x1, b"{}") * 4096  # 8-byte frames, each refused with ~100 bytes
+    ws.sock.settimeout(1)
+    sent = 0
+    try:
+        while sent < 64 << 20:
+            sent += ws.sock.send(bad)
+    except (socket.timeout, BlockingIOError):
+        pass  # the gateway stopped reading us
+    grown = gw.rss_kib() - rss_before
+    stop.set()
+    ws.sock.close()
+    listener.close()
+    assert sent < 16 << 20, f"the gateway kept reading: {sent} bytes"
+    assert grown < 40 * 1024, f"RSS grew by {grown} KiB"
+
+
+def test_messages_glued_to_a_close_frame_still_reach_the_backend(gateway, backends):
+    b = backends("demo1")
+    gw = gateway(bridge_config(b.port))
+    ws = RawWs(gw)
+    login = json.dumps({"id": 1, "cmd": LOGIN, "data": {"uid": 4242, "token": "t"}}).encode()
+    ws.sock.sendall(RawWs.frame(0x1, login) + RawWs.frame(0x8, struct.pack(">H", 1000)))
+    assert ws.close_code() == 1000
+    ws.sock.close()
+    time.sleep(0.3)  # the backend logs the login before it sees the close
+    assert "login uid 4242" in b.stop()
+
+
+def test_invalid_close_codes_are_answered_with_1002(gateway, backends):
+    b = backends("demo1")
+    gw = gateway(bridge_config(b.port))
+    for payload in (struct.pack(">H", 1005), struct.pack(">H", 999), b"\x03"):
+        ws = RawWs(gw)
+        ws.sock.sendall(RawWs.frame(0x8, payload))
+        assert ws.close_code() == 1002, payload
+        ws.sock.close()
+    ws = RawWs(gw)
+    ws.sock.sendall(RawWs.frame(0x8, struct.pack(">H", 4001) + b"bye"))
+    assert ws.close_code() == 4001
+    ws.sock.close()
+
+
+def test_backend_frames_and_the_close_are_all_delivered_while_the_client_pings(gateway):
+    """A backend that sends its last frames and closes: every frame and then the 1001 close
+    reach a client that keeps pinging meanwhile."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+    count = 300
+
+    def backend():
+        conn, _ = listener.accept()
+        body = b"\x0a\x04last"  # Heartbeat.server = "last"
+        conn.sendall(b"".join(C.encode_frame(HEARTBEAT_REPLY, i, body) for i in range(count)))
+        conn.close()
+    gw = gateway(bridge_config(port))
+    t = threading.Thread(target=backend, daemon=True)
+    t.start()
+    ws = RawWs(gw)
+    stop = threading.Event()
+
+    def pinger():
+        while not stop.is_set():
+            try:
+                ws.sock.sendall(RawWs.frame(0x9, b"p"))
+            except OSError:
+                return
+            time.sleep(0.002)
+    threading.Thread(target=pinger, daemon=True).start()
+    texts, close = 0, None
+    while True:
+        f = ws.recv_frame()
+        if f is None:
+            break
+        if f[0] == 0x1:
+            texts += 1
+        elif f[0] == 0x8:
+            close = struct.unpack(">H", f[1][:2])[0]
+            break
+    stop.set()
+    ws.sock.close()
+    listener.close()
+    assert (texts, close) == (count, 1001)
+
+
+def test_limit_conn_counts_sessions_until_they_end(gateway, backends):
+    b = backends("demo1")
+    config = bridge_config(b.port)
+    config["routes"][0]["plugins"]["limit-conn"] = {
+        "conn": 1, "burst": 0, "default_conn_delay": 0.1, "key": "remote_addr"}
+    gw = gateway(config)
+
+    async def talk():
+        async with websockets.connect(ws_url(gw)) as first:
+            await login(first, 1)
+            with pytest.raises(InvalidStatusCode) as refused:
+                await websockets.connect(ws_url(gw), open_timeout=5)
+            assert refused.value.status_code == 503
+        # the first session is over: its slot is free again
+        async def second():
+            async with websockets.connect(ws_url(gw)) as ws:
+                return (await login(ws, 2))["data"]["result"]
+        for _ in range(50):
+            try:
+                assert await second() == "OK"
+                return
+            except InvalidStatusCode:
+                await asyncio.sleep(0.1)
+        raise AssertionError("the slot was never released")
+    run(talk())
+
+
+def test_shutdown_closes_sessions_with_1001_at_once(gateway, backends):
+    b = backends("demo1")
+    gw = gateway(bridge_config(b.port), node={"shutdown_timeout": "10s"})
+    ws = RawWs(gw)
+    started = time.monotonic()
+    gw.signal(signal.SIGTERM)
+    assert ws.close_code() == 1001
+    assert time.monotonic() - started < 5
+    assert gw.proc.wait(10) == 0
+
+
+def test_websocket_handshake_must_be_a_get(gateway, backends):
+    b = backends("demo1")
+    gw = gateway(bridge_config(b.port))
+    r = requests.post(rpc_url(gw), headers={**HANDSHAKE, "Sec-WebSocket-Key": GOOD_KEY})
+    assert r.status_code == 400 and "GET" in r.json()["error_msg"]

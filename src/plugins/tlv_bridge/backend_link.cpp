@@ -33,6 +33,8 @@ Task<bool> connect_tlv_backend(Takeover& io, Socket& backend, Deadline& deadline
       target.report(node, upstream::Outcome::Success, 200);
       target.observe(node, upstream::Outcome::Success, 200, 0);
       backend.set_option(asio::ip::tcp::no_delay(true), ec);
+      // Sessions may idle for long: a backend host that dies silently is noticed by the kernel.
+      backend.set_option(asio::socket_base::keep_alive(true), ec);
       backend.non_blocking(true, ec);
       co_return true;
     }

@@ -1,5 +1,7 @@
 #include "plugins/tlv_bridge/bridge_config.hpp"
 
+#include <algorithm>
+
 #include "stream/tlv_policy.hpp"
 
 namespace portico::plugins {
@@ -25,6 +27,9 @@ TlvBridgeConfig parse_tlv_bridge_config(const config::json& conf, const std::str
           errors.add(item, "the key must be a command (a number or \"0x...\")");
         else if (!name.is_string() || name.get<std::string>().empty())
           errors.add(item, "must be a message type name, e.g. \"pkg.LoginRequest\"");
+        else if (std::any_of(c.types.begin(), c.types.end(),
+                             [&](const auto& t) { return t.first == *cmd; }))
+          errors.add(item, "names cmd " + std::to_string(*cmd) + " a second time");
         else
           c.types.emplace_back(*cmd, name.get<std::string>());
       }

@@ -32,8 +32,8 @@ class TlvBridge final : public Plugin {
       ctx.takeover = this;
       return Step::Continue;
     }
-    if (ctx.req->has_body()) {
-      ctx.respond_error(400, "tlv-bridge: a WebSocket handshake has no body");
+    if (ctx.req->method != "GET" || ctx.req->has_body()) {
+      ctx.respond_error(400, "tlv-bridge: a WebSocket handshake is a GET without a body");
       return Step::Respond;
     }
     if (ctx.header("Sec-WebSocket-Version") != "13") {

@@ -18,8 +18,24 @@ namespace {
 
 using bridge::WsOpcode;
 
-// Bytes queued for a slow client before the backend is read again (backpressure).
+// Bytes queued for a client before either side is read again (backpressure: a client that does
+// not read what it is sent, pongs and refusals included, is not read either).
 constexpr size_t kClientHighWater = 1024 * 1024;
+// Strings and buffers that grew past this for one big message go back to their small size.
+constexpr size_t kKeepCapacity = 64 * 1024;
+// After the last close frame, unread client bytes are drained this long so the close is not
+// destroyed by a reset.
+constexpr double kLingerSeconds = 2;
+
+void trim(std::string& s) {
+  if (s.empty() && s.capacity() > kKeepCapacity) std::string().swap(s);
+}
+
+// RFC 6455 section 7.4: codes an endpoint may send in a close frame.
+bool valid_close_code(uint16_t code) {
+  return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
+         (code >= 3000 && code <= 4999);
+}
 
 class Session {
  public:
@@ -30,6 +46,7 @@ class Session {
         decoder_(config.framing),
         drained_(io.worker.executor()) {
     for (Deadline* d : {&client_read_, &client_write_, &backend_io_}) io.worker.deadlines().add(*d);
+    io.worker.idle_waits().add(drain_watch_);  // fired when the worker drains
   }
 
   // False after an HTTP answer in ctx.reply (no upgrade); true once the session has run.
@@ -51,52 +68,86 @@ class Session {
     counters().sessions.fetch_add(1, std::memory_order_relaxed);
     counters().active.fetch_add(1, std::memory_order_relaxed);
     backend_in_ = io_.worker.buffers().acquire();
+    drain_watch_.arm(365.0 * 86400, &io_.client);
     using namespace asio::experimental::awaitable_operators;
+    // Each loop catches its own exceptions: `&&` only cancels the other side through
+    // per-operation cancellation, which edge reads do not offer, so an escaping exception
+    // would leave the other loop waiting forever.
     co_await (client_loop() && backend_loop());
+    drain_watch_.disarm();
     io_.worker.buffers().release(backend_in_);
     counters().active.fetch_sub(1, std::memory_order_relaxed);
+    co_await linger();
     co_return true;
   }
 
  private:
   static TlvBridgeCounters& counters() { return tlv_bridge_counters(); }
 
+  bool shutting_down() const { return drain_watch_.fired() || io_.worker.draining(); }
+
   // ---- client -> backend ------------------------------------------------------------------
 
   Task<> client_loop() {
+    try {
+      co_await read_client();
+    } catch (const std::exception& e) {
+      log::error(std::string("tlv-bridge: session failed: ") + e.what());
+      fail(bridge::kWsCloseInternalError, "internal error");
+    }
+    closing_ = true;
+    co_await flush_all();
+    error_code ignored;
+    backend_.close(ignored);  // ends backend_loop
+  }
+
+  Task<> read_client() {
     IoBuffer& in = io_.in;
-    while (!closing_) {
-      if (!take_client_frames()) break;
-      if (!to_backend_.empty()) {
-        backend_io_.arm(io_.send_timeout, &backend_);
-        auto [ec, n] = co_await asio::async_write(backend_, asio::buffer(to_backend_), await_ec);
-        backend_io_.disarm();
-        to_backend_.clear();
-        if (ec) {
-          fail(bridge::kWsCloseGoingAway, "the backend connection failed");
-          break;
-        }
+    while (true) {
+      bool go_on = take_client_frames();
+      // Messages read together with a close frame still reach the backend.
+      if (!to_backend_.empty() && !co_await write_backend()) {
+        fail(bridge::kWsCloseGoingAway, "the backend connection failed");
+        co_return;
       }
-      if (!pending_.empty()) co_await flush_client();
-      if (closing_ || client_broken_) break;
+      if (!go_on || closing_ || client_broken_) co_return;
+      co_await flush_client();
+      if (pending_.size() > kClientHighWater) co_await wait_drained();
+      if (closing_ || client_broken_) co_return;
+      if (shutting_down()) {
+        fail(bridge::kWsCloseGoingAway, "server shutting down");
+        co_return;
+      }
+      if (in.empty() && in.capacity() > BufferPool::kBufferSize) {  // after one big frame
+        io_.worker.buffers().release(in);
+        in = io_.worker.buffers().acquire();
+      }
       if (in.writable() == 0) in.compact();
       client_read_.arm(config_.idle_timeout, &io_.client);
       auto [ec, n] = co_await async_read_edge(
           io_.client, asio::buffer(in.write_ptr(), in.writable()), await_ec);
       client_read_.disarm();
       if (ec) {
-        if (client_read_.fired())
+        if (closing_) co_return;  // backend_loop ended the session (and sent the close)
+        if (shutting_down())
+          fail(bridge::kWsCloseGoingAway, "server shutting down");
+        else if (client_read_.fired())
           fail(bridge::kWsCloseGoingAway, "idle timeout");
         else
-          client_broken_ = true;  // gone without a close frame
-        break;
+          client_broken_ = true;  // gone without a close frame (or ended by backend_loop)
+        co_return;
       }
       in.commit(n);
     }
-    closing_ = true;
-    co_await flush_client();
-    error_code ignored;
-    backend_.close(ignored);  // ends backend_loop
+  }
+
+  Task<bool> write_backend() {
+    backend_io_.arm(io_.upstream.spec().send_timeout, &backend_);
+    auto [ec, n] = co_await asio::async_write(backend_, asio::buffer(to_backend_), await_ec);
+    backend_io_.disarm();
+    to_backend_.clear();
+    trim(to_backend_);
+    co_return !ec;
   }
 
   // Handles every whole frame in the client buffer. False when the session must end.
@@ -140,6 +191,7 @@ class Session {
         if (payload.size() >= 2)
           code = static_cast<uint16_t>((static_cast<uint8_t>(payload[0]) << 8) |
                                        static_cast<uint8_t>(payload[1]));
+        if (payload.size() == 1 || !valid_close_code(code)) code = bridge::kWsCloseProtocolError;
         send_client(WsOpcode::Close, bridge::ws_close_payload(code, ""));
         closing_ = true;
         return false;
@@ -165,6 +217,7 @@ class Session {
         {
           bool go_on = deliver(message_kind_, message_);
           message_.clear();
+          trim(message_);
           return go_on;
         }
     }
@@ -214,12 +267,26 @@ class Session {
   // ---- backend -> client ------------------------------------------------------------------
 
   Task<> backend_loop() {
+    try {
+      co_await read_backend();
+    } catch (const std::exception& e) {
+      log::error(std::string("tlv-bridge: session failed: ") + e.what());
+      fail(bridge::kWsCloseInternalError, "internal error");
+    }
+    if (!closing_) fail(bridge::kWsCloseGoingAway, "the backend closed the connection");
+    closing_ = true;
+    co_await flush_all();  // the last frames and the close frame go out before anything ends
+    error_code ignored;
+    io_.client.cancel(ignored);  // ends client_loop's read; run() lingers, then closes
+  }
+
+  Task<> read_backend() {
     IoBuffer& b = backend_in_;
-    while (true) {
+    while (!closing_) {
       if (b.writable() == 0) b.compact();
       auto [ec, n] =
           co_await async_read_edge(backend_, asio::buffer(b.write_ptr(), b.writable()), await_ec);
-      if (ec) break;
+      if (ec) co_return;
       b.commit(n);
       while (true) {
         stream::TlvDecodeResult r = decoder_.decode(b.view());
@@ -228,7 +295,7 @@ class Session {
           log::warn("tlv-bridge: corrupt frame from the backend (" +
                     std::string(stream::to_string(r.error)) + "): session closed");
           fail(bridge::kWsCloseInternalError, "the backend sent a corrupt frame");
-          break;
+          co_return;
         }
         if (r.status == stream::TlvDecodeResult::Status::NeedMore) {
           if (b.size() + r.need > b.capacity()) {
@@ -244,19 +311,12 @@ class Session {
         counters().frames_down.fetch_add(1, std::memory_order_relaxed);
         b.consume(r.frame.bytes.size());
       }
-      if (closing_) break;
+      if (closing_) co_return;
       co_await flush_client();
-      // A slow client: wait until what is queued has gone out before reading more.
-      while (writing_ && pending_.size() > kClientHighWater && !client_broken_) {
-        drained_.expires_at(Timer::time_point::max());
-        co_await drained_.async_wait(await_ec);
-      }
-      if (client_broken_) break;
+      // A slow client: what is queued goes out before the backend is read again.
+      if (pending_.size() > kClientHighWater) co_await wait_drained();
+      if (client_broken_) co_return;
     }
-    if (!closing_) fail(bridge::kWsCloseGoingAway, "the backend closed the connection");
-    co_await flush_client();
-    error_code ignored;
-    io_.client.close(ignored);  // ends client_loop
   }
 
   // ---- writing to the client --------------------------------------------------------------
@@ -279,19 +339,62 @@ class Session {
     writing_ = true;
     while (!pending_.empty() && !client_broken_) {
       sending_.swap(pending_);
-      client_write_.arm(io_.send_timeout, &io_.client);
-      auto [ec, n] = co_await asio::async_write(io_.client, asio::buffer(sending_), await_ec);
-      client_write_.disarm();
-      sending_.clear();
-      if (ec) {
+      size_t done = 0;
+      while (done < sending_.size() && !client_broken_) {
+        client_write_.arm(io_.send_timeout, &io_.client);
+        auto [ec, n] = co_await asio::async_write(
+            io_.client, asio::buffer(sending_.data() + done, sending_.size() - done), await_ec);
+        client_write_.disarm();
+        done += n;
+        // The idle and drain deadlines cancel every operation on the client socket, this
+        // write too: it goes on (only a write timeout or a socket error ends the client).
+        if (!ec || (ec == asio::error::operation_aborted && !client_write_.fired() &&
+                    io_.client.is_open()))
+          continue;
         client_broken_ = true;
         pending_.clear();
         error_code ignored;
         io_.client.close(ignored);
       }
+      sending_.clear();
+      trim(sending_);
     }
+    trim(pending_);
     writing_ = false;
     drained_.cancel();
+  }
+
+  // Until the other loop's write (if any) is done.
+  Task<> wait_drained() {
+    while (writing_ && !client_broken_) {
+      drained_.expires_at(Timer::time_point::max());
+      co_await drained_.async_wait(await_ec);
+    }
+  }
+
+  // Everything queued is written (or the client is gone).
+  Task<> flush_all() {
+    co_await wait_drained();
+    co_await flush_client();
+  }
+
+  // The close frame is out: stop sending, and read and discard what the client still sends for
+  // a moment, so closing with unread bytes does not reset the connection (and destroy the close
+  // frame in flight).
+  Task<> linger() {
+    if (client_broken_ || !io_.client.is_open()) co_return;
+    error_code ec;
+    io_.client.shutdown(Socket::shutdown_send, ec);
+    IoBuffer& in = io_.in;
+    int64_t until = steady_now_ms() + static_cast<int64_t>(kLingerSeconds * 1000);
+    while (!ec && steady_now_ms() < until) {
+      in.clear();
+      client_read_.arm(static_cast<double>(until - steady_now_ms()) / 1000.0, &io_.client);
+      auto [rec, n] = co_await async_read_edge(
+          io_.client, asio::buffer(in.write_ptr(), in.writable()), await_ec);
+      client_read_.disarm();
+      ec = rec;
+    }
   }
 
   const TlvBridgeConfig& config_;
@@ -306,6 +409,7 @@ class Session {
   std::string message_;  // a fragmented client message so far
   WsOpcode message_kind_ = WsOpcode::Text;
   Deadline client_read_, client_write_, backend_io_;
+  Deadline drain_watch_;  // in the worker's idle_waits: fired (cancelling reads) on drain
   Timer drained_;
   bool in_message_ = false;
   bool client_binary_ = false;  // the client's last message was binary: answer in raw frames

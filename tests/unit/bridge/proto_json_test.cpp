@@ -144,5 +144,12 @@ TEST_F(ProtoJson, DeepNestingIsRefusedNotRecursedForever) {
   EXPECT_EQ(round_trip(shallow, "Node")["child"]["child"]["depth"], 2);
 }
 
+TEST_F(ProtoJson, WrongContainersAreNamedNotDumpedAndFloatsStayInRange) {
+  EXPECT_EQ(refusal({{"s", {{"a", 1}}}}), "data.s: expected a string, got an object");
+  EXPECT_EQ(refusal({{"s", json::array({1, 2})}}), "data.s: expected a string, got an array");
+  EXPECT_EQ(refusal({{"f", 1e300}}), "data.f: out of range for a float: 1e+300");
+  EXPECT_EQ(round_trip({{"f", "Infinity"}})["f"], "Infinity");
+}
+
 }  // namespace
 }  // namespace portico::bridge

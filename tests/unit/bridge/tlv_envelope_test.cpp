@@ -137,5 +137,19 @@ TEST_F(TlvEnvelope, FieldsTheFramingLacksMustStayZero) {
   encode(R"({"cmd": 1, "from": 0})");
 }
 
+TEST_F(TlvEnvelope, DeepNestingIsRefusedBeforeParsing) {
+  std::string deep = "{\"cmd\": 4097, \"data\": {\"name\": " + std::string(100000, '[') + "1" +
+                     std::string(100000, ']') + "}}";
+  EXPECT_NE(refuse(deep).message.find("nested too deeply"), std::string::npos);
+  // brackets inside strings do not count
+  stream::TlvFrame f =
+      encode("{\"cmd\": 4097, \"data\": {\"name\": \"" + std::string(500, '[') + "\"}}");
+  EXPECT_EQ(f.body.size(), 503u);
+}
+
+TEST_F(TlvEnvelope, ANullCmdIsMissing) {
+  EXPECT_EQ(refuse(R"({"cmd": null})").message, "cmd: is required");
+}
+
 }  // namespace
 }  // namespace portico::bridge
