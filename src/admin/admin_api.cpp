@@ -9,6 +9,7 @@
 #include <chrono>
 
 #include "admin/redaction.hpp"
+#include "core/json_depth.hpp"
 #include "core/log.hpp"
 #include "router/route_explain.hpp"
 
@@ -185,7 +186,9 @@ struct AdminApi::Impl {
   }
 
   static Item to_item(const config::EtcdKv& kv) {
-    json value = json::parse(kv.value, nullptr, false);
+    json value = json_too_deep(kv.value, kMaxConfigJsonDepth)
+                     ? json(kv.value)
+                     : json::parse(kv.value, nullptr, false);
     if (value.is_discarded()) value = kv.value;  // hand-written garbage is shown as it is
     return Item{kv.key, std::move(value), kv.create_revision, kv.mod_revision};
   }
@@ -273,6 +276,11 @@ struct AdminApi::Impl {
   }
 
   static std::optional<json> parse_body(const std::string& body, std::string& error) {
+    if (json_too_deep(body, kMaxConfigJsonDepth)) {
+      error = "invalid request body: nested deeper than " + std::to_string(kMaxConfigJsonDepth) +
+              " levels";
+      return std::nullopt;
+    }
     json value = json::parse(body, nullptr, false);
     if (value.is_discarded()) {
       error = "invalid request body: malformed JSON";
@@ -370,6 +378,9 @@ struct AdminApi::Impl {
 
   Task<HttpResponse> patch(Kind kind, const std::string& id, const std::vector<std::string>& sub,
                            const std::string& body) {
+    if (json_too_deep(body, kMaxConfigJsonDepth))
+      co_return error_reply(400, "invalid request body: nested deeper than " +
+                                     std::to_string(kMaxConfigJsonDepth) + " levels");
     json patch = json::parse(body, nullptr, false);
     if (patch.is_discarded()) co_return error_reply(400, "invalid request body: malformed JSON");
     if (sub.empty() && !patch.is_object())

@@ -8,6 +8,7 @@
 
 #include "bridge/proto_json.hpp"
 #include "core/base64.hpp"
+#include "core/json_depth.hpp"
 
 namespace portico::bridge {
 namespace {
@@ -39,32 +40,6 @@ bool read_field(const json& env, const char* key, const stream::TlvField& field,
   return true;
 }
 
-// The deepest nesting of arrays and objects in `text` (JSON or not), stopping early past `limit`:
-// a client's envelope is refused before the parser builds a tree of that depth, which later
-// recursive code (dump, destruction, conversion) could not handle.
-int nesting_depth(std::string_view text, int limit) {
-  int depth = 0, deepest = 0;
-  bool in_string = false, escaped = false;
-  for (char ch : text) {
-    if (in_string) {
-      if (escaped)
-        escaped = false;
-      else if (ch == '\\')
-        escaped = true;
-      else if (ch == '"')
-        in_string = false;
-    } else if (ch == '"') {
-      in_string = true;
-    } else if (ch == '[' || ch == '{') {
-      deepest = std::max(deepest, ++depth);
-      if (deepest > limit) break;
-    } else if (ch == ']' || ch == '}') {
-      --depth;
-    }
-  }
-  return deepest;
-}
-
 }  // namespace
 
 bool CmdTypes::bind(const CmdTypeNames& names, ProtoSetPtr protos, std::string& error) {
@@ -92,7 +67,7 @@ const pb::Message* CmdTypes::find(uint32_t cmd) const {
 bool envelope_to_tlv(std::string_view text, const stream::TlvFraming& framing,
                      const CmdTypes& types, std::string& out, EnvelopeError& error) {
   // The envelope and `data` around the message's own nesting.
-  if (nesting_depth(text, kMaxJsonDepth + 2) > kMaxJsonDepth + 2) {
+  if (json_too_deep(text, kMaxJsonDepth + 2)) {
     error.message = "nested too deeply (more than " + std::to_string(kMaxJsonDepth) + " levels)";
     return false;
   }

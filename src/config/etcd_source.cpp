@@ -4,6 +4,7 @@
 #include <boost/asio/detached.hpp>
 #include <random>
 
+#include "core/json_depth.hpp"
 #include "core/log.hpp"
 
 namespace portico::config {
@@ -87,8 +88,11 @@ bool EtcdSource::apply_put(ObjectStore& store, const EtcdKv& kv, const ObjectSto
   std::string id;
   if (!split_key(kv.key, settings_.prefix, kind, id)) return false;
   Errors errors;
-  json value = json::parse(kv.value, nullptr, false);
-  if (value.is_discarded()) {
+  json value = json_too_deep(kv.value, kMaxConfigJsonDepth) ? json(nullptr)
+                                                            : json::parse(kv.value, nullptr, false);
+  if (value.is_null()) {
+    errors.add(kv.key, "is nested deeper than " + std::to_string(kMaxConfigJsonDepth) + " levels");
+  } else if (value.is_discarded()) {
     errors.add(kv.key, "is not valid JSON");
   } else if (value.is_object()) {
     const char* id_field = kind == Kind::Consumers ? "username" : "id";

@@ -395,7 +395,18 @@ def test_malformed_json_oversized_and_unknown_kind(egw, etcd):
     big = {"uri": "/big", "upstream": inline_upstream(1980), "desc": "x" * (2 << 20)}
     r = egw.admin("PUT", "/routes/big", big)  # over the default admin.max_body (1m)
     assert r.status_code == 413
+    # a value nested 100k deep would crash anything that serialises it recursively
+    deep = b'{"uri": "/deep", "labels": {"x": ' + b"[" * 100000 + b"]" * 100000 + b"}}"
+    r = egw.admin("PUT", "/routes/deep", data=deep, headers=hdr)
+    assert r.status_code == 400 and "nested deeper than 64 levels" in error_msg(r)
+    r = egw.admin("PATCH", "/routes/deep", data=deep, headers=hdr)
+    assert r.status_code == 400 and "nested deeper" in error_msg(r)
     assert etcd.get_prefix(egw.prefix + "/") == {}
+    # written straight into etcd: skipped with a reason, the node keeps serving
+    etcd.put(egw.prefix + "/routes/deep", deep.decode())
+    egw.wait_log_line("routes/deep", "nested deeper than 64 levels")
+    assert egw.control("/v1/health").status_code == 200
+    etcd.delete(egw.prefix + "/routes/deep")
 
     assert egw.admin("GET", "/nonsense").status_code == 404
     assert egw.admin("GET", "/nonsense/1").status_code == 404

@@ -1,6 +1,7 @@
 #include "plugins/auth/jwt.hpp"
 
 #include "core/base64.hpp"
+#include "core/json_depth.hpp"
 
 #include <openssl/bn.h>
 #include <openssl/crypto.h>
@@ -251,6 +252,10 @@ std::optional<JwtToken> parse_jwt(std::string_view text, JwtError& error) {
     return std::nullopt;
   }
   JwtToken token;
+  if (json_too_deep(*header, kMaxConfigJsonDepth) || json_too_deep(*payload, kMaxConfigJsonDepth)) {
+    error = fail(Kind::Malformed, "invalid token: nested too deeply");
+    return std::nullopt;
+  }
   token.header = json::parse(*header, nullptr, /*allow_exceptions=*/false);
   if (!token.header.is_object()) {
     error = fail(Kind::Malformed, "invalid header: not a JSON object");

@@ -282,6 +282,9 @@ TEST(Jwt, RefusesMalformedTokensAsInvalid) {
       with_part(good, 0, base64url_encode(R"({"alg":256})")),    // alg not a string
       with_part(good, 2, "A"),                                   // impossible length
       std::string(16 * 1024, 'a') + "." + good,                  // too long
+      with_part(good, 1,
+                base64url_encode("{\"key\": " + std::string(2000, '[') + std::string(2000, ']') +
+                                 "}")),  // nested too deeply
   };
   for (const auto& text : malformed) {
     SCOPED_TRACE(text.substr(0, 80));
