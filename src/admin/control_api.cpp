@@ -34,6 +34,11 @@ void write_tlv_bridge_metrics(metrics::PrometheusWriter& out) {
     out.counter("portico_tlv_bridge_closed_total",
                 "tlv-bridge sessions closed for corrupt input, by reason.", {{"reason", reason}},
                 count);
+  for (auto [reason, count] : {std::pair{"rate_limited", get(b.rate_limited)},
+                               std::pair{"command_denied", get(b.command_denied)}})
+    out.counter("portico_tlv_bridge_refused_frames_total",
+                "Client frames refused by the route's rate_limit or commands, by reason.",
+                {{"reason", reason}}, count);
   out.counter("portico_tlv_bridge_rpc_replies_total",
               "HTTP RPCs answered with the backend's reply.", {}, get(b.rpc_replies));
   out.counter("portico_tlv_bridge_rpc_timeouts_total",

@@ -749,3 +749,70 @@ def test_websocket_handshake_must_be_a_get(gateway, backends):
     gw = gateway(bridge_config(b.port))
     r = requests.post(rpc_url(gw), headers={**HANDSHAKE, "Sec-WebSocket-Key": GOOD_KEY})
     assert r.status_code == 400 and "GET" in r.json()["error_msg"]
+
+
+# --- command policy and message rate limits, as on tlv stream routes ---------------------------
+
+def test_denied_commands_are_answered_at_the_edge_in_json_binary_and_rpc(gateway, backends):
+    b = backends("demo1")
+    gw = gateway(bridge_config(b.port, commands={"deny": ["0x7000-0x7fff"], "status": 403}))
+
+    async def talk():
+        async with websockets.connect(ws_url(gw)) as ws:
+            await send_json(ws, {"id": 4, "cmd": 0x7001, "body": ""})
+            answer = await recv_json(ws)
+            # the backend would answer 5 (UNKNOWN_COMMAND): 403 is the gateway's
+            assert (answer["cmd"], answer["id"], answer["status"]) == (0x7002, 4, 403)
+            await ws.send(C.encode_frame(0x7005, 9))
+            reader = C.FrameReader()
+            reader.feed(await recv(ws))
+            frame = reader.frames()[0]
+            assert (frame.cmd, frame.seq, frame.status) == (0x7006, 9, 403)
+            await ws.send(C.encode_frame(HEARTBEAT, 10, b"\x08\x05"))  # allowed: the backend's
+            reader.feed(await recv(ws))
+            assert reader.frames()[0].cmd == HEARTBEAT_REPLY
+    run(talk())
+    r = requests.post(rpc_url(gw), json={"id": 5, "cmd": 0x7001})
+    assert r.status_code == 403 and r.json()["status"] == 403 and r.json()["cmd"] == 0x7002
+    m = prom_text.parse(gw.control("/metrics").text)
+    assert m.value("portico_tlv_bridge_refused_frames_total", reason="command_denied") == 3
+
+
+def test_message_rate_limits_per_connection_and_per_user(gateway, backends):
+    b = backends("demo1")
+    gw = gateway(bridge_config(b.port, rate_limit={
+        "per_connection": {"rate": 1, "burst": 0}, "per_user": {"rate": 1, "burst": 1},
+        "action": "reply", "status": 429}))
+
+    async def heartbeats(ws, uid, n, first_id):
+        statuses = []
+        for i in range(n):
+            await send_json(ws, {"id": first_id + i, "cmd": HEARTBEAT, "from": uid,
+                                 "data": {"sent_at": i}})
+            statuses.append((await recv_json(ws))["status"])
+        return statuses
+
+    async def talk():
+        async with websockets.connect(ws_url(gw)) as a, websockets.connect(ws_url(gw)) as c:
+            # one connection, no burst: the first goes through, the next ones are refused
+            assert await heartbeats(a, 0, 3, 1) == [0, 429, 429]
+            # user 77 on a fresh connection: per_user allows 1 + burst 1 across connections
+            async with websockets.connect(ws_url(gw)) as d:
+                assert await heartbeats(c, 77, 1, 10) == [0]
+                assert await heartbeats(d, 77, 1, 20) == [0]
+                async with websockets.connect(ws_url(gw)) as e:
+                    assert await heartbeats(e, 77, 1, 30) == [429]
+    run(talk())
+    m = prom_text.parse(gw.control("/metrics").text)
+    assert m.value("portico_tlv_bridge_refused_frames_total", reason="rate_limited") == 3
+    r = requests.post(rpc_url(gw), json={"id": 1, "cmd": HEARTBEAT, "from": 77})
+    assert r.status_code == 429 and r.json()["status"] == 429
+
+
+def test_rate_limit_and_commands_errors_name_the_field(tmp_path):
+    doc = bridge_config(1, rate_limit={"per_connection": {"rate": -1}},
+                        commands={"deny": ["nope"]})
+    code, out = validate(tmp_path, doc)
+    assert code != 0
+    assert "routes[0].plugins.tlv-bridge.rate_limit.per_connection.rate" in out
+    assert "routes[0].plugins.tlv-bridge.commands.deny[0]" in out

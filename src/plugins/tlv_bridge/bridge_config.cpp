@@ -2,12 +2,13 @@
 
 #include <algorithm>
 
+#include "plugins/limit/leaky_bucket.hpp"
 #include "stream/tlv_policy.hpp"
 
 namespace portico::plugins {
 
-TlvBridgeConfig parse_tlv_bridge_config(const config::json& conf, const std::string& path,
-                                        config::Errors& errors) {
+TlvBridgeConfig parse_tlv_bridge_config(const config::json& conf, const Scope& scope,
+                                        const std::string& path, config::Errors& errors) {
   TlvBridgeConfig c;
   config::ObjectReader r(conf, path, errors);
   c.proto_id = r.id("proto_id").value_or("");
@@ -46,6 +47,17 @@ TlvBridgeConfig parse_tlv_bridge_config(const config::json& conf, const std::str
   c.max_message = static_cast<size_t>(
       r.size_or("max_message", static_cast<int64_t>(c.max_message), 1024, 64ll * 1024 * 1024));
   c.send_proxy_protocol = r.boolean_or("send_proxy_protocol", false);
+  config::json policy = config::json::object();
+  for (const char* key : {"rate_limit", "commands"})
+    if (const config::json* v = r.raw(key)) policy[key] = *v;
+  if (!policy.empty()) {
+    auto route = std::make_shared<stream::CompiledStreamRoute>();
+    route->id = scope.key();
+    route->tlv = stream::parse_tlv_protocol(&policy, path, errors);
+    if (route->tlv->per_user.enabled())
+      route->user_buckets = bucket_table(scope.key() + "#tlv-bridge");
+    c.policy = std::move(route);
+  }
   c.http_rpc = r.boolean_or("http_rpc", c.http_rpc);
   c.rpc_timeout = r.duration_or("rpc_timeout", c.rpc_timeout, 0.001, 3600);
   r.finish();

@@ -3,10 +3,13 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "bridge/tlv_envelope.hpp"
 #include "config/field_reader.hpp"
+#include "plugins/plugin.hpp"
+#include "stream/stream_route.hpp"
 #include "stream/tlv_framing.hpp"
 
 namespace portico::plugins {
@@ -21,10 +24,14 @@ struct TlvBridgeConfig {
   bool send_proxy_protocol = false;      // PROXY v2 header with the client address first
   bool http_rpc = true;     // a POST of one envelope is answered with the backend's reply
   double rpc_timeout = 10;  // seconds an HTTP RPC waits for its reply: then 504
+  // `rate_limit` and `commands` as a tlv stream route has them (docs/streams.md), applied to
+  // every frame a client sends through the bridge; null when neither is configured. Per-user
+  // buckets are the route's own, kept across config changes.
+  std::shared_ptr<const stream::CompiledStreamRoute> policy;
 };
 
 // Reads the plugin's `conf`; errors name fields under `path`.
-TlvBridgeConfig parse_tlv_bridge_config(const config::json& conf, const std::string& path,
-                                        config::Errors& errors);
+TlvBridgeConfig parse_tlv_bridge_config(const config::json& conf, const Scope& scope,
+                                        const std::string& path, config::Errors& errors);
 
 }  // namespace portico::plugins

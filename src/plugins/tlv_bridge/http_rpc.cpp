@@ -9,6 +9,7 @@
 #include "core/worker.hpp"
 #include "plugins/context.hpp"
 #include "plugins/tlv_bridge/backend_link.hpp"
+#include "plugins/tlv_bridge/frame_policy.hpp"
 #include "plugins/tlv_bridge/websocket_session.hpp"
 
 namespace portico::plugins {
@@ -61,8 +62,23 @@ Task<> run_tlv_rpc(const TlvBridgeConfig& config, Takeover& io, Context& ctx) {
     co_return;
   }
   stream::TlvDecoder decoder(config.framing);
-  stream::TlvHeader request =
-      decoder.decode(std::string_view(frame).substr(header_bytes)).frame.header;
+  stream::TlvFrame request_frame =
+      decoder.decode(std::string_view(frame).substr(header_bytes)).frame;
+  stream::TlvHeader request = request_frame.header;
+  // The route's command and rate rules, as for frames of a session; an RPC has no connection
+  // of its own, so only the per-user rate applies across calls.
+  BucketState conn_bucket;
+  if (std::optional<FrameRefusal> refusal =
+          judge_bridge_frame(config, request_frame, conn_bucket)) {
+    int status = refusal->rate_limited ? 429 : 403;
+    if (refusal->reply)
+      ctx.respond(status, bridge::tlv_to_envelope(decoder.decode(refusal->answer).frame, types),
+                  kJson);
+    else
+      ctx.respond_error(status, refusal->rate_limited ? "tlv-bridge: rate limited"
+                                                      : "tlv-bridge: command not allowed");
+    co_return;
+  }
 
   Socket backend(io.worker.executor());
   Deadline deadline;

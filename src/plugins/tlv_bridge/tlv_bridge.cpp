@@ -73,11 +73,11 @@ class TlvBridge final : public Plugin {
   }
 };
 
-std::shared_ptr<const Plugin> create(const json& conf, const Scope&, const std::string& path,
+std::shared_ptr<const Plugin> create(const json& conf, const Scope& scope, const std::string& path,
                                      Errors& errors) {
   size_t before = errors.size();
   auto p = std::make_shared<TlvBridge>();
-  p->config = parse_tlv_bridge_config(conf, path, errors);
+  p->config = parse_tlv_bridge_config(conf, scope, path, errors);
   if (errors.size() != before) return nullptr;
   return p;
 }

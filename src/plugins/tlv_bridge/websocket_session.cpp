@@ -3,6 +3,7 @@
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/write.hpp>
 #include <chrono>
+#include <vector>
 
 #include "bridge/websocket_frames.hpp"
 #include "core/deadline.hpp"
@@ -12,6 +13,7 @@
 #include "core/worker.hpp"
 #include "plugins/context.hpp"
 #include "plugins/tlv_bridge/backend_link.hpp"
+#include "plugins/tlv_bridge/frame_policy.hpp"
 
 namespace portico::plugins {
 namespace {
@@ -235,18 +237,19 @@ class Session {
     client_binary_ = kind == WsOpcode::Binary;
     if (kind == WsOpcode::Text) {
       bridge::EnvelopeError error;
-      if (bridge::envelope_to_tlv(message, config_.framing, types_, to_backend_, error)) {
-        counters().frames_up.fetch_add(1, std::memory_order_relaxed);
+      frame_.clear();
+      if (bridge::envelope_to_tlv(message, config_.framing, types_, frame_, error)) {
+        pass_or_refuse(decoder_.decode(frame_).frame);
       } else {
         counters().refused.fetch_add(1, std::memory_order_relaxed);
         send_client(WsOpcode::Text, bridge::error_envelope(error, config_.error_status));
       }
+      trim(frame_);
       return true;
     }
-    // Binary: raw frames, forwarded only when every one is whole and valid.
-    stream::Bytes rest = stream::as_bytes(message);
-    uint64_t frames = 0;
-    while (!rest.empty()) {
+    // Binary: raw frames, none forwarded unless every one is whole and valid.
+    frames_.clear();
+    for (stream::Bytes rest = stream::as_bytes(message); !rest.empty();) {
       stream::TlvDecodeResult r = decoder_.decode(rest);
       if (!r.ok()) {
         counters().bad_client_frames.fetch_add(1, std::memory_order_relaxed);
@@ -256,12 +259,29 @@ class Session {
         fail(bridge::kWsCloseInvalidPayload, why);
         return false;
       }
+      frames_.push_back(r.frame);
       rest = rest.subspan(r.frame.bytes.size());
-      ++frames;
     }
-    to_backend_.append(message);
-    counters().frames_up.fetch_add(frames, std::memory_order_relaxed);
+    for (const stream::TlvFrame& frame : frames_) pass_or_refuse(frame);
     return true;
+  }
+
+  // A whole, valid frame from the client: to the backend, or answered here when the route's
+  // command or rate rules refuse it.
+  void pass_or_refuse(const stream::TlvFrame& frame) {
+    std::optional<FrameRefusal> refusal = judge_bridge_frame(config_, frame, conn_bucket_);
+    if (!refusal) {
+      to_backend_.append(stream::as_chars(frame.bytes));
+      counters().frames_up.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    if (!refusal->reply) return;
+    if (client_binary_) {
+      send_client(WsOpcode::Binary, refusal->answer);
+    } else {
+      stream::TlvFrame answer = decoder_.decode(refusal->answer).frame;
+      send_client(WsOpcode::Text, bridge::tlv_to_envelope(answer, types_));
+    }
   }
 
   // ---- backend -> client ------------------------------------------------------------------
@@ -409,7 +429,10 @@ class Session {
   std::string message_;  // a fragmented client message so far
   WsOpcode message_kind_ = WsOpcode::Text;
   Deadline client_read_, client_write_, backend_io_;
-  Deadline drain_watch_;  // in the worker's idle_waits: fired (cancelling reads) on drain
+  Deadline drain_watch_;     // in the worker's idle_waits: fired (cancelling reads) on drain
+  BucketState conn_bucket_;  // per-connection rate limit (config.rate_limit)
+  std::string frame_;        // a text message's frame before it is judged
+  std::vector<stream::TlvFrame> frames_;  // a binary message's frames, checked before any goes
   Timer drained_;
   bool in_message_ = false;
   bool client_binary_ = false;  // the client's last message was binary: answer in raw frames

@@ -25,6 +25,8 @@ struct TlvBridgeCounters {
   std::atomic<uint64_t> connect_failures{0};    // no backend node accepted the connection
   std::atomic<uint64_t> rpc_replies{0};         // HTTP RPCs answered with the backend's reply
   std::atomic<uint64_t> rpc_timeouts{0};        // HTTP RPCs without a reply in rpc_timeout
+  std::atomic<uint64_t> rate_limited{0};        // frames refused by rate_limit
+  std::atomic<uint64_t> command_denied{0};      // frames refused by commands
 };
 TlvBridgeCounters& tlv_bridge_counters();
 
