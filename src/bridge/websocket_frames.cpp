@@ -96,4 +96,19 @@ bool valid_ws_key(std::string_view client_key) {
   return decoded && decoded->size() == 16;
 }
 
+std::string choose_ws_subprotocol(std::string_view offered,
+                                  const std::vector<std::string>& supported) {
+  while (!offered.empty()) {
+    size_t comma = offered.find(',');
+    std::string_view token = offered.substr(0, comma);
+    offered = comma == std::string_view::npos ? std::string_view() : offered.substr(comma + 1);
+    while (!token.empty() && (token.front() == ' ' || token.front() == '\t'))
+      token.remove_prefix(1);
+    while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.remove_suffix(1);
+    for (const std::string& s : supported)
+      if (!token.empty() && token == s) return s;
+  }
+  return {};
+}
+
 }  // namespace portico::bridge

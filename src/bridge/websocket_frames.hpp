@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace portico::bridge {
 
@@ -64,5 +65,10 @@ std::string ws_close_payload(uint16_t code, std::string_view reason);
 std::string ws_accept_key(std::string_view client_key);
 // A Sec-WebSocket-Key is base64 of 16 bytes.
 bool valid_ws_key(std::string_view client_key);
+
+// The subprotocol to answer with: the first one the client offers (a Sec-WebSocket-Protocol
+// list, in its order of preference) that is `supported`; empty when none.
+std::string choose_ws_subprotocol(std::string_view offered,
+                                  const std::vector<std::string>& supported);
 
 }  // namespace portico::bridge

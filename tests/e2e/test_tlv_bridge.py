@@ -816,3 +816,23 @@ def test_rate_limit_and_commands_errors_name_the_field(tmp_path):
     assert code != 0
     assert "routes[0].plugins.tlv-bridge.rate_limit.per_connection.rate" in out
     assert "routes[0].plugins.tlv-bridge.commands.deny[0]" in out
+
+
+def test_allow_origins_and_subprotocols(gateway, backends):
+    b = backends("demo1")
+    gw = gateway(bridge_config(b.port, allow_origins=["https://web.example.com"],
+                               subprotocols=["tlv.json"]))
+
+    async def talk():
+        with pytest.raises(InvalidStatusCode) as refused:
+            await websockets.connect(ws_url(gw), origin="https://evil.example.net")
+        assert refused.value.status_code == 403
+        with pytest.raises(InvalidStatusCode):
+            await websockets.connect(ws_url(gw))  # no Origin at all: not a listed page
+        async with websockets.connect(ws_url(gw), origin="https://web.example.com",
+                                      subprotocols=["chat", "tlv.json"]) as ws:
+            assert ws.subprotocol == "tlv.json"
+            assert (await login(ws, 1))["data"]["result"] == "OK"
+        async with websockets.connect(ws_url(gw), origin="https://web.example.com") as ws:
+            assert ws.subprotocol is None
+    run(talk())

@@ -47,6 +47,8 @@ TlvBridgeConfig parse_tlv_bridge_config(const config::json& conf, const Scope& s
   c.max_message = static_cast<size_t>(
       r.size_or("max_message", static_cast<int64_t>(c.max_message), 1024, 64ll * 1024 * 1024));
   c.send_proxy_protocol = r.boolean_or("send_proxy_protocol", false);
+  c.allow_origins = r.string_list("allow_origins");
+  c.subprotocols = r.string_list("subprotocols");
   config::json policy = config::json::object();
   for (const char* key : {"rate_limit", "commands"})
     if (const config::json* v = r.raw(key)) policy[key] = *v;

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "bridge/tlv_envelope.hpp"
 #include "config/field_reader.hpp"
@@ -28,6 +29,12 @@ struct TlvBridgeConfig {
   // every frame a client sends through the bridge; null when neither is configured. Per-user
   // buckets are the route's own, kept across config changes.
   std::shared_ptr<const stream::CompiledStreamRoute> policy;
+  // WebSocket handshakes from pages of other origins are refused (403) when this is not empty:
+  // a browser sends the user's cookies with any page's WebSocket (cross-site hijacking).
+  std::vector<std::string> allow_origins;
+  // Subprotocols the bridge speaks: the first the client offers is chosen (browsers fail a
+  // handshake that offered some and got none back).
+  std::vector<std::string> subprotocols;
 };
 
 // Reads the plugin's `conf`; errors name fields under `path`.

@@ -3,6 +3,8 @@
 // (TLV.md). The gateway terminates the WebSocket and holds one TCP connection to a backend per
 // session: text messages are JSON envelopes converted with the message types of a `protos`
 // object, binary messages raw TLV frames. Pushes from the backend reach the browser as they come.
+#include <algorithm>
+
 #include "bridge/websocket_frames.hpp"
 #include "plugins/context.hpp"
 #include "plugins/plugin.hpp"
@@ -42,6 +44,12 @@ class TlvBridge final : public Plugin {
     }
     if (!bridge::valid_ws_key(ctx.header("Sec-WebSocket-Key"))) {
       ctx.respond_error(400, "tlv-bridge: Sec-WebSocket-Key must be base64 of 16 bytes");
+      return Step::Respond;
+    }
+    if (!config.allow_origins.empty() &&
+        std::find(config.allow_origins.begin(), config.allow_origins.end(), ctx.header("Origin")) ==
+            config.allow_origins.end()) {
+      ctx.respond_error(403, "tlv-bridge: origin not allowed");
       return Step::Respond;
     }
     ctx.takeover = this;

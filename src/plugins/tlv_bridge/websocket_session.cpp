@@ -60,10 +60,14 @@ class Session {
       co_return false;
     }
     if (config_.send_proxy_protocol) to_backend_ = proxy_header_for(ctx, io_.client);
+    std::string protocol =
+        bridge::choose_ws_subprotocol(ctx.header("Sec-WebSocket-Protocol"), config_.subprotocols);
     pending_ =
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         "Sec-WebSocket-Accept: " +
-        bridge::ws_accept_key(key) + "\r\n\r\n";
+        bridge::ws_accept_key(key) + "\r\n";
+    if (!protocol.empty()) pending_ += "Sec-WebSocket-Protocol: " + protocol + "\r\n";
+    pending_ += "\r\n";
     co_await flush_client();
     io_.answered(101);
     if (client_broken_) co_return true;

@@ -120,5 +120,15 @@ TEST(WebSocketFrames, ClosePayloadCarriesTheCodeAndACutReason) {
   EXPECT_EQ(ws_close_payload(1000, std::string(300, 'r')).size(), 125u);
 }
 
+TEST(WebSocketFrames, SubprotocolIsTheClientsFirstSupportedChoice) {
+  std::vector<std::string> supported{"tlv.json", "tlv.binary"};
+  EXPECT_EQ(choose_ws_subprotocol("chat, tlv.binary ,tlv.json", supported), "tlv.binary");
+  EXPECT_EQ(choose_ws_subprotocol("tlv.json", supported), "tlv.json");
+  EXPECT_EQ(choose_ws_subprotocol("chat", supported), "");
+  EXPECT_EQ(choose_ws_subprotocol("", supported), "");
+  EXPECT_EQ(choose_ws_subprotocol("tlv.json", {}), "");
+  EXPECT_EQ(choose_ws_subprotocol(" , ,tlv", supported), "");
+}
+
 }  // namespace
 }  // namespace portico::bridge
