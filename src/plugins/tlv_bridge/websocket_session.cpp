@@ -112,9 +112,23 @@ class Session {
     while (true) {
       bool go_on = take_client_frames();
       // Messages read together with a close frame still reach the backend.
-      if (!to_backend_.empty() && !co_await write_backend()) {
-        fail(bridge::kWsCloseGoingAway, "the backend connection failed");
-        co_return;
+      if (!to_backend_.empty()) {
+        size_t done = 0;
+        error_code ec = send_now(backend_, to_backend_, done);
+        if (!ec && done < to_backend_.size()) {  // the backend is slow: wait for it
+          backend_io_.arm(io_.upstream.spec().send_timeout, &backend_);
+          auto [wec, n] = co_await asio::async_write(
+              backend_, asio::buffer(to_backend_.data() + done, to_backend_.size() - done),
+              await_ec);
+          backend_io_.disarm();
+          ec = wec;
+        }
+        to_backend_.clear();
+        trim(to_backend_);
+        if (ec) {
+          fail(bridge::kWsCloseGoingAway, "the backend connection failed");
+          co_return;
+        }
       }
       if (!go_on || closing_ || client_broken_) co_return;
       co_await flush_client();
@@ -147,13 +161,14 @@ class Session {
     }
   }
 
-  Task<bool> write_backend() {
-    backend_io_.arm(io_.upstream.spec().send_timeout, &backend_);
-    auto [ec, n] = co_await asio::async_write(backend_, asio::buffer(to_backend_), await_ec);
-    backend_io_.disarm();
-    to_backend_.clear();
-    trim(to_backend_);
-    co_return !ec;
+  // One non-blocking send of what the socket takes now (most writes fit its buffer): no
+  // asynchronous operation and no suspension in the common case. `done` grows by what was sent;
+  // would-block is not an error.
+  static error_code send_now(Socket& socket, const std::string& data, size_t& done) {
+    error_code ec;
+    done += socket.write_some(asio::buffer(data.data() + done, data.size() - done), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) ec = {};
+    return ec;
   }
 
   // Handles every whole frame in the client buffer. False when the session must end.
@@ -364,6 +379,13 @@ class Session {
     while (!pending_.empty() && !client_broken_) {
       sending_.swap(pending_);
       size_t done = 0;
+      error_code first = send_now(io_.client, sending_, done);
+      if (first) {
+        client_broken_ = true;
+        pending_.clear();
+        error_code ignored;
+        io_.client.close(ignored);
+      }
       while (done < sending_.size() && !client_broken_) {
         client_write_.arm(io_.send_timeout, &io_.client);
         auto [ec, n] = co_await asio::async_write(
