@@ -88,9 +88,9 @@ bool EtcdSource::apply_put(ObjectStore& store, const EtcdKv& kv, const ObjectSto
   std::string id;
   if (!split_key(kv.key, settings_.prefix, kind, id)) return false;
   Errors errors;
-  json value = json_too_deep(kv.value, kMaxConfigJsonDepth) ? json(nullptr)
-                                                            : json::parse(kv.value, nullptr, false);
-  if (value.is_null()) {
+  const bool too_deep = json_too_deep(kv.value, kMaxConfigJsonDepth);
+  json value = too_deep ? json() : json::parse(kv.value, nullptr, false);
+  if (too_deep) {
     errors.add(kv.key, "is nested deeper than " + std::to_string(kMaxConfigJsonDepth) + " levels");
   } else if (value.is_discarded()) {
     errors.add(kv.key, "is not valid JSON");

@@ -75,10 +75,24 @@ ExchangeLease::~ExchangeLease() {
   if (t_free_exchanges.size() < kMaxFreeExchanges) t_free_exchanges.push_back(std::move(ex_));
 }
 
-SessionPins pin_session(const config::Snapshot& snapshot, const config::CompiledRoute& route,
-                        const plugins::Context& ctx) {
-  return {route.plugins, snapshot.global_plugins,
-          ctx.consumer ? snapshot.consumers.share(ctx.consumer) : nullptr};
+void pin_session(SessionPins& pins, const config::Snapshot& snapshot,
+                 const config::CompiledRoute& route, const char* head_base, Exchange& x) {
+  plugins::Context& ctx = x.ctx;
+  pins.head.assign(head_base, x.req.head_size);
+  const char* path = ctx.path.data();
+  bool path_in_head = path >= head_base && path < head_base + x.req.head_size;
+  size_t path_offset = path_in_head ? static_cast<size_t>(path - head_base) : 0;
+  // It parsed before; the limits only need to let the same bytes through again.
+  parse_request(pins.head, RequestLimits{SIZE_MAX, SIZE_MAX, SIZE_MAX}, x.req);
+  if (path_in_head) ctx.path = std::string_view(pins.head).substr(path_offset, ctx.path.size());
+  pins.route_plugins = route.plugins;
+  pins.global_plugins = snapshot.global_plugins;
+  pins.consumer = ctx.consumer ? snapshot.consumers.share(ctx.consumer) : nullptr;
+  pins.route_id = route.id;
+  pins.service_id = route.service_id;
+  if (ctx.route_id) ctx.route_id = &pins.route_id;
+  if (ctx.service_id) ctx.service_id = &pins.service_id;
+  ctx.consumers = nullptr;
 }
 
 }  // namespace portico::http

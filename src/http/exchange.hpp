@@ -82,14 +82,21 @@ int64_t now_us();
 
 // What a long-lived exchange (a WebSocket relay, a plugin's session) keeps of the config it was
 // routed with once it lets go of the snapshot: the plugin instances whose log phase runs when it
-// ends (limit-conn counts a session until then, as nginx's log phase does) and the consumer
-// they may name.
+// ends (limit-conn counts a session until then, as nginx's log phase does), the consumer they
+// may name, and the ids the context points to. Pinned in place: ctx points into it.
 struct SessionPins {
   std::shared_ptr<const plugins::Chain> route_plugins;
   std::shared_ptr<const plugins::Chain> global_plugins;
   std::shared_ptr<const plugins::Consumer> consumer;
+  std::string route_id;
+  std::string service_id;
+  std::string head;  // the request head: the connection's buffer is reused by the session
 };
-SessionPins pin_session(const config::Snapshot& snapshot, const config::CompiledRoute& route,
-                        const plugins::Context& ctx);
+// Fills `pins` from the snapshot and points the exchange at its copies: ctx's route_id and
+// service_id, and the request head (x.req and ctx.path are parsed again from the copy of the
+// `head_size` bytes at `head_base`, which must still hold them). ctx's consumer table, which
+// lives in the snapshot, is cleared (only authentication uses it).
+void pin_session(SessionPins& pins, const config::Snapshot& snapshot,
+                 const config::CompiledRoute& route, const char* head_base, Exchange& x);
 
 }  // namespace portico::http

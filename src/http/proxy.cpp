@@ -296,6 +296,7 @@ Task<bool> take_over_request(ClientConnection& c, Exchange& x, const config::Com
   const bool whole = body_bytes == static_cast<size_t>(std::max<int64_t>(x.req.content_length, 0));
   if (!whole || x.req.chunked)  // the plugin's body_limit() refused such requests in access
     co_return co_await respond_error(c, x, 413, "request body too large", false, limits);
+  const char* head_base = c.in.data();  // intact until the session reads (pin_session)
   std::string_view body(c.in.data() + x.req.head_size, body_bytes);
   c.in.consume(x.req.head_size + body_bytes);
   // An upgraded session lets go of the snapshot: what it still uses is held here instead (the
@@ -314,7 +315,7 @@ Task<bool> take_over_request(ClientConnection& c, Exchange& x, const config::Com
                          x.status = status;
                          record_exchange(c, x, /*log_phase=*/false);
                          upgraded = true;
-                         pins = pin_session(*snapshot, route, x.ctx);
+                         pin_session(pins, *snapshot, route, head_base, x);
                          x.route_id = nullptr;
                          snapshot.reset();  // `route`, `limits`, io.protos are gone from here on
                        }};

@@ -56,6 +56,7 @@ Task<bool> relay_websocket(ClientConnection& c, Exchange& x, UpstreamSide& up,
     co_return false;
   x.bytes_out += x.response_head.size() + ub.size();
   ub.clear();
+  const char* head_base = c.in.data();  // intact until the pumps read (pin_session)
   c.in.consume(x.req.head_size);
   if (!c.in.empty()) {  // frames the client sent right behind its handshake
     auto early = asio::buffer(c.in.view());
@@ -69,7 +70,8 @@ Task<bool> relay_websocket(ClientConnection& c, Exchange& x, UpstreamSide& up,
   // so limit-conn counts the relay until then (as nginx's log phase does).
   record_exchange(c, x, /*log_phase=*/false);
   const double idle_timeout = limits.websocket_idle_timeout;
-  SessionPins pins = pin_session(*snapshot, route, x.ctx);
+  SessionPins pins;
+  pin_session(pins, *snapshot, route, head_base, x);
   x.route_id = nullptr;
   snapshot.reset();  // `route` and `limits` are gone from here on
   Deadline idle;

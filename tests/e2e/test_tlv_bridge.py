@@ -827,12 +827,55 @@ def test_allow_origins_and_subprotocols(gateway, backends):
         with pytest.raises(InvalidStatusCode) as refused:
             await websockets.connect(ws_url(gw), origin="https://evil.example.net")
         assert refused.value.status_code == 403
-        with pytest.raises(InvalidStatusCode):
-            await websockets.connect(ws_url(gw))  # no Origin at all: not a listed page
+        async with websockets.connect(ws_url(gw)) as ws:  # no Origin: not a browser, allowed
+            assert (await login(ws, 2))["data"]["result"] == "OK"
         async with websockets.connect(ws_url(gw), origin="https://web.example.com",
                                       subprotocols=["chat", "tlv.json"]) as ws:
             assert ws.subprotocol == "tlv.json"
             assert (await login(ws, 1))["data"]["result"] == "OK"
         async with websockets.connect(ws_url(gw), origin="https://web.example.com") as ws:
             assert ws.subprotocol is None
+    run(talk())
+
+    r = requests.post(rpc_url(gw), json={"id": 1, "cmd": HEARTBEAT},
+                      headers={"Origin": "https://evil.example.net"})
+    assert r.status_code == 403  # a page of another origin cannot post commands either
+    r = requests.post(rpc_url(gw), json={"id": 1, "cmd": HEARTBEAT},
+                      headers={"Origin": "https://web.example.com"})
+    assert r.status_code == 200
+
+
+def test_rpc_per_connection_rate_applies_per_client_address(gateway, backends):
+    b = backends("demo1")
+    gw = gateway(bridge_config(b.port, rate_limit={"per_connection": {"rate": 1, "burst": 0}}))
+    statuses = [requests.post(rpc_url(gw), json={"id": i, "cmd": HEARTBEAT}).status_code
+                for i in range(3)]
+    assert statuses == [200, 429, 429]
+
+
+def test_limit_conn_keyed_by_a_header_is_released_after_big_messages(gateway, backends):
+    """The log phase at the end of a session reads the request's key again: the session has
+    reused the connection's buffer by then, so the head must have been kept aside."""
+    b = backends("demo1")
+    config = bridge_config(b.port)
+    config["routes"][0]["plugins"]["limit-conn"] = {
+        "conn": 1, "burst": 0, "default_conn_delay": 0.1, "key": "http_x_user"}
+    gw = gateway(config)
+    headers = {"X-User": "alice"}
+
+    async def session():
+        async with websockets.connect(ws_url(gw), extra_headers=headers, max_size=None) as ws:
+            await send_json(ws, {"id": 1, "cmd": HEARTBEAT,
+                                 "data": {"server": "x" * 100000, "sent_at": 1}})
+            assert (await recv_json(ws))["cmd"] == HEARTBEAT_REPLY
+
+    async def talk():
+        await session()
+        for _ in range(50):  # the slot comes back once the gateway has seen the close
+            try:
+                return await session()
+            except InvalidStatusCode as e:
+                assert e.status_code == 503
+                await asyncio.sleep(0.1)
+        raise AssertionError("alice's slot was never released")
     run(talk())

@@ -144,3 +144,28 @@ def test_chunked_download_is_streamed(gateway, upstream):
         for chunk in r.iter_content(1 << 20):
             got += len(chunk)
     assert got == size
+
+
+def test_websocket_relay_limit_conn_by_header_is_released_after_big_frames(gateway, upstream):
+    up = upstream()
+    r = route("/ws", [(up.port,)], enable_websocket=True)
+    r["plugins"] = {"limit-conn": {"conn": 1, "burst": 0, "default_conn_delay": 0.1,
+                                   "key": "http_x_user"}}
+    gw = gateway({"routes": [r]})
+
+    async def relay():
+        async with websockets.connect(f"ws://127.0.0.1:{gw.port}/ws",
+                                      extra_headers={"X-User": "bob"}) as ws:
+            await ws.send("y" * 30000)  # overwrites the request head in the client buffer
+            assert len(await ws.recv()) == 30000
+
+    async def talk():
+        await relay()
+        for _ in range(50):
+            try:
+                return await relay()
+            except websockets.InvalidStatusCode as e:
+                assert e.status_code == 503
+                await asyncio.sleep(0.1)
+        raise AssertionError("bob's slot was never released")
+    asyncio.run(talk())

@@ -58,6 +58,8 @@ TlvBridgeConfig parse_tlv_bridge_config(const config::json& conf, const Scope& s
     route->tlv = stream::parse_tlv_protocol(&policy, path, errors);
     if (route->tlv->per_user.enabled())
       route->user_buckets = bucket_table(scope.key() + "#tlv-bridge");
+    if (route->tlv->per_connection.enabled())
+      c.rpc_client_buckets = bucket_table(scope.key() + "#tlv-bridge-rpc");
     c.policy = std::move(route);
   }
   c.http_rpc = r.boolean_or("http_rpc", c.http_rpc);

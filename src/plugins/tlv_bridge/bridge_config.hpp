@@ -9,6 +9,7 @@
 
 #include "bridge/tlv_envelope.hpp"
 #include "config/field_reader.hpp"
+#include "plugins/limit/leaky_bucket.hpp"
 #include "plugins/plugin.hpp"
 #include "stream/stream_route.hpp"
 #include "stream/tlv_framing.hpp"
@@ -29,6 +30,9 @@ struct TlvBridgeConfig {
   // every frame a client sends through the bridge; null when neither is configured. Per-user
   // buckets are the route's own, kept across config changes.
   std::shared_ptr<const stream::CompiledStreamRoute> policy;
+  // HTTP RPCs have no connection of their own: rate_limit.per_connection applies to them per
+  // client address instead (kept across config changes like per-user buckets).
+  std::shared_ptr<LeakyBucketTable> rpc_client_buckets;
   // WebSocket handshakes from pages of other origins are refused (403) when this is not empty:
   // a browser sends the user's cookies with any page's WebSocket (cross-site hijacking).
   std::vector<std::string> allow_origins;

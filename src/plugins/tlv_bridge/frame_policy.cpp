@@ -22,4 +22,15 @@ std::optional<FrameRefusal> judge_bridge_frame(const TlvBridgeConfig& config,
   return refusal;
 }
 
+FrameRefusal refuse_rate(const TlvBridgeConfig& config, const stream::TlvFrame& frame) {
+  const stream::Refusal& how = config.policy->tlv->rate_refusal;
+  FrameRefusal refusal;
+  refusal.reply = how.reply;
+  refusal.rate_limited = true;
+  tlv_bridge_counters().rate_limited.fetch_add(1, std::memory_order_relaxed);
+  if (refusal.reply)
+    stream::append_tlv_reply(config.framing, frame, how.status, {}, refusal.answer);
+  return refusal;
+}
+
 }  // namespace portico::plugins

@@ -24,4 +24,8 @@ std::optional<FrameRefusal> judge_bridge_frame(const TlvBridgeConfig& config,
                                                const stream::TlvFrame& frame,
                                                BucketState& conn_bucket);
 
+// The refusal of a frame over a rate limit judged elsewhere (HTTP RPC's per-address bucket),
+// as config.rate_limit says to refuse (counted).
+FrameRefusal refuse_rate(const TlvBridgeConfig& config, const stream::TlvFrame& frame);
+
 }  // namespace portico::plugins

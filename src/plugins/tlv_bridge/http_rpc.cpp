@@ -67,9 +67,16 @@ Task<> run_tlv_rpc(const TlvBridgeConfig& config, Takeover& io, Context& ctx) {
   stream::TlvHeader request = request_frame.header;
   // The route's command and rate rules, as for frames of a session; an RPC has no connection
   // of its own, so only the per-user rate applies across calls.
-  BucketState conn_bucket;
-  if (std::optional<FrameRefusal> refusal =
-          judge_bridge_frame(config, request_frame, conn_bucket)) {
+  BucketState conn_bucket;  // fresh: per_connection is judged per client address just below
+  std::optional<FrameRefusal> refusal = judge_bridge_frame(config, request_frame, conn_bucket);
+  if (!refusal && config.rpc_client_buckets) {
+    const stream::FrameRate& rate = config.policy->tlv->per_connection;
+    if (config.rpc_client_buckets
+            ->take(ctx.client_ip, rate.rate_milli, rate.burst_milli, steady_now_ms())
+            .rejected)
+      refusal = refuse_rate(config, request_frame);
+  }
+  if (refusal) {
     int status = refusal->rate_limited ? 429 : 403;
     if (refusal->reply)
       ctx.respond(status, bridge::tlv_to_envelope(decoder.decode(refusal->answer).frame, types),

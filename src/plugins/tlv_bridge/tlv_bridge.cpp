@@ -18,6 +18,16 @@ class TlvBridge final : public Plugin {
  public:
   TlvBridgeConfig config;
 
+  // A browser names the page that opened a WebSocket or sent a POST; with allow_origins set, a
+  // page of another origin is refused (it would ride the user's cookies). Clients that are not
+  // browsers send no Origin and are not affected.
+  bool origin_allowed(const Context& ctx) const {
+    std::string_view origin = ctx.header("Origin");
+    return config.allow_origins.empty() || origin.empty() ||
+           std::find(config.allow_origins.begin(), config.allow_origins.end(), origin) !=
+               config.allow_origins.end();
+  }
+
   Step access(Context& ctx) const override {
     if (!ctx.req->upgrade_websocket) {
       if (!config.http_rpc || ctx.req->method != "POST") {
@@ -25,6 +35,10 @@ class TlvBridge final : public Plugin {
                                                  "POST of one JSON envelope"
                                                : "tlv-bridge: this route takes WebSocket "
                                                  "connections (Upgrade: websocket)");
+        return Step::Respond;
+      }
+      if (!origin_allowed(ctx)) {
+        ctx.respond_error(403, "tlv-bridge: origin not allowed");
         return Step::Respond;
       }
       if (ctx.req->content_length > static_cast<int64_t>(config.max_message)) {
@@ -46,9 +60,7 @@ class TlvBridge final : public Plugin {
       ctx.respond_error(400, "tlv-bridge: Sec-WebSocket-Key must be base64 of 16 bytes");
       return Step::Respond;
     }
-    if (!config.allow_origins.empty() &&
-        std::find(config.allow_origins.begin(), config.allow_origins.end(), ctx.header("Origin")) ==
-            config.allow_origins.end()) {
+    if (!origin_allowed(ctx)) {
       ctx.respond_error(403, "tlv-bridge: origin not allowed");
       return Step::Respond;
     }

@@ -97,14 +97,24 @@ class Session {
   Task<> client_loop() {
     try {
       co_await read_client();
+      closing_ = true;
+      co_await flush_all();
     } catch (const std::exception& e) {
-      log::error(std::string("tlv-bridge: session failed: ") + e.what());
-      fail(bridge::kWsCloseInternalError, "internal error");
+      failed(e);
     }
-    closing_ = true;
-    co_await flush_all();
     error_code ignored;
     backend_.close(ignored);  // ends backend_loop
+  }
+
+  // An exception in a loop (bad_alloc): the session ends without waiting on anything.
+  void failed(const std::exception& e) {
+    log::error(std::string("tlv-bridge: session failed: ") + e.what());
+    closing_ = true;
+    client_broken_ = true;
+    writing_ = false;
+    drained_.cancel();
+    error_code ignored;
+    io_.client.close(ignored);
   }
 
   Task<> read_client() {
@@ -308,13 +318,12 @@ class Session {
   Task<> backend_loop() {
     try {
       co_await read_backend();
+      if (!closing_) fail(bridge::kWsCloseGoingAway, "the backend closed the connection");
+      closing_ = true;
+      co_await flush_all();  // the last frames and the close frame go out before anything ends
     } catch (const std::exception& e) {
-      log::error(std::string("tlv-bridge: session failed: ") + e.what());
-      fail(bridge::kWsCloseInternalError, "internal error");
+      failed(e);
     }
-    if (!closing_) fail(bridge::kWsCloseGoingAway, "the backend closed the connection");
-    closing_ = true;
-    co_await flush_all();  // the last frames and the close frame go out before anything ends
     error_code ignored;
     io_.client.cancel(ignored);  // ends client_loop's read; run() lingers, then closes
   }
@@ -322,6 +331,10 @@ class Session {
   Task<> read_backend() {
     IoBuffer& b = backend_in_;
     while (!closing_) {
+      if (b.empty() && b.capacity() > BufferPool::kBufferSize) {  // after one big frame
+        io_.worker.buffers().release(b);
+        b = io_.worker.buffers().acquire();
+      }
       if (b.writable() == 0) b.compact();
       auto [ec, n] =
           co_await async_read_edge(backend_, asio::buffer(b.write_ptr(), b.writable()), await_ec);
