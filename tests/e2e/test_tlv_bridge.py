@@ -879,3 +879,18 @@ def test_limit_conn_keyed_by_a_header_is_released_after_big_messages(gateway, ba
                 await asyncio.sleep(0.1)
         raise AssertionError("alice's slot was never released")
     run(talk())
+
+
+def test_rpc_timeouts_count_against_the_node_for_passive_checks(gateway, backends, upstream):
+    """A node that accepts connections but never replies is ejected like any failing node:
+    after its first timeout the RPCs go to the node that answers."""
+    b = backends("demo1")
+    silent = upstream(name="silent")
+    silent.hang = True
+    config = bridge_config(b.port, rpc_timeout="0.3s")
+    config["routes"][0]["upstream"] = inline_upstream(
+        silent.port, b.port, checks={"passive": {"unhealthy": {"timeouts": 1}}})
+    gw = gateway(config)
+    statuses = [requests.post(rpc_url(gw), json={"id": i, "cmd": HEARTBEAT}).status_code
+                for i in range(8)]
+    assert statuses.count(504) == 1 and statuses.count(200) == 7, statuses

@@ -17,7 +17,7 @@ int64_t steady_us() {
 
 }  // namespace
 
-Task<bool> connect_tlv_backend(Takeover& io, Socket& backend, Deadline& deadline) {
+Task<int> connect_tlv_backend(Takeover& io, Socket& backend, Deadline& deadline) {
   const upstream::UpstreamTarget& target = io.upstream;
   upstream::TriedNodes tried;
   for (int attempt = 0; attempt < target.max_attempts(); ++attempt) {
@@ -36,7 +36,7 @@ Task<bool> connect_tlv_backend(Takeover& io, Socket& backend, Deadline& deadline
       // Sessions may idle for long: a backend host that dies silently is noticed by the kernel.
       backend.set_option(asio::socket_base::keep_alive(true), ec);
       backend.non_blocking(true, ec);
-      co_return true;
+      co_return node;
     }
     auto outcome = deadline.fired() ? upstream::Outcome::Timeout : upstream::Outcome::TcpFailure;
     target.report(node, outcome, 0);
@@ -44,7 +44,7 @@ Task<bool> connect_tlv_backend(Takeover& io, Socket& backend, Deadline& deadline
     error_code ignored;
     backend.close(ignored);
   }
-  co_return false;
+  co_return upstream::UpstreamTarget::kNone;
 }
 
 std::string proxy_header_for(const Context& ctx, const Socket& client) {

@@ -13,8 +13,9 @@
 namespace portico::plugins {
 
 // Connects `backend` (a closed socket of the worker's executor). `deadline` must be in the
-// worker's deadline list. False when no node accepted a connection.
-Task<bool> connect_tlv_backend(Takeover& io, Socket& backend, Deadline& deadline);
+// worker's deadline list. Returns the node's index in the upstream, or
+// upstream::UpstreamTarget::kNone (-1) when no node accepted a connection.
+Task<int> connect_tlv_backend(Takeover& io, Socket& backend, Deadline& deadline);
 
 // The PROXY v2 header that tells the backend who the client is (ctx's address, after real-ip).
 std::string proxy_header_for(const Context& ctx, const Socket& client);

@@ -11,6 +11,7 @@
 #include "plugins/tlv_bridge/backend_link.hpp"
 #include "plugins/tlv_bridge/frame_policy.hpp"
 #include "plugins/tlv_bridge/websocket_session.hpp"
+#include "upstream/upstream_target.hpp"
 
 namespace portico::plugins {
 namespace {
@@ -21,6 +22,11 @@ constexpr const char* kJson = "application/json";
 // (pushes to this connection) are skipped. Null on EOF, error, timeout or a corrupt frame.
 Task<bool> await_reply(Socket& backend, IoBuffer& buf, const stream::TlvDecoder& decoder,
                        const stream::TlvHeader& request, stream::TlvFrame& reply) {
+  // cmd + 1 as the header's cmd field holds it (0xFFFF + 1 wraps to 0 in two bytes).
+  const stream::TlvField& field = decoder.framing().cmd;
+  const uint32_t reply_cmd = field.width >= 4
+                                 ? request.cmd + 1
+                                 : (request.cmd + 1) & ((uint32_t{1} << (8 * field.width)) - 1);
   while (true) {
     while (true) {
       stream::TlvDecodeResult r = decoder.decode(buf.view());
@@ -32,7 +38,7 @@ Task<bool> await_reply(Socket& backend, IoBuffer& buf, const stream::TlvDecoder&
         }
         break;
       }
-      if (r.frame.header.seq == request.seq && r.frame.header.cmd == request.cmd + 1) {
+      if (r.frame.header.seq == request.seq && r.frame.header.cmd == reply_cmd) {
         reply = r.frame;  // points into buf, which is not touched again
         co_return true;
       }
@@ -90,7 +96,8 @@ Task<> run_tlv_rpc(const TlvBridgeConfig& config, Takeover& io, Context& ctx) {
   Socket backend(io.worker.executor());
   Deadline deadline;
   io.worker.deadlines().add(deadline);
-  if (!co_await connect_tlv_backend(io, backend, deadline)) {
+  const int node = co_await connect_tlv_backend(io, backend, deadline);
+  if (node < 0) {
     counters.connect_failures.fetch_add(1, std::memory_order_relaxed);
     ctx.respond_error(502, "tlv-bridge: no TLV backend accepts connections");
     co_return;
@@ -109,6 +116,9 @@ Task<> run_tlv_rpc(const TlvBridgeConfig& config, Takeover& io, Context& ctx) {
     ctx.respond(200, bridge::tlv_to_envelope(reply, types), kJson);
   } else if (deadline.fired()) {
     counters.rpc_timeouts.fetch_add(1, std::memory_order_relaxed);
+    // A node that accepts connections but never answers is failing: passive checks hear of it.
+    io.upstream.report(node, upstream::Outcome::Timeout, 0);
+    io.upstream.observe(node, upstream::Outcome::Timeout, 0, 0);
     ctx.respond_error(504, "tlv-bridge: no reply from the backend in time");
   } else {
     ctx.respond_error(502, "tlv-bridge: the backend closed the connection before replying");

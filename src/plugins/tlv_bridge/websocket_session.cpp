@@ -54,7 +54,7 @@ class Session {
   // False after an HTTP answer in ctx.reply (no upgrade); true once the session has run.
   Task<bool> run(std::string key, Context& ctx) {
     if (!bind_types(config_, io_, types_, ctx)) co_return false;
-    if (!co_await connect_tlv_backend(io_, backend_, backend_io_)) {
+    if (co_await connect_tlv_backend(io_, backend_, backend_io_) < 0) {
       counters().connect_failures.fetch_add(1, std::memory_order_relaxed);
       ctx.respond_error(502, "tlv-bridge: no TLV backend accepts connections");
       co_return false;
