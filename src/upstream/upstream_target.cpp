@@ -202,6 +202,12 @@ void UpstreamTarget::started(int worker, int node) const {
   ++state_[static_cast<size_t>(worker) % state_.size()].nodes[static_cast<size_t>(node)].active;
 }
 
+void UpstreamTarget::released(int worker, int node) const {
+  NodeState& n =
+      state_[static_cast<size_t>(worker) % state_.size()].nodes[static_cast<size_t>(node)];
+  if (n.active > 0) --n.active;
+}
+
 void UpstreamTarget::finished(int worker, int node, int64_t latency_us, bool failed,
                               int64_t now_us) const {
   NodeState& n =

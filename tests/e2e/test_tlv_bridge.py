@@ -894,3 +894,32 @@ def test_rpc_timeouts_count_against_the_node_for_passive_checks(gateway, backend
     statuses = [requests.post(rpc_url(gw), json={"id": i, "cmd": HEARTBEAT}).status_code
                 for i in range(8)]
     assert statuses.count(504) == 1 and statuses.count(200) == 7, statuses
+
+
+def test_least_conn_balances_sessions_by_how_many_are_open(gateway, backends):
+    """Sessions are long: least_conn counts each on its node until it ends, so new sessions go
+    where fewer are open (round robin would alternate regardless)."""
+    a, c = backends("node-a"), backends("node-c")
+    config = bridge_config(a.port)
+    config["routes"][0]["upstream"] = inline_upstream(a.port, c.port, type="least_conn")
+    gw = gateway(config)
+
+    async def talk():
+        sessions = []
+        for uid in range(1, 5):
+            ws = await websockets.connect(ws_url(gw))
+            sessions.append((ws, (await login(ws, uid))["data"]["server"]))
+        assert sorted(server for _, server in sessions) == ["node-a", "node-a", "node-c", "node-c"]
+        for ws, server in sessions:
+            if server == "node-a":
+                await ws.close()
+        await asyncio.sleep(0.3)  # the gateway sees both closes
+        new = []
+        for uid in range(5, 7):
+            ws = await websockets.connect(ws_url(gw))
+            new.append((await login(ws, uid))["data"]["server"])
+            sessions.append((ws, None))
+        assert new == ["node-a", "node-a"]
+        for ws, _ in sessions:
+            await ws.close()
+    run(talk())

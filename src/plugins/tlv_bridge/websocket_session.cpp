@@ -14,6 +14,7 @@
 #include "plugins/context.hpp"
 #include "plugins/tlv_bridge/backend_link.hpp"
 #include "plugins/tlv_bridge/frame_policy.hpp"
+#include "upstream/upstream_target.hpp"
 
 namespace portico::plugins {
 namespace {
@@ -54,7 +55,8 @@ class Session {
   // False after an HTTP answer in ctx.reply (no upgrade); true once the session has run.
   Task<bool> run(std::string key, Context& ctx) {
     if (!bind_types(config_, io_, types_, ctx)) co_return false;
-    if (co_await connect_tlv_backend(io_, backend_, backend_io_) < 0) {
+    node_ = co_await connect_tlv_backend(io_, backend_, backend_io_);
+    if (node_ < 0) {
       counters().connect_failures.fetch_add(1, std::memory_order_relaxed);
       ctx.respond_error(502, "tlv-bridge: no TLV backend accepts connections");
       co_return false;
@@ -73,6 +75,8 @@ class Session {
     if (client_broken_) co_return true;
     counters().sessions.fetch_add(1, std::memory_order_relaxed);
     counters().active.fetch_add(1, std::memory_order_relaxed);
+    // least_conn balances sessions: this one counts on its node until it ends.
+    io_.upstream.started(io_.worker.index(), node_);
     backend_in_ = io_.worker.buffers().acquire();
     drain_watch_.arm(365.0 * 86400, &io_.client);
     using namespace asio::experimental::awaitable_operators;
@@ -83,6 +87,7 @@ class Session {
     drain_watch_.disarm();
     io_.worker.buffers().release(backend_in_);
     counters().active.fetch_sub(1, std::memory_order_relaxed);
+    io_.upstream.released(io_.worker.index(), node_);
     co_await linger();
     co_return true;
   }
@@ -468,6 +473,7 @@ class Session {
   std::string message_;  // a fragmented client message so far
   WsOpcode message_kind_ = WsOpcode::Text;
   Deadline client_read_, client_write_, backend_io_;
+  int node_ = -1;            // the backend node of the session (upstream's index)
   Deadline drain_watch_;     // in the worker's idle_waits: fired (cancelling reads) on drain
   BucketState conn_bucket_;  // per-connection rate limit (config.rate_limit)
   std::string frame_;        // a text message's frame before it is judged
