@@ -86,6 +86,7 @@ struct Link {
   upstream::TriedNodes tried;
   int attempts = 0;
   bool connected = false;
+  bool counted = false;  // started() on its node: released when the session ends (least_conn)
   bool reading = false;
   bool eof = false;
   int64_t failed_until_ms = 0;  // a sub-route link that could not connect (0: not failed)
@@ -108,6 +109,7 @@ class Session : public std::enable_shared_from_this<Session> {
     for (auto& l : links_) {
       pool.release(l->in);
       pool.release(l->out.pending);
+      if (l->counted) l->target->released(w_.index(), l->node);
     }
     if (!closed_) w_.stream_metrics.closed(StreamClose::Shutdown);
     w_.connections.fetch_sub(1, std::memory_order_relaxed);
@@ -293,6 +295,9 @@ class Session : public std::enable_shared_from_this<Session> {
     l.socket.set_option(asio::ip::tcp::no_delay(true), ec);
     l.socket.non_blocking(true, ec);
     l.connected = true;
+    // Connections last hours: least_conn balances by how many are open on each node.
+    l.target->started(w_.index(), l.node);
+    l.counted = true;
     if (tlv() && route_->tlv->send_proxy_protocol) {
       std::string header = build_proxy_v2(endpoints_);
       if (!send(l.out, l.socket, asio::buffer(header), false))

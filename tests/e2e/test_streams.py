@@ -366,3 +366,25 @@ def test_stream_route_written_through_the_admin_api_in_etcd_mode(tmp_path, etcd,
     assert wait_until(logs_in, timeout=5)
     assert g.admin("DELETE", "/stream_routes/im").status_code == 200
     assert wait_until(lambda: not logs_in(), timeout=5)  # new connections find no route
+
+
+def test_least_conn_balances_connections_by_how_many_are_open(tmp_path, backends, stop_gateways):
+    """IM connections last hours: least_conn counts each on its node until it closes, so new
+    ones go where fewer are open (round robin would alternate regardless)."""
+    a, c = backends("node-a"), backends("node-c")
+    route = tlv_route(a)
+    route["upstream"] = {"type": "least_conn",
+                         "nodes": {f"127.0.0.1:{a.port}": 1, f"127.0.0.1:{c.port}": 1}}
+    g = gateway(tmp_path, [route])
+    stop_gateways.append(g)
+    assert wait_until(lambda: metrics(g).value("portico_stream_connections_active") == 0)
+    clients = []
+    for uid in range(1, 5):
+        cl = client(g)
+        clients.append((cl, cl.login(uid)[1]["server"]))
+    assert sorted(server for _, server in clients) == ["node-a", "node-a", "node-c", "node-c"]
+    for cl, server in clients:
+        if server == "node-a":
+            cl.close()
+    assert wait_until(lambda: metrics(g).value("portico_stream_connections_active") == 2)
+    assert [client(g).login(uid)[1]["server"] for uid in (5, 6)] == ["node-a", "node-a"]
