@@ -21,6 +21,13 @@ inline int64_t steady_now_ms() {
   return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
 }
 
+// Monotonic microseconds (balancer latencies: ewma, least_conn bookkeeping).
+inline int64_t steady_now_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 // Wall-clock milliseconds since the epoch (rate-limit windows, token expiry).
 inline int64_t wall_now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(

@@ -13,11 +13,7 @@ thread_local std::vector<std::unique_ptr<Exchange>> t_free_exchanges;
 constexpr size_t kMaxFreeExchanges = 256;
 }  // namespace
 
-int64_t now_us() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
+int64_t now_us() { return steady_now_us(); }
 
 ClientConnection::ClientConnection(Worker& w, Socket&& s, uint16_t port)
     : worker(w), socket(std::move(s)), local_port(port) {

@@ -9,6 +9,7 @@
 #include "core/log.hpp"
 #include "core/worker.hpp"
 #include "http/socket_io.hpp"
+#include "stream/proxy_address.hpp"
 #include "stream/proxy_protocol.hpp"
 #include "stream/stream_route.hpp"
 #include "stream/tlv_filter.hpp"
@@ -28,12 +29,6 @@ constexpr size_t kMaxLinks = 16;  // upstream connections one client connection 
 // this status (cmd + 1, same seq) for this long, then connecting is tried again.
 constexpr uint32_t kUpstreamUnavailableStatus = 503;
 constexpr int64_t kUnavailableRetryMs = 1000;
-
-ProxyAddress proxy_address(const Endpoint& ep) {
-  auto a = ep.address();
-  if (a.is_v4()) return ProxyAddress::v4(a.to_v4().to_bytes(), ep.port());
-  return ProxyAddress::v6(a.to_v6().to_bytes(), ep.port());
-}
 
 StreamClose close_reason(TlvError e) {
   switch (e) {
@@ -232,7 +227,7 @@ class Session : public std::enable_shared_from_this<Session> {
       char key[24];
       auto end = std::to_chars(key, key + sizeof(key), h.to).ptr;
       int node = target->pick(w_.index(), upstream::TriedNodes{}, std::string_view(key, end - key),
-                              now_us());
+                              steady_now_us());
       for (auto& l : links_)
         if (l->sub_route == sub_route && l->node == node && l->connected) return l.get();
     }
@@ -243,12 +238,6 @@ class Session : public std::enable_shared_from_this<Session> {
     return &open_link(sub_route, target, hashed, h.to);
   }
 
-  static int64_t now_us() {
-    return std::chrono::duration_cast<std::chrono::microseconds>(
-               std::chrono::steady_clock::now().time_since_epoch())
-        .count();
-  }
-
   // `resume`: called from a completion (not from inside process_client), so a sub-route that
   // turns out unreachable lets the waiting frames be answered now.
   void connect(Link& l, bool resume = false) {
@@ -257,7 +246,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (l.hashed)
       hash_key = {key, static_cast<size_t>(std::to_chars(key, key + 24, l.hash_to).ptr - key)};
     int node = l.attempts < l.target->max_attempts()
-                   ? l.target->pick(w_.index(), l.tried, hash_key, now_us())
+                   ? l.target->pick(w_.index(), l.tried, hash_key, steady_now_us())
                    : upstream::UpstreamTarget::kNone;
     if (node == upstream::UpstreamTarget::kNone) {
       // The route's own upstream carries pushes: without it the connection is useless. A

@@ -1,27 +1,17 @@
 #include "plugins/tlv_bridge/backend_link.hpp"
 
-#include <chrono>
-
+#include "core/deadline.hpp"
 #include "core/worker.hpp"
-#include "stream/proxy_protocol.hpp"
+#include "stream/proxy_address.hpp"
 #include "upstream/upstream_target.hpp"
 
 namespace portico::plugins {
-namespace {
-
-int64_t steady_us() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
-}  // namespace
 
 Task<int> connect_tlv_backend(Takeover& io, Socket& backend, Deadline& deadline) {
   const upstream::UpstreamTarget& target = io.upstream;
   upstream::TriedNodes tried;
   for (int attempt = 0; attempt < target.max_attempts(); ++attempt) {
-    int node = target.pick(io.worker.index(), tried, {}, steady_us());
+    int node = target.pick(io.worker.index(), tried, {}, steady_now_us());
     if (node == upstream::UpstreamTarget::kNone) break;
     tried.add(static_cast<size_t>(node));
     deadline.arm(target.spec().connect_timeout, &backend);
@@ -49,13 +39,8 @@ Task<int> connect_tlv_backend(Takeover& io, Socket& backend, Deadline& deadline)
 
 std::string proxy_header_for(const Context& ctx, const Socket& client) {
   error_code ec;
-  Endpoint local = client.local_endpoint(ec);
-  auto a = local.address();
-  stream::ProxyAddress destination =
-      a.is_v4() ? stream::ProxyAddress::v4(a.to_v4().to_bytes(), local.port())
-                : stream::ProxyAddress::v6(a.to_v6().to_bytes(), local.port());
-  return stream::build_proxy_v2(
-      {stream::ProxyAddress{ctx.client_bytes, ctx.client_port}, destination});
+  return stream::build_proxy_v2({stream::ProxyAddress{ctx.client_bytes, ctx.client_port},
+                                 stream::proxy_address(client.local_endpoint(ec))});
 }
 
 }  // namespace portico::plugins

@@ -2,7 +2,6 @@
 
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/write.hpp>
-#include <chrono>
 #include <vector>
 
 #include "bridge/websocket_frames.hpp"

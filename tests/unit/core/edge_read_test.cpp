@@ -44,6 +44,13 @@ void start_read(Pair& p, char* buf, size_t size, Result& r) {
   });
 }
 
+// Starts a read and runs the loop for `d`: with nothing to read yet, the read stays queued.
+void queue_read(Pair& p, char* buf, size_t size, Result& r, std::chrono::milliseconds d) {
+  start_read(p, buf, size, r);
+  p.io.restart();
+  p.io.run_for(d);
+}
+
 // Runs the loop until `r` completes or two seconds pass.
 bool run_until(Pair& p, const Result& r) {
   auto until = std::chrono::steady_clock::now() + 2s;
@@ -65,9 +72,7 @@ TEST(EdgeRead, BytesArrivingAfterAShortReadWakeTheNextRead) {
   EXPECT_EQ(first.bytes, "ab");
 
   Result second;
-  start_read(p, buf, sizeof buf, second);
-  p.io.restart();
-  p.io.run_for(50ms);
+  queue_read(p, buf, sizeof buf, second, 50ms);
   EXPECT_FALSE(second.ec) << "nothing was sent yet";
   p.send("cd");
   ASSERT_TRUE(run_until(p, second)) << "new bytes must wake a read queued after a short one";
@@ -95,9 +100,7 @@ TEST(EdgeRead, AFinReportedWithTheDataIsSeenByTheNextRead) {
   Pair p;
   char buf[16];
   Result first;
-  start_read(p, buf, sizeof buf, first);
-  p.io.restart();
-  p.io.run_for(20ms);
+  queue_read(p, buf, sizeof buf, first, 20ms);
   ASSERT_FALSE(first.ec);
   p.send("bye");
   p.peer.shutdown(Socket::shutdown_send);
@@ -129,9 +132,7 @@ TEST(EdgeRead, CancelAndCloseAbortAQueuedRead) {
   Pair p;
   char buf[16];
   Result r;
-  start_read(p, buf, sizeof buf, r);
-  p.io.restart();
-  p.io.run_for(10ms);
+  queue_read(p, buf, sizeof buf, r, 10ms);
   ASSERT_FALSE(r.ec);
   p.ours.cancel();
   ASSERT_TRUE(run_until(p, r));
