@@ -6,6 +6,7 @@
 #include "core/worker.hpp"
 #include "metrics/prometheus.hpp"
 #include "plugins/tlv_bridge/websocket_session.hpp"
+#include "tls/server_stream.hpp"
 
 namespace portico::admin {
 
@@ -47,6 +48,19 @@ void write_tlv_bridge_metrics(metrics::PrometheusWriter& out) {
               "Sessions and RPCs answered 502: no TLV backend accepted a connection.", {},
               get(b.connect_failures));
 }
+// TLS handshakes on ssl listeners, by how they ended.
+void write_tls_metrics(metrics::PrometheusWriter& out) {
+  using tls::HandshakeResult;
+  for (HandshakeResult r :
+       {HandshakeResult::Ok, HandshakeResult::NoServerName, HandshakeResult::UnknownServerName,
+        HandshakeResult::PlainHttp, HandshakeResult::Timeout, HandshakeResult::Closed,
+        HandshakeResult::Failed})
+    out.counter("portico_tls_handshakes_total",
+                "TLS handshakes on ssl listeners, by result (no_server_name and "
+                "unknown_server_name: no certificate for what the client asked).",
+                {{"result", tls::result_name(r)}}, tls::handshake_count(r));
+}
+
 // A worker whose 100 ms tick has not run for this long is stuck.
 constexpr int64_t kWorkerStuckMs = 2000;
 
@@ -236,6 +250,7 @@ HttpResponse ControlApi::metrics() const {
                 {{"reason", reason}}, count);
   metrics::write_stream_metrics(out, streams);
   write_tlv_bridge_metrics(out);
+  write_tls_metrics(out);
   out.gauge("portico_config_snapshots_alive",
             "Compiled configurations in memory: the running one, retired ones not yet freed, and "
             "old ones still held by requests in flight.",

@@ -47,7 +47,7 @@ void compile_trusted(ListenAddress& a, const std::string& path, Errors& errors) 
   }
 }
 
-// {addr, proxy_protocol, trusted_addresses}: the object form of a node.listen entry.
+// {addr, ssl, proxy_protocol, trusted_addresses}: the object form of a node.listen entry.
 void read_listen_object(const json& value, const std::string& path, ListenAddress& out,
                         Errors& errors) {
   ObjectReader r(value, path, errors);
@@ -57,6 +57,7 @@ void read_listen_object(const json& value, const std::string& path, ListenAddres
   } else if (!r.has("addr")) {
     r.error("addr", "is required");
   }
+  out.ssl = r.boolean_or("ssl", false);
   out.proxy_protocol = r.boolean_or("proxy_protocol", false);
   if (r.has("trusted_addresses")) {
     out.trusted_addresses = r.string_list("trusted_addresses");
@@ -85,7 +86,7 @@ void read_node_listen(const json& value, std::vector<ListenAddress>& out, Errors
       read_listen_object(item, path, a, errors);
       if (errors.size() != before) return;
     } else {
-      errors.add(path, "must be \"ip:port\" or {addr, proxy_protocol, trusted_addresses}");
+      errors.add(path, "must be \"ip:port\" or {addr, ssl, proxy_protocol, trusted_addresses}");
       return;
     }
     out.push_back(std::move(a));
@@ -169,7 +170,12 @@ NodeConfig parse_node_config(const json& doc, const std::string& path, Errors& e
       c.listen.push_back({"0.0.0.0", 9080});
     if (const json* l = n.raw("stream_listen")) {
       read_node_listen(*l, c.stream_listen, errors, "node.stream_listen");
-      for (auto& a : c.stream_listen) a.stream = true;
+      for (auto& a : c.stream_listen) {
+        a.stream = true;
+        if (a.ssl)
+          errors.add("node.stream_listen",
+                     a.to_string() + ": ssl is not available on stream listeners yet");
+      }
     }
     if (const json* w = n.raw("workers")) {
       if (w->is_string() && w->get<std::string>() == "auto")

@@ -24,6 +24,9 @@ struct ListenAddress {
   bool proxy_protocol = false;
   std::vector<std::string> trusted_addresses{};  // as configured, or kDefaultProxyProtocolTrusted
   std::vector<router::Cidr> trusted{};           // the same, compiled
+  // node.listen only: TLS, with the certificate chosen by the client's SNI from the `ssls`
+  // objects of the running config.
+  bool ssl = false;
   bool stream = false;  // a node.stream_listen entry: connections go to stream_routes
   std::string to_string() const;
   // Whether a peer (16 bytes, IPv4-mapped for IPv4) may send the PROXY header on this listener.

@@ -98,6 +98,9 @@ bool validate_object(Kind kind, const json& value, const std::string& path, Erro
     case Kind::Protos:
       out.proto = validate_proto(value, path, errors);
       break;
+    case Kind::Ssls:
+      out.certificate = validate_ssl(value, path, errors);
+      break;
     case Kind::StreamRoutes: {
       auto route = validate_stream_route(value, path, errors);
       route->order = order;
@@ -110,8 +113,6 @@ bool validate_object(Kind kind, const json& value, const std::string& path, Erro
       out.stream_route = std::move(route);
       break;
     }
-    default:
-      validate_other_object(kind_name(kind), value, path, errors);
   }
   return errors.size() == before;
 }
@@ -203,6 +204,8 @@ ConfigSet ObjectStore::config_set(Errors& problems) const {
     set.consumers.push_back(obj->consumer);
   for (const auto& [id, obj] : all(Kind::Protos))
     if (obj.proto) set.protos.emplace_back(id, obj.proto);
+  for (const StoredObject* obj : in_creation_order(Kind::Ssls))
+    if (obj->certificate) set.certificates.push_back(obj->certificate);
   for (const StoredObject* obj : in_creation_order(Kind::StreamRoutes)) {
     size_t before = problems.size();
     check_references(*obj, obj->source, problems);

@@ -53,8 +53,9 @@ struct StoredObject {
   std::shared_ptr<const PluginConfig> plugin_config;  // plugin_configs and global_rules
   std::shared_ptr<const plugins::Consumer> consumer;
   std::shared_ptr<const StreamRoute> stream_route;
-  std::shared_ptr<const bridge::ProtoSet> proto;        // compiled .proto content
-  std::vector<std::pair<std::string, ObjectRef>> refs;  // field name -> object referred to
+  std::shared_ptr<const bridge::ProtoSet> proto;              // compiled .proto content
+  std::shared_ptr<const tls::ServerCertificate> certificate;  // ssls: null unless it serves
+  std::vector<std::pair<std::string, ObjectRef>> refs;        // field name -> object referred to
 };
 
 // Validates `value` as one object of `kind` with the same rules as the routes file. On success

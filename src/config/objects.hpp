@@ -22,6 +22,10 @@ namespace portico::bridge {
 class ProtoSet;
 }  // namespace portico::bridge
 
+namespace portico::tls {
+struct ServerCertificate;
+}  // namespace portico::tls
+
 namespace portico::stream {
 struct StreamPlugins;
 struct TlvProtocolConfig;
@@ -161,6 +165,7 @@ struct ConfigSet {
   std::vector<std::shared_ptr<const plugins::Consumer>> consumers;
   std::vector<std::shared_ptr<const StreamRoute>> stream_routes;  // in creation order
   std::vector<std::pair<std::string, std::shared_ptr<const bridge::ProtoSet>>> protos;  // by id
+  std::vector<std::shared_ptr<const tls::ServerCertificate>> certificates;  // in creation order
 };
 
 }  // namespace portico::config

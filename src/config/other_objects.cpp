@@ -1,7 +1,6 @@
 #include "config/other_objects.hpp"
 
 #include <openssl/err.h>
-#include <openssl/pem.h>
 #include <openssl/x509.h>
 
 #include <boost/asio/ip/address.hpp>
@@ -16,6 +15,7 @@
 #include "config/object_parser.hpp"
 #include "stream/stream_plugins.hpp"
 #include "stream/tlv_policy.hpp"
+#include "tls/pem.hpp"
 
 namespace portico::config {
 namespace {
@@ -49,52 +49,11 @@ bool valid_ip(const std::string& s) {
 
 // ---- PEM certificates and keys -----------------------------------------------------------
 
-struct BioFree {
-  void operator()(BIO* b) const { BIO_free(b); }
-};
-struct X509Free {
-  void operator()(X509* x) const { X509_free(x); }
-};
-struct PkeyFree {
-  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
-};
-using BioPtr = std::unique_ptr<BIO, BioFree>;
-using X509Ptr = std::unique_ptr<X509, X509Free>;
-using PkeyPtr = std::unique_ptr<EVP_PKEY, PkeyFree>;
+using tls::PkeyPtr;
+using tls::X509Ptr;
 
 // APISIX's bound on cert and key strings; it also bounds the parsing work per field.
 constexpr size_t kMaxPemBytes = 64 * 1024;
-
-// Never asks for a passphrase: without this OpenSSL would prompt on the terminal for an
-// encrypted key. Encrypted keys are rejected.
-int no_passphrase(char*, int, int, void*) { return -1; }
-
-BioPtr memory_bio(const std::string& pem) {
-  return BioPtr(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
-}
-
-// Every certificate in `pem` (a leaf and its chain, or a CA bundle); empty when none parses or a
-// block is broken. The OpenSSL error queue is left empty: it is per thread, and a stale entry
-// would confuse the next TLS call on it.
-std::vector<X509Ptr> read_certificates(const std::string& pem) {
-  std::vector<X509Ptr> certs;
-  BioPtr bio = memory_bio(pem);
-  while (X509* x = PEM_read_bio_X509(bio.get(), nullptr, no_passphrase, nullptr))
-    certs.emplace_back(x);
-  // Reading ends with "no start line" after the last block; any other error is a broken one.
-  unsigned long err = ERR_peek_last_error();
-  bool clean_end = ERR_GET_LIB(err) == ERR_LIB_PEM && ERR_GET_REASON(err) == PEM_R_NO_START_LINE;
-  ERR_clear_error();
-  if (!clean_end) certs.clear();
-  return certs;
-}
-
-PkeyPtr read_private_key(const std::string& pem) {
-  BioPtr bio = memory_bio(pem);
-  PkeyPtr key(PEM_read_bio_PrivateKey(bio.get(), nullptr, no_passphrase, nullptr));
-  ERR_clear_error();
-  return key;
-}
 
 const std::string* pem_string(const json& v, const std::string& path, const char* what,
                               Errors& errors) {
@@ -109,32 +68,34 @@ const std::string* pem_string(const json& v, const std::string& path, const char
   return &v.get_ref<const std::string&>();
 }
 
-// The leaf (first) certificate of a PEM field, or null after recording the error.
-X509Ptr check_certificate(const json& v, const std::string& path, Errors& errors) {
+// The certificates of a PEM field (the leaf first), or none after recording the error.
+std::vector<X509Ptr> check_certificate(const json& v, const std::string& path, Errors& errors) {
   const std::string* pem = pem_string(v, path, "certificate", errors);
-  if (!pem) return nullptr;
-  auto certs = read_certificates(*pem);
-  if (certs.empty()) {
-    errors.add(path, "must be a PEM certificate");
-    return nullptr;
-  }
-  return std::move(certs.front());
+  if (!pem) return {};
+  auto certs = tls::read_certificates(*pem);
+  if (certs.empty()) errors.add(path, "must be a PEM certificate");
+  return certs;
 }
 
 PkeyPtr check_private_key(const json& v, const std::string& path, Errors& errors) {
   const std::string* pem = pem_string(v, path, "private key", errors);
   if (!pem) return nullptr;
-  PkeyPtr key = read_private_key(*pem);
+  PkeyPtr key = tls::read_private_key(*pem);
   if (!key) errors.add(path, "must be an unencrypted PEM private key");
   return key;
 }
 
-void check_key_matches(const X509Ptr& cert, const PkeyPtr& key, const std::string& key_path,
-                       const std::string& cert_name, Errors& errors) {
-  if (!cert || !key) return;
-  if (X509_check_private_key(cert.get(), key.get()) != 1)
-    errors.add(key_path, "does not match the public key of " + cert_name);
+// Adds the pair to `pairs` when both parsed and the key belongs to the leaf.
+void check_key_matches(std::vector<X509Ptr> chain, PkeyPtr key, const std::string& key_path,
+                       const std::string& cert_name, std::vector<tls::CertificateKeyPair>& pairs,
+                       Errors& errors) {
+  if (chain.empty() || !key) return;
+  bool ok = X509_check_private_key(chain.front().get(), key.get()) == 1;
   ERR_clear_error();
+  if (!ok)
+    errors.add(key_path, "does not match the public key of " + cert_name);
+  else
+    pairs.push_back({std::move(chain), std::move(key)});
 }
 
 const json* list_field(ObjectReader& r, std::string_view key, const char* message) {
@@ -147,7 +108,8 @@ const json* list_field(ObjectReader& r, std::string_view key, const char* messag
 }
 
 // certs[i] pairs with keys[i]: extra certificates for other key types (RSA next to ECDSA).
-void check_extra_pairs(ObjectReader& r, Errors& errors) {
+void check_extra_pairs(ObjectReader& r, std::vector<tls::CertificateKeyPair>& pairs,
+                       Errors& errors) {
   const json* certs = list_field(r, "certs", "must be a list of PEM certificates");
   const json* keys = list_field(r, "keys", "must be a list of PEM private keys");
   bool not_lists = (r.has("certs") && !certs) || (r.has("keys") && !keys);  // already reported
@@ -156,22 +118,27 @@ void check_extra_pairs(ObjectReader& r, Errors& errors) {
   size_t n_keys = keys ? keys->size() : 0;
   if (n_certs != n_keys) r.error("keys", "must have one key for each entry of certs");
   for (size_t i = 0; i < std::max(n_certs, n_keys); ++i) {
-    X509Ptr cert;
+    std::vector<X509Ptr> chain;
     PkeyPtr key;
     if (i < n_certs)
-      cert = check_certificate((*certs)[i], indexed(r.child_path("certs"), i), errors);
+      chain = check_certificate((*certs)[i], indexed(r.child_path("certs"), i), errors);
     if (i < n_keys) key = check_private_key((*keys)[i], indexed(r.child_path("keys"), i), errors);
-    check_key_matches(cert, key, indexed(r.child_path("keys"), i), indexed("certs", i), errors);
+    check_key_matches(std::move(chain), std::move(key), indexed(r.child_path("keys"), i),
+                      indexed("certs", i), pairs, errors);
   }
 }
 
-// Server names the certificate is offered for: `sni` or a non-empty `snis` list.
-bool check_snis(ObjectReader& r, Errors& errors) {
+// Server names the certificate is offered for: `sni` or a non-empty `snis` list. False when
+// neither is given.
+bool check_snis(ObjectReader& r, std::vector<std::string>& names, Errors& errors) {
   const char* message = "must be a host name or a wildcard like \"*.example.com\"";
   bool has_sni = r.has("sni");
   bool has_snis = r.has("snis");
   if (has_sni && has_snis) r.error("snis", "use either sni or snis, not both");
-  if (auto sni = r.string("sni"); sni && !valid_host_pattern(*sni)) r.error("sni", message);
+  if (auto sni = r.string("sni")) {
+    if (!valid_host_pattern(*sni)) r.error("sni", message);
+    names.push_back(*sni);
+  }
   if (const json* snis = r.raw("snis")) {
     if (!snis->is_array() || snis->empty()) {
       r.error("snis", "must be a non-empty list of host names");
@@ -180,16 +147,19 @@ bool check_snis(ObjectReader& r, Errors& errors) {
         const json& s = (*snis)[i];
         if (!s.is_string() || !valid_host_pattern(s.get_ref<const std::string&>()))
           errors.add(indexed(r.child_path("snis"), i), message);
+        else
+          names.push_back(s.get<std::string>());
       }
     }
   }
   return has_sni || has_snis;
 }
 
-void check_ssl_protocols(ObjectReader& r, Errors& errors) {
+std::vector<std::string> check_ssl_protocols(ObjectReader& r, Errors& errors) {
   const char* message = "must be one of TLSv1.1, TLSv1.2, TLSv1.3";
   const json* list = list_field(r, "ssl_protocols", "must be a list of TLS versions");
-  if (!list) return;
+  std::vector<std::string> versions;
+  if (!list) return versions;
   // An empty list would enable no protocol at all, failing every handshake.
   if (list->empty()) r.error("ssl_protocols", "must not be empty");
   std::set<std::string> seen;
@@ -200,7 +170,10 @@ void check_ssl_protocols(ObjectReader& r, Errors& errors) {
       errors.add(p, message);
     else if (!seen.insert(v.get<std::string>()).second)
       errors.add(p, "duplicate " + v.get<std::string>());
+    else
+      versions.push_back(v.get<std::string>());
   }
+  return versions;
 }
 
 }  // namespace
@@ -226,9 +199,12 @@ std::shared_ptr<plugins::Consumer> validate_consumer(const json& value, const st
   return consumer;
 }
 
-void validate_ssl(const json& value, const std::string& path, Errors& errors) {
+std::shared_ptr<const tls::ServerCertificate> validate_ssl(const json& value,
+                                                           const std::string& path,
+                                                           Errors& errors) {
   ObjectReader r(value, path, errors);
-  if (!r.valid()) return;
+  if (!r.valid()) return nullptr;
+  size_t before = errors.size();
   r.id("id");
   for (auto key : {"labels", "create_time", "update_time"}) r.ignore(key);
   auto start = r.integer("validity_start", kInt64Min, kInt64Max);
@@ -236,18 +212,21 @@ void validate_ssl(const json& value, const std::string& path, Errors& errors) {
   if (start && end && *end < *start) r.error("validity_end", "must not be before validity_start");
   std::string type = r.string_or("type", "server");
   if (type != "server" && type != "client") r.error("type", "must be server or client");
-  r.integer("status", 0, 1);
+  bool enabled = r.integer("status", 0, 1).value_or(1) == 1;
 
+  std::vector<tls::CertificateKeyPair> pairs;
   const json* cert = r.raw("cert");
   const json* key = r.raw("key");
   if (!cert) r.error("cert", "is required");
   if (!key) r.error("key", "is required");
-  X509Ptr leaf = cert ? check_certificate(*cert, r.child_path("cert"), errors) : nullptr;
+  std::vector<X509Ptr> chain;
+  if (cert) chain = check_certificate(*cert, r.child_path("cert"), errors);
   PkeyPtr pkey = key ? check_private_key(*key, r.child_path("key"), errors) : nullptr;
-  check_key_matches(leaf, pkey, r.child_path("key"), "cert", errors);
-  check_extra_pairs(r, errors);
+  check_key_matches(std::move(chain), std::move(pkey), r.child_path("key"), "cert", pairs, errors);
+  check_extra_pairs(r, pairs, errors);
 
-  if (!check_snis(r, errors) && type == "server")
+  std::vector<std::string> snis;
+  if (!check_snis(r, snis, errors) && type == "server")
     r.error("snis", "is required for a server certificate (sni or snis)");
   if (const json* client = r.raw("client")) {
     ObjectReader cr(*client, r.child_path("client"), errors);
@@ -258,8 +237,14 @@ void validate_ssl(const json& value, const std::string& path, Errors& errors) {
     cr.integer("depth", 0, std::numeric_limits<int>::max());
     cr.finish();
   }
-  check_ssl_protocols(r, errors);
+  std::vector<std::string> protocols = check_ssl_protocols(r, errors);
   r.finish();
+  // Client certificates (for upstream mTLS) and disabled objects serve no handshake.
+  if (errors.size() != before || type != "server" || !enabled) return nullptr;
+  std::string error;
+  auto compiled = tls::make_server_certificate(std::move(pairs), std::move(snis), protocols, error);
+  if (!compiled) errors.add(r.child_path("cert"), error);
+  return compiled;
 }
 
 std::shared_ptr<PluginConfig> validate_global_rule(const json& value, const std::string& path,

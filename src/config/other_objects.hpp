@@ -9,6 +9,7 @@
 #include "config/field_reader.hpp"
 #include "config/objects.hpp"
 #include "plugins/consumers.hpp"
+#include "tls/server_certificates.hpp"
 
 namespace portico::config {
 
@@ -16,8 +17,10 @@ namespace portico::config {
 std::shared_ptr<plugins::Consumer> validate_consumer(const json& value, const std::string& path,
                                                      Errors& errors);
 // Parses cert/key (and certs/keys, client.ca) with OpenSSL and checks each key matches its
-// certificate. Messages never quote certificate or key material.
-void validate_ssl(const json& value, const std::string& path, Errors& errors);
+// certificate. Messages never quote certificate or key material. Returns the compiled server
+// certificate; null on errors, for `type: client` and for `status: 0`.
+std::shared_ptr<const tls::ServerCertificate> validate_ssl(const json& value,
+                                                           const std::string& path, Errors& errors);
 std::shared_ptr<PluginConfig> validate_global_rule(const json& value, const std::string& path,
                                                    Errors& errors);
 std::shared_ptr<PluginConfig> validate_plugin_config(const json& value, const std::string& path,

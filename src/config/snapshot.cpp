@@ -254,6 +254,7 @@ std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, const HttpLimits&
   };
 
   for (const auto& [id, proto] : set.protos) snap->protos.emplace(id, proto);
+  for (const auto& certificate : set.certificates) snap->certificates.add(certificate);
 
   std::vector<std::shared_ptr<const router::RouteRule>> rules;
   rules.reserve(set.routes.size());

@@ -15,6 +15,7 @@
 #include "plugins/consumers.hpp"
 #include "router/route_index.hpp"
 #include "stream/stream_route.hpp"
+#include "tls/server_certificates.hpp"
 #include "upstream/upstream_target.hpp"
 
 namespace portico::config {
@@ -46,6 +47,7 @@ struct Snapshot {
   plugins::ConsumerTable consumers;
   std::vector<stream::StreamRoutePtr> stream_routes;  // creation order: the first match wins
   bridge::ProtoTable protos;                          // compiled `protos` objects by id
+  tls::CertificateTable certificates;                 // server certificates by SNI
   // Link in the lock-free list of retired snapshots (core/retired_snapshots.hpp).
   mutable const Snapshot* retired_next = nullptr;
 };

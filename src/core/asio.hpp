@@ -8,6 +8,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <tuple>
 
 namespace portico {
 
@@ -28,5 +29,8 @@ using Task = asio::awaitable<T, Executor>;
 // instead.
 inline constexpr asio::use_awaitable_t<Executor> use_task{};
 inline constexpr auto await_ec = asio::as_tuple(asio::use_awaitable_t<Executor>{});
+
+// What a read or write completes with, through await_ec.
+using IoResult = std::tuple<error_code, size_t>;
 
 }  // namespace portico

@@ -12,6 +12,7 @@
 #include "http/socket_io.hpp"
 #include "plugins/runner.hpp"
 #include "router/path_normalizer.hpp"
+#include "tls/server_stream.hpp"
 
 namespace portico::http {
 namespace {
@@ -37,8 +38,7 @@ Task<Wait> wait_for_request(ClientConnection& c, double timeout) {
   if (left <= 0) co_return Wait::Close;
   if (!c.in.allocated()) c.in = w.buffers().acquire();
   c.idle_deadline.arm(std::min(left, kBufferedIdleSeconds), &c.socket);
-  auto [ec, n] =
-      co_await async_read_edge(c.socket, asio::buffer(c.in.write_ptr(), c.in.writable()), await_ec);
+  auto [ec, n] = co_await c.stream.read_some(asio::buffer(c.in.write_ptr(), c.in.writable()));
   c.idle_deadline.disarm();
   if (!ec) {
     c.in.commit(n);
@@ -78,6 +78,8 @@ plugins::Step start_plugins(ClientConnection& c, Exchange& x, const config::Snap
   ctx.client_bytes = c.remote_bytes;
   ctx.client_port = c.remote_port;
   ctx.server_port = c.local_port;
+  ctx.https = c.stream.secure();
+  ctx.server_name = c.server_name;
   ctx.route_id = route ? &route->id : nullptr;
   ctx.service_id = route ? &route->service_id : nullptr;
   ctx.consumers = &snapshot.consumers;
@@ -109,8 +111,7 @@ Task<bool> serve_request(ClientConnection& c) {
       c.in.compact();
       if (c.in.writable() == 0) c.in.grow(std::max(rl.max_head, rl.max_uri) + 1);
     }
-    auto [ec, n] = co_await async_read_edge(
-        c.socket, asio::buffer(c.in.write_ptr(), c.in.writable()), await_ec);
+    auto [ec, n] = co_await c.stream.read_some(asio::buffer(c.in.write_ptr(), c.in.writable()));
     if (ec) {
       bool timed_out = c.io_deadline.fired();
       c.io_deadline.disarm();
@@ -131,7 +132,7 @@ Task<bool> serve_request(ClientConnection& c) {
   std::string_view path;
   if (!router::normalize_path(x.req.path, x.path_scratch, path))
     co_return co_await respond_error(c, x, 400, "invalid URI path", false, limits);
-  RequestVars vars(x.req, path, c.remote_ip, c.remote_port, c.local_port);
+  RequestVars vars(x.req, path, c.remote_ip, c.remote_port, c.local_port, c.stream.secure());
   router::MatchInput in{x.req.method,   x.req.host,           path,
                         c.remote_bytes, !c.remote_ip.empty(), &vars};
   int idx = snapshot->router.match(in);
@@ -161,10 +162,19 @@ Task<bool> serve_request(ClientConnection& c) {
   co_return keep;
 }
 
+// TLS: a close_notify ends the stream cleanly (a client reading to the end of a response without
+// a length can tell it from a cut); the client's own close_notify is awaited for a moment.
+Task<> close_tls(ClientConnection& c) {
+  c.io_deadline.arm(kLingerSeconds, &c.socket);
+  co_await tls::shutdown(*c.stream.tls());
+  c.io_deadline.disarm();
+}
+
 // Reads and discards what the client still sends for a moment after our last response, so
 // closing does not turn into a reset that destroys that response in flight (nginx does the same).
 Task<> lingering_close(ClientConnection& c) {
   error_code ec;
+  if (c.stream.secure()) co_await close_tls(c);
   c.socket.shutdown(Socket::shutdown_send, ec);
   if (!c.in.allocated()) c.in = c.worker.buffers().acquire();
   int64_t until = steady_now_ms() + static_cast<int64_t>(kLingerSeconds * 1000);
@@ -196,7 +206,10 @@ Task<> run_session(std::unique_ptr<ClientConnection> conn) {
       if (!co_await serve_request(c)) break;
       if (w.draining()) break;
     }
-    if (c.needs_lingering_close && c.socket.is_open()) co_await lingering_close(c);
+    if (c.needs_lingering_close && c.socket.is_open())
+      co_await lingering_close(c);
+    else if (c.stream.secure() && c.socket.is_open())
+      co_await close_tls(c);
   } catch (const std::exception& e) {
     log::debug(std::string("client session ended: ") + e.what());
   }
@@ -212,11 +225,51 @@ Task<> run_session_after_proxy_header(std::unique_ptr<ClientConnection> conn,
   if (co_await accept_proxy_header(*conn, listener, timeout)) co_await run_session(std::move(conn));
 }
 
+// ssl listeners: the handshake (after the PROXY header, if any), with the certificate for the
+// client's server name from the running config; the connection is then served like any other.
+Task<> run_tls_session(std::unique_ptr<ClientConnection> conn,
+                       const config::ListenAddress& listener) {
+  ClientConnection& c = *conn;
+  try {
+    auto snapshot = c.worker.snapshot();  // holds the certificates through the handshake
+    double timeout = snapshot->limits.client_header_timeout;
+    if (listener.proxy_protocol && !co_await accept_proxy_header(c, listener, timeout)) co_return;
+    if (!c.in.allocated()) c.in = c.worker.buffers().acquire();
+    if (c.in.empty()) {  // the first bytes tell TLS from plain HTTP
+      IoStatus s = read_done(co_await async_read(c.socket, c.in, c.io_deadline, timeout), c.in,
+                             c.io_deadline);
+      if (s != IoStatus::Ok) {
+        tls::count_handshake(s == IoStatus::Timeout ? tls::HandshakeResult::Timeout
+                                                    : tls::HandshakeResult::Closed);
+        co_return;
+      }
+    }
+    tls::Handshake h =
+        co_await tls::accept(c.socket, c.in.view(), snapshot->certificates, c.io_deadline, timeout);
+    c.in.clear();
+    snapshot.reset();
+    if (!h.stream) {
+      log::debug("TLS handshake with " + c.remote_ip + " failed: " + tls::result_name(h.result) +
+                 (h.server_name.empty() ? "" : " (server name " + h.server_name + ")") +
+                 (h.detail.empty() ? "" : ": " + h.detail));
+      co_return;
+    }
+    c.stream.use_tls(std::move(h.stream));
+    c.server_name = std::move(h.server_name);
+  } catch (const std::exception& e) {
+    log::debug(std::string("TLS handshake ended: ") + e.what());
+    co_return;
+  }
+  co_await run_session(std::move(conn));
+}
+
 }  // namespace
 
 void start_client_session(Worker& worker, Socket&& socket, const config::ListenAddress& listener) {
   auto conn = std::make_unique<ClientConnection>(worker, std::move(socket), listener.port);
-  if (listener.proxy_protocol)
+  if (listener.ssl)
+    asio::co_spawn(worker.executor(), run_tls_session(std::move(conn), listener), asio::detached);
+  else if (listener.proxy_protocol)
     asio::co_spawn(worker.executor(), run_session_after_proxy_header(std::move(conn), listener),
                    asio::detached);
   else

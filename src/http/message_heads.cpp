@@ -124,7 +124,7 @@ void build_upstream_head(std::string& out, const RequestHead& r, const ClientFac
   out += client.peer_ip.empty() ? client.remote_ip : client.peer_ip;
   out += kCrlf;
   append_header(out, "X-Real-IP", client.remote_ip);
-  append_header(out, "X-Forwarded-Proto", "http");
+  append_header(out, "X-Forwarded-Proto", client.https ? "https" : "http");
   append_header(out, "X-Forwarded-Host", r.host);
   out += "X-Forwarded-Port: ";
   append_number(out, client.local_port);

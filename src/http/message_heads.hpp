@@ -16,7 +16,8 @@ struct ClientFacts {
   std::string_view remote_ip;  // the client (after real-ip): X-Real-IP
   uint16_t local_port = 0;
   std::string_view peer_ip =
-      {};  // the connection's peer, appended to X-Forwarded-For ("": remote_ip)
+      {};              // the connection's peer, appended to X-Forwarded-For ("": remote_ip)
+  bool https = false;  // came over TLS: X-Forwarded-Proto
 };
 
 // `edits` (plugins: proxy-rewrite, request-id) may be null.

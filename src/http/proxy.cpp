@@ -149,14 +149,14 @@ Task<Failure> connect(UpstreamSide& up, const config::Upstream& spec, bool allow
 Task<bool> send_100_continue(ClientConnection& c, const HttpLimits& limits) {
   static constexpr std::string_view k100 = "HTTP/1.1 100 Continue\r\n\r\n";
   co_return write_done(
-      co_await async_write_all(c.socket, asio::buffer(k100), c.io_deadline, limits.send_timeout),
+      co_await async_write_all(c.stream, asio::buffer(k100), c.io_deadline, limits.send_timeout),
       c.io_deadline) == IoStatus::Ok;
 }
 
 // Reads until the read buffer holds `total` bytes (request head and whole body).
 Task<Failure> read_whole_body(ClientConnection& c, size_t total, const HttpLimits& limits) {
   while (c.in.size() < total) {
-    IoStatus s = read_done(co_await async_read(c.socket, c.in, c.io_deadline,
+    IoStatus s = read_done(co_await async_read(c.stream, c.in, c.io_deadline,
                                                limits.client_body_timeout, total - c.in.size()),
                            c.in, c.io_deadline);
     if (s == IoStatus::Timeout) co_return Failure::ClientTimeout;
@@ -234,9 +234,9 @@ namespace {
 // Writes x.response_head, a whole answer made by the gateway, and logs the exchange.
 Task<bool> send_answer(ClientConnection& c, Exchange& x, bool keep, const HttpLimits& limits) {
   auto out = asio::buffer(x.response_head);
-  IoStatus s = write_now(c.socket, out, x.unsent)
+  IoStatus s = write_now(c.stream, out, x.unsent)
                    ? x.unsent.status
-                   : co_await write_rest(c.socket, x.unsent, c.io_deadline, limits.send_timeout);
+                   : co_await write_rest(c.stream, x.unsent, c.io_deadline, limits.send_timeout);
   x.bytes_out += x.response_head.size();
   record_exchange(c, x);
   if (!keep) c.needs_lingering_close = true;
@@ -305,7 +305,7 @@ Task<bool> take_over_request(ClientConnection& c, Exchange& x, const config::Com
   SessionPins pins;
   bool upgraded = false;
   plugins::Takeover io{c.worker,
-                       c.socket,
+                       c.stream,
                        c.in,
                        body,
                        *target,
@@ -416,7 +416,7 @@ Task<bool> proxy_request(ClientConnection& c, Exchange& x, const config::Compile
   Failure failure = Failure::None;
   const int64_t up_start = now_us();
   const std::string_view client_ip = x.with_plugins ? x.ctx.client_ip : c.remote_ip;
-  const ClientFacts facts{client_ip, c.local_port, c.remote_ip};
+  const ClientFacts facts{client_ip, c.local_port, c.remote_ip, c.stream.secure()};
   const plugins::RequestEdits* edits =
       x.with_plugins && !x.ctx.upstream.empty() ? &x.ctx.upstream : nullptr;
   // Copied now: the head's bytes may be reused by the time a retry picks again.

@@ -25,7 +25,7 @@ Task<Failure> stream_request_body(ClientConnection& c, Exchange& x, bool chunked
   if (!chunked) {
     while (remaining > 0) {
       if (c.in.empty()) {
-        IoStatus s = read_done(co_await async_read(c.socket, c.in, c.io_deadline,
+        IoStatus s = read_done(co_await async_read(c.stream, c.in, c.io_deadline,
                                                    limits.client_body_timeout, remaining),
                                c.in, c.io_deadline);
         if (s != IoStatus::Ok) co_return client_failure(s);
@@ -48,7 +48,7 @@ Task<Failure> stream_request_body(ClientConnection& c, Exchange& x, bool chunked
   while (true) {
     if (c.in.empty()) {
       IoStatus s =
-          read_done(co_await async_read(c.socket, c.in, c.io_deadline, limits.client_body_timeout),
+          read_done(co_await async_read(c.stream, c.in, c.io_deadline, limits.client_body_timeout),
                     c.in, c.io_deadline);
       if (s != IoStatus::Ok) co_return client_failure(s);
     }

@@ -104,7 +104,7 @@ std::optional<std::string_view> RequestVars::get(const router::VarRef& var) cons
     case K::RequestMethod:
       return req_.method;
     case K::Scheme:
-      return std::string_view("http");
+      return std::string_view(https_ ? "https" : "http");
     case K::ServerProtocol:
       return std::string_view(req_.minor_version == 0 ? "HTTP/1.0" : "HTTP/1.1");
     default:  // server_addr, route_id, service_id, consumer_name, status: not known while matching

@@ -12,12 +12,13 @@ namespace portico::http {
 class RequestVars final : public router::VarSource {
  public:
   RequestVars(const RequestHead& req, std::string_view path, std::string_view client_ip,
-              uint16_t client_port, uint16_t server_port)
+              uint16_t client_port, uint16_t server_port, bool https = false)
       : req_(req),
         path_(path),
         client_ip_(client_ip),
         client_port_(client_port),
-        server_port_(server_port) {}
+        server_port_(server_port),
+        https_(https) {}
 
   std::optional<std::string_view> get(const router::VarRef& var) const override;
   // Repeated query arguments and headers: any of their values.
@@ -31,6 +32,7 @@ class RequestVars final : public router::VarSource {
   std::string_view client_ip_;
   uint16_t client_port_;
   uint16_t server_port_;
+  bool https_;
 };
 
 }  // namespace portico::http

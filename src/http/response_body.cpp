@@ -78,9 +78,9 @@ Task<bool> forward_unframed(ClientConnection& c, Exchange& x, UpstreamSide& up, 
     if (done && rechunk) pieces.push_back(asio::buffer(kLastChunk));
     if (!pieces.empty()) {
       IoStatus s =
-          write_now(c.socket, pieces, x.unsent)
+          write_now(c.stream, pieces, x.unsent)
               ? x.unsent.status
-              : co_await write_rest(c.socket, x.unsent, c.io_deadline, limits.send_timeout);
+              : co_await write_rest(c.stream, x.unsent, c.io_deadline, limits.send_timeout);
       if (s != IoStatus::Ok) co_return false;
     }
     x.bytes_out += payload;
@@ -166,9 +166,9 @@ Task<bool> forward_filtered(ClientConnection& c, Exchange& x, UpstreamSide& up,
   std::array<asio::const_buffer, 4> bufs{
       asio::buffer(x.response_head), asio::buffer(size_line, rechunk ? static_cast<size_t>(n) : 0),
       asio::buffer(body), asio::buffer(kCrlf.data(), rechunk ? kCrlf.size() : 0)};
-  IoStatus s = write_now(c.socket, bufs, x.unsent)
+  IoStatus s = write_now(c.stream, bufs, x.unsent)
                    ? x.unsent.status
-                   : co_await write_rest(c.socket, x.unsent, c.io_deadline, limits.send_timeout);
+                   : co_await write_rest(c.stream, x.unsent, c.io_deadline, limits.send_timeout);
   bool ok = s == IoStatus::Ok;
   x.bytes_out += x.response_head.size() + body.size();
   if (ok && !whole) {
@@ -199,9 +199,9 @@ Task<bool> replace_body(ClientConnection& c, Exchange& x, UpstreamSide& up,
   x.status = status;
   std::array<asio::const_buffer, 2> bufs{asio::buffer(x.response_head),
                                          asio::buffer(*ctx.response_body)};
-  IoStatus s = write_now(c.socket, bufs, x.unsent)
+  IoStatus s = write_now(c.stream, bufs, x.unsent)
                    ? x.unsent.status
-                   : co_await write_rest(c.socket, x.unsent, c.io_deadline, limits.send_timeout);
+                   : co_await write_rest(c.stream, x.unsent, c.io_deadline, limits.send_timeout);
   x.bytes_out += x.response_head.size() + ctx.response_body->size();
   up.release_connection(spec, false);
   record_exchange(c, x);
@@ -255,9 +255,9 @@ Task<bool> forward_response(ClientConnection& c, Exchange& x, UpstreamSide& up,
   size_t first = in == InFraming::Length ? std::min<uint64_t>(ub.size(), remaining) : 0;
   std::array<asio::const_buffer, 2> head{asio::buffer(x.response_head),
                                          asio::buffer(ub.data(), first)};
-  IoStatus s = write_now(c.socket, head, x.unsent)
+  IoStatus s = write_now(c.stream, head, x.unsent)
                    ? x.unsent.status
-                   : co_await write_rest(c.socket, x.unsent, c.io_deadline, limits.send_timeout);
+                   : co_await write_rest(c.stream, x.unsent, c.io_deadline, limits.send_timeout);
   bool ok = s == IoStatus::Ok;
   x.bytes_out += x.response_head.size() + first;
   ub.consume(first);
@@ -272,9 +272,9 @@ Task<bool> forward_response(ClientConnection& c, Exchange& x, UpstreamSide& up,
     }
     size_t n = ub.size();
     auto piece = asio::buffer(ub.data(), n);
-    s = write_now(c.socket, piece, x.unsent)
+    s = write_now(c.stream, piece, x.unsent)
             ? x.unsent.status
-            : co_await write_rest(c.socket, x.unsent, c.io_deadline, limits.send_timeout);
+            : co_await write_rest(c.stream, x.unsent, c.io_deadline, limits.send_timeout);
     ok = s == IoStatus::Ok;
     x.bytes_out += n;
     ub.consume(n);

@@ -10,6 +10,7 @@
 #include <tuple>
 #include <vector>
 
+#include "core/client_stream.hpp"
 #include "core/deadline.hpp"
 #include "core/edge_read.hpp"
 #include "core/io_buffer.hpp"
@@ -17,8 +18,6 @@
 namespace portico::http {
 
 enum class IoStatus { Ok, Eof, Timeout, Error };
-
-using IoResult = std::tuple<error_code, size_t>;
 
 inline IoStatus classify(const error_code& ec, const Deadline& d) {
   if (!ec) return IoStatus::Ok;
@@ -36,6 +35,14 @@ inline auto async_read(Socket& s, IoBuffer& buf, Deadline& d, double timeout,
   return async_read_edge(s, asio::buffer(buf.write_ptr(), std::min(buf.writable(), max)), await_ec);
 }
 
+// The same on a client connection (plain or TLS).
+inline auto async_read(ClientStream& s, IoBuffer& buf, Deadline& d, double timeout,
+                       size_t max = SIZE_MAX) {
+  if (buf.writable() == 0) buf.compact();
+  d.arm(timeout, &s.socket());
+  return s.read_some(asio::buffer(buf.write_ptr(), std::min(buf.writable(), max)));
+}
+
 inline IoStatus read_done(const IoResult& r, IoBuffer& buf, Deadline& d) {
   d.disarm();
   if (!std::get<0>(r)) buf.commit(std::get<1>(r));
@@ -47,6 +54,12 @@ template <class ConstBuffers>
 auto async_write_all(Socket& s, const ConstBuffers& buffers, Deadline& d, double timeout) {
   d.arm(timeout, &s);
   return asio::async_write(s, buffers, await_ec);
+}
+
+template <class ConstBuffers>
+auto async_write_all(ClientStream& s, const ConstBuffers& buffers, Deadline& d, double timeout) {
+  d.arm(timeout, &s.socket());
+  return s.write_all(buffers);
 }
 
 inline IoStatus write_done(const IoResult& r, Deadline& d) {
@@ -63,13 +76,24 @@ struct WriteRest {
 // Most writes fit in the socket buffer: send them with one non-blocking sendmsg, without an
 // asynchronous operation (no completion to schedule, no coroutine suspension). Returns true
 // when everything was written or the socket failed (see rest.status); false leaves the unsent
-// tail in `rest` for write_rest(). The socket must be in non-blocking mode.
+// tail in `rest` for write_rest(). The socket must be in non-blocking mode. (A TLS client
+// stream sends nothing here: all of it is left for write_rest.)
 template <class ConstBuffers>
-bool write_now(Socket& s, const ConstBuffers& buffers, WriteRest& rest) {
-  error_code ec;
+size_t send_now(Socket& s, const ConstBuffers& buffers, error_code& ec) {
   size_t n = s.write_some(buffers, ec);
+  if (ec == asio::error::would_block || ec == asio::error::try_again) ec.clear();
+  return n;
+}
+template <class ConstBuffers>
+size_t send_now(ClientStream& s, const ConstBuffers& buffers, error_code& ec) {
+  return s.write_now(buffers, ec);
+}
+template <class Stream, class ConstBuffers>
+bool write_now(Stream& s, const ConstBuffers& buffers, WriteRest& rest) {
+  error_code ec;
+  size_t n = send_now(s, buffers, ec);
   rest.buffers.clear();
-  if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
+  if (ec) {
     rest.status = IoStatus::Error;
     return true;
   }
@@ -90,7 +114,8 @@ bool write_now(Socket& s, const ConstBuffers& buffers, WriteRest& rest) {
 // Sends what write_now left over, waiting for the socket as long as `timeout` allows per write.
 // Together, with no coroutine frame in the common case:
 //   IoStatus s = write_now(sock, bufs, rest) ? rest.status : co_await write_rest(sock, rest, d, t);
-inline Task<IoStatus> write_rest(Socket& s, WriteRest& rest, Deadline& d, double timeout) {
+template <class Stream>
+Task<IoStatus> write_rest(Stream& s, WriteRest& rest, Deadline& d, double timeout) {
   IoResult r = co_await async_write_all(s, rest.buffers, d, timeout);
   co_return write_done(r, d);
 }

@@ -10,29 +10,38 @@
 namespace portico::http {
 namespace {
 
+// The relay's two ends: the upstream socket, and the client's stream (plain or TLS).
+auto read_some(Socket& s, asio::mutable_buffer b) { return async_read_edge(s, b, await_ec); }
+auto read_some(ClientStream& s, asio::mutable_buffer b) { return s.read_some(b); }
+auto write_all(Socket& s, asio::const_buffer b) { return asio::async_write(s, b, await_ec); }
+auto write_all(ClientStream& s, asio::const_buffer b) { return s.write_all(b); }
+Socket& socket_of(Socket& s) { return s; }
+Socket& socket_of(ClientStream& s) { return s.socket(); }
+
 // Relays one direction until EOF (then half-closes the other side) or an error (closes both).
 // Both directions share `idle`, so traffic either way keeps the relay alive.
-Task<> pump(Socket& from, Socket& to, IoBuffer& buf, Deadline& idle, double timeout,
-            uint64_t& counter) {
+template <class From, class To>
+Task<> pump(From& from, To& to, IoBuffer& buf, Deadline& idle, double timeout, uint64_t& counter) {
+  Socket& from_socket = socket_of(from);
+  Socket& to_socket = socket_of(to);
   while (true) {
-    idle.arm(timeout, &from, &to, true);
+    idle.arm(timeout, &from_socket, &to_socket, true);
     buf.clear();
-    auto [ec, n] =
-        co_await async_read_edge(from, asio::buffer(buf.write_ptr(), buf.writable()), await_ec);
+    auto [ec, n] = co_await read_some(from, asio::buffer(buf.write_ptr(), buf.writable()));
     error_code ignored;
     if (ec) {
       if (ec == asio::error::eof) {
-        to.shutdown(Socket::shutdown_send, ignored);
+        to_socket.shutdown(Socket::shutdown_send, ignored);
       } else {
-        from.close(ignored);
-        to.close(ignored);
+        from_socket.close(ignored);
+        to_socket.close(ignored);
       }
       co_return;
     }
-    auto [wec, wn] = co_await asio::async_write(to, asio::buffer(buf.write_ptr(), n), await_ec);
+    auto [wec, wn] = co_await write_all(to, asio::buffer(buf.write_ptr(), n));
     if (wec) {
-      from.close(ignored);
-      to.close(ignored);
+      from_socket.close(ignored);
+      to_socket.close(ignored);
       co_return;
     }
     counter += n;
@@ -51,7 +60,7 @@ Task<bool> relay_websocket(ClientConnection& c, Exchange& x, UpstreamSide& up,
   IoBuffer& ub = up.buf;
   ub.consume(x.resp.head_size);
   std::array<asio::const_buffer, 2> head{asio::buffer(x.response_head), asio::buffer(ub.view())};
-  if (write_done(co_await async_write_all(c.socket, head, c.io_deadline, limits.send_timeout),
+  if (write_done(co_await async_write_all(c.stream, head, c.io_deadline, limits.send_timeout),
                  c.io_deadline) != IoStatus::Ok)
     co_return false;
   x.bytes_out += x.response_head.size() + ub.size();
@@ -77,8 +86,8 @@ Task<bool> relay_websocket(ClientConnection& c, Exchange& x, UpstreamSide& up,
   Deadline idle;
   c.worker.deadlines().add(idle);
   uint64_t in_bytes = 0, out_bytes = 0;
-  co_await (pump(c.socket, up.socket, c.in, idle, idle_timeout, in_bytes) &&
-            pump(up.socket, c.socket, ub, idle, idle_timeout, out_bytes));
+  co_await (pump(c.stream, up.socket, c.in, idle, idle_timeout, in_bytes) &&
+            pump(up.socket, c.stream, ub, idle, idle_timeout, out_bytes));
   idle.disarm();
   up.close();
   if (x.with_plugins) {

@@ -107,7 +107,8 @@ std::string_view Context::var(std::string_view name) const {
   if (name == "host") return r.host;
   if (name == "request_method") return r.method;
   if (name == "query_string" || name == "args") return r.query;
-  if (name == "scheme") return "http";
+  if (name == "scheme") return https ? "https" : "http";
+  if (name == "ssl_server_name") return server_name;
   if (name == "route_id") return route_id ? std::string_view(*route_id) : std::string_view();
   if (name == "service_id") return service_id ? std::string_view(*service_id) : std::string_view();
   if (name == "consumer_name")
@@ -175,6 +176,8 @@ void Context::reset() {
   client_ip.clear();
   client_port = 0;
   server_port = 0;
+  https = false;
+  server_name = {};
   route_id = nullptr;
   service_id = nullptr;
   consumers = nullptr;

@@ -54,6 +54,8 @@ class Context {
   uint16_t client_port = 0;
   std::array<uint8_t, 16> client_bytes{};  // client_ip as IPv4-mapped IPv6
   uint16_t server_port = 0;
+  bool https = false;            // the request came over TLS
+  std::string_view server_name;  // TLS: the name the client asked for (SNI); empty otherwise
   const std::string* route_id = nullptr;
   const std::string* service_id = nullptr;
   const ConsumerTable* consumers = nullptr;
@@ -99,7 +101,7 @@ class Context {
   void respond_message(int status, std::string_view message);
 
   // An nginx/APISIX variable by name: remote_addr, remote_port, uri, request_uri, host,
-  // request_method, query_string/args, server_port, scheme, route_id, service_id,
+  // request_method, query_string/args, server_port, scheme, ssl_server_name, route_id, service_id,
   // consumer_name, request_id, arg_*, http_* (header, '_' = '-'), cookie_*. Empty when absent.
   std::string_view var(std::string_view name) const;
   std::string_view header(std::string_view name) const;  // case-insensitive, first value

@@ -3,6 +3,7 @@
 #include <boost/asio/write.hpp>
 
 #include "bridge/tlv_envelope.hpp"
+#include "core/client_stream.hpp"
 #include "core/deadline.hpp"
 #include "core/edge_read.hpp"
 #include "core/io_buffer.hpp"
@@ -59,7 +60,7 @@ Task<> run_tlv_rpc(const TlvBridgeConfig& config, Takeover& io, Context& ctx) {
   bridge::CmdTypes types;
   if (!bind_types(config, io, types, ctx)) co_return;
   std::string frame;
-  if (config.send_proxy_protocol) frame = proxy_header_for(ctx, io.client);
+  if (config.send_proxy_protocol) frame = proxy_header_for(ctx, io.client.socket());
   size_t header_bytes = frame.size();
   bridge::EnvelopeError error;
   if (!bridge::envelope_to_tlv(io.body, config.framing, types, frame, error)) {

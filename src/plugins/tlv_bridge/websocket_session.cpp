@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "bridge/websocket_frames.hpp"
+#include "core/client_stream.hpp"
 #include "core/deadline.hpp"
 #include "core/edge_read.hpp"
 #include "core/io_buffer.hpp"
@@ -60,7 +61,7 @@ class Session {
       ctx.respond_error(502, "tlv-bridge: no TLV backend accepts connections");
       co_return false;
     }
-    if (config_.send_proxy_protocol) to_backend_ = proxy_header_for(ctx, io_.client);
+    if (config_.send_proxy_protocol) to_backend_ = proxy_header_for(ctx, client_socket());
     std::string protocol =
         bridge::choose_ws_subprotocol(ctx.header("Sec-WebSocket-Protocol"), config_.subprotocols);
     pending_ =
@@ -77,7 +78,7 @@ class Session {
     // least_conn balances sessions: this one counts on its node until it ends.
     io_.upstream.started(io_.worker.index(), node_);
     backend_in_ = io_.worker.buffers().acquire();
-    drain_watch_.arm(365.0 * 86400, &io_.client);
+    drain_watch_.arm(365.0 * 86400, &client_socket());
     using namespace asio::experimental::awaitable_operators;
     // Each loop catches its own exceptions: `&&` only cancels the other side through
     // per-operation cancellation, which edge reads do not offer, so an escaping exception
@@ -93,6 +94,8 @@ class Session {
 
  private:
   static TlvBridgeCounters& counters() { return tlv_bridge_counters(); }
+
+  Socket& client_socket() { return io_.client.socket(); }
 
   bool shutting_down() const { return drain_watch_.fired() || io_.worker.draining(); }
 
@@ -118,7 +121,7 @@ class Session {
     writing_ = false;
     drained_.cancel();
     error_code ignored;
-    io_.client.close(ignored);
+    client_socket().close(ignored);
   }
 
   Task<> read_client() {
@@ -157,9 +160,8 @@ class Session {
         in = io_.worker.buffers().acquire();
       }
       if (in.writable() == 0) in.compact();
-      client_read_.arm(config_.idle_timeout, &io_.client);
-      auto [ec, n] = co_await async_read_edge(
-          io_.client, asio::buffer(in.write_ptr(), in.writable()), await_ec);
+      client_read_.arm(config_.idle_timeout, &client_socket());
+      auto [ec, n] = co_await io_.client.read_some(asio::buffer(in.write_ptr(), in.writable()));
       client_read_.disarm();
       if (ec) {
         if (closing_) co_return;  // backend_loop ended the session (and sent the close)
@@ -329,7 +331,7 @@ class Session {
       failed(e);
     }
     error_code ignored;
-    io_.client.cancel(ignored);  // ends client_loop's read; run() lingers, then closes
+    client_socket().cancel(ignored);  // ends client_loop's read; run() lingers, then closes
   }
 
   Task<> read_backend() {
@@ -395,29 +397,30 @@ class Session {
     writing_ = true;
     while (!pending_.empty() && !client_broken_) {
       sending_.swap(pending_);
-      size_t done = 0;
-      error_code first = send_now(io_.client, sending_, done);
+      error_code first;
+      size_t done = io_.client.write_now(asio::buffer(sending_), first);
       if (first) {
         client_broken_ = true;
         pending_.clear();
         error_code ignored;
-        io_.client.close(ignored);
+        client_socket().close(ignored);
       }
       while (done < sending_.size() && !client_broken_) {
-        client_write_.arm(io_.send_timeout, &io_.client);
-        auto [ec, n] = co_await asio::async_write(
-            io_.client, asio::buffer(sending_.data() + done, sending_.size() - done), await_ec);
+        client_write_.arm(io_.send_timeout, &client_socket());
+        auto [ec, n] = co_await io_.client.write_all(
+            asio::buffer(sending_.data() + done, sending_.size() - done));
         client_write_.disarm();
         done += n;
         // The idle and drain deadlines cancel every operation on the client socket, this
-        // write too: it goes on (only a write timeout or a socket error ends the client).
+        // write too: it goes on (only a write timeout or a socket error ends the client), unless
+        // TLS cut a record short.
         if (!ec || (ec == asio::error::operation_aborted && !client_write_.fired() &&
-                    io_.client.is_open()))
+                    client_socket().is_open() && io_.client.write_resumable()))
           continue;
         client_broken_ = true;
         pending_.clear();
         error_code ignored;
-        io_.client.close(ignored);
+        client_socket().close(ignored);
       }
       sending_.clear();
       trim(sending_);
@@ -445,16 +448,21 @@ class Session {
   // a moment, so closing with unread bytes does not reset the connection (and destroy the close
   // frame in flight).
   Task<> linger() {
-    if (client_broken_ || !io_.client.is_open()) co_return;
+    if (client_broken_ || !client_socket().is_open()) co_return;
+    if (io_.client.secure()) {  // close_notify, and the client's for a moment
+      client_read_.arm(kLingerSeconds, &client_socket());
+      co_await tls::shutdown(*io_.client.tls());
+      client_read_.disarm();
+    }
     error_code ec;
-    io_.client.shutdown(Socket::shutdown_send, ec);
+    client_socket().shutdown(Socket::shutdown_send, ec);
     IoBuffer& in = io_.in;
     int64_t until = steady_now_ms() + static_cast<int64_t>(kLingerSeconds * 1000);
     while (!ec && steady_now_ms() < until) {
       in.clear();
-      client_read_.arm(static_cast<double>(until - steady_now_ms()) / 1000.0, &io_.client);
+      client_read_.arm(static_cast<double>(until - steady_now_ms()) / 1000.0, &client_socket());
       auto [rec, n] = co_await async_read_edge(
-          io_.client, asio::buffer(in.write_ptr(), in.writable()), await_ec);
+          client_socket(), asio::buffer(in.write_ptr(), in.writable()), await_ec);
       client_read_.disarm();
       ec = rec;
     }

@@ -5,6 +5,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
+#include <openssl/ssl.h>
 #include <openssl/x509.h>
 
 #include <algorithm>
@@ -165,6 +166,41 @@ TEST(OtherObjectsSsl, AcceptsChainSingleSniAndClientType) {
   // A client certificate (for upstream mTLS) names no server.
   EXPECT_EQ(error_paths("ssls", with(valid_ssl(), {{"type", "client"}, {"snis", nullptr}})),
             Paths{});
+}
+
+// What a valid server certificate compiles to: the context the handshake switches to, the
+// names in lower case, and the versions of ssl_protocols.
+TEST(OtherObjectsSsl, CompilesServerCertificatesForTheHandshake) {
+  Errors errors;
+  auto cert = validate_ssl(with(valid_ssl(), {{"snis", {"Example.COM", "*.example.com"}},
+                                              {"certs", {pems().rsa_cert}},
+                                              {"keys", {pems().rsa_key}}}),
+                           "ssls[0]", errors);
+  ASSERT_TRUE(cert) << errors.to_string();
+  EXPECT_NE(cert->context, nullptr);
+  EXPECT_EQ(cert->snis, (std::vector<std::string>{"example.com", "*.example.com"}));
+  EXPECT_EQ(cert->min_version, TLS1_2_VERSION);  // APISIX's default: TLSv1.2 and TLSv1.3
+  EXPECT_EQ(cert->max_version, TLS1_3_VERSION);
+  EXPECT_EQ(cert->disabled, 0u);
+
+  cert = validate_ssl(with(valid_ssl(), {{"ssl_protocols", {"TLSv1.3", "TLSv1.1"}}}), "ssls[0]",
+                      errors);
+  ASSERT_TRUE(cert);
+  EXPECT_EQ(cert->min_version, TLS1_1_VERSION);
+  EXPECT_EQ(cert->max_version, TLS1_3_VERSION);
+  EXPECT_EQ(cert->disabled, static_cast<uint64_t>(SSL_OP_NO_TLSv1_2));  // the gap
+  cert = validate_ssl(with(valid_ssl(), {{"ssl_protocols", {"TLSv1.2"}}}), "ssls[0]", errors);
+  ASSERT_TRUE(cert);
+  EXPECT_EQ(cert->min_version, TLS1_2_VERSION);
+  EXPECT_EQ(cert->max_version, TLS1_2_VERSION);
+  EXPECT_TRUE(errors.empty()) << errors.to_string();
+
+  // Disabled, client-side and invalid objects serve no handshake.
+  EXPECT_FALSE(validate_ssl(with(valid_ssl(), {{"status", 0}}), "ssls[0]", errors));
+  EXPECT_FALSE(validate_ssl(with(valid_ssl(), {{"type", "client"}}), "ssls[0]", errors));
+  EXPECT_TRUE(errors.empty()) << errors.to_string();
+  EXPECT_FALSE(validate_ssl(with(valid_ssl(), {{"key", pems().other_key}}), "ssls[0]", errors));
+  EXPECT_FALSE(errors.empty());
 }
 
 TEST(OtherObjectsSsl, RejectsKeyThatDoesNotMatchItsCertificate) {

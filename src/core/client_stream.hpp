@@ -1,0 +1,70 @@
+// What a client connection reads and writes through: its TCP socket, or TLS over it. Plain
+// connections keep the socket's own fast paths (edge reads, one non-blocking send); TLS goes
+// through OpenSSL (tls/server_stream.hpp), out of this header.
+#pragma once
+
+#include <boost/asio/write.hpp>
+#include <string>
+
+#include "core/asio.hpp"
+#include "core/edge_read.hpp"
+#include "tls/server_stream.hpp"
+
+namespace portico {
+
+class ClientStream {
+ public:
+  explicit ClientStream(Socket& socket) : socket_(&socket) {}
+
+  Socket& socket() { return *socket_; }
+  bool secure() const { return tls_ != nullptr; }
+  void use_tls(tls::ServerStreamPtr tls) { tls_ = std::move(tls); }
+  tls::ServerStream* tls() { return tls_.get(); }
+
+  // Reads what is available into `b`.
+  Task<IoResult> read_some(asio::mutable_buffer b) {
+    if (tls_) return tls::read_some(*tls_, b);
+    return async_read_edge(*socket_, b, await_ec);
+  }
+
+  // Writes all of `buffers` (which must outlive the operation). Over TLS a sequence of several
+  // buffers is copied into one record-sized write first: each buffer would otherwise become a
+  // record and a send of its own. One write at a time per stream.
+  template <class ConstBuffers>
+  Task<IoResult> write_all(const ConstBuffers& buffers) {
+    if (!tls_) return asio::async_write(*socket_, buffers, await_ec);
+    auto begin = asio::buffer_sequence_begin(buffers);
+    auto end = asio::buffer_sequence_end(buffers);
+    if (begin != end && std::next(begin) == end)
+      return tls::write_all(*tls_, asio::const_buffer(*begin));
+    staged_.clear();
+    for (auto it = begin; it != end; ++it) {
+      asio::const_buffer b(*it);
+      staged_.append(static_cast<const char*>(b.data()), b.size());
+    }
+    return tls::write_all(*tls_, asio::buffer(staged_));
+  }
+
+  // Sends what the socket takes at once without waiting (a plain connection's common case: no
+  // asynchronous operation). Over TLS nothing is sent here: write_all does it.
+  template <class ConstBuffers>
+  size_t write_now(const ConstBuffers& buffers, error_code& ec) {
+    ec.clear();
+    if (tls_) return 0;
+    size_t n = socket_->write_some(buffers, ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) ec.clear();
+    return n;
+  }
+
+  // A write cancelled half-way (a deadline of another operation cancels the socket's) can be
+  // resumed with the unsent rest on a plain socket; under TLS the record it was sending is cut,
+  // so the connection cannot carry more.
+  bool write_resumable() const { return !tls_; }
+
+ private:
+  Socket* socket_;
+  tls::ServerStreamPtr tls_;
+  std::string staged_;
+};
+
+}  // namespace portico

@@ -1,0 +1,88 @@
+#include "tls/server_certificates.hpp"
+
+#include <openssl/ssl.h>
+
+#include <algorithm>
+#include <cctype>
+
+namespace portico::tls {
+namespace {
+
+struct Version {
+  const char* name;
+  int version;
+  uint64_t disable_option;
+};
+constexpr Version kVersions[] = {{"TLSv1.1", TLS1_1_VERSION, SSL_OP_NO_TLSv1_1},
+                                 {"TLSv1.2", TLS1_2_VERSION, SSL_OP_NO_TLSv1_2},
+                                 {"TLSv1.3", TLS1_3_VERSION, SSL_OP_NO_TLSv1_3}};
+
+void set_versions(ServerCertificate& cert, const std::vector<std::string>& protocols) {
+  std::vector<std::string> wanted = protocols;
+  if (wanted.empty()) wanted = {"TLSv1.2", "TLSv1.3"};
+  for (const Version& v : kVersions) {
+    bool on = std::find(wanted.begin(), wanted.end(), v.name) != wanted.end();
+    if (on && cert.min_version == 0) cert.min_version = v.version;
+    if (on) cert.max_version = v.version;
+  }
+  for (const Version& v : kVersions) {
+    bool inside = v.version > cert.min_version && v.version < cert.max_version;
+    if (inside && std::find(wanted.begin(), wanted.end(), v.name) == wanted.end())
+      cert.disabled |= v.disable_option;
+  }
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+}  // namespace
+
+std::shared_ptr<const ServerCertificate> make_server_certificate(
+    std::vector<CertificateKeyPair> pairs, std::vector<std::string> snis,
+    const std::vector<std::string>& protocols, std::string& error) {
+  std::shared_ptr<SSL_CTX> ctx(SSL_CTX_new(TLS_server_method()), SSL_CTX_free);
+  if (!ctx) {
+    error = "cannot create a TLS context: " + take_openssl_error();
+    return nullptr;
+  }
+  prepare_server_context(ctx.get());
+  for (CertificateKeyPair& pair : pairs) {
+    STACK_OF(X509)* chain = sk_X509_new_null();
+    for (size_t i = 1; i < pair.chain.size(); ++i) sk_X509_push(chain, pair.chain[i].get());
+    // Copies what it keeps (up-references): `pair` can go afterwards.
+    int ok =
+        SSL_CTX_use_cert_and_key(ctx.get(), pair.chain.front().get(), pair.key.get(), chain, 1);
+    sk_X509_free(chain);
+    if (ok != 1) {
+      error = "OpenSSL refused the certificate: " + take_openssl_error();
+      return nullptr;
+    }
+  }
+  auto cert = std::make_shared<ServerCertificate>();
+  cert->context = std::move(ctx);
+  for (std::string& sni : snis) cert->snis.push_back(lower(sni));
+  set_versions(*cert, protocols);
+  return cert;
+}
+
+void CertificateTable::add(std::shared_ptr<const ServerCertificate> cert) {
+  for (const std::string& name : cert->snis) by_name_[name] = cert.get();
+  certificates_.push_back(std::move(cert));
+}
+
+const ServerCertificate* CertificateTable::find(std::string_view server_name) const {
+  if (server_name.ends_with('.')) server_name.remove_suffix(1);
+  if (server_name.empty() || by_name_.empty()) return nullptr;
+  std::string name = lower(server_name);
+  if (auto it = by_name_.find(name); it != by_name_.end()) return it->second;
+  size_t dot = name.find('.');
+  if (dot == std::string::npos || dot == 0) return nullptr;
+  name.replace(0, dot, "*");
+  auto it = by_name_.find(name);
+  return it == by_name_.end() ? nullptr : it->second;
+}
+
+}  // namespace portico::tls

@@ -1,0 +1,60 @@
+// Server certificates from `ssls` objects, compiled once when the object arrives (an OpenSSL
+// context each), and the table the TLS handshake picks from by the client's server name (SNI).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "tls/pem.hpp"
+
+struct ssl_ctx_st;
+
+namespace portico::tls {
+
+struct CertificateKeyPair {
+  std::vector<X509Ptr> chain;  // the leaf first, then its intermediates
+  PkeyPtr key;
+};
+
+// One `ssls` object of type server, ready to serve. Identical objects keep the same instance
+// from one config to the next (the object store compiles an object only when it changes).
+struct ServerCertificate {
+  std::shared_ptr<ssl_ctx_st> context;  // holds every certificate (RSA beside ECDSA, ...)
+  std::vector<std::string> snis;        // lower case; "*.example.com" for a wildcard
+  int min_version = 0;                  // TLS1_2_VERSION, ... (from ssl_protocols)
+  int max_version = 0;
+  uint64_t disabled = 0;  // SSL_OP_NO_TLSv1_x for a version inside [min, max] not listed
+};
+
+// `protocols`: ssl_protocols values ("TLSv1.2", ...); empty means TLSv1.2 and TLSv1.3 (APISIX's
+// default). Null with `error` set when OpenSSL refuses a pair (a key too weak, say).
+std::shared_ptr<const ServerCertificate> make_server_certificate(
+    std::vector<CertificateKeyPair> pairs, std::vector<std::string> snis,
+    const std::vector<std::string>& protocols, std::string& error);
+
+// Settings every context that serves clients shares (ALPN http/1.1, the session id context):
+// the handshake switches contexts mid-way and reads these from the one it ends on.
+void prepare_server_context(ssl_ctx_st* ctx);
+
+// Server names -> certificates: an exact name first, then the wildcard of its parent domain
+// (`*.example.com` serves `a.example.com`, not `a.b.example.com` or `example.com`, as a
+// certificate's own wildcard matches).
+class CertificateTable {
+ public:
+  // A name already in the table is taken over by `cert` (the newest object wins, so adding a
+  // replacement before deleting the old one rotates at once).
+  void add(std::shared_ptr<const ServerCertificate> cert);
+  // `server_name` in any case, with or without a trailing dot. Null when nothing serves it.
+  const ServerCertificate* find(std::string_view server_name) const;
+  bool empty() const { return certificates_.empty(); }
+
+ private:
+  std::vector<std::shared_ptr<const ServerCertificate>> certificates_;
+  std::unordered_map<std::string, const ServerCertificate*> by_name_;
+};
+
+}  // namespace portico::tls

@@ -1,0 +1,64 @@
+// TLS on a client's TCP socket (OpenSSL through asio::ssl, kept out of this header): the
+// handshake that picks the certificate by the client's server name, and reads and writes.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "core/asio.hpp"
+
+namespace portico {
+class Deadline;
+}
+
+namespace portico::tls {
+
+class CertificateTable;
+class ServerStream;
+struct ServerStreamDelete {
+  void operator()(ServerStream* s) const;
+};
+using ServerStreamPtr = std::unique_ptr<ServerStream, ServerStreamDelete>;
+
+// Why a handshake failed, for the portico_tls_handshakes_total{result} counter.
+enum class HandshakeResult {
+  Ok,
+  NoServerName,
+  UnknownServerName,
+  PlainHttp,
+  Timeout,
+  Closed,
+  Failed
+};
+const char* result_name(HandshakeResult r);
+
+struct Handshake {
+  ServerStreamPtr stream;  // null unless result is Ok
+  HandshakeResult result = HandshakeResult::Failed;
+  std::string server_name;  // what the client asked for (SNI), lower case
+  std::string detail;       // OpenSSL's reason, for the debug log
+};
+
+// Runs the server side of the handshake on `socket` within `timeout` seconds (`d` arms it),
+// serving the certificate `certificates` holds for the client's server name; the table must
+// outlive the call. `first_bytes`: what the server already read from the socket (at least one
+// byte); a client whose first byte is not a TLS handshake record speaks plain HTTP and is
+// answered with a 400 that says so.
+Task<Handshake> accept(Socket& socket, std::string_view first_bytes,
+                       const CertificateTable& certificates, Deadline& d, double timeout);
+// Counts a handshake that ended before accept() (the client closed or stayed silent).
+void count_handshake(HandshakeResult r);
+
+// A TCP close without TLS's close_notify reads as eof, like a clean one (HTTP frames its
+// messages; browsers and curl close that way).
+Task<IoResult> read_some(ServerStream& s, asio::mutable_buffer b);
+Task<IoResult> write_all(ServerStream& s, asio::const_buffer b);
+// Sends close_notify and waits (as long as the caller's deadline allows) for the client's.
+Task<> shutdown(ServerStream& s);
+const std::string& server_name(const ServerStream& s);
+
+// Handshakes by result since start (all workers).
+uint64_t handshake_count(HandshakeResult r);
+
+}  // namespace portico::tls
