@@ -44,6 +44,8 @@ write_portico_config() {  # PORT UPSTREAM_PORT: $WORK/config.yaml (one worker) +
   cat >"$WORK/config.yaml" <<YAML
 node: {listen: ["127.0.0.1:$1"], workers: 1}
 log: {access: "off", error: "$WORK/logs/portico.log"}
+control: {listen: "127.0.0.1:19390"}
+admin: {listen: "127.0.0.1:19391"}
 YAML
   python3 "$(dirname "${BASH_SOURCE[0]}")/make_routes.py" 1 "$2" >"$WORK/routes.yaml"
 }
