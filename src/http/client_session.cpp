@@ -54,6 +54,7 @@ Task<Wait> wait_for_request(ClientConnection& c, double timeout) {
 // drains; then the session resumes in a new coroutine (or the connection closes).
 void park(std::unique_ptr<ClientConnection> c) {
   c->worker.buffers().release(c->in);
+  if (c->stream.secure()) tls::release_buffers(*c->stream.tls());
   Socket& socket = c->socket;
   c->idle_deadline.arm(static_cast<double>(c->idle_until_ms - steady_now_ms()) / 1000.0, &socket);
   auto resume = [c = std::move(c)](error_code ec) mutable {

@@ -3,13 +3,14 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include <sys/socket.h>
+
+#include <algorithm>
 #include <array>
 #include <atomic>
-#include <boost/asio/post.hpp>
-#include <boost/asio/ssl/error.hpp>
-#include <boost/asio/ssl/stream.hpp>
-#include <boost/asio/write.hpp>
 #include <cctype>
+#include <cerrno>
+#include <cstring>
 
 #include "core/deadline.hpp"
 #include "tls/server_certificates.hpp"
@@ -24,46 +25,28 @@ struct HelloState {
   HandshakeResult refused = HandshakeResult::Ok;
 };
 
-// The socket as TLS's lower layer, serving first the bytes the server read before it knew the
-// connection was TLS (the first read, which tells TLS from plain HTTP; bytes that came behind a
-// PROXY header).
-class ReplayingSocket {
- public:
-  using executor_type = Executor;
-  using lowest_layer_type = Socket::lowest_layer_type;
-
-  ReplayingSocket(Socket& socket) : socket_(socket) {}  // NOLINT: built by ssl::stream
-  executor_type get_executor() { return socket_.get_executor(); }
-  lowest_layer_type& lowest_layer() { return socket_.lowest_layer(); }
-  const lowest_layer_type& lowest_layer() const { return socket_.lowest_layer(); }
-  void replay(std::string_view bytes) { replay_.assign(bytes); }
-
-  template <class MutableBuffers, class Handler>
-  void async_read_some(const MutableBuffers& buffers, Handler&& handler) {
-    if (replay_.size() == replayed_)
-      return socket_.async_read_some(buffers, std::forward<Handler>(handler));
-    size_t n = asio::buffer_copy(buffers, asio::buffer(replay_) + replayed_);
-    replayed_ += n;
-    if (replayed_ == replay_.size()) std::string().swap(replay_), replayed_ = 0;
-    auto ex = asio::get_associated_executor(handler, get_executor());
-    asio::post(ex, [h = std::forward<Handler>(handler), n]() mutable { h(error_code(), n); });
-  }
-  template <class ConstBuffers, class Handler>
-  void async_write_some(const ConstBuffers& buffers, Handler&& handler) {
-    socket_.async_write_some(buffers, std::forward<Handler>(handler));
-  }
-
- private:
-  Socket& socket_;
-  std::string replay_;
-  size_t replayed_ = 0;
-};
-
+// OpenSSL on the client's socket, driven from the worker's event loop: every TLS call is tried
+// at once and, when it needs the socket, waits for readiness and tries again (nginx's way).
+// OpenSSL reads and writes the socket itself through a BIO of ours, so no byte is copied
+// between buffers on the way, and an idle connection holds no record buffer
+// (SSL_MODE_RELEASE_BUFFERS): Asio's TLS stream keeps four 17 KiB buffers per connection.
+// Each worker runs one thread, so a readiness wait started after the socket answered EAGAIN
+// cannot miss the event that follows.
 class ServerStream {
  public:
-  ServerStream(Socket& socket, SSL* ssl) : stream(socket, ssl) {}
-  asio::ssl::stream<ReplayingSocket> stream;
+  ServerStream(Socket& s, SSL* ssl) : socket(s), ssl(ssl) {}
+  ~ServerStream() { SSL_free(ssl); }
+  ServerStream(const ServerStream&) = delete;
+  ServerStream& operator=(const ServerStream&) = delete;
+
+  Socket& socket;
+  SSL* const ssl;
   HelloState hello;
+  // What the server read before it knew the connection was TLS (the first read, which tells TLS
+  // from plain HTTP; bytes behind a PROXY header): OpenSSL reads these first.
+  std::string replay;
+  size_t replayed = 0;
+  bool failed = false;  // a fatal TLS or socket error: no close_notify may follow
 };
 
 void ServerStreamDelete::operator()(ServerStream* s) const { delete s; }
@@ -75,6 +58,97 @@ std::array<std::atomic<uint64_t>, 7> handshake_counts{};
 int hello_index() {
   static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
   return index;
+}
+
+// ---- the socket BIO ------------------------------------------------------------------------
+
+ServerStream* stream_of(BIO* b) { return static_cast<ServerStream*>(BIO_get_data(b)); }
+
+int bio_read(BIO* b, char* out, int len) {
+  ServerStream& s = *stream_of(b);
+  BIO_clear_retry_flags(b);
+  if (s.replayed < s.replay.size()) {
+    size_t n = std::min(static_cast<size_t>(len), s.replay.size() - s.replayed);
+    std::memcpy(out, s.replay.data() + s.replayed, n);
+    s.replayed += n;
+    if (s.replayed == s.replay.size()) std::string().swap(s.replay), s.replayed = 0;
+    return static_cast<int>(n);
+  }
+  ssize_t n = ::recv(s.socket.native_handle(), out, static_cast<size_t>(len), 0);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) BIO_set_retry_read(b);
+  return static_cast<int>(n);
+}
+
+int bio_write(BIO* b, const char* in, int len) {
+  ServerStream& s = *stream_of(b);
+  BIO_clear_retry_flags(b);
+  ssize_t n = ::send(s.socket.native_handle(), in, static_cast<size_t>(len), MSG_NOSIGNAL);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) BIO_set_retry_write(b);
+  return static_cast<int>(n);
+}
+
+long bio_ctrl(BIO*, int cmd, long, void*) { return cmd == BIO_CTRL_FLUSH ? 1 : 0; }
+
+int bio_create(BIO* b) {
+  BIO_set_init(b, 1);
+  return 1;
+}
+
+BIO_METHOD* socket_bio_method() {
+  static BIO_METHOD* const method = [] {
+    BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "portico socket");
+    BIO_meth_set_read(m, bio_read);
+    BIO_meth_set_write(m, bio_write);
+    BIO_meth_set_ctrl(m, bio_ctrl);
+    BIO_meth_set_create(m, bio_create);
+    return m;
+  }();
+  return method;
+}
+
+// ---- driving OpenSSL ----------------------------------------------------------------------
+
+// After an OpenSSL call returned `r`: the readiness to wait for, or the error it ended with
+// (end of stream: eof; the stream is marked failed on anything else).
+struct Outcome {
+  bool wait = false;
+  Socket::wait_type on = Socket::wait_read;
+  error_code error;
+  const char* reason = nullptr;  // OpenSSL's, for a protocol error
+};
+
+Outcome outcome(ServerStream& s, int r) {
+  Outcome o;
+  int saved_errno = errno;
+  switch (SSL_get_error(s.ssl, r)) {
+    case SSL_ERROR_WANT_READ:
+      o.wait = true;
+      break;
+    case SSL_ERROR_WANT_WRITE:
+      o.wait = true;
+      o.on = Socket::wait_write;
+      break;
+    case SSL_ERROR_ZERO_RETURN:  // close_notify, or a TCP end (SSL_OP_IGNORE_UNEXPECTED_EOF)
+      o.error = asio::error::eof;
+      break;
+    case SSL_ERROR_SYSCALL:
+      o.error = saved_errno ? error_code(saved_errno, boost::system::system_category())
+                            : error_code(asio::error::eof);
+      s.failed = true;
+      break;
+    default:
+      o.error = make_error_code(boost::system::errc::protocol_error);
+      o.reason = ERR_reason_error_string(ERR_peek_error());
+      s.failed = true;
+  }
+  ERR_clear_error();
+  return o;
+}
+
+// Waits for what `o` asks; false (with `ec`) when the wait was cancelled or failed.
+Task<error_code> wait_for(ServerStream& s, const Outcome& o) {
+  auto [ec] = co_await s.socket.async_wait(o.on, await_ec);
+  co_return ec;
 }
 
 // The first host_name of the server_name extension (RFC 6066 section 3), lower case; empty
@@ -223,11 +297,27 @@ Task<Handshake> accept(Socket& socket, std::string_view first_bytes,
     co_return finish(std::move(h));
   }
   ServerStreamPtr stream(new ServerStream(socket, ssl));  // owns `ssl` from here
-  stream->stream.next_layer().replay(first_bytes);
+  stream->replay.assign(first_bytes);
+  BIO* bio = BIO_new(socket_bio_method());
+  BIO_set_data(bio, stream.get());
+  SSL_set_bio(ssl, bio, bio);
+  SSL_set_accept_state(ssl);
   stream->hello.certificates = &certificates;
   SSL_set_ex_data(ssl, hello_index(), &stream->hello);
   d.arm(timeout, &socket);
-  auto [ec] = co_await stream->stream.async_handshake(asio::ssl::stream_base::server, await_ec);
+  error_code ec;
+  while (true) {
+    ERR_clear_error();
+    int r = SSL_do_handshake(ssl);
+    if (r == 1) break;
+    Outcome o = outcome(*stream, r);
+    if (!o.wait) {
+      ec = o.error;
+      if (o.reason) h.detail = o.reason;
+      break;
+    }
+    if ((ec = co_await wait_for(*stream, o))) break;
+  }
   bool timed_out = d.fired();
   d.disarm();
   SSL_set_ex_data(ssl, hello_index(), nullptr);  // the table is the caller's
@@ -240,12 +330,11 @@ Task<Handshake> accept(Socket& socket, std::string_view first_bytes,
     h.result = stream->hello.refused;
   } else if (timed_out) {
     h.result = HandshakeResult::Timeout;
-  } else if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated ||
-             ec == asio::error::connection_reset) {
+  } else if (ec == asio::error::eof || ec == asio::error::connection_reset) {
     h.result = HandshakeResult::Closed;
   } else {
     h.result = HandshakeResult::Failed;
-    h.detail = ec.message();
+    if (h.detail.empty()) h.detail = ec.message();
   }
   ERR_clear_error();
   co_return finish(std::move(h));
@@ -256,16 +345,64 @@ void count_handshake(HandshakeResult r) {
 }
 
 Task<IoResult> read_some(ServerStream& s, asio::mutable_buffer b) {
-  auto [ec, n] = co_await s.stream.async_read_some(b, await_ec);
-  if (ec == asio::ssl::error::stream_truncated) ec = asio::error::eof;
-  co_return IoResult{ec, n};
+  while (true) {
+    size_t n = 0;
+    ERR_clear_error();
+    int r = SSL_read_ex(s.ssl, b.data(), b.size(), &n);
+    if (r == 1) co_return IoResult{error_code(), n};
+    Outcome o = outcome(s, r);
+    if (!o.wait) co_return IoResult{o.error, 0};
+    if (error_code ec = co_await wait_for(s, o)) co_return IoResult{ec, 0};
+  }
 }
 
 Task<IoResult> write_all(ServerStream& s, asio::const_buffer b) {
-  return asio::async_write(s.stream, b, await_ec);
+  const char* data = static_cast<const char*>(b.data());
+  size_t done = 0;
+  while (done < b.size()) {
+    size_t n = 0;
+    ERR_clear_error();
+    int r = SSL_write_ex(s.ssl, data + done, b.size() - done, &n);
+    if (r == 1) {
+      done += n;
+      continue;
+    }
+    Outcome o = outcome(s, r);
+    if (!o.wait) co_return IoResult{o.error ? o.error : error_code(asio::error::broken_pipe), done};
+    // A record OpenSSL could not send whole waits in its buffer: the retry passes the same
+    // bytes (a cancelled wait leaves it there, which is why such a write cannot be resumed).
+    if (error_code ec = co_await wait_for(s, o)) {
+      s.failed = true;
+      co_return IoResult{ec, done};
+    }
+  }
+  co_return IoResult{error_code(), done};
 }
 
-Task<> shutdown(ServerStream& s) { co_await s.stream.async_shutdown(await_ec); }
+Task<> shutdown(ServerStream& s) {
+  if (s.failed) co_return;
+  // Ours first; then the client's close_notify (or anything else it still sends) is read for as
+  // long as the caller's deadline allows, so closing does not reset the connection under it.
+  std::array<char, 4096> sink;
+  while (true) {
+    ERR_clear_error();
+    int r = SSL_shutdown(s.ssl);
+    if (r == 1) co_return;
+    if (r == 0) break;
+    Outcome o = outcome(s, r);
+    if (!o.wait || co_await wait_for(s, o)) co_return;
+  }
+  while (true) {
+    size_t n = 0;
+    ERR_clear_error();
+    int r = SSL_read_ex(s.ssl, sink.data(), sink.size(), &n);
+    if (r == 1) continue;
+    Outcome o = outcome(s, r);
+    if (!o.wait || co_await wait_for(s, o)) co_return;
+  }
+}
+
+void release_buffers(ServerStream& s) { SSL_free_buffers(s.ssl); }
 
 const std::string& server_name(const ServerStream& s) { return s.hello.server_name; }
 

@@ -1,5 +1,5 @@
-// TLS on a client's TCP socket (OpenSSL through asio::ssl, kept out of this header): the
-// handshake that picks the certificate by the client's server name, and reads and writes.
+// TLS on a client's TCP socket (OpenSSL, kept out of this header): the handshake that picks
+// the certificate by the client's server name, and reads and writes.
 #pragma once
 
 #include <memory>
@@ -51,12 +51,17 @@ Task<Handshake> accept(Socket& socket, std::string_view first_bytes,
 void count_handshake(HandshakeResult r);
 
 // A TCP close without TLS's close_notify reads as eof, like a clean one (HTTP frames its
-// messages; browsers and curl close that way).
+// messages; browsers and curl close that way). One read and one write may be in progress at a
+// time (the WebSocket relay and the bridge read and write a client concurrently).
 Task<IoResult> read_some(ServerStream& s, asio::mutable_buffer b);
 Task<IoResult> write_all(ServerStream& s, asio::const_buffer b);
-// Sends close_notify and waits (as long as the caller's deadline allows) for the client's.
+// Sends close_notify and reads until the client's (as long as the caller's deadline allows).
+// Nothing after a failed read or write.
 Task<> shutdown(ServerStream& s);
 const std::string& server_name(const ServerStream& s);
+// Frees OpenSSL's record buffers while the connection idles (they come back with the next
+// record; a buffer still holding bytes is kept).
+void release_buffers(ServerStream& s);
 
 // Handshakes by result since start (all workers).
 uint64_t handshake_count(HandshakeResult r);
