@@ -58,6 +58,13 @@ void read_listen_object(const json& value, const std::string& path, ListenAddres
     r.error("addr", "is required");
   }
   out.ssl = r.boolean_or("ssl", false);
+  if (auto fallback = r.string("fallback_sni")) {
+    if (!out.ssl)
+      r.error("fallback_sni", "needs ssl: true");
+    else if (fallback->empty() || fallback->front() == '*' || !valid_host_chars(*fallback))
+      r.error("fallback_sni", "must be a host name");
+    out.fallback_sni = *fallback;
+  }
   out.proxy_protocol = r.boolean_or("proxy_protocol", false);
   if (r.has("trusted_addresses")) {
     out.trusted_addresses = r.string_list("trusted_addresses");

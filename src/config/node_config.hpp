@@ -27,7 +27,8 @@ struct ListenAddress {
   // node.listen only: TLS, with the certificate chosen by the client's SNI from the `ssls`
   // objects of the running config.
   bool ssl = false;
-  bool stream = false;  // a node.stream_listen entry: connections go to stream_routes
+  std::string fallback_sni{};  // ssl: the certificate for clients that send no server name
+  bool stream = false;         // a node.stream_listen entry: connections go to stream_routes
   std::string to_string() const;
   // Whether a peer (16 bytes, IPv4-mapped for IPv4) may send the PROXY header on this listener.
   bool trusts(const std::array<uint8_t, 16>& peer) const;

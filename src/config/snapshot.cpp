@@ -254,7 +254,9 @@ std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, const HttpLimits&
   };
 
   for (const auto& [id, proto] : set.protos) snap->protos.emplace(id, proto);
-  for (const auto& certificate : set.certificates) snap->certificates.add(certificate);
+  auto certificates = std::make_shared<tls::CertificateTable>();
+  for (const auto& certificate : set.certificates) certificates->add(certificate);
+  snap->certificates = std::move(certificates);
 
   std::vector<std::shared_ptr<const router::RouteRule>> rules;
   rules.reserve(set.routes.size());

@@ -47,7 +47,8 @@ struct Snapshot {
   plugins::ConsumerTable consumers;
   std::vector<stream::StreamRoutePtr> stream_routes;  // creation order: the first match wins
   bridge::ProtoTable protos;                          // compiled `protos` objects by id
-  tls::CertificateTable certificates;                 // server certificates by SNI
+  // Server certificates by SNI; shared so a handshake holds only this, not the snapshot.
+  std::shared_ptr<const tls::CertificateTable> certificates;
   // Link in the lock-free list of retired snapshots (core/retired_snapshots.hpp).
   mutable const Snapshot* retired_next = nullptr;
 };

@@ -38,6 +38,7 @@ class ClientStream {
     if (begin != end && std::next(begin) == end)
       return tls::write_all(*tls_, asio::const_buffer(*begin));
     staged_.clear();
+    if (staged_.capacity() > kKeepStaged) std::string().swap(staged_);  // after a big one
     for (auto it = begin; it != end; ++it) {
       asio::const_buffer b(*it);
       staged_.append(static_cast<const char*>(b.data()), b.size());
@@ -56,12 +57,19 @@ class ClientStream {
     return n;
   }
 
+  // The response in flight was cut (upstream failure, write timeout): TLS ends without
+  // close_notify, so the client cannot take what it got for a whole response.
+  void abandon() {
+    if (tls_) tls::abandon(*tls_);
+  }
+
   // A write cancelled half-way (a deadline of another operation cancels the socket's) can be
   // resumed with the unsent rest on a plain socket; under TLS the record it was sending is cut,
   // so the connection cannot carry more.
   bool write_resumable() const { return !tls_; }
 
  private:
+  static constexpr size_t kKeepStaged = 64 * 1024;
   Socket* socket_;
   tls::ServerStreamPtr tls_;
   std::string staged_;

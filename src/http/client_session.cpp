@@ -232,12 +232,15 @@ Task<> run_tls_session(std::unique_ptr<ClientConnection> conn,
                        const config::ListenAddress& listener) {
   ClientConnection& c = *conn;
   try {
-    auto snapshot = c.worker.snapshot();  // holds the certificates through the handshake
-    double timeout = snapshot->limits.client_header_timeout;
-    if (listener.proxy_protocol && !co_await accept_proxy_header(c, listener, timeout)) co_return;
+    // One budget from accept to the first request's first bytes, whatever the stages (PROXY
+    // header, handshake, wait): a client cannot stretch it by stalling in each.
+    double timeout = c.worker.snapshot()->limits.client_header_timeout;
+    const int64_t until = steady_now_ms() + static_cast<int64_t>(timeout * 1000);
+    auto left = [&] { return static_cast<double>(until - steady_now_ms()) / 1000.0; };
+    if (listener.proxy_protocol && !co_await accept_proxy_header(c, listener, left())) co_return;
     if (!c.in.allocated()) c.in = c.worker.buffers().acquire();
     if (c.in.empty()) {  // the first bytes tell TLS from plain HTTP
-      IoStatus s = read_done(co_await async_read(c.socket, c.in, c.io_deadline, timeout), c.in,
+      IoStatus s = read_done(co_await async_read(c.socket, c.in, c.io_deadline, left()), c.in,
                              c.io_deadline);
       if (s != IoStatus::Ok) {
         tls::count_handshake(s == IoStatus::Timeout ? tls::HandshakeResult::Timeout
@@ -245,10 +248,12 @@ Task<> run_tls_session(std::unique_ptr<ClientConnection> conn,
         co_return;
       }
     }
-    tls::Handshake h =
-        co_await tls::accept(c.socket, c.in.view(), snapshot->certificates, c.io_deadline, timeout);
+    // Only the certificates, and only from here: a silent connection holds no config.
+    std::shared_ptr<const tls::CertificateTable> certificates = c.worker.snapshot()->certificates;
+    tls::Handshake h = co_await tls::accept(c.socket, c.in.view(), *certificates,
+                                            listener.fallback_sni, c.io_deadline, left());
     c.in.clear();
-    snapshot.reset();
+    certificates.reset();
     if (!h.stream) {
       log::debug("TLS handshake with " + c.remote_ip + " failed: " + tls::result_name(h.result) +
                  (h.server_name.empty() ? "" : " (server name " + h.server_name + ")") +
@@ -257,6 +262,7 @@ Task<> run_tls_session(std::unique_ptr<ClientConnection> conn,
     }
     c.stream.use_tls(std::move(h.stream));
     c.server_name = std::move(h.server_name);
+    c.idle_until_ms = until;  // the first request's wait gets what is left
   } catch (const std::exception& e) {
     log::debug(std::string("TLS handshake ended: ") + e.what());
     co_return;

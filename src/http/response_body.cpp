@@ -180,6 +180,7 @@ Task<bool> forward_filtered(ClientConnection& c, Exchange& x, UpstreamSide& up,
     }
   }
   up.release_connection(spec, ok && upstream_keep_alive && in != InFraming::UntilClose);
+  if (!ok) c.stream.abandon();  // a cut response must not end with TLS's close_notify
   record_exchange(c, x);
   co_return ok&& keep_alive && (whole || !http10);
 }
@@ -284,6 +285,7 @@ Task<bool> forward_response(ClientConnection& c, Exchange& x, UpstreamSide& up,
     ok = co_await forward_unframed(c, x, up, in, out == OutFraming::Chunked, spec, limits);
 
   up.release_connection(spec, ok && upstream_keep_alive && in != InFraming::UntilClose);
+  if (!ok) c.stream.abandon();  // a cut response must not end with TLS's close_notify
   record_exchange(c, x);
   co_return ok&& keep_alive;
 }

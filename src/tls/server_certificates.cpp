@@ -61,6 +61,22 @@ std::shared_ptr<const ServerCertificate> make_server_certificate(
       return nullptr;
     }
   }
+  // Sessions resume only under the certificate that made them (RFC 6066: not for another
+  // server name): the session id context is a digest of the leaf certificates.
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int digest_size = 0;
+  EVP_MD_CTX* md = EVP_MD_CTX_new();
+  EVP_DigestInit_ex(md, EVP_sha256(), nullptr);
+  for (const CertificateKeyPair& pair : pairs) {
+    unsigned char* der = nullptr;
+    int n = i2d_X509(pair.chain.front().get(), &der);
+    if (n > 0) EVP_DigestUpdate(md, der, static_cast<size_t>(n));
+    OPENSSL_free(der);
+  }
+  EVP_DigestFinal_ex(md, digest, &digest_size);
+  EVP_MD_CTX_free(md);
+  SSL_CTX_set_session_id_context(ctx.get(), digest,
+                                 std::min<unsigned int>(digest_size, SSL_MAX_SID_CTX_LENGTH));
   auto cert = std::make_shared<ServerCertificate>();
   cert->context = std::move(ctx);
   for (std::string& sni : snis) cert->snis.push_back(lower(sni));

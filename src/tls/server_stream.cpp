@@ -21,6 +21,7 @@ namespace portico::tls {
 // data slot belongs to Asio, which deletes it as a verify callback).
 struct HelloState {
   const CertificateTable* certificates = nullptr;
+  std::string_view fallback_sni;
   std::string server_name;
   HandshakeResult refused = HandshakeResult::Ok;
 };
@@ -165,8 +166,14 @@ std::string requested_name(SSL* ssl) {
     i += 3;
     if (i + n > 2 + list) return {};
     if (type == TLSEXT_NAMETYPE_host_name) {
-      std::string name(reinterpret_cast<const char*>(p + i), n);
-      for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      // Lower case; bytes no host name has become '?' (the name then matches no certificate,
+      // and it is safe to log).
+      std::string name(reinterpret_cast<const char*>(p + i), std::min<size_t>(n, 255));
+      for (char& c : name) {
+        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '.' && c != '_')
+          c = '?';
+      }
       return name;
     }
     i += n;
@@ -184,7 +191,8 @@ int on_client_hello(SSL* ssl, int* alert, void*) {
     return SSL_CLIENT_HELLO_ERROR;
   }
   hello->server_name = requested_name(ssl);
-  const ServerCertificate* cert = hello->certificates->find(hello->server_name);
+  const ServerCertificate* cert = hello->certificates->find(
+      hello->server_name.empty() ? hello->fallback_sni : std::string_view(hello->server_name));
   if (!cert) {
     hello->refused = hello->server_name.empty() ? HandshakeResult::NoServerName
                                                 : HandshakeResult::UnknownServerName;
@@ -283,7 +291,8 @@ uint64_t handshake_count(HandshakeResult r) {
 }
 
 Task<Handshake> accept(Socket& socket, std::string_view first_bytes,
-                       const CertificateTable& certificates, Deadline& d, double timeout) {
+                       const CertificateTable& certificates, std::string_view fallback_sni,
+                       Deadline& d, double timeout) {
   Handshake h;
   if (first_bytes.empty() || static_cast<unsigned char>(first_bytes[0]) != 0x16) {
     // Not a TLS handshake record.
@@ -303,6 +312,7 @@ Task<Handshake> accept(Socket& socket, std::string_view first_bytes,
   SSL_set_bio(ssl, bio, bio);
   SSL_set_accept_state(ssl);
   stream->hello.certificates = &certificates;
+  stream->hello.fallback_sni = fallback_sni;
   SSL_set_ex_data(ssl, hello_index(), &stream->hello);
   d.arm(timeout, &socket);
   error_code ec;
@@ -352,7 +362,11 @@ Task<IoResult> read_some(ServerStream& s, asio::mutable_buffer b) {
     if (r == 1) co_return IoResult{error_code(), n};
     Outcome o = outcome(s, r);
     if (!o.wait) co_return IoResult{o.error, 0};
-    if (error_code ec = co_await wait_for(s, o)) co_return IoResult{ec, 0};
+    if (error_code ec = co_await wait_for(s, o)) {
+      // Cancelled while OpenSSL was sending inside the read (a KeyUpdate answer): cut record.
+      if (o.on == Socket::wait_write) s.failed = true;
+      co_return IoResult{ec, 0};
+    }
   }
 }
 
@@ -403,6 +417,8 @@ Task<> shutdown(ServerStream& s) {
 }
 
 void release_buffers(ServerStream& s) { SSL_free_buffers(s.ssl); }
+
+void abandon(ServerStream& s) { s.failed = true; }
 
 const std::string& server_name(const ServerStream& s) { return s.hello.server_name; }
 

@@ -45,8 +45,10 @@ struct Handshake {
 // outlive the call. `first_bytes`: what the server already read from the socket (at least one
 // byte); a client whose first byte is not a TLS handshake record speaks plain HTTP and is
 // answered with a 400 that says so.
+// `fallback_sni` (may be empty): the name whose certificate serves clients that send none.
 Task<Handshake> accept(Socket& socket, std::string_view first_bytes,
-                       const CertificateTable& certificates, Deadline& d, double timeout);
+                       const CertificateTable& certificates, std::string_view fallback_sni,
+                       Deadline& d, double timeout);
 // Counts a handshake that ended before accept() (the client closed or stayed silent).
 void count_handshake(HandshakeResult r);
 
@@ -59,6 +61,8 @@ Task<IoResult> write_all(ServerStream& s, asio::const_buffer b);
 // Nothing after a failed read or write.
 Task<> shutdown(ServerStream& s);
 const std::string& server_name(const ServerStream& s);
+// Marks the stream failed: no close_notify (see ClientStream::abandon).
+void abandon(ServerStream& s);
 // Frees OpenSSL's record buffers while the connection idles (they come back with the next
 // record; a buffer still holding bytes is kept).
 void release_buffers(ServerStream& s);

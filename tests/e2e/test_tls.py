@@ -6,7 +6,10 @@ import http.client
 import json
 import socket
 import ssl
+import struct
 import subprocess
+import threading
+import time
 
 import prom_text
 import pytest
@@ -62,6 +65,9 @@ def tls_gateway(gateway, routes, port, listener=None, node=None, **kw):
 
 def client_context(ca, **kw):
     ctx = ssl.create_default_context(cafile=ca.cert)
+    # Python's default takes a TCP end without close_notify for a clean end: these tests tell
+    # the two apart.
+    ctx.options &= ~ssl.OP_IGNORE_UNEXPECTED_EOF
     for k, v in kw.items():
         setattr(ctx, k, v)
     return ctx
@@ -414,3 +420,154 @@ def test_wss_relay_and_wss_im_bridge(gateway, upstream, backends, ca, tmp_path):
                 reply = await recv_json(im)
                 assert reply["cmd"] == HEARTBEAT_REPLY and reply["id"] == 100 + i
     asyncio.run(asyncio.wait_for(talk(), 30))
+
+
+# ---------------------------------------------------------------------------------------------
+# Sessions, cut responses, time budgets, memory held
+
+
+def test_sessions_resume_only_under_the_certificate_that_made_them(gateway, ca, tmp_path):
+    port = free_port()
+    routes = {"ssls": [ssl_object("a", issue(ca, tmp_path, "a.test"), ["a.test"]),
+                       ssl_object("b", issue(ca, tmp_path, "b.test"), ["b.test"])]}
+    tls_gateway(gateway, routes, port)
+    for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+        ctx = client_context(ca, maximum_version=version)
+
+        def connect(name, session=None):
+            s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5),
+                                server_hostname=name, session=session)
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.recv(1000)  # (a TLS 1.3 ticket arrives with the first answer)
+            return s
+        first = connect("a.test")
+        session = first.session
+        first.close()
+        again = connect("a.test", session)
+        assert again.session_reused, version
+        again.close()
+        # RFC 6066: a session is not resumed for another server name (and with it, another
+        # certificate: resuming would skip proving b.test's).
+        other = connect("b.test", session)
+        assert not other.session_reused, version
+        assert dict(x[0] for x in other.getpeercert()["subject"])["commonName"] == "b.test"
+        other.close()
+
+
+def test_a_cut_response_ends_without_close_notify(gateway, ca, tmp_path):
+    """An upstream that dies mid-body under a close-delimited response: the client must not
+    receive a clean TLS end (it would take the cut body for the whole one)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    up_port = listener.getsockname()[1]
+
+    def serve():
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n" + b"x" * 20000)
+        time.sleep(0.2)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()  # reset
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    port = free_port()
+    routes = {"routes": [{"id": "r", "uri": "/*", "upstream": inline_upstream(up_port)}],
+              "ssls": [ssl_object("a", issue(ca, tmp_path, "a.test"), ["a.test"])]}
+    tls_gateway(gateway, routes, port)
+    s = client_context(ca).wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5),
+                                       server_hostname="a.test", suppress_ragged_eofs=False)
+    s.sendall(b"GET /cut HTTP/1.0\r\nHost: a.test\r\n\r\n")  # HTTP/1.0: no chunked framing
+    data = b""
+    with pytest.raises((ssl.SSLError, ConnectionResetError), match="EOF|eof|reset"):
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break  # a clean close_notify: the failure this test is about
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 200") and len(data) < 20000 + 200
+    s.close()
+    t.join(5)
+    listener.close()
+
+
+def test_one_time_budget_from_accept_to_the_first_request(gateway, upstream, ca, tmp_path):
+    """client_header_timeout covers handshake and first request together: a client that stalls
+    before its ClientHello and again before its request gets one budget, not one per stage."""
+    up = upstream()
+    port = free_port()
+    routes = {"routes": [{"id": "r", "uri": "/*", "upstream": inline_upstream(up.port)}],
+              "ssls": [ssl_object("a", issue(ca, tmp_path, "a.test"), ["a.test"])]}
+    tls_gateway(gateway, routes, port, node={"client_header_timeout": 2})
+    raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+    time.sleep(1.2)
+    s = client_context(ca).wrap_socket(raw, server_hostname="a.test")
+    time.sleep(1.3)  # 2.5 s since accept
+    try:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        answer = s.recv(100)
+    except (ssl.SSLError, OSError):
+        answer = b""
+    assert answer == b""  # closed when the budget ran out, before the request
+    s.close()
+    # Within the budget all is well.
+    raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+    time.sleep(0.5)
+    s = client_context(ca).wrap_socket(raw, server_hostname="a.test")
+    time.sleep(0.5)
+    s.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+    assert s.recv(100).startswith(b"HTTP/1.1 200")
+    s.close()
+
+
+def test_silent_tls_connections_hold_no_config(gateway, ca, tmp_path):
+    port = free_port()
+    routes = {"routes": [{"id": "r", "uri": "/*", "upstream": inline_upstream(free_port())}],
+              "ssls": [ssl_object("a", issue(ca, tmp_path, "a.test"), ["a.test"])]}
+    gw = tls_gateway(gateway, routes, port)
+
+    def gauge(name):
+        return prom_text.parse(gw.control("/metrics").text).value(name)
+    silent = []
+    for version in range(4):
+        silent.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        half = socket.create_connection(("127.0.0.1", port), timeout=5)
+        half.sendall(b"\x16\x03\x01")  # a ClientHello that never completes
+        silent.append(half)
+        revision = gauge("portico_config_revision")
+        routes["routes"][0]["name"] = f"v{version}"
+        gw.write_routes(routes)
+        assert wait_until(lambda: gauge("portico_config_revision") > revision, 10)
+    gw.get("/elsewhere")  # the worker takes the newest
+    assert wait_until(lambda: gauge("portico_config_snapshots_alive") == 1, 10), \
+        gauge("portico_config_snapshots_alive")
+    for s in silent:
+        s.close()
+
+
+def test_fallback_sni_serves_clients_that_send_no_name(gateway, ca, tmp_path, upstream):
+    up = upstream()
+    port = free_port()
+    routes = {"routes": [{"id": "r", "uri": "/*", "upstream": inline_upstream(up.port)}],
+              "ssls": [ssl_object("a", issue(ca, tmp_path, "a.test"), ["a.test"]),
+                       ssl_object("b", issue(ca, tmp_path, "b.test"), ["b.test"])]}
+    tls_gateway(gateway, routes, port, listener={"fallback_sni": "a.test"})
+    ctx = client_context(ca, check_hostname=False)
+    with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5)) as s:
+        assert dict(x[0] for x in s.getpeercert()["subject"])["commonName"] == "a.test"
+    # A name that is sent is still matched on its own: no fallback for unknown names.
+    assert served_name(port, "b.test", ca) == "b.test"
+    with pytest.raises(ssl.SSLError, match="UNRECOGNIZED_NAME"):
+        served_name(port, "c.test", ca)
+
+
+def test_fallback_sni_needs_an_ssl_listener(tmp_path):
+    from conftest import PORTICO_BIN
+    for listen, message in (({"addr": "127.0.0.1:2", "fallback_sni": "a.test"}, "needs ssl"),
+                            ({"addr": "127.0.0.1:2", "ssl": True, "fallback_sni": "*.a.test"},
+                             "must be a host name")):
+        (tmp_path / "config.yaml").write_text(yaml.safe_dump({
+            "node": {"listen": [listen]}, "config": {"provider": "yaml", "file": "routes.yaml"}}))
+        (tmp_path / "routes.yaml").write_text("{}\n")
+        p = subprocess.run([PORTICO_BIN, "validate", "-c", str(tmp_path / "config.yaml")],
+                           capture_output=True, text=True, timeout=10)
+        assert p.returncode != 0 and "fallback_sni" in p.stdout + p.stderr, p.stdout + p.stderr
+        assert message in p.stdout + p.stderr
