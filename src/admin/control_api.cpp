@@ -6,7 +6,7 @@
 #include "core/worker.hpp"
 #include "metrics/prometheus.hpp"
 #include "plugins/tlv_bridge/websocket_session.hpp"
-#include "tls/server_stream.hpp"
+#include "tls/stream.hpp"
 
 namespace portico::admin {
 

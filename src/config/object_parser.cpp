@@ -247,8 +247,16 @@ std::shared_ptr<const Upstream> parse_upstream(const json& value, const std::str
                          "cookie_*)");
   }
   up->scheme = r.string_or("scheme", "http");
-  if (up->scheme != "http")
-    r.error("scheme", "must be http (https upstreams are not available yet)");
+  if (up->scheme != "http" && up->scheme != "https")
+    r.error("scheme", "must be http or https (grpc, grpcs, tcp, udp, tls are not available)");
+  if (const json* t = r.raw("tls")) {
+    ObjectReader tr(*t, r.child_path("tls"), errors);
+    up->tls_verify = tr.boolean_or("verify", false);
+    for (auto key : {"client_cert", "client_key", "client_cert_id"})
+      if (tr.has(key)) tr.error(key, "client certificates to upstreams are not available yet");
+    tr.finish();
+    if (up->scheme != "https") r.error("tls", "needs scheme: https");
+  }
   if (const json* nodes = r.raw("nodes"))
     parse_nodes(*nodes, r.child_path("nodes"), *up, errors);
   else

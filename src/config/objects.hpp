@@ -91,9 +91,10 @@ struct Upstream {
   std::optional<int> retries;  // unset: number of nodes - 1
   double retry_timeout = 0;    // seconds for all retries of one request; 0 = no limit
   PassHost pass_host = PassHost::Pass;
-  std::string upstream_host;  // for pass_host: rewrite
-  std::string scheme = "http";
-  int keepalive_size = 320;  // idle connections kept per node and worker
+  std::string upstream_host;    // for pass_host: rewrite
+  std::string scheme = "http";  // or https: TLS to the nodes
+  bool tls_verify = false;      // https: tls.verify (APISIX's default: not verified)
+  int keepalive_size = 320;     // idle connections kept per node and worker
   double keepalive_idle_timeout = 60;
   int keepalive_requests = 1000;
   bool retry_non_idempotent = false;    // Portico extension: retry POST/PATCH after a send

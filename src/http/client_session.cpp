@@ -12,7 +12,7 @@
 #include "http/socket_io.hpp"
 #include "plugins/runner.hpp"
 #include "router/path_normalizer.hpp"
-#include "tls/server_stream.hpp"
+#include "tls/stream.hpp"
 
 namespace portico::http {
 namespace {

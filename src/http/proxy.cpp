@@ -103,7 +103,7 @@ Task<Failure> read_response_head(UpstreamSide& up, Exchange& x, double timeout) 
       if (ub.writable() == 0) ub.grow(kMaxUpstreamHead);
     }
     IoStatus s =
-        read_done(co_await async_read(up.socket, ub, up.deadline, timeout), ub, up.deadline);
+        read_done(co_await async_read(up.stream, ub, up.deadline, timeout), ub, up.deadline);
     if (s == IoStatus::Timeout) co_return Failure::ReadTimeout;
     if (s != IoStatus::Ok) co_return Failure::ReadFailed;
   }
@@ -117,18 +117,36 @@ bool still_open(Socket& s) {
   return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
+// The server name for TLS to an https upstream: the Host the request goes with (pass_host
+// decides it, as for APISIX's upstream SNI), without its port.
+std::string tls_server_name(const std::string& upstream_head) {
+  static constexpr std::string_view kHost = "\r\nHost: ";
+  size_t at = upstream_head.find(kHost);
+  if (at == std::string::npos) return {};
+  at += kHost.size();
+  std::string_view host(upstream_head.data() + at, upstream_head.find("\r\n", at) - at);
+  if (host.starts_with('[')) return std::string(host.substr(1, host.find(']') - 1));  // IPv6
+  return std::string(host.substr(0, host.find(':')));
+}
+
 // Gets a connection to up.node: a pooled one when `allow_pooled`, else a new one. A request
 // that cannot be sent twice (`replayable` false) only gets pooled connections that pass
-// still_open(), since the stale-connection retry is not possible for it.
+// still_open(), since the stale-connection retry is not possible for it. `server_name`: https
+// upstreams, the TLS server name.
 Task<Failure> connect(UpstreamSide& up, const config::Upstream& spec, bool allow_pooled,
-                      bool replayable) {
+                      bool replayable, const std::string& server_name) {
   Worker& w = up.worker;
   up.close();
   up.reused = false;
+  const bool https = spec.scheme == "https";
+  // A TLS session is good only for the name and verification it was made with.
+  std::string identity = https ? (spec.tls_verify ? "verify " : "any ") + server_name : "";
   if (allow_pooled) {
-    while (auto pooled = w.pool().take(up.node->endpoint)) {
+    while (auto pooled = w.pool().take(up.node->endpoint, identity)) {
       if (!replayable && !still_open(pooled->socket)) continue;  // closes it
       up.socket = std::move(pooled->socket);
+      up.stream.use_tls(std::move(pooled->tls));
+      up.tls_identity = std::move(pooled->tls_identity);
       up.requests = pooled->requests;
       up.reused = true;
       co_return Failure::None;
@@ -143,6 +161,18 @@ Task<Failure> connect(UpstreamSide& up, const config::Upstream& spec, bool allow
   if (ec) co_return timed_out ? Failure::ConnectTimeout : Failure::ConnectRefused;
   up.socket.set_option(asio::ip::tcp::no_delay(true), ec);
   up.socket.non_blocking(true, ec);  // for write_now()
+  if (!https) co_return Failure::None;
+  const std::string ip = up.node->endpoint.address().to_string();
+  tls::Connected tls = co_await tls::connect(up.socket, server_name, ip, spec.tls_verify,
+                                             up.deadline, spec.connect_timeout);
+  if (!tls.stream) {
+    log::warn("TLS handshake with upstream " + up.node->address +
+              (server_name.empty() ? "" : " (" + server_name + ")") + " failed: " + tls.error);
+    up.close();
+    co_return tls.timed_out ? Failure::ConnectTimeout : Failure::ConnectRefused;
+  }
+  up.stream.use_tls(std::move(tls.stream));
+  up.tls_identity = std::move(identity);
   co_return Failure::None;
 }
 
@@ -441,17 +471,20 @@ Task<bool> proxy_request(ClientConnection& c, Exchange& x, const config::Compile
     if (!x.upstream_addrs.empty()) x.upstream_addrs += ", ";
     x.upstream_addrs += up.node->address;
     build_upstream_head(x.upstream_head, req, facts, *up.node, spec, websocket, edits);
+    // (A named local: GCC 12 mishandles class-type temporaries of ?: in co_await arguments.)
+    const std::string server_name =
+        spec.scheme == "https" ? tls_server_name(x.upstream_head) : std::string();
 
     // A pooled connection may have been closed by the node meanwhile: then one fresh try on the
     // same node, which is safe because nothing of the request was processed.
     for (int fresh = 0; fresh < 2; ++fresh) {
-      failure = co_await connect(up, spec, fresh == 0, !streamed_body);
+      failure = co_await connect(up, spec, fresh == 0, !streamed_body, server_name);
       if (failure != Failure::None) break;
       std::array<asio::const_buffer, 2> bufs{asio::buffer(x.upstream_head),
                                              asio::buffer(c.in.data() + head, buffered)};
-      IoStatus s = write_now(up.socket, bufs, x.unsent)
+      IoStatus s = write_now(up.stream, bufs, x.unsent)
                        ? x.unsent.status
-                       : co_await write_rest(up.socket, x.unsent, up.deadline, spec.send_timeout);
+                       : co_await write_rest(up.stream, x.unsent, up.deadline, spec.send_timeout);
       if (s != IoStatus::Ok) {
         if (up.reused) continue;
         failure = s == IoStatus::Timeout ? Failure::SendTimeout : Failure::SendFailed;

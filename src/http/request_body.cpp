@@ -33,7 +33,7 @@ Task<Failure> stream_request_body(ClientConnection& c, Exchange& x, bool chunked
       size_t n = std::min<uint64_t>(c.in.size(), remaining);
       auto piece = asio::buffer(c.in.data(), n);
       IoStatus s = write_done(
-          co_await async_write_all(up.socket, piece, up.deadline, spec.send_timeout), up.deadline);
+          co_await async_write_all(up.stream, piece, up.deadline, spec.send_timeout), up.deadline);
       if (s != IoStatus::Ok) co_return upstream_failure(s);
       c.in.consume(n);
       remaining -= n;
@@ -62,13 +62,13 @@ Task<Failure> stream_request_body(ClientConnection& c, Exchange& x, bool chunked
       std::array<asio::const_buffer, 3> bufs{asio::buffer(size_line, static_cast<size_t>(n)),
                                              asio::buffer(step.data), asio::buffer(kCrlf)};
       IoStatus s = write_done(
-          co_await async_write_all(up.socket, bufs, up.deadline, spec.send_timeout), up.deadline);
+          co_await async_write_all(up.stream, bufs, up.deadline, spec.send_timeout), up.deadline);
       if (s != IoStatus::Ok) co_return upstream_failure(s);
     }
     c.in.consume(step.consumed);
     x.bytes_in += step.consumed;
     if (step.status == ChunkedDecoder::Status::Done) {
-      IoStatus s = write_done(co_await async_write_all(up.socket, asio::buffer(kLastChunk),
+      IoStatus s = write_done(co_await async_write_all(up.stream, asio::buffer(kLastChunk),
                                                        up.deadline, spec.send_timeout),
                               up.deadline);
       co_return s == IoStatus::Ok ? Failure::None : upstream_failure(s);

@@ -34,7 +34,7 @@ Task<bool> forward_unframed(ClientConnection& c, Exchange& x, UpstreamSide& up, 
   bool done = false;
   while (!done) {
     if (ub.empty()) {
-      IoStatus s = read_done(co_await async_read(up.socket, ub, up.deadline, spec.read_timeout), ub,
+      IoStatus s = read_done(co_await async_read(up.stream, ub, up.deadline, spec.read_timeout), ub,
                              up.deadline);
       if (s == IoStatus::Eof && in == InFraming::UntilClose) {
         done = true;
@@ -118,7 +118,7 @@ Task<int> collect_body(UpstreamSide& up, InFraming in, uint64_t length, ChunkedD
       ub.consume(consumed);
     }
     if (body.size() > cap) co_return 0;
-    IoStatus s = read_done(co_await async_read(up.socket, ub, up.deadline, spec.read_timeout), ub,
+    IoStatus s = read_done(co_await async_read(up.stream, ub, up.deadline, spec.read_timeout), ub,
                            up.deadline);
     if (s == IoStatus::Eof && in == InFraming::UntilClose) co_return 1;
     if (s != IoStatus::Ok) co_return -1;
@@ -265,7 +265,7 @@ Task<bool> forward_response(ClientConnection& c, Exchange& x, UpstreamSide& up,
   remaining -= first;
 
   while (ok && remaining > 0) {
-    s = read_done(co_await async_read(up.socket, ub, up.deadline, spec.read_timeout, remaining), ub,
+    s = read_done(co_await async_read(up.stream, ub, up.deadline, spec.read_timeout, remaining), ub,
                   up.deadline);
     if (s != IoStatus::Ok) {
       ok = false;

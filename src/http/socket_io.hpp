@@ -10,7 +10,7 @@
 #include <tuple>
 #include <vector>
 
-#include "core/client_stream.hpp"
+#include "core/byte_stream.hpp"
 #include "core/deadline.hpp"
 #include "core/edge_read.hpp"
 #include "core/io_buffer.hpp"
@@ -36,7 +36,7 @@ inline auto async_read(Socket& s, IoBuffer& buf, Deadline& d, double timeout,
 }
 
 // The same on a client connection (plain or TLS).
-inline auto async_read(ClientStream& s, IoBuffer& buf, Deadline& d, double timeout,
+inline auto async_read(ByteStream& s, IoBuffer& buf, Deadline& d, double timeout,
                        size_t max = SIZE_MAX) {
   if (buf.writable() == 0) buf.compact();
   d.arm(timeout, &s.socket());
@@ -57,7 +57,7 @@ auto async_write_all(Socket& s, const ConstBuffers& buffers, Deadline& d, double
 }
 
 template <class ConstBuffers>
-auto async_write_all(ClientStream& s, const ConstBuffers& buffers, Deadline& d, double timeout) {
+auto async_write_all(ByteStream& s, const ConstBuffers& buffers, Deadline& d, double timeout) {
   d.arm(timeout, &s.socket());
   return s.write_all(buffers);
 }
@@ -85,7 +85,7 @@ size_t send_now(Socket& s, const ConstBuffers& buffers, error_code& ec) {
   return n;
 }
 template <class ConstBuffers>
-size_t send_now(ClientStream& s, const ConstBuffers& buffers, error_code& ec) {
+size_t send_now(ByteStream& s, const ConstBuffers& buffers, error_code& ec) {
   return s.write_now(buffers, ec);
 }
 template <class Stream, class ConstBuffers>

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "config/objects.hpp"
+#include "core/byte_stream.hpp"
 #include "core/deadline.hpp"
 #include "core/io_buffer.hpp"
 #include "core/worker.hpp"
@@ -37,8 +38,9 @@ struct UpstreamSide {
   // Returns the connection to the worker's pool when the exchange left it clean.
   void release_connection(const config::Upstream& spec, bool reusable) {
     if (reusable && buf.empty() && requests + 1 < static_cast<uint32_t>(spec.keepalive_requests)) {
-      // The pool takes the socket or closes it; either way this side is left without one.
-      worker.pool().put(node->endpoint, std::move(socket), requests + 1,
+      // The pool takes the connection or closes it; either way this side is left without one.
+      worker.pool().put(node->endpoint,
+                        {std::move(socket), stream.release_tls(), tls_identity, requests + 1},
                         spec.keepalive_idle_timeout, static_cast<size_t>(spec.keepalive_size));
       socket = Socket(worker.executor());
     } else {
@@ -48,11 +50,14 @@ struct UpstreamSide {
   void close() {
     error_code ignored;
     socket.close(ignored);
+    stream.use_tls(nullptr);
   }
 
   Worker& worker;
   Socket socket;
-  IoBuffer buf;  // response bytes from the upstream
+  ByteStream stream{socket};  // all reads and writes: the socket, or TLS over it (https)
+  std::string tls_identity;   // https: the server name and verification of the TLS session
+  IoBuffer buf;               // response bytes from the upstream
   Deadline deadline;
   const upstream::NodeTarget* node = nullptr;
   uint32_t requests = 0;  // requests already carried by this connection before this one

@@ -10,24 +10,16 @@
 namespace portico::http {
 namespace {
 
-// The relay's two ends: the upstream socket, and the client's stream (plain or TLS).
-auto read_some(Socket& s, asio::mutable_buffer b) { return async_read_edge(s, b, await_ec); }
-auto read_some(ClientStream& s, asio::mutable_buffer b) { return s.read_some(b); }
-auto write_all(Socket& s, asio::const_buffer b) { return asio::async_write(s, b, await_ec); }
-auto write_all(ClientStream& s, asio::const_buffer b) { return s.write_all(b); }
-Socket& socket_of(Socket& s) { return s; }
-Socket& socket_of(ClientStream& s) { return s.socket(); }
-
 // Relays one direction until EOF (then half-closes the other side) or an error (closes both).
 // Both directions share `idle`, so traffic either way keeps the relay alive.
-template <class From, class To>
-Task<> pump(From& from, To& to, IoBuffer& buf, Deadline& idle, double timeout, uint64_t& counter) {
-  Socket& from_socket = socket_of(from);
-  Socket& to_socket = socket_of(to);
+Task<> pump(ByteStream& from, ByteStream& to, IoBuffer& buf, Deadline& idle, double timeout,
+            uint64_t& counter) {
+  Socket& from_socket = from.socket();
+  Socket& to_socket = to.socket();
   while (true) {
     idle.arm(timeout, &from_socket, &to_socket, true);
     buf.clear();
-    auto [ec, n] = co_await read_some(from, asio::buffer(buf.write_ptr(), buf.writable()));
+    auto [ec, n] = co_await from.read_some(asio::buffer(buf.write_ptr(), buf.writable()));
     error_code ignored;
     if (ec) {
       if (ec == asio::error::eof) {
@@ -38,7 +30,7 @@ Task<> pump(From& from, To& to, IoBuffer& buf, Deadline& idle, double timeout, u
       }
       co_return;
     }
-    auto [wec, wn] = co_await write_all(to, asio::buffer(buf.write_ptr(), n));
+    auto [wec, wn] = co_await to.write_all(asio::buffer(buf.write_ptr(), n));
     if (wec) {
       from_socket.close(ignored);
       to_socket.close(ignored);
@@ -69,7 +61,7 @@ Task<bool> relay_websocket(ClientConnection& c, Exchange& x, UpstreamSide& up,
   c.in.consume(x.req.head_size);
   if (!c.in.empty()) {  // frames the client sent right behind its handshake
     auto early = asio::buffer(c.in.view());
-    if (write_done(co_await async_write_all(up.socket, early, up.deadline, limits.send_timeout),
+    if (write_done(co_await async_write_all(up.stream, early, up.deadline, limits.send_timeout),
                    up.deadline) != IoStatus::Ok)
       co_return false;
     x.bytes_in += c.in.size();
@@ -86,8 +78,8 @@ Task<bool> relay_websocket(ClientConnection& c, Exchange& x, UpstreamSide& up,
   Deadline idle;
   c.worker.deadlines().add(idle);
   uint64_t in_bytes = 0, out_bytes = 0;
-  co_await (pump(c.stream, up.socket, c.in, idle, idle_timeout, in_bytes) &&
-            pump(up.socket, c.stream, ub, idle, idle_timeout, out_bytes));
+  co_await (pump(c.stream, up.stream, c.in, idle, idle_timeout, in_bytes) &&
+            pump(up.stream, c.stream, ub, idle, idle_timeout, out_bytes));
   idle.disarm();
   up.close();
   if (x.with_plugins) {

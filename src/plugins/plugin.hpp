@@ -13,7 +13,7 @@
 #include "core/asio.hpp"
 
 namespace portico {
-class ClientStream;
+class ByteStream;
 class IoBuffer;
 class Worker;
 }  // namespace portico
@@ -47,8 +47,8 @@ struct Scope {
 // (tlv-bridge; see Context::takeover), once the access and body phases have let it through.
 struct Takeover {
   Worker& worker;
-  ClientStream& client;  // the socket, or TLS over it
-  IoBuffer& in;  // bytes the client sent after this request (the request itself is consumed)
+  ByteStream& client;  // the socket, or TLS over it
+  IoBuffer& in;        // bytes the client sent after this request (the request itself is consumed)
   std::string_view body;  // the whole request body; valid until the plugin reads into `in`
   const upstream::UpstreamTarget& upstream;  // the route's
   const bridge::ProtoTable& protos;  // of the request's snapshot; gone once answered() is called

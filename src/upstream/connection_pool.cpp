@@ -4,21 +4,27 @@
 
 namespace portico::upstream {
 
-std::optional<PooledConnection> ConnectionPool::take(const Endpoint& node) {
+std::optional<PooledConnection> ConnectionPool::take(const Endpoint& node,
+                                                     std::string_view tls_identity) {
   auto it = idle_.find(node);
-  if (it == idle_.end() || it->second.empty()) return std::nullopt;
-  PooledConnection c = std::move(it->second.back());
-  it->second.pop_back();
-  return c;
+  if (it == idle_.end()) return std::nullopt;
+  auto& list = it->second;
+  for (size_t i = list.size(); i-- > 0;) {
+    if (list[i].tls_identity != tls_identity) continue;
+    PooledConnection c = std::move(list[i]);
+    list.erase(list.begin() + static_cast<std::ptrdiff_t>(i));
+    return c;
+  }
+  return std::nullopt;
 }
 
-void ConnectionPool::put(const Endpoint& node, Socket socket, uint32_t requests,
-                         double idle_timeout, size_t max_idle) {
-  if (max_idle == 0 || idle_timeout <= 0) return;  // `socket` closes as it goes out of scope
+void ConnectionPool::put(const Endpoint& node, PooledConnection connection, double idle_timeout,
+                         size_t max_idle) {
+  if (max_idle == 0 || idle_timeout <= 0) return;  // the connection closes as it goes
   auto& list = idle_[node];
   if (list.size() >= max_idle) return;
-  list.push_back(
-      {std::move(socket), requests, steady_now_ms() + static_cast<int64_t>(idle_timeout * 1000)});
+  connection.expires_ms = steady_now_ms() + static_cast<int64_t>(idle_timeout * 1000);
+  list.push_back(std::move(connection));
 }
 
 void ConnectionPool::expire(int64_t now_ms) {

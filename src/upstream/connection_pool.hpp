@@ -6,22 +6,29 @@
 #include <unordered_map>
 #include <vector>
 
+#include <string>
+#include <string_view>
+
 #include "core/asio.hpp"
+#include "tls/stream.hpp"
 
 namespace portico::upstream {
 
 struct PooledConnection {
   Socket socket;
-  uint32_t requests = 0;  // requests already sent on it
+  tls::StreamPtr tls;        // an https upstream's TLS session on it
+  std::string tls_identity;  // what the TLS session was made for (SNI, verification); "": none
+  uint32_t requests = 0;     // requests already sent on it
   int64_t expires_ms = 0;
 };
 
 class ConnectionPool {
  public:
-  std::optional<PooledConnection> take(const Endpoint& node);
+  // The most recent idle connection to `node` made for `tls_identity` (a TLS session is only
+  // good for the server name and verification it was made with).
+  std::optional<PooledConnection> take(const Endpoint& node, std::string_view tls_identity = {});
   // Keeps the connection unless the node already has `max_idle` idle ones.
-  void put(const Endpoint& node, Socket socket, uint32_t requests, double idle_timeout,
-           size_t max_idle);
+  void put(const Endpoint& node, PooledConnection connection, double idle_timeout, size_t max_idle);
   // Closes connections idle past their timeout.
   void expire(int64_t now_ms);
   void clear() { idle_.clear(); }

@@ -3,7 +3,7 @@
 #include <boost/asio/write.hpp>
 
 #include "bridge/tlv_envelope.hpp"
-#include "core/client_stream.hpp"
+#include "core/byte_stream.hpp"
 #include "core/deadline.hpp"
 #include "core/edge_read.hpp"
 #include "core/io_buffer.hpp"

@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "bridge/websocket_frames.hpp"
-#include "core/client_stream.hpp"
+#include "core/byte_stream.hpp"
 #include "core/deadline.hpp"
 #include "core/edge_read.hpp"
 #include "core/io_buffer.hpp"

@@ -1,13 +1,15 @@
-#include "tls/server_stream.hpp"
+#include "tls/stream.hpp"
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include <sys/socket.h>
 
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <boost/asio/ip/address.hpp>
 #include <cctype>
 #include <cerrno>
 #include <cstring>
@@ -26,21 +28,21 @@ struct HelloState {
   HandshakeResult refused = HandshakeResult::Ok;
 };
 
-// OpenSSL on the client's socket, driven from the worker's event loop: every TLS call is tried
-// at once and, when it needs the socket, waits for readiness and tries again (nginx's way).
-// OpenSSL reads and writes the socket itself through a BIO of ours, so no byte is copied
-// between buffers on the way, and an idle connection holds no record buffer
+// OpenSSL on a TCP socket (a client's, or an upstream connection), driven from the worker's event
+// loop: every TLS call is tried at once and, when it needs the socket, waits for readiness and
+// tries again (nginx's way). OpenSSL reads and writes the socket itself through a BIO of ours, so
+// no byte is copied between buffers on the way, and an idle connection holds no record buffer
 // (SSL_MODE_RELEASE_BUFFERS): Asio's TLS stream keeps four 17 KiB buffers per connection.
 // Each worker runs one thread, so a readiness wait started after the socket answered EAGAIN
 // cannot miss the event that follows.
-class ServerStream {
+class Stream {
  public:
-  ServerStream(Socket& s, SSL* ssl) : socket(s), ssl(ssl) {}
-  ~ServerStream() { SSL_free(ssl); }
-  ServerStream(const ServerStream&) = delete;
-  ServerStream& operator=(const ServerStream&) = delete;
+  Stream(Socket& s, SSL* ssl) : socket(&s), ssl(ssl) {}
+  ~Stream() { SSL_free(ssl); }
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
 
-  Socket& socket;
+  Socket* socket;  // moves with the connection (upstream keep-alive pools): see rebind()
   SSL* const ssl;
   HelloState hello;
   // What the server read before it knew the connection was TLS (the first read, which tells TLS
@@ -50,7 +52,7 @@ class ServerStream {
   bool failed = false;  // a fatal TLS or socket error: no close_notify may follow
 };
 
-void ServerStreamDelete::operator()(ServerStream* s) const { delete s; }
+void StreamDelete::operator()(Stream* s) const { delete s; }
 
 namespace {
 
@@ -63,10 +65,10 @@ int hello_index() {
 
 // ---- the socket BIO ------------------------------------------------------------------------
 
-ServerStream* stream_of(BIO* b) { return static_cast<ServerStream*>(BIO_get_data(b)); }
+Stream* stream_of(BIO* b) { return static_cast<Stream*>(BIO_get_data(b)); }
 
 int bio_read(BIO* b, char* out, int len) {
-  ServerStream& s = *stream_of(b);
+  Stream& s = *stream_of(b);
   BIO_clear_retry_flags(b);
   if (s.replayed < s.replay.size()) {
     size_t n = std::min(static_cast<size_t>(len), s.replay.size() - s.replayed);
@@ -75,15 +77,15 @@ int bio_read(BIO* b, char* out, int len) {
     if (s.replayed == s.replay.size()) std::string().swap(s.replay), s.replayed = 0;
     return static_cast<int>(n);
   }
-  ssize_t n = ::recv(s.socket.native_handle(), out, static_cast<size_t>(len), 0);
+  ssize_t n = ::recv(s.socket->native_handle(), out, static_cast<size_t>(len), 0);
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) BIO_set_retry_read(b);
   return static_cast<int>(n);
 }
 
 int bio_write(BIO* b, const char* in, int len) {
-  ServerStream& s = *stream_of(b);
+  Stream& s = *stream_of(b);
   BIO_clear_retry_flags(b);
-  ssize_t n = ::send(s.socket.native_handle(), in, static_cast<size_t>(len), MSG_NOSIGNAL);
+  ssize_t n = ::send(s.socket->native_handle(), in, static_cast<size_t>(len), MSG_NOSIGNAL);
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) BIO_set_retry_write(b);
   return static_cast<int>(n);
 }
@@ -118,7 +120,7 @@ struct Outcome {
   const char* reason = nullptr;  // OpenSSL's, for a protocol error
 };
 
-Outcome outcome(ServerStream& s, int r) {
+Outcome outcome(Stream& s, int r) {
   Outcome o;
   int saved_errno = errno;
   switch (SSL_get_error(s.ssl, r)) {
@@ -147,9 +149,33 @@ Outcome outcome(ServerStream& s, int r) {
 }
 
 // Waits for what `o` asks; false (with `ec`) when the wait was cancelled or failed.
-Task<error_code> wait_for(ServerStream& s, const Outcome& o) {
-  auto [ec] = co_await s.socket.async_wait(o.on, await_ec);
+Task<error_code> wait_for(Stream& s, const Outcome& o) {
+  auto [ec] = co_await s.socket->async_wait(o.on, await_ec);
   co_return ec;
+}
+
+// Runs SSL_do_handshake to its end; `reason` gets OpenSSL's for a protocol error.
+Task<error_code> handshake(Stream& s, std::string& reason) {
+  while (true) {
+    ERR_clear_error();
+    int r = SSL_do_handshake(s.ssl);
+    if (r == 1) co_return error_code();
+    Outcome o = outcome(s, r);
+    if (!o.wait) {
+      if (o.reason) reason = o.reason;
+      co_return o.error;
+    }
+    if (error_code ec = co_await wait_for(s, o)) co_return ec;
+  }
+}
+
+// A stream over `socket` with the socket BIO; owns `ssl`.
+StreamPtr make_stream(Socket& socket, SSL* ssl) {
+  StreamPtr stream(new Stream(socket, ssl));
+  BIO* bio = BIO_new(socket_bio_method());
+  BIO_set_data(bio, stream.get());
+  SSL_set_bio(ssl, bio, bio);
+  return stream;
 }
 
 // The first host_name of the server_name extension (RFC 6066 section 3), lower case; empty
@@ -206,6 +232,20 @@ int on_client_hello(SSL* ssl, int* alert, void*) {
   return SSL_CLIENT_HELLO_SUCCESS;
 }
 
+// What every connection of ours runs with, client or upstream side: no compression (CRIME) and
+// no renegotiation (a CPU-exhaustion lever); a TCP end without close_notify reads as an end
+// (HTTP frames its messages; SSL_ERROR_ZERO_RETURN, not a protocol error); record buffers
+// released when empty; a write retried from another address (staged copies) or cut into records
+// (partial writes); read-ahead (a record's header and body, and the records behind it, in one
+// recv()).
+void configure_streams(SSL_CTX* c) {
+  SSL_CTX_set_options(
+      c, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF);
+  SSL_CTX_set_mode(c, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                          SSL_MODE_ENABLE_PARTIAL_WRITE);
+  SSL_CTX_set_read_ahead(c, 1);
+}
+
 // The context every handshake starts on: no certificate of its own (the ClientHello callback
 // switches to the one for the server name). Sessions resume by ticket only (no server-side
 // cache to share between workers); ticket keys live here, so they survive config changes.
@@ -213,8 +253,8 @@ SSL_CTX* listener_context() {
   static SSL_CTX* const ctx = [] {
     SSL_CTX* c = SSL_CTX_new(TLS_server_method());
     SSL_CTX_set_min_proto_version(c, TLS1_1_VERSION);  // narrowed per certificate
-    SSL_CTX_set_options(
-        c, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    configure_streams(c);
+    SSL_CTX_set_options(c, SSL_OP_CIPHER_SERVER_PREFERENCE);
     SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_num_tickets(c, 1);
     SSL_CTX_set_client_hello_cb(c, on_client_hello, nullptr);
@@ -305,29 +345,14 @@ Task<Handshake> accept(Socket& socket, std::string_view first_bytes,
     h.detail = take_openssl_error();
     co_return finish(std::move(h));
   }
-  ServerStreamPtr stream(new ServerStream(socket, ssl));  // owns `ssl` from here
+  StreamPtr stream = make_stream(socket, ssl);
   stream->replay.assign(first_bytes);
-  BIO* bio = BIO_new(socket_bio_method());
-  BIO_set_data(bio, stream.get());
-  SSL_set_bio(ssl, bio, bio);
   SSL_set_accept_state(ssl);
   stream->hello.certificates = &certificates;
   stream->hello.fallback_sni = fallback_sni;
   SSL_set_ex_data(ssl, hello_index(), &stream->hello);
   d.arm(timeout, &socket);
-  error_code ec;
-  while (true) {
-    ERR_clear_error();
-    int r = SSL_do_handshake(ssl);
-    if (r == 1) break;
-    Outcome o = outcome(*stream, r);
-    if (!o.wait) {
-      ec = o.error;
-      if (o.reason) h.detail = o.reason;
-      break;
-    }
-    if ((ec = co_await wait_for(*stream, o))) break;
-  }
+  error_code ec = co_await handshake(*stream, h.detail);
   bool timed_out = d.fired();
   d.disarm();
   SSL_set_ex_data(ssl, hello_index(), nullptr);  // the table is the caller's
@@ -354,7 +379,7 @@ void count_handshake(HandshakeResult r) {
   handshake_counts[static_cast<size_t>(r)].fetch_add(1, std::memory_order_relaxed);
 }
 
-Task<IoResult> read_some(ServerStream& s, asio::mutable_buffer b) {
+Task<IoResult> read_some(Stream& s, asio::mutable_buffer b) {
   while (true) {
     size_t n = 0;
     ERR_clear_error();
@@ -370,7 +395,7 @@ Task<IoResult> read_some(ServerStream& s, asio::mutable_buffer b) {
   }
 }
 
-Task<IoResult> write_all(ServerStream& s, asio::const_buffer b) {
+Task<IoResult> write_all(Stream& s, asio::const_buffer b) {
   const char* data = static_cast<const char*>(b.data());
   size_t done = 0;
   while (done < b.size()) {
@@ -393,7 +418,7 @@ Task<IoResult> write_all(ServerStream& s, asio::const_buffer b) {
   co_return IoResult{error_code(), done};
 }
 
-Task<> shutdown(ServerStream& s) {
+Task<> shutdown(Stream& s) {
   if (s.failed) co_return;
   // Ours first; then the client's close_notify (or anything else it still sends) is read for as
   // long as the caller's deadline allows, so closing does not reset the connection under it.
@@ -416,10 +441,77 @@ Task<> shutdown(ServerStream& s) {
   }
 }
 
-void release_buffers(ServerStream& s) { SSL_free_buffers(s.ssl); }
+void release_buffers(Stream& s) { SSL_free_buffers(s.ssl); }
 
-void abandon(ServerStream& s) { s.failed = true; }
+void abandon(Stream& s) { s.failed = true; }
 
-const std::string& server_name(const ServerStream& s) { return s.hello.server_name; }
+void rebind(Stream& s, Socket& socket) { s.socket = &socket; }
+
+namespace {
+
+// Contexts for upstream connections, with and without certificate verification.
+SSL_CTX* upstream_context(bool verify) {
+  auto make = [](bool verify) {
+    SSL_CTX* c = SSL_CTX_new(TLS_client_method());
+    SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION);
+    configure_streams(c);
+    static constexpr unsigned char kHttp11[] = "\x08http/1.1";
+    SSL_CTX_set_alpn_protos(c, kHttp11, sizeof kHttp11 - 1);
+    if (verify) {
+      SSL_CTX_set_default_verify_paths(c);  // the system's CAs; SSL_CERT_FILE/DIR override
+      SSL_CTX_set_verify(c, SSL_VERIFY_PEER, nullptr);
+    }
+    return c;
+  };
+  static SSL_CTX* const plain = make(false);
+  static SSL_CTX* const verifying = make(true);
+  return verify ? verifying : plain;
+}
+
+bool is_ip_address(std::string_view s) {
+  error_code ec;
+  asio::ip::make_address(std::string(s), ec);
+  return !ec;
+}
+
+}  // namespace
+
+Task<Connected> connect(Socket& socket, const std::string& server_name, const std::string& ip,
+                        bool verify, Deadline& d, double timeout) {
+  Connected out;
+  SSL* ssl = SSL_new(upstream_context(verify));
+  if (!ssl) {
+    out.error = take_openssl_error();
+    co_return out;
+  }
+  StreamPtr stream = make_stream(socket, ssl);
+  SSL_set_connect_state(ssl);
+  bool named = !server_name.empty() && !is_ip_address(server_name);
+  if (named) SSL_set_tlsext_host_name(ssl, server_name.c_str());
+  if (verify) {
+    if (named)
+      SSL_set1_host(ssl, server_name.c_str());
+    else
+      X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), ip.c_str());
+  }
+  d.arm(timeout, &socket);
+  std::string reason;
+  error_code ec = co_await handshake(*stream, reason);
+  out.timed_out = d.fired();
+  d.disarm();
+  if (!ec) {
+    out.stream = std::move(stream);
+  } else {
+    long verified = SSL_get_verify_result(ssl);
+    out.error = verified != X509_V_OK
+                    ? std::string("certificate: ") + X509_verify_cert_error_string(verified)
+                : !reason.empty() ? reason
+                                  : ec.message();
+  }
+  ERR_clear_error();
+  co_return out;
+}
+
+const std::string& server_name(const Stream& s) { return s.hello.server_name; }
 
 }  // namespace portico::tls

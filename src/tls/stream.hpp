@@ -15,11 +15,11 @@ class Deadline;
 namespace portico::tls {
 
 class CertificateTable;
-class ServerStream;
-struct ServerStreamDelete {
-  void operator()(ServerStream* s) const;
+class Stream;
+struct StreamDelete {
+  void operator()(Stream* s) const;
 };
-using ServerStreamPtr = std::unique_ptr<ServerStream, ServerStreamDelete>;
+using StreamPtr = std::unique_ptr<Stream, StreamDelete>;
 
 // Why a handshake failed, for the portico_tls_handshakes_total{result} counter.
 enum class HandshakeResult {
@@ -34,7 +34,7 @@ enum class HandshakeResult {
 const char* result_name(HandshakeResult r);
 
 struct Handshake {
-  ServerStreamPtr stream;  // null unless result is Ok
+  StreamPtr stream;  // null unless result is Ok
   HandshakeResult result = HandshakeResult::Failed;
   std::string server_name;  // what the client asked for (SNI), lower case
   std::string detail;       // OpenSSL's reason, for the debug log
@@ -49,23 +49,37 @@ struct Handshake {
 Task<Handshake> accept(Socket& socket, std::string_view first_bytes,
                        const CertificateTable& certificates, std::string_view fallback_sni,
                        Deadline& d, double timeout);
+// The client side, to an upstream. SNI is `server_name` unless it is empty or an IP address;
+// with `verify` the certificate must chain to a trusted CA (the system's; the SSL_CERT_FILE and
+// SSL_CERT_DIR environment variables override) and name `server_name` (or, without a name,
+// the address `ip`).
+struct Connected {
+  StreamPtr stream;  // null on failure
+  std::string error;
+  bool timed_out = false;
+};
+Task<Connected> connect(Socket& socket, const std::string& server_name, const std::string& ip,
+                        bool verify, Deadline& d, double timeout);
+// Points the stream at the socket it moved into (an upstream connection in and out of a pool).
+void rebind(Stream& s, Socket& socket);
+
 // Counts a handshake that ended before accept() (the client closed or stayed silent).
 void count_handshake(HandshakeResult r);
 
 // A TCP close without TLS's close_notify reads as eof, like a clean one (HTTP frames its
 // messages; browsers and curl close that way). One read and one write may be in progress at a
 // time (the WebSocket relay and the bridge read and write a client concurrently).
-Task<IoResult> read_some(ServerStream& s, asio::mutable_buffer b);
-Task<IoResult> write_all(ServerStream& s, asio::const_buffer b);
+Task<IoResult> read_some(Stream& s, asio::mutable_buffer b);
+Task<IoResult> write_all(Stream& s, asio::const_buffer b);
 // Sends close_notify and reads until the client's (as long as the caller's deadline allows).
 // Nothing after a failed read or write.
-Task<> shutdown(ServerStream& s);
-const std::string& server_name(const ServerStream& s);
-// Marks the stream failed: no close_notify (see ClientStream::abandon).
-void abandon(ServerStream& s);
+Task<> shutdown(Stream& s);
+const std::string& server_name(const Stream& s);
+// Marks the stream failed: no close_notify (see ByteStream::abandon).
+void abandon(Stream& s);
 // Frees OpenSSL's record buffers while the connection idles (they come back with the next
 // record; a buffer still holding bytes is kept).
-void release_buffers(ServerStream& s);
+void release_buffers(Stream& s);
 
 // Handshakes by result since start (all workers).
 uint64_t handshake_count(HandshakeResult r);

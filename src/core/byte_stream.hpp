@@ -1,6 +1,6 @@
-// What a client connection reads and writes through: its TCP socket, or TLS over it. Plain
-// connections keep the socket's own fast paths (edge reads, one non-blocking send); TLS goes
-// through OpenSSL (tls/server_stream.hpp), out of this header.
+// What a connection (a client's, or one to an upstream) reads and writes through: its TCP
+// socket, or TLS over it. Plain connections keep the socket's own fast paths (edge reads, one
+// non-blocking send); TLS goes through OpenSSL (tls/stream.hpp), out of this header.
 #pragma once
 
 #include <boost/asio/write.hpp>
@@ -8,18 +8,22 @@
 
 #include "core/asio.hpp"
 #include "core/edge_read.hpp"
-#include "tls/server_stream.hpp"
+#include "tls/stream.hpp"
 
 namespace portico {
 
-class ClientStream {
+class ByteStream {
  public:
-  explicit ClientStream(Socket& socket) : socket_(&socket) {}
+  explicit ByteStream(Socket& socket) : socket_(&socket) {}
 
   Socket& socket() { return *socket_; }
   bool secure() const { return tls_ != nullptr; }
-  void use_tls(tls::ServerStreamPtr tls) { tls_ = std::move(tls); }
-  tls::ServerStream* tls() { return tls_.get(); }
+  void use_tls(tls::StreamPtr tls) {
+    tls_ = std::move(tls);
+    if (tls_) tls::rebind(*tls_, *socket_);
+  }
+  tls::StreamPtr release_tls() { return std::move(tls_); }
+  tls::Stream* tls() { return tls_.get(); }
 
   // Reads what is available into `b`.
   Task<IoResult> read_some(asio::mutable_buffer b) {
@@ -71,7 +75,7 @@ class ClientStream {
  private:
   static constexpr size_t kKeepStaged = 64 * 1024;
   Socket* socket_;
-  tls::ServerStreamPtr tls_;
+  tls::StreamPtr tls_;
   std::string staged_;
 };
 

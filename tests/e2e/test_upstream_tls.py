@@ -1,0 +1,137 @@
+"""HTTPS upstreams (`scheme: https`): TLS to the nodes with the server name the request goes
+with, kept-alive TLS connections pooled per server name, optional verification (`tls.verify`)
+against trusted CAs (SSL_CERT_FILE in these tests). Real TLS upstreams (Python's ssl)."""
+import asyncio
+import json
+import ssl
+
+import pytest
+import requests
+import websockets
+
+import pki
+from conftest import inline_upstream, validate
+
+
+@pytest.fixture
+def ca(tmp_path):
+    return pki.make_ca(tmp_path / "pki")
+
+
+def tls_upstream(upstream, ca, tmp_path, name="backend.test"):
+    """A TestUpstream speaking HTTPS with a certificate for `name` signed by ca; .names lists
+    the server names clients asked for (None: no SNI)."""
+    leaf = pki.issue(ca, tmp_path / "pki", name, sans=[f"DNS:{name}"])
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(leaf.cert, leaf.key)
+    names = []
+    ctx.sni_callback = lambda sock, server_name, c: names.append(server_name)
+    up = upstream(name="tls", tls=ctx)
+    up.names = names
+    return up
+
+
+def https_route(up, **upstream_fields):
+    return {"id": "r", "uri": "/*", "upstream": inline_upstream(up.port, scheme="https", **upstream_fields)}
+
+
+def test_https_upstream_keep_alive_bodies_and_server_name(gateway, upstream, ca, tmp_path):
+    up = tls_upstream(upstream, ca, tmp_path)
+    gw = gateway({"routes": [https_route(up)]})
+    for i in range(10):
+        r = gw.get(f"/echo/{i}", headers={"Host": "api.test"})
+        assert r.status_code == 200, r.text
+        assert r.json()["target"] == f"/echo/{i}"
+    big = bytes(range(256)) * 8192  # 2 MiB up
+    r = requests.post(gw.url("/sink"), data=big, headers={"Host": "api.test"}, timeout=10)
+    assert r.status_code == 200 and r.json() == {"received": len(big)}
+    r = gw.get("/big/3000000", headers={"Host": "api.test"})  # 3 MB down
+    assert r.status_code == 200 and len(r.content) == 3000000
+    # pass_host pass: the client's Host is the server name; one kept-alive TLS connection.
+    assert set(up.names) == {"api.test"}
+    assert up.connections == 1
+
+
+def test_server_name_follows_pass_host_and_pools_are_per_name(gateway, upstream, ca, tmp_path):
+    up = tls_upstream(upstream, ca, tmp_path)
+    routes = {"routes": [
+        {"id": "rewrite", "uri": "/rw/*", "upstream": inline_upstream(
+            up.port, scheme="https", pass_host="rewrite", upstream_host="backend.test")},
+        {"id": "node", "uri": "/node/*", "upstream": inline_upstream(
+            up.port, scheme="https", pass_host="node")},
+        {"id": "pass", "uri": "/*", "upstream": inline_upstream(up.port, scheme="https")}]}
+    gw = gateway(routes)
+    for _ in range(3):
+        assert gw.get("/rw/x", headers={"Host": "a.test"}).status_code == 200
+        assert gw.get("/node/x", headers={"Host": "a.test"}).status_code == 200
+        assert gw.get("/p", headers={"Host": "b.test"}).status_code == 200
+    # The node is an IP address: no SNI for pass_host node.
+    assert sorted(set(up.names), key=str) == sorted({"backend.test", None, "b.test"}, key=str)
+    # A kept-alive TLS session serves only its own name: three connections, each reused.
+    assert up.connections == 3
+
+
+def test_verification_against_trusted_cas(gateway, upstream, ca, tmp_path, monkeypatch):
+    up = tls_upstream(upstream, ca, tmp_path, name="backend.test")
+    monkeypatch.setenv("SSL_CERT_FILE", ca.cert)  # the gateway trusts the test CA
+    routes = {"routes": [
+        {"id": "good", "uri": "/good", "upstream": inline_upstream(
+            up.port, scheme="https", pass_host="rewrite", upstream_host="backend.test",
+            tls={"verify": True})},
+        {"id": "wrong-name", "uri": "/wrong", "upstream": inline_upstream(
+            up.port, scheme="https", pass_host="rewrite", upstream_host="other.test",
+            tls={"verify": True})},
+        {"id": "unverified", "uri": "/any", "upstream": inline_upstream(
+            up.port, scheme="https", pass_host="rewrite", upstream_host="other.test")}]}
+    gw = gateway(routes)
+    assert gw.get("/good").status_code == 200
+    r = gw.get("/wrong")
+    assert r.status_code == 502
+    gw.wait_log_line("TLS handshake with upstream", "other.test", "certificate")
+    assert gw.get("/any").status_code == 200  # tls.verify off (APISIX's default)
+
+
+def test_untrusted_upstream_certificate_is_refused(gateway, upstream, tmp_path):
+    other_ca = pki.make_ca(tmp_path / "other", name="Other CA")
+    up = tls_upstream(upstream, other_ca, tmp_path / "x", name="backend.test")
+    gw = gateway({"routes": [{"id": "r", "uri": "/*", "upstream": inline_upstream(
+        up.port, scheme="https", pass_host="rewrite", upstream_host="backend.test",
+        tls={"verify": True})}]})
+    assert gw.get("/x").status_code == 502
+    gw.wait_log_line("TLS handshake with upstream", "certificate")
+
+
+def test_plain_node_behind_https_scheme_fails_cleanly(gateway, upstream):
+    """A node that does not speak TLS (it waits for an HTTP head that never comes): the
+    handshake counts against the connect timeout."""
+    plain = upstream()
+    gw = gateway({"routes": [https_route(plain, timeout={"connect": 1})]})
+    assert gw.get("/x").status_code == 504
+    gw.wait_log_line("TLS handshake with upstream")
+
+
+def test_wss_upstream_relay(gateway, upstream, ca, tmp_path):
+    up = tls_upstream(upstream, ca, tmp_path)
+    gw = gateway({"routes": [{"id": "ws", "uri": "/ws", "enable_websocket": True,
+                              "upstream": inline_upstream(up.port, scheme="https")}]})
+
+    async def talk():
+        async with websockets.connect(f"ws://127.0.0.1:{gw.port}/ws") as ws:
+            for size in (5, 70000):
+                await ws.send("y" * size)
+                assert await asyncio.wait_for(ws.recv(), 5) == "y" * size
+    asyncio.run(asyncio.wait_for(talk(), 20))
+
+
+@pytest.mark.parametrize("upstream_fields, field, message", [
+    ({"scheme": "grpc"}, "scheme", "must be http or https"),
+    ({"scheme": "https", "tls": {"client_cert": "x", "client_key": "y"}}, "tls.client_cert",
+     "not available yet"),
+    ({"scheme": "http", "tls": {"verify": True}}, "tls", "needs scheme: https"),
+    ({"scheme": "https", "tls": {"verify": "yes"}}, "tls.verify", ""),
+])
+def test_upstream_tls_config_errors(tmp_path, upstream_fields, field, message):
+    doc = {"routes": [{"id": "r", "uri": "/*", "upstream": inline_upstream(1, **upstream_fields)}]}
+    code, out = validate(tmp_path, doc)
+    assert code != 0
+    assert f"routes[0].upstream.{field}" in out and message in out, out
