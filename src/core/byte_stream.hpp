@@ -67,11 +67,6 @@ class ByteStream {
     if (tls_) tls::abandon(*tls_);
   }
 
-  // A write cancelled half-way (a deadline of another operation cancels the socket's) can be
-  // resumed with the unsent rest on a plain socket; under TLS the record it was sending is cut,
-  // so the connection cannot carry more.
-  bool write_resumable() const { return !tls_; }
-
  private:
   static constexpr size_t kKeepStaged = 64 * 1024;
   Socket* socket_;

@@ -49,7 +49,8 @@ class Stream {
   // from plain HTTP; bytes behind a PROXY header): OpenSSL reads these first.
   std::string replay;
   size_t replayed = 0;
-  bool failed = false;  // a fatal TLS or socket error: no close_notify may follow
+  bool failed = false;     // a fatal TLS or socket error: no close_notify may follow
+  bool write_cut = false;  // the last write did not finish: no close_notify after it either
 };
 
 void StreamDelete::operator()(Stream* s) const { delete s; }
@@ -408,18 +409,21 @@ Task<IoResult> write_all(Stream& s, asio::const_buffer b) {
     }
     Outcome o = outcome(s, r);
     if (!o.wait) co_return IoResult{o.error ? o.error : error_code(asio::error::broken_pipe), done};
-    // A record OpenSSL could not send whole waits in its buffer: the retry passes the same
-    // bytes (a cancelled wait leaves it there, which is why such a write cannot be resumed).
+    // A record OpenSSL could not send whole waits in its buffer, and any later write or
+    // shutdown sends its rest first. So a write whose wait was cancelled (by a deadline of the
+    // socket's other operation) can be resumed: the caller passes the bytes from `done` on, as
+    // OpenSSL requires. A caller that gives up instead abandons the stream.
     if (error_code ec = co_await wait_for(s, o)) {
-      s.failed = true;
+      s.write_cut = true;
       co_return IoResult{ec, done};
     }
   }
+  s.write_cut = false;
   co_return IoResult{error_code(), done};
 }
 
 Task<> shutdown(Stream& s) {
-  if (s.failed) co_return;
+  if (s.failed || s.write_cut) co_return;
   // Ours first; then the client's close_notify (or anything else it still sends) is read for as
   // long as the caller's deadline allows, so closing does not reset the connection under it.
   std::array<char, 4096> sink;

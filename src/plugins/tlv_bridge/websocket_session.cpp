@@ -412,10 +412,10 @@ class Session {
         client_write_.disarm();
         done += n;
         // The idle and drain deadlines cancel every operation on the client socket, this
-        // write too: it goes on (only a write timeout or a socket error ends the client), unless
-        // TLS cut a record short.
+        // write too: it goes on with the bytes from `done` (TLS included: OpenSSL holds the
+        // record it was sending); only a write timeout or a socket error ends the client.
         if (!ec || (ec == asio::error::operation_aborted && !client_write_.fired() &&
-                    client_socket().is_open() && io_.client.write_resumable()))
+                    client_socket().is_open()))
           continue;
         client_broken_ = true;
         pending_.clear();
