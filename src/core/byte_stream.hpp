@@ -20,9 +20,15 @@ class ByteStream {
   bool secure() const { return tls_ != nullptr; }
   void use_tls(tls::StreamPtr tls) {
     tls_ = std::move(tls);
-    if (tls_) tls::rebind(*tls_, *socket_);
+    if (tls_) tls::rebind(*tls_, socket_);
   }
-  tls::StreamPtr release_tls() { return std::move(tls_); }
+  // The TLS session, for a keep-alive pool (it points at no socket until use_tls takes it back).
+  tls::StreamPtr release_tls() {
+    if (tls_) tls::rebind(*tls_, nullptr);
+    return std::move(tls_);
+  }
+  // TLS holds bytes read ahead of what was asked (see tls::holds_input).
+  bool holds_input() const { return tls_ && tls::holds_input(*tls_); }
   tls::Stream* tls() { return tls_.get(); }
 
   // Reads what is available into `b`.

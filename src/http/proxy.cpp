@@ -3,6 +3,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 
 #include "core/log.hpp"
@@ -30,7 +31,7 @@ enum class BodyPlan { None, InBuffer, Stream, Chunked };
 bool is_idempotent(std::string_view m) { return m != "POST" && m != "PATCH" && m != "LOCK"; }
 
 bool is_connect_failure(Failure f) {
-  return f == Failure::ConnectRefused || f == Failure::ConnectTimeout;
+  return f == Failure::ConnectRefused || f == Failure::ConnectTimeout || f == Failure::TlsFailed;
 }
 
 bool is_client_failure(Failure f) {
@@ -65,6 +66,8 @@ const char* failure_text(Failure f) {
       return "upstream connect failed";
     case Failure::ConnectTimeout:
       return "upstream connect timed out";
+    case Failure::TlsFailed:
+      return "upstream TLS handshake failed";
     case Failure::SendFailed:
       return "upstream send failed";
     case Failure::SendTimeout:
@@ -126,7 +129,9 @@ std::string tls_server_name(const std::string& upstream_head) {
   at += kHost.size();
   std::string_view host(upstream_head.data() + at, upstream_head.find("\r\n", at) - at);
   if (host.starts_with('[')) return std::string(host.substr(1, host.find(']') - 1));  // IPv6
-  return std::string(host.substr(0, host.find(':')));
+  std::string name(host.substr(0, host.find(':')));
+  for (char& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return name;  // (lower case: one pooled TLS session per name, whatever the client's case)
 }
 
 // Gets a connection to up.node: a pooled one when `allow_pooled`, else a new one. A request
@@ -154,6 +159,8 @@ Task<Failure> connect(UpstreamSide& up, const config::Upstream& spec, bool allow
   }
   up.socket = Socket(w.executor());
   up.requests = 0;
+  // timeout.connect covers the TLS handshake too.
+  const int64_t connect_until = steady_now_ms() + static_cast<int64_t>(spec.connect_timeout * 1000);
   up.deadline.arm(spec.connect_timeout, &up.socket);
   auto [ec] = co_await up.socket.async_connect(up.node->endpoint, await_ec);
   bool timed_out = up.deadline.fired();
@@ -163,13 +170,14 @@ Task<Failure> connect(UpstreamSide& up, const config::Upstream& spec, bool allow
   up.socket.non_blocking(true, ec);  // for write_now()
   if (!https) co_return Failure::None;
   const std::string ip = up.node->endpoint.address().to_string();
-  tls::Connected tls = co_await tls::connect(up.socket, server_name, ip, spec.tls_verify,
-                                             up.deadline, spec.connect_timeout);
+  const double left = std::max(0.001, static_cast<double>(connect_until - steady_now_ms()) / 1000);
+  tls::Connected tls =
+      co_await tls::connect(up.socket, server_name, ip, spec.tls_verify, up.deadline, left);
   if (!tls.stream) {
     log::warn("TLS handshake with upstream " + up.node->address +
               (server_name.empty() ? "" : " (" + server_name + ")") + " failed: " + tls.error);
     up.close();
-    co_return tls.timed_out ? Failure::ConnectTimeout : Failure::ConnectRefused;
+    co_return tls.timed_out ? Failure::ConnectTimeout : Failure::TlsFailed;
   }
   up.stream.use_tls(std::move(tls.stream));
   up.tls_identity = std::move(identity);
@@ -526,13 +534,20 @@ Task<bool> proxy_request(ClientConnection& c, Exchange& x, const config::Compile
       continue;
     }
     use.answered(true);
-    target.report(idx, health_outcome(failure), 0);
-    target.observe(idx, health_outcome(failure), 0, use.last_latency_us());
+    // A handshake that failed for a server name the client chose (its Host, pass_host: pass)
+    // says nothing about the node: it neither counts against it nor moves on to the others
+    // (one request with a made-up Host must not eject every node).
+    const bool client_named = failure == Failure::TlsFailed &&
+                              spec.pass_host == config::PassHost::Pass && !(edits && edits->host);
+    if (!client_named) {
+      target.report(idx, health_outcome(failure), 0);
+      target.observe(idx, health_outcome(failure), 0, use.last_latency_us());
+    }
     up.close();
     log::warn("upstream " + up.node->address + " failed for route " + route.id + ": " +
               failure_text(failure));
-    bool retry =
-        is_connect_failure(failure) || (retry_after_send && failure != Failure::BadResponse);
+    bool retry = !client_named && (is_connect_failure(failure) ||
+                                   (retry_after_send && failure != Failure::BadResponse));
     if (!retry) break;
   }
   x.upstream_us = now_us() - up_start;

@@ -16,6 +16,7 @@ enum class Failure {
   None,
   ConnectRefused,
   ConnectTimeout,
+  TlsFailed,  // https: connected, but the TLS handshake failed (name, verification, protocol)
   SendFailed,
   SendTimeout,
   ReadTimeout,
@@ -37,7 +38,8 @@ struct UpstreamSide {
 
   // Returns the connection to the worker's pool when the exchange left it clean.
   void release_connection(const config::Upstream& spec, bool reusable) {
-    if (reusable && buf.empty() && requests + 1 < static_cast<uint32_t>(spec.keepalive_requests)) {
+    if (reusable && buf.empty() && !stream.holds_input() &&
+        requests + 1 < static_cast<uint32_t>(spec.keepalive_requests)) {
       // The pool takes the connection or closes it; either way this side is left without one.
       worker.pool().put(node->endpoint,
                         {std::move(socket), stream.release_tls(), tls_identity, requests + 1},

@@ -33,8 +33,9 @@ struct HelloState {
 // tries again (nginx's way). OpenSSL reads and writes the socket itself through a BIO of ours, so
 // no byte is copied between buffers on the way, and an idle connection holds no record buffer
 // (SSL_MODE_RELEASE_BUFFERS): Asio's TLS stream keeps four 17 KiB buffers per connection.
-// Each worker runs one thread, so a readiness wait started after the socket answered EAGAIN
-// cannot miss the event that follows.
+// A readiness wait cannot miss data: each worker runs one thread (no epoll_wait between our
+// EAGAIN and queueing the wait), and Asio (1.81) re-arms the descriptor with EPOLL_CTL_MOD when
+// a wait is queued, which reports readiness that is already there.
 class Stream {
  public:
   Stream(Socket& s, SSL* ssl) : socket(&s), ssl(ssl) {}
@@ -51,6 +52,7 @@ class Stream {
   size_t replayed = 0;
   bool failed = false;     // a fatal TLS or socket error: no close_notify may follow
   bool write_cut = false;  // the last write did not finish: no close_notify after it either
+  bool eof = false;        // recv() returned 0 (BIO_CTRL_EOF: a TCP end is an end)
 };
 
 void StreamDelete::operator()(Stream* s) const { delete s; }
@@ -78,20 +80,29 @@ int bio_read(BIO* b, char* out, int len) {
     if (s.replayed == s.replay.size()) std::string().swap(s.replay), s.replayed = 0;
     return static_cast<int>(n);
   }
+  if (!s.socket) return -1;  // pooled: nothing may read
   ssize_t n = ::recv(s.socket->native_handle(), out, static_cast<size_t>(len), 0);
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) BIO_set_retry_read(b);
+  if (n == 0) s.eof = true;
   return static_cast<int>(n);
 }
 
 int bio_write(BIO* b, const char* in, int len) {
   Stream& s = *stream_of(b);
   BIO_clear_retry_flags(b);
+  if (!s.socket) return -1;  // pooled: nothing may write
   ssize_t n = ::send(s.socket->native_handle(), in, static_cast<size_t>(len), MSG_NOSIGNAL);
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) BIO_set_retry_write(b);
   return static_cast<int>(n);
 }
 
-long bio_ctrl(BIO*, int cmd, long, void*) { return cmd == BIO_CTRL_FLUSH ? 1 : 0; }
+// FLUSH: nothing is buffered here. EOF: whether recv() saw the peer's FIN, which OpenSSL asks
+// to treat a TCP end as the end of the stream (SSL_OP_IGNORE_UNEXPECTED_EOF).
+long bio_ctrl(BIO* b, int cmd, long, void*) {
+  if (cmd == BIO_CTRL_FLUSH) return 1;
+  if (cmd == BIO_CTRL_EOF) return stream_of(b)->eof ? 1 : 0;
+  return 0;
+}
 
 int bio_create(BIO* b) {
   BIO_set_init(b, 1);
@@ -449,7 +460,11 @@ void release_buffers(Stream& s) { SSL_free_buffers(s.ssl); }
 
 void abandon(Stream& s) { s.failed = true; }
 
-void rebind(Stream& s, Socket& socket) { s.socket = &socket; }
+void rebind(Stream& s, Socket* socket) { s.socket = socket; }
+
+bool holds_input(const Stream& s) {
+  return SSL_has_pending(s.ssl) || (SSL_get_shutdown(s.ssl) & SSL_RECEIVED_SHUTDOWN) || s.eof;
+}
 
 namespace {
 
@@ -506,7 +521,7 @@ Task<Connected> connect(Socket& socket, const std::string& server_name, const st
   if (!ec) {
     out.stream = std::move(stream);
   } else {
-    long verified = SSL_get_verify_result(ssl);
+    long verified = verify ? SSL_get_verify_result(ssl) : X509_V_OK;
     out.error = verified != X509_V_OK
                     ? std::string("certificate: ") + X509_verify_cert_error_string(verified)
                 : !reason.empty() ? reason

@@ -60,8 +60,12 @@ struct Connected {
 };
 Task<Connected> connect(Socket& socket, const std::string& server_name, const std::string& ip,
                         bool verify, Deadline& d, double timeout);
-// Points the stream at the socket it moved into (an upstream connection in and out of a pool).
-void rebind(Stream& s, Socket& socket);
+// Points the stream at the socket it moved into (an upstream connection in and out of a pool);
+// null while it sits in a pool (nothing may use it there).
+void rebind(Stream& s, Socket* socket);
+// Bytes OpenSSL read ahead and holds (a record behind the response, a close_notify): such a
+// connection must not go back to a keep-alive pool.
+bool holds_input(const Stream& s);
 
 // Counts a handshake that ended before accept() (the client closed or stayed silent).
 void count_handshake(HandshakeResult r);

@@ -22,7 +22,9 @@ void ConnectionPool::put(const Endpoint& node, PooledConnection connection, doub
                          size_t max_idle) {
   if (max_idle == 0 || idle_timeout <= 0) return;  // the connection closes as it goes
   auto& list = idle_[node];
-  if (list.size() >= max_idle) return;
+  // Full: the oldest goes (the newest is the warmest; a burst of connections made for rare
+  // server names cannot lock the common one out).
+  if (list.size() >= max_idle) list.erase(list.begin());
   connection.expires_ms = steady_now_ms() + static_cast<int64_t>(idle_timeout * 1000);
   list.push_back(std::move(connection));
 }

@@ -27,7 +27,7 @@ class ConnectionPool {
   // The most recent idle connection to `node` made for `tls_identity` (a TLS session is only
   // good for the server name and verification it was made with).
   std::optional<PooledConnection> take(const Endpoint& node, std::string_view tls_identity = {});
-  // Keeps the connection unless the node already has `max_idle` idle ones.
+  // Keeps the connection; a node with `max_idle` idle ones already loses its oldest.
   void put(const Endpoint& node, PooledConnection connection, double idle_timeout, size_t max_idle);
   // Closes connections idle past their timeout.
   void expire(int64_t now_ms);

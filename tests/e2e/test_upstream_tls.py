@@ -10,6 +10,7 @@ import requests
 import websockets
 
 import pki
+from coalescing_upstream import CoalescingUpstream
 from conftest import inline_upstream, validate
 
 
@@ -135,3 +136,62 @@ def test_upstream_tls_config_errors(tmp_path, upstream_fields, field, message):
     code, out = validate(tmp_path, doc)
     assert code != 0
     assert f"routes[0].upstream.{field}" in out and message in out, out
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_bytes_behind_a_response_never_reach_the_next_client(gateway, ca, tmp_path, scheme,
+                                                             method):
+    """An upstream that sends a stray response right behind the real one, in the same TCP
+    segment: over TLS, OpenSSL's read-ahead takes both in; the connection must not go back to
+    the pool (the next client would get the stray answer)."""
+    stray = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nPOISON"
+    server = None
+    if scheme == "https":
+        leaf = pki.issue(ca, tmp_path / "pki", "backend.test", sans=["DNS:backend.test"])
+        server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        server.load_cert_chain(leaf.cert, leaf.key)
+    up = CoalescingUpstream(tls=server, extra=stray).start()
+    gw = gateway({"routes": [{"id": "r", "uri": "/*",
+                              "upstream": inline_upstream(up.port, scheme=scheme)}]})
+    answers = []
+    for i in range(3):  # a new client connection each time
+        r = requests.request(method, gw.url(f"/req{i}"), data=b"x" if method == "POST" else None,
+                             timeout=5)
+        answers.append(r.content)
+    up.stop()
+    assert answers == [f"answer for /req{i}".encode() for i in range(3)]
+
+
+def test_a_made_up_host_neither_ejects_nodes_nor_fans_out(gateway, upstream, ca, tmp_path,
+                                                          monkeypatch):
+    """pass_host pass + tls.verify: the client's Host is the name checked. A Host no node's
+    certificate has fails that request (502) but says nothing about the nodes."""
+    monkeypatch.setenv("SSL_CERT_FILE", ca.cert)
+    a = tls_upstream(upstream, ca, tmp_path, name="backend.test")
+    b = tls_upstream(upstream, ca, tmp_path / "b", name="backend.test")
+    gw = gateway({"routes": [{"id": "r", "uri": "/*", "upstream": inline_upstream(
+        a.port, b.port, scheme="https", tls={"verify": True},
+        checks={"passive": {"unhealthy": {"tcp_failures": 1}}})}]})
+    assert gw.get("/x", headers={"Host": "backend.test"}).status_code == 200
+    before = a.connections + b.connections
+    r = gw.get("/x", headers={"Host": "attacker.invalid"})
+    assert r.status_code == 502
+    assert a.connections + b.connections == before + 1  # one handshake, not one per node
+    states = [n.get("state") for u in gw.control("/v1/healthcheck").json()["upstreams"]
+              for n in u["nodes"]]
+    assert states == ["healthy", "healthy"], states
+    for _ in range(4):
+        assert gw.get("/x", headers={"Host": "backend.test"}).status_code == 200
+
+
+def test_a_full_pool_keeps_the_newest_connections(gateway, upstream, ca, tmp_path):
+    up = tls_upstream(upstream, ca, tmp_path)
+    gw = gateway({"routes": [https_route(up, keepalive_pool={"size": 2})]})
+    for i in range(4):  # four server names, each a TLS session of its own
+        assert gw.get("/x", headers={"Host": f"junk{i}.test"}).status_code == 200
+    made = up.connections
+    for _ in range(5):
+        assert gw.get("/x", headers={"Host": "Real.TEST"}).status_code == 200
+        assert gw.get("/x", headers={"Host": "real.test"}).status_code == 200  # same name
+    assert up.connections == made + 1
