@@ -342,23 +342,4 @@ std::shared_ptr<StreamRoute> validate_stream_route(const json& value, const std:
   return route;
 }
 
-bool validate_other_object(std::string_view kind, const json& value, const std::string& path,
-                           Errors& errors) {
-  if (kind == "consumers")
-    validate_consumer(value, path, errors);
-  else if (kind == "ssls")
-    validate_ssl(value, path, errors);
-  else if (kind == "global_rules")
-    validate_global_rule(value, path, errors);
-  else if (kind == "plugin_configs")
-    validate_plugin_config(value, path, errors);
-  else if (kind == "protos")
-    validate_proto(value, path, errors);
-  else if (kind == "stream_routes")
-    validate_stream_route(value, path, errors);
-  else
-    return false;
-  return true;
-}
-
 }  // namespace portico::config

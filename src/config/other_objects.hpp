@@ -34,10 +34,4 @@ std::shared_ptr<const bridge::ProtoSet> validate_proto(const json& value, const 
 std::shared_ptr<StreamRoute> validate_stream_route(const json& value, const std::string& path,
                                                    Errors& errors);
 
-// Validates `value` as an object of `kind` ("consumers", "ssls", "global_rules",
-// "plugin_configs", "protos", "stream_routes"). Returns false, recording nothing, for any other
-// kind.
-bool validate_other_object(std::string_view kind, const json& value, const std::string& path,
-                           Errors& errors);
-
 }  // namespace portico::config

@@ -1,5 +1,7 @@
 #include "config/other_objects.hpp"
 
+#include "config/object_store.hpp"
+
 #include <gtest/gtest.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
@@ -19,7 +21,10 @@ namespace {
 // Validates `value` as `kind` at path "<kind>[0]" and returns the sorted error paths.
 Paths error_paths(std::string_view kind, const json& value, std::string* text = nullptr) {
   Errors errors;
-  EXPECT_TRUE(validate_other_object(kind, value, std::string(kind) + "[0]", errors));
+  std::optional<Kind> k = parse_kind(kind);
+  EXPECT_TRUE(k) << kind;
+  StoredObject out;
+  if (k) validate_object(*k, value, std::string(kind) + "[0]", errors, out);
   Paths paths;
   for (const auto& e : errors.list()) paths.push_back(e.path);
   std::sort(paths.begin(), paths.end());
@@ -394,14 +399,13 @@ TEST(OtherObjectsStreamRoute, BadValuesNameTheirField) {
 // ---- dispatch -------------------------------------------------------------------------------
 
 TEST(OtherObjectsDispatch, OnlyKnownKindsAreHandled) {
-  Errors errors;
-  for (const char* kind : {"routes", "services", "upstreams", "consumer_groups", "secrets", ""})
-    EXPECT_FALSE(validate_other_object(kind, json::object(), "x", errors)) << kind;
-  EXPECT_TRUE(errors.empty());
+  for (const char* kind : {"consumer_groups", "secrets", ""})
+    EXPECT_FALSE(parse_kind(kind)) << kind;
   for (const char* kind :
        {"consumers", "ssls", "global_rules", "plugin_configs", "protos", "stream_routes"}) {
     Errors e;
-    EXPECT_TRUE(validate_other_object(kind, json::array(), "x", e)) << kind;
+    StoredObject out;
+    EXPECT_FALSE(validate_object(*parse_kind(kind), json::array(), "x", e, out)) << kind;
     EXPECT_EQ(e.to_string(), "x: must be an object\n") << kind;
   }
 }
