@@ -47,6 +47,14 @@ void write_tlv_bridge_metrics(metrics::PrometheusWriter& out) {
   out.counter("portico_tlv_bridge_connect_failures_total",
               "Sessions and RPCs answered 502: no TLV backend accepted a connection.", {},
               get(b.connect_failures));
+  out.gauge("portico_tlv_bridge_poll_sessions_active", "Open tlv-bridge long-polling sessions.", {},
+            static_cast<double>(get(b.poll_active)));
+  out.counter("portico_tlv_bridge_poll_sessions_total", "tlv-bridge long-polling sessions opened.",
+              {}, get(b.poll_sessions));
+  out.counter("portico_tlv_bridge_poll_handovers_total",
+              "Long-polling requests served by the worker holding their session, not the one "
+              "they arrived on.",
+              {}, get(b.poll_handovers));
 }
 // TLS handshakes on ssl listeners, by how they ended.
 void write_tls_metrics(metrics::PrometheusWriter& out) {

@@ -49,6 +49,8 @@ Server::~Server() {
   admin_http_.reset();
   control_http_.reset();
   for (auto& w : workers_) w->stop();
+  // Every worker ends before any is destroyed: a running one may still post() to a sibling.
+  for (auto& w : workers_) w->join();
   workers_.clear();
 }
 
@@ -334,7 +336,10 @@ void Server::start_workers(std::shared_ptr<const config::Snapshot> first) {
   }
   current_ = first;
   if (checker_) checker_->update(*first);
-  for (auto& w : workers_) w->start(first);
+  for (auto& w : workers_) {
+    w->set_siblings(&workers_);
+    w->start(first);
+  }
   // Compiling a big config must not take CPU from the workers: this (control) thread yields to
   // them. Set after the workers started, so they keep the normal priority.
   if (::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), kControlNice) != 0)

@@ -21,7 +21,8 @@ Worker::Worker(int index, ConnectionHandler handler, AccessLogWriter& access_log
     : index_(index),
       handler_(std::move(handler)),
       access_log_(access_log),
-      io_(std::make_unique<asio::io_context>(kConcurrencyHint)) {}
+      io_(std::make_unique<asio::io_context>(kConcurrencyHint)),
+      inbox_(std::make_unique<WorkerInbox>(io_->get_executor())) {}
 
 Worker::~Worker() {
   stop();
@@ -31,6 +32,7 @@ Worker::~Worker() {
   // them while those still exist, after the sockets that need the io_context alive.
   tick_timer_.reset();
   acceptors_.clear();
+  inbox_.reset();
   pool_.clear();
   io_.reset();
 }
@@ -85,6 +87,7 @@ void Worker::start(SnapshotPtr first) {
   for (size_t i = 0; i < acceptors_.size(); ++i)
     asio::co_spawn(*io_, accept_loop(*acceptors_[i], listeners_[i]), asio::detached);
   asio::co_spawn(*io_, tick_loop(), asio::detached);
+  asio::co_spawn(*io_, inbox_->run(), asio::detached);
   thread_ = std::thread([this] {
     series.make_current();
     try {

@@ -17,6 +17,7 @@
 #include "core/asio.hpp"
 #include "core/deadline.hpp"
 #include "core/io_buffer.hpp"
+#include "core/worker_inbox.hpp"
 #include "metrics/stream_metrics.hpp"
 #include "metrics/worker_metrics.hpp"
 #include "upstream/connection_pool.hpp"
@@ -49,6 +50,15 @@ class Worker {
   void begin_drain() { drain_requested_.store(true, std::memory_order_release); }
   // Thread-safe: the worker's loop ends within one tick.
   void stop() { stop_requested_.store(true, std::memory_order_release); }
+  // Thread-safe: runs `task` on this worker's thread soon (see WorkerInbox for the rules).
+  void post(std::function<void()> task) { inbox_->post(std::move(task)); }
+  // Every worker of the process, index i at [i]; set once before the workers start.
+  void set_siblings(const std::vector<std::unique_ptr<Worker>>* all) { siblings_ = all; }
+  // Thread-safe: the worker with `index` (its post() may be called), or nullptr.
+  Worker* sibling(int index) const {
+    if (!siblings_ || index < 0 || static_cast<size_t>(index) >= siblings_->size()) return nullptr;
+    return (*siblings_)[static_cast<size_t>(index)].get();
+  }
   void join();
 
   // Worker-thread only from here on.
@@ -111,6 +121,8 @@ class Worker {
   upstream::ConnectionPool pool_;
   std::string log_chunk_;
   std::unique_ptr<Timer> tick_timer_;
+  std::unique_ptr<WorkerInbox> inbox_;  // destroyed before io_, like the acceptors
+  const std::vector<std::unique_ptr<Worker>>* siblings_ = nullptr;
 };
 
 }  // namespace portico

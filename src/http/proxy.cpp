@@ -356,7 +356,8 @@ Task<bool> take_over_request(ClientConnection& c, Exchange& x, const config::Com
                          pin_session(pins, *snapshot, route, head_base, x);
                          x.route_id = nullptr;
                          snapshot.reset();  // `route`, `limits`, io.protos are gone from here on
-                       }};
+                       },
+                       target};
   if (!co_await x.ctx.takeover->take_over(x.ctx, io)) {
     // The session is over: now the log phase (limit-conn counted it until here).
     if (upgraded && x.with_plugins) {

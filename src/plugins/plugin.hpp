@@ -56,6 +56,8 @@ struct Takeover {
   // For a plugin that answers itself (a WebSocket upgrade): call once the response head is
   // sent, for the access log.
   std::function<void(int status)> answered;
+  // `upstream` again, shared: for what outlives the request (a long-polling session).
+  std::shared_ptr<const upstream::UpstreamTarget> upstream_shared;
 };
 
 // The phases, in the order a request meets them (Pingora/APISIX names). Every method has a

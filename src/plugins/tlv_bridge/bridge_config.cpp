@@ -1,11 +1,30 @@
 #include "plugins/tlv_bridge/bridge_config.hpp"
 
 #include <algorithm>
+#include <map>
+#include <mutex>
 
 #include "plugins/limit/leaky_bucket.hpp"
 #include "stream/tlv_policy.hpp"
 
 namespace portico::plugins {
+namespace {
+
+// One count per route for the life of the process, so a config change does not reset it.
+std::shared_ptr<std::atomic<int64_t>> poll_session_count(const std::string& route_key) {
+  static std::mutex mutex;
+  static std::map<std::string, std::weak_ptr<std::atomic<int64_t>>> counts;
+  std::lock_guard lock(mutex);
+  std::weak_ptr<std::atomic<int64_t>>& slot = counts[route_key];
+  std::shared_ptr<std::atomic<int64_t>> count = slot.lock();
+  if (!count) {
+    count = std::make_shared<std::atomic<int64_t>>(0);
+    slot = count;
+  }
+  return count;
+}
+
+}  // namespace
 
 TlvBridgeConfig parse_tlv_bridge_config(const config::json& conf, const Scope& scope,
                                         const std::string& path, config::Errors& errors) {
@@ -64,6 +83,14 @@ TlvBridgeConfig parse_tlv_bridge_config(const config::json& conf, const Scope& s
   }
   c.http_rpc = r.boolean_or("http_rpc", c.http_rpc);
   c.rpc_timeout = r.duration_or("rpc_timeout", c.rpc_timeout, 0.001, 3600);
+  c.long_polling = r.boolean_or("long_polling", c.long_polling);
+  c.poll_wait = r.duration_or("poll_wait", c.poll_wait, 0.1, 600);
+  c.max_poll_sessions = r.integer_or("max_poll_sessions", c.max_poll_sessions, 1, 1000000);
+  // A client waiting in a poll is not idle, but between polls it must come back in time.
+  if (c.long_polling && c.poll_wait >= c.idle_timeout)
+    r.error("poll_wait", "must be shorter than idle_timeout");
+  c.route_key = scope.key();
+  c.poll_sessions = poll_session_count(c.route_key);
   r.finish();
   return c;
 }

@@ -2,6 +2,7 @@
 // backend's framing, and the session's limits. Parsed once per config change.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -39,6 +40,14 @@ struct TlvBridgeConfig {
   // Subprotocols the bridge speaks: the first the client offers is chosen (browsers fail a
   // handshake that offered some and got none back).
   std::vector<std::string> subprotocols;
+  // Long polling (poll_session.hpp): sessions held between HTTP requests for clients without
+  // WebSocket.
+  bool long_polling = false;
+  double poll_wait = 25;  // seconds a poll waits for a message at most (clients may ask less)
+  int64_t max_poll_sessions = 4096;  // open polling sessions of the route in this process
+  // Shared by every instance of the route's config (kept across config changes): sessions open.
+  std::shared_ptr<std::atomic<int64_t>> poll_sessions;
+  std::string route_key;  // Scope::key(): a session id works only on the route that opened it
 };
 
 // Reads the plugin's `conf`; errors name fields under `path`.

@@ -9,12 +9,13 @@
 #include "plugins/context.hpp"
 #include "plugins/plugin.hpp"
 #include "plugins/tlv_bridge/http_rpc.hpp"
+#include "plugins/tlv_bridge/long_polling.hpp"
 #include "plugins/tlv_bridge/websocket_session.hpp"
 
 namespace portico::plugins {
 namespace {
 
-class TlvBridge final : public Plugin {
+class TlvBridge final : public Plugin, public std::enable_shared_from_this<TlvBridge> {
  public:
   TlvBridgeConfig config;
 
@@ -28,7 +29,30 @@ class TlvBridge final : public Plugin {
                config.allow_origins.end();
   }
 
+  // A long-polling request (it names a session, or "new").
+  Step access_polling(Context& ctx) const {
+    if (!config.long_polling) {
+      ctx.respond_error(400, "tlv-bridge: long polling is off on this route");
+      return Step::Respond;
+    }
+    if (ctx.req->upgrade_websocket) {
+      ctx.respond_error(400, "tlv-bridge: a WebSocket handshake names no polling session");
+      return Step::Respond;
+    }
+    if (!origin_allowed(ctx)) {
+      ctx.respond_error(403, "tlv-bridge: origin not allowed");
+      return Step::Respond;
+    }
+    if (ctx.req->content_length > static_cast<int64_t>(config.max_message)) {
+      ctx.respond_error(413, "tlv-bridge: the envelopes are over max_message");
+      return Step::Respond;
+    }
+    ctx.takeover = this;
+    return Step::Continue;
+  }
+
   Step access(Context& ctx) const override {
+    if (!ctx.header(kSessionHeader).empty()) return access_polling(ctx);
     if (!ctx.req->upgrade_websocket) {
       if (!config.http_rpc || ctx.req->method != "POST") {
         ctx.respond_error(400, config.http_rpc ? "tlv-bridge: expects a WebSocket upgrade or a "
@@ -69,9 +93,17 @@ class TlvBridge final : public Plugin {
   }
 
   // The whole envelope of an RPC is read (and seen by body-phase plugins such as the WAF).
-  size_t body_limit() const override { return config.http_rpc ? config.max_message : 0; }
+  size_t body_limit() const override {
+    return config.http_rpc || config.long_polling ? config.max_message : 0;
+  }
 
   Task<bool> take_over(Context& ctx, Takeover& io) const override {
+    if (!ctx.header(kSessionHeader).empty()) {
+      // Sessions outlive the request: they keep this instance (their config) alive.
+      std::shared_ptr<const TlvBridgeConfig> shared(shared_from_this(), &config);
+      co_await run_long_polling(std::move(shared), io, ctx);
+      co_return true;
+    }
     if (!ctx.req->upgrade_websocket) {
       co_await run_tlv_rpc(config, io, ctx);
       co_return true;

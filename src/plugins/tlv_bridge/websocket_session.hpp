@@ -27,6 +27,9 @@ struct TlvBridgeCounters {
   std::atomic<uint64_t> rpc_timeouts{0};        // HTTP RPCs without a reply in rpc_timeout
   std::atomic<uint64_t> rate_limited{0};        // frames refused by rate_limit
   std::atomic<uint64_t> command_denied{0};      // frames refused by commands
+  std::atomic<int64_t> poll_active{0};          // long-polling sessions open
+  std::atomic<uint64_t> poll_sessions{0};       // long-polling sessions opened
+  std::atomic<uint64_t> poll_handovers{0};      // polling requests served by another worker
 };
 TlvBridgeCounters& tlv_bridge_counters();
 

@@ -1,0 +1,261 @@
+"""tlv-bridge long polling through the real binary: web clients without WebSocket hold a session
+to the demo IM backend (portico-im-demo) across HTTP requests. Every request here opens a new
+connection (requests' module functions), so with two workers most land on a worker that does not
+hold the session and are handed over. Sending, polling with acknowledgement by number, waking a
+waiting poll, the ends of a session (close, backend gone, idle, shutdown), limits and refusals."""
+import json
+import signal
+import threading
+import time
+
+import prom_text
+import pytest
+import requests
+import websockets
+
+from conftest import validate, wait_until
+from test_tlv_bridge import (CHAT, HEARTBEAT, HEARTBEAT_REPLY, LOGIN, LOGIN_REPLY, PATH, RECEIPT,
+                             bridge_config, bridge_route, login, recv_json, run, send_json,
+                             ws_url)
+
+HEADER = "X-Tlv-Session"
+
+
+def polling_config(port, **conf):
+    conf.setdefault("long_polling", True)
+    return bridge_config(port, **conf)
+
+
+def url(gw):
+    return f"http://127.0.0.1:{gw.port}{PATH}"
+
+
+def open_session(gw, *envelopes, expect=200):
+    body = json.dumps(list(envelopes)) if envelopes else None
+    r = requests.post(url(gw), data=body, headers={HEADER: "new"}, timeout=10)
+    assert r.status_code == expect, r.text
+    assert r.headers["Cache-Control"] == "no-store"
+    return r.json()
+
+
+def send(gw, sid, *envelopes):
+    r = requests.post(url(gw), data=json.dumps(list(envelopes)), headers={HEADER: sid}, timeout=10)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def poll(gw, sid, next=None, wait=2, expect=200):
+    params = {"wait": wait}
+    if next is not None:
+        params["next"] = next
+    r = requests.get(url(gw), params=params, headers={HEADER: sid}, timeout=wait + 10)
+    assert r.status_code == expect, r.text
+    return r.json()
+
+
+def poll_until(gw, sid, next, count, timeout=10):
+    """Polls (acknowledging as it goes) until `count` messages came; (messages, next)."""
+    got, deadline = [], time.time() + timeout
+    while len(got) < count and time.time() < deadline:
+        answer = poll(gw, sid, next)
+        got += answer["messages"]
+        next = answer["next"]
+    assert len(got) >= count, got
+    return got, next
+
+
+def metric(gw, name):
+    return prom_text.parse(gw.control("/metrics").text).value(name)
+
+
+def login_envelope(uid, id=1):
+    return {"id": id, "cmd": LOGIN, "data": {"uid": uid, "token": "t"}}
+
+
+def test_polling_user_and_websocket_user_chat_across_workers(gateway, backends):
+    b = backends("demo1")
+    gw = gateway(polling_config(b.port), workers=2)
+    opened = open_session(gw, login_envelope(1))  # the login goes with the open request
+    sid = opened["session"]
+    assert opened["next"] == 0 and opened["wait"] == 25 and opened["idle_timeout"] == 180
+    assert metric(gw, "portico_tlv_bridge_poll_sessions_active") == 1
+    (reply,), next = poll_until(gw, sid, 0, 1)
+    assert reply["cmd"] == LOGIN_REPLY and reply["data"]["uid"] == 1 and reply["status"] == 0
+
+    async def talk():
+        nonlocal next
+        async with websockets.connect(ws_url(gw)) as bob:
+            await login(bob, 2)
+            # WebSocket -> polling user: the push waits in the session until a poll takes it.
+            await send_json(bob, {"id": 8, "cmd": CHAT, "to": 1, "data": {"to": 1, "text": "yo"}})
+            assert (await recv_json(bob))["data"]["result"] == "OK"
+            (push,), next = poll_until(gw, sid, next, 1)
+            assert push["cmd"] == CHAT and push["data"]["text"] == "yo" and push["from"] == 2
+            # polling -> WebSocket user, with the receipt coming back in a poll.
+            assert send(gw, sid, {"id": 7, "cmd": CHAT, "from": 1, "to": 2,
+                                  "data": {"to": 2, "text": "hi bob"}}) == {"accepted": 1,
+                                                                            "refused": 0}
+            got = await recv_json(bob)
+            assert got["cmd"] == CHAT and got["data"]["text"] == "hi bob"
+            (receipt,), next = poll_until(gw, sid, next, 1)
+            assert receipt["cmd"] == RECEIPT and receipt["id"] == 7
+            assert receipt["data"]["result"] == "OK"
+    run(talk())
+    # A dozen more round trips, each on a new connection: some land on the other worker.
+    for i in range(12):
+        send(gw, sid, {"id": 100 + i, "cmd": HEARTBEAT, "data": {"sent_at": i}})
+        (beat,), next = poll_until(gw, sid, next, 1)
+        assert beat["cmd"] == HEARTBEAT_REPLY and beat["id"] == 100 + i
+    assert metric(gw, "portico_tlv_bridge_poll_handovers_total") > 0
+    assert requests.delete(url(gw), headers={HEADER: sid}, timeout=5).json() == {"closed": True}
+    assert poll(gw, sid, expect=404)["error_msg"].startswith("tlv-bridge: no such session")
+    wait_until(lambda: metric(gw, "portico_tlv_bridge_poll_sessions_active") == 0, 5)
+
+
+def test_an_answer_lost_on_the_way_is_sent_again_until_acknowledged(gateway, backends):
+    b = backends("demo1")
+    gw = gateway(polling_config(b.port))
+    sid = open_session(gw)["session"]
+    send(gw, sid, login_envelope(5), {"id": 2, "cmd": HEARTBEAT, "data": {"sent_at": 1}})
+    messages, next = poll_until(gw, sid, 0, 2)
+    assert [m["id"] for m in messages] == [1, 2] and next == 2
+    # The client never saw that answer: it polls from 0 again and gets both again.
+    again = poll(gw, sid, next=0, wait=0)
+    assert again == {"next": 2, "messages": messages}
+    # Acknowledged: gone, and an empty poll keeps the number.
+    assert poll(gw, sid, next=2, wait=0) == {"next": 2, "messages": []}
+    assert poll(gw, sid, next=1, wait=0) == {"next": 2, "messages": []}
+    assert "beyond" in poll(gw, sid, next=3, wait=0, expect=400)["error_msg"]
+
+
+def test_a_waiting_poll_is_answered_when_a_message_arrives(gateway, backends):
+    b = backends("demo1")
+    gw = gateway(polling_config(b.port), workers=2)
+    sid = open_session(gw, login_envelope(3))["session"]
+    _, next = poll_until(gw, sid, 0, 1)
+    result = {}
+
+    def waiting_poll():
+        started = time.monotonic()
+        result["answer"] = poll(gw, sid, next=next, wait=20)
+        result["took"] = time.monotonic() - started
+
+    t = threading.Thread(target=waiting_poll)
+    t.start()
+    time.sleep(0.5)
+    send(gw, sid, {"id": 9, "cmd": HEARTBEAT, "data": {"sent_at": 2}})
+    t.join(25)
+    assert [m["id"] for m in result["answer"]["messages"]] == [9]
+    assert result["took"] < 10, result  # woken by the message, not by the end of the wait
+    # A poll with nothing to get ends empty after its wait.
+    assert poll(gw, sid, next=result["answer"]["next"], wait=0.3)["messages"] == []
+
+
+def test_refused_envelopes_are_answered_in_the_poll(gateway, backends):
+    b = backends("demo1")
+    gw = gateway(polling_config(b.port, commands={"deny": [0x7001]}))
+    sid = open_session(gw)["session"]
+    assert send(gw, sid, {"id": 2, "cmd": CHAT, "data": {"to": "x"}},
+                {"id": 3, "cmd": 0x7001, "body": ""}) == {"accepted": 0, "refused": 2}
+    (bad, denied), _ = poll_until(gw, sid, 0, 2)
+    assert bad["id"] == 2 and bad["cmd"] == RECEIPT and bad["status"] == 400
+    assert bad["error"].startswith("data.to: expected an unsigned 64-bit integer")
+    assert denied["id"] == 3 and denied["cmd"] == 0x7002 and denied["status"] == 403
+    r = requests.post(url(gw), data="[1,", headers={HEADER: sid}, timeout=5)
+    assert r.status_code == 400 and "array" in r.json()["error_msg"], r.text
+
+
+def test_bad_polling_requests_get_clear_answers(gateway, backends):
+    b = backends("demo1")
+    gw = gateway({"protos": bridge_config(b.port)["protos"],
+                  "routes": [bridge_route(b.port, long_polling=True),
+                             dict(bridge_route(b.port), id="plain", uri="/plain")]})
+    sid = open_session(gw)["session"]
+    cases = [
+        ("GET", PATH, {HEADER: "new"}, 405, "opened with a POST"),
+        ("PUT", PATH, {HEADER: sid}, 405, "takes POST"),
+        ("GET", PATH + "?next=x", {HEADER: sid}, 400, "next must be"),
+        ("GET", PATH + "?wait=-1", {HEADER: sid}, 400, "wait must be"),
+        ("GET", PATH, {HEADER: "0-" + "0" * 32}, 404, "no such session"),
+        ("GET", PATH, {HEADER: "garbage"}, 404, "no such session"),
+        ("GET", PATH, {HEADER: "7-" + sid.split("-")[1]}, 404, "no such session"),
+        ("POST", "/plain", {HEADER: "new"}, 400, "long polling is off"),
+    ]
+    for method, path, headers, status, text in cases:
+        r = requests.request(method, f"http://127.0.0.1:{gw.port}{path}", headers=headers,
+                             timeout=5)
+        assert r.status_code == status and text in r.json()["error_msg"], (method, path, r.text)
+    # A session id works only on the route that opened it.
+    other = gateway({"protos": bridge_config(b.port)["protos"],
+                     "routes": [bridge_route(b.port, long_polling=True),
+                                dict(bridge_route(b.port, long_polling=True), id="other",
+                                     uri="/other")]})
+    sid = open_session(other)["session"]
+    r = requests.get(f"http://127.0.0.1:{other.port}/other", headers={HEADER: sid}, timeout=5)
+    assert r.status_code == 404, r.text
+    assert poll(other, sid, wait=0)["messages"] == []
+
+
+def test_a_backend_that_goes_delivers_its_last_messages_then_410(gateway, backends):
+    b = backends("demo1")
+    gw = gateway(polling_config(b.port))
+    sid = open_session(gw, login_envelope(4))["session"]
+    wait_until(lambda: poll(gw, sid, wait=0)["messages"], 5)  # the login reply is queued
+    b.stop()
+    time.sleep(0.5)
+    answer = poll(gw, sid, wait=0)
+    assert [m["cmd"] for m in answer["messages"]] == [LOGIN_REPLY]
+    gone = poll(gw, sid, next=answer["next"], wait=0, expect=410)
+    assert "the backend closed the connection" in gone["error_msg"]
+    assert poll(gw, sid, wait=0, expect=404)  # the client was told: the session is gone
+
+
+def test_no_backend_gives_502_and_too_many_sessions_503(gateway, backends):
+    gw = gateway(polling_config(1))  # nothing listens on port 1
+    assert "no TLV backend" in open_session(gw, expect=502)["error_msg"]
+    b = backends("demo1")
+    gw = gateway(polling_config(b.port, max_poll_sessions=2))
+    first = open_session(gw)["session"]
+    open_session(gw)
+    assert "too many" in open_session(gw, expect=503)["error_msg"]
+    requests.delete(url(gw), headers={HEADER: first}, timeout=5)
+    open_session(gw)
+
+
+def test_an_idle_session_ends_and_frees_its_backend_connection(gateway, backends):
+    b = backends("demo1")
+    gw = gateway(polling_config(b.port, idle_timeout="1s", poll_wait="0.5s"))
+    sid = open_session(gw)["session"]
+    assert metric(gw, "portico_tlv_bridge_poll_sessions_active") == 1
+    time.sleep(2.5)
+    gone = poll(gw, sid, wait=0, expect=410)
+    assert "idle timeout" in gone["error_msg"]
+    assert metric(gw, "portico_tlv_bridge_poll_sessions_active") == 0
+    # Polling keeps a session alive past idle_timeout.
+    sid = open_session(gw)["session"]
+    for _ in range(6):
+        poll(gw, sid, wait=0.5)
+    assert poll(gw, sid, wait=0)["messages"] == []
+
+
+def test_shutdown_answers_a_waiting_poll_at_once(gateway, backends):
+    b = backends("demo1")
+    gw = gateway(polling_config(b.port), node={"shutdown_timeout": "10s"})
+    sid = open_session(gw)["session"]
+    result = {}
+    t = threading.Thread(target=lambda: result.update(r=requests.get(
+        url(gw), params={"wait": 20}, headers={HEADER: sid}, timeout=30)))
+    t.start()
+    time.sleep(0.5)
+    started = time.monotonic()
+    gw.signal(signal.SIGTERM)
+    t.join(15)
+    assert result["r"].status_code == 410 and "shutting down" in result["r"].json()["error_msg"]
+    assert time.monotonic() - started < 5
+    assert gw.proc.wait(10) == 0
+
+
+def test_poll_wait_must_be_shorter_than_idle_timeout(tmp_path):
+    rc, out = validate(tmp_path, polling_config(1980, poll_wait="60s", idle_timeout="30s"))
+    assert rc != 0
+    assert "routes[0].plugins.tlv-bridge.poll_wait: must be shorter than idle_timeout" in out, out
