@@ -6,7 +6,8 @@
     > 1001 hello          sends "hello" to user 1001; incoming messages and receipts print
 
 Every message is the JSON envelope of TLV.md: {"id", "cmd", "from", "to", "status", "data"}.
---raw prints the envelopes as they arrive. Needs python3-websockets (Debian).
+--raw prints the envelopes as they arrive. --poll uses long polling over plain HTTP instead of a
+WebSocket (docs/bridge.md "Long polling"). Needs python3-websockets (Debian).
 """
 import argparse
 import asyncio
@@ -14,6 +15,8 @@ import itertools
 import json
 import sys
 import time
+import urllib.error
+import urllib.request
 
 import websockets
 
@@ -46,9 +49,51 @@ async def stdin_lines():
         yield line.decode().strip()
 
 
+class PollingLink:
+    """The session over long polling, with the WebSocket's send/recv/async-for shape."""
+
+    def __init__(self, url):
+        self.url = url.replace("ws://", "http://", 1).replace("wss://", "https://", 1)
+        self.session, self.next, self.queue = "new", 0, []
+
+    def _call(self, method, body=None, query=""):
+        req = urllib.request.Request(self.url + query, data=body, method=method,
+                                     headers={"X-Tlv-Session": self.session})
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r:
+                return json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            sys.exit("the session ended: %s" % e.read().decode(errors="replace"))
+
+    async def __aenter__(self):
+        opened = await asyncio.to_thread(self._call, "POST", b"")
+        self.session = opened["session"]
+        return self
+
+    async def __aexit__(self, *exc):
+        await asyncio.to_thread(self._call, "DELETE")
+
+    async def send(self, text):
+        await asyncio.to_thread(self._call, "POST", text.encode())
+
+    async def recv(self):
+        while not self.queue:
+            answer = await asyncio.to_thread(self._call, "GET", None, "?next=%d" % self.next)
+            self.next = answer["next"]
+            self.queue = [json.dumps(m) for m in answer["messages"]]
+        return self.queue.pop(0)
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        return await self.recv()
+
+
 async def chat(args):
     ids = itertools.count(1)
-    async with websockets.connect(args.url) as ws:
+    link = PollingLink(args.url) if args.poll else websockets.connect(args.url)
+    async with link as ws:
         login_id = next(ids)
         await ws.send(json.dumps({"id": login_id, "cmd": LOGIN,
                                   "data": {"uid": args.uid, "token": args.token, "device": "web"}}))
@@ -88,12 +133,13 @@ async def chat(args):
 
 
 def main():
-    ap = argparse.ArgumentParser(description="demo IM chat client (JSON over WebSocket)")
+    ap = argparse.ArgumentParser(description="demo IM chat client (JSON over WebSocket or HTTP)")
     ap.add_argument("--url", default="ws://127.0.0.1:9080/im/ws")
     ap.add_argument("--uid", type=int, required=True)
     ap.add_argument("--token", default="demo")
     ap.add_argument("--heartbeat", type=float, default=30.0, help="seconds between heartbeats")
     ap.add_argument("--raw", action="store_true", help="print the JSON envelopes as they arrive")
+    ap.add_argument("--poll", action="store_true", help="long polling instead of a WebSocket")
     asyncio.run(chat(ap.parse_args()))
 
 

@@ -389,13 +389,15 @@ def test_default_routes_carry_the_demo_proto_unchanged():
     assert [p["content"] for p in doc["protos"] if p["id"] == "im_demo"] == [PROTO]
 
 
-def test_web_chat_cli_and_a_tcp_user_chat_through_the_default_route(gateway, backends):
+@pytest.mark.parametrize("transport", ["websocket", "poll"])
+def test_web_chat_cli_and_a_tcp_user_chat_through_the_default_route(gateway, backends, transport):
     b = backends("demo1")
-    gw = gateway(default_webim(b.port))
+    gw = gateway(default_webim(b.port), workers=2)
     tcp_user = b.client()
     tcp_user.login(1001)
+    extra = ["--poll"] if transport == "poll" else []
     cli = subprocess.Popen([sys.executable, WEB_CHAT, "--url", ws_url(gw),
-                            "--uid", "1002"],
+                            "--uid", "1002"] + extra,
                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert "logged in as 1002 on demo1 via the bridge" in cli.stdout.readline()
