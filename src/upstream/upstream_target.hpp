@@ -80,6 +80,11 @@ class UpstreamTarget {
       h->observe(outcome == Outcome::Success && status >= 500 ? Outcome::HttpFailure : outcome,
                  latency_us);
   }
+  // What the health checks say of `node` now (true for nodes without checks).
+  bool healthy(size_t node, int64_t now_ms) const {
+    const auto& h = nodes_[node].health;
+    return !h || h->healthy(now_ms);
+  }
   uint64_t panics() const { return panics_.load(std::memory_order_relaxed); }
   // The node's decayed latency estimate for this worker (ewma), for tests and /v1 status.
   double ewma_us(int worker, int node, int64_t now_us) const;

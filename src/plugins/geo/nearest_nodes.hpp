@@ -1,0 +1,31 @@
+// The choice behind httpdns answers: the access nodes closest to a client, healthy ones only
+// while any is healthy. Kept apart from the plugin so the rule can be tested on its own.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "plugins/geo/geoip_db.hpp"
+
+namespace portico::plugins {
+
+struct NodePlace {
+  bool healthy = true;
+  bool usable = true;  // weight > 0 (weight 0 takes a node out of answers, as out of balancing)
+  std::optional<Coordinates> at;  // nodes without a place come after every placed one
+};
+
+struct NearestChoice {
+  std::vector<size_t> nodes;  // indexes into the candidates, nearest first
+  bool degraded = false;      // no usable node was healthy: the nearest were chosen anyway
+};
+
+// Up to `count` nodes for a client at `client` (unknown: nodes in an order rotated by `spread`,
+// so clients that cannot be placed still spread over the nodes instead of all taking the first).
+// Ties keep the candidates' order.
+NearestChoice nearest_nodes(const std::vector<NodePlace>& nodes,
+                            const std::optional<Coordinates>& client, size_t count,
+                            uint32_t spread);
+
+}  // namespace portico::plugins

@@ -1,0 +1,65 @@
+#include "plugins/geo/nearest_nodes.hpp"
+
+#include <gtest/gtest.h>
+
+namespace portico::plugins {
+namespace {
+
+const Coordinates kSingapore{1.35, 103.82}, kFrankfurt{50.04, 8.56}, kSanFrancisco{37.62, -122.38};
+
+TEST(DistanceKm, MatchesKnownGreatCircleDistances) {
+  EXPECT_NEAR(distance_km(kSingapore, kFrankfurt), 10'260, 60);
+  EXPECT_NEAR(distance_km(kFrankfurt, kSanFrancisco), 9'140, 60);
+  EXPECT_DOUBLE_EQ(distance_km(kSingapore, kSingapore), 0);
+  // Across the antimeridian: Tokyo to Anchorage is not the long way round.
+  EXPECT_NEAR(distance_km({35.55, 139.78}, {61.17, -150.0}), 5'560, 60);
+}
+
+std::vector<NodePlace> three_regions() {
+  return {{true, true, kSingapore}, {true, true, kFrankfurt}, {true, true, kSanFrancisco}};
+}
+
+TEST(NearestNodes, NearestFirstUpToCount) {
+  auto nodes = three_regions();
+  EXPECT_EQ(nearest_nodes(nodes, Coordinates{3.1, 101.7}, 2, 0).nodes,
+            (std::vector<size_t>{0, 1}));  // Kuala Lumpur
+  EXPECT_EQ(nearest_nodes(nodes, Coordinates{48.85, 2.35}, 3, 0).nodes,
+            (std::vector<size_t>{1, 2, 0}));  // Paris
+  EXPECT_EQ(nearest_nodes(nodes, Coordinates{48.85, 2.35}, 9, 0).nodes.size(), 3u);
+}
+
+TEST(NearestNodes, UnhealthyNodesOnlyWhenNoneIsHealthy) {
+  auto nodes = three_regions();
+  nodes[0].healthy = false;
+  NearestChoice c = nearest_nodes(nodes, kSingapore, 3, 0);
+  EXPECT_EQ(c.nodes, (std::vector<size_t>{1, 2}));
+  EXPECT_FALSE(c.degraded);
+  for (auto& n : nodes) n.healthy = false;
+  c = nearest_nodes(nodes, kSingapore, 1, 0);
+  EXPECT_EQ(c.nodes, (std::vector<size_t>{0}));
+  EXPECT_TRUE(c.degraded);
+}
+
+TEST(NearestNodes, WeightZeroNodesAreNeverGiven) {
+  auto nodes = three_regions();
+  nodes[0].usable = false;
+  EXPECT_EQ(nearest_nodes(nodes, kSingapore, 1, 0).nodes, (std::vector<size_t>{1}));
+  for (auto& n : nodes) {
+    n.usable = false;
+    n.healthy = false;
+  }
+  EXPECT_TRUE(nearest_nodes(nodes, kSingapore, 1, 0).nodes.empty());
+}
+
+TEST(NearestNodes, UnplacedNodesComeLastAndUnplacedClientsSpread) {
+  auto nodes = three_regions();
+  nodes[0].at.reset();
+  EXPECT_EQ(nearest_nodes(nodes, kSingapore, 3, 0).nodes, (std::vector<size_t>{1, 2, 0}));
+  nodes = three_regions();
+  EXPECT_EQ(nearest_nodes(nodes, std::nullopt, 2, 0).nodes, (std::vector<size_t>{0, 1}));
+  EXPECT_EQ(nearest_nodes(nodes, std::nullopt, 2, 1).nodes, (std::vector<size_t>{1, 2}));
+  EXPECT_EQ(nearest_nodes(nodes, std::nullopt, 2, 5).nodes, (std::vector<size_t>{2, 0}));
+}
+
+}  // namespace
+}  // namespace portico::plugins
