@@ -29,10 +29,10 @@ bool iequals(std::string_view a, std::string_view b) {
 
 class Httpdns final : public Plugin {
  public:
-  std::shared_ptr<const GeoIpDb> geoip;  // null: clients are not placed, answers spread
-  std::vector<std::string> hosts;        // names answered (empty: any)
-  int64_t ttl = 60;                      // seconds clients may keep an answer
-  int64_t answers = 2;                   // nodes per answer
+  std::shared_ptr<GeoIpFile> geoip;  // null: clients are not placed, answers spread
+  std::vector<std::string> hosts;    // names answered (empty: any)
+  int64_t ttl = 60;                  // seconds clients may keep an answer
+  int64_t answers = 2;               // nodes per answer
   std::unordered_map<std::string, Coordinates> locations;  // node "ip:port", "ip" or host
 
   Step access(Context& ctx) const override {
@@ -142,9 +142,10 @@ std::shared_ptr<const Plugin> create(const json& conf, const Scope&, const std::
   size_t before = errors.size();
   auto p = std::make_shared<Httpdns>();
   config::ObjectReader r(conf, path, errors);
+  const double recheck = r.duration_or("geoip_recheck", 60, 1, 86400);
   if (auto file = r.string("geoip_db")) {
     std::string error;
-    p->geoip = GeoIpDb::open(*file, error);
+    p->geoip = GeoIpFile::open(*file, static_cast<int64_t>(recheck * 1000), error);
     if (!p->geoip) r.error("geoip_db", error);
   }
   p->hosts = r.string_list("hosts");

@@ -115,16 +115,27 @@ def test_without_a_database_answers_spread_over_healthy_nodes(gateway, upstream)
     assert "country" not in answer
 
 
-def test_a_new_database_on_disk_is_used_after_a_config_change(tmp_path, gateway, upstream):
+def test_a_new_database_on_disk_is_followed_without_a_config_change(tmp_path, gateway, upstream):
     nodes, _ = access_nodes(upstream)
     db = geoip_db(tmp_path)
-    gw = gateway({"routes": [httpdns_route(db, nodes)]})
+    gw = gateway({"routes": [httpdns_route(db, nodes, geoip_recheck="1s")]})
+    assert ask(gw, SINGAPORE).json()["country"] == "SG"
+    # A file that is not a database (a botched update) is logged; the one in use goes on.
+    os.replace(_copy_text(tmp_path, "junk"), db)
+    # (looked at when asked, at most once per geoip_recheck)
+    assert wait_until(lambda: ask(gw, SINGAPORE).json()["country"] == "SG" and
+                      "keeping the GeoIP database in use" in gw.error_log(), 5)
     assert ask(gw, SINGAPORE).json()["country"] == "SG"
     # The network moves to Frankfurt in this week's database.
     os.replace(geoip_db(tmp_path, ["198.51.100.0/24=DE,50.11,8.68"], "new.mmdb"), db)
-    gw.write_routes({"routes": [httpdns_route(db, nodes, ttl=31)]})
-    assert wait_until(lambda: ask(gw, SINGAPORE).json()["ttl"] == 31, 5)
+    assert wait_until(lambda: ask(gw, SINGAPORE).json()["country"] == "DE", 5)
     assert ask(gw, SINGAPORE).json()["nodes"][0] == node(nodes, "de")
+
+
+def _copy_text(tmp_path, text):
+    path = tmp_path / "junk.mmdb"
+    path.write_text(text)
+    return str(path)
 
 
 def test_config_errors_name_the_field(tmp_path):

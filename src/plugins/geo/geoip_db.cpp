@@ -9,6 +9,9 @@
 #include <map>
 #include <mutex>
 
+#include "core/deadline.hpp"
+#include "core/log.hpp"
+
 namespace portico::plugins {
 
 struct GeoIpDb::Handle {
@@ -74,6 +77,38 @@ GeoLocation GeoIpDb::lookup(std::string_view ip) const {
       country.has_data && country.type == MMDB_DATA_TYPE_UTF8_STRING && country.data_size <= 8)
     where.country.assign(country.utf8_string, country.data_size);
   return where;
+}
+
+std::shared_ptr<GeoIpFile> GeoIpFile::open(const std::string& path, int64_t recheck_ms,
+                                           std::string& error) {
+  auto file = std::make_shared<GeoIpFile>();
+  file->path_ = path;
+  file->recheck_ms_ = recheck_ms;
+  file->db_ = GeoIpDb::open(path, error);
+  if (!file->db_) return nullptr;
+  file->checked_ms_ = steady_now_ms();
+  return file;
+}
+
+GeoLocation GeoIpFile::lookup(std::string_view ip) {
+  std::shared_ptr<const GeoIpDb> db;
+  {
+    std::lock_guard lock(mutex_);
+    int64_t now = steady_now_ms();
+    if (now - checked_ms_ >= recheck_ms_) {
+      checked_ms_ = now;
+      std::string error;
+      if (auto fresh = GeoIpDb::open(path_, error)) {
+        db_ = std::move(fresh);  // the same object while the file is unchanged
+        warned_ = false;
+      } else if (!warned_) {
+        log::warn("httpdns: keeping the GeoIP database in use: " + error);
+        warned_ = true;
+      }
+    }
+    db = db_;
+  }
+  return db->lookup(ip);
 }
 
 double distance_km(Coordinates a, Coordinates b) {

@@ -1,10 +1,12 @@
 // Where an IP address is, from a MaxMind DB file (GeoLite2-City or GeoIP2-City, or any database
 // with the same `location` and `country` fields), through libmaxminddb. Files are memory-mapped
 // once and shared by every config that names them; a file replaced on disk (the weekly GeoLite2
-// update) is opened again by the next config change.
+// update) is followed within a minute (GeoIpFile).
 #pragma once
 
+#include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -38,6 +40,24 @@ class GeoIpDb {
   struct Handle;
   explicit GeoIpDb(std::unique_ptr<Handle> handle);
   std::unique_ptr<Handle> handle_;
+};
+
+// A database file followed on disk: a new version replaces the old within `recheck_ms` of being
+// written, without a config change; a file that cannot be read keeps the old one serving.
+class GeoIpFile {
+ public:
+  // Null with `error` when the file cannot be opened now.
+  static std::shared_ptr<GeoIpFile> open(const std::string& path, int64_t recheck_ms,
+                                         std::string& error);
+  GeoLocation lookup(std::string_view ip);  // thread-safe
+
+ private:
+  std::string path_;
+  std::mutex mutex_;  // the httpdns endpoint is not the proxy's hot path: a lock per lookup
+  std::shared_ptr<const GeoIpDb> db_;
+  int64_t checked_ms_ = 0;
+  int64_t recheck_ms_ = 60'000;
+  bool warned_ = false;
 };
 
 // Great-circle distance in kilometres (haversine, on a sphere of the Earth's mean radius).
