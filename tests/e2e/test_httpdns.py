@@ -7,6 +7,7 @@ import subprocess
 
 import prom_text
 import requests
+import yaml
 
 from conftest import validate, wait_until
 
@@ -154,3 +155,15 @@ def test_config_errors_name_the_field(tmp_path):
     ]:
         rc, out = validate(tmp_path, {"routes": [httpdns_route(db, nodes, **conf)]})
         assert rc != 0 and expected in out, (conf, out)
+
+
+def test_the_make_run_route_answers_with_the_demo_access_node(gateway, upstream):
+    with open(os.path.join(HERE, "../../conf/routes.yaml")) as f:
+        route = next(r for r in yaml.safe_load(f)["routes"] if r["id"] == "httpdns")
+    live = upstream(name="im")
+    route["upstream"]["nodes"] = {f"127.0.0.1:{live.port}": 1}
+    gw = gateway({"routes": [route]})
+    answer = requests.get(f"http://127.0.0.1:{gw.port}/d?host=im.demo", timeout=5).json()
+    assert answer["nodes"] == [f"127.0.0.1:{live.port}"] and answer["ttl"] == 60
+    r = requests.get(f"http://127.0.0.1:{gw.port}/d?host=other", timeout=5)
+    assert r.status_code == 404
