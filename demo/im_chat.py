@@ -211,11 +211,15 @@ def decode_heartbeat(body): return _decode(body, HEARTBEAT_FIELDS)
 # --- a blocking client, for tests and the CLI -------------------------------------------------
 
 class ImClient:
-    def __init__(self, host, port, timeout=5.0, proxy_header=b""):
+    def __init__(self, host, port, timeout=5.0, proxy_header=b"", tls=None, server_name=None):
+        """tls: an ssl.SSLContext to speak TLS (after the PROXY header, if any), asking for
+        server_name."""
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if proxy_header:
             self.sock.sendall(proxy_header)
+        if tls is not None:
+            self.sock = tls.wrap_socket(self.sock, server_hostname=server_name)
         self.reader = FrameReader()
         self.pending = []
         self.seq = itertools.count(1)
@@ -285,9 +289,16 @@ def main():
     ap.add_argument("--uid", type=int, required=True)
     ap.add_argument("--token", default="demo")
     ap.add_argument("--heartbeat", type=float, default=30.0, help="seconds between heartbeats")
+    ap.add_argument("--tls", metavar="SERVER_NAME",
+                    help="speak TLS to a stream listener with ssl, asking for this name")
+    ap.add_argument("--cafile", help="with --tls: the CA to verify the gateway's certificate")
     args = ap.parse_args()
     host, port = args.connect.rsplit(":", 1)
-    client = ImClient(host, int(port))
+    tls = None
+    if args.tls:
+        import ssl
+        tls = ssl.create_default_context(cafile=args.cafile)
+    client = ImClient(host, int(port), tls=tls, server_name=args.tls)
     frame, reply = client.login(args.uid, args.token)
     if frame.status:
         sys.exit("login refused: %s" % RESULTS.get(frame.status, frame.status))
@@ -301,8 +312,12 @@ def main():
             if text:
                 print(text, flush=True)
         client.pending.clear()
+        # TLS may hold decrypted bytes the socket no longer signals
+        buffered = tls is not None and client.sock.pending() > 0
         ready, _, _ = select.select([client.sock, sys.stdin], [], [],
-                                    max(0.0, next_beat - time.monotonic()))
+                                    0 if buffered else max(0.0, next_beat - time.monotonic()))
+        if buffered:
+            ready.append(client.sock)
         if time.monotonic() >= next_beat:
             client.send(HEARTBEAT, encode_heartbeat())
             next_beat = time.monotonic() + args.heartbeat

@@ -177,12 +177,7 @@ NodeConfig parse_node_config(const json& doc, const std::string& path, Errors& e
       c.listen.push_back({"0.0.0.0", 9080});
     if (const json* l = n.raw("stream_listen")) {
       read_node_listen(*l, c.stream_listen, errors, "node.stream_listen");
-      for (auto& a : c.stream_listen) {
-        a.stream = true;
-        if (a.ssl)
-          errors.add("node.stream_listen",
-                     a.to_string() + ": ssl is not available on stream listeners yet");
-      }
+      for (auto& a : c.stream_listen) a.stream = true;
     }
     if (const json* w = n.raw("workers")) {
       if (w->is_string() && w->get<std::string>() == "auto")

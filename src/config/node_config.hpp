@@ -24,8 +24,8 @@ struct ListenAddress {
   bool proxy_protocol = false;
   std::vector<std::string> trusted_addresses{};  // as configured, or kDefaultProxyProtocolTrusted
   std::vector<router::Cidr> trusted{};           // the same, compiled
-  // node.listen only: TLS, with the certificate chosen by the client's SNI from the `ssls`
-  // objects of the running config.
+  // TLS, with the certificate chosen by the client's SNI from the `ssls` objects of the running
+  // config (stream listeners too: stream_routes may then match on `sni`).
   bool ssl = false;
   std::string fallback_sni{};  // ssl: the certificate for clients that send no server name
   bool stream = false;         // a node.stream_listen entry: connections go to stream_routes

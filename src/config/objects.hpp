@@ -139,7 +139,7 @@ struct StreamRoute {
   std::string remote_addr;  // IP or CIDR; empty = any client
   std::string server_addr;  // IP; empty = any local address
   int server_port = 0;      // 0 = any stream listener
-  std::string sni;          // accepted; such a route matches no plain TCP connection (no TLS yet)
+  std::string sni;          // TLS listeners: the server name the client asked for (or *.suffix)
   std::shared_ptr<const Upstream> upstream;
   std::string upstream_id;
   std::string service_id;

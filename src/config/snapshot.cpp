@@ -1,6 +1,8 @@
 #include "config/snapshot.hpp"
 
+#include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <functional>
 #include <map>
 #include <unordered_map>
@@ -144,7 +146,9 @@ void compile_stream_routes(
       if (router::Cidr::parse(r.remote_addr, cidr)) c->remote = cidr;
     }
     if (!r.server_addr.empty()) c->server_addr = router::address_bytes(r.server_addr);
-    c->has_sni = !r.sni.empty();
+    c->sni = r.sni;
+    std::transform(c->sni.begin(), c->sni.end(), c->sni.begin(),
+                   [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
     c->plugins = r.plugins;
     if (r.upstream)
       c->upstream = compile_upstream(r.upstream, path + ".upstream", key, workers, resolver, errors,

@@ -11,7 +11,7 @@ std::string_view to_string(StreamClose reason) {
       "client_closed", "upstream_closed",    "client_error",   "upstream_error", "idle_timeout",
       "stalled",       "bad_start_marker",   "bad_end_marker", "bad_length",     "oversize",
       "truncated",     "bad_upstream_frame", "connect_failed", "no_route",       "proxy_protocol",
-      "shutdown",      "ip_refused",         "conn_limited"};
+      "shutdown",      "ip_refused",         "conn_limited",   "tls_handshake"};
   return kNames[static_cast<size_t>(reason)];
 }
 

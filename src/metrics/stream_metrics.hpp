@@ -37,8 +37,9 @@ enum class StreamClose : uint8_t {
   Shutdown,          // the worker stopped
   IpRefused,         // the route's ip-restriction refused the client
   ConnLimited,       // the route's limit-conn: past conn + burst connections for the key
+  TlsHandshake,      // ssl listener: the TLS handshake failed (tls handshake counters say why)
 };
-inline constexpr size_t kStreamCloseReasons = 18;
+inline constexpr size_t kStreamCloseReasons = 19;
 std::string_view to_string(StreamClose reason);
 
 // Frames answered or dropped at the edge instead of being forwarded.

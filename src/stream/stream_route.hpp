@@ -29,7 +29,9 @@ struct CompiledStreamRoute {
   uint16_t server_port = 0;  // 0: any
   std::optional<router::Cidr> remote;
   std::optional<std::array<uint8_t, 16>> server_addr;
-  bool has_sni = false;  // never matches until TLS streams exist
+  // Matches TLS connections whose client asked for this name (lower case; "*.example.com" takes
+  // one label more); empty: any connection.
+  std::string sni;
   std::shared_ptr<const upstream::UpstreamTarget> upstream;
   std::shared_ptr<const TlvProtocolConfig> tlv;             // null: plain TCP proxy
   std::vector<CompiledSubRoute> sub_routes;                 // in config order; the first match wins
@@ -43,21 +45,36 @@ struct CompiledStreamRoute {
     return -1;
   }
   bool matches(uint16_t port, const std::array<uint8_t, 16>& client,
-               const std::array<uint8_t, 16>& local) const {
-    return !has_sni && (server_port == 0 || server_port == port) &&
+               const std::array<uint8_t, 16>& local, std::string_view server_name) const {
+    return sni_matches(server_name) && (server_port == 0 || server_port == port) &&
            (!remote || remote->contains(client)) && (!server_addr || *server_addr == local);
+  }
+  bool sni_matches(std::string_view server_name) const {
+    if (sni.empty()) return true;
+    if (sni.size() > 2 && sni[0] == '*' && sni[1] == '.') {
+      std::string_view suffix = std::string_view(sni).substr(1);  // ".example.com"
+      if (server_name.size() <= suffix.size() || !server_name.ends_with(suffix)) return false;
+      return server_name.substr(0, server_name.size() - suffix.size()).find('.') ==
+             std::string_view::npos;
+    }
+    return server_name == sni;
   }
 };
 
 using StreamRoutePtr = std::shared_ptr<const CompiledStreamRoute>;
 
-// The first route (creation order) matching the connection, or null.
+// The route for a connection, or null: the first (creation order) whose `sni` names the
+// server name the client asked for (TLS), else the first without an `sni` that matches.
 inline const StreamRoutePtr* match_stream_route(const std::vector<StreamRoutePtr>& routes,
                                                 uint16_t port,
                                                 const std::array<uint8_t, 16>& client,
-                                                const std::array<uint8_t, 16>& local) {
+                                                const std::array<uint8_t, 16>& local,
+                                                std::string_view server_name = {}) {
+  if (!server_name.empty())
+    for (const auto& r : routes)
+      if (!r->sni.empty() && r->matches(port, client, local, server_name)) return &r;
   for (const auto& r : routes)
-    if (r->matches(port, client, local)) return &r;
+    if (r->sni.empty() && r->matches(port, client, local, server_name)) return &r;
   return nullptr;
 }
 

@@ -6,6 +6,8 @@
 #include <memory>
 #include <vector>
 
+#include <boost/asio/co_spawn.hpp>
+
 #include "core/log.hpp"
 #include "core/worker.hpp"
 #include "http/socket_io.hpp"
@@ -13,6 +15,7 @@
 #include "stream/proxy_protocol.hpp"
 #include "stream/stream_route.hpp"
 #include "stream/tlv_filter.hpp"
+#include "tls/stream.hpp"
 
 namespace portico::stream {
 namespace {
@@ -24,6 +27,8 @@ using metrics::StreamDirection;
 // long without bytes it is parked: no buffer, just a readiness wait (see http/client_session).
 constexpr double kBufferedIdleSeconds = 2.0;
 constexpr double kProxyHeaderTimeout = 10.0;
+constexpr double kTlsHandshakeTimeout = 10.0;  // from the first byte to a finished handshake
+constexpr double kTlsCloseSeconds = 2.0;       // waiting for the client's close_notify after ours
 constexpr size_t kMaxLinks = 16;  // upstream connections one client connection may open
 // A sub-route whose upstream accepts no connection: its frames are answered at the edge with
 // this status (cmd + 1, same seq) for this long, then connecting is tried again.
@@ -59,7 +64,8 @@ struct Output {
   Deadline deadline;  // send timeout while waiting; closes the socket
   bool waiting = false;
   bool shutdown_after = false;  // half-close once flushed
-  bool busy() const { return !pending.empty(); }
+  bool writing = false;         // TLS: a write is in progress (pending collects what follows)
+  bool busy() const { return writing || !pending.empty(); }
 };
 
 // One upstream connection of a client connection: the route's own upstream, or a sub-route's
@@ -124,7 +130,7 @@ class Session : public std::enable_shared_from_this<Session> {
       client_deadline_.arm(kProxyHeaderTimeout, &client_);
       return read_proxy_header();
     }
-    choose_route();
+    after_proxy_header();
   }
 
  private:
@@ -163,15 +169,107 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     if (r.header.endpoints) endpoints_.source = r.header.endpoints->source;
     in_.consume(r.header.length);
+    after_proxy_header();
+  }
+
+  void after_proxy_header() {
+    if (!listener_.ssl) return choose_route();
+    if (!in_.allocated()) in_ = w_.buffers().acquire();
+    client_deadline_.arm(kTlsHandshakeTimeout, &client_);
+    if (!in_.empty()) return handshake();  // bytes that came behind the PROXY header
+    client_.async_read_some(asio::buffer(in_.write_ptr(), in_.writable()),
+                            [self = shared_from_this()](error_code ec, size_t n) {
+                              if (self->closed_) return;
+                              if (ec) {
+                                self->client_deadline_.disarm();
+                                tls::count_handshake(self->client_deadline_.fired()
+                                                         ? tls::HandshakeResult::Timeout
+                                                         : tls::HandshakeResult::Closed);
+                                return self->close(StreamClose::TlsHandshake);
+                              }
+                              self->in_.commit(n);
+                              self->handshake();
+                            });
+  }
+
+  // ---- TLS (stream listeners with ssl) ------------------------------------------------------
+  void handshake() {
+    // The certificates of the running config, held for the handshake only.
+    certificates_ = w_.snapshot()->certificates;
+    asio::co_spawn(w_.executor(),
+                   tls::accept(client_, in_.view(), *certificates_, listener_.fallback_sni,
+                               client_deadline_, kTlsHandshakeTimeout, false),
+                   [self = shared_from_this()](std::exception_ptr e, tls::Handshake h) {
+                     self->on_handshake(e, std::move(h));
+                   });
+  }
+
+  void on_handshake(std::exception_ptr e, tls::Handshake h) {
+    client_deadline_.disarm();
+    certificates_.reset();
+    if (closed_) return;
+    if (e || h.result != tls::HandshakeResult::Ok) return close(StreamClose::TlsHandshake);
+    tls_ = std::move(h.stream);
+    server_name_ = std::move(h.server_name);
+    in_.clear();
     choose_route();
+  }
+
+  // Reads the client over TLS into in_ (completes in on_client_read).
+  void read_tls(double timeout) {
+    client_deadline_.arm(timeout, &client_);
+    asio::co_spawn(w_.executor(),
+                   tls::read_some(*tls_, asio::buffer(in_.write_ptr(), in_.writable())),
+                   [self = shared_from_this()](std::exception_ptr e, IoResult r) {
+                     auto [ec, n] = r;
+                     if (e) ec = asio::error::connection_aborted;
+                     self->on_client_read(ec, n);
+                   });
+  }
+
+  // Starts writing client_out_'s bytes over TLS; more bytes queue in `pending` meanwhile.
+  void write_tls() {
+    Output& o = client_out_;
+    tls_sending_.assign(o.pending.view());
+    w_.buffers().release(o.pending);
+    o.writing = true;
+    write_tls_rest();
+  }
+
+  void write_tls_rest() {
+    Output& o = client_out_;
+    o.deadline.arm(idle_timeout(), &client_, nullptr, true);
+    asio::co_spawn(w_.executor(), tls::write_all(*tls_, asio::buffer(tls_sending_)),
+                   [self = shared_from_this()](std::exception_ptr e, IoResult r) {
+                     self->on_tls_written(e, r);
+                   });
+  }
+
+  void on_tls_written(std::exception_ptr e, IoResult r) {
+    Output& o = client_out_;
+    auto [ec, n] = r;
+    if (closed_) return;
+    if (!e && ec == asio::error::operation_aborted && !o.deadline.fired() && client_.is_open()) {
+      // A read deadline cancelled it: OpenSSL keeps the record it was sending; write on.
+      tls_sending_.erase(0, n);
+      return write_tls_rest();
+    }
+    o.deadline.disarm();
+    o.writing = false;
+    if (e || ec) return close(StreamClose::ClientError);
+    tls_sending_.clear();
+    if (tls_sending_.capacity() > BufferPool::kBufferSize) std::string().swap(tls_sending_);
+    if (!o.pending.empty()) return write_tls();
+    wake();
   }
 
   // ---- route and upstream connections ----------------------------------------------------
   void choose_route() {
     // Only the route is kept, not the snapshot: a long-lived connection pins its route alone.
     const auto& snapshot = w_.snapshot();
-    const StreamRoutePtr* m = match_stream_route(snapshot->stream_routes, listener_.port,
-                                                 endpoints_.source.bytes, local_bytes_);
+    const StreamRoutePtr* m =
+        match_stream_route(snapshot->stream_routes, listener_.port, endpoints_.source.bytes,
+                           local_bytes_, server_name_);
     if (!m) return close(StreamClose::NoRoute);
     route_ = *m;
     if (const StreamPlugins* p = route_->plugins.get()) {
@@ -302,6 +400,18 @@ class Session : public std::enable_shared_from_this<Session> {
   template <class Buffers>
   bool send(Output& o, Socket& s, const Buffers& buffers, bool to_client) {
     thread_local http::WriteRest rest;
+    if (tls_ && &o == &client_out_) {
+      if (!o.pending.allocated()) o.pending = w_.buffers().acquire();
+      for (auto it = asio::buffer_sequence_begin(buffers); it != asio::buffer_sequence_end(buffers);
+           ++it) {
+        asio::const_buffer b(*it);
+        reserve(o.pending, b.size());
+        std::memcpy(o.pending.write_ptr(), b.data(), b.size());
+        o.pending.commit(b.size());
+      }
+      if (!o.writing) write_tls();
+      return true;
+    }
     if (o.busy()) {
       for (auto it = asio::buffer_sequence_begin(buffers); it != asio::buffer_sequence_end(buffers);
            ++it) {
@@ -404,7 +514,9 @@ class Session : public std::enable_shared_from_this<Session> {
     client_reading_ = true;
     int64_t now = steady_now_ms();
     double idle_left = static_cast<double>(last_client_ms_ - now) / 1000.0 + idle_timeout();
-    if (!in_.allocated()) {  // parked: no buffer until the client sends again
+    if (!in_.allocated() && tls_ && tls::holds_input(*tls_))
+      in_ = w_.buffers().acquire();  // OpenSSL holds bytes already: no readiness to wait for
+    if (!in_.allocated()) {          // parked: no buffer until the client sends again
       client_deadline_.arm(idle_left, &client_);
       client_.async_wait(Socket::wait_read,
                          [self = shared_from_this()](error_code ec) { self->on_client_ready(ec); });
@@ -414,6 +526,7 @@ class Session : public std::enable_shared_from_this<Session> {
     double left = frame_started_ms_ != 0 ? static_cast<double>(frame_started_ms_ - now) / 1000.0 +
                                                route_->tlv->stall_timeout
                                          : std::min(kBufferedIdleSeconds, idle_left);
+    if (tls_) return read_tls(left);
     client_deadline_.arm(left, &client_);
     async_read_edge(
         client_, asio::buffer(in_.write_ptr(), in_.writable()),
@@ -427,6 +540,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (ec)
       return close(client_deadline_.fired() ? StreamClose::IdleTimeout : StreamClose::ClientError);
     in_ = w_.buffers().acquire();
+    if (tls_) return client_step();  // the read goes through OpenSSL
     size_t n = client_.read_some(asio::buffer(in_.write_ptr(), in_.writable()), ec);
     if (ec == asio::error::would_block || ec == asio::error::try_again) {
       w_.buffers().release(in_);
@@ -446,6 +560,7 @@ class Session : public std::enable_shared_from_this<Session> {
       int64_t idle_ms = static_cast<int64_t>(idle_timeout() * 1000);
       if (steady_now_ms() - last_client_ms_ >= idle_ms) return close(StreamClose::IdleTimeout);
       w_.buffers().release(in_);  // quiet for a while: park
+      if (tls_) tls::release_buffers(*tls_);
       return client_step();
     }
     in_.commit(n);
@@ -664,7 +779,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void on_link_eof(Link& l) {
     l.eof = true;
-    if (!tlv() && !client_eof_) {  // plain TCP half-close: the client may still send
+    if (!tlv() && !client_eof_ && !tls_) {  // plain TCP half-close: the client may still send
       shutdown(client_out_, client_);
       return;
     }
@@ -676,6 +791,19 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void close(StreamClose why) {
     if (closed_) return;
+    if (tls_ && !tls_closing_ &&
+        (why == StreamClose::UpstreamClosed || why == StreamClose::ClientClosed)) {
+      // A clean end is told with close_notify, so a TLS client can tell it from a cut (a raw TCP
+      // route's data has no framing of its own); the client's is awaited for a moment.
+      tls_closing_ = true;
+      client_deadline_.arm(kTlsCloseSeconds, &client_);
+      asio::co_spawn(w_.executor(), tls::shutdown(*tls_),
+                     [self = shared_from_this(), why](std::exception_ptr) {
+                       self->client_deadline_.disarm();
+                       self->close(why);
+                     });
+      return;
+    }
     closed_ = true;
     counters().closed(why);
     if (holds_conn_slot_) {  // limit-conn: this connection's slot is free again
@@ -699,6 +827,11 @@ class Session : public std::enable_shared_from_this<Session> {
 
   Worker& w_;
   Socket client_;
+  tls::StreamPtr tls_;       // ssl listeners, once the handshake is done
+  std::string server_name_;  // TLS: what the client asked for (SNI), lower case
+  std::shared_ptr<const tls::CertificateTable> certificates_;  // during the handshake
+  std::string tls_sending_;   // TLS: the bytes being written to the client
+  bool tls_closing_ = false;  // close_notify sent or being sent
   const config::ListenAddress& listener_;
   StreamRoutePtr route_;
   std::string conn_key_;  // limit-conn key while holds_conn_slot_

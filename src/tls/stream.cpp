@@ -344,11 +344,11 @@ uint64_t handshake_count(HandshakeResult r) {
 
 Task<Handshake> accept(Socket& socket, std::string_view first_bytes,
                        const CertificateTable& certificates, std::string_view fallback_sni,
-                       Deadline& d, double timeout) {
+                       Deadline& d, double timeout, bool plain_http_answer) {
   Handshake h;
   if (first_bytes.empty() || static_cast<unsigned char>(first_bytes[0]) != 0x16) {
     // Not a TLS handshake record.
-    answer_plain_http(socket);
+    if (plain_http_answer) answer_plain_http(socket);
     h.result = HandshakeResult::PlainHttp;
     co_return finish(std::move(h));
   }

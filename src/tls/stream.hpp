@@ -46,9 +46,10 @@ struct Handshake {
 // byte); a client whose first byte is not a TLS handshake record speaks plain HTTP and is
 // answered with a 400 that says so.
 // `fallback_sni` (may be empty): the name whose certificate serves clients that send none.
+// `answer_plain_http` false (stream listeners): a client that is not TLS is just closed.
 Task<Handshake> accept(Socket& socket, std::string_view first_bytes,
                        const CertificateTable& certificates, std::string_view fallback_sni,
-                       Deadline& d, double timeout);
+                       Deadline& d, double timeout, bool answer_plain_http = true);
 // The client side, to an upstream. SNI is `server_name` unless it is empty or an IP address;
 // with `verify` the certificate must chain to a trusted CA (the system's; the SSL_CERT_FILE and
 // SSL_CERT_DIR environment variables override) and name `server_name` (or, without a name,

@@ -324,19 +324,6 @@ def _serves(port, name, ca):
         return False
 
 
-def test_stream_listener_with_ssl_is_a_config_error(tmp_path):
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump({
-        "node": {"listen": ["127.0.0.1:1"],
-                 "stream_listen": [{"addr": "127.0.0.1:2", "ssl": True}]},
-        "config": {"provider": "yaml", "file": "routes.yaml"}}))
-    (tmp_path / "routes.yaml").write_text("{}\n")
-    from conftest import PORTICO_BIN
-    p = subprocess.run([PORTICO_BIN, "validate", "-c", str(tmp_path / "config.yaml")],
-                       capture_output=True, text=True, timeout=10)
-    assert p.returncode != 0
-    assert "node.stream_listen" in p.stdout + p.stderr and "ssl" in p.stdout + p.stderr
-
-
 # ---------------------------------------------------------------------------------------------
 # Timeouts, closes, PROXY protocol in front
 
