@@ -489,13 +489,7 @@ void install_ngx_api(LuaSandbox& sandbox) {
   lua_pushlightuserdata(L, nullptr);
   lua_setfield(L, -2, "null");
   add_request_api(L);
-  lua_createtable(L, 0, 3);
-  lua_pushcfunction(L, guarded<ngx_index>);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, guarded<ngx_newindex>);
-  lua_setfield(L, -2, "__newindex");
-  lua_pushboolean(L, 0);
-  lua_setfield(L, -2, "__metatable");
+  push_locked_metatable(L, guarded<ngx_index>, guarded<ngx_newindex>);
   lua_setmetatable(L, -2);
 
   // apisix.core, built over this (template) ngx.

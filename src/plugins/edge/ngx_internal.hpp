@@ -63,6 +63,9 @@ std::string encode_args(lua_State* L, int index);
 // Registration: the functions of ngx.req, and the ngx.var / ngx.header / ngx.arg proxies, into
 // the table on top of the stack (ngx).
 void add_request_api(lua_State* L);
+// Pushes a metatable whose reads (and writes, unless null) go to C functions, hidden from the
+// functions: getmetatable() gives false and setmetatable() refuses (proxies like ngx.var).
+void push_locked_metatable(lua_State* L, lua_CFunction index, lua_CFunction newindex);
 // core.request.header and friends use this: the request headers as the upstream will get them.
 int get_headers(lua_State* L);
 

@@ -325,13 +325,7 @@ int arg_newindex(lua_State* L) {
 // A table whose reads and writes go to C functions; its metatable is hidden from the functions.
 void add_proxy(lua_State* L, const char* field, lua_CFunction index, lua_CFunction newindex) {
   lua_newtable(L);
-  lua_createtable(L, 0, 3);
-  lua_pushcfunction(L, index);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, newindex);
-  lua_setfield(L, -2, "__newindex");
-  lua_pushboolean(L, 0);
-  lua_setfield(L, -2, "__metatable");
+  push_locked_metatable(L, index, newindex);
   if (std::string_view(field) == "var") {  // the `ctx` argument's var is a proxy like it
     lua_pushvalue(L, -1);
     lua_setfield(L, LUA_REGISTRYINDEX, "portico.var_mt");
@@ -348,6 +342,18 @@ int headers_lookup(lua_State* L) {  // get_headers()["X-Foo"] finds "x-foo"
 }
 
 }  // namespace
+
+void push_locked_metatable(lua_State* L, lua_CFunction index, lua_CFunction newindex) {
+  lua_createtable(L, 0, 3);
+  lua_pushcfunction(L, index);
+  lua_setfield(L, -2, "__index");
+  if (newindex) {
+    lua_pushcfunction(L, newindex);
+    lua_setfield(L, -2, "__newindex");
+  }
+  lua_pushboolean(L, 0);  // getmetatable() gives false; setmetatable() refuses
+  lua_setfield(L, -2, "__metatable");
+}
 
 int get_headers(lua_State* L) {
   const Context& ctx = need_call("ngx.req.get_headers").ctx;
@@ -384,11 +390,7 @@ void add_request_api(lua_State* L) {
   add_proxy(L, "var", guarded<var_index>, guarded<var_newindex>);
   add_proxy(L, "header", guarded<header_index>, guarded<header_newindex>);
   add_proxy(L, "arg", guarded<arg_index>, guarded<arg_newindex>);
-  lua_createtable(L, 0, 2);
-  lua_pushcfunction(L, guarded<headers_lookup>);
-  lua_setfield(L, -2, "__index");
-  lua_pushboolean(L, 0);
-  lua_setfield(L, -2, "__metatable");
+  push_locked_metatable(L, guarded<headers_lookup>, nullptr);
   lua_setfield(L, LUA_REGISTRYINDEX, "portico.headers_mt");
 }
 
