@@ -75,6 +75,7 @@ std::unique_ptr<portico::config::Snapshot> load_all(const std::string& path,
     std::cerr << path << ": " << errors.size() << " error(s)\n" << errors.to_string();
     return nullptr;
   }
+  portico::config::set_edge_function_limits(node.edge_functions);
   if (node.provider == "etcd") {
     std::cerr << path << ": config.provider is etcd: the routes live in etcd; ask a running node"
               << " (Admin API GET /apisix/admin/routes, /apisix/admin/routes/match?...)\n";

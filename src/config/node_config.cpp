@@ -1,5 +1,6 @@
 #include "config/node_config.hpp"
 
+#include <atomic>
 #include <boost/asio/ip/address.hpp>
 #include <charconv>
 #include <filesystem>
@@ -252,8 +253,32 @@ NodeConfig parse_node_config(const json& doc, const std::string& path, Errors& e
         *p = (base / *p).string();
     l.finish();
   }
+  {
+    ObjectReader e(section("edge_functions"), "edge_functions", errors);
+    EdgeFunctionLimits& limits = c.edge_functions;
+    limits.time_limit = e.duration_or("time_limit", limits.time_limit, 0.001, 60);
+    limits.memory_limit =
+        e.size_or("memory_limit", limits.memory_limit, int64_t{1} << 20, int64_t{4} << 30);
+    e.finish();
+  }
   root.finish();
   return c;
+}
+
+namespace {
+std::atomic<int64_t> g_edge_time_limit_us{10'000};
+std::atomic<int64_t> g_edge_memory_limit{int64_t{32} << 20};
+}  // namespace
+
+void set_edge_function_limits(const EdgeFunctionLimits& limits) {
+  g_edge_time_limit_us.store(static_cast<int64_t>(limits.time_limit * 1e6),
+                             std::memory_order_relaxed);
+  g_edge_memory_limit.store(limits.memory_limit, std::memory_order_relaxed);
+}
+
+EdgeFunctionLimits edge_function_limits() {
+  return {static_cast<double>(g_edge_time_limit_us.load(std::memory_order_relaxed)) / 1e6,
+          g_edge_memory_limit.load(std::memory_order_relaxed)};
 }
 
 NodeConfig load_node_config(const std::string& path, Errors& errors) {

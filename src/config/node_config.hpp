@@ -69,6 +69,16 @@ struct EtcdSettings {
   double startup_timeout = 30;  // start-up waits this long for the first full read
 };
 
+// Edge functions (serverless-pre/post-function): bounds on each worker's Lua state.
+struct EdgeFunctionLimits {
+  double time_limit = 0.010;                 // seconds per phase run of one plugin
+  int64_t memory_limit = int64_t{32} << 20;  // bytes per Lua state (one per worker thread)
+};
+// The limits in force: set where a node config is applied (start, reload, validate), read by
+// the plugins on any thread.
+void set_edge_function_limits(const EdgeFunctionLimits& limits);
+EdgeFunctionLimits edge_function_limits();
+
 struct NodeConfig {
   std::string path;  // the config file itself
   std::vector<ListenAddress> listen;
@@ -87,6 +97,7 @@ struct NodeConfig {
   std::string access_log = "logs/access.log";  // "off", "-" (stdout) or a path
   std::string error_log = "-";                 // "-" (stderr) or a path
   std::string log_level = "info";
+  EdgeFunctionLimits edge_functions;
 };
 
 // Loads and validates conf/config.yaml. Errors are collected; the result is only meaningful

@@ -38,6 +38,7 @@ void raise_fd_limit() {
 }  // namespace
 
 Server::Server(config::NodeConfig node) : node_(std::move(node)) {
+  config::set_edge_function_limits(node_.edge_functions);
   worker_count_ = node_.workers > 0
                       ? node_.workers
                       : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -237,14 +238,19 @@ bool Server::reload(const std::string& why) {
   if (next.admin_keys.empty()) next.admin_keys = node_.admin_keys;
   if (etcd_) {
     node_ = std::move(next);
+    config::set_edge_function_limits(node_.edge_functions);
     rebuild_from_store(why);
     return true;
   }
   config::ObjectStore store;
+  // The routes are checked (edge functions run once) under the limits they will run with.
+  const config::EdgeFunctionLimits running_limits = config::edge_function_limits();
+  config::set_edge_function_limits(next.edge_functions);
   auto snap = config::load_snapshot(next.routes_file, next.http, worker_count_, errors, &store);
   if (!snap) {
     ++file_status_.skipped;
     file_status_.last_error = next.routes_file + " has errors";
+    config::set_edge_function_limits(running_limits);
     log::error("config reload (" + why + ") rejected, " + next.routes_file +
                " has errors; keeping the running config:\n" + errors.to_string());
     return false;

@@ -434,6 +434,8 @@ Task<bool> proxy_request(ClientConnection& c, Exchange& x, const config::Compile
       plugins::run_body_phase(x.ctx, std::string_view(c.in.data() + head, buffered)) ==
           plugins::Step::Respond)
     co_return co_await respond_plugin_reply(c, x, limits);
+  if (x.with_plugins && plugins::run_before_proxy(x.ctx) == plugins::Step::Respond)
+    co_return co_await respond_plugin_reply(c, x, limits);
   if (x.with_plugins && x.ctx.takeover)
     co_return co_await take_over_request(c, x, route, snapshot, buffered, limits);
   const bool streamed_body = plan == BodyPlan::Stream || plan == BodyPlan::Chunked;

@@ -15,7 +15,9 @@ int hex_value(char c) {
   return -1;
 }
 
-std::string percent_decode(std::string_view s) {
+}  // namespace
+
+std::string percent_decode(std::string_view s, bool plus_is_space) {
   std::string out;
   out.reserve(s.size());
   for (size_t i = 0; i < s.size(); ++i) {
@@ -27,10 +29,12 @@ std::string percent_decode(std::string_view s) {
         continue;
       }
     }
-    out += s[i] == '+' ? ' ' : s[i];
+    out += plus_is_space && s[i] == '+' ? ' ' : s[i];
   }
   return out;
 }
+
+namespace {
 
 // Calls fn(value) for each query argument named `name` until fn returns true.
 template <class Fn>
@@ -68,7 +72,7 @@ std::optional<std::string_view> RequestVars::get(const router::VarRef& var) cons
     case K::Arg: {
       std::optional<std::string_view> found;
       each_arg(req_.query, var.name, [&](std::string_view v) {
-        found = v.find_first_of("%+") == std::string_view::npos ? v : keep(percent_decode(v));
+        found = v.find_first_of("%+") == std::string_view::npos ? v : keep(percent_decode(v, true));
         return true;
       });
       return found;
@@ -116,7 +120,7 @@ bool RequestVars::has_value(const router::VarRef& var, std::string_view value) c
   if (var.kind == router::VarKind::Arg)
     return each_arg(req_.query, var.name, [&](std::string_view v) {
       return (v.find_first_of("%+") == std::string_view::npos ? std::string(v)
-                                                              : percent_decode(v)) == value;
+                                                              : percent_decode(v, true)) == value;
     });
   if (var.kind == router::VarKind::Http) {
     for (const auto& h : req_.headers)

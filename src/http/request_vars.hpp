@@ -9,6 +9,9 @@
 
 namespace portico::http {
 
+// %XX decoding (invalid escapes are kept as they are); query arguments also turn '+' into ' '.
+std::string percent_decode(std::string_view s, bool plus_is_space);
+
 class RequestVars final : public router::VarSource {
  public:
   RequestVars(const RequestHead& req, std::string_view path, std::string_view client_ip,

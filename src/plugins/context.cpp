@@ -191,6 +191,7 @@ void Context::reset() {
   reply.content_type.clear();
   request_id.clear();
   takeover = nullptr;
+  request_local.reset();
   status = 0;
   response = nullptr;
   log_done = false;

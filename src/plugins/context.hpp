@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -45,6 +46,12 @@ struct Reply {
   std::string content_type;  // empty: none
 };
 
+// State a plugin keeps for one request beyond its own phases (edge functions' ngx.ctx, shared
+// by the pre- and post-functions of the request). Released after the log phase, or at reset().
+struct RequestLocal {
+  virtual ~RequestLocal() = default;
+};
+
 class Context {
  public:
   // Set per request by the server.
@@ -73,6 +80,7 @@ class Context {
   std::string request_id;  // request-id plugin, also in the access log and WAF answers
   // A plugin that serves this connection itself after the access phase (Plugin::take_over).
   const Plugin* takeover = nullptr;
+  std::unique_ptr<RequestLocal> request_local;  // see RequestLocal
 
   // The plugins of this request in the order they run (global rules', then the route's merged
   // with the consumer's), for the body, header_filter and log phases.

@@ -14,7 +14,8 @@ namespace portico::plugins {
 class ContextVars final : public router::VarSource {
  public:
   explicit ContextVars(const Context& ctx)
-      : ctx_(ctx), request_(*ctx.req, ctx.path, ctx.client_ip, ctx.client_port, ctx.server_port) {}
+      : ctx_(ctx),
+        request_(*ctx.req, ctx.path, ctx.client_ip, ctx.client_port, ctx.server_port, ctx.https) {}
 
   std::optional<std::string_view> get(const router::VarRef& var) const override {
     using K = router::VarKind;

@@ -78,6 +78,9 @@ class Plugin {
   // when shorter), once, before the request goes upstream.
   virtual size_t body_limit() const { return 0; }
   virtual Step body(Context&, std::string_view) const { return Step::Continue; }
+  // Once, after access and the body phase, right before the upstream is picked: the last point
+  // to change or answer the request (APISIX's before_proxy, which also runs again on retries).
+  virtual Step before_proxy(Context&) const { return Step::Continue; }
   // The response head (upstream's or a local reply's) before it is sent: edit headers.
   virtual void header_filter(Context&) const {}
   // body_filter: a plugin that rewrites upstream response bodies says, after header_filter, up

@@ -130,6 +130,12 @@ Step run_body_phase(Context& ctx, std::string_view body) {
   return Step::Continue;
 }
 
+Step run_before_proxy(Context& ctx) {
+  for (const Plugin* p : ctx.active)
+    if (p->before_proxy(ctx) == Step::Respond) return Step::Respond;
+  return Step::Continue;
+}
+
 void run_header_filter(Context& ctx) {
   for (const Plugin* p : ctx.active) p->header_filter(ctx);
 }
@@ -149,6 +155,7 @@ void run_log(Context& ctx) {
   if (ctx.log_done) return;
   ctx.log_done = true;
   for (const Plugin* p : ctx.active) p->log(ctx);
+  ctx.request_local.reset();
 }
 
 }  // namespace portico::plugins

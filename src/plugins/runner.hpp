@@ -19,11 +19,13 @@ Task<Step> finish_request_phases(Context& ctx);
 size_t body_limit(const Context& ctx);
 // The body phase, for plugins that asked to see the body.
 Step run_body_phase(Context& ctx, std::string_view body);
+// Right before the upstream request (Plugin::before_proxy).
+Step run_before_proxy(Context& ctx);
 void run_header_filter(Context& ctx);
 // The most response body bytes any active plugin wants whole (0: stream it untouched).
 size_t response_body_limit(const Context& ctx);
 void run_body_filter(Context& ctx, std::string& body);
-// Once per request: a second call does nothing.
+// Once per request: a second call does nothing. Releases ctx.request_local afterwards.
 void run_log(Context& ctx);
 
 }  // namespace portico::plugins

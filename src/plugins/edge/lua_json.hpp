@@ -1,0 +1,20 @@
+// JSON for edge functions (core.json, cjson, a table returned as a response body): Lua values to
+// nlohmann::json and back, with cjson's conventions (ngx.null / cjson.null is JSON null; a
+// table with keys 1..n is an array, an empty table an object).
+#pragma once
+
+#include <string>
+
+#include "config/field_reader.hpp"
+
+struct lua_State;
+
+namespace portico::plugins::edge {
+
+// Converts the value at `index`. Throws std::runtime_error on what JSON cannot hold (functions,
+// mixed or sparse tables, cycles, nesting deeper than 64, NaN).
+config::json to_json(lua_State* L, int index);
+// Pushes `value` as Lua: objects and arrays become tables, null becomes ngx.null.
+void push_json(lua_State* L, const config::json& value);
+
+}  // namespace portico::plugins::edge

@@ -1,0 +1,275 @@
+#include "plugins/edge/lua_sandbox.hpp"
+
+#include <time.h>
+#include <lua.hpp>
+
+#include <cstdio>
+#include <cstdlib>
+#include <stdexcept>
+
+#include "core/log.hpp"
+
+namespace portico::plugins::edge {
+namespace {
+
+// VM instructions between two looks at the clock (~20 ns each through the vDSO).
+constexpr int kHookInstructions = 1000;
+// Nested tables deeper than this are shared, not copied, into environments (none are).
+constexpr int kMaxCopyDepth = 4;
+
+int64_t monotonic_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+
+// What the functions see of the base library. Left out: load, loadstring, loadfile, dofile,
+// require (a safe one is added per environment), getfenv, setfenv, rawset, collectgarbage,
+// gcinfo, newproxy, module, and xpcall (replaced, see kXpcall).
+const char* const kBaseFunctions[] = {"assert",   "error",        "ipairs",       "next",
+                                      "pairs",    "pcall",        "select",       "tonumber",
+                                      "tostring", "type",         "unpack",       "rawequal",
+                                      "rawget",   "getmetatable", "setmetatable", "_VERSION"};
+const char* const kOsFunctions[] = {"time", "clock", "date"};
+
+// LuaJIT runs an xpcall handler before unwinding, while the count hook that raised the error is
+// still marked active: a handler that loops would never be stopped. This one runs the handler
+// after pcall has returned, where the hook works (the handler then sees no traceback, which the
+// missing debug library could not show anyway).
+constexpr const char* kXpcall = R"(
+local pcall = pcall
+local function finish(handler, ok, ...)
+  if ok then return true, ... end
+  return false, handler((...))
+end
+return function(f, handler, ...)
+  return finish(handler, pcall(f, ...))
+end)";
+
+int require_module(lua_State* L) {
+  const char* name = luaL_checkstring(L, 1);
+  lua_getfield(L, lua_upvalueindex(1), name);
+  if (lua_isnil(L, -1))
+    return luaL_error(L, "module '%s' is not available to edge functions", name);
+  return 1;
+}
+
+int on_panic(lua_State* L) {
+  const char* what = lua_tostring(L, -1);
+  log::error(std::string("edge functions: unprotected Lua error: ") + (what ? what : "?"));
+  std::abort();
+}
+
+std::string error_text(lua_State* L) {
+  int t = lua_type(L, -1);
+  if (t == LUA_TSTRING || t == LUA_TNUMBER) {
+    size_t n = 0;
+    const char* s = lua_tolstring(L, -1, &n);
+    return std::string(s, n < 1024 ? n : 1024);
+  }
+  return std::string("(error object is a ") + lua_typename(L, t) + " value)";
+}
+
+}  // namespace
+
+const char* failure_name(Failure f) {
+  switch (f) {
+    case Failure::None:
+      return "none";
+    case Failure::Error:
+      return "error";
+    case Failure::Timeout:
+      return "timeout";
+    case Failure::Memory:
+      return "memory";
+  }
+  return "error";
+}
+
+LuaSandbox::LuaSandbox(size_t memory_limit) : limit_(memory_limit) {
+  // lua_newstate with our allocator works on GC64 builds (Debian's LuaJIT on x86-64 and arm64).
+  L_ = lua_newstate(&allocate, this);
+  if (!L_) throw std::runtime_error("edge functions: LuaJIT refused a state with our allocator");
+  lua_atpanic(L_, on_panic);
+  // The interpreter calls count hooks on every instruction it runs; compiled traces never do.
+  luaJIT_setmode(L_, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
+  open_safe_libraries();
+}
+
+LuaSandbox::~LuaSandbox() {
+  enforce_ = false;
+  if (L_) lua_close(L_);
+}
+
+void LuaSandbox::open_safe_libraries() {
+  const std::pair<const char*, lua_CFunction> libs[] = {{"", luaopen_base},
+                                                        {LUA_STRLIBNAME, luaopen_string},
+                                                        {LUA_TABLIBNAME, luaopen_table},
+                                                        {LUA_MATHLIBNAME, luaopen_math},
+                                                        {LUA_OSLIBNAME, luaopen_os},
+                                                        {LUA_BITLIBNAME, luaopen_bit}};
+  for (const auto& [name, open] : libs) {
+    lua_pushcfunction(L_, open);
+    lua_pushstring(L_, name);
+    lua_call(L_, 1, 0);
+  }
+  // string.dump would hand out bytecode; it goes from the library itself, which strings'
+  // metatable indexes, and that metatable is hidden from getmetatable("").
+  lua_getglobal(L_, "string");
+  lua_pushnil(L_);
+  lua_setfield(L_, -2, "dump");
+  lua_pop(L_, 1);
+  lua_pushliteral(L_, "");
+  lua_getmetatable(L_, -1);
+  lua_pushboolean(L_, 0);
+  lua_setfield(L_, -2, "__metatable");
+  lua_pop(L_, 2);
+
+  lua_newtable(L_);  // the template environment
+  for (const char* name : kBaseFunctions) {
+    lua_getglobal(L_, name);
+    lua_setfield(L_, -2, name);
+  }
+  for (const char* name : {"string", "table", "math", "bit"}) {
+    lua_getglobal(L_, name);
+    lua_setfield(L_, -2, name);
+  }
+  lua_newtable(L_);
+  lua_getglobal(L_, "os");
+  for (const char* name : kOsFunctions) {
+    lua_getfield(L_, -1, name);
+    lua_setfield(L_, -3, name);
+  }
+  lua_pop(L_, 1);
+  lua_setfield(L_, -2, "os");
+  if (luaL_loadstring(L_, kXpcall) != 0) throw std::runtime_error("edge functions: bad xpcall");
+  lua_call(L_, 0, 1);
+  lua_setfield(L_, -2, "xpcall");
+  globals_ref_ = luaL_ref(L_, LUA_REGISTRYINDEX);
+  lua_newtable(L_);
+  modules_ref_ = luaL_ref(L_, LUA_REGISTRYINDEX);
+}
+
+void LuaSandbox::add_global(const char* name) {
+  lua_rawgeti(L_, LUA_REGISTRYINDEX, globals_ref_);
+  lua_insert(L_, -2);
+  lua_setfield(L_, -2, name);
+  lua_pop(L_, 1);
+}
+
+void LuaSandbox::add_module(const char* name) {
+  lua_rawgeti(L_, LUA_REGISTRYINDEX, modules_ref_);
+  lua_insert(L_, -2);
+  lua_setfield(L_, -2, name);
+  lua_pop(L_, 1);
+}
+
+// Pushes a copy of the value at `index`: tables are copied (keys shared, values copied in turn)
+// and keep their metatable, which is how proxies like ngx.var stay proxies.
+void LuaSandbox::copy_value(int index, int depth) {
+  if (index < 0) index = lua_gettop(L_) + index + 1;
+  if (lua_type(L_, index) != LUA_TTABLE || depth >= kMaxCopyDepth) {
+    lua_pushvalue(L_, index);
+    return;
+  }
+  lua_newtable(L_);
+  lua_pushnil(L_);
+  while (lua_next(L_, index) != 0) {  // copy key value
+    copy_value(-1, depth + 1);        // copy key value value'
+    lua_remove(L_, -2);               // copy key value'
+    lua_pushvalue(L_, -2);            // copy key value' key
+    lua_insert(L_, -2);               // copy key key value'
+    lua_rawset(L_, -4);               // copy key
+  }
+  if (lua_getmetatable(L_, index)) lua_setmetatable(L_, -2);
+}
+
+void LuaSandbox::push_environment() {
+  lua_rawgeti(L_, LUA_REGISTRYINDEX, globals_ref_);
+  copy_value(-1, 0);
+  lua_remove(L_, -2);
+  lua_pushvalue(L_, -1);
+  lua_setfield(L_, -2, "_G");
+  lua_rawgeti(L_, LUA_REGISTRYINDEX, modules_ref_);
+  copy_value(-1, 0);
+  lua_remove(L_, -2);
+  lua_pushcclosure(L_, require_module, 1);
+  lua_setfield(L_, -2, "require");
+}
+
+CallResult LuaSandbox::load(std::string_view source, const std::string& chunk_name) {
+  refused_ = false;
+  enforce_ = true;  // lua_load is protected: running out here is an ordinary error
+  int rc = luaL_loadbufferx(L_, source.data(), source.size(), chunk_name.c_str(), "t");
+  enforce_ = false;
+  if (rc != 0) {
+    CallResult r{rc == LUA_ERRMEM || refused_ ? Failure::Memory : Failure::Error, error_text(L_)};
+    lua_pop(L_, 1);
+    return r;
+  }
+  push_environment();
+  lua_setfenv(L_, -2);
+  return {};
+}
+
+void LuaSandbox::start_clock(double seconds) {
+  budget_seconds_ = seconds;
+  deadline_ns_ = monotonic_ns() + static_cast<int64_t>(seconds * 1e9);
+}
+
+CallResult LuaSandbox::call(int nargs, int nresults) {
+  int base = lua_gettop(L_) - nargs - 1;
+  refused_ = false;
+  timed_out_ = false;
+  lua_sethook(L_, count_hook, LUA_MASKCOUNT, kHookInstructions);
+  enforce_ = true;
+  int rc = lua_pcall(L_, nargs, nresults, 0);
+  enforce_ = false;
+  lua_sethook(L_, nullptr, 0, 0);  // never armed outside a call: an unprotected error aborts
+  CallResult r;
+  if (timed_out_) {
+    // Also when the function caught the error and returned: its time was up all the same.
+    char text[96];
+    std::snprintf(text, sizeof(text), "time limit of %g ms exceeded", budget_seconds_ * 1000);
+    r = {Failure::Timeout, text};
+  } else if (rc != 0) {
+    r = {rc == LUA_ERRMEM || refused_ ? Failure::Memory : Failure::Error, error_text(L_)};
+  }
+  if (!r.ok()) {
+    lua_settop(L_, base);
+    if (r.failure == Failure::Memory) lua_gc(L_, LUA_GCCOLLECT, 0);
+  }
+  return r;
+}
+
+void* LuaSandbox::allocate(void* ud, void* block, size_t old_size, size_t new_size) {
+  auto* self = static_cast<LuaSandbox*>(ud);
+  size_t current = block ? old_size : 0;
+  if (new_size == 0) {
+    std::free(block);
+    self->used_ -= current;
+    return nullptr;
+  }
+  if (self->enforce_ && new_size > current && self->used_ - current + new_size > self->limit_) {
+    self->refused_ = true;  // LuaJIT raises "not enough memory" where it asked
+    return nullptr;
+  }
+  void* grown = std::realloc(block, new_size);
+  if (!grown) return nullptr;
+  self->used_ = self->used_ - current + new_size;
+  return grown;
+}
+
+void LuaSandbox::count_hook(lua_State* L, lua_Debug*) {
+  void* ud = nullptr;
+  lua_getallocf(L, &ud);
+  auto* self = static_cast<LuaSandbox*>(ud);
+  if (monotonic_ns() < self->deadline_ns_) return;
+  self->timed_out_ = true;
+  // From now on every instruction raises: code that catches the error (pcall in a loop) meets
+  // it again at its next instruction, outside the pcall.
+  lua_sethook(L, count_hook, LUA_MASKCOUNT, 1);
+  luaL_error(L, "time limit exceeded");
+}
+
+}  // namespace portico::plugins::edge

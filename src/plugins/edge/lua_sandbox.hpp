@@ -1,0 +1,81 @@
+// The Lua state edge functions run in: LuaJIT with its JIT compiler off (the count hook that
+// enforces the time limit never fires inside compiled traces), a counting allocator that
+// enforces a memory limit, and a safe subset of the standard library copied into a fresh
+// environment for every chunk, so that one route's globals never reach another's.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+struct lua_State;
+struct lua_Debug;
+
+namespace portico::plugins::edge {
+
+enum class Failure { None, Error, Timeout, Memory };
+// "error", "timeout", "memory": the metric label.
+const char* failure_name(Failure f);
+
+struct CallResult {
+  Failure failure = Failure::None;
+  std::string message;  // what went wrong (the Lua error), empty on success
+  bool ok() const { return failure == Failure::None; }
+};
+
+class LuaSandbox {
+ public:
+  explicit LuaSandbox(size_t memory_limit);
+  ~LuaSandbox();
+  LuaSandbox(const LuaSandbox&) = delete;
+  LuaSandbox& operator=(const LuaSandbox&) = delete;
+
+  lua_State* state() const { return L_; }
+
+  // Adds the value on top of the stack (popped) to what every new environment gets: a global,
+  // or a module that the environment's `require` returns. Tables are copied into each
+  // environment (nested plain tables too); metatables are shared, so proxies keep working.
+  void add_global(const char* name);
+  void add_module(const char* name);
+
+  // Compiles `source` as loadstring() would (text only: precompiled bytecode is refused) and
+  // gives the chunk a new environment. Pushes the chunk on success; nothing on failure.
+  CallResult load(std::string_view source, const std::string& chunk_name);
+  // Pushes a new environment: copies of the safe globals, `_G` naming itself, and `require`.
+  void push_environment();
+
+  // Calls the function below its `nargs` arguments on the stack with the memory limit enforced
+  // and the time budget of start_clock. Leaves `nresults` values on success (LUA_MULTRET
+  // allowed), none on failure. The time is wall time: a worker is one thread, so it is the CPU
+  // time the call takes unless the machine is overloaded.
+  CallResult call(int nargs, int nresults);
+  // Starts the time budget that call() checks; a phase run starts it once for all its calls.
+  void start_clock(double seconds);
+
+  size_t memory_used() const { return used_; }
+  size_t memory_limit() const { return limit_; }
+  void set_memory_limit(size_t bytes) { limit_ = bytes; }
+  // After a memory failure the state is collected; when live data still fills more than half
+  // the limit (a function keeps growing a table), the owner should start over with a new one.
+  bool exhausted() const { return used_ > limit_ / 2; }
+
+ private:
+  static void* allocate(void* self, void* block, size_t old_size, size_t new_size);
+  static void count_hook(lua_State* L, lua_Debug* ar);
+  void open_safe_libraries();
+  void copy_value(int index, int depth);
+
+  lua_State* L_ = nullptr;
+  size_t used_ = 0;
+  size_t limit_;
+  bool enforce_ = false;       // the limit applies while user code runs (never during GC/setup)
+  bool refused_ = false;       // the allocator said no during this call
+  bool timed_out_ = false;     // the hook fired past the deadline during this call
+  int64_t deadline_ns_ = 0;    // monotonic
+  double budget_seconds_ = 0;  // for the message
+  int globals_ref_ = -1;       // registry: the template environment
+  int modules_ref_ = -1;       // registry: name -> module table, for `require`
+};
+
+}  // namespace portico::plugins::edge

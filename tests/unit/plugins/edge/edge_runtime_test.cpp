@@ -1,0 +1,249 @@
+#include "plugins/edge/edge_runtime.hpp"
+
+#include <gtest/gtest.h>
+#include <lua.hpp>
+
+#include "plugins/context.hpp"
+
+namespace portico::plugins::edge {
+namespace {
+
+// A request as the server would hand it to plugins: GET /p?a=1&b=2&b=x%20y with two headers.
+class RuntimeTest : public ::testing::Test {
+ protected:
+  RuntimeTest() {
+    req.method = "GET";
+    req.target = "/p?a=1&b=2&b=x%20y";
+    req.path = "/p";
+    req.query = "a=1&b=2&b=x%20y";
+    req.host = "example.com";
+    req.headers = {{"Host", "example.com"}, {"X-Token", "secret"}, {"Cookie", "sid=42"}};
+    ctx.req = &req;
+    ctx.path = req.path;
+    ctx.client_ip = "10.0.0.1";
+    ctx.route_id = &route;
+  }
+
+  std::shared_ptr<FunctionSet> functions(std::vector<std::string> sources) {
+    for (const auto& s : sources) EXPECT_EQ(Runtime::current().check(s, 0.05), "") << s;
+    return std::make_shared<FunctionSet>(std::move(sources), config::json{{"phase", "access"}});
+  }
+
+  Outcome run(const FunctionSet& set, Phase phase = Phase::Access, std::string* body = nullptr) {
+    return Runtime::current().run(set, phase, ctx, body, 0.05);
+  }
+
+  static const HeaderEdit* edit(const std::vector<HeaderEdit>& edits, std::string_view name) {
+    for (const auto& e : edits)
+      if (e.name == name) return &e;
+    return nullptr;
+  }
+
+  std::string route = "r1";
+  http::RequestHead req;
+  Context ctx;
+};
+
+TEST_F(RuntimeTest, ChecksNameSyntaxErrorsAndNonFunctions) {
+  Runtime& rt = Runtime::current();
+  EXPECT_EQ(rt.check("return function() end", 0.05), "");
+  std::string why = rt.check("return function()\n  local a = 1\n  x y\nend", 0.05);
+  EXPECT_NE(why.find("[string \"return function()...\"]:3:"), std::string::npos) << why;
+  EXPECT_EQ(rt.check("return 42", 0.05), "only accept Lua function, the input code type is number");
+  EXPECT_NE(rt.check("while true do end", 0.02).find("time limit"), std::string::npos);
+}
+
+TEST_F(RuntimeTest, ReadsTheRequestThroughNgxAndTheCtxArgument) {
+  auto set = functions({R"(return function(conf, ctx)
+    local args = ngx.req.get_uri_args()
+    ngx.ctx.seen = table.concat({ngx.var.uri, ngx.var.arg_a, ngx.var.http_x_token,
+      ngx.var.cookie_sid, ngx.var.remote_addr, ngx.var.host, ngx.req.get_method(),
+      args.a, args.b[1], args.b[2], ngx.req.get_headers()["X-Token"], ctx.var.uri,
+      ctx.route_id, conf.phase, tostring(ngx.var.no_such_variable)}, "|")
+  end)",
+                        R"(return function() return 200, ngx.ctx.seen end)"});
+  Outcome out = run(*set);
+  ASSERT_EQ(out.failure, Failure::None) << out.message;
+  ASSERT_TRUE(out.answered);
+  EXPECT_EQ(ctx.reply.body,
+            "/p|1|secret|42|10.0.0.1|example.com|GET|1|2|x y|secret|/p|r1|access|nil");
+}
+
+TEST_F(RuntimeTest, EditsTheUpstreamRequest) {
+  auto set = functions({R"(return function()
+    ngx.req.set_header("X-User", "alice")
+    ngx.req.set_header("X-Multi", {"a", "b"})
+    ngx.req.clear_header("X-Token")
+    ngx.req.set_uri("/new path")
+    ngx.req.set_uri_args({q = "a b"})
+  end)",
+                        R"(return function()
+    local h = ngx.req.get_headers()
+    assert(h["x-user"] == "alice" and h["x-token"] == nil and #h["x-multi"] == 2)
+    assert(ngx.var.http_x_user == "alice" and ngx.var.uri == "/new path")
+    assert(ngx.req.get_uri_args().q == "a b")
+  end)"});
+  Outcome out = run(*set);
+  ASSERT_EQ(out.failure, Failure::None) << out.message;
+  EXPECT_FALSE(out.answered);
+  ASSERT_TRUE(ctx.upstream.target);
+  EXPECT_EQ(*ctx.upstream.target, "/new%20path?q=a%20b");
+  ASSERT_TRUE(edit(ctx.upstream.headers, "X-User"));
+  EXPECT_EQ(edit(ctx.upstream.headers, "X-User")->value, "alice");
+  EXPECT_EQ(edit(ctx.upstream.headers, "X-Token")->op, HeaderEdit::Op::Remove);
+}
+
+TEST_F(RuntimeTest, RefusesFramingHeadersAndHeaderInjection) {
+  auto length = functions({"return function() ngx.req.set_header('Content-Length', '0') end"});
+  Outcome out = run(*length);
+  EXPECT_EQ(out.failure, Failure::Error);
+  EXPECT_NE(out.message.find("is the gateway's to set"), std::string::npos) << out.message;
+  auto crlf = functions({"return function() ngx.req.set_header('X-A', 'a\\r\\nX-B: b') end"});
+  EXPECT_EQ(run(*crlf).failure, Failure::Error);
+  EXPECT_TRUE(ctx.upstream.headers.empty());
+}
+
+TEST_F(RuntimeTest, ExitAnswersAndStopsTheFunction) {
+  auto set = functions({"return function() ngx.exit(403) error('not reached') end",
+                        "return function() error('not reached either') end"});
+  Outcome out = run(*set);
+  ASSERT_EQ(out.failure, Failure::None) << out.message;
+  ASSERT_TRUE(out.answered);
+  EXPECT_EQ(ctx.reply.status, 403);
+  EXPECT_NE(ctx.reply.body.find("403 Forbidden"), std::string::npos);
+}
+
+TEST_F(RuntimeTest, ExitOkContinuesWithTheNextFunction) {
+  auto set = functions({"return function() ngx.exit(ngx.OK) error('not reached') end",
+                        "return function() ngx.req.set_header('X-Second', '1') end"});
+  Outcome out = run(*set);
+  ASSERT_EQ(out.failure, Failure::None) << out.message;
+  EXPECT_FALSE(out.answered);
+  EXPECT_TRUE(edit(ctx.upstream.headers, "X-Second"));
+}
+
+TEST_F(RuntimeTest, PrintedOutputAndStatusMakeTheAnswer) {
+  auto set = functions({R"(return function()
+    ngx.status = 418 ngx.header["X-Teapot"] = "yes" ngx.say("short ", "and stout") ngx.exit(200)
+  end)"});
+  Outcome out = run(*set);
+  ASSERT_TRUE(out.answered) << out.message;
+  EXPECT_EQ(ctx.reply.status, 418);
+  EXPECT_EQ(ctx.reply.body, "short and stout\n");
+  EXPECT_EQ(ctx.reply.content_type, "text/plain");
+  EXPECT_TRUE(edit(ctx.response_headers, "X-Teapot"));
+}
+
+TEST_F(RuntimeTest, ReturnedStatusAndTableBodyAnswerAsJson) {
+  auto set =
+      functions({"local core = require('apisix.core') return function() "
+                 "return 401, {message = 'who are you'} end"});
+  Outcome out = run(*set);
+  ASSERT_TRUE(out.answered) << out.message;
+  EXPECT_EQ(ctx.reply.status, 401);
+  EXPECT_EQ(ctx.reply.body, R"({"message":"who are you"})");
+  EXPECT_EQ(ctx.reply.content_type, "application/json");
+  auto core =
+      functions({"local core = require('apisix.core') return function() "
+                 "core.response.exit(429, 'slow down') end"});
+  ctx.reply = {};
+  out = run(*core);
+  ASSERT_TRUE(out.answered) << out.message;
+  EXPECT_EQ(ctx.reply.status, 429);
+  EXPECT_EQ(ctx.reply.body, "slow down");
+}
+
+TEST_F(RuntimeTest, NgxCtxIsSharedByTheSetsOfOneRequestOnly) {
+  auto pre = functions({"return function() ngx.ctx.user = 'bob' end"});
+  auto post = functions({"return function() ngx.header['X-User'] = ngx.ctx.user end"});
+  ASSERT_TRUE(run(*pre).failure == Failure::None);
+  ctx.status = 200;
+  ASSERT_EQ(run(*post, Phase::HeaderFilter).failure, Failure::None);
+  ASSERT_TRUE(edit(ctx.response_headers, "X-User"));
+  EXPECT_EQ(edit(ctx.response_headers, "X-User")->value, "bob");
+  ctx.request_local.reset();  // the request is over (run_log does this)
+  ctx.response_headers.clear();
+  ASSERT_EQ(run(*post, Phase::HeaderFilter).failure, Failure::None);
+  EXPECT_EQ(edit(ctx.response_headers, "X-User")->op, HeaderEdit::Op::Remove);  // nil: no user
+}
+
+TEST_F(RuntimeTest, HeaderFilterSeesAndChangesTheResponse) {
+  http::ResponseHead resp;
+  resp.status = 201;
+  resp.headers = {{"Content-Type", "text/html"}, {"X-Up", "1"}};
+  ctx.response = &resp;
+  ctx.status = 201;
+  auto set = functions({R"(return function()
+    assert(ngx.status == 201 and ngx.header.content_type == "text/html")
+    ngx.header["X-Up"] = nil
+    ngx.header.content_length = nil
+    ngx.status = 202
+    assert(ngx.header["X-Up"] == nil and ngx.status == 202)
+  end)"});
+  Outcome out = run(*set, Phase::HeaderFilter);
+  ASSERT_EQ(out.failure, Failure::None) << out.message;
+  EXPECT_EQ(ctx.response_status, 202);
+  EXPECT_EQ(edit(ctx.response_headers, "X-Up")->op, HeaderEdit::Op::Remove);
+  EXPECT_FALSE(edit(ctx.response_headers, "content-length"));
+}
+
+TEST_F(RuntimeTest, BodyFilterRewritesTheWholeBody) {
+  auto set =
+      functions({"return function() ngx.arg[1] = ngx.arg[1]:upper() .. "
+                 "tostring(ngx.arg[2]) end"});
+  std::string body = "hello";
+  ASSERT_EQ(run(*set, Phase::BodyFilter, &body).failure, Failure::None);
+  EXPECT_EQ(body, "HELLOtrue");
+}
+
+TEST_F(RuntimeTest, AnsweringIsRefusedAfterTheResponseHead) {
+  auto set = functions({"return function() ngx.say('too late') end"});
+  ctx.status = 200;
+  Outcome out = run(*set, Phase::HeaderFilter);
+  EXPECT_EQ(out.failure, Failure::Error);
+  EXPECT_NE(out.message.find("not in the header_filter phase"), std::string::npos);
+}
+
+TEST_F(RuntimeTest, AFailureLeavesTheRuntimeUsable) {
+  auto loop = functions({"return function() while true do end end"});
+  auto fine = functions({"return function() return 200, 'fine' end"});
+  Outcome out = Runtime::current().run(*loop, Phase::Access, ctx, nullptr, 0.01);
+  EXPECT_EQ(out.failure, Failure::Timeout);
+  EXPECT_EQ(out.function, 0u);
+  out = run(*fine);
+  ASSERT_EQ(out.failure, Failure::None) << out.message;
+  EXPECT_EQ(ctx.reply.body, "fine");
+}
+
+TEST_F(RuntimeTest, CompiledFunctionsAreReleasedWhenTheirSetDies) {
+  // Each set's chunk holds a table of 2^17 numbers (1 MiB) in an upvalue (a table: equal strings
+  // would be interned into one); 40 alive at once would be 40 MiB, over the 32 MiB limit: the
+  // state only stays small if dead sets are released.
+  Runtime& rt = Runtime::current();
+  const char* source =
+      "local big = {} for i = 1, 131072 do big[i] = i end "
+      "return function() return 200, #big .. '' end";
+  for (int i = 0; i < 40; ++i) {
+    auto set =
+        std::make_shared<FunctionSet>(std::vector<std::string>{source}, config::json::object());
+    Outcome out = run(*set);
+    ASSERT_EQ(out.failure, Failure::None) << i << ": " << out.message;
+    EXPECT_EQ(ctx.reply.body, "131072");
+  }
+  auto last = functions({"return function() end"});
+  run(*last);  // releases what the dead sets left
+  lua_gc(rt.sandbox().state(), LUA_GCCOLLECT, 0);
+  EXPECT_LT(rt.sandbox().memory_used(), size_t{4} << 20);
+}
+
+TEST_F(RuntimeTest, AFunctionSetIsCompiledOncePerRuntime) {
+  auto set =
+      functions({"local calls = 0 return function() calls = calls + 1 "
+                 "return 200, tostring(calls) end"});
+  run(*set);
+  run(*set);
+  EXPECT_EQ(ctx.reply.body, "2");  // the same compiled closure: its upvalue counted both calls
+}
+
+}  // namespace
+}  // namespace portico::plugins::edge
