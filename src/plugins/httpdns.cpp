@@ -27,6 +27,15 @@ bool iequals(std::string_view a, std::string_view b) {
          });
 }
 
+// A DNS name as clients ask for it: letters, digits, '-', '_' and dots, at most 253 bytes.
+// Anything else (spaces, quotes, bytes that are not UTF-8) cannot be a name we answer for, and
+// would otherwise travel into the JSON answer.
+bool plausible_host(std::string_view host) {
+  return host.size() <= 253 && std::all_of(host.begin(), host.end(), [](char c) {
+           return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
+         });
+}
+
 class Httpdns final : public Plugin {
  public:
   std::shared_ptr<GeoIpFile> geoip;  // null: clients are not placed, answers spread
@@ -43,6 +52,10 @@ class Httpdns final : public Plugin {
     std::string_view host = ctx.var("arg_host");
     if (host.empty()) {
       ctx.respond_error(400, "httpdns: the host argument is required (?host=<name>)");
+      return Step::Respond;
+    }
+    if (!plausible_host(host)) {
+      ctx.respond_error(400, "httpdns: the host argument is not a DNS name");
       return Step::Respond;
     }
     if (!hosts.empty() && std::none_of(hosts.begin(), hosts.end(),
@@ -92,13 +105,16 @@ class Httpdns final : public Plugin {
           "httpdns answers by route and result (nearest: placed by GeoIP; unplaced: "
           "the client's place is unknown; degraded: no node was healthy; no_node: 503).",
           {{"route", ctx.route_id ? std::string_view(*ctx.route_id) : ""}, {"result", result}});
+    if (choice.nodes.empty()) {
+      // Nothing to keep: a client asks again at once, not after the ttl.
+      ctx.response_headers.push_back({HeaderEdit::Op::Set, "Cache-Control", "no-store"});
+      ctx.respond_error(503, "httpdns: the upstream has no node to give");
+      co_return true;
+    }
     // The answer depends on the client: shared caches must not keep it.
     ctx.response_headers.push_back(
         {HeaderEdit::Op::Set, "Cache-Control", "private, max-age=" + std::to_string(ttl)});
-    if (choice.nodes.empty())
-      ctx.respond_error(503, "httpdns: the upstream has no node to give");
-    else
-      ctx.respond(200, answer.dump());
+    ctx.respond(200, answer.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     co_return true;
   }
 

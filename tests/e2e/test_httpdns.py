@@ -133,6 +133,44 @@ def test_a_new_database_on_disk_is_followed_without_a_config_change(tmp_path, ga
     assert ask(gw, SINGAPORE).json()["nodes"][0] == node(nodes, "de")
 
 
+def test_a_database_rewritten_in_place_never_pulls_pages_from_under_lookups(
+        tmp_path, gateway, upstream):
+    # cp over the file (or a download tool writing into it) changes the same inode: a live
+    # mapping of it would lose its pages (SIGBUS in the workers). The gateway reads a copy.
+    nodes, _ = access_nodes(upstream)
+    db = geoip_db(tmp_path)
+    gw = gateway({"routes": [httpdns_route(db, nodes, geoip_recheck="1s")]})
+    assert ask(gw, SINGAPORE).json()["country"] == "SG"
+    with open(db, "r+b") as f:
+        f.truncate(16)
+    for _ in range(5):
+        assert ask(gw, SINGAPORE).json()["country"] == "SG"
+    with open(geoip_db(tmp_path, ["198.51.100.0/24=DE,50.11,8.68"], "new.mmdb"), "rb") as f:
+        fresh = f.read()
+    with open(db, "r+b") as f:
+        f.write(fresh)
+    assert wait_until(lambda: ask(gw, SINGAPORE).json()["country"] == "DE", 5)
+    assert gw.proc.poll() is None
+
+
+def test_names_that_cannot_be_dns_names_are_refused(tmp_path, gateway, upstream):
+    nodes, _ = access_nodes(upstream)
+    gw = gateway({"routes": [httpdns_route(geoip_db(tmp_path), nodes)]})
+    for bad in ["%ff%fe.example.com", "a%20b.example.com", "x" * 300, "%22%7d"]:
+        r = requests.get(f"http://127.0.0.1:{gw.port}/d?host={bad}", timeout=5)
+        assert r.status_code == 400 and "not a DNS name" in r.json()["error_msg"], bad
+    assert ask(gw, SINGAPORE, host="im-1_a.Example.com").json()["host"] == "im-1_a.Example.com"
+
+
+def test_no_node_to_give_is_not_cached(tmp_path, gateway, upstream):
+    nodes, _ = access_nodes(upstream)
+    route = httpdns_route(geoip_db(tmp_path), nodes)
+    route["upstream"]["nodes"] = {key: 0 for key in route["upstream"]["nodes"]}
+    gw = gateway({"routes": [route]})
+    r = ask(gw, SINGAPORE, expect=503)
+    assert r.headers["Cache-Control"] == "no-store"
+
+
 def _copy_text(tmp_path, text):
     path = tmp_path / "junk.mmdb"
     path.write_text(text)

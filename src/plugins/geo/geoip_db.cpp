@@ -1,7 +1,10 @@
 #include "plugins/geo/geoip_db.hpp"
 
+#include <fcntl.h>
 #include <maxminddb.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cmath>
@@ -22,6 +25,51 @@ struct GeoIpDb::Handle {
   }
 };
 
+namespace {
+
+// A private copy of the file, in memory, for libmaxminddb to map. Mapping the file itself would
+// let anyone rewriting it in place (cp over it, a download tool writing into it) change or
+// truncate pages under lookups: SIGBUS in every worker. A replaced file (rename over it) is
+// harmless either way; this makes the in-place case harmless too, for the price of the file's
+// size in memory per version in use (GeoLite2-City: about 70 MB). Returns a descriptor whose
+// /proc/self/fd path MMDB_open can open, or -1 with `error`.
+int private_copy(const std::string& path, std::string& error) {
+  int in = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (in < 0) {
+    error = "cannot read " + path + ": " + std::strerror(errno);
+    return -1;
+  }
+  int out = ::memfd_create("portico-geoip", MFD_CLOEXEC);
+  if (out < 0) {
+    error = std::string("cannot copy the GeoIP database into memory: ") + std::strerror(errno);
+    ::close(in);
+    return -1;
+  }
+  char buffer[1 << 16];
+  for (;;) {
+    ssize_t n = ::read(in, buffer, sizeof(buffer));
+    if (n == 0) break;
+    if (n < 0 && errno == EINTR) continue;
+    bool failed = n < 0;
+    for (ssize_t done = 0; !failed && done < n;) {
+      ssize_t w = ::write(out, buffer + done, static_cast<size_t>(n - done));
+      if (w < 0 && errno == EINTR) continue;
+      failed = w <= 0;
+      done += w;
+    }
+    if (failed) {
+      error = "cannot copy " + path + " into memory: " + std::strerror(errno);
+      ::close(in);
+      ::close(out);
+      return -1;
+    }
+  }
+  ::close(in);
+  return out;
+}
+
+}  // namespace
+
 GeoIpDb::GeoIpDb(std::unique_ptr<Handle> handle) : handle_(std::move(handle)) {}
 GeoIpDb::~GeoIpDb() = default;
 
@@ -36,17 +84,28 @@ std::shared_ptr<const GeoIpDb> GeoIpDb::open(const std::string& path, std::strin
     std::weak_ptr<const GeoIpDb> db;
     timespec mtime{};
     off_t size = 0;
+    dev_t dev = 0;
+    ino_t ino = 0;
   };
   static std::mutex mutex;
   static std::map<std::string, Cached> cache;
   std::lock_guard lock(mutex);
   Cached& slot = cache[path];
-  if (auto db = slot.db.lock(); db && slot.size == st.st_size &&
-                                slot.mtime.tv_sec == st.st_mtim.tv_sec &&
+  if (auto db = slot.db.lock(); db && slot.size == st.st_size && slot.dev == st.st_dev &&
+                                slot.ino == st.st_ino && slot.mtime.tv_sec == st.st_mtim.tv_sec &&
                                 slot.mtime.tv_nsec == st.st_mtim.tv_nsec)
     return db;
+  int copy = private_copy(path, error);
+  if (copy < 0) {
+    cache.erase(path);
+    return nullptr;
+  }
   auto handle = std::make_unique<Handle>();
-  int status = MMDB_open(path.c_str(), MMDB_MODE_MMAP, &handle->mmdb);
+  // libmaxminddb maps what it opens and keeps no descriptor, so the copy lives as long as the
+  // mapping and goes with MMDB_close.
+  std::string copy_path = "/proc/self/fd/" + std::to_string(copy);
+  int status = MMDB_open(copy_path.c_str(), MMDB_MODE_MMAP, &handle->mmdb);
+  ::close(copy);
   if (status != MMDB_SUCCESS) {
     error = path + ": " + MMDB_strerror(status);
     cache.erase(path);
@@ -54,7 +113,7 @@ std::shared_ptr<const GeoIpDb> GeoIpDb::open(const std::string& path, std::strin
   }
   handle->opened = true;
   std::shared_ptr<const GeoIpDb> db(new GeoIpDb(std::move(handle)));
-  slot = Cached{db, st.st_mtim, st.st_size};
+  slot = Cached{db, st.st_mtim, st.st_size, st.st_dev, st.st_ino};
   return db;
 }
 

@@ -1,6 +1,7 @@
 // Where an IP address is, from a MaxMind DB file (GeoLite2-City or GeoIP2-City, or any database
-// with the same `location` and `country` fields), through libmaxminddb. Files are memory-mapped
-// once and shared by every config that names them; a file replaced on disk (the weekly GeoLite2
+// with the same `location` and `country` fields), through libmaxminddb. Files are copied into
+// memory once (so rewriting one in place cannot pull pages from under lookups) and shared by
+// every config that names them; a file replaced on disk (the weekly GeoLite2
 // update) is followed within a minute (GeoIpFile).
 #pragma once
 

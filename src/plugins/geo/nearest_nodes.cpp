@@ -18,21 +18,22 @@ NearestChoice nearest_nodes(const std::vector<NodePlace>& nodes,
       if (nodes[i].usable) pool.push_back(i);
   }
   if (pool.empty()) return choice;
-  if (client) {
-    constexpr double kUnplaced = std::numeric_limits<double>::infinity();
-    std::vector<std::pair<double, size_t>> by_distance;
-    by_distance.reserve(pool.size());
-    for (size_t i : pool)
-      by_distance.emplace_back(nodes[i].at ? distance_km(*client, *nodes[i].at) : kUnplaced, i);
-    std::stable_sort(by_distance.begin(), by_distance.end(),
-                     [](const auto& a, const auto& b) { return a.first < b.first; });
-    for (size_t k = 0; k < by_distance.size() && k < count; ++k)
-      choice.nodes.push_back(by_distance[k].second);
-  } else {
-    size_t first = spread % pool.size();
-    for (size_t k = 0; k < pool.size() && k < count; ++k)
-      choice.nodes.push_back(pool[(first + k) % pool.size()]);
+  // Equal candidates (the same distance, or no place for the client or the nodes) are taken in
+  // an order rotated by `spread`, so two nodes in one city share that city's clients instead of
+  // the first in the list taking them all.
+  const size_t first = spread % pool.size();
+  std::vector<std::pair<double, size_t>> order;  // (distance, rank among equals)
+  order.reserve(pool.size());
+  for (size_t k = 0; k < pool.size(); ++k) {
+    const std::optional<Coordinates>& at = nodes[pool[k]].at;
+    double distance =
+        client && at ? distance_km(*client, *at) : std::numeric_limits<double>::infinity();
+    order.emplace_back(distance, (k + pool.size() - first) % pool.size());
   }
+  std::vector<size_t> ranked(pool.size());
+  for (size_t k = 0; k < pool.size(); ++k) ranked[k] = k;
+  std::sort(ranked.begin(), ranked.end(), [&](size_t a, size_t b) { return order[a] < order[b]; });
+  for (size_t k = 0; k < ranked.size() && k < count; ++k) choice.nodes.push_back(pool[ranked[k]]);
   return choice;
 }
 

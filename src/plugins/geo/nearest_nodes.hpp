@@ -21,9 +21,9 @@ struct NearestChoice {
   bool degraded = false;      // no usable node was healthy: the nearest were chosen anyway
 };
 
-// Up to `count` nodes for a client at `client` (unknown: nodes in an order rotated by `spread`,
-// so clients that cannot be placed still spread over the nodes instead of all taking the first).
-// Ties keep the candidates' order.
+// Up to `count` nodes for a client at `client`, nearest first. Nodes at the same distance (and
+// all nodes, when the client or the nodes have no place) come in an order rotated by `spread`
+// (a hash of the client), so clients spread over equal nodes instead of all taking the first.
 NearestChoice nearest_nodes(const std::vector<NodePlace>& nodes,
                             const std::optional<Coordinates>& client, size_t count,
                             uint32_t spread);

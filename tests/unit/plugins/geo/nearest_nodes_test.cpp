@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
+
 namespace portico::plugins {
 namespace {
 
@@ -59,6 +61,30 @@ TEST(NearestNodes, UnplacedNodesComeLastAndUnplacedClientsSpread) {
   EXPECT_EQ(nearest_nodes(nodes, std::nullopt, 2, 0).nodes, (std::vector<size_t>{0, 1}));
   EXPECT_EQ(nearest_nodes(nodes, std::nullopt, 2, 1).nodes, (std::vector<size_t>{1, 2}));
   EXPECT_EQ(nearest_nodes(nodes, std::nullopt, 2, 5).nodes, (std::vector<size_t>{2, 0}));
+}
+
+TEST(NearestNodes, NodesAtTheSameDistanceShareTheirClients) {
+  // Two access nodes in Singapore, one in Frankfurt: Singapore's clients go to either first,
+  // by their hash, and never to Frankfurt first.
+  std::vector<NodePlace> nodes = {
+      {true, true, kSingapore}, {true, true, kFrankfurt}, {true, true, kSingapore}};
+  std::set<size_t> firsts;
+  for (uint32_t spread = 0; spread < 6; ++spread) {
+    auto chosen = nearest_nodes(nodes, kSingapore, 2, spread).nodes;
+    ASSERT_EQ(chosen.size(), 2u);
+    EXPECT_NE(chosen[0], 1u);
+    EXPECT_NE(chosen[1], 1u);
+    firsts.insert(chosen[0]);
+  }
+  EXPECT_EQ(firsts, (std::set<size_t>{0, 2}));
+}
+
+TEST(NearestNodes, PlacedClientsSpreadWhenNoNodeHasAPlace) {
+  std::vector<NodePlace> nodes(3);
+  std::set<size_t> firsts;
+  for (uint32_t spread = 0; spread < 3; ++spread)
+    firsts.insert(nearest_nodes(nodes, kSingapore, 1, spread).nodes.at(0));
+  EXPECT_EQ(firsts, (std::set<size_t>{0, 1, 2}));
 }
 
 }  // namespace
