@@ -63,18 +63,23 @@ struct CompiledStreamRoute {
 
 using StreamRoutePtr = std::shared_ptr<const CompiledStreamRoute>;
 
-// The route for a connection, or null: the first (creation order) whose `sni` names the
-// server name the client asked for (TLS), else the first without an `sni` that matches.
+// The route for a connection, or null: the first (creation order) whose `sni` is exactly the
+// server name the client asked for (TLS), else the first whose wildcard `sni` covers it, else
+// the first without an `sni` that matches: the most specific name wins, whatever the order.
 inline const StreamRoutePtr* match_stream_route(const std::vector<StreamRoutePtr>& routes,
                                                 uint16_t port,
                                                 const std::array<uint8_t, 16>& client,
                                                 const std::array<uint8_t, 16>& local,
                                                 std::string_view server_name = {}) {
-  if (!server_name.empty())
+  enum Kind { Exact, Wildcard, Any };
+  auto kind = [](const CompiledStreamRoute& r) {
+    return r.sni.empty() ? Any : r.sni.starts_with("*.") ? Wildcard : Exact;
+  };
+  for (Kind k : {Exact, Wildcard, Any}) {
+    if (k != Any && server_name.empty()) continue;
     for (const auto& r : routes)
-      if (!r->sni.empty() && r->matches(port, client, local, server_name)) return &r;
-  for (const auto& r : routes)
-    if (r->sni.empty() && r->matches(port, client, local, server_name)) return &r;
+      if (kind(*r) == k && r->matches(port, client, local, server_name)) return &r;
+  }
   return nullptr;
 }
 

@@ -141,6 +141,8 @@ class Session : public std::enable_shared_from_this<Session> {
     const auto& n = route_->tlv->named_cmds;
     return std::binary_search(n.begin(), n.end(), cmd);
   }
+  // Closed, or telling the TLS client so: nothing more is read or written for the connection.
+  bool ending() const { return closed_ || tls_closing_; }
   double idle_timeout() const {
     return tlv() ? route_->tlv->idle_timeout : route_->upstream->spec().read_timeout;
   }
@@ -175,6 +177,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void after_proxy_header() {
     if (!listener_.ssl) return choose_route();
     if (!in_.allocated()) in_ = w_.buffers().acquire();
+    last_client_ms_ = steady_now_ms();  // the handshake's budget runs from here
     client_deadline_.arm(kTlsHandshakeTimeout, &client_);
     if (!in_.empty()) return handshake();  // bytes that came behind the PROXY header
     client_.async_read_some(asio::buffer(in_.write_ptr(), in_.writable()),
@@ -196,9 +199,12 @@ class Session : public std::enable_shared_from_this<Session> {
   void handshake() {
     // The certificates of the running config, held for the handshake only.
     certificates_ = w_.snapshot()->certificates;
+    // One budget from the connection to a finished handshake, however slowly the hello came.
+    double left =
+        kTlsHandshakeTimeout - static_cast<double>(steady_now_ms() - last_client_ms_) / 1000.0;
     asio::co_spawn(w_.executor(),
                    tls::accept(client_, in_.view(), *certificates_, listener_.fallback_sni,
-                               client_deadline_, kTlsHandshakeTimeout, false),
+                               client_deadline_, std::max(left, 0.001), false),
                    [self = shared_from_this()](std::exception_ptr e, tls::Handshake h) {
                      self->on_handshake(e, std::move(h));
                    });
@@ -207,6 +213,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void on_handshake(std::exception_ptr e, tls::Handshake h) {
     client_deadline_.disarm();
     certificates_.reset();
+    if (e) tls::count_handshake(tls::HandshakeResult::Failed);  // accept() counts the rest
     if (closed_) return;
     if (e || h.result != tls::HandshakeResult::Ok) return close(StreamClose::TlsHandshake);
     tls_ = std::move(h.stream);
@@ -248,7 +255,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void on_tls_written(std::exception_ptr e, IoResult r) {
     Output& o = client_out_;
     auto [ec, n] = r;
-    if (closed_) return;
+    if (ending()) return;
     if (!e && ec == asio::error::operation_aborted && !o.deadline.fired() && client_.is_open()) {
       // A read deadline cancelled it: OpenSSL keeps the record it was sending; write on.
       tls_sending_.erase(0, n);
@@ -257,8 +264,7 @@ class Session : public std::enable_shared_from_this<Session> {
     o.deadline.disarm();
     o.writing = false;
     if (e || ec) return close(StreamClose::ClientError);
-    tls_sending_.clear();
-    if (tls_sending_.capacity() > BufferPool::kBufferSize) std::string().swap(tls_sending_);
+    std::string().swap(tls_sending_);  // an idle connection keeps no buffer (memory per client)
     if (!o.pending.empty()) return write_tls();
     wake();
   }
@@ -364,7 +370,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void on_connected(Link& l, error_code ec) {
     l.read_deadline.disarm();
-    if (closed_) return;
+    if (ending()) return;
     if (ec) {
       bool timed_out = l.read_deadline.fired();
       auto outcome = timed_out ? upstream::Outcome::Timeout : upstream::Outcome::TcpFailure;
@@ -444,7 +450,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void on_writable(Output& o, Socket& s, bool to_client, error_code ec) {
     o.waiting = false;
-    if (closed_) return;
+    if (ending()) return;
     auto failed = to_client ? StreamClose::ClientError : StreamClose::UpstreamError;
     if (ec) {
       // A read timer cancels every operation of the socket: just wait again.
@@ -535,8 +541,8 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void on_client_ready(error_code ec) {
     client_reading_ = false;
+    if (ending()) return;  // (the deadline belongs to the TLS close now)
     client_deadline_.disarm();
-    if (closed_) return;
     if (ec)
       return close(client_deadline_.fired() ? StreamClose::IdleTimeout : StreamClose::ClientError);
     in_ = w_.buffers().acquire();
@@ -551,8 +557,8 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void on_client_read(error_code ec, size_t n) {
     client_reading_ = false;
+    if (ending()) return;  // (the deadline belongs to the TLS close now)
     client_deadline_.disarm();
-    if (closed_) return;
     if (ec == asio::error::eof) return on_client_eof();
     if (ec) {
       if (!client_deadline_.fired()) return close(StreamClose::ClientError);
@@ -720,7 +726,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void on_link_ready(Link& l, error_code ec) {
     l.reading = false;
-    if (closed_) return;
+    if (ending()) return;
     if (ec == asio::error::operation_aborted && l.socket.is_open()) return read_link(l);
     if (ec) return close(StreamClose::UpstreamError);
     l.in = w_.buffers().acquire();
@@ -735,7 +741,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void on_link_read(Link& l, error_code ec, size_t n) {
     l.reading = false;
     l.read_deadline.disarm();
-    if (closed_) return;
+    if (ending()) return;
     if (ec == asio::error::eof) return on_link_eof(l);
     if (ec == asio::error::operation_aborted && l.socket.is_open()) {
       if (l.read_deadline.fired() && l.in.empty()) w_.buffers().release(l.in);  // park
@@ -796,6 +802,10 @@ class Session : public std::enable_shared_from_this<Session> {
       // A clean end is told with close_notify, so a TLS client can tell it from a cut (a raw TCP
       // route's data has no framing of its own); the client's is awaited for a moment.
       tls_closing_ = true;
+      // A read of the client may be pending: it ends now (its handler sees tls_closing_), so
+      // only the shutdown uses the stream and the deadline from here on.
+      error_code ignored;
+      if (client_reading_) client_.cancel(ignored);
       client_deadline_.arm(kTlsCloseSeconds, &client_);
       asio::co_spawn(w_.executor(), tls::shutdown(*tls_),
                      [self = shared_from_this(), why](std::exception_ptr) {

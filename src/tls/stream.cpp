@@ -212,6 +212,8 @@ std::string requested_name(SSL* ssl) {
         if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '.' && c != '_')
           c = '?';
       }
+      // "example.com." is the same name (RFC 6066 says clients leave the dot out; some don't).
+      if (!name.empty() && name.back() == '.') name.pop_back();
       return name;
     }
     i += n;

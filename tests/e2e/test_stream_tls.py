@@ -64,13 +64,17 @@ def test_tls_and_tcp_users_chat_through_one_tlv_route(tmp_path, ca, backends, st
 
 def test_stream_routes_match_on_sni_before_routes_without(tmp_path, ca, backends, stop_gateways):
     a, b, c = backends("backend-a"), backends("backend-b"), backends("backend-c")
-    cert = issue(ca, tmp_path, "a.test", "DNS:b.test", "DNS:x.chat.test", "DNS:other.test")
+    x = backends("backend-x")
+    cert = issue(ca, tmp_path, "a.test", "DNS:b.test", "DNS:x.chat.test", "DNS:y.chat.test",
+                 "DNS:other.test")
     routes = {"ssls": [ssl_object("s1", cert, ["a.test", "b.test", "*.chat.test",
                                                "other.test"])],
               "stream_routes": [
                   dict(tlv_route(c), id="any"),  # created first, but names no server
                   dict(tlv_route(a), id="a", sni="a.test"),
                   dict(tlv_route(b), id="chat", sni="*.chat.test"),
+                  # created after the wildcard, but names the server exactly: it wins
+                  dict(tlv_route(x), id="x", sni="x.chat.test"),
               ]}
     g = tls_stream_gateway(tmp_path, routes)
     stop_gateways.append(g)
@@ -83,8 +87,14 @@ def test_stream_routes_match_on_sni_before_routes_without(tmp_path, ca, backends
             client.close()
     assert server("a.test") == "backend-a"
     assert server("A.TEST") == "backend-a"  # names are case-insensitive
-    assert server("x.chat.test") == "backend-b"
+    assert server("y.chat.test") == "backend-b"
+    assert server("x.chat.test") == "backend-x"
     assert server("other.test") == "backend-c"
+    # A fully qualified name with its trailing dot is the same name.
+    dotted = C.ImClient("127.0.0.1", g.tls_port, tls=client_context(ca, check_hostname=False),
+                        server_name="a.test.")
+    assert dotted.login(1)[1]["server"] == "backend-a"
+    dotted.close()
     # A plain connection never matches an sni route.
     plain = C.ImClient("127.0.0.1", g.stream_port)
     assert plain.login(1)[1]["server"] == "backend-c"
@@ -133,6 +143,26 @@ def test_clients_that_are_not_tls_or_ask_for_unknown_names_are_closed(tmp_path, 
     assert counts["unknown_server_name"] == before["unknown_server_name"] + 1
     # The gateway goes on serving.
     assert tls_client(g, ca, "im.test").login(5)[0].status == 0
+
+
+def test_a_slow_hello_gets_one_handshake_budget_not_two(tmp_path, ca, backends, stop_gateways):
+    # 10 s from the connection to a finished handshake, however the hello's bytes trickle in
+    # (a client that sends its first byte late does not get another 10 s after it).
+    b = backends("demo1")
+    cert = issue(ca, tmp_path, "im.test")
+    g = tls_stream_gateway(tmp_path, {"ssls": [ssl_object("s1", cert, ["im.test"])],
+                                      "stream_routes": [tlv_route(b)]})
+    stop_gateways.append(g)
+    raw = socket.create_connection(("127.0.0.1", g.tls_port), timeout=30)
+    started = time.monotonic()
+    time.sleep(6)
+    raw.sendall(bytes([0x16, 0x03, 0x01, 0x02, 0x00]))  # a handshake record's header, no more
+    try:
+        assert raw.recv(100) == b""
+    except ConnectionResetError:
+        pass
+    assert time.monotonic() - started < 13
+    assert tls_metrics(g)["timeout"] >= 1
 
 
 def test_proxy_header_then_tls(tmp_path, ca, backends, stop_gateways):
