@@ -3,6 +3,7 @@ to the demo IM backend (portico-im-demo) across HTTP requests. Every request her
 connection (requests' module functions), so with two workers most land on a worker that does not
 hold the session and are handed over. Sending, polling with acknowledgement by number, waking a
 waiting poll, the ends of a session (close, backend gone, idle, shutdown), limits and refusals."""
+import asyncio
 import json
 import signal
 import threading
@@ -259,3 +260,72 @@ def test_poll_wait_must_be_shorter_than_idle_timeout(tmp_path):
     rc, out = validate(tmp_path, polling_config(1980, poll_wait="60s", idle_timeout="30s"))
     assert rc != 0
     assert "routes[0].plugins.tlv-bridge.poll_wait: must be shorter than idle_timeout" in out, out
+
+
+def test_a_client_that_stops_polling_a_full_session_frees_it(gateway, backends):
+    # The backend pushes more than the session queues (1 MiB) to a client that does not poll:
+    # the gateway stops reading the backend, refuses the client's sends until it polls, and at
+    # the idle timeout ends the session, so the backend connection does not stay forever.
+    b = backends("demo1")
+    gw = gateway(polling_config(b.port, idle_timeout="2s", poll_wait="1s"))
+    sid = open_session(gw, login_envelope(1))["session"]
+    _, next = poll_until(gw, sid, 0, 1)
+    text = "x" * 30000
+
+    def refused_for_not_polling():
+        r = requests.post(url(gw), data=json.dumps({"id": 9, "cmd": HEARTBEAT, "data": {}}),
+                          headers={HEADER: sid}, timeout=5)
+        return r.status_code == 429 and "poll first" in r.json()["error_msg"]
+
+    async def flood():
+        async with websockets.connect(ws_url(gw), max_size=None) as bob:
+            await login(bob, 2)
+
+            async def chat(i):
+                await send_json(bob, {"id": 10 + i, "cmd": CHAT, "to": 1,
+                                      "data": {"to": 1, "text": text}})
+                return (await recv_json(bob))["data"]["result"]
+            for i in range(45):
+                assert await chat(i) == "OK"
+            assert wait_until(refused_for_not_polling, 5)
+            # The client is gone now: no more requests.
+            deadline = time.time() + 10
+            i = 100
+            while await chat(i) == "OK":  # the backend still has the session's user online
+                assert time.time() < deadline, "the full session never ended"
+                await asyncio.sleep(0.5)
+                i += 1
+    run(flood(), timeout=60)
+    # What was queued before the end is still there, a bounded answer at a time.
+    chats = 0
+    while True:
+        r = requests.get(url(gw), params={"next": next, "wait": 0}, headers={HEADER: sid},
+                         timeout=5)
+        if r.status_code == 410:
+            assert "idle timeout" in r.json()["error_msg"]
+            break
+        assert r.status_code == 200 and len(r.content) < 256 * 1024 + 40000, len(r.content)
+        answer = r.json()
+        assert answer["messages"]
+        chats += sum(m["cmd"] == CHAT for m in answer["messages"])
+        next = answer["next"]
+    assert chats >= 30
+
+
+def test_an_open_that_is_refused_leaves_no_session_behind(gateway, backends):
+    b = backends("demo1")
+    gw = gateway(polling_config(b.port))
+    r = requests.post(url(gw), data="[1,", headers={HEADER: "new"}, timeout=5)
+    assert r.status_code == 400
+    too_many = json.dumps([{"id": i, "cmd": HEARTBEAT, "data": {}} for i in range(257)])
+    r = requests.post(url(gw), data=too_many, headers={HEADER: "new"}, timeout=5)
+    assert r.status_code == 413 and "at most 256" in r.json()["error_msg"]
+    assert wait_until(lambda: metric(gw, "portico_tlv_bridge_poll_sessions_active") == 0, 5)
+
+
+def test_the_backend_learns_the_client_address_when_the_session_opens(gateway, backends):
+    b = backends("demo-pp", proxy_protocol=True)
+    gw = gateway(polling_config(b.port, send_proxy_protocol=True))
+    open_session(gw)  # nothing to send yet
+    time.sleep(0.5)
+    assert "connected, PROXY v2 client 127.0.0.1" in b.stop()

@@ -2,6 +2,7 @@
 
 #include <openssl/rand.h>
 
+#include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/write.hpp>
@@ -28,6 +29,11 @@ namespace {
 // Messages queued for a client before the backend is read again (a client that stops polling
 // cannot make the gateway queue without bound; the backend's TCP window fills instead).
 constexpr size_t kQueueHighWater = 1024 * 1024;
+// Bytes of messages in one poll's answer (at least one message): a flaky link loses less when an
+// answer is lost, and the rest comes with the next poll.
+constexpr size_t kPollAnswerBytes = 256 * 1024;
+// Envelopes in one batch: more is a client bug or an attack, not a chat.
+constexpr size_t kMaxBatch = 256;
 // An ended session (the backend closed) is kept this long after the client's last request, so
 // the client can still fetch what the backend sent before closing, and learn why it ended.
 constexpr int64_t kEndedGraceMs = 30'000;
@@ -56,7 +62,8 @@ class PollSession : public std::enable_shared_from_this<PollSession> {
         upstream_(io.upstream_shared),
         backend_(io.worker.executor()),
         decoder_(config_->framing),
-        waker_(io.worker.executor()) {
+        waker_(io.worker.executor()),
+        flushed_(io.worker.executor()) {
     for (Deadline* d : {&idle_, &write_deadline_}) worker_.deadlines().add(*d);
     worker_.idle_waits().add(drain_watch_);
   }
@@ -92,20 +99,15 @@ class PollSession : public std::enable_shared_from_this<PollSession> {
   }
 
   // Runs for the session's life: reads the backend, then keeps an ended session for its grace
-  // period. Holds the session alive.
-  Task<> run() {
-    auto self = shared_from_this();
-    try {
-      co_await read_backend();
-    } catch (const std::exception& e) {
-      log::error(std::string("tlv-bridge: polling session failed: ") + e.what());
-      end("internal error");
-    }
-    while (registered_ && steady_now_ms() < last_request_ms_ + kEndedGraceMs) {
-      waker_.expires_after(
-          std::chrono::milliseconds(last_request_ms_ + kEndedGraceMs - steady_now_ms()));
-      co_await waker_.async_wait(await_ec);
-    }
+  // period. `self` (this session) is held by the coroutine's frame from its start.
+  static Task<> run(std::shared_ptr<PollSession> self) { return self->run_held(self); }
+
+  // Sends what waits for the backend (the PROXY header, right after connecting).
+  Task<> flush() { return flush_backend(); }
+
+  // Refuses further sends now that the session will not be returned to the client.
+  void abandon(std::string reason) {
+    end(std::move(reason));
     unregister();
   }
 
@@ -113,6 +115,12 @@ class PollSession : public std::enable_shared_from_this<PollSession> {
   Task<PollAnswer> send(std::string_view body) {
     touched();
     if (ended_) co_return ended_answer();
+    // A client that sends without polling would grow the queue with refusals' answers, and one
+    // that sends faster than the backend takes would grow what waits for it: both wait instead.
+    if (queued_bytes_ >= kQueueHighWater)
+      co_return poll_error(429, "the session's messages are not being polled: poll first");
+    if (to_backend_.size() + body.size() > kQueueHighWater)
+      co_return poll_error(429, "the backend is not taking messages that fast: retry");
     uint64_t accepted = 0, refused = 0;
     const size_t queued_before = messages_.size();
     auto take = [&](std::string_view text) {
@@ -144,6 +152,9 @@ class PollSession : public std::enable_shared_from_this<PollSession> {
       nlohmann::json batch = nlohmann::json::parse(body, nullptr, false);
       if (batch.is_discarded() || !batch.is_array())
         co_return poll_error(400, "the body must be one JSON envelope or an array of them");
+      if (batch.size() > kMaxBatch)
+        co_return poll_error(413,
+                             "a batch holds at most " + std::to_string(kMaxBatch) + " envelopes");
       for (const auto& envelope : batch) take(envelope.dump());
     } else {
       take(body);
@@ -181,12 +192,15 @@ class PollSession : public std::enable_shared_from_this<PollSession> {
       unregister();  // the client knows: nothing more to keep
       co_return answer;
     }
-    std::string body = "{\"next\":" + std::to_string(first_ + messages_.size()) + ",\"messages\":[";
-    for (size_t i = 0; i < messages_.size(); ++i) {
-      if (i) body += ',';
-      body += messages_[i];
+    std::string list;
+    size_t count = 0;
+    for (; count < messages_.size(); ++count) {
+      if (count && list.size() + messages_[count].size() > kPollAnswerBytes) break;
+      if (count) list += ',';
+      list += messages_[count];
     }
-    body += "]}";
+    std::string body =
+        "{\"next\":" + std::to_string(first_ + count) + ",\"messages\":[" + list + "]}";
     co_return PollAnswer{200, std::move(body)};
   }
 
@@ -202,15 +216,27 @@ class PollSession : public std::enable_shared_from_this<PollSession> {
   }
 
  private:
+  Task<> run_held(std::shared_ptr<PollSession>) {
+    try {
+      co_await read_backend();
+    } catch (const std::exception& e) {
+      log::error(std::string("tlv-bridge: polling session failed: ") + e.what());
+      end("internal error");
+    }
+    while (registered_ && steady_now_ms() < last_request_ms_ + kEndedGraceMs) {
+      waker_.expires_after(
+          std::chrono::milliseconds(last_request_ms_ + kEndedGraceMs - steady_now_ms()));
+      co_await waker_.async_wait(await_ec);
+    }
+    unregister();
+  }
+
   // ---- the backend ------------------------------------------------------------------------
 
   Task<> read_backend() {
     IoBuffer& b = backend_in_;
     while (!ended_) {
-      while (queued_bytes_ >= kQueueHighWater && !ended_) {  // until a poll takes some
-        waker_.expires_at(Timer::time_point::max());
-        co_await waker_.async_wait(await_ec);
-      }
+      if (!co_await wait_for_polls()) break;
       if (ended_) break;
       if (b.writable() == 0) b.compact();
       auto [ec, n] =
@@ -259,10 +285,37 @@ class PollSession : public std::enable_shared_from_this<PollSession> {
     }
   }
 
-  // Writes what the client sent. Sends of concurrent requests join the one writing.
+  // While the queue is full: waits until a poll takes some. A client that stopped polling ends
+  // the session at its idle timeout (the idle deadline watches the backend socket, which is not
+  // being read now), as does a shutdown. False when the session ended.
+  Task<bool> wait_for_polls() {
+    const auto idle_ms = static_cast<int64_t>(config_->idle_timeout * 1000);
+    while (queued_bytes_ >= kQueueHighWater && !ended_) {
+      if (drain_watch_.fired() || worker_.draining()) {
+        end("server shutting down");
+        break;
+      }
+      const int64_t left = last_request_ms_ + idle_ms - steady_now_ms();
+      if (left <= 0 && polls_waiting_ == 0) {
+        end("idle timeout");
+        break;
+      }
+      // (a second at most, to notice a shutdown)
+      waker_.expires_after(std::chrono::milliseconds(std::clamp<int64_t>(left, 1, 1000)));
+      co_await waker_.async_wait(await_ec);
+    }
+    co_return !ended_;
+  }
+
+  // Writes what the client sent. A send during another's write joins it: its bytes go in the
+  // same loop, and it returns once they are written (or the session ended), not before.
   Task<> flush_backend() {
-    if (writing_) co_return;
+    if (writing_) {
+      while (writing_) co_await flushed_.async_wait(await_ec);
+      co_return;
+    }
     writing_ = true;
+    flushed_.expires_at(Timer::time_point::max());
     while (!to_backend_.empty() && !ended_) {
       sending_.swap(to_backend_);
       size_t done = 0;
@@ -283,6 +336,7 @@ class PollSession : public std::enable_shared_from_this<PollSession> {
       if (ec) end("the backend connection failed");
     }
     writing_ = false;
+    flushed_.cancel();  // the sends that joined
   }
 
   // ---- the queue for the client -----------------------------------------------------------
@@ -356,7 +410,8 @@ class PollSession : public std::enable_shared_from_this<PollSession> {
   size_t queued_bytes_ = 0;
   Timer* waiting_ = nullptr;  // the poll waiting for a message
   int polls_waiting_ = 0;
-  Timer waker_;  // run()'s: backpressure and the grace period
+  Timer waker_;    // run()'s: backpressure and the grace period
+  Timer flushed_;  // sends waiting for the write in progress
   Deadline idle_, write_deadline_, drain_watch_;
   int64_t last_request_ms_ = 0;
   bool ended_ = false;
@@ -394,13 +449,22 @@ Task<PollAnswer> open_poll_session(std::shared_ptr<const TlvBridgeConfig> config
   auto session = std::make_shared<PollSession>(config, io);  // counted from here
   PollAnswer answer;
   if (!co_await session->connect(io, ctx, answer)) co_return answer;
+  if (io.worker.draining()) {  // it began while connecting
+    session->abandon("server shutting down");
+    co_return poll_error(503, "server shutting down");
+  }
   tlv_bridge_counters().poll_sessions.fetch_add(1, std::memory_order_relaxed);
   session->start_registered();
-  asio::co_spawn(io.worker.executor(), session->run(), asio::detached);
+  asio::co_spawn(io.worker.executor(), PollSession::run(session), asio::detached);
+  co_await session->flush();  // the PROXY header: the backend learns who the client is now
   std::string_view body = io.body;
   if (body.find_first_not_of(" \t\r\n") != std::string_view::npos) {
     answer = co_await session->send(body);
-    if (answer.status != 200) co_return answer;
+    if (answer.status != 200) {
+      // The client never learns the id of a session whose open failed: end it now.
+      session->abandon("the opening request was refused");
+      co_return answer;
+    }
   }
   nlohmann::json opened = {{"session", session->id()},
                            {"next", 0},
