@@ -367,6 +367,9 @@ bool Server::start_workers_or_stop(std::shared_ptr<const config::Snapshot> first
     return true;
   } catch (const std::exception& e) {
     log::error(std::string("start-up failed: ") + e.what());
+    // Workers already started run threads that may post() to siblings: all end first.
+    for (auto& w : workers_) w->stop();
+    for (auto& w : workers_) w->join();
     workers_.clear();
     return false;
   }

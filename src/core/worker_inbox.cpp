@@ -55,6 +55,8 @@ Task<> WorkerInbox::run() {
         task();
       } catch (const std::exception& e) {
         log::error(std::string("a task handed to this worker failed: ") + e.what());
+      } catch (...) {  // one bad task must not end the worker's thread (std::terminate)
+        log::error("a task handed to this worker failed");
       }
     }
     batch.clear();
