@@ -62,7 +62,7 @@ void write_tls_metrics(metrics::PrometheusWriter& out) {
   for (HandshakeResult r :
        {HandshakeResult::Ok, HandshakeResult::NoServerName, HandshakeResult::UnknownServerName,
         HandshakeResult::PlainHttp, HandshakeResult::Timeout, HandshakeResult::Closed,
-        HandshakeResult::Failed})
+        HandshakeResult::Failed, HandshakeResult::ClientCertificate})
     out.counter("portico_tls_handshakes_total",
                 "TLS handshakes on ssl listeners, by result (no_server_name and "
                 "unknown_server_name: no certificate for what the client asked).",

@@ -2,6 +2,7 @@
 
 #include <openssl/err.h>
 #include <openssl/x509.h>
+#include <re2/re2.h>
 
 #include <boost/asio/ip/address.hpp>
 #include <cctype>
@@ -128,6 +129,51 @@ void check_extra_pairs(ObjectReader& r, std::vector<tls::CertificateKeyPair>& pa
   }
 }
 
+// `client` (mTLS, as APISIX): `ca` (PEM, one or more certificates), `depth` (1), and
+// `skip_mtls_uri_regex` (paths served without a good client certificate; RE2).
+std::shared_ptr<const tls::ClientVerification> check_client(ObjectReader& parent, const json& v,
+                                                            Errors& errors) {
+  ObjectReader r(v, parent.child_path("client"), errors);
+  if (!r.valid()) return nullptr;
+  size_t before = errors.size();
+  auto client = std::make_shared<tls::ClientVerification>();
+  if (const json* ca = r.raw("ca"))
+    client->ca = check_certificate(*ca, r.child_path("ca"), errors);
+  else
+    r.error("ca", "is required");
+  client->depth = static_cast<int>(r.integer_or("depth", 1, 0, 100));
+  if (const json* skip = r.raw("skip_mtls_uri_regex")) {
+    auto regexes = std::make_shared<std::vector<std::unique_ptr<re2::RE2>>>();
+    if (!skip->is_array() || skip->empty()) {
+      r.error("skip_mtls_uri_regex", "must be a non-empty list of regular expressions");
+    } else {
+      for (size_t i = 0; i < skip->size(); ++i) {
+        const json& item = (*skip)[i];
+        std::string at = indexed(r.child_path("skip_mtls_uri_regex"), i);
+        if (!item.is_string()) {
+          errors.add(at, "must be a regular expression (a string)");
+          continue;
+        }
+        re2::RE2::Options options;
+        options.set_log_errors(false);
+        auto re = std::make_unique<re2::RE2>(item.get<std::string>(), options);
+        if (!re->ok())
+          errors.add(at, "is not a valid regular expression: " + re->error());
+        else
+          regexes->push_back(std::move(re));
+      }
+    }
+    client->skips = [regexes](std::string_view path) {
+      for (const auto& re : *regexes)
+        if (re2::RE2::PartialMatch(re2::StringPiece(path.data(), path.size()), *re)) return true;
+      return false;
+    };
+  }
+  r.finish();
+  if (errors.size() != before) return nullptr;
+  return client;
+}
+
 // Server names the certificate is offered for: `sni` or a non-empty `snis` list. False when
 // neither is given.
 bool check_snis(ObjectReader& r, std::vector<std::string>& names, Errors& errors) {
@@ -228,21 +274,15 @@ std::shared_ptr<const tls::ServerCertificate> validate_ssl(const json& value,
   std::vector<std::string> snis;
   if (!check_snis(r, snis, errors) && type == "server")
     r.error("snis", "is required for a server certificate (sni or snis)");
-  if (const json* client = r.raw("client")) {
-    ObjectReader cr(*client, r.child_path("client"), errors);
-    if (const json* ca = cr.raw("ca"))
-      check_certificate(*ca, cr.child_path("ca"), errors);
-    else if (cr.valid())
-      cr.error("ca", "is required");
-    cr.integer("depth", 0, std::numeric_limits<int>::max());
-    cr.finish();
-  }
+  std::shared_ptr<const tls::ClientVerification> client_verification;
+  if (const json* client = r.raw("client")) client_verification = check_client(r, *client, errors);
   std::vector<std::string> protocols = check_ssl_protocols(r, errors);
   r.finish();
   // Client certificates (for upstream mTLS) and disabled objects serve no handshake.
   if (errors.size() != before || type != "server" || !enabled) return nullptr;
   std::string error;
-  auto compiled = tls::make_server_certificate(std::move(pairs), std::move(snis), protocols, error);
+  auto compiled = tls::make_server_certificate(std::move(pairs), std::move(snis), protocols, error,
+                                               std::move(client_verification));
   if (!compiled) errors.add(r.child_path("cert"), error);
   return compiled;
 }

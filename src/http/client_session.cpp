@@ -12,6 +12,7 @@
 #include "http/socket_io.hpp"
 #include "plugins/runner.hpp"
 #include "router/path_normalizer.hpp"
+#include "tls/server_certificates.hpp"
 #include "tls/stream.hpp"
 
 namespace portico::http {
@@ -81,6 +82,7 @@ plugins::Step start_plugins(ClientConnection& c, Exchange& x, const config::Snap
   ctx.server_port = c.local_port;
   ctx.https = c.stream.secure();
   ctx.server_name = c.server_name;
+  ctx.client_cert = c.client_cert.get();
   ctx.route_id = route ? &route->id : nullptr;
   ctx.service_id = route ? &route->service_id : nullptr;
   ctx.consumers = &snapshot.consumers;
@@ -88,6 +90,13 @@ plugins::Step start_plugins(ClientConnection& c, Exchange& x, const config::Snap
   ctx.now_ms = wall_now_ms();
   return plugins::start_request_phases(ctx, snapshot.global_plugins.get(),
                                        route ? route->plugins.get() : nullptr);
+}
+
+// mTLS with skip_mtls_uri_regex: the handshake let a client without a good certificate in;
+// only paths the regexes match are served to it (APISIX).
+bool client_certificate_skipped(const ClientConnection& c, std::string_view path) {
+  const auto& skips = c.client_cert->policy->skips;
+  return skips && skips(path);
 }
 
 // Reads and serves one request. Returns whether the connection stays open.
@@ -133,6 +142,12 @@ Task<bool> serve_request(ClientConnection& c) {
   std::string_view path;
   if (!router::normalize_path(x.req.path, x.path_scratch, path))
     co_return co_await respond_error(c, x, 400, "invalid URI path", false, limits);
+  if (c.client_cert && !c.client_cert->verified && !client_certificate_skipped(c, path)) {
+    std::string reason = c.client_cert->verify == "NONE"
+                             ? "client certificate required"
+                             : "client certificate not accepted (" + c.client_cert->verify + ")";
+    co_return co_await respond_error(c, x, 400, reason, false, limits);
+  }
   RequestVars vars(x.req, path, c.remote_ip, c.remote_port, c.local_port, c.stream.secure());
   router::MatchInput in{x.req.method,   x.req.host,           path,
                         c.remote_bytes, !c.remote_ip.empty(), &vars};
@@ -262,6 +277,7 @@ Task<> run_tls_session(std::unique_ptr<ClientConnection> conn,
     }
     c.stream.use_tls(std::move(h.stream));
     c.server_name = std::move(h.server_name);
+    c.client_cert = std::move(h.client);
     c.idle_until_ms = until;  // the first request's wait gets what is left
   } catch (const std::exception& e) {
     log::debug(std::string("TLS handshake ended: ") + e.what());

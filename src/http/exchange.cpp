@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "config/snapshot.hpp"
+#include "tls/stream.hpp"
 
 namespace portico::http {
 

@@ -13,6 +13,10 @@
 #include "http/socket_io.hpp"
 #include "plugins/context.hpp"
 
+namespace portico::tls {
+struct ClientCertificate;
+}
+
 namespace portico::config {
 struct Snapshot;
 struct CompiledRoute;
@@ -28,9 +32,10 @@ struct ClientConnection {
   Socket socket;
   ByteStream stream{socket};  // all reads and writes: the socket itself, or TLS over it
   std::string server_name;    // TLS: the name the client asked for (SNI)
-  IoBuffer in;                // unread request bytes (heads, bodies, pipelined requests)
-  Deadline io_deadline;       // header, body and send timeouts
-  Deadline idle_deadline;     // keep-alive wait; lives in worker.idle_waits() so drain finds it
+  std::unique_ptr<tls::ClientCertificate> client_cert;  // mTLS: what the client proved
+  IoBuffer in;             // unread request bytes (heads, bodies, pipelined requests)
+  Deadline io_deadline;    // header, body and send timeouts
+  Deadline idle_deadline;  // keep-alive wait; lives in worker.idle_waits() so drain finds it
   std::string remote_ip;
   uint16_t remote_port = 0;
   uint16_t local_port = 0;

@@ -6,6 +6,7 @@
 #include "http/balancer_key.hpp"
 #include "plugins/consumers.hpp"
 #include "router/route_rule.hpp"
+#include "tls/stream.hpp"
 
 namespace portico::plugins {
 using config::json;
@@ -109,6 +110,7 @@ std::string_view Context::var(std::string_view name) const {
   if (name == "query_string" || name == "args") return r.query;
   if (name == "scheme") return https ? "https" : "http";
   if (name == "ssl_server_name") return server_name;
+  if (name.starts_with("ssl_client_")) return client_certificate_var(name.substr(11));
   if (name == "route_id") return route_id ? std::string_view(*route_id) : std::string_view();
   if (name == "service_id") return service_id ? std::string_view(*service_id) : std::string_view();
   if (name == "consumer_name")
@@ -118,6 +120,17 @@ std::string_view Context::var(std::string_view name) const {
     scratch_ = std::to_string(name == "remote_port" ? client_port : server_port);
     return scratch_;
   }
+  return {};
+}
+
+// ssl_client_<suffix>; without mTLS on the connection, ssl_client_verify is NONE as in nginx.
+std::string_view Context::client_certificate_var(std::string_view suffix) const {
+  if (!client_cert) return suffix == "verify" && https ? "NONE" : std::string_view();
+  if (suffix == "verify") return client_cert->verify;
+  if (suffix == "s_dn") return client_cert->subject;
+  if (suffix == "i_dn") return client_cert->issuer;
+  if (suffix == "serial") return client_cert->serial;
+  if (suffix == "fingerprint") return client_cert->fingerprint;
   return {};
 }
 

@@ -13,6 +13,10 @@
 
 #include "http/http_parser.hpp"
 
+namespace portico::tls {
+struct ClientCertificate;
+}
+
 namespace portico::plugins {
 
 class Plugin;
@@ -63,6 +67,7 @@ class Context {
   uint16_t server_port = 0;
   bool https = false;            // the request came over TLS
   std::string_view server_name;  // TLS: the name the client asked for (SNI); empty otherwise
+  const tls::ClientCertificate* client_cert = nullptr;  // mTLS: what the client proved
   const std::string* route_id = nullptr;
   const std::string* service_id = nullptr;
   const ConsumerTable* consumers = nullptr;
@@ -110,9 +115,12 @@ class Context {
 
   // An nginx/APISIX variable by name: remote_addr, remote_port, uri, request_uri, host,
   // request_method, query_string/args, server_port, scheme, ssl_server_name, route_id, service_id,
-  // consumer_name, request_id, arg_*, http_* (header, '_' = '-'), cookie_*. Empty when absent.
+  // consumer_name, request_id, arg_*, http_* (header, '_' = '-'), cookie_*, and with mTLS
+  // ssl_client_verify, ssl_client_s_dn, ssl_client_i_dn, ssl_client_serial,
+  // ssl_client_fingerprint. Empty when absent.
   std::string_view var(std::string_view name) const;
   std::string_view header(std::string_view name) const;  // case-insensitive, first value
+  std::string_view client_certificate_var(std::string_view suffix) const;
 
   void set_client(std::string_view ip);  // client_ip and client_bytes
   // hide_credentials: the request goes upstream without this query argument / cookie.

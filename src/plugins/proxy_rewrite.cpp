@@ -6,6 +6,7 @@
 #include "plugins/header_config.hpp"
 #include "plugins/plugin.hpp"
 #include "plugins/regex_rewrite.hpp"
+#include "plugins/var_template.hpp"
 
 namespace portico::plugins {
 namespace {
@@ -22,6 +23,8 @@ class ProxyRewrite final : public Plugin {
   std::optional<std::string> method;
   std::optional<std::string> host;
   std::vector<HeaderEdit> headers;
+  // Per header edit: its value's variables ("$remote_addr", APISIX), or null for a fixed value.
+  std::vector<std::shared_ptr<const VarTemplate>> templates;
 
   Step rewrite(Context& ctx) const override {
     const http::RequestHead& r = *ctx.req;
@@ -43,7 +46,10 @@ class ProxyRewrite final : public Plugin {
     }
     if (method) ctx.upstream.method = *method;
     if (host) ctx.upstream.host = *host;
-    ctx.upstream.headers.insert(ctx.upstream.headers.end(), headers.begin(), headers.end());
+    for (size_t i = 0; i < headers.size(); ++i) {
+      ctx.upstream.headers.push_back(headers[i]);
+      if (templates[i]) ctx.upstream.headers.back().value = templates[i]->render(ctx);
+    }
     return Step::Continue;
   }
 };
@@ -90,6 +96,10 @@ std::shared_ptr<const Plugin> create(const json& conf, const Scope&, const std::
   }
   if (const json* h = r.raw("headers"))
     p->headers = read_header_edits(*h, r.child_path("headers"), errors);
+  for (const HeaderEdit& edit : p->headers) {
+    auto t = std::make_shared<const VarTemplate>(edit.value);
+    p->templates.push_back(t->has_vars() && edit.op != HeaderEdit::Op::Remove ? t : nullptr);
+  }
   r.ignore("use_real_request_uri_unsafe");
   r.finish();
   if (errors.size() != before) return nullptr;

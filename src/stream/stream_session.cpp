@@ -216,6 +216,8 @@ class Session : public std::enable_shared_from_this<Session> {
     if (e) tls::count_handshake(tls::HandshakeResult::Failed);  // accept() counts the rest
     if (closed_) return;
     if (e || h.result != tls::HandshakeResult::Ok) return close(StreamClose::TlsHandshake);
+    // mTLS: a stream has no paths for skip_mtls_uri_regex to let through.
+    if (h.client && !h.client->verified) return close(StreamClose::TlsHandshake);
     tls_ = std::move(h.stream);
     server_name_ = std::move(h.server_name);
     in_.clear();

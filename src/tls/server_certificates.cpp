@@ -38,11 +38,43 @@ std::string lower(std::string_view s) {
   return out;
 }
 
+// Asks the client for a certificate from `client.ca`. Without skips, the handshake refuses a
+// client that sends none or a bad one; with them, it goes on and the result is checked per
+// request (the verify result stays on the connection for $ssl_client_verify).
+bool ask_for_client_certificates(SSL_CTX* ctx, const ClientVerification& client,
+                                 std::string& error) {
+  X509_STORE* store = SSL_CTX_get_cert_store(ctx);
+  STACK_OF(X509_NAME)* names = sk_X509_NAME_new_null();
+  for (const X509Ptr& ca : client.ca) {
+    if (X509_STORE_add_cert(store, ca.get()) != 1 ||
+        sk_X509_NAME_push(names, X509_NAME_dup(X509_get_subject_name(ca.get()))) <= 0) {
+      sk_X509_NAME_pop_free(names, X509_NAME_free);
+      error = "OpenSSL refused the client CA: " + take_openssl_error();
+      return false;
+    }
+  }
+  SSL_CTX_set_client_CA_list(ctx, names);  // takes `names`: clients pick a certificate by them
+  SSL_CTX_set_verify_depth(ctx, client.depth);
+  if (client.skips)
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, [](int, X509_STORE_CTX*) { return 1; });
+  else
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+  return true;
+}
+
+void digest_der(EVP_MD_CTX* md, X509* cert) {
+  unsigned char* der = nullptr;
+  int n = i2d_X509(cert, &der);
+  if (n > 0) EVP_DigestUpdate(md, der, static_cast<size_t>(n));
+  OPENSSL_free(der);
+}
+
 }  // namespace
 
 std::shared_ptr<const ServerCertificate> make_server_certificate(
     std::vector<CertificateKeyPair> pairs, std::vector<std::string> snis,
-    const std::vector<std::string>& protocols, std::string& error) {
+    const std::vector<std::string>& protocols, std::string& error,
+    std::shared_ptr<const ClientVerification> client) {
   std::shared_ptr<SSL_CTX> ctx(SSL_CTX_new(TLS_server_method()), SSL_CTX_free);
   if (!ctx) {
     error = "cannot create a TLS context: " + take_openssl_error();
@@ -61,17 +93,20 @@ std::shared_ptr<const ServerCertificate> make_server_certificate(
       return nullptr;
     }
   }
+  if (client && !ask_for_client_certificates(ctx.get(), *client, error)) return nullptr;
   // Sessions resume only under the certificate that made them (RFC 6066: not for another
-  // server name): the session id context is a digest of the leaf certificates.
+  // server name): the session id context is a digest of the leaf certificates, and of what a
+  // client must prove (a session made without a client certificate never resumes where one
+  // is required).
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int digest_size = 0;
   EVP_MD_CTX* md = EVP_MD_CTX_new();
   EVP_DigestInit_ex(md, EVP_sha256(), nullptr);
-  for (const CertificateKeyPair& pair : pairs) {
-    unsigned char* der = nullptr;
-    int n = i2d_X509(pair.chain.front().get(), &der);
-    if (n > 0) EVP_DigestUpdate(md, der, static_cast<size_t>(n));
-    OPENSSL_free(der);
+  for (const CertificateKeyPair& pair : pairs) digest_der(md, pair.chain.front().get());
+  if (client) {
+    for (const X509Ptr& ca : client->ca) digest_der(md, ca.get());
+    const int mode[2] = {client->depth, client->skips ? 1 : 0};
+    EVP_DigestUpdate(md, mode, sizeof mode);
   }
   EVP_DigestFinal_ex(md, digest, &digest_size);
   EVP_MD_CTX_free(md);
@@ -81,6 +116,7 @@ std::shared_ptr<const ServerCertificate> make_server_certificate(
   cert->context = std::move(ctx);
   for (std::string& sni : snis) cert->snis.push_back(lower(sni));
   set_versions(*cert, protocols);
+  cert->client = std::move(client);
   return cert;
 }
 

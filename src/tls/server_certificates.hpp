@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -20,6 +21,16 @@ struct CertificateKeyPair {
   PkeyPtr key;
 };
 
+// An `ssls` object's `client` (APISIX): clients must show a certificate from `ca` (mTLS).
+struct ClientVerification {
+  std::vector<X509Ptr> ca;  // the certificates a client's chain must end at
+  int depth = 1;            // intermediates allowed between the client's and the CA (nginx's)
+  // skip_mtls_uri_regex: set, the handshake accepts clients without a good certificate and
+  // each HTTP request is checked instead (400 unless its path matches); unset, the handshake
+  // itself refuses them.
+  std::function<bool(std::string_view path)> skips;
+};
+
 // One `ssls` object of type server, ready to serve. Identical objects keep the same instance
 // from one config to the next (the object store compiles an object only when it changes).
 struct ServerCertificate {
@@ -28,13 +39,15 @@ struct ServerCertificate {
   int min_version = 0;                  // TLS1_2_VERSION, ... (from ssl_protocols)
   int max_version = 0;
   uint64_t disabled = 0;  // SSL_OP_NO_TLSv1_x for a version inside [min, max] not listed
+  std::shared_ptr<const ClientVerification> client;  // null: no client certificate asked for
 };
 
 // `protocols`: ssl_protocols values ("TLSv1.2", ...); empty means TLSv1.2 and TLSv1.3 (APISIX's
 // default). Null with `error` set when OpenSSL refuses a pair (a key too weak, say).
 std::shared_ptr<const ServerCertificate> make_server_certificate(
     std::vector<CertificateKeyPair> pairs, std::vector<std::string> snis,
-    const std::vector<std::string>& protocols, std::string& error);
+    const std::vector<std::string>& protocols, std::string& error,
+    std::shared_ptr<const ClientVerification> client = nullptr);
 
 // Settings every context that serves clients shares (ALPN http/1.1, the session id context):
 // the handshake switches contexts mid-way and reads these from the one it ends on.

@@ -26,6 +26,7 @@ struct HelloState {
   std::string_view fallback_sni;
   std::string server_name;
   HandshakeResult refused = HandshakeResult::Ok;
+  std::shared_ptr<const ClientVerification> client;  // the chosen certificate's `client`
 };
 
 // OpenSSL on a TCP socket (a client's, or an upstream connection), driven from the worker's event
@@ -59,7 +60,7 @@ void StreamDelete::operator()(Stream* s) const { delete s; }
 
 namespace {
 
-std::array<std::atomic<uint64_t>, 7> handshake_counts{};
+std::array<std::atomic<uint64_t>, 8> handshake_counts{};
 
 int hello_index() {
   static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
@@ -240,6 +241,11 @@ int on_client_hello(SSL* ssl, int* alert, void*) {
     return SSL_CLIENT_HELLO_ERROR;
   }
   SSL_set_SSL_CTX(ssl, cert->context.get());
+  // The switch brings certificates, not the client verification: copied here, as nginx does.
+  SSL_CTX* ctx = cert->context.get();
+  SSL_set_verify(ssl, SSL_CTX_get_verify_mode(ctx), SSL_CTX_get_verify_callback(ctx));
+  SSL_set_verify_depth(ssl, SSL_CTX_get_verify_depth(ctx));
+  hello->client = cert->client;
   SSL_set_min_proto_version(ssl, cert->min_version);
   SSL_set_max_proto_version(ssl, cert->max_version);
   if (cert->disabled) SSL_set_options(ssl, cert->disabled);
@@ -293,6 +299,55 @@ void answer_plain_http(Socket& socket) {
   socket.shutdown(Socket::shutdown_send, ec);
 }
 
+std::string hex(const unsigned char* p, size_t n) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (size_t i = 0; i < n; ++i) {
+    out += kHex[p[i] >> 4];
+    out += kHex[p[i] & 15];
+  }
+  return out;
+}
+
+std::string name_text(const X509_NAME* name) {
+  BIO* b = BIO_new(BIO_s_mem());
+  X509_NAME_print_ex(b, name, 0, XN_FLAG_RFC2253);
+  char* data = nullptr;
+  long n = BIO_get_mem_data(b, &data);
+  std::string text(data, static_cast<size_t>(std::max(n, 0L)));
+  BIO_free(b);
+  return text;
+}
+
+// What the client proved, read once after the handshake (a resumed session keeps its result).
+std::unique_ptr<ClientCertificate> client_certificate(SSL* ssl,
+                                                      std::shared_ptr<const ClientVerification> p) {
+  auto c = std::make_unique<ClientCertificate>();
+  c->policy = std::move(p);
+  X509* peer = SSL_get0_peer_certificate(ssl);
+  if (!peer) {
+    c->verify = "NONE";
+    return c;
+  }
+  long result = SSL_get_verify_result(ssl);
+  c->verified = result == X509_V_OK;
+  c->verify =
+      c->verified ? "SUCCESS" : std::string("FAILED:") + X509_verify_cert_error_string(result);
+  c->subject = name_text(X509_get_subject_name(peer));
+  c->issuer = name_text(X509_get_issuer_name(peer));
+  if (BIGNUM* bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(peer), nullptr)) {
+    if (char* text = BN_bn2hex(bn)) {
+      c->serial = text;
+      OPENSSL_free(text);
+    }
+    BN_free(bn);
+  }
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int size = 0;
+  if (X509_digest(peer, EVP_sha1(), digest, &size) == 1) c->fingerprint = hex(digest, size);
+  return c;
+}
+
 Handshake finish(Handshake h) {
   count_handshake(h.result);
   return h;
@@ -334,6 +389,8 @@ const char* result_name(HandshakeResult r) {
       return "timeout";
     case HandshakeResult::Closed:
       return "closed";
+    case HandshakeResult::ClientCertificate:
+      return "client_certificate";
     case HandshakeResult::Failed:
       break;
   }
@@ -374,9 +431,14 @@ Task<Handshake> accept(Socket& socket, std::string_view first_bytes,
   h.server_name = stream->hello.server_name;
   if (!ec) {
     h.result = HandshakeResult::Ok;
+    if (stream->hello.client) h.client = client_certificate(ssl, std::move(stream->hello.client));
     h.stream = std::move(stream);
   } else if (stream->hello.refused != HandshakeResult::Ok) {
     h.result = stream->hello.refused;
+  } else if (stream->hello.client && !timed_out &&
+             (SSL_get_verify_result(ssl) != X509_V_OK ||
+              h.detail == "peer did not return a certificate")) {
+    h.result = HandshakeResult::ClientCertificate;
   } else if (timed_out) {
     h.result = HandshakeResult::Timeout;
   } else if (ec == asio::error::eof || ec == asio::error::connection_reset) {

@@ -29,15 +29,30 @@ enum class HandshakeResult {
   PlainHttp,
   Timeout,
   Closed,
-  Failed
+  Failed,
+  ClientCertificate  // a certificate was required and the client sent none or a bad one
 };
 const char* result_name(HandshakeResult r);
+
+struct ClientVerification;
+
+// What a client showed, on connections whose certificate asks for one (`client` in ssls).
+struct ClientCertificate {
+  bool verified = false;    // a certificate that chains to the CA within the depth
+  std::string verify;       // $ssl_client_verify: SUCCESS, FAILED:<reason> or NONE
+  std::string subject;      // $ssl_client_s_dn (RFC 2253)
+  std::string issuer;       // $ssl_client_i_dn
+  std::string serial;       // $ssl_client_serial (hex)
+  std::string fingerprint;  // $ssl_client_fingerprint (SHA-1, hex)
+  std::shared_ptr<const ClientVerification> policy;  // its skip_mtls_uri_regex
+};
 
 struct Handshake {
   StreamPtr stream;  // null unless result is Ok
   HandshakeResult result = HandshakeResult::Failed;
-  std::string server_name;  // what the client asked for (SNI), lower case
-  std::string detail;       // OpenSSL's reason, for the debug log
+  std::string server_name;                    // what the client asked for (SNI), lower case
+  std::string detail;                         // OpenSSL's reason, for the debug log
+  std::unique_ptr<ClientCertificate> client;  // set when the certificate asked for one
 };
 
 // Runs the server side of the handshake on `socket` within `timeout` seconds (`d` arms it),

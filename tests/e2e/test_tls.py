@@ -116,7 +116,7 @@ def tls_metrics(gw):
     m = prom_text.parse(gw.control("/metrics").text)
     return {r: m.value("portico_tls_handshakes_total", result=r) or 0
             for r in ("ok", "unknown_server_name", "no_server_name", "plain_http", "failed",
-                      "timeout", "closed")}
+                      "timeout", "closed", "client_certificate")}
 
 
 # ---------------------------------------------------------------------------------------------
