@@ -193,7 +193,10 @@ void build_upgrade_head(std::string& out, const ResponseHead& r) {
 
 void build_local_response(std::string& out, int status, std::string_view content_type,
                           std::string_view body, const std::vector<plugins::HeaderEdit>& edits,
-                          bool keep_alive) {
+                          bool keep_alive, bool head_request) {
+  // These answers end at their head (RFC 9112 6.3): body bytes would be read as the next
+  // response on a kept-alive connection. HEAD still learns the length the body would have.
+  const bool bodiless_status = status < 200 || status == 204 || status == 304;
   out.clear();
   out += "HTTP/1.1 ";
   append_number(out, static_cast<uint64_t>(status));
@@ -203,12 +206,14 @@ void build_local_response(std::string& out, int status, std::string_view content
   if (!content_type.empty() && !edited(&edits, "content-type"))
     append_header(out, "Content-Type", content_type);
   append_edits(out, &edits);
-  out += "Content-Length: ";
-  append_number(out, body.size());
-  out += kCrlf;
+  if (!bodiless_status) {
+    out += "Content-Length: ";
+    append_number(out, body.size());
+    out += kCrlf;
+  }
   if (!keep_alive) out += "Connection: close\r\n";
   out += kCrlf;
-  out += body;
+  if (!head_request && !bodiless_status) out += body;
 }
 
 }  // namespace portico::http

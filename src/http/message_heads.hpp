@@ -33,10 +33,11 @@ void build_response_head(std::string& out, const ResponseHead& r, OutFraming fra
                          bool keep_alive, bool client_http10,
                          const std::vector<plugins::HeaderEdit>* edits = nullptr, int status = 0);
 
-// A whole response made by a plugin: head (with the plugins' header edits) and body.
+// A whole response made by a plugin: head (with the plugins' header edits) and body. An answer
+// to HEAD (`head_request`) and a 1xx, 204 or 304 answer carry no body.
 void build_local_response(std::string& out, int status, std::string_view content_type,
                           std::string_view body, const std::vector<plugins::HeaderEdit>& edits,
-                          bool keep_alive);
+                          bool keep_alive, bool head_request);
 
 // The 101 answer to a WebSocket handshake, carrying the upstream's other headers.
 void build_upgrade_head(std::string& out, const ResponseHead& r);

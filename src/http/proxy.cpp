@@ -291,7 +291,7 @@ Task<bool> write_local_reply(ClientConnection& c, Exchange& x, bool keep,
   int status = ctx.response_status.value_or(ctx.reply.status);
   build_local_response(x.response_head, status, ctx.reply.content_type,
                        ctx.response_body ? *ctx.response_body : ctx.reply.body,
-                       ctx.response_headers, keep);
+                       ctx.response_headers, keep, x.method == "HEAD");
   x.status = status;
   co_return co_await send_answer(c, x, keep, limits);
 }
@@ -311,7 +311,7 @@ Task<bool> respond_error(ClientConnection& c, Exchange& x, int status, std::stri
     x.ctx.respond_error(status, message);
     co_return co_await write_local_reply(c, x, keep, limits);
   }
-  build_error_response(x.response_head, status, message, keep);
+  build_error_response(x.response_head, status, message, keep, x.method == "HEAD");
   x.status = status;
   co_return co_await send_answer(c, x, keep, limits);
 }

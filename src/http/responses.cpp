@@ -72,7 +72,8 @@ const char* status_reason(int s) {
   }
 }
 
-void build_error_response(std::string& out, int status, std::string_view message, bool keep_alive) {
+void build_error_response(std::string& out, int status, std::string_view message, bool keep_alive,
+                          bool head_request) {
   std::string body = "{\"error_msg\":\"";
   append_json_escaped(body, message);
   body += "\"}\n";
@@ -84,7 +85,7 @@ void build_error_response(std::string& out, int status, std::string_view message
   out += "\r\nServer: portico\r\nContent-Type: application/json\r\nContent-Length: ";
   out += std::to_string(body.size());
   out += keep_alive ? "\r\n\r\n" : "\r\nConnection: close\r\n\r\n";
-  out += body;
+  if (!head_request) out += body;  // else read as the next response on a kept-alive connection
 }
 
 namespace {

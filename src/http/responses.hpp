@@ -10,8 +10,10 @@ namespace portico::http {
 
 const char* status_reason(int status);
 
-// A complete response with a JSON body {"error_msg": "..."} (the APISIX shape).
-void build_error_response(std::string& out, int status, std::string_view message, bool keep_alive);
+// A complete response with a JSON body {"error_msg": "..."} (the APISIX shape); the answer to
+// HEAD (`head_request`) has the Content-Length of that body and no body.
+void build_error_response(std::string& out, int status, std::string_view message, bool keep_alive,
+                          bool head_request);
 
 // Counts the finished exchange in the worker's metrics and appends one JSON line describing it
 // to the worker's access log buffer.

@@ -1,6 +1,7 @@
 """Edge functions through the binary: serverless-pre-function and serverless-post-function
 (APISIX's Lua snippets) against a real upstream; the sandbox's limits as a client sees them;
 config errors refused by `portico validate`, by a hot reload and by the Admin API on etcd."""
+import socket
 import threading
 import time
 
@@ -129,6 +130,47 @@ end""", phase="before_proxy")}
     assert headers_seen(gw.get("/bp"))["x-order"] == "access,before_proxy"
     r = gw.get("/bp?block=1")
     assert r.status_code == 451 and "451" in r.text
+
+
+def read_response(f, head=False):
+    """One response from a buffered socket file, as a client that keeps the connection:
+    (status, headers, body); the body is read by Content-Length unless the answer has none."""
+    status_line = f.readline()
+    assert status_line.startswith(b"HTTP/1.1 "), status_line  # out of step: a stray body
+    status = int(status_line.split()[1])
+    headers = {}
+    while (line := f.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode().partition(":")
+        headers[name.strip().lower()] = value.strip()
+    bodiless = head or status < 200 or status in (204, 304)
+    body = b"" if bodiless else f.read(int(headers.get("content-length", 0)))
+    return status, headers, body
+
+
+def test_local_answers_to_head_and_bodiless_statuses_keep_the_connection_in_step(gateway,
+                                                                                  upstream):
+    up = upstream()
+    gw = gateway({"routes": [
+        route("/say", [(up.port,)], id="say", plugins=pre("return function() ngx.say('hello') end")),
+        route("/nocontent", [(up.port,)], id="nc", plugins=pre(
+            "return function() ngx.status = 204 ngx.say('not sent') ngx.exit(204) end")),
+        route("/notmodified", [(up.port,)], id="nm", plugins=pre(
+            "return function() return 304, 'not sent' end")),
+    ]})
+    sent = [("HEAD", "/say"), ("GET", "/nocontent"), ("GET", "/notmodified"),
+                 ("HEAD", "/no-such-route"), ("GET", "/say")]
+    pipelined = b"".join(f"{m} {p} HTTP/1.1\r\nHost: a\r\n\r\n".encode() for m, p in sent)
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as s:
+        s.sendall(pipelined)  # one keep-alive connection, all at once
+        f = s.makefile("rb")
+        answers = [read_response(f, head=m == "HEAD") for m, _ in sent]
+    (head_say, nocontent, notmodified, head_404, say) = answers
+    assert head_say[0] == 200 and head_say[1]["content-length"] == "6"  # what GET would send
+    assert nocontent[0] == 204 and "content-length" not in nocontent[1]
+    assert notmodified[0] == 304 and "content-length" not in notmodified[1]
+    assert head_404[0] == 404 and int(head_404[1]["content-length"]) > 0
+    assert say == (200, say[1], b"hello\n")  # the last answer parsed where it should start
+    assert up.requests == []
 
 
 def test_log_phase_writes_to_the_error_log(gateway, upstream):

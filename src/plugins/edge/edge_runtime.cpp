@@ -214,9 +214,12 @@ Outcome Runtime::run(const FunctionSet& set, Phase phase, Context& ctx, std::str
     lua_rawgeti(L, LUA_REGISTRYINDEX, call.request.table_ref);
     const int request = lua_gettop(L);
     if (ctx.consumer) {
+      // Raw: this runs outside lua_pcall, and an earlier function may have given `ctx` a
+      // metatable; a __newindex run here would escape the time limit, and its errors abort.
       lua_rawgeti(L, request, 2);
+      lua_pushliteral(L, "consumer_name");
       lua_pushlstring(L, ctx.consumer->username.data(), ctx.consumer->username.size());
-      lua_setfield(L, -2, "consumer_name");
+      lua_rawset(L, -3);
       lua_pop(L, 1);
     }
     for (size_t i = 0; i < set.sources().size(); ++i) {

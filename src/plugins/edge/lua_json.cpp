@@ -2,13 +2,15 @@
 
 #include <lua.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
+#include <vector>
 
 namespace portico::plugins::edge {
 namespace {
 
-constexpr int kMaxDepth = 64;
+constexpr size_t kMaxDepth = 64;
 
 // The length of the array part when the table is a proper array (keys exactly 1..n), else -1.
 int64_t array_length(lua_State* L, int index) {
@@ -31,8 +33,23 @@ int64_t array_length(lua_State* L, int index) {
   return count > 0 && count == max ? max : -1;
 }
 
-config::json convert(lua_State* L, int index, int depth) {
+// What one conversion has left: bytes of (roughly) the encoded text, and the tables it is in.
+struct Walk {
+  size_t bytes_left;
+  size_t max_bytes;
+  std::vector<const void*> open_tables;  // outermost first: a table met again is a cycle
+};
+
+void charge(Walk& walk, size_t bytes) {
+  if (bytes > walk.bytes_left)
+    throw std::runtime_error("cannot encode: too large (more than " +
+                             std::to_string(walk.max_bytes) + " bytes)");
+  walk.bytes_left -= bytes;
+}
+
+config::json convert(lua_State* L, int index, Walk& walk) {
   if (index < 0) index = lua_gettop(L) + index + 1;
+  charge(walk, lua_type(L, index) == LUA_TSTRING ? lua_objlen(L, index) + 3 : 8);
   switch (lua_type(L, index)) {
     case LUA_TNIL:
       return nullptr;
@@ -53,16 +70,22 @@ config::json convert(lua_State* L, int index, int depth) {
       if (lua_touserdata(L, index) == nullptr) return nullptr;  // ngx.null
       break;
     case LUA_TTABLE: {
-      if (depth >= kMaxDepth) throw std::runtime_error("cannot encode: nesting too deep (cycle?)");
+      const void* table = lua_topointer(L, index);
+      auto& open = walk.open_tables;
+      if (std::find(open.begin(), open.end(), table) != open.end())
+        throw std::runtime_error("cannot encode: the table contains itself");
+      if (open.size() >= kMaxDepth) throw std::runtime_error("cannot encode: nesting too deep");
+      open.push_back(table);
       luaL_checkstack(L, 4, "json");
       int64_t n = array_length(L, index);
       if (n > 0) {
         config::json out = config::json::array();
         for (int64_t i = 1; i <= n; ++i) {
           lua_rawgeti(L, index, static_cast<int>(i));
-          out.push_back(convert(L, -1, depth + 1));
+          out.push_back(convert(L, -1, walk));
           lua_pop(L, 1);
         }
+        open.pop_back();
         return out;
       }
       config::json out = config::json::object();
@@ -77,9 +100,11 @@ config::json convert(lua_State* L, int index, int depth) {
         const char* key = lua_tolstring(L, -1, &len);
         std::string name(key, len);
         lua_pop(L, 1);
-        out[name] = convert(L, -1, depth + 1);
+        charge(walk, len + 3);
+        out[name] = convert(L, -1, walk);
         lua_pop(L, 1);
       }
+      open.pop_back();
       return out;
     }
     default:
@@ -91,7 +116,10 @@ config::json convert(lua_State* L, int index, int depth) {
 
 }  // namespace
 
-config::json to_json(lua_State* L, int index) { return convert(L, index, 0); }
+config::json to_json(lua_State* L, int index, size_t max_bytes) {
+  Walk walk{max_bytes, max_bytes, {}};
+  return convert(L, index, walk);
+}
 
 void push_json(lua_State* L, const config::json& value) {
   luaL_checkstack(L, 3, "json");

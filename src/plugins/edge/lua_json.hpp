@@ -12,8 +12,9 @@ struct lua_State;
 namespace portico::plugins::edge {
 
 // Converts the value at `index`. Throws std::runtime_error on what JSON cannot hold (functions,
-// mixed or sparse tables, cycles, nesting deeper than 64, NaN).
-config::json to_json(lua_State* L, int index);
+// mixed or sparse tables, cycles, nesting deeper than 64, NaN), and when the text would take
+// more than about `max_bytes`: a table may hold one subtable many times, each encoded in full.
+config::json to_json(lua_State* L, int index, size_t max_bytes);
 // Pushes `value` as Lua: objects and arrays become tables, null becomes ngx.null.
 void push_json(lua_State* L, const config::json& value);
 

@@ -3,6 +3,7 @@
 #include <time.h>
 #include <lua.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
@@ -12,8 +13,9 @@
 namespace portico::plugins::edge {
 namespace {
 
-// VM instructions between two looks at the clock (~20 ns each through the vDSO).
-constexpr int kHookInstructions = 1000;
+// VM instructions between two looks at the clock (~20 ns each through the vDSO) and at the
+// memory in use: few enough that a loop of costly library calls cannot run far past either.
+constexpr int kHookInstructions = 100;
 // Nested tables deeper than this are shared, not copied, into environments (none are).
 constexpr int kMaxCopyDepth = 4;
 
@@ -212,6 +214,24 @@ CallResult LuaSandbox::load(std::string_view source, const std::string& chunk_na
   return {};
 }
 
+void LuaSandbox::check_clock(lua_State* L) {
+  void* ud = nullptr;
+  lua_getallocf(L, &ud);
+  auto* self = static_cast<LuaSandbox*>(ud);
+  if (self->enforce_ && monotonic_ns() >= self->deadline_ns_) self->time_out(L);
+}
+
+// The allocator refuses what would pass the limit, and LuaJIT cannot collect from inside it:
+// garbage alone could then fail a function whose live data is small. So the hook (and each
+// call) collects in full once usage passes half the limit, then again once half of the room
+// left after that collection is used up: a collection per so much allocation, never a refusal
+// while most of the limit is garbage.
+void LuaSandbox::collect_if_needed() {
+  if (used_ <= (collect_at_ ? collect_at_ : limit_ / 2)) return;
+  lua_gc(L_, LUA_GCCOLLECT, 0);
+  collect_at_ = std::max(limit_ / 2, used_ + (limit_ - std::min(used_, limit_)) / 2);
+}
+
 void LuaSandbox::start_clock(double seconds) {
   budget_seconds_ = seconds;
   deadline_ns_ = monotonic_ns() + static_cast<int64_t>(seconds * 1e9);
@@ -221,6 +241,7 @@ CallResult LuaSandbox::call(int nargs, int nresults) {
   int base = lua_gettop(L_) - nargs - 1;
   refused_ = false;
   timed_out_ = false;
+  collect_if_needed();
   lua_sethook(L_, count_hook, LUA_MASKCOUNT, kHookInstructions);
   enforce_ = true;
   int rc = lua_pcall(L_, nargs, nresults, 0);
@@ -264,12 +285,17 @@ void LuaSandbox::count_hook(lua_State* L, lua_Debug*) {
   void* ud = nullptr;
   lua_getallocf(L, &ud);
   auto* self = static_cast<LuaSandbox*>(ud);
-  if (monotonic_ns() < self->deadline_ns_) return;
-  self->timed_out_ = true;
+  if (monotonic_ns() >= self->deadline_ns_) self->time_out(L);
+  self->collect_if_needed();  // no finalizers can run: the functions cannot make userdata
+}
+
+void LuaSandbox::time_out(lua_State* L) {
+  timed_out_ = true;
   // From now on every instruction raises: code that catches the error (pcall in a loop) meets
   // it again at its next instruction, outside the pcall.
   lua_sethook(L, count_hook, LUA_MASKCOUNT, 1);
   luaL_error(L, "time limit exceeded");
+  __builtin_unreachable();
 }
 
 }  // namespace portico::plugins::edge

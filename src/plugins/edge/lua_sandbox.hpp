@@ -52,10 +52,16 @@ class LuaSandbox {
   CallResult call(int nargs, int nresults);
   // Starts the time budget that call() checks; a phase run starts it once for all its calls.
   void start_clock(double seconds);
+  // For C functions that can run long (digests, JSON): raises the time-limit error when the
+  // budget ran out while they ran, since the count hook only looks between VM instructions.
+  static void check_clock(lua_State* L);
 
   size_t memory_used() const { return used_; }
   size_t memory_limit() const { return limit_; }
-  void set_memory_limit(size_t bytes) { limit_ = bytes; }
+  void set_memory_limit(size_t bytes) {
+    if (bytes != limit_) collect_at_ = 0;
+    limit_ = bytes;
+  }
   // After a memory failure the state is collected; when live data still fills more than half
   // the limit (a function keeps growing a table), the owner should start over with a new one.
   bool exhausted() const { return used_ > limit_ / 2; }
@@ -63,12 +69,15 @@ class LuaSandbox {
  private:
   static void* allocate(void* self, void* block, size_t old_size, size_t new_size);
   static void count_hook(lua_State* L, lua_Debug* ar);
+  [[noreturn]] void time_out(lua_State* L);
+  void collect_if_needed();
   void open_safe_libraries();
   void copy_value(int index, int depth);
 
   lua_State* L_ = nullptr;
   size_t used_ = 0;
   size_t limit_;
+  size_t collect_at_ = 0;      // past this, the hook runs a full collection (0: limit_ / 2)
   bool enforce_ = false;       // the limit applies while user code runs (never during GC/setup)
   bool refused_ = false;       // the allocator said no during this call
   bool timed_out_ = false;     // the hook fired past the deadline during this call

@@ -20,6 +20,7 @@ namespace {
 
 constexpr size_t kMaxOutput = 1 << 20;  // ngx.say / ngx.print: one answer's body
 constexpr size_t kMaxLogLine = 2048;    // ngx.log: one line
+constexpr int kMaxJsonDepth = 1000;     // json.decode
 constexpr int kLevelErr = 4, kLevelWarn = 5, kLevelNotice = 6, kLevelDebug = 8;
 
 // nginx's log levels and OpenResty's constants (ngx.OK ..., ngx.HTTP_*).
@@ -121,13 +122,20 @@ core.json.encode, core.json.decode, core.json.delay_encode = encode, decode, enc
 return core
 )";
 
-// Appends the text of the value at `index` as ngx.say does (lists are flattened).
-void append_text(lua_State* L, int index, std::string& out, int depth, const char* what) {
+// Appends the text of the value at `index` as ngx.say does (lists are flattened), stopping
+// at `limit` bytes: a list that holds one long string or sublist many times must not be
+// flattened into gigabytes first.
+void append_text(lua_State* L, int index, std::string& out, size_t limit, int depth,
+                 const char* what) {
   switch (lua_type(L, index)) {
     case LUA_TSTRING:
-    case LUA_TNUMBER:
-      out += to_view(L, index);
+    case LUA_TNUMBER: {
+      std::string_view s = to_view(L, index);
+      if (out.size() + s.size() > limit)
+        throw ApiError(std::string(what) + ": too large (the response body is limited to 1 MiB)");
+      out += s;
       return;
+    }
     case LUA_TNIL:
       out += "nil";
       return;
@@ -148,7 +156,7 @@ void append_text(lua_State* L, int index, std::string& out, int depth, const cha
           lua_pop(L, 1);
           return;
         }
-        append_text(L, lua_gettop(L), out, depth + 1, what);
+        append_text(L, lua_gettop(L), out, limit, depth + 1, what);
         lua_pop(L, 1);
       }
     default:
@@ -161,10 +169,8 @@ int output(lua_State* L, const char* what, bool newline) {
   PhaseCall& call = need_request_phase(what);
   if (call.output.empty()) call.output_status = call.request.status.value_or(200);
   int n = lua_gettop(L);
-  for (int i = 1; i <= n; ++i) append_text(L, i, call.output, 0, what);
+  for (int i = 1; i <= n; ++i) append_text(L, i, call.output, kMaxOutput, 0, what);
   if (newline) call.output += '\n';
-  if (call.output.size() > kMaxOutput)
-    throw ApiError(std::string(what) + ": the response body is limited to 1 MiB");
   lua_pushinteger(L, 1);
   return 1;
 }
@@ -226,7 +232,7 @@ void write_log(lua_State* L, log::Level level, int first) {
     int t = lua_type(L, i);
     if (t == LUA_TSTRING || t == LUA_TNUMBER || t == LUA_TNIL || t == LUA_TBOOLEAN ||
         (t == LUA_TLIGHTUSERDATA && !lua_touserdata(L, i)))
-      append_text(L, i, line, 0, "ngx.log");
+      append_text(L, i, line, SIZE_MAX, 0, "ngx.log");
     else
       line += lua_typename(L, t);
   }
@@ -303,11 +309,9 @@ int ngx_now(lua_State* L) {
 }
 
 int format_time(lua_State* L, const char* format, bool utc, time_t when) {
-  tm parts;
-  if (utc)
-    gmtime_r(&when, &parts);
-  else
-    localtime_r(&when, &parts);
+  tm parts{};
+  if (!(utc ? gmtime_r(&when, &parts) : localtime_r(&when, &parts)))
+    throw ApiError("time out of range");
   char text[64];
   size_t n = std::strftime(text, sizeof(text), format, &parts);
   lua_pushlstring(L, text, n);
@@ -322,16 +326,22 @@ int ngx_utctime(lua_State* L) {
   return format_time(L, "%Y-%m-%d %H:%M:%S", true, std::time(nullptr));
 }
 int ngx_http_time(lua_State* L) {
-  return format_time(L, "%a, %d %b %Y %H:%M:%S GMT", true, static_cast<time_t>(lua_tonumber(L, 1)));
+  // Years 1..9999, as an HTTP date writes them. Checked on the double: converting NaN or what
+  // time_t cannot hold is undefined, and gmtime_r fails on years an int cannot hold.
+  double when = luaL_checknumber(L, 1);
+  if (!(when >= -62135596800.0 && when <= 253402300799.0))
+    throw ApiError("ngx.http_time: time out of range (years 1..9999)");
+  return format_time(L, "%a, %d %b %Y %H:%M:%S GMT", true, static_cast<time_t>(when));
 }
 int ngx_nothing(lua_State*) { return 0; }
 
 int digest(lua_State* L, const EVP_MD* md, bool hex, const char* what) {
-  std::string_view in = need_string(L, 1, what);
+  std::string_view in = need_input(L, 1, what);
   unsigned char out[EVP_MAX_MD_SIZE];
   unsigned int n = 0;
   if (EVP_Digest(in.data(), in.size(), out, &n, md, nullptr) != 1)
     throw ApiError(std::string(what) + ": digest failed");
+  LuaSandbox::check_clock(L);
   if (!hex) {
     lua_pushlstring(L, reinterpret_cast<const char*>(out), n);
     return 1;
@@ -351,38 +361,41 @@ int ngx_md5_bin(lua_State* L) { return digest(L, EVP_md5(), false, "ngx.md5_bin"
 int ngx_sha1_bin(lua_State* L) { return digest(L, EVP_sha1(), false, "ngx.sha1_bin"); }
 
 int ngx_hmac_sha1(lua_State* L) {
-  std::string_view key = need_string(L, 1, "ngx.hmac_sha1");
-  std::string_view data = need_string(L, 2, "ngx.hmac_sha1");
+  std::string_view key = need_input(L, 1, "ngx.hmac_sha1");
+  std::string_view data = need_input(L, 2, "ngx.hmac_sha1");
   unsigned char out[EVP_MAX_MD_SIZE];
   unsigned int n = 0;
   if (!HMAC(EVP_sha1(), key.data(), static_cast<int>(key.size()),
             reinterpret_cast<const unsigned char*>(data.data()), data.size(), out, &n))
     throw ApiError("ngx.hmac_sha1: failed");
+  LuaSandbox::check_clock(L);
   lua_pushlstring(L, reinterpret_cast<const char*>(out), n);
   return 1;
 }
 
 int ngx_encode_base64(lua_State* L) {
-  std::string text = base64_encode(need_string(L, 1, "ngx.encode_base64"));
+  std::string text = base64_encode(need_input(L, 1, "ngx.encode_base64"));
   if (lua_toboolean(L, 2))
     while (!text.empty() && text.back() == '=') text.pop_back();
+  LuaSandbox::check_clock(L);
   push(L, text);
   return 1;
 }
 
 int ngx_decode_base64(lua_State* L) {
-  auto bytes = base64_decode(need_string(L, 1, "ngx.decode_base64"), Base64Alphabet::Standard);
+  auto bytes = base64_decode(need_input(L, 1, "ngx.decode_base64"), Base64Alphabet::Standard);
+  LuaSandbox::check_clock(L);
   bytes ? push(L, *bytes) : lua_pushnil(L);
   return 1;
 }
 
 int ngx_escape_uri(lua_State* L) {
-  push(L, escape_uri(need_string(L, 1, "ngx.escape_uri"), false));
+  push(L, escape_uri(need_input(L, 1, "ngx.escape_uri"), false));
   return 1;
 }
 
 int ngx_unescape_uri(lua_State* L) {
-  push(L, unescape_uri(need_string(L, 1, "ngx.unescape_uri")));
+  push(L, unescape_uri(need_input(L, 1, "ngx.unescape_uri")));
   return 1;
 }
 
@@ -393,17 +406,26 @@ int ngx_encode_args(lua_State* L) {
 }
 
 int ngx_decode_args(lua_State* L) {
-  push_args_table(L, need_string(L, 1, "ngx.decode_args"));
+  push_args_table(L, need_input(L, 1, "ngx.decode_args"));
   return 1;
 }
 
 int json_encode(lua_State* L) {
-  push(L, to_json(L, 1).dump());
+  std::string text = to_json(L, 1, kMaxCopy).dump();
+  LuaSandbox::check_clock(L);
+  push(L, text);
   return 1;
 }
 
 int json_decode(lua_State* L) {
-  push_json(L, config::json::parse(need_string(L, 1, "json.decode")));
+  // As cjson's decode_max_depth: deeper input would recurse as deep in push_json.
+  auto depth_check = [](int depth, config::json::parse_event_t, config::json&) {
+    if (depth >= kMaxJsonDepth) throw ApiError("json.decode: nesting deeper than 1000");
+    return true;
+  };
+  config::json value = config::json::parse(need_input(L, 1, "json.decode"), depth_check);
+  LuaSandbox::check_clock(L);
+  push_json(L, value);
   return 1;
 }
 
@@ -442,7 +464,7 @@ void set_answer(lua_State* L, PhaseCall& call, int status, int body_index) {
   call.output_status = status;
   if (body_index == 0) return;
   if (lua_istable(L, body_index)) {
-    call.output += to_json(L, body_index).dump();
+    call.output += to_json(L, body_index, kMaxOutput).dump();
     call.exit_content_type = "application/json";
   } else {
     call.output += need_string(L, body_index, "response body");
@@ -465,10 +487,10 @@ void install_ngx_api(LuaSandbox& sandbox) {
                                 {"time", ngx_time},
                                 {"now", ngx_now},
                                 {"update_time", ngx_nothing},
-                                {"today", ngx_today},
-                                {"localtime", ngx_localtime},
-                                {"utctime", ngx_utctime},
-                                {"http_time", ngx_http_time},
+                                {"today", guarded<ngx_today>},
+                                {"localtime", guarded<ngx_localtime>},
+                                {"utctime", guarded<ngx_utctime>},
+                                {"http_time", guarded<ngx_http_time>},
                                 {"md5", guarded<ngx_md5>},
                                 {"md5_bin", guarded<ngx_md5_bin>},
                                 {"sha1_bin", guarded<ngx_sha1_bin>},

@@ -38,9 +38,19 @@ PhaseCall& need_call(const char* what);
 // before_proxy); `also_header_filter` admits header_filter too.
 PhaseCall& need_request_phase(const char* what, bool also_header_filter = false);
 
+// What the API copies out of Lua into C++ (JSON, query strings, header values) is not counted
+// by the state's allocator, and a table holding one string or subtable many times copies into
+// far more than it holds itself; the input of its costly C functions (digests, base64, JSON
+// decoding) decides how long they run, where the time limit cannot stop them. Both stop here.
+inline constexpr size_t kMaxCopy = size_t{2} << 20;
+// ApiError "<what>: too large (more than N bytes)" when `size` is over `limit`.
+void check_size(size_t size, size_t limit, const char* what);
+
 std::string_view to_view(lua_State* L, int index);
 // A string or number argument; ApiError naming `what` otherwise.
 std::string_view need_string(lua_State* L, int index, const char* what);
+// need_string for the input of a costly function: at most kMaxCopy bytes.
+std::string_view need_input(lua_State* L, int index, const char* what);
 void push(lua_State* L, std::string_view s);
 // Raises the special error that ends the running function after ngx.exit (the call records the
 // exit first, so a pcall around it changes nothing).
@@ -57,7 +67,7 @@ std::string unescape_uri(std::string_view s);
 void add_value(lua_State* L, std::string_view key);
 // name -> value, true (no '='), or a list for repeated names; at most 100 arguments.
 void push_args_table(lua_State* L, std::string_view query);
-// ngx.encode_args over the table at `index`.
+// ngx.encode_args over the table at `index`; at most kMaxCopy bytes.
 std::string encode_args(lua_State* L, int index);
 
 // Registration: the functions of ngx.req, and the ngx.var / ngx.header / ngx.arg proxies, into

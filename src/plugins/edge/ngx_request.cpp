@@ -95,14 +95,27 @@ std::pair<std::string_view, std::string_view> split_target(std::string_view targ
 }
 
 // Applies a header write: nil removes, a list sets several values. `edits` gets the result.
+// The write replaces the earlier edits of the name (applied in order, they would be ignored), so
+// a loop that sets one header keeps one edit; all of them together hold at most kMaxCopy bytes.
 void write_header(lua_State* L, int value_index, std::string name, std::vector<HeaderEdit>& edits,
                   const char* what) {
   if (!valid_header_name(name)) throw ApiError(std::string(what) + ": invalid header name");
+  auto same_name = [&](const HeaderEdit& e) { return http::iequals(e.name, name); };
   if (lua_isnoneornil(L, value_index)) {
+    std::erase_if(edits, same_name);
     edits.push_back({HeaderEdit::Op::Remove, std::move(name), ""});
     return;
   }
+  size_t bytes = 0;
+  for (const HeaderEdit& e : edits)
+    if (!same_name(e)) bytes += e.name.size() + e.value.size();
   std::vector<std::string> values;
+  auto take = [&](int index) {
+    std::string_view v = need_string(L, index, what);
+    bytes += name.size() + v.size();
+    check_size(bytes, kMaxCopy, what);
+    values.emplace_back(v);
+  };
   if (lua_istable(L, value_index)) {
     for (int i = 1;; ++i) {
       lua_rawgeti(L, value_index, i);
@@ -110,15 +123,16 @@ void write_header(lua_State* L, int value_index, std::string name, std::vector<H
         lua_pop(L, 1);
         break;
       }
-      values.emplace_back(need_string(L, -1, what));
+      take(-1);
       lua_pop(L, 1);
     }
   } else {
-    values.emplace_back(need_string(L, value_index, what));
+    take(value_index);
   }
   for (const auto& v : values)
     if (!valid_header_value(v))
       throw ApiError(std::string(what) + ": header values must not contain control characters");
+  std::erase_if(edits, same_name);
   if (values.empty()) {
     edits.push_back({HeaderEdit::Op::Remove, std::move(name), ""});
     return;
@@ -197,7 +211,7 @@ int req_set_uri_args(lua_State* L) {
 
 int req_set_uri(lua_State* L) {
   PhaseCall& call = need_request_phase("ngx.req.set_uri");
-  std::string_view uri = need_string(L, 1, "ngx.req.set_uri");
+  std::string_view uri = need_input(L, 1, "ngx.req.set_uri");
   if (lua_toboolean(L, 2)) throw ApiError("ngx.req.set_uri: jump is not supported by Portico");
   if (uri.empty() || uri.front() != '/')
     throw ApiError("ngx.req.set_uri: the uri must start with /");
@@ -256,8 +270,11 @@ int var_index(lua_State* L) {
   }
   std::string error;
   auto ref = router::parse_var_name(name, error);
+  // The value may point into `vars` (status and upstream_status are formatted there): it is
+  // copied into Lua while `vars` is alive.
+  const ContextVars vars(ctx);
   std::optional<std::string_view> value;
-  if (ref) value = ContextVars(ctx).get(*ref);
+  if (ref) value = vars.get(*ref);
   value ? push(L, *value) : lua_pushnil(L);
   return 1;
 }

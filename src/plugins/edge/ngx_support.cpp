@@ -61,16 +61,20 @@ void append_arg(std::string& out, std::string_view key, lua_State* L, int value_
   int t = lua_type(L, value_index);
   if (t == LUA_TBOOLEAN) {
     if (!lua_toboolean(L, value_index)) return;
+    check_size(out.size() + key.size(), kMaxCopy, "ngx.encode_args");
     if (!out.empty()) out += '&';
     out += escape_uri(key, false);
     return;
   }
   if (t != LUA_TSTRING && t != LUA_TNUMBER)
     throw ApiError("ngx.encode_args: values must be strings, numbers, booleans or lists");
+  std::string_view value = to_view(L, value_index);
+  // Before escaping, which only grows them: a list may hold one long string many times.
+  check_size(out.size() + key.size() + value.size(), kMaxCopy, "ngx.encode_args");
   if (!out.empty()) out += '&';
   out += escape_uri(key, false);
   out += '=';
-  out += escape_uri(to_view(L, value_index), false);
+  out += escape_uri(value, false);
 }
 
 }  // namespace
@@ -88,6 +92,12 @@ PhaseCall& need_request_phase(const char* what, bool also_header_filter) {
   return call;
 }
 
+void check_size(size_t size, size_t limit, const char* what) {
+  if (size > limit)
+    throw ApiError(std::string(what) + ": too large (more than " + std::to_string(limit) +
+                   " bytes)");
+}
+
 std::string_view to_view(lua_State* L, int index) {
   size_t n = 0;
   const char* s = lua_tolstring(L, index, &n);
@@ -99,6 +109,12 @@ std::string_view need_string(lua_State* L, int index, const char* what) {
   if (t != LUA_TSTRING && t != LUA_TNUMBER)
     throw ApiError(std::string(what) + ": expected a string, got " + lua_typename(L, t));
   return to_view(L, index);
+}
+
+std::string_view need_input(lua_State* L, int index, const char* what) {
+  std::string_view s = need_string(L, index, what);
+  check_size(s.size(), kMaxCopy, what);
+  return s;
 }
 
 void push(lua_State* L, std::string_view s) { lua_pushlstring(L, s.data(), s.size()); }

@@ -1,8 +1,10 @@
 #include "plugins/edge/edge_runtime.hpp"
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <lua.hpp>
 
+#include "plugins/consumers.hpp"
 #include "plugins/context.hpp"
 
 namespace portico::plugins::edge {
@@ -243,6 +245,96 @@ TEST_F(RuntimeTest, AFunctionSetIsCompiledOncePerRuntime) {
   run(*set);
   run(*set);
   EXPECT_EQ(ctx.reply.body, "2");  // the same compiled closure: its upvalue counted both calls
+}
+
+TEST_F(RuntimeTest, ConsumerNameIsSetPastAMetatableTheFunctionsGaveCtx) {
+  // Before authentication a function hides `ctx` behind a __newindex that records writes.
+  auto pre = functions({R"(return function(conf, ctx)
+    setmetatable(ctx, {__newindex = function(t, k) ngx.ctx.intercepted = k end})
+  end)"});
+  ASSERT_EQ(run(*pre, Phase::Rewrite).failure, Failure::None);
+  Consumer alice{"alice", nullptr};
+  ctx.consumer = &alice;
+  auto later = functions({R"(return function(conf, ctx)
+    return 200, tostring(ctx.consumer_name) .. " " .. tostring(ngx.ctx.intercepted)
+  end)"});
+  Outcome out = run(*later);
+  ASSERT_TRUE(out.answered) << out.message;
+  EXPECT_EQ(ctx.reply.body, "alice nil");  // set by the gateway, not through the metatable
+}
+
+TEST_F(RuntimeTest, NgxVarStatusIsTheResponseStatus) {
+  http::ResponseHead resp;
+  resp.status = 502;
+  ctx.response = &resp;
+  ctx.status = 503;
+  auto set = functions({R"(return function()
+    ngx.header["X-Status"] = ngx.var.status .. "/" .. ngx.var.upstream_status
+  end)"});
+  Outcome out = run(*set, Phase::HeaderFilter);
+  ASSERT_EQ(out.failure, Failure::None) << out.message;
+  ASSERT_TRUE(edit(ctx.response_headers, "X-Status"));
+  EXPECT_EQ(edit(ctx.response_headers, "X-Status")->value, "503/502");
+}
+
+// The peak resident size of this process grows by less than `bytes` while `f` runs.
+template <typename F>
+void expect_peak_growth_below(size_t bytes, F f) {
+  rusage before{}, after{};
+  getrusage(RUSAGE_SELF, &before);
+  f();
+  getrusage(RUSAGE_SELF, &after);
+  EXPECT_LT(static_cast<size_t>(after.ru_maxrss - before.ru_maxrss) * 1024, bytes);
+}
+
+TEST_F(RuntimeTest, PrintingARepeatedListStopsAtTheOutputLimit) {
+  // 2^16 references to one 4 KiB string: 256 MiB if flattened before the 1 MiB check.
+  auto set = functions({R"(return function()
+    local t = {string.rep("x", 4096)}
+    for i = 1, 16 do t = {t, t} end
+    ngx.say(t)
+  end)"});
+  expect_peak_growth_below(64 << 20, [&] {
+    Outcome out = run(*set);
+    EXPECT_EQ(out.failure, Failure::Error);
+    EXPECT_NE(out.message.find("ngx.say: too large"), std::string::npos) << out.message;
+  });
+}
+
+TEST_F(RuntimeTest, ReturnedJsonBodyOfASharedSubtableIsTooLarge) {
+  // Encoded outside the functions' time limit: the size is what stops it.
+  auto set = functions({R"(return function()
+    local t = {1}
+    for i = 1, 19 do t = {t, t} end
+    return 200, t
+  end)"});
+  Outcome out = run(*set);
+  EXPECT_EQ(out.failure, Failure::Error);
+  EXPECT_NE(out.message.find("too large"), std::string::npos) << out.message;
+  EXPECT_FALSE(out.answered);
+}
+
+TEST_F(RuntimeTest, HeaderListsAndUriArgsOfARepeatedStringAreTooLarge) {
+  // A list of 65536 references to one 4 KiB string is 512 KiB of Lua memory and 256 MiB once
+  // copied out as header values or query arguments.
+  const std::string list =
+      "local v = string.rep('x', 4096) local t = {} for i = 1, 65536 do t[i] = v end ";
+  const char* writes[] = {"ngx.header['X-Big'] = t", "ngx.req.set_header('X-Big', t)",
+                          "ngx.req.set_uri_args({k = t})", "ngx.encode_args({k = t})"};
+  for (const char* write : writes) {
+    auto set = functions({list + "return function() " + write + " end"});
+    Outcome out = run(*set);
+    EXPECT_EQ(out.failure, Failure::Error) << write;
+    EXPECT_NE(out.message.find("too large"), std::string::npos) << write << ": " << out.message;
+  }
+  EXPECT_TRUE(ctx.response_headers.empty());
+  EXPECT_TRUE(ctx.upstream.headers.empty());
+  EXPECT_FALSE(ctx.upstream.target);
+  // Setting one header again and again keeps one edit, the last.
+  auto again = functions({"return function() for i = 1, 10000 do ngx.header['X-N'] = i end end"});
+  ASSERT_EQ(run(*again).failure, Failure::None);
+  ASSERT_EQ(ctx.response_headers.size(), 1u);
+  EXPECT_EQ(ctx.response_headers[0].value, "10000");
 }
 
 }  // namespace

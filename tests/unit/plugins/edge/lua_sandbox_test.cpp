@@ -176,5 +176,102 @@ TEST_F(SandboxTest, RequestFunctionsOutsideARequestAreErrors) {
   EXPECT_EQ(result, "900150983cd24fb0d6963f7d28e17f72 aGk= 403");
 }
 
+TEST_F(SandboxTest, GarbageFarBeyondTheLimitIsCollectedNotRefused) {
+  // Live data near half the limit (8 MiB), then short strings made and dropped that add up to
+  // several times the limit: the garbage is collected in time, the function succeeds.
+  CallResult r =
+      run("return function() "
+          "  local keep = {} for i = 1, 50000 do keep[i] = {} end "  // 3.7 MiB
+          "  local n = 0 for i = 1, 1000000 do local s = 'key' .. i n = n + #s end "
+          "  return #keep .. ' ' .. n end",
+          10);
+  ASSERT_TRUE(r.ok()) << r.message;
+  EXPECT_EQ(result, "50000 8888896");
+  EXPECT_LE(box.memory_used(), kLimit);
+}
+
+TEST_F(SandboxTest, StringRepWithHugeCountsFailsCleanly) {
+  const char* bombs[] = {"string.rep('x', 2^31 - 1)", "string.rep('ab', 2^30)",
+                         "string.rep('x', 1e9, ', ')", "('xyz'):rep(2^53)",
+                         "string.rep(string.rep('x', 1e6), 1e6)"};
+  for (const char* bomb : bombs) {
+    result.clear();
+    CallResult r = run("return function() return #" + std::string(bomb) + " end", 5);
+    // Refused by the memory limit or as too long for a Lua string (a count past 2^31 wraps in
+    // LuaJIT and may give a short string): never a crash, never a string past the limit.
+    EXPECT_TRUE(r.ok() || r.failure == Failure::Memory || r.failure == Failure::Error) << bomb;
+    if (r.ok()) {
+      EXPECT_LE(std::stoull(result), kLimit) << bomb;
+    }
+    EXPECT_LE(box.memory_used(), kLimit) << bomb;
+  }
+  ASSERT_TRUE(run("return function() return #string.rep('ab', 1000, ',') end").ok());
+  EXPECT_EQ(result, "2999");
+}
+
+TEST_F(SandboxTest, CostlyFunctionsRefuseHugeInputs) {
+  // Inputs of 3 MiB: the limit is 2 MiB, within the 8 MiB memory limit of this state.
+  const char* calls[] = {"ngx.md5(big)",
+                         "ngx.sha1_bin(big)",
+                         "ngx.hmac_sha1('k', big)",
+                         "ngx.encode_base64(big)",
+                         "ngx.decode_base64(big)",
+                         "ngx.escape_uri(big)",
+                         "require('cjson').decode(big)",
+                         "require('cjson').encode({big})"};
+  for (const char* call : calls) {
+    CallResult r = run("local big = string.rep('a', 3 * 2^20) return function() return " +
+                           std::string(call) + " end",
+                       5);
+    EXPECT_EQ(r.failure, Failure::Error) << call;
+    EXPECT_NE(r.message.find("too large"), std::string::npos) << call << ": " << r.message;
+  }
+  CallResult r =
+      run("local cjson = require('cjson.safe') return function() "
+          "local v, err = cjson.decode(string.rep('[', 1001) .. string.rep(']', 1001)) "
+          "return tostring(v) .. ' ' .. err .. ' ' .. #ngx.md5(string.rep('a', 2^20)) end");
+  ASSERT_TRUE(r.ok()) << r.message;
+  EXPECT_EQ(result, "nil json.decode: nesting deeper than 1000 32");
+  ASSERT_TRUE(run("local cjson = require('cjson') return function() "
+                  "return #cjson.decode(string.rep('[', 1000) .. string.rep(']', 1000)) end")
+                  .ok());
+  EXPECT_EQ(result, "1");
+}
+
+TEST_F(SandboxTest, JsonOfASharedSubtableIsTooLargeAndCyclesAreRefused) {
+  // 2^19 leaves, each table met many times: 3 MiB of JSON from a table of 20 small tables.
+  CallResult r =
+      run("return function() local t = {1} for i = 1, 19 do t = {t, t} end "
+          "return require('cjson').encode(t) end",
+          5);
+  ASSERT_EQ(r.failure, Failure::Error);
+  EXPECT_NE(r.message.find("too large"), std::string::npos) << r.message;
+  r =
+      run("return function() local t = {} t[1] = t t[2] = t return require('cjson').encode(t) "
+          "end",
+          5);
+  EXPECT_EQ(r.failure, Failure::Error);
+  EXPECT_NE(r.message.find("contains itself"), std::string::npos) << r.message;
+  // Shared but small is fine, as in cjson.
+  ASSERT_TRUE(
+      run("return function() local s = {1} return require('cjson').encode({s, s}) end").ok());
+  EXPECT_EQ(result, "[[1],[1]]");
+}
+
+TEST_F(SandboxTest, HttpTimeRefusesTimesItCannotFormat) {
+  ASSERT_TRUE(run("return function() return ngx.http_time(0) .. '|' .. ngx.http_time(-1) .. '|' "
+                  ".. ngx.http_time(253402300799) end")
+                  .ok());
+  EXPECT_EQ(result,
+            "Thu, 01 Jan 1970 00:00:00 GMT|Wed, 31 Dec 1969 23:59:59 GMT|"
+            "Fri, 31 Dec 9999 23:59:59 GMT");
+  for (const char* when : {"0/0", "1/0", "-1/0", "1e300", "-1e300", "2^62", "253402300800"}) {
+    CallResult r = run("return function() return ngx.http_time(" + std::string(when) + ") end");
+    EXPECT_EQ(r.failure, Failure::Error) << when << " gave " << result;
+    EXPECT_NE(r.message.find("out of range"), std::string::npos) << when << ": " << r.message;
+  }
+  EXPECT_EQ(run("return function() return ngx.http_time('soon') end").failure, Failure::Error);
+}
+
 }  // namespace
 }  // namespace portico::plugins::edge
