@@ -9,6 +9,7 @@
 
 #include "config/common_fields.hpp"
 #include "config/object_store.hpp"
+#include "config/pem_fields.hpp"
 
 namespace portico::config {
 namespace {
@@ -217,6 +218,26 @@ void parse_checks(const json& v, const std::string& path, Upstream& up, Errors& 
   r.finish();
 }
 
+// tls.client_cert and tls.client_key (PEM, as APISIX): the certificate shown to nodes that ask
+// for one. client_cert_id (an ssls object of type client) is not resolved yet.
+void read_client_identity(ObjectReader& tr, Upstream& up, Errors& errors) {
+  if (tr.has("client_cert_id"))
+    tr.error("client_cert_id", "is not available yet: give client_cert and client_key inline");
+  const json* cert = tr.raw("client_cert");
+  const json* key = tr.raw("client_key");
+  if (!cert && !key) return;
+  if (!cert || !key) {
+    tr.error(cert ? "client_key" : "client_cert", "is required with client_cert/client_key");
+    return;
+  }
+  auto chain = check_certificate(*cert, tr.child_path("client_cert"), errors);
+  auto pkey = check_private_key(*key, tr.child_path("client_key"), errors);
+  std::vector<tls::CertificateKeyPair> pairs;
+  check_key_matches(std::move(chain), std::move(pkey), tr.child_path("client_key"), "client_cert",
+                    pairs, errors);
+  if (!pairs.empty()) up.tls_client = tls::make_client_identity(std::move(pairs.front()));
+}
+
 const std::set<std::string> kMethods = {"GET",  "POST",    "PUT",   "DELETE", "PATCH",
                                         "HEAD", "OPTIONS", "TRACE", "PURGE",  "CONNECT"};
 
@@ -252,8 +273,7 @@ std::shared_ptr<const Upstream> parse_upstream(const json& value, const std::str
   if (const json* t = r.raw("tls")) {
     ObjectReader tr(*t, r.child_path("tls"), errors);
     up->tls_verify = tr.boolean_or("verify", false);
-    for (auto key : {"client_cert", "client_key", "client_cert_id"})
-      if (tr.has(key)) tr.error(key, "client certificates to upstreams are not available yet");
+    read_client_identity(tr, *up, errors);
     tr.finish();
     if (up->scheme != "https") r.error("tls", "needs scheme: https");
   }

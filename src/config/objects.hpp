@@ -24,6 +24,7 @@ class ProtoSet;
 
 namespace portico::tls {
 struct ServerCertificate;
+struct ClientIdentity;
 }  // namespace portico::tls
 
 namespace portico::stream {
@@ -94,7 +95,8 @@ struct Upstream {
   std::string upstream_host;    // for pass_host: rewrite
   std::string scheme = "http";  // or https: TLS to the nodes
   bool tls_verify = false;      // https: tls.verify (APISIX's default: not verified)
-  int keepalive_size = 320;     // idle connections kept per node and worker
+  std::shared_ptr<const tls::ClientIdentity> tls_client;  // tls.client_cert/client_key (mTLS)
+  int keepalive_size = 320;  // idle connections kept per node and worker
   double keepalive_idle_timeout = 60;
   int keepalive_requests = 1000;
   bool retry_non_idempotent = false;    // Portico extension: retry POST/PATCH after a send

@@ -92,11 +92,35 @@ plugins::Step start_plugins(ClientConnection& c, Exchange& x, const config::Snap
                                        route ? route->plugins.get() : nullptr);
 }
 
-// mTLS with skip_mtls_uri_regex: the handshake let a client without a good certificate in;
-// only paths the regexes match are served to it (APISIX).
-bool client_certificate_skipped(const ClientConnection& c, std::string_view path) {
-  const auto& skips = c.client_cert->policy->skips;
-  return skips && skips(path);
+// mTLS (docs/tls.md): why a request must be refused (400), or empty. The connection's own name
+// may have let a client without a good certificate in (skip_mtls_uri_regex: only the paths it
+// matches are served); and the request's Host may name another ssls object that asks for a
+// certificate: then, as APISIX does, the connection must have proved one for that very name
+// (a name that asks for nothing, or another CA's, does not open a protected host).
+std::string client_certificate_refusal(const ClientConnection& c, const config::Snapshot& snapshot,
+                                       std::string_view host, std::string_view path) {
+  auto skipped = [&](const tls::ClientVerification& policy) {
+    return policy.skips && policy.skips(path);
+  };
+  const tls::ClientCertificate* proved = c.client_cert.get();
+  auto unproved = [&] {
+    if (!proved || proved->verify == "NONE") return std::string("client certificate required");
+    return "client certificate not accepted (" + proved->verify + ")";
+  };
+  if (proved && !proved->verified && !skipped(*proved->policy)) return unproved();
+  if (!c.stream.secure() || !snapshot.certificates ||
+      !snapshot.certificates->asks_for_client_certificates())
+    return {};
+  if (host.starts_with('[')) return {};  // an IPv6 literal names no certificate
+  host = host.substr(0, host.find(':'));
+  const tls::ServerCertificate* cert = snapshot.certificates->find(host);
+  if (!cert || !cert->client || skipped(*cert->client)) return {};
+  if (!proved || !proved->verified) return unproved();
+  std::string_view sni = c.server_name;
+  if (sni.ends_with('.')) sni.remove_suffix(1);
+  if (host.ends_with('.')) host.remove_suffix(1);
+  if (!iequals(sni, host)) return "client certificate was presented for another host name";
+  return {};
 }
 
 // Reads and serves one request. Returns whether the connection stays open.
@@ -142,11 +166,10 @@ Task<bool> serve_request(ClientConnection& c) {
   std::string_view path;
   if (!router::normalize_path(x.req.path, x.path_scratch, path))
     co_return co_await respond_error(c, x, 400, "invalid URI path", false, limits);
-  if (c.client_cert && !c.client_cert->verified && !client_certificate_skipped(c, path)) {
-    std::string reason = c.client_cert->verify == "NONE"
-                             ? "client certificate required"
-                             : "client certificate not accepted (" + c.client_cert->verify + ")";
-    co_return co_await respond_error(c, x, 400, reason, false, limits);
+  if (c.client_cert ||
+      (snapshot->certificates && snapshot->certificates->asks_for_client_certificates())) {
+    std::string refusal = client_certificate_refusal(c, *snapshot, x.req.host, path);
+    if (!refusal.empty()) co_return co_await respond_error(c, x, 400, refusal, false, limits);
   }
   RequestVars vars(x.req, path, c.remote_ip, c.remote_port, c.local_port, c.stream.secure());
   router::MatchInput in{x.req.method,   x.req.host,           path,

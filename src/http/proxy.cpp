@@ -145,7 +145,10 @@ Task<Failure> connect(UpstreamSide& up, const config::Upstream& spec, bool allow
   up.reused = false;
   const bool https = spec.scheme == "https";
   // A TLS session is good only for the name and verification it was made with.
+  // A TLS session is good only for the name and verification it was made with, and the client
+  // certificate it showed.
   std::string identity = https ? (spec.tls_verify ? "verify " : "any ") + server_name : "";
+  if (https && spec.tls_client) identity += " cert " + spec.tls_client->digest;
   if (allow_pooled) {
     while (auto pooled = w.pool().take(up.node->endpoint, identity)) {
       if (!replayable && !still_open(pooled->socket)) continue;  // closes it
@@ -171,8 +174,8 @@ Task<Failure> connect(UpstreamSide& up, const config::Upstream& spec, bool allow
   if (!https) co_return Failure::None;
   const std::string ip = up.node->endpoint.address().to_string();
   const double left = std::max(0.001, static_cast<double>(connect_until - steady_now_ms()) / 1000);
-  tls::Connected tls =
-      co_await tls::connect(up.socket, server_name, ip, spec.tls_verify, up.deadline, left);
+  tls::Connected tls = co_await tls::connect(up.socket, server_name, ip, spec.tls_verify,
+                                             up.deadline, left, spec.tls_client.get());
   if (!tls.stream) {
     log::warn("TLS handshake with upstream " + up.node->address +
               (server_name.empty() ? "" : " (" + server_name + ")") + " failed: " + tls.error);

@@ -120,8 +120,24 @@ std::shared_ptr<const ServerCertificate> make_server_certificate(
   return cert;
 }
 
+std::shared_ptr<const ClientIdentity> make_client_identity(CertificateKeyPair pair) {
+  auto identity = std::make_shared<ClientIdentity>();
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int size = 0;
+  if (X509_digest(pair.chain.front().get(), EVP_sha256(), digest, &size) == 1) {
+    static constexpr char kHex[] = "0123456789abcdef";
+    for (unsigned int i = 0; i < size; ++i) {
+      identity->digest += kHex[digest[i] >> 4];
+      identity->digest += kHex[digest[i] & 15];
+    }
+  }
+  identity->pair = std::move(pair);
+  return identity;
+}
+
 void CertificateTable::add(std::shared_ptr<const ServerCertificate> cert) {
   for (const std::string& name : cert->snis) by_name_[name] = cert.get();
+  if (cert->client) asks_for_client_certificates_ = true;
   certificates_.push_back(std::move(cert));
 }
 

@@ -31,6 +31,13 @@ struct ClientVerification {
   std::function<bool(std::string_view path)> skips;
 };
 
+// The certificate the gateway shows upstreams that ask for one (upstream tls.client_cert).
+struct ClientIdentity {
+  CertificateKeyPair pair;
+  std::string digest;  // SHA-256 of the leaf: pooled connections are kept apart by it
+};
+std::shared_ptr<const ClientIdentity> make_client_identity(CertificateKeyPair pair);
+
 // One `ssls` object of type server, ready to serve. Identical objects keep the same instance
 // from one config to the next (the object store compiles an object only when it changes).
 struct ServerCertificate {
@@ -64,10 +71,13 @@ class CertificateTable {
   // `server_name` in any case, with or without a trailing dot. Null when nothing serves it.
   const ServerCertificate* find(std::string_view server_name) const;
   bool empty() const { return certificates_.empty(); }
+  // Whether some certificate has a `client` (requests then check their Host against it).
+  bool asks_for_client_certificates() const { return asks_for_client_certificates_; }
 
  private:
   std::vector<std::shared_ptr<const ServerCertificate>> certificates_;
   std::unordered_map<std::string, const ServerCertificate*> by_name_;
+  bool asks_for_client_certificates_ = false;
 };
 
 }  // namespace portico::tls

@@ -15,6 +15,7 @@ class Deadline;
 namespace portico::tls {
 
 class CertificateTable;
+struct ClientIdentity;
 class Stream;
 struct StreamDelete {
   void operator()(Stream* s) const;
@@ -74,8 +75,10 @@ struct Connected {
   std::string error;
   bool timed_out = false;
 };
+// `identity`: the certificate to show an upstream that asks for one (null: none).
 Task<Connected> connect(Socket& socket, const std::string& server_name, const std::string& ip,
-                        bool verify, Deadline& d, double timeout);
+                        bool verify, Deadline& d, double timeout,
+                        const ClientIdentity* identity = nullptr);
 // Points the stream at the socket it moved into (an upstream connection in and out of a pool);
 // null while it sits in a pool (nothing may use it there).
 void rebind(Stream& s, Socket* socket);

@@ -50,21 +50,23 @@ def mtls_gateway(gateway, upstream, ca, tmp_path, **client):
                           "plugins": {"proxy-rewrite": {"headers": {"set": CLIENT_HEADERS}}}}],
               "ssls": [ssl_object("m", issue(ca, tmp_path, "m.test"), ["m.test"],
                                   client=dict({"ca": open(ca.cert).read()}, **client)),
+                       ssl_object("m2", issue(ca, tmp_path, "m2.test"), ["m2.test"],
+                                  client={"ca": open(ca.cert).read()}),
                        ssl_object("open", issue(ca, tmp_path, "open.test"), ["open.test"])]}
     gw = tls_gateway(gateway, routes, port)
     gw.tls_port = port
     return gw
 
 
-def call(port, name, ca, path="/echo", cert=None):
-    """GET path over TLS with SNI `name`, presenting `cert` (a pki.CertKey) if given: (status,
-    echoed request headers or the error body)."""
+def call(port, name, ca, path="/echo", cert=None, host=None):
+    """GET path over TLS with SNI `name` (and Host `host`, by default the same), presenting
+    `cert` (a pki.CertKey) if given: (status, echoed request headers or the error body)."""
     ctx = client_context(ca)
     if cert:
         ctx.load_cert_chain(cert.cert, cert.key)
     conn = SniConnection(port, name, ctx)
     try:
-        status, _, body = conn.call("GET", path)
+        status, _, body = conn.call("GET", path, headers={"Host": host} if host else None)
     finally:
         conn.close()
     data = json.loads(body)
@@ -106,6 +108,22 @@ def test_a_required_client_certificate_is_checked_in_the_handshake(gateway, upst
     status, headers = call(gw.tls_port, "open.test", ca)
     assert status == 200 and headers["x-client-verify"] == "NONE"
     assert headers["x-client-dn"] == ""
+
+
+def test_a_protected_host_is_not_reached_through_another_name(gateway, upstream, ca, tmp_path):
+    # The certificate is asked for by name (SNI) in the handshake; the route is chosen by Host.
+    # A request whose Host asks for a certificate must come on a connection that proved one for
+    # that very name (as APISIX checks), not through a name that asks for nothing or another's.
+    gw = mtls_gateway(gateway, upstream, ca, tmp_path)
+    alice = client_cert(ca, tmp_path, "alice")
+    status, body = call(gw.tls_port, "open.test", ca, host="m.test")
+    assert status == 400 and body["error_msg"] == "client certificate required"
+    status, body = call(gw.tls_port, "m2.test", ca, cert=alice, host="m.test")
+    assert status == 400 and "another host name" in body["error_msg"]
+    status, headers = call(gw.tls_port, "m.test", ca, cert=alice, host=f"M.test:{gw.tls_port}")
+    assert status == 200 and headers["x-client-dn"] == "CN=alice"
+    status, headers = call(gw.tls_port, "m.test", ca, cert=alice, host="elsewhere.test")
+    assert status == 200  # a Host with no certificate of its own asks for nothing more
 
 
 def test_skip_mtls_uri_regex_lets_chosen_paths_through_without_a_certificate(gateway, upstream,

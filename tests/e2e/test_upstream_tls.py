@@ -124,9 +124,51 @@ def test_wss_upstream_relay(gateway, upstream, ca, tmp_path):
     asyncio.run(asyncio.wait_for(talk(), 20))
 
 
+def test_a_client_certificate_for_upstreams_that_ask_for_one(gateway, upstream, ca, tmp_path):
+    # The upstream takes only clients with a certificate from ca (mTLS between the tiers).
+    leaf = pki.issue(ca, tmp_path / "pki", "backend.test", sans=["DNS:backend.test"])
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(leaf.cert, leaf.key)
+    ctx.load_verify_locations(ca.cert)
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    up = upstream(name="mtls", tls=ctx)
+    gateway_cert = pki.issue(ca, tmp_path / "pki", "gateway", usage="clientAuth")
+    other_ca = pki.make_ca(tmp_path / "other", "Other CA")
+    stranger = pki.issue(other_ca, tmp_path / "other", "stranger", usage="clientAuth")
+
+    def identity(cert):
+        return {"client_cert": open(cert.cert).read(), "client_key": open(cert.key).read()}
+    gw = gateway({"routes": [
+        dict(https_route(up, tls=identity(gateway_cert)), id="with", uri="/with/*"),
+        dict(https_route(up), id="without", uri="/without/*"),
+        dict(https_route(up, tls=identity(stranger)), id="stranger", uri="/stranger/*")]})
+    for _ in range(3):
+        r = gw.get("/with/echo", headers={"Host": "backend.test"})
+        assert r.status_code == 200 and r.json()["target"] == "/with/echo"
+    # The kept-alive connection that showed the certificate serves only its own kind: a route
+    # without one, or with another, does not borrow it.
+    assert gw.get("/without/echo", headers={"Host": "backend.test"}).status_code == 502
+    assert gw.get("/stranger/echo", headers={"Host": "backend.test"}).status_code == 502
+    assert gw.get("/with/again", headers={"Host": "backend.test"}).status_code == 200
+
+
+def test_a_client_key_that_is_not_the_certificates_is_refused(tmp_path, ca):
+    a = pki.issue(ca, tmp_path / "pki", "a", usage="clientAuth")
+    b = pki.issue(ca, tmp_path / "pki", "b", usage="clientAuth")
+    tls = {"client_cert": open(a.cert).read(), "client_key": open(b.key).read()}
+    doc = {"routes": [{"id": "r", "uri": "/*",
+                       "upstream": inline_upstream(1, scheme="https", tls=tls)}]}
+    code, out = validate(tmp_path, doc)
+    assert code != 0 and "routes[0].upstream.tls.client_key: does not match" in out, out
+    assert "PRIVATE KEY" not in out
+
+
 @pytest.mark.parametrize("upstream_fields, field, message", [
     ({"scheme": "grpc"}, "scheme", "must be http or https"),
     ({"scheme": "https", "tls": {"client_cert": "x", "client_key": "y"}}, "tls.client_cert",
+     "must be a PEM certificate"),
+    ({"scheme": "https", "tls": {"client_cert": "x"}}, "tls.client_key", "is required"),
+    ({"scheme": "https", "tls": {"client_cert_id": "1"}}, "tls.client_cert_id",
      "not available yet"),
     ({"scheme": "http", "tls": {"verify": True}}, "tls", "needs scheme: https"),
     ({"scheme": "https", "tls": {"verify": "yes"}}, "tls.verify", ""),
