@@ -92,34 +92,43 @@ plugins::Step start_plugins(ClientConnection& c, Exchange& x, const config::Snap
                                        route ? route->plugins.get() : nullptr);
 }
 
-// mTLS (docs/tls.md): why a request must be refused (400), or empty. The connection's own name
-// may have let a client without a good certificate in (skip_mtls_uri_regex: only the paths it
-// matches are served); and the request's Host may name another ssls object that asks for a
-// certificate: then, as APISIX does, the connection must have proved one for that very name
-// (a name that asks for nothing, or another CA's, does not open a protected host).
-std::string client_certificate_refusal(const ClientConnection& c, const config::Snapshot& snapshot,
-                                       std::string_view host, std::string_view path) {
+// Why a request must be refused under mTLS (docs/tls.md): status 0 when it may go on.
+struct Refusal {
+  int status = 0;
+  std::string reason;
+};
+
+// The connection's own name may have let a client without a good certificate in
+// (skip_mtls_uri_regex: only the paths it matches are served), and its check may predate the
+// running config (a CA replaced or removed since: 421, the client connects again and is checked
+// anew). A request's Host may name an ssls object that asks for a certificate: then, as APISIX
+// does, the connection must have proved one for that very name (a name that asks for nothing,
+// or another object's, does not open a protected host).
+Refusal client_certificate_refusal(const ClientConnection& c, const config::Snapshot& snapshot,
+                                   std::string_view host, std::string_view path) {
   auto skipped = [&](const tls::ClientVerification& policy) {
     return policy.skips && policy.skips(path);
   };
+  const tls::CertificateTable* table = snapshot.certificates.get();
   const tls::ClientCertificate* proved = c.client_cert.get();
-  auto unproved = [&] {
-    if (!proved || proved->verify == "NONE") return std::string("client certificate required");
-    return "client certificate not accepted (" + proved->verify + ")";
-  };
-  if (proved && !proved->verified && !skipped(*proved->policy)) return unproved();
-  if (!c.stream.secure() || !snapshot.certificates ||
-      !snapshot.certificates->asks_for_client_certificates())
-    return {};
+  const Refusal unproved{400, !proved || proved->verify == "NONE"
+                                  ? "client certificate required"
+                                  : "client certificate not accepted"};
+  const Refusal changed{421, "the certificate settings changed: connect again"};
+  if (proved) {
+    const tls::ServerCertificate* now = table ? table->find(proved->name) : nullptr;
+    if (!now || now->client != proved->policy) return changed;
+    if (!proved->verified && !skipped(*now->client)) return unproved;
+  }
+  if (!c.stream.secure() || !table || !table->asks_for_client_certificates()) return {};
   if (host.starts_with('[')) return {};  // an IPv6 literal names no certificate
   host = host.substr(0, host.find(':'));
-  const tls::ServerCertificate* cert = snapshot.certificates->find(host);
+  const tls::ServerCertificate* cert = table->find_for_host(host);
   if (!cert || !cert->client || skipped(*cert->client)) return {};
-  if (!proved || !proved->verified) return unproved();
-  std::string_view sni = c.server_name;
-  if (sni.ends_with('.')) sni.remove_suffix(1);
+  if (!proved || !proved->verified) return unproved;
   if (host.ends_with('.')) host.remove_suffix(1);
-  if (!iequals(sni, host)) return "client certificate was presented for another host name";
+  if (cert->client != proved->policy || !iequals(proved->name, host))
+    return {400, "client certificate was presented for another host name"};
   return {};
 }
 
@@ -168,8 +177,13 @@ Task<bool> serve_request(ClientConnection& c) {
     co_return co_await respond_error(c, x, 400, "invalid URI path", false, limits);
   if (c.client_cert ||
       (snapshot->certificates && snapshot->certificates->asks_for_client_certificates())) {
-    std::string refusal = client_certificate_refusal(c, *snapshot, x.req.host, path);
-    if (!refusal.empty()) co_return co_await respond_error(c, x, 400, refusal, false, limits);
+    Refusal refusal = client_certificate_refusal(c, *snapshot, x.req.host, path);
+    if (refusal.status != 0) {
+      if (c.client_cert && !c.client_cert->verified)
+        log::debug("mTLS: request from " + c.remote_ip + " refused, client certificate " +
+                   c.client_cert->verify);
+      co_return co_await respond_error(c, x, refusal.status, refusal.reason, false, limits);
+    }
   }
   RequestVars vars(x.req, path, c.remote_ip, c.remote_port, c.local_port, c.stream.secure());
   router::MatchInput in{x.req.method,   x.req.host,           path,

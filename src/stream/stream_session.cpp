@@ -27,7 +27,7 @@ using metrics::StreamDirection;
 // long without bytes it is parked: no buffer, just a readiness wait (see http/client_session).
 constexpr double kBufferedIdleSeconds = 2.0;
 constexpr double kProxyHeaderTimeout = 10.0;
-constexpr double kTlsHandshakeTimeout = 10.0;  // from the first byte to a finished handshake
+constexpr double kTlsHandshakeTimeout = 10.0;  // from the connection to a finished handshake
 constexpr double kTlsCloseSeconds = 2.0;       // waiting for the client's close_notify after ours
 constexpr size_t kMaxLinks = 16;  // upstream connections one client connection may open
 // A sub-route whose upstream accepts no connection: its frames are answered at the edge with
@@ -123,6 +123,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (ec) return close(StreamClose::ClientError);
     auto local = client_.local_endpoint(ec);
     endpoints_ = {proxy_address(remote), proxy_address(local)};
+    last_client_ms_ = steady_now_ms();  // TLS: the handshake's budget runs from here
     local_bytes_ = endpoints_.destination.bytes;
     if (listener_.proxy_protocol) {
       if (!listener_.trusts(endpoints_.source.bytes)) return close(StreamClose::ProxyHeader);
@@ -177,8 +178,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void after_proxy_header() {
     if (!listener_.ssl) return choose_route();
     if (!in_.allocated()) in_ = w_.buffers().acquire();
-    last_client_ms_ = steady_now_ms();  // the handshake's budget runs from here
-    client_deadline_.arm(kTlsHandshakeTimeout, &client_);
+    client_deadline_.arm(handshake_time_left(), &client_);
     if (!in_.empty()) return handshake();  // bytes that came behind the PROXY header
     client_.async_read_some(asio::buffer(in_.write_ptr(), in_.writable()),
                             [self = shared_from_this()](error_code ec, size_t n) {
@@ -196,15 +196,19 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   // ---- TLS (stream listeners with ssl) ------------------------------------------------------
+  // One budget from the connection to a finished handshake, however slowly the PROXY header
+  // and the hello come.
+  double handshake_time_left() const {
+    double spent = static_cast<double>(steady_now_ms() - last_client_ms_) / 1000.0;
+    return std::max(kTlsHandshakeTimeout - spent, 0.001);
+  }
+
   void handshake() {
     // The certificates of the running config, held for the handshake only.
     certificates_ = w_.snapshot()->certificates;
-    // One budget from the connection to a finished handshake, however slowly the hello came.
-    double left =
-        kTlsHandshakeTimeout - static_cast<double>(steady_now_ms() - last_client_ms_) / 1000.0;
     asio::co_spawn(w_.executor(),
                    tls::accept(client_, in_.view(), *certificates_, listener_.fallback_sni,
-                               client_deadline_, std::max(left, 0.001), false),
+                               client_deadline_, handshake_time_left(), false),
                    [self = shared_from_this()](std::exception_ptr e, tls::Handshake h) {
                      self->on_handshake(e, std::move(h));
                    });

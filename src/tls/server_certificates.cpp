@@ -45,13 +45,17 @@ bool ask_for_client_certificates(SSL_CTX* ctx, const ClientVerification& client,
                                  std::string& error) {
   X509_STORE* store = SSL_CTX_get_cert_store(ctx);
   STACK_OF(X509_NAME)* names = sk_X509_NAME_new_null();
-  for (const X509Ptr& ca : client.ca) {
-    if (X509_STORE_add_cert(store, ca.get()) != 1 ||
-        sk_X509_NAME_push(names, X509_NAME_dup(X509_get_subject_name(ca.get()))) <= 0) {
-      sk_X509_NAME_pop_free(names, X509_NAME_free);
-      error = "OpenSSL refused the client CA: " + take_openssl_error();
-      return false;
-    }
+  bool ok = names != nullptr;
+  for (size_t i = 0; ok && i < client.ca.size(); ++i) {
+    X509* ca = client.ca[i].get();
+    X509_NAME* name = X509_NAME_dup(X509_get_subject_name(ca));
+    ok = X509_STORE_add_cert(store, ca) == 1 && name && sk_X509_NAME_push(names, name) > 0;
+    if (!ok) X509_NAME_free(name);  // (null-safe)
+  }
+  if (!ok) {
+    sk_X509_NAME_pop_free(names, X509_NAME_free);
+    error = "OpenSSL refused the client CA: " + take_openssl_error();
+    return false;
   }
   SSL_CTX_set_client_CA_list(ctx, names);  // takes `names`: clients pick a certificate by them
   SSL_CTX_set_verify_depth(ctx, client.depth);
@@ -151,6 +155,20 @@ const ServerCertificate* CertificateTable::find(std::string_view server_name) co
   name.replace(0, dot, "*");
   auto it = by_name_.find(name);
   return it == by_name_.end() ? nullptr : it->second;
+}
+
+const ServerCertificate* CertificateTable::find_for_host(std::string_view host) const {
+  if (host.ends_with('.')) host.remove_suffix(1);
+  if (host.empty() || by_name_.empty()) return nullptr;
+  std::string name = lower(host);
+  if (auto it = by_name_.find(name); it != by_name_.end()) return it->second;
+  for (size_t dot = name.find('.'); dot != std::string::npos && dot + 1 < name.size();
+       dot = name.find('.', dot + 1)) {
+    std::string wildcard(1, '*');
+    wildcard.append(name, dot, std::string::npos);
+    if (auto it = by_name_.find(wildcard); it != by_name_.end()) return it->second;
+  }
+  return nullptr;
 }
 
 }  // namespace portico::tls

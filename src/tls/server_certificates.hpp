@@ -70,6 +70,9 @@ class CertificateTable {
   void add(std::shared_ptr<const ServerCertificate> cert);
   // `server_name` in any case, with or without a trailing dot. Null when nothing serves it.
   const ServerCertificate* find(std::string_view server_name) const;
+  // For a request's Host, as routes match hosts: the exact name, else the nearest wildcard at
+  // any depth (`*.example.com` covers `a.b.example.com` here, as a route host does).
+  const ServerCertificate* find_for_host(std::string_view host) const;
   bool empty() const { return certificates_.empty(); }
   // Whether some certificate has a `client` (requests then check their Host against it).
   bool asks_for_client_certificates() const { return asks_for_client_certificates_; }

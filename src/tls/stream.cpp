@@ -431,7 +431,11 @@ Task<Handshake> accept(Socket& socket, std::string_view first_bytes,
   h.server_name = stream->hello.server_name;
   if (!ec) {
     h.result = HandshakeResult::Ok;
-    if (stream->hello.client) h.client = client_certificate(ssl, std::move(stream->hello.client));
+    if (stream->hello.client) {
+      h.client = client_certificate(ssl, std::move(stream->hello.client));
+      h.client->name =
+          stream->hello.server_name.empty() ? std::string(fallback_sni) : stream->hello.server_name;
+    }
     h.stream = std::move(stream);
   } else if (stream->hello.refused != HandshakeResult::Ok) {
     h.result = stream->hello.refused;

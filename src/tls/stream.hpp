@@ -45,7 +45,8 @@ struct ClientCertificate {
   std::string issuer;       // $ssl_client_i_dn
   std::string serial;       // $ssl_client_serial (hex)
   std::string fingerprint;  // $ssl_client_fingerprint (SHA-1, hex)
-  std::shared_ptr<const ClientVerification> policy;  // its skip_mtls_uri_regex
+  std::shared_ptr<const ClientVerification> policy;  // what it was checked against
+  std::string name;  // the name whose certificate served: the SNI, or fallback_sni without one
 };
 
 struct Handshake {

@@ -41,20 +41,27 @@ def serial(cert_path):
     return out.strip().split("=", 1)[1].upper()
 
 
-def mtls_gateway(gateway, upstream, ca, tmp_path, **client):
-    """A TLS listener serving m.test (client certificates from `ca`, with `client` fields) and
-    open.test (none asked); every path echoes, with the client certificate's variables."""
+def mtls_routes(up, ca, tmp_path, client_ca=None, **client):
+    """m.test (client certificates from `client_ca`, default `ca`, with `client` fields), m2.test
+    and *.w.test (likewise, plain) and open.test (none asked); every path echoes, with the client
+    certificate's variables."""
+    client_pem = open((client_ca or ca).cert).read()
+    return {"routes": [{"id": "echo", "uri": "/*", "upstream": inline_upstream(up.port),
+                        "plugins": {"proxy-rewrite": {"headers": {"set": CLIENT_HEADERS}}}}],
+            "ssls": [ssl_object("m", issue(ca, tmp_path, "m.test"), ["m.test"],
+                                client=dict({"ca": client_pem}, **client)),
+                     ssl_object("m2", issue(ca, tmp_path, "m2.test"), ["m2.test"],
+                                client={"ca": client_pem}),
+                     ssl_object("w", issue(ca, tmp_path, "x.w.test"), ["*.w.test"],
+                                client={"ca": client_pem}),
+                     ssl_object("open", issue(ca, tmp_path, "open.test"), ["open.test"])]}
+
+
+def mtls_gateway(gateway, upstream, ca, tmp_path, listener=None, **client):
     up = upstream()
     port = free_port()
-    routes = {"routes": [{"id": "echo", "uri": "/*", "upstream": inline_upstream(up.port),
-                          "plugins": {"proxy-rewrite": {"headers": {"set": CLIENT_HEADERS}}}}],
-              "ssls": [ssl_object("m", issue(ca, tmp_path, "m.test"), ["m.test"],
-                                  client=dict({"ca": open(ca.cert).read()}, **client)),
-                       ssl_object("m2", issue(ca, tmp_path, "m2.test"), ["m2.test"],
-                                  client={"ca": open(ca.cert).read()}),
-                       ssl_object("open", issue(ca, tmp_path, "open.test"), ["open.test"])]}
-    gw = tls_gateway(gateway, routes, port)
-    gw.tls_port = port
+    gw = tls_gateway(gateway, mtls_routes(up, ca, tmp_path, **client), port, listener=listener)
+    gw.tls_port, gw.up = port, up
     return gw
 
 
@@ -124,6 +131,41 @@ def test_a_protected_host_is_not_reached_through_another_name(gateway, upstream,
     assert status == 200 and headers["x-client-dn"] == "CN=alice"
     status, headers = call(gw.tls_port, "m.test", ca, cert=alice, host="elsewhere.test")
     assert status == 200  # a Host with no certificate of its own asks for nothing more
+    # A wildcard object covers a host at any depth here, as a route's wildcard host does.
+    status, body = call(gw.tls_port, "open.test", ca, host="a.b.w.test")
+    assert status == 400 and body["error_msg"] == "client certificate required"
+
+
+def test_without_sni_the_fallback_name_is_the_one_proved(gateway, upstream, ca, tmp_path):
+    gw = mtls_gateway(gateway, upstream, ca, tmp_path, listener={"fallback_sni": "m.test"})
+    alice = client_cert(ca, tmp_path, "alice")
+    ctx = client_context(ca, check_hostname=False)
+    ctx.load_cert_chain(alice.cert, alice.key)
+    raw = socket.create_connection(("127.0.0.1", gw.tls_port), timeout=5)
+    conn = http.client.HTTPSConnection("127.0.0.1", gw.tls_port, context=ctx, timeout=5)
+    conn.sock = ctx.wrap_socket(raw)  # no server name
+    conn.request("GET", "/echo", headers={"Host": "m.test"})
+    r = conn.getresponse()
+    echo = json.loads(r.read())
+    assert r.status == 200, echo
+    assert {k.lower(): v for k, v in echo["headers"]}["x-client-dn"] == "CN=alice"
+    conn.close()
+
+
+def test_a_changed_ca_sends_kept_alive_clients_to_connect_again(gateway, upstream, ca, tmp_path):
+    gw = mtls_gateway(gateway, upstream, ca, tmp_path)
+    alice = client_cert(ca, tmp_path, "alice")
+    ctx = client_context(ca)
+    ctx.load_cert_chain(alice.cert, alice.key)
+    kept = SniConnection(gw.tls_port, "m.test", ctx)
+    assert kept.call("GET", "/echo")[0] == 200
+    # The admin replaces the client CA: alice's certificate no longer counts.
+    other_ca = pki.make_ca(tmp_path / "other", "Other CA")
+    gw.write_routes(mtls_routes(gw.up, ca, tmp_path, client_ca=other_ca))
+    assert wait_until(lambda: refused(gw.tls_port, "m.test", ca, cert=alice), 5)
+    status, _, body = kept.call("GET", "/echo")
+    assert status == 421 and "connect again" in json.loads(body)["error_msg"]
+    kept.close()
 
 
 def test_skip_mtls_uri_regex_lets_chosen_paths_through_without_a_certificate(gateway, upstream,
@@ -139,7 +181,7 @@ def test_skip_mtls_uri_regex_lets_chosen_paths_through_without_a_certificate(gat
     stranger_ca = pki.make_ca(tmp_path / "other", "Other CA")
     mallory = client_cert(stranger_ca, tmp_path, "mallory")
     status, body = call(gw.tls_port, "m.test", ca, "/private", cert=mallory)
-    assert status == 400 and "client certificate not accepted (FAILED:" in body["error_msg"]
+    assert status == 400 and body["error_msg"] == "client certificate not accepted"
     status, headers = call(gw.tls_port, "m.test", ca, "/private",
                            cert=client_cert(ca, tmp_path, "bob"))
     assert status == 200 and headers["x-client-dn"] == "CN=bob"

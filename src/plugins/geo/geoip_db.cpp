@@ -11,6 +11,7 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <thread>
 
 #include "core/deadline.hpp"
 #include "core/log.hpp"
@@ -39,7 +40,13 @@ int private_copy(const std::string& path, std::string& error) {
     error = "cannot read " + path + ": " + std::strerror(errno);
     return -1;
   }
-  int out = ::memfd_create("portico-geoip", MFD_CLOEXEC);
+  struct stat before {};
+  if (::fstat(in, &before) != 0) {
+    error = "cannot read " + path + ": " + std::strerror(errno);
+    ::close(in);
+    return -1;
+  }
+  int out = ::memfd_create("portico-geoip", MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (out < 0) {
     error = std::string("cannot copy the GeoIP database into memory: ") + std::strerror(errno);
     ::close(in);
@@ -64,7 +71,21 @@ int private_copy(const std::string& path, std::string& error) {
       return -1;
     }
   }
+  // A file rewritten while it was read may be a mix of two versions: not used (the one in use
+  // goes on; the next check tries again).
+  struct stat after {};
+  bool changed = ::fstat(in, &after) != 0 || after.st_size != before.st_size ||
+                 after.st_mtim.tv_sec != before.st_mtim.tv_sec ||
+                 after.st_mtim.tv_nsec != before.st_mtim.tv_nsec;
   ::close(in);
+  if (changed) {
+    error = path + " changed while it was read";
+    ::close(out);
+    return -1;
+  }
+  // Sealed: nothing (not even another process of ours through /proc) can shrink the copy under
+  // the mapping.
+  ::fcntl(out, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL);
   return out;
 }
 
@@ -87,8 +108,9 @@ std::shared_ptr<const GeoIpDb> GeoIpDb::open(const std::string& path, std::strin
     dev_t dev = 0;
     ino_t ino = 0;
   };
-  static std::mutex mutex;
-  static std::map<std::string, Cached> cache;
+  // Never destroyed: a reload thread may still be copying while the process exits.
+  static std::mutex& mutex = *new std::mutex;
+  static std::map<std::string, Cached>& cache = *new std::map<std::string, Cached>;
   std::lock_guard lock(mutex);
   Cached& slot = cache[path];
   if (auto db = slot.db.lock(); db && slot.size == st.st_size && slot.dev == st.st_dev &&
@@ -154,20 +176,30 @@ GeoLocation GeoIpFile::lookup(std::string_view ip) {
   {
     std::lock_guard lock(mutex_);
     int64_t now = steady_now_ms();
-    if (now - checked_ms_ >= recheck_ms_) {
+    if (now - checked_ms_ >= recheck_ms_ && !reloading_) {
       checked_ms_ = now;
-      std::string error;
-      if (auto fresh = GeoIpDb::open(path_, error)) {
-        db_ = std::move(fresh);  // the same object while the file is unchanged
-        warned_ = false;
-      } else if (!warned_) {
-        log::warn("httpdns: keeping the GeoIP database in use: " + error);
-        warned_ = true;
-      }
+      reloading_ = true;
+      // Off the worker: a new file version is copied into memory (tens of MB), which must not
+      // stall this worker's requests, nor the others' waiting for mutex_ meanwhile.
+      std::thread([self = shared_from_this()] { self->reload(); }).detach();
     }
     db = db_;
   }
   return db->lookup(ip);
+}
+
+void GeoIpFile::reload() {
+  std::string error;
+  std::shared_ptr<const GeoIpDb> fresh = GeoIpDb::open(path_, error);
+  std::lock_guard lock(mutex_);
+  reloading_ = false;
+  if (fresh) {
+    db_ = std::move(fresh);  // the same object while the file is unchanged
+    warned_ = false;
+  } else if (!warned_) {
+    log::warn("httpdns: keeping the GeoIP database in use: " + error);
+    warned_ = true;
+  }
 }
 
 double distance_km(Coordinates a, Coordinates b) {

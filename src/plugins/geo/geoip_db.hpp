@@ -45,20 +45,25 @@ class GeoIpDb {
 
 // A database file followed on disk: a new version replaces the old within `recheck_ms` of being
 // written, without a config change; a file that cannot be read keeps the old one serving.
-class GeoIpFile {
+class GeoIpFile : public std::enable_shared_from_this<GeoIpFile> {
  public:
   // Null with `error` when the file cannot be opened now.
   static std::shared_ptr<GeoIpFile> open(const std::string& path, int64_t recheck_ms,
                                          std::string& error);
-  GeoLocation lookup(std::string_view ip);  // thread-safe
+  // Thread-safe. A due check of the file runs on a thread of its own; lookups meanwhile (and
+  // after a failed one) use the version in use.
+  GeoLocation lookup(std::string_view ip);
 
  private:
+  void reload();
+
   std::string path_;
   std::mutex mutex_;  // the httpdns endpoint is not the proxy's hot path: a lock per lookup
   std::shared_ptr<const GeoIpDb> db_;
   int64_t checked_ms_ = 0;
   int64_t recheck_ms_ = 60'000;
   bool warned_ = false;
+  bool reloading_ = false;
 };
 
 // Great-circle distance in kilometres (haversine, on a sphere of the Earth's mean radius).

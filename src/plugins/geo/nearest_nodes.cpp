@@ -18,22 +18,27 @@ NearestChoice nearest_nodes(const std::vector<NodePlace>& nodes,
       if (nodes[i].usable) pool.push_back(i);
   }
   if (pool.empty()) return choice;
-  // Equal candidates (the same distance, or no place for the client or the nodes) are taken in
-  // an order rotated by `spread`, so two nodes in one city share that city's clients instead of
-  // the first in the list taking them all.
-  const size_t first = spread % pool.size();
-  std::vector<std::pair<double, size_t>> order;  // (distance, rank among equals)
+  // Nearest first; nodes at the same distance (or all of them, when the client or the nodes
+  // have no place) form a group whose order is rotated by `spread`, so each group's nodes share
+  // its clients evenly instead of the first in the list taking them all.
+  std::vector<std::pair<double, size_t>> order;  // (distance, node)
   order.reserve(pool.size());
-  for (size_t k = 0; k < pool.size(); ++k) {
-    const std::optional<Coordinates>& at = nodes[pool[k]].at;
-    double distance =
-        client && at ? distance_km(*client, *at) : std::numeric_limits<double>::infinity();
-    order.emplace_back(distance, (k + pool.size() - first) % pool.size());
+  for (size_t i : pool) {
+    const std::optional<Coordinates>& at = nodes[i].at;
+    order.emplace_back(
+        client && at ? distance_km(*client, *at) : std::numeric_limits<double>::infinity(), i);
   }
-  std::vector<size_t> ranked(pool.size());
-  for (size_t k = 0; k < pool.size(); ++k) ranked[k] = k;
-  std::sort(ranked.begin(), ranked.end(), [&](size_t a, size_t b) { return order[a] < order[b]; });
-  for (size_t k = 0; k < ranked.size() && k < count; ++k) choice.nodes.push_back(pool[ranked[k]]);
+  std::stable_sort(order.begin(), order.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (size_t first = 0; first < order.size();) {
+    size_t last = first + 1;
+    while (last < order.size() && order[last].first == order[first].first) ++last;
+    std::rotate(order.begin() + static_cast<std::ptrdiff_t>(first),
+                order.begin() + static_cast<std::ptrdiff_t>(first + spread % (last - first)),
+                order.begin() + static_cast<std::ptrdiff_t>(last));
+    first = last;
+  }
+  for (size_t k = 0; k < order.size() && k < count; ++k) choice.nodes.push_back(order[k].second);
   return choice;
 }
 

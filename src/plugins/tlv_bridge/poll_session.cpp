@@ -65,6 +65,7 @@ class PollSession : public std::enable_shared_from_this<PollSession> {
         waker_(io.worker.executor()),
         flushed_(io.worker.executor()) {
     for (Deadline* d : {&idle_, &write_deadline_}) worker_.deadlines().add(*d);
+    flushed_.expires_at(Timer::time_point::max());  // waits end by cancel() only
     worker_.idle_waits().add(drain_watch_);
   }
 
@@ -90,6 +91,7 @@ class PollSession : public std::enable_shared_from_this<PollSession> {
       co_return false;
     }
     if (config_->send_proxy_protocol) to_backend_ = proxy_header_for(ctx, io.client.socket());
+    appended_ = to_backend_.size();
     id_ = new_session_id(worker_.index());
     upstream_->started(worker_.index(), node_);  // least_conn counts sessions per node
     backend_in_ = worker_.buffers().acquire();
@@ -119,7 +121,8 @@ class PollSession : public std::enable_shared_from_this<PollSession> {
     // that sends faster than the backend takes would grow what waits for it: both wait instead.
     if (queued_bytes_ >= kQueueHighWater)
       co_return poll_error(429, "the session's messages are not being polled: poll first");
-    if (to_backend_.size() + body.size() > kQueueHighWater)
+    if (body.size() > kQueueHighWater) co_return poll_error(413, "a send carries at most 1 MiB");
+    if (to_backend_.size() + sending_.size() + body.size() > kQueueHighWater)
       co_return poll_error(429, "the backend is not taking messages that fast: retry");
     uint64_t accepted = 0, refused = 0;
     const size_t queued_before = messages_.size();
@@ -141,6 +144,7 @@ class PollSession : public std::enable_shared_from_this<PollSession> {
         return;
       }
       to_backend_.append(frame_);
+      appended_ += frame_.size();
       tlv_bridge_counters().frames_up.fetch_add(1, std::memory_order_relaxed);
       ++accepted;
     };
@@ -308,15 +312,17 @@ class PollSession : public std::enable_shared_from_this<PollSession> {
   }
 
   // Writes what the client sent. A send during another's write joins it: its bytes go in the
-  // same loop, and it returns once they are written (or the session ended), not before.
+  // same loop, and it returns once they are written (or the session ended), not before, and
+  // not later either (a steady stream of sends does not hold it back).
   Task<> flush_backend() {
+    const uint64_t mine = appended_;  // every byte appended so far, this send's included
     if (writing_) {
-      while (writing_) co_await flushed_.async_wait(await_ec);
+      while (written_ < mine && !ended_) co_await flushed_.async_wait(await_ec);
       co_return;
     }
     writing_ = true;
-    flushed_.expires_at(Timer::time_point::max());
     while (!to_backend_.empty() && !ended_) {
+      const uint64_t batch_end = appended_;
       sending_.swap(to_backend_);
       size_t done = 0;
       error_code ec;
@@ -334,9 +340,10 @@ class PollSession : public std::enable_shared_from_this<PollSession> {
       }
       sending_.clear();
       if (ec) end("the backend connection failed");
+      written_ = batch_end;
+      flushed_.cancel();  // the sends whose bytes were in that batch
     }
     writing_ = false;
-    flushed_.cancel();  // the sends that joined
   }
 
   // ---- the queue for the client -----------------------------------------------------------
@@ -382,6 +389,7 @@ class PollSession : public std::enable_shared_from_this<PollSession> {
     if (node_ >= 0) upstream_->released(worker_.index(), node_);
     wake_poll();
     waker_.cancel();
+    flushed_.cancel();  // sends waiting for their bytes: the session ended
   }
 
   void unregister() {
@@ -404,8 +412,9 @@ class PollSession : public std::enable_shared_from_this<PollSession> {
   int node_ = -1;
   std::string to_backend_, sending_, frame_;
   bool writing_ = false;
-  BucketState conn_bucket_;           // rate_limit.per_connection, per session
-  std::deque<std::string> messages_;  // envelopes for the client; messages_[0] is number first_
+  uint64_t appended_ = 0, written_ = 0;  // bytes for the backend: queued, and written
+  BucketState conn_bucket_;              // rate_limit.per_connection, per session
+  std::deque<std::string> messages_;     // envelopes for the client; messages_[0] is number first_
   uint64_t first_ = 0;
   size_t queued_bytes_ = 0;
   Timer* waiting_ = nullptr;  // the poll waiting for a message

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
 #include <set>
 
 namespace portico::plugins {
@@ -77,6 +78,18 @@ TEST(NearestNodes, NodesAtTheSameDistanceShareTheirClients) {
     firsts.insert(chosen[0]);
   }
   EXPECT_EQ(firsts, (std::set<size_t>{0, 2}));
+}
+
+TEST(NearestNodes, EqualNodesAmongManyShareTheirClientsEvenly) {
+  // Ten nodes, two of them in Singapore: Singapore's clients split half and half between the
+  // two, whatever the other eight.
+  std::vector<NodePlace> nodes(10, NodePlace{true, true, kFrankfurt});
+  nodes[3].at = kSingapore;
+  nodes[7].at = kSingapore;
+  std::map<size_t, int> firsts;
+  for (uint32_t spread = 0; spread < 100; ++spread)
+    ++firsts[nearest_nodes(nodes, kSingapore, 1, spread).nodes.at(0)];
+  EXPECT_EQ(firsts, (std::map<size_t, int>{{3, 50}, {7, 50}}));
 }
 
 TEST(NearestNodes, PlacedClientsSpreadWhenNoNodeHasAPlace) {
