@@ -54,6 +54,7 @@ class Stream {
   bool failed = false;     // a fatal TLS or socket error: no close_notify may follow
   bool write_cut = false;  // the last write did not finish: no close_notify after it either
   bool eof = false;        // recv() returned 0 (BIO_CTRL_EOF: a TCP end is an end)
+  bool closing = false;    // shutdown() began: a read still pending stops at its next wake-up
 };
 
 void StreamDelete::operator()(Stream* s) const { delete s; }
@@ -472,6 +473,9 @@ Task<IoResult> read_some(Stream& s, asio::mutable_buffer b) {
       if (o.on == Socket::wait_write) s.failed = true;
       co_return IoResult{ec, 0};
     }
+    // A wake-up already queued when the socket's waits were cancelled for shutdown(): the
+    // stream is the shutdown's now.
+    if (s.closing) co_return IoResult{asio::error::operation_aborted, 0};
   }
 }
 
@@ -502,6 +506,7 @@ Task<IoResult> write_all(Stream& s, asio::const_buffer b) {
 }
 
 Task<> shutdown(Stream& s) {
+  s.closing = true;
   if (s.failed || s.write_cut) co_return;
   // Ours first; then the client's close_notify (or anything else it still sends) is read for as
   // long as the caller's deadline allows, so closing does not reset the connection under it.
