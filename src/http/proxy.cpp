@@ -112,14 +112,6 @@ Task<Failure> read_response_head(UpstreamSide& up, Exchange& x, double timeout) 
   }
 }
 
-// Whether an idle pooled connection still looks usable: not closed by the node, and no stray
-// bytes. One system call, so only paid for requests that cannot be replayed.
-bool still_open(Socket& s) {
-  char byte;
-  ssize_t n = ::recv(s.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
-}
-
 // The server name for TLS to an https upstream: the Host the request goes with (pass_host
 // decides it, as for APISIX's upstream SNI), without its port.
 std::string tls_server_name(const std::string& upstream_head) {
@@ -136,8 +128,8 @@ std::string tls_server_name(const std::string& upstream_head) {
 
 // Gets a connection to up.node: a pooled one when `allow_pooled`, else a new one. A request
 // that cannot be sent twice (`replayable` false) only gets pooled connections that pass
-// still_open(), since the stale-connection retry is not possible for it. `server_name`: https
-// upstreams, the TLS server name.
+// upstream::still_open(), since the stale-connection retry is not possible for it. `server_name`:
+// https upstreams, the TLS server name.
 Task<Failure> connect(UpstreamSide& up, const config::Upstream& spec, bool allow_pooled,
                       bool replayable, const std::string& server_name) {
   Worker& w = up.worker;
@@ -151,7 +143,7 @@ Task<Failure> connect(UpstreamSide& up, const config::Upstream& spec, bool allow
   if (https && spec.tls_client) identity += " cert " + spec.tls_client->digest;
   if (allow_pooled) {
     while (auto pooled = w.pool().take(up.node->endpoint, identity)) {
-      if (!replayable && !still_open(pooled->socket)) continue;  // closes it
+      if (!replayable && !upstream::still_open(pooled->socket)) continue;  // closes it
       up.socket = std::move(pooled->socket);
       up.stream.use_tls(std::move(pooled->tls));
       up.tls_identity = std::move(pooled->tls_identity);

@@ -1,8 +1,18 @@
 #include "upstream/connection_pool.hpp"
 
+#include <sys/socket.h>
+
+#include <cerrno>
+
 #include "core/deadline.hpp"
 
 namespace portico::upstream {
+
+bool still_open(Socket& s) {
+  char byte;
+  ssize_t n = ::recv(s.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
 
 std::optional<PooledConnection> ConnectionPool::take(const Endpoint& node,
                                                      std::string_view tls_identity) {

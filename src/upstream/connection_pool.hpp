@@ -22,6 +22,10 @@ struct PooledConnection {
   int64_t expires_ms = 0;
 };
 
+// Whether an idle pooled connection still looks usable: not closed by the node, and no stray
+// bytes. One system call (a peek), so paid only where a stale connection cannot be retried.
+bool still_open(Socket& s);
+
 class ConnectionPool {
  public:
   // The most recent idle connection to `node` made for `tls_identity` (a TLS session is only

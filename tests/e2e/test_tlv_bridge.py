@@ -438,6 +438,37 @@ def test_http_rpc_answers_with_the_backend_reply_on_a_kept_alive_connection(gate
     assert m.value("portico_tlv_bridge_rpc_replies_total") == 2
 
 
+def connections(backend_log):
+    """How many connections the demo backend's log (ImDemoBackend.stop()) saw opened."""
+    return sum(line.endswith(" connected") for line in backend_log.splitlines())
+
+
+def test_http_rpc_keepalive_reuses_backend_connections(gateway, backends):
+    b = backends("demo-ka")
+    gw = gateway(bridge_config(b.port, rpc_keepalive=True), workers=1)
+    for i in range(6):  # each on a new client connection
+        r = requests.post(rpc_url(gw), json={"id": i, "cmd": HEARTBEAT, "data": {"sent_at": i}})
+        assert r.status_code == 200 and r.json()["id"] == i
+    # The backend goes away and comes back on the same port: the pooled connection it closed is
+    # not used; the next call gets a new one.
+    port = b.port
+    first_log = b.stop()
+    assert connections(first_log) == 1, first_log
+    b2 = backends("demo-ka2", port=port)
+    r = requests.post(rpc_url(gw), json={"id": 9, "cmd": HEARTBEAT, "data": {"sent_at": 9}})
+    assert r.status_code == 200 and r.json()["data"]["server"] == "demo-ka2"
+    # Without the option, every call has its own connection.
+    gw2 = gateway(bridge_config(b2.port), workers=1)
+    for i in range(3):
+        requests.post(rpc_url(gw2), json={"id": i, "cmd": HEARTBEAT, "data": {"sent_at": i}})
+    assert connections(b2.stop()) == 1 + 3
+
+
+def test_http_rpc_keepalive_and_proxy_protocol_do_not_go_together(tmp_path):
+    rc, out = validate(tmp_path, bridge_config(1980, rpc_keepalive=True, send_proxy_protocol=True))
+    assert rc != 0 and "rpc_keepalive" in out and "send_proxy_protocol" in out
+
+
 def test_http_rpc_refusals(gateway, backends):
     b = backends("demo1")
     gw = gateway(bridge_config(b.port, max_message="4k"))

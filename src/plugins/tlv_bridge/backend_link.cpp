@@ -7,13 +7,28 @@
 
 namespace portico::plugins {
 
-Task<int> connect_tlv_backend(Takeover& io, Socket& backend, Deadline& deadline) {
+namespace {
+// Pool identity of TLV connections: never handed to an HTTP request, nor HTTP ones to RPCs.
+constexpr std::string_view kTlvPool = "tlv";
+}  // namespace
+
+Task<int> connect_tlv_backend(Takeover& io, Socket& backend, Deadline& deadline, bool reuse) {
   const upstream::UpstreamTarget& target = io.upstream;
   upstream::TriedNodes tried;
   for (int attempt = 0; attempt < target.max_attempts(); ++attempt) {
     int node = target.pick(io.worker.index(), tried, {}, steady_now_us());
     if (node == upstream::UpstreamTarget::kNone) break;
     tried.add(static_cast<size_t>(node));
+    const Endpoint& endpoint = target.nodes()[static_cast<size_t>(node)].endpoint;
+    while (reuse) {
+      auto pooled = io.worker.pool().take(endpoint, kTlvPool);
+      if (!pooled) break;
+      // A call cannot be sent twice (it may have been acted on): only a connection the node
+      // has not closed, with nothing unread on it, is used.
+      if (!upstream::still_open(pooled->socket)) continue;
+      backend = std::move(pooled->socket);
+      co_return node;
+    }
     deadline.arm(target.spec().connect_timeout, &backend);
     auto [ec] = co_await backend.async_connect(target.nodes()[static_cast<size_t>(node)].endpoint,
                                                await_ec);
@@ -35,6 +50,13 @@ Task<int> connect_tlv_backend(Takeover& io, Socket& backend, Deadline& deadline)
     backend.close(ignored);
   }
   co_return upstream::UpstreamTarget::kNone;
+}
+
+void keep_tlv_backend(Takeover& io, int node, Socket&& backend) {
+  const config::Upstream& spec = io.upstream.spec();
+  upstream::PooledConnection c{std::move(backend), nullptr, std::string(kTlvPool), 0, 0};
+  io.worker.pool().put(io.upstream.nodes()[static_cast<size_t>(node)].endpoint, std::move(c),
+                       spec.keepalive_idle_timeout, static_cast<size_t>(spec.keepalive_size));
 }
 
 std::string proxy_header_for(const Context& ctx, const Socket& client) {

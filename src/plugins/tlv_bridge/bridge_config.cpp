@@ -83,6 +83,11 @@ TlvBridgeConfig parse_tlv_bridge_config(const config::json& conf, const Scope& s
   }
   c.http_rpc = r.boolean_or("http_rpc", c.http_rpc);
   c.rpc_timeout = r.duration_or("rpc_timeout", c.rpc_timeout, 0.001, 3600);
+  c.rpc_keepalive = r.boolean_or("rpc_keepalive", c.rpc_keepalive);
+  if (c.rpc_keepalive && c.send_proxy_protocol)
+    r.error("rpc_keepalive",
+            "cannot go with send_proxy_protocol (a PROXY header names one client "
+            "per connection)");
   c.long_polling = r.boolean_or("long_polling", c.long_polling);
   c.poll_wait = r.duration_or("poll_wait", c.poll_wait, 0.1, 600);
   c.max_poll_sessions = r.integer_or("max_poll_sessions", c.max_poll_sessions, 1, 1000000);

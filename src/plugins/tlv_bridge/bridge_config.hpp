@@ -27,6 +27,10 @@ struct TlvBridgeConfig {
   bool send_proxy_protocol = false;      // PROXY v2 header with the client address first
   bool http_rpc = true;     // a POST of one envelope is answered with the backend's reply
   double rpc_timeout = 10;  // seconds an HTTP RPC waits for its reply: then 504
+  // RPC connections go back to the worker's pool after a clean reply (the upstream's keepalive
+  // settings), instead of one TCP connection per call. Off by default: a backend that keeps
+  // state per connection (a login) would see calls of different clients on one connection.
+  bool rpc_keepalive = false;
   // `rate_limit` and `commands` as a tlv stream route has them (docs/streams.md), applied to
   // every frame a client sends through the bridge; null when neither is configured. Per-user
   // buckets are the route's own, kept across config changes.

@@ -97,7 +97,7 @@ Task<> run_tlv_rpc(const TlvBridgeConfig& config, Takeover& io, Context& ctx) {
   Socket backend(io.worker.executor());
   Deadline deadline;
   io.worker.deadlines().add(deadline);
-  const int node = co_await connect_tlv_backend(io, backend, deadline);
+  const int node = co_await connect_tlv_backend(io, backend, deadline, config.rpc_keepalive);
   if (node < 0) {
     counters.connect_failures.fetch_add(1, std::memory_order_relaxed);
     ctx.respond_error(502, "tlv-bridge: no TLV backend accepts connections");
@@ -124,9 +124,16 @@ Task<> run_tlv_rpc(const TlvBridgeConfig& config, Takeover& io, Context& ctx) {
   } else {
     ctx.respond_error(502, "tlv-bridge: the backend closed the connection before replying");
   }
+  // Pooled only after a clean exchange with nothing behind the reply (a push that came with
+  // it, or a partial frame, would reach the next call).
+  const bool clean = answered && buf.size() == reply.bytes.size();
   io.worker.buffers().release(buf);
-  error_code ignored;
-  backend.close(ignored);
+  if (config.rpc_keepalive && clean) {
+    keep_tlv_backend(io, node, std::move(backend));
+  } else {
+    error_code ignored;
+    backend.close(ignored);
+  }
 }
 
 }  // namespace portico::plugins
