@@ -75,6 +75,7 @@ class Httpdns final : public Plugin {
       const upstream::NodeTarget& node = target.nodes()[i];
       places[i].healthy = target.healthy(i, now);
       places[i].usable = node.weight > 0;
+      places[i].weight = node.weight;
       places[i].at = location_of(node);
     }
     GeoLocation client;

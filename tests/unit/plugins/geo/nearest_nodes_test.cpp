@@ -92,6 +92,24 @@ TEST(NearestNodes, EqualNodesAmongManyShareTheirClientsEvenly) {
   EXPECT_EQ(firsts, (std::map<size_t, int>{{3, 50}, {7, 50}}));
 }
 
+TEST(NearestNodes, WeightsShareAGroupsClientsInProportion) {
+  // Two nodes in Singapore, weights 1 and 3, and one in Frankfurt: Singapore's clients go first
+  // to the heavier node three times as often, and never first to Frankfurt.
+  std::vector<NodePlace> nodes = {
+      {true, true, kSingapore, 1}, {true, true, kFrankfurt, 5}, {true, true, kSingapore, 3}};
+  std::map<size_t, int> firsts;
+  for (uint32_t spread = 0; spread < 4000; ++spread) {
+    auto chosen = nearest_nodes(nodes, kSingapore, 2, spread).nodes;
+    ++firsts[chosen.at(0)];
+    EXPECT_NE(chosen.at(1), 1u);  // the other Singapore node comes second
+  }
+  EXPECT_EQ(firsts.count(1), 0u);
+  EXPECT_NEAR(firsts[2] / 4000.0, 0.75, 0.03);
+  // A client keeps its answer while nothing changes.
+  EXPECT_EQ(nearest_nodes(nodes, kSingapore, 2, 77).nodes,
+            nearest_nodes(nodes, kSingapore, 2, 77).nodes);
+}
+
 TEST(NearestNodes, PlacedClientsSpreadWhenNoNodeHasAPlace) {
   std::vector<NodePlace> nodes(3);
   std::set<size_t> firsts;
