@@ -462,6 +462,15 @@ def test_http_rpc_keepalive_reuses_backend_connections(gateway, backends):
     for i in range(3):
         requests.post(rpc_url(gw2), json={"id": i, "cmd": HEARTBEAT, "data": {"sent_at": i}})
     assert connections(b2.stop()) == 1 + 3
+    # keepalive_pool.requests bounds the calls one connection carries.
+    b3 = backends("demo-ka3")
+    config = bridge_config(b3.port, rpc_keepalive=True)
+    config["routes"][0]["upstream"]["keepalive_pool"] = {"requests": 2}
+    gw3 = gateway(config, workers=1)
+    for i in range(6):
+        r = requests.post(rpc_url(gw3), json={"id": i, "cmd": HEARTBEAT, "data": {"sent_at": i}})
+        assert r.status_code == 200
+    assert connections(b3.stop()) == 3
 
 
 def test_http_rpc_keepalive_and_proxy_protocol_do_not_go_together(tmp_path):

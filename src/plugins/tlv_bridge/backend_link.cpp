@@ -12,7 +12,9 @@ namespace {
 constexpr std::string_view kTlvPool = "tlv";
 }  // namespace
 
-Task<int> connect_tlv_backend(Takeover& io, Socket& backend, Deadline& deadline, bool reuse) {
+Task<int> connect_tlv_backend(Takeover& io, Socket& backend, Deadline& deadline, bool reuse,
+                              uint32_t* calls) {
+  if (calls) *calls = 0;
   const upstream::UpstreamTarget& target = io.upstream;
   upstream::TriedNodes tried;
   for (int attempt = 0; attempt < target.max_attempts(); ++attempt) {
@@ -27,6 +29,7 @@ Task<int> connect_tlv_backend(Takeover& io, Socket& backend, Deadline& deadline,
       // has not closed, with nothing unread on it, is used.
       if (!upstream::still_open(pooled->socket)) continue;
       backend = std::move(pooled->socket);
+      if (calls) *calls = pooled->requests;
       co_return node;
     }
     deadline.arm(target.spec().connect_timeout, &backend);
@@ -52,9 +55,14 @@ Task<int> connect_tlv_backend(Takeover& io, Socket& backend, Deadline& deadline,
   co_return upstream::UpstreamTarget::kNone;
 }
 
-void keep_tlv_backend(Takeover& io, int node, Socket&& backend) {
+void keep_tlv_backend(Takeover& io, int node, Socket&& backend, uint32_t calls) {
   const config::Upstream& spec = io.upstream.spec();
-  upstream::PooledConnection c{std::move(backend), nullptr, std::string(kTlvPool), 0, 0};
+  if (calls >= static_cast<uint32_t>(spec.keepalive_requests)) {
+    error_code ignored;
+    backend.close(ignored);
+    return;
+  }
+  upstream::PooledConnection c{std::move(backend), nullptr, std::string(kTlvPool), calls, 0};
   io.worker.pool().put(io.upstream.nodes()[static_cast<size_t>(node)].endpoint, std::move(c),
                        spec.keepalive_idle_timeout, static_cast<size_t>(spec.keepalive_size));
 }

@@ -16,13 +16,15 @@ namespace portico::plugins {
 // worker's deadline list. Returns the node's index in the upstream, or
 // upstream::UpstreamTarget::kNone (-1) when no node accepted a connection.
 // `reuse`: an idle connection to the chosen node from the worker's pool (kept apart from HTTP
-// ones) when there is a usable one, else a new connection.
-Task<int> connect_tlv_backend(Takeover& io, Socket& backend, Deadline& deadline,
-                              bool reuse = false);
+// ones) when there is a usable one, else a new connection; `calls` (optional) gets how many
+// calls the connection already carried (0 for a new one).
+Task<int> connect_tlv_backend(Takeover& io, Socket& backend, Deadline& deadline, bool reuse = false,
+                              uint32_t* calls = nullptr);
 
 // Puts an RPC connection that answered cleanly back in the worker's pool, per the upstream's
-// keepalive settings (closes it otherwise).
-void keep_tlv_backend(Takeover& io, int node, Socket&& backend);
+// keepalive settings (`calls` it carried, this one included, below keepalive_pool.requests);
+// closes it otherwise.
+void keep_tlv_backend(Takeover& io, int node, Socket&& backend, uint32_t calls);
 
 // The PROXY v2 header that tells the backend who the client is (ctx's address, after real-ip).
 std::string proxy_header_for(const Context& ctx, const Socket& client);

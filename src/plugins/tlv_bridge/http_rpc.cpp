@@ -97,7 +97,9 @@ Task<> run_tlv_rpc(const TlvBridgeConfig& config, Takeover& io, Context& ctx) {
   Socket backend(io.worker.executor());
   Deadline deadline;
   io.worker.deadlines().add(deadline);
-  const int node = co_await connect_tlv_backend(io, backend, deadline, config.rpc_keepalive);
+  uint32_t calls = 0;
+  const int node =
+      co_await connect_tlv_backend(io, backend, deadline, config.rpc_keepalive, &calls);
   if (node < 0) {
     counters.connect_failures.fetch_add(1, std::memory_order_relaxed);
     ctx.respond_error(502, "tlv-bridge: no TLV backend accepts connections");
@@ -129,7 +131,7 @@ Task<> run_tlv_rpc(const TlvBridgeConfig& config, Takeover& io, Context& ctx) {
   const bool clean = answered && buf.size() == reply.bytes.size();
   io.worker.buffers().release(buf);
   if (config.rpc_keepalive && clean) {
-    keep_tlv_backend(io, node, std::move(backend));
+    keep_tlv_backend(io, node, std::move(backend), calls + 1);
   } else {
     error_code ignored;
     backend.close(ignored);
