@@ -32,16 +32,23 @@ def tls_stream_gateway(tmp_path, routes, listener=None):
     return g
 
 
-def tls_client(g, ca, name, **kw):
-    return C.ImClient("127.0.0.1", g.tls_port, tls=client_context(ca), server_name=name, **kw)
-
-
-def test_tls_and_tcp_users_chat_through_one_tlv_route(tmp_path, ca, backends, stop_gateways):
+def im_tls_gateway(tmp_path, ca, backends, stop_gateways):
+    """A gateway with a TLS stream listener serving im.test to the demo IM backend "demo1"
+    through a tlv route (stopped at teardown)."""
     b = backends("demo1")
     cert = issue(ca, tmp_path, "im.test")
     g = tls_stream_gateway(tmp_path, {"ssls": [ssl_object("s1", cert, ["im.test"])],
                                       "stream_routes": [tlv_route(b)]})
     stop_gateways.append(g)
+    return g
+
+
+def tls_client(g, ca, name, **kw):
+    return C.ImClient("127.0.0.1", g.tls_port, tls=client_context(ca), server_name=name, **kw)
+
+
+def test_tls_and_tcp_users_chat_through_one_tlv_route(tmp_path, ca, backends, stop_gateways):
+    g = im_tls_gateway(tmp_path, ca, backends, stop_gateways)
     alice = tls_client(g, ca, "im.test")
     assert alice.sock.getpeercert()["subject"][0][0][1] == "im.test"
     bob = C.ImClient("127.0.0.1", g.stream_port)
@@ -126,11 +133,7 @@ def test_a_plain_tcp_route_over_tls(tmp_path, ca, upstream, stop_gateways):
 
 def test_clients_that_are_not_tls_or_ask_for_unknown_names_are_closed(tmp_path, ca, backends,
                                                                         stop_gateways):
-    b = backends("demo1")
-    cert = issue(ca, tmp_path, "im.test")
-    g = tls_stream_gateway(tmp_path, {"ssls": [ssl_object("s1", cert, ["im.test"])],
-                                      "stream_routes": [tlv_route(b)]})
-    stop_gateways.append(g)
+    g = im_tls_gateway(tmp_path, ca, backends, stop_gateways)
     closes_before = metrics(g).value("portico_stream_closed_total", reason="tls_handshake")
     before = tls_metrics(g)
     # A TLV client on the TLS port: closed, and told nothing (no HTTP answer to a TLV client).
@@ -151,11 +154,7 @@ def test_clients_that_are_not_tls_or_ask_for_unknown_names_are_closed(tmp_path, 
 def test_a_slow_hello_gets_one_handshake_budget_not_two(tmp_path, ca, backends, stop_gateways):
     # 10 s from the connection to a finished handshake, however the hello's bytes trickle in
     # (a client that sends its first byte late does not get another 10 s after it).
-    b = backends("demo1")
-    cert = issue(ca, tmp_path, "im.test")
-    g = tls_stream_gateway(tmp_path, {"ssls": [ssl_object("s1", cert, ["im.test"])],
-                                      "stream_routes": [tlv_route(b)]})
-    stop_gateways.append(g)
+    g = im_tls_gateway(tmp_path, ca, backends, stop_gateways)
     raw = socket.create_connection(("127.0.0.1", g.tls_port), timeout=30)
     started = time.monotonic()
     time.sleep(6)
