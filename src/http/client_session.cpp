@@ -1,5 +1,6 @@
 #include "http/client_session.hpp"
 
+#include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 
@@ -12,6 +13,7 @@
 #include "http/socket_io.hpp"
 #include "plugins/runner.hpp"
 #include "router/path_normalizer.hpp"
+#include "router/route_rule.hpp"
 #include "tls/server_certificates.hpp"
 #include "tls/stream.hpp"
 
@@ -92,6 +94,25 @@ plugins::Step start_plugins(ClientConnection& c, Exchange& x, const config::Snap
                                        route ? route->plugins.get() : nullptr);
 }
 
+// A Host every reader of it reads the same way (the router, the mTLS check, the upstream): a
+// name or address of at most 255 bytes, a bracketed IPv6 literal, and at most one :port of
+// digits. Others are refused (400), as nginx does, rather than read two ways.
+bool well_formed_host(std::string_view host) {
+  auto port_ok = [](std::string_view rest) {  // "" or ":digits"
+    if (rest.empty()) return true;
+    if (rest.front() != ':' || rest.size() < 2 || rest.size() > 6) return false;
+    return std::all_of(rest.begin() + 1, rest.end(), [](char c) { return c >= '0' && c <= '9'; });
+  };
+  if (host.starts_with('[')) {
+    size_t close = host.find(']');
+    return close != std::string_view::npos && close <= 255 && port_ok(host.substr(close + 1));
+  }
+  size_t colon = host.find(':');
+  std::string_view name = host.substr(0, colon);
+  if (name.size() > 255 || name.find_first_of("[]") != std::string_view::npos) return false;
+  return colon == std::string_view::npos || port_ok(host.substr(colon));
+}
+
 // Why a request must be refused under mTLS (docs/tls.md): status 0 when it may go on.
 struct Refusal {
   int status = 0;
@@ -121,12 +142,13 @@ Refusal client_certificate_refusal(const ClientConnection& c, const config::Snap
     if (!proved->verified && !skipped(*now->client)) return unproved;
   }
   if (!c.stream.secure() || !table || !table->asks_for_client_certificates()) return {};
+  // The Host as the router reads it (serve_request refused any other reading).
+  char buf[256];
+  host = router::normalize_host(host, buf, sizeof(buf));
   if (host.starts_with('[')) return {};  // an IPv6 literal names no certificate
-  host = host.substr(0, host.find(':'));
   const tls::ServerCertificate* cert = table->find_for_host(host);
   if (!cert || !cert->client || skipped(*cert->client)) return {};
   if (!proved || !proved->verified) return unproved;
-  if (host.ends_with('.')) host.remove_suffix(1);
   if (cert->client != proved->policy || !iequals(proved->name, host))
     return {400, "client certificate was presented for another host name"};
   return {};
@@ -172,6 +194,8 @@ Task<bool> serve_request(ClientConnection& c) {
   x.host.assign(x.req.host);
   x.bytes_in = x.req.head_size;
 
+  if (!well_formed_host(x.req.host))
+    co_return co_await respond_error(c, x, 400, "invalid Host", false, limits);
   std::string_view path;
   if (!router::normalize_path(x.req.path, x.path_scratch, path))
     co_return co_await respond_error(c, x, 400, "invalid URI path", false, limits);

@@ -10,6 +10,8 @@
 #include <map>
 #include <set>
 
+#include "tls/server_certificates.hpp"
+
 namespace portico::upstream {
 
 namespace {
@@ -46,6 +48,14 @@ Task<std::pair<int, error_code>> send_probe(Stream& stream, const std::string& r
     head.append(buf, got);
   }
   co_return std::pair<int, error_code>{status_of(head), wec};
+}
+
+void use_client_identity(SSL* ssl, const tls::ClientIdentity& identity) {
+  const tls::CertificateKeyPair& pair = identity.pair;
+  STACK_OF(X509)* chain = sk_X509_new_null();
+  for (size_t i = 1; chain && i < pair.chain.size(); ++i) sk_X509_push(chain, pair.chain[i].get());
+  SSL_use_cert_and_key(ssl, pair.chain.front().get(), pair.key.get(), chain, 1);
+  sk_X509_free(chain);
 }
 
 // One client context per verification mode, shared by every https probe.
@@ -136,6 +146,10 @@ Task<> HealthChecker::probe(std::shared_ptr<Probe> p) {
       std::string sni =
           check.host.empty() ? node.host_header.substr(0, node.host_header.rfind(':')) : check.host;
       SSL_set_tlsext_host_name(tls.native_handle(), sni.c_str());
+      // Nodes that ask for a client certificate (upstream tls.client_cert) get the one the
+      // proxy shows them, or every probe would fail and take them all out.
+      if (const tls::ClientIdentity* identity = p->target->spec().tls_client.get())
+        use_client_identity(tls.native_handle(), *identity);
       if (check.https_verify_certificate)
         tls.set_verify_callback(asio::ssl::host_name_verification(sni));
       auto [hec] = co_await tls.async_handshake(asio::ssl::stream_base::client, await_ec);

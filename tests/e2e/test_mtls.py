@@ -134,6 +134,10 @@ def test_a_protected_host_is_not_reached_through_another_name(gateway, upstream,
     # A wildcard object covers a host at any depth here, as a route's wildcard host does.
     status, body = call(gw.tls_port, "open.test", ca, host="a.b.w.test")
     assert status == 400 and body["error_msg"] == "client certificate required"
+    # A Host that could be read two ways (by the router and by this check) is refused.
+    for odd in ["[a.b.w.test", "x:a.b.w.test:443", "A" * 243 + ".w.test.other.org", "a.w.test:x"]:
+        status, body = call(gw.tls_port, "open.test", ca, host=odd)
+        assert status == 400 and body["error_msg"] == "invalid Host", odd
 
 
 def test_without_sni_the_fallback_name_is_the_one_proved(gateway, upstream, ca, tmp_path):

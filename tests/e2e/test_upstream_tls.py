@@ -4,6 +4,7 @@ against trusted CAs (SSL_CERT_FILE in these tests). Real TLS upstreams (Python's
 import asyncio
 import json
 import ssl
+import time
 
 import pytest
 import requests
@@ -150,6 +151,17 @@ def test_a_client_certificate_for_upstreams_that_ask_for_one(gateway, upstream, 
     assert gw.get("/without/echo", headers={"Host": "backend.test"}).status_code == 502
     assert gw.get("/stranger/echo", headers={"Host": "backend.test"}).status_code == 502
     assert gw.get("/with/again", headers={"Host": "backend.test"}).status_code == 200
+    # Active https checks show the same certificate: the node stays healthy.
+    checks = {"active": {"type": "https", "http_path": "/echo", "timeout": 1,
+                         "https_verify_certificate": False,
+                         "healthy": {"interval": 0.2, "successes": 1},
+                         "unhealthy": {"interval": 0.2, "http_failures": 1, "tcp_failures": 1,
+                                       "timeouts": 1}}}
+    checked = gateway({"routes": [https_route(up, tls=identity(gateway_cert), checks=checks)]})
+    time.sleep(1.5)  # several probe intervals
+    states = [n.get("state") for u in checked.control("/v1/healthcheck").json()["upstreams"]
+              for n in u["nodes"]]
+    assert states == ["healthy"], states
 
 
 def test_a_client_key_that_is_not_the_certificates_is_refused(tmp_path, ca):
