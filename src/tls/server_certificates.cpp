@@ -139,6 +139,16 @@ std::shared_ptr<const ClientIdentity> make_client_identity(CertificateKeyPair pa
   return identity;
 }
 
+bool use_client_identity(SSL* ssl, const ClientIdentity& identity) {
+  const CertificateKeyPair& pair = identity.pair;
+  STACK_OF(X509)* chain = sk_X509_new_null();
+  if (!chain) return false;
+  for (size_t i = 1; i < pair.chain.size(); ++i) sk_X509_push(chain, pair.chain[i].get());
+  int ok = SSL_use_cert_and_key(ssl, pair.chain.front().get(), pair.key.get(), chain, 1);
+  sk_X509_free(chain);  // (the stack only: SSL_use_cert_and_key up-referenced its certificates)
+  return ok == 1;
+}
+
 void CertificateTable::add(std::shared_ptr<const ServerCertificate> cert) {
   for (const std::string& name : cert->snis) by_name_[name] = cert.get();
   if (cert->client) asks_for_client_certificates_ = true;

@@ -13,6 +13,7 @@
 #include "tls/pem.hpp"
 
 struct ssl_ctx_st;
+struct ssl_st;
 
 namespace portico::tls {
 
@@ -37,6 +38,9 @@ struct ClientIdentity {
   std::string digest;  // SHA-256 of the leaf: pooled connections are kept apart by it
 };
 std::shared_ptr<const ClientIdentity> make_client_identity(CertificateKeyPair pair);
+// Makes a client connection show `identity` (OpenSSL takes its own references: the identity
+// may go with its config afterwards). False when OpenSSL refuses it.
+bool use_client_identity(ssl_st* ssl, const ClientIdentity& identity);
 
 // One `ssls` object of type server, ready to serve. Identical objects keep the same instance
 // from one config to the next (the object store compiles an object only when it changes).

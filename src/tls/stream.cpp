@@ -577,16 +577,9 @@ Task<Connected> connect(Socket& socket, const std::string& server_name, const st
     co_return out;
   }
   StreamPtr stream = make_stream(socket, ssl);
-  if (identity) {  // up-references what it keeps: the identity may go with its config
-    const CertificateKeyPair& pair = identity->pair;
-    STACK_OF(X509)* chain = sk_X509_new_null();
-    for (size_t i = 1; i < pair.chain.size(); ++i) sk_X509_push(chain, pair.chain[i].get());
-    int ok = SSL_use_cert_and_key(ssl, pair.chain.front().get(), pair.key.get(), chain, 1);
-    sk_X509_free(chain);
-    if (ok != 1) {
-      out.error = "cannot use the client certificate: " + take_openssl_error();
-      co_return out;
-    }
+  if (identity && !use_client_identity(ssl, *identity)) {
+    out.error = "cannot use the client certificate: " + take_openssl_error();
+    co_return out;
   }
   SSL_set_connect_state(ssl);
   bool named = !server_name.empty() && !is_ip_address(server_name);

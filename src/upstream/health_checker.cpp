@@ -50,14 +50,6 @@ Task<std::pair<int, error_code>> send_probe(Stream& stream, const std::string& r
   co_return std::pair<int, error_code>{status_of(head), wec};
 }
 
-void use_client_identity(SSL* ssl, const tls::ClientIdentity& identity) {
-  const tls::CertificateKeyPair& pair = identity.pair;
-  STACK_OF(X509)* chain = sk_X509_new_null();
-  for (size_t i = 1; chain && i < pair.chain.size(); ++i) sk_X509_push(chain, pair.chain[i].get());
-  SSL_use_cert_and_key(ssl, pair.chain.front().get(), pair.key.get(), chain, 1);
-  sk_X509_free(chain);
-}
-
 // One client context per verification mode, shared by every https probe.
 asio::ssl::context& tls_context(bool verify) {
   static auto make = [](bool v) {
@@ -149,7 +141,7 @@ Task<> HealthChecker::probe(std::shared_ptr<Probe> p) {
       // Nodes that ask for a client certificate (upstream tls.client_cert) get the one the
       // proxy shows them, or every probe would fail and take them all out.
       if (const tls::ClientIdentity* identity = p->target->spec().tls_client.get())
-        use_client_identity(tls.native_handle(), *identity);
+        tls::use_client_identity(tls.native_handle(), *identity);
       if (check.https_verify_certificate)
         tls.set_verify_callback(asio::ssl::host_name_verification(sni));
       auto [hec] = co_await tls.async_handshake(asio::ssl::stream_base::client, await_ec);
