@@ -132,14 +132,15 @@ Refusal client_certificate_refusal(const ClientConnection& c, const config::Snap
   };
   const tls::CertificateTable* table = snapshot.certificates.get();
   const tls::ClientCertificate* proved = c.client_cert.get();
-  const Refusal unproved{400, !proved || proved->verify == "NONE"
-                                  ? "client certificate required"
-                                  : "client certificate not accepted"};
-  const Refusal changed{421, "the certificate settings changed: connect again"};
+  auto unproved = [&] {  // (built only when refusing: this runs on every request)
+    return Refusal{400, !proved || proved->verify == "NONE" ? "client certificate required"
+                                                            : "client certificate not accepted"};
+  };
   if (proved) {
     const tls::ServerCertificate* now = table ? table->find(proved->name) : nullptr;
-    if (!now || now->client != proved->policy) return changed;
-    if (!proved->verified && !skipped(*now->client)) return unproved;
+    if (!now || now->client != proved->policy)
+      return {421, "the certificate settings changed: connect again"};
+    if (!proved->verified && !skipped(*now->client)) return unproved();
   }
   if (!c.stream.secure() || !table || !table->asks_for_client_certificates()) return {};
   // The Host as the router reads it (serve_request refused any other reading).
@@ -148,7 +149,7 @@ Refusal client_certificate_refusal(const ClientConnection& c, const config::Snap
   if (host.starts_with('[')) return {};  // an IPv6 literal names no certificate
   const tls::ServerCertificate* cert = table->find_for_host(host);
   if (!cert || !cert->client || skipped(*cert->client)) return {};
-  if (!proved || !proved->verified) return unproved;
+  if (!proved || !proved->verified) return unproved();
   if (cert->client != proved->policy || !iequals(proved->name, host))
     return {400, "client certificate was presented for another host name"};
   return {};

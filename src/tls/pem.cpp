@@ -50,4 +50,17 @@ std::string take_openssl_error() {
   return reason ? reason : "error " + std::to_string(err);
 }
 
+std::string certificate_digest(X509* cert, const EVP_MD* md) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int size = 0;
+  std::string out;
+  if (X509_digest(cert, md, digest, &size) != 1) return out;
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (unsigned int i = 0; i < size; ++i) {
+    out += kHex[digest[i] >> 4];
+    out += kHex[digest[i] & 15];
+  }
+  return out;
+}
+
 }  // namespace portico::tls

@@ -29,6 +29,10 @@ std::vector<X509Ptr> read_certificates(const std::string& pem);
 // passphrase).
 PkeyPtr read_private_key(const std::string& pem);
 
+// A certificate's digest with `md` (EVP_sha1(), EVP_sha256()) in lower-case hex; empty if
+// OpenSSL fails.
+std::string certificate_digest(X509* cert, const EVP_MD* md);
+
 // The first error on this thread's OpenSSL queue as text (empty if none); clears the queue.
 std::string take_openssl_error();
 

@@ -126,15 +126,7 @@ std::shared_ptr<const ServerCertificate> make_server_certificate(
 
 std::shared_ptr<const ClientIdentity> make_client_identity(CertificateKeyPair pair) {
   auto identity = std::make_shared<ClientIdentity>();
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int size = 0;
-  if (X509_digest(pair.chain.front().get(), EVP_sha256(), digest, &size) == 1) {
-    static constexpr char kHex[] = "0123456789abcdef";
-    for (unsigned int i = 0; i < size; ++i) {
-      identity->digest += kHex[digest[i] >> 4];
-      identity->digest += kHex[digest[i] & 15];
-    }
-  }
+  identity->digest = certificate_digest(pair.chain.front().get(), EVP_sha256());
   identity->pair = std::move(pair);
   return identity;
 }

@@ -300,16 +300,6 @@ void answer_plain_http(Socket& socket) {
   socket.shutdown(Socket::shutdown_send, ec);
 }
 
-std::string hex(const unsigned char* p, size_t n) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (size_t i = 0; i < n; ++i) {
-    out += kHex[p[i] >> 4];
-    out += kHex[p[i] & 15];
-  }
-  return out;
-}
-
 std::string name_text(const X509_NAME* name) {
   BIO* b = BIO_new(BIO_s_mem());
   X509_NAME_print_ex(b, name, 0, XN_FLAG_RFC2253);
@@ -343,9 +333,7 @@ std::unique_ptr<ClientCertificate> client_certificate(SSL* ssl,
     }
     BN_free(bn);
   }
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int size = 0;
-  if (X509_digest(peer, EVP_sha1(), digest, &size) == 1) c->fingerprint = hex(digest, size);
+  c->fingerprint = certificate_digest(peer, EVP_sha1());
   return c;
 }
 
