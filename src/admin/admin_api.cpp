@@ -264,11 +264,24 @@ struct AdminApi::Impl {
     config::validate_object(kind, value, "", errors, obj);
     if (errors.empty()) {
       for (const auto& [field, ref] : obj.refs) {
-        if (ctx.store->find(ref.kind, ref.id)) continue;  // known here: it exists in etcd
-        auto range = co_await ctx.etcd->client().get(key(ref.kind, ref.id));
-        if (range.kvs.empty())
-          errors.add(field, "unknown " + std::string(config::kind_singular(ref.kind)) + " \"" +
-                                ref.id + "\"");
+        // Known here means it exists in etcd; else it may be newer than this node's watch.
+        bool client_certificate = false;
+        if (const config::StoredObject* known = ctx.store->find(ref.kind, ref.id)) {
+          client_certificate = known->client_identity != nullptr;
+        } else {
+          auto range = co_await ctx.etcd->client().get(key(ref.kind, ref.id));
+          if (range.kvs.empty()) {
+            errors.add(field, "unknown " + std::string(config::kind_singular(ref.kind)) + " \"" +
+                                  ref.id + "\"");
+            continue;
+          }
+          json stored = json::parse(range.kvs.front().value, nullptr, false);
+          client_certificate =
+              stored.is_object() && stored.contains("type") && stored["type"] == "client";
+        }
+        // tls.client_cert_id must name a client certificate, not one that serves handshakes.
+        if (ref.kind == Kind::Ssls && !client_certificate)
+          errors.add(field, config::not_a_client_certificate(ref.id));
       }
     }
     if (errors.empty()) co_return std::nullopt;

@@ -218,13 +218,16 @@ void parse_checks(const json& v, const std::string& path, Upstream& up, Errors& 
   r.finish();
 }
 
-// tls.client_cert and tls.client_key (PEM, as APISIX): the certificate shown to nodes that ask
-// for one. client_cert_id (an ssls object of type client) is not resolved yet.
+// tls.client_cert and tls.client_key (PEM, as APISIX), or tls.client_cert_id (an ssls object
+// of type client, resolved by the snapshot): the certificate shown to nodes that ask for one.
 void read_client_identity(ObjectReader& tr, Upstream& up, Errors& errors) {
-  if (tr.has("client_cert_id"))
-    tr.error("client_cert_id", "is not available yet: give client_cert and client_key inline");
   const json* cert = tr.raw("client_cert");
   const json* key = tr.raw("client_key");
+  if (auto id = tr.id("client_cert_id")) {
+    if (cert || key) tr.error("client_cert_id", "cannot be used with client_cert and client_key");
+    up.tls_client_cert_id = *id;
+    return;
+  }
   if (!cert && !key) return;
   if (!cert || !key) {
     tr.error(cert ? "client_key" : "client_cert", "is required with client_cert/client_key");

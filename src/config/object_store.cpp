@@ -36,7 +36,16 @@ void add_plugin_refs(StoredObject& out, const json& value) {
     add_ref(out, "plugins.tlv-bridge.proto_id", Kind::Protos, std::to_string(id->get<uint64_t>()));
 }
 
+// An upstream's tls.client_cert_id names an ssls object (`prefix`: where the upstream sits).
+void add_upstream_refs(StoredObject& out, const std::string& prefix, const Upstream* up) {
+  if (up) add_ref(out, prefix + "tls.client_cert_id", Kind::Ssls, up->tls_client_cert_id);
+}
+
 }  // namespace
+
+std::string not_a_client_certificate(const std::string& id) {
+  return "ssl \"" + id + "\" is not a client certificate (type: client)";
+}
 
 std::string_view kind_name(Kind kind) { return kNames[static_cast<size_t>(kind)]; }
 std::string_view kind_singular(Kind kind) { return kSingular[static_cast<size_t>(kind)]; }
@@ -67,6 +76,7 @@ bool validate_object(Kind kind, const json& value, const std::string& path, Erro
       add_ref(out, "upstream_id", Kind::Upstreams, route->upstream_id);
       add_ref(out, "service_id", Kind::Services, route->service_id);
       add_ref(out, "plugin_config_id", Kind::PluginConfigs, route->plugin_config_id);
+      add_upstream_refs(out, "upstream.", route->upstream.get());
       add_plugin_refs(out, value);
       if (!route->upstream && route->upstream_id.empty() && route->service_id.empty() &&
           errors.size() == before)
@@ -77,12 +87,14 @@ bool validate_object(Kind kind, const json& value, const std::string& path, Erro
     case Kind::Services: {
       auto svc = std::make_shared<Service>(parse_service(value, path, errors));
       add_ref(out, "upstream_id", Kind::Upstreams, svc->upstream_id);
+      add_upstream_refs(out, "upstream.", svc->upstream.get());
       add_plugin_refs(out, value);
       out.service = std::move(svc);
       break;
     }
     case Kind::Upstreams:
       out.upstream = parse_upstream(value, path, errors);
+      add_upstream_refs(out, "", out.upstream.get());
       break;
     case Kind::Consumers:
       out.consumer = validate_consumer(value, path, errors);
@@ -98,18 +110,24 @@ bool validate_object(Kind kind, const json& value, const std::string& path, Erro
     case Kind::Protos:
       out.proto = validate_proto(value, path, errors);
       break;
-    case Kind::Ssls:
-      out.certificate = validate_ssl(value, path, errors);
+    case Kind::Ssls: {
+      auto ssl = validate_ssl(value, path, errors);
+      out.certificate = std::move(ssl.server);
+      out.client_identity = std::move(ssl.client);
       break;
+    }
     case Kind::StreamRoutes: {
       auto route = validate_stream_route(value, path, errors);
       route->order = order;
       add_ref(out, "upstream_id", Kind::Upstreams, route->upstream_id);
       add_ref(out, "service_id", Kind::Services, route->service_id);
+      add_upstream_refs(out, "upstream.", route->upstream.get());
       if (route->tlv)
-        for (size_t i = 0; i < route->tlv->routes.size(); ++i)
-          add_ref(out, "protocol.conf.routes[" + std::to_string(i) + "].upstream_id",
-                  Kind::Upstreams, route->tlv->routes[i].upstream_id);
+        for (size_t i = 0; i < route->tlv->routes.size(); ++i) {
+          std::string sub = "protocol.conf.routes[" + std::to_string(i) + "].";
+          add_ref(out, sub + "upstream_id", Kind::Upstreams, route->tlv->routes[i].upstream_id);
+          add_upstream_refs(out, sub + "upstream.", route->tlv->routes[i].upstream.get());
+        }
       out.stream_route = std::move(route);
       break;
     }
@@ -169,10 +187,14 @@ std::vector<std::string> ObjectStore::referrers(Kind kind, const std::string& id
 
 void ObjectStore::check_references(const StoredObject& obj, const std::string& path,
                                    Errors& errors) const {
-  for (const auto& [field, ref] : obj.refs)
-    if (!find(ref.kind, ref.id))
-      errors.add(path.empty() ? field : path + "." + field,
-                 "unknown " + std::string(kind_singular(ref.kind)) + " \"" + ref.id + "\"");
+  for (const auto& [field, ref] : obj.refs) {
+    const StoredObject* target = find(ref.kind, ref.id);
+    std::string at = path.empty() ? field : path + "." + field;
+    if (!target)
+      errors.add(at, "unknown " + std::string(kind_singular(ref.kind)) + " \"" + ref.id + "\"");
+    else if (ref.kind == Kind::Ssls && !target->client_identity)
+      errors.add(at, not_a_client_certificate(ref.id));
+  }
 }
 
 const std::vector<const StoredObject*>& ObjectStore::in_creation_order(Kind kind) const {
@@ -194,8 +216,13 @@ const std::vector<const StoredObject*>& ObjectStore::in_creation_order(Kind kind
 
 ConfigSet ObjectStore::config_set(Errors& problems) const {
   ConfigSet set;
-  for (const StoredObject* obj : in_creation_order(Kind::Upstreams))
-    set.upstreams.push_back(obj->upstream);
+  for (const auto& [id, obj] : all(Kind::Ssls))
+    if (obj.client_identity) set.client_identities.emplace(id, obj.client_identity);
+  for (const StoredObject* obj : in_creation_order(Kind::Upstreams)) {
+    size_t before = problems.size();
+    check_references(*obj, obj->source, problems);
+    if (problems.size() == before) set.upstreams.push_back(obj->upstream);
+  }
   for (const StoredObject* obj : in_creation_order(Kind::PluginConfigs))
     set.plugin_configs.push_back(obj->plugin_config);
   for (const StoredObject* obj : in_creation_order(Kind::GlobalRules))

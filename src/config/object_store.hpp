@@ -53,10 +53,14 @@ struct StoredObject {
   std::shared_ptr<const PluginConfig> plugin_config;  // plugin_configs and global_rules
   std::shared_ptr<const plugins::Consumer> consumer;
   std::shared_ptr<const StreamRoute> stream_route;
-  std::shared_ptr<const bridge::ProtoSet> proto;              // compiled .proto content
-  std::shared_ptr<const tls::ServerCertificate> certificate;  // ssls: null unless it serves
-  std::vector<std::pair<std::string, ObjectRef>> refs;        // field name -> object referred to
+  std::shared_ptr<const bridge::ProtoSet> proto;               // compiled .proto content
+  std::shared_ptr<const tls::ServerCertificate> certificate;   // ssls: null unless it serves
+  std::shared_ptr<const tls::ClientIdentity> client_identity;  // ssls of type client
+  std::vector<std::pair<std::string, ObjectRef>> refs;         // field name -> object referred to
 };
+
+// The message for a tls.client_cert_id naming an ssls object that is not of type client.
+std::string not_a_client_certificate(const std::string& id);
 
 // Validates `value` as one object of `kind` with the same rules as the routes file. On success
 // fills `out` (typed form and references); errors name fields under `path`. `order` is the

@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace portico::plugins {
@@ -96,6 +97,9 @@ struct Upstream {
   std::string scheme = "http";  // or https: TLS to the nodes
   bool tls_verify = false;      // https: tls.verify (APISIX's default: not verified)
   std::shared_ptr<const tls::ClientIdentity> tls_client;  // tls.client_cert/client_key (mTLS)
+  // tls.client_cert_id: an ssls object of type client. The snapshot resolves it into the copy
+  // of this upstream it serves with (tls_client set), so a rotated certificate takes effect.
+  std::string tls_client_cert_id;
   int keepalive_size = 320;  // idle connections kept per node and worker
   double keepalive_idle_timeout = 60;
   int keepalive_requests = 1000;
@@ -159,6 +163,10 @@ struct PluginConfig {
 
 // Everything that can change at runtime without a restart. Objects are shared with the store
 // they came from: assembling a set of 50k routes copies pointers, not routes.
+// ssls objects of type client, by id: what upstreams' tls.client_cert_id name.
+using ClientIdentities =
+    std::unordered_map<std::string, std::shared_ptr<const tls::ClientIdentity>>;
+
 struct ConfigSet {
   std::vector<std::shared_ptr<const Route>> routes;  // in creation order
   std::vector<std::shared_ptr<const Service>> services;
@@ -169,6 +177,7 @@ struct ConfigSet {
   std::vector<std::shared_ptr<const StreamRoute>> stream_routes;  // in creation order
   std::vector<std::pair<std::string, std::shared_ptr<const bridge::ProtoSet>>> protos;  // by id
   std::vector<std::shared_ptr<const tls::ServerCertificate>> certificates;  // in creation order
+  ClientIdentities client_identities;
 };
 
 }  // namespace portico::config

@@ -198,11 +198,9 @@ std::shared_ptr<plugins::Consumer> validate_consumer(const json& value, const st
   return consumer;
 }
 
-std::shared_ptr<const tls::ServerCertificate> validate_ssl(const json& value,
-                                                           const std::string& path,
-                                                           Errors& errors) {
+ValidatedSsl validate_ssl(const json& value, const std::string& path, Errors& errors) {
   ObjectReader r(value, path, errors);
-  if (!r.valid()) return nullptr;
+  if (!r.valid()) return {};
   size_t before = errors.size();
   r.id("id");
   for (auto key : {"labels", "create_time", "update_time"}) r.ignore(key);
@@ -231,13 +229,16 @@ std::shared_ptr<const tls::ServerCertificate> validate_ssl(const json& value,
   if (const json* client = r.raw("client")) client_verification = check_client(r, *client, errors);
   std::vector<std::string> protocols = check_ssl_protocols(r, errors);
   r.finish();
-  // Client certificates (for upstream mTLS) and disabled objects serve no handshake.
-  if (errors.size() != before || type != "server" || !enabled) return nullptr;
+  if (errors.size() != before) return {};
+  // A client certificate is shown to upstreams (tls.client_cert_id), whatever its status, as in
+  // APISIX; the first pair is the one shown.
+  if (type == "client") return {nullptr, tls::make_client_identity(std::move(pairs.front()))};
+  if (!enabled) return {};  // a disabled server certificate serves no handshake
   std::string error;
   auto compiled = tls::make_server_certificate(std::move(pairs), std::move(snis), protocols, error,
                                                std::move(client_verification));
   if (!compiled) errors.add(r.child_path("cert"), error);
-  return compiled;
+  return {std::move(compiled), nullptr};
 }
 
 std::shared_ptr<PluginConfig> validate_global_rule(const json& value, const std::string& path,

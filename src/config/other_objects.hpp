@@ -16,11 +16,15 @@ namespace portico::config {
 // username (the consumer's key) is required; an `id` is accepted only when it equals username.
 std::shared_ptr<plugins::Consumer> validate_consumer(const json& value, const std::string& path,
                                                      Errors& errors);
+// What an ssls object serves: a server certificate (type server, unless `status: 0`), or the
+// identity upstreams show (type client, named by tls.client_cert_id). Both null on errors.
+struct ValidatedSsl {
+  std::shared_ptr<const tls::ServerCertificate> server;
+  std::shared_ptr<const tls::ClientIdentity> client;
+};
 // Parses cert/key (and certs/keys, client.ca) with OpenSSL and checks each key matches its
-// certificate. Messages never quote certificate or key material. Returns the compiled server
-// certificate; null on errors, for `type: client` and for `status: 0`.
-std::shared_ptr<const tls::ServerCertificate> validate_ssl(const json& value,
-                                                           const std::string& path, Errors& errors);
+// certificate. Messages never quote certificate or key material.
+ValidatedSsl validate_ssl(const json& value, const std::string& path, Errors& errors);
 std::shared_ptr<PluginConfig> validate_global_rule(const json& value, const std::string& path,
                                                    Errors& errors);
 std::shared_ptr<PluginConfig> validate_plugin_config(const json& value, const std::string& path,

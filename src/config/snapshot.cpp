@@ -41,10 +41,31 @@ class NodeResolver {
   std::map<std::string, std::pair<bool, asio::ip::address>> cache_;
 };
 
+// The client certificate tls.client_cert_id names; null without one (or when it names none,
+// which the object store reports). Compiled upstreams are reused only while this stays the same,
+// so a rotated certificate reaches new connections at once.
+std::shared_ptr<const tls::ClientIdentity> named_identity(const Upstream* spec,
+                                                          const ClientIdentities& ids) {
+  if (!spec || spec->tls_client_cert_id.empty()) return nullptr;
+  auto it = ids.find(spec->tls_client_cert_id);
+  return it == ids.end() ? nullptr : it->second;
+}
+
 // `key` names the upstream for health state and logs: "upstreams/u1", "routes/r1" (inline).
 std::shared_ptr<const upstream::UpstreamTarget> compile_upstream(
-    const std::shared_ptr<const Upstream>& spec, const std::string& path, const std::string& key,
-    int workers, NodeResolver& resolver, Errors& errors, Errors* warnings) {
+    std::shared_ptr<const Upstream> spec, const ClientIdentities& ids, const std::string& path,
+    const std::string& key, int workers, NodeResolver& resolver, Errors& errors, Errors* warnings) {
+  if (!spec->tls_client_cert_id.empty()) {
+    auto identity = named_identity(spec.get(), ids);
+    if (!identity) {
+      (warnings ? *warnings : errors)
+          .add(path + ".tls.client_cert_id", not_a_client_certificate(spec->tls_client_cert_id));
+      return nullptr;
+    }
+    auto serving = std::make_shared<Upstream>(*spec);  // the spec the proxy and probes read
+    serving->tls_client = std::move(identity);
+    spec = std::move(serving);
+  }
   std::vector<upstream::NodeTarget> nodes;
   for (size_t i = 0; i < spec->nodes.size(); ++i) {
     const UpstreamNode& n = spec->nodes[i];
@@ -74,16 +95,20 @@ upstream::HealthRegistry& health_registry() {
 }
 
 struct CompileCache::Entries {
+  // `identity`: the client certificate the target was compiled with (tls.client_cert_id).
   struct UpstreamEntry {
     std::shared_ptr<const Upstream> spec;
+    std::shared_ptr<const tls::ClientIdentity> identity;
     std::shared_ptr<const upstream::UpstreamTarget> target;
   };
   struct ServiceEntry {
     std::shared_ptr<const Service> service;
+    std::shared_ptr<const tls::ClientIdentity> identity;
     std::shared_ptr<const upstream::UpstreamTarget> inline_target;
   };
   struct RouteEntry {
     std::shared_ptr<const Route> route;
+    std::shared_ptr<const tls::ClientIdentity> identity;
     std::shared_ptr<const upstream::UpstreamTarget> inline_target;
     // What the rule and the compiled route were built from, besides the route itself.
     std::shared_ptr<const Service> service;
@@ -151,8 +176,8 @@ void compile_stream_routes(
                    [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
     c->plugins = r.plugins;
     if (r.upstream)
-      c->upstream = compile_upstream(r.upstream, path + ".upstream", key, workers, resolver, errors,
-                                     warnings);
+      c->upstream = compile_upstream(r.upstream, set.client_identities, path + ".upstream", key,
+                                     workers, resolver, errors, warnings);
     else if (!r.upstream_id.empty())
       c->upstream = named(r.upstream_id);
     else if (!r.service_id.empty())
@@ -168,10 +193,11 @@ void compile_stream_routes(
         const stream::TlvSubRouteSpec& spec = r.tlv->routes[k];
         std::string sub = path + ".protocol.conf.routes[" + std::to_string(k) + "]";
         stream::CompiledSubRoute cs{spec.cmds, nullptr, spec.hash_on_to};
-        cs.target = spec.upstream ? compile_upstream(spec.upstream, sub + ".upstream",
-                                                     key + "/routes[" + std::to_string(k) + "]",
-                                                     workers, resolver, errors, warnings)
-                                  : named(spec.upstream_id);
+        cs.target = spec.upstream
+                        ? compile_upstream(spec.upstream, set.client_identities, sub + ".upstream",
+                                           key + "/routes[" + std::to_string(k) + "]", workers,
+                                           resolver, errors, warnings)
+                        : named(spec.upstream_id);
         if (!cs.target) {
           report.add(sub + ".upstream_id", "unknown upstream \"" + spec.upstream_id + "\"");
           ok = false;
@@ -217,27 +243,33 @@ std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, const HttpLimits&
   snap->limits = limits;
   NodeResolver resolver;
 
+  const ClientIdentities& ids = set.client_identities;
   for (size_t i = 0; i < set.upstreams.size(); ++i) {
     const auto& spec = set.upstreams[i];
     auto it = old.upstreams.find(spec->id);
     auto& entry = fresh->upstreams[spec->id];
     entry.spec = spec;
+    entry.identity = named_identity(spec.get(), ids);
     entry.target =
-        it != old.upstreams.end() && it->second.spec == spec
+        it != old.upstreams.end() && it->second.spec == spec &&
+                it->second.identity == entry.identity
             ? it->second.target
             : compile_upstream(
-                  spec, warnings ? "upstreams/" + spec->id : "upstreams[" + std::to_string(i) + "]",
+                  spec, ids,
+                  warnings ? "upstreams/" + spec->id : "upstreams[" + std::to_string(i) + "]",
                   "upstreams/" + spec->id, workers, resolver, errors, warnings);
   }
   for (const auto& svc : set.services) {
     auto it = old.services.find(svc->id);
     auto& entry = fresh->services[svc->id];
     entry.service = svc;
-    if (it != old.services.end() && it->second.service == svc)
+    entry.identity = named_identity(svc->upstream.get(), ids);
+    if (it != old.services.end() && it->second.service == svc &&
+        it->second.identity == entry.identity)
       entry.inline_target = it->second.inline_target;
     else if (svc->upstream)
       entry.inline_target =
-          compile_upstream(svc->upstream, "services[" + svc->id + "].upstream",
+          compile_upstream(svc->upstream, ids, "services[" + svc->id + "].upstream",
                            "services/" + svc->id, workers, resolver, errors, warnings);
   }
   std::unordered_map<std::string_view, std::shared_ptr<const PluginConfig>> plugin_configs;
@@ -281,14 +313,16 @@ std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, const HttpLimits&
     }
     auto [slot, inserted] = route_cache.try_emplace(r.id);
     CompileCache::Entries::RouteEntry& entry = slot->second;
-    bool same_route = !inserted && entry.route == route;
+    auto identity = named_identity(r.upstream.get(), ids);
+    bool same_route = !inserted && entry.route == route && entry.identity == identity;
     entry.generation = generation;
     ++visited;
     if (!same_route) {
       entry.route = route;
+      entry.identity = std::move(identity);
       entry.inline_target =
-          r.upstream ? compile_upstream(r.upstream, path() + ".upstream", "routes/" + r.id, workers,
-                                        resolver, errors, warnings)
+          r.upstream ? compile_upstream(r.upstream, ids, path() + ".upstream", "routes/" + r.id,
+                                        workers, resolver, errors, warnings)
                      : nullptr;
     }
     // The route's own upstream wins over upstream_id, which wins over the service's (APISIX).

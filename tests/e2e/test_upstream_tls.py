@@ -12,7 +12,7 @@ import websockets
 
 import pki
 from coalescing_upstream import CoalescingUpstream
-from conftest import inline_upstream, validate
+from conftest import inline_upstream, validate, wait_until
 
 
 @pytest.fixture
@@ -125,20 +125,32 @@ def test_wss_upstream_relay(gateway, upstream, ca, tmp_path):
     asyncio.run(asyncio.wait_for(talk(), 20))
 
 
-def test_a_client_certificate_for_upstreams_that_ask_for_one(gateway, upstream, ca, tmp_path):
-    # The upstream takes only clients with a certificate from ca (mTLS between the tiers).
+def mtls_upstream(upstream, ca, tmp_path):
+    """An HTTPS upstream that takes only clients with a certificate from ca (mTLS between the
+    tiers); its echo names the client certificate's CN (client_cn)."""
     leaf = pki.issue(ca, tmp_path / "pki", "backend.test", sans=["DNS:backend.test"])
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(leaf.cert, leaf.key)
     ctx.load_verify_locations(ca.cert)
     ctx.verify_mode = ssl.CERT_REQUIRED
-    up = upstream(name="mtls", tls=ctx)
+    return upstream(name="mtls", tls=ctx)
+
+
+def identity(cert):
+    return {"client_cert": open(cert.cert).read(), "client_key": open(cert.key).read()}
+
+
+def client_ssl(cert, id="gw-cert"):
+    """An ssls object of type client: what tls.client_cert_id names."""
+    return {"id": id, "type": "client", "cert": open(cert.cert).read(),
+            "key": open(cert.key).read()}
+
+
+def test_a_client_certificate_for_upstreams_that_ask_for_one(gateway, upstream, ca, tmp_path):
+    up = mtls_upstream(upstream, ca, tmp_path)
     gateway_cert = pki.issue(ca, tmp_path / "pki", "gateway", usage="clientAuth")
     other_ca = pki.make_ca(tmp_path / "other", "Other CA")
     stranger = pki.issue(other_ca, tmp_path / "other", "stranger", usage="clientAuth")
-
-    def identity(cert):
-        return {"client_cert": open(cert.cert).read(), "client_key": open(cert.key).read()}
     gw = gateway({"routes": [
         dict(https_route(up, tls=identity(gateway_cert)), id="with", uri="/with/*"),
         dict(https_route(up), id="without", uri="/without/*"),
@@ -146,6 +158,7 @@ def test_a_client_certificate_for_upstreams_that_ask_for_one(gateway, upstream, 
     for _ in range(3):
         r = gw.get("/with/echo", headers={"Host": "backend.test"})
         assert r.status_code == 200 and r.json()["target"] == "/with/echo"
+        assert r.json()["client_cn"] == "gateway"
     # The kept-alive connection that showed the certificate serves only its own kind: a route
     # without one, or with another, does not borrow it.
     assert gw.get("/without/echo", headers={"Host": "backend.test"}).status_code == 502
@@ -164,6 +177,63 @@ def test_a_client_certificate_for_upstreams_that_ask_for_one(gateway, upstream, 
     assert states == ["healthy"], states
 
 
+def test_client_cert_id_names_a_client_certificate_from_ssls(gateway, upstream, ca, tmp_path):
+    # APISIX's other way: the certificate lives in an ssls object of type client, and upstreams
+    # (named, or inline in routes and services) name it.
+    up = mtls_upstream(upstream, ca, tmp_path)
+    gateway_cert = pki.issue(ca, tmp_path / "pki", "gateway", usage="clientAuth")
+    named = dict(inline_upstream(up.port, scheme="https", tls={"client_cert_id": "gw-cert"}),
+                 id="u1")
+    gw = gateway({
+        "ssls": [client_ssl(gateway_cert)],
+        "upstreams": [named],
+        "services": [{"id": "s1", "upstream": inline_upstream(
+            up.port, scheme="https", tls={"client_cert_id": "gw-cert"})}],
+        "routes": [{"id": "named", "uri": "/named/*", "upstream_id": "u1"},
+                   {"id": "service", "uri": "/service/*", "service_id": "s1"},
+                   dict(https_route(up, tls={"client_cert_id": "gw-cert"}), id="inline",
+                        uri="/inline/*")]})
+    for path in ("/named/a", "/service/b", "/inline/c"):
+        r = gw.get(path, headers={"Host": "backend.test"})
+        assert r.status_code == 200, (path, r.text)
+        assert r.json()["client_cn"] == "gateway"
+
+
+def test_a_rotated_client_certificate_reaches_new_connections(gateway, upstream, ca, tmp_path,
+                                                              etcd):
+    # etcd mode, through the Admin API: the upstream object does not change when the ssls
+    # object it names does; the gateway must still show the new certificate.
+    up = mtls_upstream(upstream, ca, tmp_path)
+    first = pki.issue(ca, tmp_path / "pki", "gateway-2025", usage="clientAuth")
+    second = pki.issue(ca, tmp_path / "pki", "gateway-2026", usage="clientAuth")
+    gw = gateway(etcd=etcd)
+    assert gw.admin("PUT", "/ssls/gw-cert", client_ssl(first)).status_code == 201
+    ups = inline_upstream(up.port, scheme="https", tls={"client_cert_id": "gw-cert"})
+    assert gw.admin("PUT", "/upstreams/u1", ups).status_code == 201
+    assert gw.admin("PUT", "/routes/r1", {"uri": "/*", "upstream_id": "u1"}).status_code == 201
+
+    def cn():
+        r = gw.get("/echo", headers={"Host": "backend.test"})
+        return r.json().get("client_cn") if r.status_code == 200 else r.status_code
+    assert wait_until(lambda: cn() == "gateway-2025", 5)
+    assert gw.admin("PUT", "/ssls/gw-cert", client_ssl(second)).status_code == 200
+    assert wait_until(lambda: cn() == "gateway-2026", 5), cn()
+
+    # A server certificate is not something to show upstreams; a used one cannot be deleted.
+    server = pki.issue(ca, tmp_path / "pki", "api.test", sans=["DNS:api.test"])
+    r = gw.admin("PUT", "/ssls/server", {"cert": open(server.cert).read(),
+                                         "key": open(server.key).read(), "snis": ["api.test"]})
+    assert r.status_code == 201, r.text
+    r = gw.admin("PUT", "/upstreams/u2",
+                 inline_upstream(up.port, scheme="https", tls={"client_cert_id": "server"}))
+    assert r.status_code == 400
+    assert r.json()["error_msg"] == ('invalid configuration: tls.client_cert_id: ssl "server" '
+                                     'is not a client certificate (type: client)')
+    r = gw.admin("DELETE", "/ssls/gw-cert")
+    assert r.status_code == 400 and "upstream [u1]" in r.json()["error_msg"], r.text
+    assert cn() == "gateway-2026"
+
+
 def test_a_client_key_that_is_not_the_certificates_is_refused(tmp_path, ca):
     a = pki.issue(ca, tmp_path / "pki", "a", usage="clientAuth")
     b = pki.issue(ca, tmp_path / "pki", "b", usage="clientAuth")
@@ -180,13 +250,23 @@ def test_a_client_key_that_is_not_the_certificates_is_refused(tmp_path, ca):
     ({"scheme": "https", "tls": {"client_cert": "x", "client_key": "y"}}, "tls.client_cert",
      "must be a PEM certificate"),
     ({"scheme": "https", "tls": {"client_cert": "x"}}, "tls.client_key", "is required"),
-    ({"scheme": "https", "tls": {"client_cert_id": "1"}}, "tls.client_cert_id",
-     "not available yet"),
+    ({"scheme": "https", "tls": {"client_cert_id": "none"}}, "tls.client_cert_id",
+     'unknown ssl "none"'),
+    ({"scheme": "https", "tls": {"client_cert_id": "server"}}, "tls.client_cert_id",
+     'ssl "server" is not a client certificate (type: client)'),
+    ({"scheme": "https", "tls": {"client_cert_id": "client", "client_cert": "x",
+                                 "client_key": "y"}},
+     "tls.client_cert_id", "cannot be used with client_cert and client_key"),
     ({"scheme": "http", "tls": {"verify": True}}, "tls", "needs scheme: https"),
     ({"scheme": "https", "tls": {"verify": "yes"}}, "tls.verify", ""),
 ])
-def test_upstream_tls_config_errors(tmp_path, upstream_fields, field, message):
-    doc = {"routes": [{"id": "r", "uri": "/*", "upstream": inline_upstream(1, **upstream_fields)}]}
+def test_upstream_tls_config_errors(tmp_path, ca, upstream_fields, field, message):
+    server = pki.issue(ca, tmp_path / "pki", "api.test", sans=["DNS:api.test"])
+    client = pki.issue(ca, tmp_path / "pki", "gateway", usage="clientAuth")
+    ssls = [{"id": "server", "cert": open(server.cert).read(), "key": open(server.key).read(),
+             "snis": ["api.test"]}, client_ssl(client, id="client")]
+    doc = {"ssls": ssls,
+           "routes": [{"id": "r", "uri": "/*", "upstream": inline_upstream(1, **upstream_fields)}]}
     code, out = validate(tmp_path, doc)
     assert code != 0
     assert f"routes[0].upstream.{field}" in out and message in out, out

@@ -250,6 +250,10 @@ class TestUpstream:
         out = {"upstream": self.name, "method": req.method, "target": req.target,
                "version": req.version, "headers": req.headers, "body_len": req.body_len,
                "body": req.body.decode("latin-1")}
+        # Over TLS with a verified client certificate: whose it was (mTLS to upstreams).
+        peer = c.sock.getpeercert() if hasattr(c.sock, "getpeercert") else None
+        if peer:
+            out["client_cn"] = dict(rdn[0] for rdn in peer["subject"]).get("commonName")
         self._send(c, 200, json.dumps(out).encode(),
                    {"Content-Type": "application/json", "X-Upstream": self.name})
 

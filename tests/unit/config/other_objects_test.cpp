@@ -180,7 +180,8 @@ TEST(OtherObjectsSsl, CompilesServerCertificatesForTheHandshake) {
   auto cert = validate_ssl(with(valid_ssl(), {{"snis", {"Example.COM", "*.example.com"}},
                                               {"certs", {pems().rsa_cert}},
                                               {"keys", {pems().rsa_key}}}),
-                           "ssls[0]", errors);
+                           "ssls[0]", errors)
+                  .server;
   ASSERT_TRUE(cert) << errors.to_string();
   EXPECT_NE(cert->context, nullptr);
   EXPECT_EQ(cert->snis, (std::vector<std::string>{"example.com", "*.example.com"}));
@@ -189,23 +190,39 @@ TEST(OtherObjectsSsl, CompilesServerCertificatesForTheHandshake) {
   EXPECT_EQ(cert->disabled, 0u);
 
   cert = validate_ssl(with(valid_ssl(), {{"ssl_protocols", {"TLSv1.3", "TLSv1.1"}}}), "ssls[0]",
-                      errors);
+                      errors)
+             .server;
   ASSERT_TRUE(cert);
   EXPECT_EQ(cert->min_version, TLS1_1_VERSION);
   EXPECT_EQ(cert->max_version, TLS1_3_VERSION);
   EXPECT_EQ(cert->disabled, static_cast<uint64_t>(SSL_OP_NO_TLSv1_2));  // the gap
-  cert = validate_ssl(with(valid_ssl(), {{"ssl_protocols", {"TLSv1.2"}}}), "ssls[0]", errors);
+  cert =
+      validate_ssl(with(valid_ssl(), {{"ssl_protocols", {"TLSv1.2"}}}), "ssls[0]", errors).server;
   ASSERT_TRUE(cert);
   EXPECT_EQ(cert->min_version, TLS1_2_VERSION);
   EXPECT_EQ(cert->max_version, TLS1_2_VERSION);
   EXPECT_TRUE(errors.empty()) << errors.to_string();
 
   // Disabled, client-side and invalid objects serve no handshake.
-  EXPECT_FALSE(validate_ssl(with(valid_ssl(), {{"status", 0}}), "ssls[0]", errors));
-  EXPECT_FALSE(validate_ssl(with(valid_ssl(), {{"type", "client"}}), "ssls[0]", errors));
+  EXPECT_FALSE(validate_ssl(with(valid_ssl(), {{"status", 0}}), "ssls[0]", errors).server);
+  auto client = validate_ssl(with(valid_ssl(), {{"type", "client"}}), "ssls[0]", errors);
+  EXPECT_FALSE(client.server);
   EXPECT_TRUE(errors.empty()) << errors.to_string();
-  EXPECT_FALSE(validate_ssl(with(valid_ssl(), {{"key", pems().other_key}}), "ssls[0]", errors));
+  auto bad = validate_ssl(with(valid_ssl(), {{"key", pems().other_key}}), "ssls[0]", errors);
+  EXPECT_FALSE(bad.server || bad.client);
   EXPECT_FALSE(errors.empty());
+}
+
+// A client certificate is what upstreams show (tls.client_cert_id), enabled or not (APISIX).
+TEST(OtherObjectsSsl, ClientCertificatesBecomeUpstreamIdentities) {
+  Errors errors;
+  for (int status : {1, 0}) {
+    auto client = validate_ssl(with(valid_ssl(), {{"type", "client"}, {"status", status}}),
+                               "ssls[0]", errors);
+    ASSERT_TRUE(client.client) << errors.to_string();
+    EXPECT_EQ(client.client->digest.size(), 64u);  // SHA-256 of the certificate, in hex
+  }
+  EXPECT_FALSE(validate_ssl(valid_ssl(), "ssls[0]", errors).client);
 }
 
 TEST(OtherObjectsSsl, RejectsKeyThatDoesNotMatchItsCertificate) {
