@@ -94,15 +94,19 @@ struct AdminApi::Impl {
     return prefix() + "/" + std::string(config::kind_name(kind)) + "/" + id;
   }
 
-  // Role of the caller, or an error response.
-  std::optional<HttpResponse> authorize(const HttpRequest& req, bool& admin) {
-    std::array<uint8_t, 16> remote = router::address_bytes(req.remote.to_string());
-    bool allowed = false;
+  bool admits(const asio::ip::address& peer) const {
+    std::array<uint8_t, 16> remote = router::address_bytes(peer.to_string());
     for (const auto& text : ctx.node->admin_allow) {
       router::Cidr c;
-      if (router::Cidr::parse(text, c) && c.contains(remote)) allowed = true;
+      if (router::Cidr::parse(text, c) && c.contains(remote)) return true;
     }
-    if (!allowed)
+    return false;
+  }
+
+  // Role of the caller, or an error response.
+  std::optional<HttpResponse> authorize(const HttpRequest& req, bool& admin) {
+    // Checked at accept too; again here, as admin.allow may have changed since (a reload).
+    if (!admits(req.remote))
       return error_reply(403, "address " + req.remote.to_string() + " is not in admin.allow");
     std::string given = req.header("x-api-key");
     if (given.empty()) given = req.param("api_key");
@@ -351,9 +355,15 @@ struct AdminApi::Impl {
                                ? old->value["create_time"]
                                : json(now);
     value["update_time"] = now;
+    std::string text = value.dump();
+    // A PATCH sub-path nests what it writes deeper than the body says: every node would skip a
+    // value deeper than it reads (and keep serving the old one until restarted).
+    if (json_too_deep(text, kMaxConfigJsonDepth))
+      co_return error_reply(400, "invalid configuration: nested deeper than " +
+                                     std::to_string(kMaxConfigJsonDepth) + " levels");
     if (auto bad = co_await validate(kind, value)) co_return bad;
     std::string k = key(kind, id);
-    auto w = co_await ctx.etcd->client().put_if(k, value.dump(), old ? old->modified : 0);
+    auto w = co_await ctx.etcd->client().put_if(k, std::move(text), old ? old->modified : 0);
     if (!w.succeeded) co_return std::nullopt;
     log::info("admin: " + std::string(old ? "updated " : "created ") + k + " at revision " +
               std::to_string(w.revision));
@@ -391,7 +401,8 @@ struct AdminApi::Impl {
 
   Task<HttpResponse> patch(Kind kind, const std::string& id, const std::vector<std::string>& sub,
                            const std::string& body) {
-    if (json_too_deep(body, kMaxConfigJsonDepth))
+    if (json_too_deep(body, kMaxConfigJsonDepth) ||
+        sub.size() > static_cast<size_t>(kMaxConfigJsonDepth))
       co_return error_reply(400, "invalid request body: nested deeper than " +
                                      std::to_string(kMaxConfigJsonDepth) + " levels");
     json patch = json::parse(body, nullptr, false);
@@ -458,5 +469,6 @@ AdminApi::AdminApi(AdminContext context)
     : impl_(std::make_unique<Impl>(Impl{std::move(context)})) {}
 AdminApi::~AdminApi() = default;
 Task<HttpResponse> AdminApi::handle(HttpRequest& req) { return impl_->handle(req); }
+bool AdminApi::admits(const asio::ip::address& peer) const { return impl_->admits(peer); }
 
 }  // namespace portico::admin

@@ -27,6 +27,8 @@ class AdminApi {
   explicit AdminApi(AdminContext context);
   ~AdminApi();
   Task<HttpResponse> handle(HttpRequest& req);
+  // Whether admin.allow lets `peer` in.
+  bool admits(const asio::ip::address& peer) const;
 
  private:
   struct Impl;

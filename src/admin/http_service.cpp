@@ -1,7 +1,9 @@
 #include "admin/http_service.hpp"
 
+#include <array>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
@@ -17,6 +19,7 @@ using TcpStream = beast::basic_stream<asio::ip::tcp, Executor>;
 namespace {
 constexpr int kMaxConnections = 256;
 constexpr auto kIdleTimeout = std::chrono::seconds(30);
+constexpr auto kRefusalLinger = std::chrono::seconds(2);
 
 int hex_value(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -75,12 +78,19 @@ struct HttpService::Impl : std::enable_shared_from_this<Impl> {
   std::string name;
   size_t max_body;
   HttpHandler handler;
+  PeerFilter admits;
   Acceptor acceptor;
   int connections = 0;
+  int refusing = 0;  // peers outside admin.allow being answered
   bool stopped = false;
 
-  Impl(Executor e, std::string n, size_t limit, HttpHandler h)
-      : ex(e), name(std::move(n)), max_body(limit), handler(std::move(h)), acceptor(e) {}
+  Impl(Executor e, std::string n, size_t limit, HttpHandler h, PeerFilter f)
+      : ex(e),
+        name(std::move(n)),
+        max_body(limit),
+        handler(std::move(h)),
+        admits(std::move(f)),
+        acceptor(e) {}
 
   Task<> accept_loop() {
     auto self = shared_from_this();
@@ -92,8 +102,42 @@ struct HttpService::Impl : std::enable_shared_from_this<Impl> {
         continue;
       }
       if (connections >= kMaxConnections) continue;  // closes the socket: too many clients
+      if (admits) {
+        error_code peer_ec;
+        auto peer = socket.remote_endpoint(peer_ec);
+        if (peer_ec) continue;
+        if (!admits(peer.address())) {
+          if (refusing < kMaxConnections)
+            asio::co_spawn(ex, refuse(Socket(std::move(socket)), peer.address()), asio::detached);
+          continue;
+        }
+      }
       asio::co_spawn(ex, session(Socket(std::move(socket))), asio::detached);
     }
+  }
+
+  // A peer outside admin.allow gets its 403 at once, before it has sent a request, and holds no
+  // connection slot: slow requests from anywhere cannot lock the Admin API. What it sends is
+  // read and dropped for a moment, so that closing does not reset the answer away.
+  Task<> refuse(Socket socket, asio::ip::address peer) {
+    auto self = shared_from_this();
+    ++refusing;
+    std::string body = error_json("address " + peer.to_string() + " is not in admin.allow");
+    std::string answer =
+        "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\n"
+        "Content-Length: " +
+        std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+    TcpStream stream(std::move(socket));
+    stream.expires_after(kRefusalLinger);
+    auto [wec, written] = co_await asio::async_write(stream, asio::buffer(answer), await_ec);
+    error_code ec;
+    stream.socket().shutdown(asio::socket_base::shutdown_send, ec);
+    std::array<char, 4096> sink;
+    while (!wec) {
+      auto [rec, n] = co_await stream.async_read_some(asio::buffer(sink), await_ec);
+      if (rec) break;
+    }
+    --refusing;
   }
 
   Task<> session(Socket socket) {
@@ -157,8 +201,10 @@ struct HttpService::Impl : std::enable_shared_from_this<Impl> {
   }
 };
 
-HttpService::HttpService(Executor ex, std::string name, size_t max_body, HttpHandler handler)
-    : impl_(std::make_shared<Impl>(ex, std::move(name), max_body, std::move(handler))) {}
+HttpService::HttpService(Executor ex, std::string name, size_t max_body, HttpHandler handler,
+                         PeerFilter admits)
+    : impl_(std::make_shared<Impl>(ex, std::move(name), max_body, std::move(handler),
+                                   std::move(admits))) {}
 
 HttpService::~HttpService() { stop(); }
 

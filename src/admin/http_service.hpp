@@ -38,11 +38,15 @@ struct HttpResponse {
 };
 
 using HttpHandler = std::function<Task<HttpResponse>(HttpRequest&)>;
+// Whether a peer may connect at all (admin.allow): others are closed at accept, so they take no
+// connection slot while they send a request slowly.
+using PeerFilter = std::function<bool(const asio::ip::address&)>;
 
 class HttpService {
  public:
   // `name` appears in logs ("admin API", "control API").
-  HttpService(Executor ex, std::string name, size_t max_body, HttpHandler handler);
+  HttpService(Executor ex, std::string name, size_t max_body, HttpHandler handler,
+              PeerFilter admits = nullptr);
   ~HttpService();
   // Binds and starts accepting. Throws std::runtime_error naming the address on failure.
   void start(const config::ListenAddress& address);

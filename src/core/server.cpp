@@ -399,7 +399,8 @@ void Server::start_apis() {
   admin_api_ = std::make_unique<admin::AdminApi>(std::move(ac));
   admin_http_ = std::make_unique<admin::HttpService>(
       control_.get_executor(), "admin API", static_cast<size_t>(node_.admin_max_body),
-      [this](admin::HttpRequest& req) { return admin_api_->handle(req); });
+      [this](admin::HttpRequest& req) { return admin_api_->handle(req); },
+      [this](const asio::ip::address& peer) { return admin_api_->admits(peer); });
   admin_http_->start(node_.admin_listen);
 }
 

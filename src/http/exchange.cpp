@@ -72,16 +72,23 @@ ExchangeLease::~ExchangeLease() {
   if (t_free_exchanges.size() < kMaxFreeExchanges) t_free_exchanges.push_back(std::move(ex_));
 }
 
+void parse_moved_head(std::string_view head, const char* old_base, Exchange& x) {
+  plugins::Context& ctx = x.ctx;
+  // Compared as addresses only: the old bytes may be gone.
+  auto path = reinterpret_cast<uintptr_t>(ctx.path.data());
+  auto base = reinterpret_cast<uintptr_t>(old_base);
+  bool path_in_head = path >= base && path < base + x.req.head_size;
+  size_t path_offset = path_in_head ? path - base : 0;
+  // It parsed before; the limits only need to let the same bytes through again.
+  parse_request(head, RequestLimits{SIZE_MAX, SIZE_MAX, SIZE_MAX}, x.req);
+  if (path_in_head) ctx.path = head.substr(path_offset, ctx.path.size());
+}
+
 void pin_session(SessionPins& pins, const config::Snapshot& snapshot,
                  const config::CompiledRoute& route, const char* head_base, Exchange& x) {
   plugins::Context& ctx = x.ctx;
   pins.head.assign(head_base, x.req.head_size);
-  const char* path = ctx.path.data();
-  bool path_in_head = path >= head_base && path < head_base + x.req.head_size;
-  size_t path_offset = path_in_head ? static_cast<size_t>(path - head_base) : 0;
-  // It parsed before; the limits only need to let the same bytes through again.
-  parse_request(pins.head, RequestLimits{SIZE_MAX, SIZE_MAX, SIZE_MAX}, x.req);
-  if (path_in_head) ctx.path = std::string_view(pins.head).substr(path_offset, ctx.path.size());
+  parse_moved_head(pins.head, head_base, x);
   pins.route_plugins = route.plugins;
   pins.global_plugins = snapshot.global_plugins;
   pins.consumer = ctx.consumer ? snapshot.consumers.share(ctx.consumer) : nullptr;

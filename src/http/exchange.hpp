@@ -54,6 +54,9 @@ struct Exchange {
   WriteRest unsent;           // the tail of a write the socket could not take at once
   // Copied out of the read buffer because the buffer is reused while a body streams.
   std::string method, target, host;
+  // The whole request head, for plugins that read it after a streamed body has reused the read
+  // buffer (header_filter, log: limit-conn's key, cors's Origin, edge functions' ngx.var).
+  std::string kept_head;
   // Access log facts.
   const std::string* route_id = nullptr;
   std::string upstream_addrs;
@@ -99,6 +102,10 @@ struct SessionPins {
   std::string service_id;
   std::string head;  // the request head: the connection's buffer is reused by the session
 };
+// x.req (and ctx.path, when it pointed into the head) again from `head`: the same head bytes,
+// moved from where they were parsed at `old_base` (a compacted buffer, a copy).
+void parse_moved_head(std::string_view head, const char* old_base, Exchange& x);
+
 // Fills `pins` from the snapshot and points the exchange at its copies: ctx's route_id and
 // service_id, and the request head (x.req and ctx.path are parsed again from the copy of the
 // `head_size` bytes at `head_base`, which must still hold them). ctx's consumer table, which

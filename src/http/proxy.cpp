@@ -405,11 +405,10 @@ Task<bool> proxy_request(ClientConnection& c, Exchange& x, const config::Compile
       co_return false;
     if (c.in.size() + c.in.writable() < want) {
       // Moving the bytes in the buffer moves what x.req points into: parse again.
+      const char* old_base = c.in.data();
       c.in.compact();
       if (c.in.capacity() < want) c.in.grow(want);
-      RequestLimits rl{limits.client_max_header_size, limits.max_uri_length};
-      parse_request(c.in.view(), rl, x.req);
-      if (x.with_plugins) x.ctx.path = x.req.path;
+      parse_moved_head(c.in.view().substr(0, head), old_base, x);
     }
     Failure f = co_await read_whole_body(c, want, limits);
     if (f != Failure::None) {
@@ -501,6 +500,10 @@ Task<bool> proxy_request(ClientConnection& c, Exchange& x, const config::Compile
         uint64_t remaining =
             plan == BodyPlan::Stream ? static_cast<uint64_t>(req.content_length) - buffered : 0;
         x.bytes_in += buffered;
+        if (x.with_plugins) {  // the body is read over the head: plugins read it later
+          x.kept_head.assign(c.in.data(), head);
+          parse_moved_head(x.kept_head, c.in.data(), x);
+        }
         c.in.consume(head + buffered);
         head = buffered = 0;
         failure = co_await stream_request_body(c, x, plan == BodyPlan::Chunked, remaining, up, spec,

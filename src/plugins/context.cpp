@@ -57,17 +57,33 @@ void RequestEdits::clear() {
   headers.clear();
 }
 
-std::array<int64_t, 4>& Context::note(const Plugin* owner) {
+Context::Note& Context::find_or_add_note(const Plugin* owner) {
   for (auto& n : notes_)
-    if (n.owner == owner) return n.values;
-  notes_.push_back({owner, {}});
-  return notes_.back().values;
+    if (n.owner == owner) return n;
+  notes_.push_back({owner, {}, {}});
+  return notes_.back();
+}
+
+const Context::Note* Context::find_note_of(const Plugin* owner) const {
+  for (const auto& n : notes_)
+    if (n.owner == owner) return &n;
+  return nullptr;
+}
+
+std::array<int64_t, 4>& Context::note(const Plugin* owner) {
+  return find_or_add_note(owner).values;
 }
 
 const std::array<int64_t, 4>* Context::find_note(const Plugin* owner) const {
-  for (const auto& n : notes_)
-    if (n.owner == owner) return &n.values;
-  return nullptr;
+  const Note* n = find_note_of(owner);
+  return n ? &n->values : nullptr;
+}
+
+std::string& Context::note_text(const Plugin* owner) { return find_or_add_note(owner).text; }
+
+const std::string* Context::find_note_text(const Plugin* owner) const {
+  const Note* n = find_note_of(owner);
+  return n ? &n->text : nullptr;
 }
 
 void Context::respond(int s, std::string body, std::string content_type) {
@@ -121,6 +137,23 @@ std::string_view Context::var(std::string_view name) const {
     return scratch_;
   }
   return {};
+}
+
+std::string_view Context::var_list(std::string_view name, std::string& joined) const {
+  if (!name.starts_with("http_")) return var(name);
+  std::string_view suffix = name.substr(5);
+  std::string_view first;
+  int lines = 0;
+  for (const auto& h : req->headers) {
+    if (!header_name_matches(h.name, suffix)) continue;
+    if (++lines == 1) {
+      first = h.value;
+      continue;
+    }
+    if (lines == 2) joined.assign(first);
+    joined.append(", ").append(h.value);
+  }
+  return lines > 1 ? std::string_view(joined) : first;
 }
 
 // ssl_client_<suffix>; without mTLS on the connection, ssl_client_verify is NONE as in nginx.

@@ -105,6 +105,10 @@ class Context {
   // limit-conn's slot to release), keyed by the plugin instance.
   std::array<int64_t, 4>& note(const Plugin* owner);
   const std::array<int64_t, 4>* find_note(const Plugin* owner) const;
+  // And a string beside them: limit-conn keeps the key it counted, so it releases that very key
+  // whatever the request's variables read by the log phase.
+  std::string& note_text(const Plugin* owner);
+  const std::string* find_note_text(const Plugin* owner) const;
 
   // An answer now: sets reply and returns Step::Respond's value for convenience.
   void respond(int status, std::string body, std::string content_type = "application/json");
@@ -119,6 +123,10 @@ class Context {
   // ssl_client_verify, ssl_client_s_dn, ssl_client_i_dn, ssl_client_serial,
   // ssl_client_fingerprint. Empty when absent.
   std::string_view var(std::string_view name) const;
+  // var(), except that a header sent on several lines is read as one list, the lines joined by
+  // ", " in order (RFC 9110 5.3; nginx 1.23's $http_x_forwarded_for) in `joined` when there are
+  // several. For lists a proxy may extend with a line of its own (X-Forwarded-For).
+  std::string_view var_list(std::string_view name, std::string& joined) const;
   std::string_view header(std::string_view name) const;  // case-insensitive, first value
   std::string_view client_certificate_var(std::string_view suffix) const;
 
@@ -135,7 +143,10 @@ class Context {
   struct Note {
     const Plugin* owner;
     std::array<int64_t, 4> values;
+    std::string text;
   };
+  Note& find_or_add_note(const Plugin* owner);
+  const Note* find_note_of(const Plugin* owner) const;
   std::vector<Note> notes_;
   mutable std::string scratch_;  // for variables that must be formatted (ports)
 };

@@ -41,10 +41,10 @@ class Cors final : public Plugin {
   void header_filter(Context& ctx) const override {
     std::string_view origin = ctx.header("origin");
     std::string allowed;
-    if (allow_origins == "*" && !allow_credential) {
+    if (allow_origins == "*") {  // never with credentials (refused in create)
       allowed = "*";
-    } else if (allow_origins == "**" || (allow_origins == "*" && allow_credential)) {
-      allowed = std::string(origin);  // echo the origin (credentials forbid "*")
+    } else if (allow_origins == "**") {
+      allowed = std::string(origin);  // any origin, named: the explicit opt-in
     } else if (!origin.empty()) {
       for (const auto& o : origin_list)
         if (o == origin) allowed = std::string(origin);
@@ -61,8 +61,7 @@ class Cors final : public Plugin {
     set("Access-Control-Allow-Methods", method_list());
     std::string_view requested = ctx.header("access-control-request-headers");
     set("Access-Control-Allow-Headers",
-        allow_headers == "**" || (allow_headers == "*" && allow_credential) ? std::string(requested)
-                                                                            : allow_headers);
+        allow_headers == "**" ? std::string(requested) : allow_headers);
     if (!expose_headers.empty()) set("Access-Control-Expose-Headers", expose_headers);
     set("Access-Control-Max-Age", std::to_string(max_age));
     if (allow_credential) set("Access-Control-Allow-Credentials", "true");
@@ -106,6 +105,20 @@ std::shared_ptr<const Plugin> create(const json& conf, const Scope&, const std::
   r.ignore("allow_origins_by_metadata");
   r.ignore("timing_allow_origins");
   r.ignore("timing_allow_origins_by_regex");
+  // As APISIX: with credentials, "*" would let any site read answers made with the user's
+  // cookies. "**" (echo anything) stays the explicit way to ask for that.
+  // The defaults count: {allow_credential: true} alone is refused, as in APISIX.
+  if (p->allow_credential) {
+    std::pair<const char*, const std::string*> fields[] = {{"allow_origins", &p->allow_origins},
+                                                           {"allow_methods", &p->allow_methods},
+                                                           {"allow_headers", &p->allow_headers},
+                                                           {"expose_headers", &p->expose_headers}};
+    for (const auto& [field, value] : fields)
+      if (*value == "*")
+        r.error(field,
+                "can not be '*' when allow_credential is true (list what is allowed, "
+                "or '**' to allow any)");
+  }
   r.finish();
   if (errors.size() != before) return nullptr;
   return p;

@@ -38,7 +38,8 @@ class LimitConn final : public Plugin {
                         rejected_msg.empty() ? http::status_reason(rejected_code) : rejected_msg);
       co_return Step::Respond;
     }
-    ctx.note(this)[0] = 1;  // holds a slot until log()
+    ctx.note(this)[0] = 1;               // holds a slot until log()
+    ctx.note_text(this) = std::move(k);  // released by that key, not one read again at log time
     if (double wait = delay.seconds(now, conn); wait > 0) {
       Timer timer(co_await asio::this_coro::executor);
       timer.expires_after(std::chrono::microseconds(static_cast<int64_t>(wait * 1e6)));
@@ -50,9 +51,7 @@ class LimitConn final : public Plugin {
   void log(Context& ctx) const override {
     const auto* held = ctx.find_note(this);
     if (!held || (*held)[0] != 1) return;
-    std::string k;
-    key.extract(ctx, k);
-    counts->add(k, -1);
+    counts->add(*ctx.find_note_text(this), -1);
   }
 };
 
@@ -72,6 +71,10 @@ std::shared_ptr<const Plugin> create(const json& conf, const Scope& scope, const
   p->rejected_code = static_cast<int>(r.integer_or("rejected_code", 503, 200, 599));
   p->rejected_msg = r.string_or("rejected_msg", "");
   r.boolean_or("allow_degradation", false);
+  // APISIX 3.x writes its default policy into exported configs.
+  std::string policy = r.string_or("policy", "local");
+  if (policy != "local")
+    r.error("policy", "only \"local\" is supported (one count per key per node)");
   r.finish();
   if (errors.size() != before) return nullptr;
   p->scope = scope.key();

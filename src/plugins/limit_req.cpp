@@ -67,14 +67,16 @@ std::shared_ptr<const Plugin> create(const json& conf, const Scope& scope, const
   auto p = std::make_shared<LimitReq>();
   config::ObjectReader r(conf, path, errors);
   size_t before = errors.size();
+  // The bucket counts thousandths of a request in 64-bit integers: rates from one request per
+  // 1000 s (APISIX takes any rate > 0; below 0.001 it would round to no rate at all).
   auto rate = r.raw("rate");
-  if (!rate || !rate->is_number() || rate->get<double>() <= 0)
-    r.error("rate", "is required and must be a number > 0");
+  if (!rate || !rate->is_number() || rate->get<double>() < 0.001 || rate->get<double>() > 1e9)
+    r.error("rate", "is required and must be a number from 0.001 to 1000000000");
   else
     p->rate = rate->get<double>();
   auto burst = r.raw("burst");
-  if (!burst || !burst->is_number() || burst->get<double>() < 0)
-    r.error("burst", "is required and must be a number >= 0");
+  if (!burst || !burst->is_number() || burst->get<double>() < 0 || burst->get<double>() > 1e9)
+    r.error("burst", "is required and must be a number from 0 to 1000000000");
   else
     p->burst = burst->get<double>();
   p->key = LimitKey::read(r);

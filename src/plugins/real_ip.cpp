@@ -46,7 +46,10 @@ class RealIp final : public Plugin {
 
   Step rewrite(Context& ctx) const override {
     if (!trusted.empty() && !is_trusted(ctx.client_bytes)) return Step::Continue;
-    std::string_view value = ctx.var(source);
+    // Every line of the header: a proxy that adds an X-Forwarded-For line of its own, rather
+    // than extend the client's, puts the address it saw last, behind what the client wrote.
+    thread_local std::string joined;
+    std::string_view value = ctx.var_list(source, joined);
     if (value.empty()) return Step::Continue;
     std::string_view chosen;
     if (!recursive) {

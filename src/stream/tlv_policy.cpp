@@ -32,7 +32,8 @@ FrameRate read_rate(ObjectReader& parent, std::string_view key) {
   double rate = number("rate", 1e6);
   double burst = number("burst", 1e6);
   if (!r.has("rate") && r.valid()) r.error("rate", "is required");
-  if (rate <= 0 && r.has("rate") && rate == 0) r.error("rate", "must be greater than 0");
+  // Thousandths of a frame in integers: below 0.001 the rate would round to none at all.
+  if (r.has("rate") && rate >= 0 && rate < 0.001) r.error("rate", "must be at least 0.001");
   r.finish();
   if (rate > 0) {
     out.rate_milli = static_cast<int64_t>(rate * 1000);

@@ -3,6 +3,7 @@ CRUD for every kind with APISIX-shaped bodies, PUT/POST/PATCH/DELETE semantics, 
 validation, keys and roles, the allow list, the generated key, yaml mode, routes/match — and that
 what the Admin API writes is what the gateway serves."""
 import re
+import socket
 import time
 
 import pytest
@@ -300,6 +301,16 @@ def test_patch_sub_path_replaces_that_field(egw, upstream):
     assert r.status_code == 200, r.text
     assert r.json()["value"]["uri"] == "/sp2"
     assert wait_until(lambda: served_by(egw, "/sp2") == "b" and served_by(egw, "/sp") == 404, 2)
+    # A sub-path may not nest the object deeper than nodes read (64 levels): they would skip it.
+    before = egw.admin("GET", "/routes/1").json()["value"]
+    deep_body = 1
+    for _ in range(50):
+        deep_body = {"b": deep_body}
+    for segments, body in ((1000, 1), (30, deep_body)):  # each part alone is within the limit
+        path = "/routes/1/plugins/key-auth/_meta/filter/" + "/".join(["a"] * segments)
+        r = egw.admin("PATCH", path, body)
+        assert r.status_code == 400 and "nested deeper than 64 levels" in r.text, (segments, r.text)
+    assert egw.admin("GET", "/routes/1").json()["value"] == before
 
 
 # ---------------------------------------------------------------------------------------------
@@ -448,6 +459,27 @@ def test_allow_list_refuses_other_addresses(gateway):
     # loopback is allowed by default
     gw2 = gateway({"routes": []})
     assert gw2.admin("GET", "/routes").status_code == 200
+
+
+def test_peers_outside_the_allow_list_cannot_hold_the_admin_api(gateway):
+    # 127.0.0.2 is loopback too, but not in the list: it is answered 403 at once, and slow
+    # requests from it (more than the 256 connections the Admin API serves) take no slot.
+    gw = gateway({"routes": []}, admin={"keys": DEFAULT_ADMIN_KEYS, "allow": ["127.0.0.1/32"]})
+    held = []
+    try:
+        for _ in range(300):
+            s = socket.socket()
+            s.settimeout(5)
+            s.bind(("127.0.0.2", 0))
+            s.connect(("127.0.0.1", gw.admin_port))
+            s.sendall(b"GET /apisix/admin/routes HTTP/1.1\r\nHost: a\r\n")  # never finished
+            held.append(s)
+        answer = held[0].recv(4096).decode()
+        assert answer.startswith("HTTP/1.1 403") and "127.0.0.2 is not in admin.allow" in answer
+        assert gw.admin("GET", "/routes").status_code == 200
+    finally:
+        for s in held:
+            s.close()
 
 
 GENERATED = re.compile(r"portico: generated an Admin API key \(role admin\) and saved it in (.+) "

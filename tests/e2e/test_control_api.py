@@ -3,7 +3,7 @@ with secrets redacted, and /metrics in the Prometheus text format with per-route
 import requests
 
 import prom_text
-from conftest import inline_upstream, route, self_signed_cert, served_by, wait_until
+from conftest import VIEWER_KEY, inline_upstream, route, self_signed_cert, served_by, wait_until
 
 
 def metrics(gw):
@@ -105,6 +105,39 @@ def test_v1_config_redacts_ssl_keys(etcd, gateway, upstream, tmp_path):
     assert ssl["key"] == "******"
     assert ssl["snis"] == ["secret.test"]
     assert [x["id"] for x in config["routes"]] == ["r"]
+
+
+def test_upstream_client_keys_and_plugin_passwords_are_redacted(etcd, gateway, upstream, tmp_path):
+    a = upstream(name="a")
+    cert, key = self_signed_cert(tmp_path, "gateway.test")
+    tls = {"client_cert": cert, "client_key": key}
+    gw = gateway(etcd=etcd)
+    up = inline_upstream(a.port, scheme="https", tls=tls)
+    assert gw.admin("PUT", "/upstreams/u1", up).status_code == 201
+    assert gw.admin("PUT", "/services/s1", {"upstream": up}).status_code == 201
+    limit = {"count": 10, "time_window": 60, "policy": "redis", "redis_host": "127.0.0.1",
+             "redis_password": "hunter2-redis-pw"}
+    r = gw.admin("PUT", "/routes/r", {"uri": "/r", "upstream": up,
+                                      "plugins": {"limit-count": limit}})
+    assert r.status_code == 201, r.text
+
+    def loaded():
+        c = gw.control("/v1/config").json()
+        return c if c.get("routes") and c.get("upstreams") and c.get("services") else None
+    assert wait_until(loaded, 2), gw.control("/v1/config").text
+    seen = [gw.control("/v1/config").text]
+    for path in ("/upstreams/u1", "/upstreams", "/services/s1", "/routes/r", "/routes"):
+        r = gw.admin("GET", path, key=VIEWER_KEY)
+        assert r.status_code == 200, r.text
+        seen.append(r.text)
+    for text in seen:
+        assert "PRIVATE KEY" not in text and "hunter2" not in text, text
+        assert "BEGIN CERTIFICATE" in text  # what is not secret stays readable
+    config = loaded()
+    assert config["upstreams"][0]["tls"]["client_key"] == "******"
+    assert config["routes"][0]["plugins"]["limit-count"]["redis_password"] == "******"
+    # The admin role still reads what it wrote.
+    assert "PRIVATE KEY" in gw.admin("GET", "/upstreams/u1").text
 
 
 def test_metrics_count_requests_per_route_and_status(gateway, upstream):

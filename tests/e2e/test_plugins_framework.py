@@ -92,7 +92,7 @@ def test_yaml_reload_with_a_plugin_error_keeps_the_running_config(gateway, upstr
         "limit-req": {"rate": -1, "burst": 0}})]}
     gw.write_routes(bad)
     line = gw.wait_log_line("routes[0].plugins.limit-req.rate")
-    assert "must be a number > 0" in line
+    assert "must be a number from 0.001 to 1000000000" in line
     assert "rejected" in gw.error_log()
     assert gw.get("/a").headers["X-Version"] == "1"
 

@@ -6,7 +6,7 @@ import socket
 
 import requests
 
-from conftest import route
+from conftest import route, validate
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
@@ -230,3 +230,27 @@ def test_cors_preflight_origins_and_credentials(gateway, upstream):
     r = gw.get("/open", headers={"Origin": "http://anything.test"})
     assert r.headers["Access-Control-Allow-Origin"] == "*"
     assert "Access-Control-Allow-Credentials" not in r.headers
+
+
+def test_cors_with_credentials_refuses_wildcards_and_echoes_only_on_request(gateway, upstream,
+                                                                            tmp_path):
+    # "*" with credentials would let any site read answers made with the user's cookies.
+    for conf, field in [({"allow_credential": True}, "allow_origins"),
+                        ({"allow_credential": True, "allow_origins": "http://a.test"},
+                         "allow_methods"),
+                        ({"allow_credential": True, "allow_origins": "http://a.test",
+                          "allow_methods": "GET", "allow_headers": "X-Token",
+                          "expose_headers": "*"}, "expose_headers")]:
+        doc = {"routes": [route("/c", [(1,)], id="c", plugins={"cors": conf})]}
+        code, out = validate(tmp_path, doc)
+        assert code != 0 and f"routes[0].plugins.cors.{field}: can not be '*'" in out, out
+    up = upstream()
+    gw = gateway({"routes": [route("/any", [(up.port,)], id="any", plugins={"cors": {
+        "allow_credential": True, "allow_origins": "**", "allow_methods": "GET",
+        "allow_headers": "**"}})]})
+    pre = requests.options(gw.url("/any"), headers={
+        "Origin": "http://z.test", "Access-Control-Request-Method": "GET",
+        "Access-Control-Request-Headers": "X-One"}, timeout=5)
+    assert pre.headers["Access-Control-Allow-Origin"] == "http://z.test"
+    assert pre.headers["Access-Control-Allow-Headers"] == "X-One"
+    assert pre.headers["Access-Control-Allow-Credentials"] == "true"

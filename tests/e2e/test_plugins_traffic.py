@@ -9,7 +9,19 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from conftest import route
+from conftest import route, validate
+
+
+def raw_request(port, request):
+    """Sends `request` as bytes (repeated header lines, which requests would fold into one) on a
+    `Connection: close` request; returns (status, body)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(request)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), body
 
 
 def headers_seen(r):
@@ -135,6 +147,28 @@ def test_limit_conn_slot_released_when_the_client_leaves_mid_body(gateway, upstr
     assert gw.get("/up").status_code == 200
 
 
+def test_limit_conn_releases_the_key_it_counted_after_a_streamed_body(gateway, upstream):
+    # A body larger than the read buffer streams through it, over the request head: the key must
+    # not be read again from there at the end (a wrong key was released, the right one leaked).
+    up = upstream()
+    gw = gateway({"routes": [route("/*", [(up.port,)], id="all", plugins={"limit-conn": {
+        "conn": 1, "burst": 0, "default_conn_delay": 0.1, "key": "http_x_user",
+        "rejected_code": 429}})]})
+    body = b"x" * 200_000
+    for _ in range(3):
+        r = requests.post(gw.url("/sink"), data=body, headers={"X-User": "alice"}, timeout=10)
+        assert r.status_code == 200 and r.json() == {"received": len(body)}
+    assert gw.get("/echo", headers={"X-User": "alice"}).status_code == 200
+    assert gw.get("/echo", headers={"X-User": "bob"}).status_code == 200
+
+
+def test_limit_req_rates_the_bucket_cannot_count_are_config_errors(tmp_path):
+    for conf in ({"rate": 0.0001, "burst": 1}, {"rate": 1, "burst": 1e17}):
+        doc = {"routes": [route("/", [(1,)], id="r", plugins={"limit-req": conf})]}
+        code, out = validate(tmp_path, doc)
+        assert code != 0 and "routes[0].plugins.limit-req." in out, out
+
+
 # ------------------------------------------------------------------- real-ip, ip-restriction
 
 def test_real_ip_from_a_trusted_peer_reaches_upstream_log_and_ip_restriction(gateway, upstream):
@@ -162,6 +196,19 @@ def test_real_ip_from_a_trusted_peer_reaches_upstream_log_and_ip_restriction(gat
     assert gw.get("/guarded", headers={"X-Forwarded-For": "203.0.113.9"}).status_code == 200
     assert gw.get("/guarded", headers={"X-Forwarded-For": "198.51.100.1"}).status_code == 403
     assert gw.get("/guarded").status_code == 403  # no header: 127.0.0.1
+    # A proxy that adds its own X-Forwarded-For line puts it after the client's: every line
+    # counts, or the client's own first line would name any address it likes.
+    two_lines = (b"GET /guarded HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 203.0.113.9\r\n"
+                 b"X-Forwarded-For: 198.51.100.1\r\nConnection: close\r\n\r\n")
+    assert raw_request(gw.port, two_lines)[0] == 403
+
+    def real_ip(path, request):
+        status, body = raw_request(gw.port, request.replace(b"/guarded", path))
+        assert status == 200, body
+        return [v for k, v in json.loads(body)["headers"] if k.lower() == "x-real-ip"]
+    assert real_ip(b"/last", two_lines) == ["198.51.100.1"]
+    three_hops = two_lines.replace(b"198.51.100.1", b"198.51.100.1, 10.0.0.5")
+    assert real_ip(b"/recursive", three_hops) == ["198.51.100.1"]
     assert headers_seen(gw.get("/by-arg?client=192.0.2.44"))["x-real-ip"] == ["192.0.2.44"]
     # Not an address: ignored.
     assert headers_seen(gw.get("/by-arg?client=nonsense"))["x-real-ip"] == ["127.0.0.1"]

@@ -12,8 +12,11 @@ BucketDecision leak_and_add(BucketState* state, int64_t rate_milli, int64_t burs
   int64_t excess = 0;
   if (state->last_ms != 0) {
     int64_t elapsed = std::abs(now_ms - state->last_ms);
-    // resty.limit.req: max(excess - rate * |elapsed| / 1000 + 1000, 0), in integers.
-    excess = std::max<int64_t>(state->excess_milli - rate_milli * elapsed / 1000 + 1000, 0);
+    // resty.limit.req: max(excess - rate * |elapsed| / 1000 + 1000, 0), in integers. What leaked
+    // is capped where it empties the bucket anyway: a long pause times a high rate overflows.
+    int64_t full = state->excess_milli + 1000;
+    int64_t leaked = elapsed > full * 1000 / rate_milli ? full : rate_milli * elapsed / 1000;
+    excess = std::max<int64_t>(full - leaked, 0);
     if (excess > burst_milli) {
       d.rejected = true;
       d.excess_milli = excess;

@@ -83,6 +83,17 @@ TEST(TlvProtocolConfig, ReadsEveryField) {
   EXPECT_FALSE(std::binary_search(c->named_cmds.begin(), c->named_cmds.end(), 0x1234u));
 }
 
+// Rates are counted in thousandths of a frame: one that would round to none is an error, not a
+// limit silently switched off.
+TEST(TlvProtocolConfig, RatesTooSmallToCountAreErrors) {
+  EXPECT_EQ(error_paths(json::parse(R"({"rate_limit": {"per_connection": {"rate": 0.0005},
+                                                      "per_user": {"rate": 0}}})")),
+            (std::vector<std::string>{"conf.rate_limit.per_connection.rate",
+                                      "conf.rate_limit.per_user.rate"}));
+  EXPECT_EQ(error_paths(json::parse(R"({"rate_limit": {"per_connection": {"rate": 0.001}}})")),
+            std::vector<std::string>{});
+}
+
 TEST(TlvProtocolConfig, ErrorsNameTheirField) {
   EXPECT_EQ(error_paths(json::parse(R"({
     "idle_timeout": "soon", "heartbeat": {"cmd": "x", "answer": true},

@@ -140,6 +140,26 @@ TEST(LeakyBucket, MatchesRestyFormulaOnGeneratedSequences) {
   }
 }
 
+// The highest rate and burst the config takes (10^9), after a pause of years: what leaked is
+// capped where the bucket is empty, so rate * elapsed never overflows.
+TEST(LeakyBucket, HighRatesAfterLongPausesDoNotOverflow) {
+  const int64_t rate = 1'000'000'000'000, burst = 1'000'000'000'000;
+  BucketState state;
+  EXPECT_FALSE(leak_and_add(&state, rate, burst, 1'000).rejected);
+  BucketDecision d = leak_and_add(&state, rate, burst, 1'000);
+  EXPECT_EQ(d.excess_milli, 1000);  // one request over, in the same ms
+  const int64_t years = 100'000'000'000;
+  d = leak_and_add(&state, rate, burst, 1'000 + years);
+  EXPECT_FALSE(d.rejected);
+  EXPECT_EQ(d.excess_milli, 0);
+  EXPECT_EQ(d.delay_ms, 0);
+  // The slowest rate (0.001/s: one request per 1000 s) still counts.
+  BucketState slow;
+  EXPECT_FALSE(leak_and_add(&slow, 1, 0, 5'000).rejected);
+  EXPECT_TRUE(leak_and_add(&slow, 1, 0, 5'000 + 999'999).rejected);
+  EXPECT_FALSE(leak_and_add(&slow, 1, 0, 5'000 + 1'000'000).rejected);
+}
+
 TEST(LeakyBucketTable, FirstRequestOfEveryKeyIsFreeAndKeysAreSeparate) {
   LeakyBucketTable table;
   const int64_t now = 1'700'000'000'000;
