@@ -4,6 +4,7 @@
 #include <charconv>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include <boost/asio/co_spawn.hpp>
@@ -146,6 +147,11 @@ class Session : public std::enable_shared_from_this<Session> {
   bool ending() const { return closed_ || tls_closing_; }
   double idle_timeout() const {
     return tlv() ? route_->tlv->idle_timeout : route_->upstream->spec().read_timeout;
+  }
+  // Seconds until the connection has been quiet for idle_timeout (<= 0: it has). Client bytes
+  // count, and for plain TCP upstream bytes too (traffic either way keeps it open).
+  double idle_left(int64_t now) const {
+    return static_cast<double>(last_client_ms_ - now) / 1000.0 + idle_timeout();
   }
 
   // ---- PROXY header (stream listeners with proxy_protocol) ------------------------------
@@ -447,7 +453,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void wait_writable(Output& o, Socket& s, bool to_client) {
     o.waiting = true;
-    double timeout = to_client ? idle_timeout() : links_.front()->target->spec().send_timeout;
+    double timeout = to_client ? idle_timeout() : link_of(o).target->spec().send_timeout;
     o.deadline.arm(timeout, &s, nullptr, true);
     s.async_wait(Socket::wait_write, [self = shared_from_this(), &o, &s, to_client](error_code ec) {
       self->on_writable(o, s, to_client, ec);
@@ -516,7 +522,10 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void client_step() {
     if (closed_ || client_eof_ || client_reading_ || closing_ != StreamClose::Shutdown) return;
-    if (client_blocked()) return;
+    if (client_blocked()) {
+      held_back_ = true;
+      return;
+    }
     if (!in_.empty() && !process_client()) return;
     if (closed_ || client_blocked()) return;
     read_client();
@@ -525,11 +534,14 @@ class Session : public std::enable_shared_from_this<Session> {
   void read_client() {
     client_reading_ = true;
     int64_t now = steady_now_ms();
-    double idle_left = static_cast<double>(last_client_ms_ - now) / 1000.0 + idle_timeout();
+    double idle = idle_left(now);
+    // A partial frame's stall clock does not run while the gateway itself held the client back.
+    if (held_back_ && frame_started_ms_ != 0) frame_started_ms_ = now;
+    held_back_ = false;
     if (!in_.allocated() && tls_ && tls::holds_input(*tls_))
       in_ = w_.buffers().acquire();  // OpenSSL holds bytes already: no readiness to wait for
     if (!in_.allocated()) {          // parked: no buffer until the client sends again
-      client_deadline_.arm(idle_left, &client_);
+      client_deadline_.arm(idle, &client_);
       client_.async_wait(Socket::wait_read,
                          [self = shared_from_this()](error_code ec) { self->on_client_ready(ec); });
       return;
@@ -537,7 +549,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (in_.writable() == 0) in_.compact();
     double left = frame_started_ms_ != 0 ? static_cast<double>(frame_started_ms_ - now) / 1000.0 +
                                                route_->tlv->stall_timeout
-                                         : std::min(kBufferedIdleSeconds, idle_left);
+                                         : std::min(kBufferedIdleSeconds, idle);
     if (tls_) return read_tls(left);
     client_deadline_.arm(left, &client_);
     async_read_edge(
@@ -549,8 +561,12 @@ class Session : public std::enable_shared_from_this<Session> {
     client_reading_ = false;
     if (ending()) return;  // (the deadline belongs to the TLS close now)
     client_deadline_.disarm();
-    if (ec)
-      return close(client_deadline_.fired() ? StreamClose::IdleTimeout : StreamClose::ClientError);
+    if (ec) {
+      if (!client_deadline_.fired()) return close(StreamClose::ClientError);
+      // Upstream bytes kept a plain TCP connection busy while the client was quiet.
+      if (idle_left(steady_now_ms()) > 0) return client_step();
+      return close(StreamClose::IdleTimeout);
+    }
     in_ = w_.buffers().acquire();
     if (tls_) return client_step();  // the read goes through OpenSSL
     size_t n = client_.read_some(asio::buffer(in_.write_ptr(), in_.writable()), ec);
@@ -569,8 +585,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (ec) {
       if (!client_deadline_.fired()) return close(StreamClose::ClientError);
       if (frame_started_ms_ != 0) return close(StreamClose::Stalled);
-      int64_t idle_ms = static_cast<int64_t>(idle_timeout() * 1000);
-      if (steady_now_ms() - last_client_ms_ >= idle_ms) return close(StreamClose::IdleTimeout);
+      if (idle_left(steady_now_ms()) <= 0) return close(StreamClose::IdleTimeout);
       w_.buffers().release(in_);  // quiet for a while: park
       if (tls_) tls::release_buffers(*tls_);
       return client_step();
@@ -586,10 +601,13 @@ class Session : public std::enable_shared_from_this<Session> {
     if (tlv() && !in_.empty()) return close(StreamClose::Truncated);
     client_eof_ = true;
     bool open = false;
+    double idle = idle_left(steady_now_ms());
     for (auto& l : links_)
       if (!l->eof) {
         open = true;
         if (l->connected) shutdown(l->out, l->socket);
+        // A read already waiting has no deadline (the client's did that job): give it one.
+        if (l->reading) l->read_deadline.arm(std::min(kBufferedIdleSeconds, idle), &l->socket);
       }
     if (!open) finish(StreamClose::ClientClosed);
   }
@@ -626,7 +644,11 @@ class Session : public std::enable_shared_from_this<Session> {
         break;
       }
       const TlvFrame& frame = r.frame;
-      FrameVerdict v = judge_frame(*route_, frame.header, conn_bucket_, now);
+      // The frame that waited for its link was judged (and charged to the rate) already.
+      FrameVerdict v = consumed == 0 && waiting_verdict_
+                           ? *waiting_verdict_
+                           : judge_frame(*route_, frame.header, conn_bucket_, now);
+      waiting_verdict_.reset();
       if (v.action == FrameVerdict::Action::Forward) {
         Link* l = link_for(v.sub_route, frame.header);
         if (!l) {
@@ -649,6 +671,7 @@ class Session : public std::enable_shared_from_this<Session> {
         }
         if (!l->connected) {  // resumes in on_connected, with this frame first
           waiting = true;
+          waiting_verdict_ = v;
           break;
         }
         auto& g = gathers[index_of(l)];
@@ -677,13 +700,20 @@ class Session : public std::enable_shared_from_this<Session> {
       finish(close_reason(error));
       return false;
     }
-    if (in_.empty()) {
-      frame_started_ms_ = 0;
+    if (in_.empty() || waiting) {
+      frame_started_ms_ = 0;  // (a whole frame held for its link is not the client stalling)
     } else {
-      if (frame_started_ms_ == 0) frame_started_ms_ = now;
-      if (!waiting) reserve(in_, need);
+      // A partial frame: its stall clock starts when it began, not at an earlier frame's start.
+      if (consumed > 0 || frame_started_ms_ == 0) frame_started_ms_ = now;
+      reserve(in_, need);
     }
     return !waiting;
+  }
+
+  const Link& link_of(const Output& o) const {
+    for (const auto& l : links_)
+      if (&l->out == &o) return *l;
+    return *links_.front();
   }
 
   size_t index_of(const Link* l) const {
@@ -717,23 +747,38 @@ class Session : public std::enable_shared_from_this<Session> {
         closing_ != StreamClose::Shutdown)
       return;
     l.reading = true;
+    // After the client's FIN nothing reads the client, whose deadline ended idle connections:
+    // the links' reads carry it instead, or a backend that never closes would hold the session
+    // (and its sockets and limit-conn slot) forever.
+    double idle = client_eof_ ? idle_left(steady_now_ms()) : 0;
     if (!l.in.allocated()) {
+      if (client_eof_) l.read_deadline.arm(idle, &l.socket);
       l.socket.async_wait(Socket::wait_read, [self = shared_from_this(), &l](error_code ec) {
         self->on_link_ready(l, ec);
       });
       return;
     }
     if (l.in.writable() == 0) l.in.compact();
-    l.read_deadline.arm(kBufferedIdleSeconds, &l.socket);
+    l.read_deadline.arm(client_eof_ ? std::min(kBufferedIdleSeconds, idle) : kBufferedIdleSeconds,
+                        &l.socket);
     async_read_edge(
         l.socket, asio::buffer(l.in.write_ptr(), l.in.writable()),
         [self = shared_from_this(), &l](error_code ec, size_t n) { self->on_link_read(l, ec, n); });
   }
 
+  // A link's read deadline fired after the client's FIN, with nothing moving since.
+  bool idle_after_client_eof(const Link& l) const {
+    return client_eof_ && l.read_deadline.fired() && idle_left(steady_now_ms()) <= 0;
+  }
+
   void on_link_ready(Link& l, error_code ec) {
     l.reading = false;
+    l.read_deadline.disarm();
     if (ending()) return;
-    if (ec == asio::error::operation_aborted && l.socket.is_open()) return read_link(l);
+    if (ec == asio::error::operation_aborted && l.socket.is_open()) {
+      if (idle_after_client_eof(l)) return close(StreamClose::IdleTimeout);
+      return read_link(l);
+    }
     if (ec) return close(StreamClose::UpstreamError);
     l.in = w_.buffers().acquire();
     size_t n = l.socket.read_some(asio::buffer(l.in.write_ptr(), l.in.writable()), ec);
@@ -750,6 +795,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (ending()) return;
     if (ec == asio::error::eof) return on_link_eof(l);
     if (ec == asio::error::operation_aborted && l.socket.is_open()) {
+      if (idle_after_client_eof(l)) return close(StreamClose::IdleTimeout);
       if (l.read_deadline.fired() && l.in.empty()) w_.buffers().release(l.in);  // park
       return read_link(l);
     }
@@ -862,6 +908,8 @@ class Session : public std::enable_shared_from_this<Session> {
   plugins::BucketState conn_bucket_;
   int64_t last_client_ms_ = 0;
   int64_t frame_started_ms_ = 0;                 // a partial frame waits in in_ since then
+  std::optional<FrameVerdict> waiting_verdict_;  // the head frame's, while it waits for a link
+  bool held_back_ = false;                       // the client was not read: outputs were full
   StreamClose closing_ = StreamClose::Shutdown;  // Shutdown: not closing
   bool client_reading_ = false;
   bool client_eof_ = false;
