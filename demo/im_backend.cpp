@@ -79,6 +79,8 @@ struct Server {
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
+  static constexpr size_t kMaxOutbox = 4 << 20;
+
   Session(Server& server, Socket socket) : server_(server), socket_(std::move(socket)) {}
 
   Task<void> run() {
@@ -119,7 +121,17 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // Queues a frame; one writer coroutine drains the queue so pushes from other sessions and
   // replies never interleave inside a frame.
+  // A receiver that stops reading is dropped once 4 MiB wait for it, rather than growing the
+  // backend without bound (a real IM server would keep its messages for the next login).
   void send(std::string frame) {
+    if (!socket_.is_open()) return;
+    if (outbox_.size() + frame.size() > kMaxOutbox) {
+      log("closed: not reading (4 MiB waiting)");
+      error_code ignored;
+      socket_.close(ignored);
+      outbox_.clear();
+      return;
+    }
     outbox_ += frame;
     if (writing_) return;
     writing_ = true;
@@ -203,6 +215,10 @@ class Session : public std::enable_shared_from_this<Session> {
     else if (req->token.empty())
       answer.result = kBadToken;
     if (answer.result == kOk) {
+      // Logging in as someone else on the same connection: the old uid is offline now.
+      auto old = server_.online.find(uid_);
+      if (uid_ && old != server_.online.end() && old->second.get() == this)
+        server_.online.erase(old);
       uid_ = req->uid ? req->uid : frame.header.from;
       answer.uid = uid_;
       server_.online[uid_] = shared_from_this();  // a second login takes the uid over

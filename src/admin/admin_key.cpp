@@ -1,7 +1,12 @@
 #include "admin/admin_key.hpp"
 
 #include <openssl/rand.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -99,24 +104,31 @@ std::string generate_admin_key(const std::string& config_path) {
               " (its admin section is not a plain block): it works until the next restart only");
     return key;
   }
-  std::string tmp = config_path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << updated;
-    if (!out.good()) {
-      log::warn("could not save the generated Admin API key in " + config_path +
-                ": it works until the next restart only");
-      return key;
-    }
+  // The file now holds a secret. Written to a new file of a name nobody can guess, created
+  // readable by the owner only (mkstemp), so no one reads the key while it is being written;
+  // then given the config's mode, never world-readable, and renamed over it.
+  std::string tmp = config_path + ".XXXXXX";
+  int fd = mkstemp(tmp.data());
+  bool saved = fd >= 0;
+  for (size_t at = 0; saved && at < updated.size();) {
+    ssize_t n = ::write(fd, updated.data() + at, updated.size() - at);
+    if (n <= 0 && errno != EINTR) saved = false;
+    if (n > 0) at += static_cast<size_t>(n);
   }
-  // The file now holds a secret: keep its mode if it had one, and never make it world-readable.
-  std::error_code ec;
-  auto perms = std::filesystem::status(config_path, ec).permissions();
-  if (ec) perms = std::filesystem::perms::owner_read | std::filesystem::perms::owner_write;
-  std::filesystem::permissions(tmp, perms & ~std::filesystem::perms::others_all, ec);
-  if (std::rename(tmp.c_str(), config_path.c_str()) != 0)
+  if (fd >= 0) {
+    std::error_code ec;
+    auto perms = std::filesystem::status(config_path, ec).permissions();
+    if (ec) perms = std::filesystem::perms::owner_read | std::filesystem::perms::owner_write;
+    auto mode = perms & ~std::filesystem::perms::others_all;
+    if (fchmod(fd, static_cast<mode_t>(mode)) != 0) saved = false;
+    if (close(fd) != 0) saved = false;
+  }
+  if (saved) saved = std::rename(tmp.c_str(), config_path.c_str()) == 0;
+  if (!saved) {
+    if (fd >= 0) std::remove(tmp.c_str());
     log::warn("could not save the generated Admin API key in " + config_path +
               ": it works until the next restart only");
+  }
   return key;
 }
 

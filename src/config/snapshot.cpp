@@ -203,6 +203,12 @@ void compile_stream_routes(
           ok = false;
           break;
         }
+        // Another balancer would ignore the user id and open a backend connection per id.
+        if (spec.hash_on_to && cs.target->spec().type != "chash") {
+          report.add(sub + ".hash_on", "\"to\" needs a chash upstream (type: chash)");
+          ok = false;
+          break;
+        }
         c->sub_routes.push_back(std::move(cs));
       }
       if (r.tlv->per_user.enabled()) c->user_buckets = plugins::bucket_table(key + "#per_user");
@@ -211,14 +217,15 @@ void compile_stream_routes(
   }
 }
 
-// Plugins that name other objects (tlv-bridge's proto and its message types), checked against
-// the snapshot being built: a route whose names do not resolve is reported and left out.
-bool references_resolve(const plugins::Chain& chain, const bridge::ProtoTable& protos,
+// Plugins that must agree with the rest of the config (tlv-bridge's proto and message types,
+// limit-count groups), checked against the snapshot being built: a route whose plugins do not
+// is reported and left out.
+bool references_resolve(const plugins::Chain& chain, plugins::CompileChecks& checks,
                         const std::string& path, Errors& errors) {
   size_t before = errors.size();
   for (const plugins::PluginEntry* e : chain.entries)
     if (e->type->checks_references)
-      e->plugin->check_references(protos, path + ".plugins." + std::string(e->type->name), errors);
+      e->plugin->check_references(checks, path + ".plugins." + std::string(e->type->name), errors);
   return errors.size() == before;
 }
 
@@ -294,6 +301,7 @@ std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, const HttpLimits&
   for (const auto& certificate : set.certificates) certificates->add(certificate);
   snap->certificates = std::move(certificates);
 
+  plugins::CompileChecks checks{snap->protos, {}};
   std::vector<std::shared_ptr<const router::RouteRule>> rules;
   rules.reserve(set.routes.size());
   snap->routes.reserve(set.routes.size());
@@ -364,7 +372,7 @@ std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, const HttpLimits&
       entry.websocket = r.enable_websocket.value_or(svc ? svc->service->enable_websocket : false);
     }
     if (entry.plugins && entry.plugins->checks_references &&
-        !references_resolve(*entry.plugins, snap->protos, path(), warnings ? *warnings : errors))
+        !references_resolve(*entry.plugins, checks, path(), warnings ? *warnings : errors))
       continue;
     rules.push_back(entry.rule);
     snap->routes.push_back(

@@ -92,14 +92,20 @@ void Context::respond(int s, std::string body, std::string content_type) {
   reply.content_type = std::move(content_type);
 }
 
+namespace {
+// Messages may hold bytes from the request or the config that are not UTF-8 (a rejected_msg
+// from YAML escapes): replaced, where a plain dump() would throw on the request path.
+std::string json_line(const char* field, std::string_view message) {
+  return json{{field, message}}.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+}
+}  // namespace
+
 void Context::respond_message(int s, std::string_view message) {
-  json body = {{"message", message}};
-  respond(s, body.dump() + "\n");
+  respond(s, json_line("message", message));
 }
 
 void Context::respond_error(int s, std::string_view message) {
-  json body = {{"error_msg", message}};
-  respond(s, body.dump() + "\n");
+  respond(s, json_line("error_msg", message));
 }
 
 std::string_view Context::header(std::string_view name) const {

@@ -28,7 +28,21 @@ class LimitCount final : public Plugin {
  public:
   limit::LimitCountConfig conf;
   LimitKey key;
-  std::string scope;  // the group, or the object that declared the plugin
+  std::string scope;     // the group, or the object that declared the plugin
+  std::string settings;  // with a group: what every route of the group must share
+
+  // One counter for a group means one set of settings (APISIX: "group conf mismatched"). Two
+  // limits on one counter would each count the other's requests against their own quota.
+  void check_references(CompileChecks& checks, const std::string& path,
+                        Errors& errors) const override {
+    if (conf.group.empty()) return;
+    auto [it, first] = checks.count_groups.try_emplace(conf.group, settings, path);
+    if (!first && it->second.first != settings)
+      errors.add(path + ".group", "group \"" + conf.group + "\" is configured differently at " +
+                                      it->second.second +
+                                      " (a group shares one counter: every "
+                                      "route of it needs the same limit-count settings)");
+  }
 
   bool waits_in_access() const override { return conf.policy == limit::CountPolicy::redis; }
 
@@ -90,6 +104,19 @@ class LimitCount final : public Plugin {
   }
 };
 
+// The settings as parsed, defaults filled in (a written default equals an omitted one).
+std::string group_settings(const limit::LimitCountConfig& c) {
+  const limit::RedisSettings& r = c.redis;
+  return std::to_string(c.count) + "/" + std::to_string(c.time_window) + "/" +
+         std::to_string(static_cast<int>(c.window_type)) + "/" +
+         std::to_string(static_cast<int>(c.key_type)) + "/" + c.key + "/" +
+         std::to_string(c.rejected_code) + "/" + c.rejected_msg + "/" +
+         std::to_string(static_cast<int>(c.policy)) + "/" + std::to_string(c.allow_degradation) +
+         std::to_string(c.show_limit_quota_header) + "/" + r.host + ":" + std::to_string(r.port) +
+         "/" + r.username + "/" + r.password + "/" + std::to_string(r.database) + "/" +
+         std::to_string(r.timeout_ms);
+}
+
 std::shared_ptr<const Plugin> create(const json& conf, const Scope& scope, const std::string& path,
                                      Errors& errors) {
   size_t before = errors.size();
@@ -101,13 +128,14 @@ std::shared_ptr<const Plugin> create(const json& conf, const Scope& scope, const
   config::ObjectReader keys(conf, path, ignored);
   p->key = LimitKey::read(keys);
   p->scope = p->conf.group.empty() ? scope.key() : "group/" + p->conf.group;
+  if (!p->conf.group.empty()) p->settings = group_settings(p->conf);
   return p;
 }
 
 }  // namespace
 
 const PluginType& limit_count_plugin() {
-  static const PluginType type{"limit-count", 1002, &create};
+  static const PluginType type{"limit-count", 1002, &create, nullptr, true};
   return type;
 }
 

@@ -7,6 +7,8 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_map>
+#include <utility>
 
 #include "bridge/proto_set.hpp"
 #include "config/field_reader.hpp"
@@ -60,6 +62,13 @@ struct Takeover {
   std::shared_ptr<const upstream::UpstreamTarget> upstream_shared;
 };
 
+// What plugins check against the whole config being compiled (Plugin::check_references).
+struct CompileChecks {
+  const bridge::ProtoTable& protos;
+  // Shared limit-count groups: group -> (the settings every member must have, where first seen).
+  std::unordered_map<std::string, std::pair<std::string, std::string>> count_groups;
+};
+
 // The phases, in the order a request meets them (Pingora/APISIX names). Every method has a
 // default that does nothing, so a plugin implements only what it needs.
 class Plugin {
@@ -95,10 +104,10 @@ class Plugin {
   // Context::reply holds its HTTP answer (the server sends it, the connection may carry more
   // requests); false when the plugin used the connection up itself (it is closed afterwards).
   virtual Task<bool> take_over(Context&, Takeover&) const { co_return false; }
-  // For plugins whose type sets checks_references: objects this instance names (tlv-bridge's
-  // proto and message types) checked against the snapshot being compiled; errors under `path`.
-  virtual void check_references(const bridge::ProtoTable&, const std::string& /*path*/,
-                                Errors&) const {}
+  // For plugins whose type sets checks_references: what this instance must agree on with the
+  // rest of the config being compiled (tlv-bridge's proto and message types, limit-count's
+  // group settings); errors under `path`.
+  virtual void check_references(CompileChecks&, const std::string& /*path*/, Errors&) const {}
 };
 
 // The registry's entry for one plugin name.

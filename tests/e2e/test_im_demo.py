@@ -62,6 +62,33 @@ def test_message_to_an_offline_user_gets_a_non_zero_receipt(backend):
     assert C.decode_receipt(receipt.body)["result"] == 3
 
 
+def test_a_second_login_as_someone_else_takes_the_first_uid_offline(backend):
+    c, sender = backend.client(), backend.client()
+    c.login(1001)
+    c.login(1002)
+    sender.login(1003)
+    assert sender.wait_for(C.RECEIPT, sender.chat(1001, "still there?")).status == 3  # offline
+    assert sender.wait_for(C.RECEIPT, sender.chat(1002, "hi")).status == 0
+
+
+def test_a_client_that_never_reads_is_dropped_not_buffered(backend):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", backend.port))
+    s.settimeout(10)
+    beat = C.encode_frame(C.HEARTBEAT, 1, C.encode_heartbeat(1))
+    dropped = False
+    try:
+        for _ in range(400):  # 400 x 1000 heartbeats: far more replies than 4 MiB
+            s.sendall(beat * 1000)
+    except OSError:
+        dropped = True  # reset: the backend closed on us
+    s.close()
+    assert dropped
+    # the backend still serves others
+    assert backend.client().login(1001)[1]["server"] == "backend-a"
+
+
 def test_message_before_login_is_refused(backend):
     c = backend.client()
     seq = c.send(C.CHAT, C.encode_chat_message(1002, "hi"), to_uid=1002)

@@ -7,7 +7,7 @@ import time
 import pytest
 import requests
 
-from conftest import route
+from conftest import route, validate
 from redis_server import RedisServer
 
 
@@ -46,6 +46,24 @@ def test_keys_and_groups(gateway, upstream):
     assert requests.get(gw.url("/a"), headers={"X-User": "u2"}).status_code == 200
     # the group shares one counter across routes
     assert requests.get(gw.url("/b"), headers={"X-User": "u1"}).status_code == 429
+
+
+def test_a_group_is_one_set_of_settings(tmp_path):
+    # Routes sharing a group's counter with different limits would each count the other's
+    # requests against their own quota: refused (APISIX: "group conf mismatched").
+    same = count_plugin(count=2, group="g")
+    also_same = count_plugin(count=2, group="g", policy="local", window_type="fixed")
+    other = count_plugin(count=2, group="g", time_window=30)
+    ok = {"routes": [route("/a", [(1,)], id="a", plugins=same),
+                     route("/b", [(1,)], id="b", plugins=also_same)]}
+    code, out = validate(tmp_path, ok)
+    assert code == 0, out  # defaults written out are the same settings
+    bad = {"routes": [route("/a", [(1,)], id="a", plugins=same),
+                      route("/b", [(1,)], id="b", plugins=other)]}
+    code, out = validate(tmp_path, bad)
+    assert code != 0
+    assert ('routes[1].plugins.limit-count.group: group "g" is configured differently at '
+            'routes[0].plugins.limit-count') in out, out
 
 
 def test_schema_errors_name_the_field(gateway, upstream):

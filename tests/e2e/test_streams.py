@@ -6,7 +6,7 @@ import time
 import pytest
 
 import prom_text
-from conftest import Gateway, free_port, wait_until
+from conftest import Gateway, free_port, validate, wait_until
 from im_demo import im_chat
 
 C = im_chat
@@ -194,6 +194,18 @@ def test_cmd_routing_hash_on_to_picks_a_stable_node(tmp_path, backends, stop_gat
         assert len(servers) == 1  # the same user id always lands on the same node
         seen[to] = servers.pop()
     assert set(seen.values()) <= {"backend-b", "backend-c"}
+
+
+def test_hash_on_to_needs_a_chash_upstream(tmp_path):
+    # Another balancer would ignore the user id: a backend connection per id, up to the cap.
+    conf = {"routes": [{"cmds": ["0x9001"], "hash_on": "to",
+                        "upstream": {"nodes": {"127.0.0.1:1": 1, "127.0.0.1:2": 1}}}]}
+    doc = {"stream_routes": [{"id": "im", "upstream": {"nodes": {"127.0.0.1:3": 1}},
+                              "protocol": {"name": "tlv", "conf": conf}}]}
+    code, out = validate(tmp_path, doc)
+    assert code != 0
+    assert ('stream_routes[0].protocol.conf.routes[0].hash_on: "to" needs a chash upstream'
+            in out), out
 
 
 def test_heartbeat_answered_locally(tmp_path, backends, stop_gateways):

@@ -112,10 +112,10 @@ class TlvBridge final : public Plugin, public std::enable_shared_from_this<TlvBr
                                                  std::string(ctx.header("Sec-WebSocket-Key")), ctx);
   }
 
-  void check_references(const bridge::ProtoTable& protos, const std::string& path,
+  void check_references(CompileChecks& checks, const std::string& path,
                         Errors& errors) const override {
-    auto it = protos.find(config.proto_id);
-    if (it == protos.end()) {
+    auto it = checks.protos.find(config.proto_id);
+    if (it == checks.protos.end()) {
       errors.add(path + ".proto_id", "unknown proto \"" + config.proto_id + "\"");
       return;
     }
