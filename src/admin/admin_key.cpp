@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "config/yaml_json.hpp"
+#include "core/hex.hpp"
 #include "core/log.hpp"
 
 namespace portico::admin {
@@ -87,12 +88,7 @@ std::string generate_admin_key(const std::string& config_path) {
   unsigned char bytes[16];
   if (RAND_bytes(bytes, sizeof(bytes)) != 1)
     throw std::runtime_error("cannot generate an Admin API key: no randomness");
-  static const char hex[] = "0123456789abcdef";
-  std::string key;
-  for (unsigned char b : bytes) {
-    key += hex[b >> 4];
-    key += hex[b & 15];
-  }
+  std::string key = hex::encode(bytes, sizeof(bytes));
   std::ifstream in(config_path);
   std::stringstream text;
   text << in.rdbuf();

@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <stdexcept>
 
+#include "core/hex.hpp"
+
 namespace portico {
 
 AccessLogWriter::AccessLogWriter(const std::string& target) {
@@ -76,7 +78,6 @@ void AccessLogWriter::run() {
 }
 
 void append_json_escaped(std::string& out, std::string_view s) {
-  static const char* hex = "0123456789abcdef";
   for (char c : s) {
     auto u = static_cast<unsigned char>(c);
     if (c == '"' || c == '\\') {
@@ -84,8 +85,8 @@ void append_json_escaped(std::string& out, std::string_view s) {
       out.push_back(c);
     } else if (u < 0x20 || u == 0x7f) {
       out += "\\u00";
-      out.push_back(hex[u >> 4]);
-      out.push_back(hex[u & 15]);
+      out.push_back(hex::kDigits[u >> 4]);
+      out.push_back(hex::kDigits[u & 15]);
     } else {
       out.push_back(c);  // bytes >= 0x80 pass as-is; the log is UTF-8 when the input is
     }

@@ -3,6 +3,7 @@
 #include <random>
 
 #include "config/field_reader.hpp"
+#include "core/hex.hpp"
 #include "http/balancer_key.hpp"
 #include "plugins/consumers.hpp"
 #include "router/route_rule.hpp"
@@ -33,14 +34,13 @@ std::string make_request_id() {
   uint64_t hi = rng(), lo = rng();
   hi = (hi & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;
   lo = (lo & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;
-  static const char* hex = "0123456789abcdef";
   std::string s(36, '-');
   int pos = 0;
   for (int i = 0; i < 32; ++i) {
     if (pos == 8 || pos == 13 || pos == 18 || pos == 23) ++pos;
     uint64_t word = i < 16 ? hi : lo;
     int shift = (15 - (i % 16)) * 4;
-    s[static_cast<size_t>(pos++)] = hex[(word >> shift) & 0xf];
+    s[static_cast<size_t>(pos++)] = hex::kDigits[(word >> shift) & 0xf];
   }
   return s;
 }

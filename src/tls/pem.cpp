@@ -4,6 +4,8 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 
+#include "core/hex.hpp"
+
 namespace portico::tls {
 namespace {
 
@@ -53,14 +55,8 @@ std::string take_openssl_error() {
 std::string certificate_digest(X509* cert, const EVP_MD* md) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int size = 0;
-  std::string out;
-  if (X509_digest(cert, md, digest, &size) != 1) return out;
-  static constexpr char kHex[] = "0123456789abcdef";
-  for (unsigned int i = 0; i < size; ++i) {
-    out += kHex[digest[i] >> 4];
-    out += kHex[digest[i] & 15];
-  }
-  return out;
+  if (X509_digest(cert, md, digest, &size) != 1) return {};
+  return hex::encode(digest, size);
 }
 
 }  // namespace portico::tls

@@ -9,6 +9,7 @@
 #include <ctime>
 
 #include "core/base64.hpp"
+#include "core/hex.hpp"
 #include "core/log.hpp"
 #include "http/responses.hpp"
 #include "plugins/edge/lua_json.hpp"
@@ -346,13 +347,8 @@ int digest(lua_State* L, const EVP_MD* md, bool hex, const char* what) {
     lua_pushlstring(L, reinterpret_cast<const char*>(out), n);
     return 1;
   }
-  static const char* digits = "0123456789abcdef";
-  char text[2 * EVP_MAX_MD_SIZE];
-  for (unsigned int i = 0; i < n; ++i) {
-    text[2 * i] = digits[out[i] >> 4];
-    text[2 * i + 1] = digits[out[i] & 15];
-  }
-  lua_pushlstring(L, text, 2 * n);
+  std::string text = hex::encode(out, n);
+  lua_pushlstring(L, text.data(), text.size());
   return 1;
 }
 

@@ -13,6 +13,7 @@
 #include <deque>
 
 #include "core/deadline.hpp"
+#include "core/hex.hpp"
 
 namespace portico::limit {
 
@@ -72,13 +73,7 @@ std::string hex_sha1(const std::string& data) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   EVP_Digest(data.data(), data.size(), digest, &len, EVP_sha1(), nullptr);
-  static const char* kHex = "0123456789abcdef";
-  std::string out;
-  for (unsigned int i = 0; i < len; ++i) {
-    out += kHex[digest[i] >> 4];
-    out += kHex[digest[i] & 15];
-  }
-  return out;
+  return hex::encode(digest, len);
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include "core/byte_stream.hpp"
 #include "core/deadline.hpp"
 #include "core/edge_read.hpp"
+#include "core/hex.hpp"
 #include "core/io_buffer.hpp"
 #include "core/json_depth.hpp"
 #include "core/log.hpp"
@@ -41,12 +42,8 @@ constexpr int64_t kEndedGraceMs = 30'000;
 std::string new_session_id(int worker) {
   unsigned char secret[16];
   if (RAND_bytes(secret, sizeof(secret)) != 1) throw std::runtime_error("RAND_bytes failed");
-  static constexpr char kHex[] = "0123456789abcdef";
   std::string id = std::to_string(worker) + "-";
-  for (unsigned char b : secret) {
-    id += kHex[b >> 4];
-    id += kHex[b & 15];
-  }
+  hex::append(id, secret, sizeof(secret));
   return id;
 }
 
