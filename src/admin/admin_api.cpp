@@ -288,8 +288,27 @@ struct AdminApi::Impl {
           errors.add(field, config::not_a_client_certificate(ref.id));
       }
     }
+    if (errors.empty() && kind == Kind::Consumers) check_credentials_unique(obj, errors);
     if (errors.empty()) co_return std::nullopt;
     co_return error_reply(400, "invalid configuration: " + errors_text(errors));
+  }
+
+  // A key (key-auth) or jwt key another consumer has would be ignored on every node (the
+  // older consumer keeps it): refused here instead of accepted and then skipped.
+  void check_credentials_unique(const config::StoredObject& obj, Errors& errors) const {
+    const auto& mine = obj.consumer;
+    if (!mine || !mine->plugins) return;
+    for (const plugins::PluginEntry& e : mine->plugins->entries) {
+      if (!e.credential || e.disabled) continue;
+      for (const auto& [id, other] : ctx.store->all(Kind::Consumers)) {
+        if (id == mine->username || !other.consumer || !other.consumer->plugins) continue;
+        const plugins::PluginEntry* theirs = other.consumer->plugins->find(e.type->name);
+        if (theirs && theirs->credential && !theirs->disabled &&
+            theirs->credential->lookup_key == e.credential->lookup_key)
+          errors.add("plugins." + std::string(e.type->name),
+                     "credential already used by consumer \"" + id + "\"");
+      }
+    }
   }
 
   static std::optional<json> parse_body(const std::string& body, std::string& error) {

@@ -177,6 +177,21 @@ def test_consumer_put_by_username_in_body(egw):
     assert egw.admin("GET", "/consumers/rose").json()["value"]["username"] == "rose"
 
 
+def test_a_credential_another_consumer_has_is_refused(egw):
+    key = {"plugins": {"key-auth": {"key": "k-shared"}}}
+    assert egw.admin("PUT", "/consumers", dict(key, username="ann")).status_code == 201
+    r = egw.admin("PUT", "/consumers", dict(key, username="bob"))
+    assert r.status_code == 400
+    assert r.json()["error_msg"] == ('invalid configuration: plugins.key-auth: credential already '
+                                     'used by consumer "ann"')
+    assert egw.admin("GET", "/consumers/bob").status_code == 404
+    # ann may keep (rewrite) her own key; bob may take it once she lets go of it.
+    assert egw.admin("PUT", "/consumers", dict(key, username="ann")).status_code == 200
+    egw.admin("PUT", "/consumers", {"username": "ann", "plugins": {"key-auth": {"key": "k-new"}}})
+    assert wait_until(lambda: egw.admin("PUT", "/consumers", dict(key, username="bob"))
+                      .status_code == 201, 2)
+
+
 def test_put_with_id_in_body_and_id_mismatch(egw):
     ups = inline_upstream(1980)
     r = egw.admin("PUT", "/routes", {"id": "viabody", "uri": "/vb", "upstream": ups})

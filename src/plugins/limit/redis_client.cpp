@@ -124,7 +124,10 @@ struct RedisClient::Connection {
 };
 
 RedisClient::RedisClient(Executor ex, RedisSettings settings)
-    : ex_(ex), settings_(std::move(settings)), endpoint_(settings_.endpoint()) {}
+    : ex_(ex),
+      settings_(std::move(settings)),
+      endpoint_(settings_.endpoint()),
+      last_used_ms_(steady_now_ms()) {}
 
 RedisClient::~RedisClient() {
   if (conn_) {
@@ -163,6 +166,14 @@ Task<RedisResult> RedisClient::eval(const RedisScript& script, std::vector<std::
 }
 
 Task<RedisResult> RedisClient::send(std::string formatted) {
+  struct InFlight {  // while this call waits, the client is in use (RedisClients::drop_unused)
+    explicit InFlight(RedisClient& c) : client(c) {
+      ++client.in_flight_;
+      client.last_used_ms_ = steady_now_ms();
+    }
+    ~InFlight() { --client.in_flight_; }
+    RedisClient& client;
+  } in_flight(*this);
   if (formatted.empty()) co_return RedisResult{describe("cannot encode the command"), {}};
   if (!conn_) {
     int64_t now = steady_now_ms();
@@ -364,9 +375,16 @@ void RedisClient::fail(const ConnectionPtr& c, const std::string& what, bool unr
 
 RedisClient& RedisClients::get(Executor ex, const RedisSettings& settings) {
   auto it = clients_.find(settings);
-  if (it == clients_.end())
+  if (it == clients_.end()) {
+    drop_unused(steady_now_ms());
     it = clients_.emplace(settings, std::make_unique<RedisClient>(ex, settings)).first;
+  }
   return *it->second;
+}
+
+void RedisClients::drop_unused(int64_t now_ms) {
+  std::erase_if(clients_,
+                [&](const auto& kv) { return kv.second->unused_since(now_ms - kUnusedMs); });
 }
 
 RedisClients& RedisClients::of_this_thread() {

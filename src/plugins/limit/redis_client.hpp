@@ -84,6 +84,8 @@ class RedisClient {
   const RedisSettings& settings() const { return settings_; }
   // A connection exists (ready or being set up).
   bool connected() const { return conn_ != nullptr; }
+  // No call waits on it, and none started since `since_ms` (steady clock): it may be dropped.
+  bool unused_since(int64_t since_ms) const { return in_flight_ == 0 && last_used_ms_ < since_ms; }
 
  private:
   struct Pending;
@@ -106,6 +108,8 @@ class RedisClient {
   RedisSettings settings_;
   std::string endpoint_;
   ConnectionPtr conn_;
+  int in_flight_ = 0;        // calls waiting for their reply
+  int64_t last_used_ms_;     // when the last call started (or the client was made)
   int64_t retry_at_ms_ = 0;  // steady_now_ms() before which no connect is tried
   int64_t backoff_ms_ = 0;
   std::string last_failure_;
@@ -116,8 +120,12 @@ class RedisClient {
 // thread ends before Worker destroys its io_context).
 class RedisClients {
  public:
+  // Settings seen for the first time (a config change) also drop the clients no call has used
+  // for kUnusedMs: those of settings no config names any more, and their connections.
   RedisClient& get(Executor ex, const RedisSettings& settings);
   size_t size() const { return clients_.size(); }
+  void drop_unused(int64_t now_ms);
+  static constexpr int64_t kUnusedMs = 60'000;
 
   // The calling thread's registry (a thread_local). Only for threads whose io_context outlives
   // them, i.e. worker threads.

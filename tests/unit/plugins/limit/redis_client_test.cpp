@@ -7,6 +7,7 @@
 #include <chrono>
 #include <set>
 
+#include "core/deadline.hpp"
 #include "redis_test_server.hpp"
 
 using namespace portico;
@@ -346,4 +347,38 @@ TEST(RedisClients, OneClientPerDistinctSettings) {
   EXPECT_EQ(&clients.get(io.get_executor(), a), &first);
   EXPECT_NE(&clients.get(io.get_executor(), b), &first);
   EXPECT_EQ(clients.size(), 2u);
+}
+
+Task<> ping(RedisClient& client, bool& done) {
+  std::vector<std::string> args{"PING"};
+  co_await client.command(std::move(args));
+  done = true;
+}
+
+// After config changes, clients of settings no call uses any more go (with their connections);
+// one a call is waiting on stays.
+TEST(RedisClients, DropsClientsNoCallUsedForAMinute) {
+  asio::io_context io{1};
+  RedisClients clients;
+  RedisSettings a, b;
+  a.port = 7001;
+  b.port = 7002;
+  clients.get(io.get_executor(), a);
+  RedisClient& busy = clients.get(io.get_executor(), b);
+  SilentServer silent(io);  // accepts and never answers: the call waits (until its timeout)
+  RedisSettings s = b;
+  s.port = silent.port();
+  s.timeout_ms = 500;
+  RedisClient& waiting = clients.get(io.get_executor(), s);
+  EXPECT_NE(&busy, &waiting);
+  bool done = false;
+  asio::co_spawn(io, ping(waiting, done), asio::detached);
+  io.run_for(std::chrono::milliseconds(50));
+  ASSERT_FALSE(done);
+  clients.drop_unused(portico::steady_now_ms() + RedisClients::kUnusedMs + 1);
+  EXPECT_EQ(clients.size(), 1u);  // the one with a call in flight
+  io.run();                       // the call times out
+  EXPECT_TRUE(done);
+  clients.drop_unused(portico::steady_now_ms() + RedisClients::kUnusedMs + 1);
+  EXPECT_EQ(clients.size(), 0u);
 }
