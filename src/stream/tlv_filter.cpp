@@ -17,7 +17,8 @@ FrameVerdict refuse(const Refusal& how, metrics::StreamRefusal why) {
 }  // namespace
 
 FrameVerdict judge_frame(const CompiledStreamRoute& route, const TlvHeader& header,
-                         plugins::BucketState& conn_bucket, int64_t now_ms) {
+                         plugins::BucketState& conn_bucket, int64_t now_ms,
+                         const SharedConnectionRate* shared) {
   const TlvProtocolConfig& p = *route.tlv;
   if (p.heartbeat_local && header.cmd == p.heartbeat_cmd) {
     FrameVerdict v;
@@ -28,9 +29,11 @@ FrameVerdict judge_frame(const CompiledStreamRoute& route, const TlvHeader& head
   // Commands first: a denied frame must not use up the sender's rate.
   if ((!p.allow.empty() && !p.allow.contains(header.cmd)) || p.deny.contains(header.cmd))
     return refuse(p.command_refusal, metrics::StreamRefusal::CommandDenied);
-  if (p.per_connection.enabled() && plugins::leak_and_add(&conn_bucket, p.per_connection.rate_milli,
-                                                          p.per_connection.burst_milli, now_ms)
-                                        .rejected)
+  const FrameRate& conn = p.per_connection;
+  if (conn.enabled() &&
+      (shared ? shared->table->take(shared->key, conn.rate_milli, conn.burst_milli, now_ms)
+              : plugins::leak_and_add(&conn_bucket, conn.rate_milli, conn.burst_milli, now_ms))
+          .rejected)
     return refuse(p.rate_refusal, metrics::StreamRefusal::RateLimitConnection);
   if (p.per_user.enabled() && route.user_buckets && header.from != 0) {
     char key[8];

@@ -23,9 +23,17 @@ struct FrameVerdict {
   metrics::StreamRefusal why = metrics::StreamRefusal::CommandDenied;
 };
 
-// `conn_bucket` is the connection's own rate-limit state (16 bytes, no table); now_ms is a
-// monotonic millisecond clock.
+// Where the per-connection rate is counted when there is no connection (the bridge's HTTP RPC):
+// per client address in a shared table.
+struct SharedConnectionRate {
+  plugins::LeakyBucketTable* table;
+  std::string_view key;
+};
+
+// `conn_bucket` is the connection's own rate-limit state (16 bytes, no table), unless `shared`
+// says where else the per-connection rate is kept; now_ms is a monotonic millisecond clock.
 FrameVerdict judge_frame(const CompiledStreamRoute& route, const TlvHeader& header,
-                         plugins::BucketState& conn_bucket, int64_t now_ms);
+                         plugins::BucketState& conn_bucket, int64_t now_ms,
+                         const SharedConnectionRate* shared = nullptr);
 
 }  // namespace portico::stream

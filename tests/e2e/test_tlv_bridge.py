@@ -895,6 +895,24 @@ def test_rpc_per_connection_rate_applies_per_client_address(gateway, backends):
     assert statuses == [200, 429, 429]
 
 
+def test_rpc_refused_per_client_address_uses_none_of_the_users_rate(gateway, backends):
+    # Frames meet the rates in order, per connection (here: per client address) first: a call
+    # that one refuses leaves the user's rate alone for the user's other clients.
+    b = backends("demo1")
+    config = bridge_config(b.port, rate_limit={"per_connection": {"rate": 1, "burst": 0},
+                                               "per_user": {"rate": 1, "burst": 1}})
+    config["routes"][0]["plugins"]["real-ip"] = {"source": "http_x_forwarded_for",
+                                                 "trusted_addresses": ["127.0.0.1"]}
+    gw = gateway(config)
+
+    def call(client, i):
+        return requests.post(rpc_url(gw), json={"id": i, "cmd": HEARTBEAT, "from": 77},
+                             headers={"X-Forwarded-For": client}).status_code
+    assert [call("10.0.0.1", 1), call("10.0.0.1", 2)] == [200, 429]
+    assert call("10.0.0.2", 3) == 200  # the user's burst of 1 is still there
+    assert call("10.0.0.3", 4) == 429  # and now it is used
+
+
 def test_limit_conn_keyed_by_a_header_is_released_after_big_messages(gateway, backends):
     """The log phase at the end of a session reads the request's key again: the session has
     reused the connection's buffer by then, so the head must have been kept aside."""

@@ -8,10 +8,11 @@ namespace portico::plugins {
 
 std::optional<FrameRefusal> judge_bridge_frame(const TlvBridgeConfig& config,
                                                const stream::TlvFrame& frame,
-                                               BucketState& conn_bucket) {
+                                               BucketState& conn_bucket,
+                                               const stream::SharedConnectionRate* shared) {
   if (!config.policy) return std::nullopt;
   stream::FrameVerdict v =
-      stream::judge_frame(*config.policy, frame.header, conn_bucket, steady_now_ms());
+      stream::judge_frame(*config.policy, frame.header, conn_bucket, steady_now_ms(), shared);
   if (!v.refused) return std::nullopt;
   FrameRefusal refusal;
   refusal.reply = v.action == stream::FrameVerdict::Action::Reply;
@@ -19,17 +20,6 @@ std::optional<FrameRefusal> judge_bridge_frame(const TlvBridgeConfig& config,
   (refusal.rate_limited ? tlv_bridge_counters().rate_limited : tlv_bridge_counters().command_denied)
       .fetch_add(1, std::memory_order_relaxed);
   if (refusal.reply) stream::append_tlv_reply(config.framing, frame, v.status, {}, refusal.answer);
-  return refusal;
-}
-
-FrameRefusal refuse_rate(const TlvBridgeConfig& config, const stream::TlvFrame& frame) {
-  const stream::Refusal& how = config.policy->tlv->rate_refusal;
-  FrameRefusal refusal;
-  refusal.reply = how.reply;
-  refusal.rate_limited = true;
-  tlv_bridge_counters().rate_limited.fetch_add(1, std::memory_order_relaxed);
-  if (refusal.reply)
-    stream::append_tlv_reply(config.framing, frame, how.status, {}, refusal.answer);
   return refusal;
 }
 

@@ -9,6 +9,7 @@
 #include "plugins/limit/leaky_bucket.hpp"
 #include "plugins/tlv_bridge/bridge_config.hpp"
 #include "stream/tlv_codec.hpp"
+#include "stream/tlv_filter.hpp"
 
 namespace portico::plugins {
 
@@ -19,13 +20,10 @@ struct FrameRefusal {
 };
 
 // Nothing when `frame` may go to the backend; otherwise how it is refused (counted).
-// `conn_bucket` is the session's own per-connection state.
-std::optional<FrameRefusal> judge_bridge_frame(const TlvBridgeConfig& config,
-                                               const stream::TlvFrame& frame,
-                                               BucketState& conn_bucket);
-
-// The refusal of a frame over a rate limit judged elsewhere (HTTP RPC's per-address bucket),
-// as config.rate_limit says to refuse (counted).
-FrameRefusal refuse_rate(const TlvBridgeConfig& config, const stream::TlvFrame& frame);
+// `conn_bucket` is the session's own per-connection state (see stream::judge_frame for
+// `shared`).
+std::optional<FrameRefusal> judge_bridge_frame(
+    const TlvBridgeConfig& config, const stream::TlvFrame& frame, BucketState& conn_bucket,
+    const stream::SharedConnectionRate* shared = nullptr);
 
 }  // namespace portico::plugins

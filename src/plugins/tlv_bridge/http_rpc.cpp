@@ -72,17 +72,12 @@ Task<> run_tlv_rpc(const TlvBridgeConfig& config, Takeover& io, Context& ctx) {
   stream::TlvFrame request_frame =
       decoder.decode(std::string_view(frame).substr(header_bytes)).frame;
   stream::TlvHeader request = request_frame.header;
-  // The route's command and rate rules, as for frames of a session; an RPC has no connection
-  // of its own, so only the per-user rate applies across calls.
-  BucketState conn_bucket;  // fresh: per_connection is judged per client address just below
-  std::optional<FrameRefusal> refusal = judge_bridge_frame(config, request_frame, conn_bucket);
-  if (!refusal && config.rpc_client_buckets) {
-    const stream::FrameRate& rate = config.policy->tlv->per_connection;
-    if (config.rpc_client_buckets
-            ->take(ctx.client_ip, rate.rate_milli, rate.burst_milli, steady_now_ms())
-            .rejected)
-      refusal = refuse_rate(config, request_frame);
-  }
+  // The route's command and rate rules, in the order frames of a session meet them; an RPC has
+  // no connection of its own, so the per-connection rate is kept per client address.
+  BucketState unused;
+  stream::SharedConnectionRate per_client{config.rpc_client_buckets.get(), ctx.client_ip};
+  std::optional<FrameRefusal> refusal = judge_bridge_frame(
+      config, request_frame, unused, config.rpc_client_buckets ? &per_client : nullptr);
   if (refusal) {
     int status = refusal->rate_limited ? 429 : 403;
     if (refusal->reply)
