@@ -45,6 +45,9 @@ bool valid_host_pattern(std::string_view h) {
 }
 
 bool valid_cidr(const std::string& s) {
+  // A zone id (fe80::1%eth0) names an interface, which a client address never carries: the
+  // router could not match it, and a route left without its address condition opens to all.
+  if (s.find('%') != std::string::npos) return false;
   size_t slash = s.find('/');
   boost::system::error_code ec;
   auto addr = boost::asio::ip::make_address(s.substr(0, slash), ec);

@@ -2,6 +2,7 @@
 
 #include "router/vars_expr.hpp"
 
+#include <algorithm>
 #include <boost/asio/ip/address.hpp>
 #include <charconv>
 #include <cstring>
@@ -336,6 +337,9 @@ Route parse_route(const json& value, const std::string& path, Errors& errors) {
     if (!valid_uri_pattern(route.uris[i]))
       errors.add(r.child_path("uris") + "[" + std::to_string(i) + "]",
                  "must start with '/' and may end with '*' (prefix)");
+    else if (std::count(route.uris[i].begin(), route.uris[i].end(), '/') > 64)
+      // The router walks at most 64 segments of a path: a deeper pattern could never match.
+      errors.add(r.child_path("uris") + "[" + std::to_string(i) + "]", "has more than 64 segments");
 
   if (r.has("host") && r.has("hosts")) r.error("hosts", "use either host or hosts, not both");
   route.hosts = read_hosts(r, r.has("host") ? "host" : "hosts");

@@ -66,11 +66,17 @@ bool superseded(const std::vector<plugins::HeaderEdit>& edits, size_t i) {
   return false;
 }
 
+// A value holding CR, LF or NUL (a variable that holds the decoded path, say) would split the
+// head into two: such an edit is left out.
+bool fits_one_line(std::string_view value) {
+  return value.find_first_of(std::string_view("\r\n\0", 3)) == std::string_view::npos;
+}
+
 void append_edits(std::string& out, const std::vector<plugins::HeaderEdit>* edits) {
   if (!edits) return;
   for (size_t i = 0; i < edits->size(); ++i) {
     const auto& e = (*edits)[i];
-    if (e.op != plugins::HeaderEdit::Op::Remove && !superseded(*edits, i))
+    if (e.op != plugins::HeaderEdit::Op::Remove && !superseded(*edits, i) && fits_one_line(e.value))
       append_header(out, e.name, e.value);
   }
 }

@@ -377,6 +377,11 @@ Task<bool> proxy_request(ClientConnection& c, Exchange& x, const config::Compile
   const config::Upstream& spec = target.spec();
   const RequestHead& req = x.req;
   const bool websocket = route.websocket && req.upgrade_websocket;
+  // An upgrade is a GET without a body (RFC 6455 4.1); with one, the bytes after the head
+  // would be both the body and the first frames (nginx refuses these too).
+  if (websocket && (req.chunked || req.content_length > 0))
+    co_return co_await respond_error(c, x, 400, "a WebSocket upgrade request has no body", false,
+                                     limits);
   if (websocket) relay_target = route.upstream;
   size_t head = req.head_size;
   size_t buffered = 0;  // body bytes that arrived with the head
@@ -481,9 +486,11 @@ Task<bool> proxy_request(ClientConnection& c, Exchange& x, const config::Compile
         spec.scheme == "https" ? tls_server_name(x.upstream_head) : std::string();
 
     // A pooled connection may have been closed by the node meanwhile: then one fresh try on the
-    // same node, which is safe because nothing of the request was processed.
+    // same node. Only for requests that may be sent twice: a node may close a connection after
+    // acting on a POST it never answered (nginx does not resend those either). Others get only
+    // pooled connections that look open (connect()).
     for (int fresh = 0; fresh < 2; ++fresh) {
-      failure = co_await connect(up, spec, fresh == 0, !streamed_body, server_name);
+      failure = co_await connect(up, spec, fresh == 0, retry_after_send, server_name);
       if (failure != Failure::None) break;
       std::array<asio::const_buffer, 2> bufs{asio::buffer(x.upstream_head),
                                              asio::buffer(c.in.data() + head, buffered)};
@@ -491,7 +498,7 @@ Task<bool> proxy_request(ClientConnection& c, Exchange& x, const config::Compile
                        ? x.unsent.status
                        : co_await write_rest(up.stream, x.unsent, up.deadline, spec.send_timeout);
       if (s != IoStatus::Ok) {
-        if (up.reused) continue;
+        if (up.reused && retry_after_send) continue;
         failure = s == IoStatus::Timeout ? Failure::SendTimeout : Failure::SendFailed;
         break;
       }
@@ -514,7 +521,8 @@ Task<bool> proxy_request(ClientConnection& c, Exchange& x, const config::Compile
       up.buf.clear();
       failure = co_await read_response_head(up, x, spec.read_timeout);
       if (failure == Failure::None) break;
-      if (up.reused && failure == Failure::ReadFailed && up.buf.empty() && !body_sent) continue;
+      if (up.reused && retry_after_send && failure == Failure::ReadFailed && up.buf.empty())
+        continue;
       break;
     }
     if (failure == Failure::None || is_client_failure(failure)) {

@@ -26,6 +26,24 @@ class ProxyRewrite final : public Plugin {
   // Per header edit: its value's variables ("$remote_addr", APISIX), or null for a fixed value.
   std::vector<std::shared_ptr<const VarTemplate>> templates;
 
+  static std::string safe_encode(std::string_view path) {
+    static constexpr char kHex[] = "0123456789ABCDEF";
+    std::string out;
+    out.reserve(path.size());
+    for (char ch : path) {
+      auto c = static_cast<unsigned char>(ch);
+      if (c <= 0x20 || c >= 0x7f ||
+          std::string_view("\"#<>\\^`{|}").find(ch) != std::string_view::npos) {
+        out += '%';
+        out += kHex[c >> 4];
+        out += kHex[c & 15];
+      } else {
+        out += ch;
+      }
+    }
+    return out;
+  }
+
   Step rewrite(Context& ctx) const override {
     const http::RequestHead& r = *ctx.req;
     if (uri || regex) {
@@ -36,6 +54,9 @@ class ProxyRewrite final : public Plugin {
         path.assign(ctx.path);
         // APISIX (ngx.re.sub): the first match is replaced; no match leaves the uri alone.
         RE2::Replace(&path, *regex, replacement);
+        // The path was percent-decoded: encoded again (APISIX's uri_safe_encode), or a client's
+        // %0d%0a or %20 would split the request line sent upstream.
+        path = safe_encode(path);
       }
       // APISIX: the request's query follows, after '&' when the new uri has a query of its own.
       if (!r.query.empty()) {

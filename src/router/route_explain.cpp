@@ -62,7 +62,9 @@ std::string format_explanation(const RouteIndex& index, const Explanation& e) {
   for (const auto& v : e.near_misses) {
     const RouteRule& r = *rules[v.rule];
     out += "  " + describe(r) + ": ";
-    if (v.failures.empty())
+    if (v.failures.empty() && e.winner < 0)  // (a rule the index cannot reach: see route_index)
+      out += "matches on its own, but the index does not reach it";
+    else if (v.failures.empty())
       out += "matches too, but " + describe(*rules[e.winner]) +
              " wins (precedence: host, then uri specificity, then priority " +
              std::to_string(rules[e.winner]->priority) + " vs " + std::to_string(r.priority) +

@@ -32,6 +32,19 @@ namespace {
 
 using Entry = RouteIndex::Entry;
 
+// Characters of a uri pattern outside `:name` parameters and `*`.
+uint32_t literal_chars(std::string_view uri) {
+  uint32_t n = 0;
+  for (size_t i = 0; i < uri.size(); ++i) {
+    if (uri[i] == ':' && (i == 0 || uri[i - 1] == '/')) {
+      while (i + 1 < uri.size() && uri[i + 1] != '/') ++i;  // skip the parameter's name
+      continue;
+    }
+    if (uri[i] != '*') ++n;
+  }
+  return n;
+}
+
 bool entry_before(const Entry& a, const Entry& b) {
   if (a.static_len != b.static_len) return a.static_len > b.static_len;
   if (a.kind != b.kind) return a.kind < b.kind;
@@ -119,8 +132,9 @@ RouteIndex::RouteIndex(std::vector<std::shared_ptr<const RouteRule>> rules)
                                        ? std::string_view(uri).substr(0, param)
                                        : std::string_view(uri).substr(0, uri.size() - 1);
         e.static_len = static_cast<uint32_t>(literal.size());
-        e.literal_len = static_cast<uint32_t>(
-            std::count_if(uri.begin(), uri.end(), [](char c) { return c != '*'; }));
+        // Literal characters only: a `:name` parameter's name says nothing about specificity
+        // (renaming it must not change which route wins, docs/routing.md).
+        e.literal_len = literal_chars(uri);
         // Walk the complete segments of the literal prefix; what follows the last '/' stays.
         SegmentNode* node = &idx.root;
         std::string_view rest = literal.substr(1);

@@ -75,24 +75,33 @@ void HealthChecker::update(const config::Snapshot& snapshot) {
     for (const auto& sub : route->sub_routes)
       if (seen.insert(sub.target.get()).second) targets_.push_back(sub.target);
   }
-  // Keep the schedule of nodes whose health object is the same as before.
-  std::map<const NodeHealth*, std::shared_ptr<Probe>> old;
+  // Nodes whose health object is the same as before keep their Probe: its schedule, and a
+  // probe in flight finishes on it (a copy would stay "running" forever and never probe again).
+  // One probe per health object, however many targets share it.
+  std::map<NodeHealth*, std::shared_ptr<Probe>> old;
   for (auto& p : probes_) old[p->target->nodes()[p->node].health.get()] = p;
   std::vector<std::shared_ptr<Probe>> next;
+  std::set<const NodeHealth*> probed;
+  const int64_t now = steady_now_ms();
   for (const auto& t : targets_) {
     if (!t->spec().active) continue;
     for (size_t i = 0; i < t->nodes().size(); ++i) {
-      auto p = std::make_shared<Probe>();
-      auto it = old.find(t->nodes()[i].health.get());
-      if (it != old.end()) {
-        p->next_ms = it->second->next_ms;
-        p->running = it->second->running;
-      }
+      NodeHealth* health = t->nodes()[i].health.get();
+      if (!probed.insert(health).second) continue;
+      auto it = old.find(health);
+      std::shared_ptr<Probe> p = it != old.end() ? it->second : std::make_shared<Probe>();
+      if (it != old.end()) old.erase(it);
+      // A shorter interval applies now, not when the old schedule comes due.
+      p->next_ms = std::min(p->next_ms,
+                            now + static_cast<int64_t>(t->spec().active->healthy.interval * 1000));
       p->target = t;
       p->node = i;
       next.push_back(std::move(p));
     }
   }
+  // What is left in `old` is no longer checked actively.
+  for (auto& [health, p] : old)
+    if (health) health->active_checks_removed(now);
   probes_ = std::move(next);
   // Now and then, forget the state of nodes no config uses any more.
   if (++updates_ % 64 == 0) registry_.collect_garbage();
@@ -114,8 +123,10 @@ Task<> HealthChecker::run() {
 }
 
 Task<> HealthChecker::probe(std::shared_ptr<Probe> p) {
-  const NodeTarget& node = p->target->nodes()[p->node];
-  const config::ActiveCheck& check = *p->target->spec().active;
+  // This probe's target, held: a config change may point `p` at another one meanwhile.
+  const std::shared_ptr<const UpstreamTarget> target = p->target;
+  const NodeTarget& node = target->nodes()[p->node];
+  const config::ActiveCheck& check = *target->spec().active;
   Endpoint ep = node.endpoint;
   if (check.port) ep.port(static_cast<uint16_t>(check.port));
   auto timeout = std::chrono::milliseconds(static_cast<int64_t>(check.timeout * 1000));
@@ -140,7 +151,7 @@ Task<> HealthChecker::probe(std::shared_ptr<Probe> p) {
       SSL_set_tlsext_host_name(tls.native_handle(), sni.c_str());
       // Nodes that ask for a client certificate (upstream tls.client_cert) get the one the
       // proxy shows them, or every probe would fail and take them all out.
-      if (const tls::ClientIdentity* identity = p->target->spec().tls_client.get())
+      if (const tls::ClientIdentity* identity = target->spec().tls_client.get())
         tls::use_client_identity(tls.native_handle(), *identity);
       if (check.https_verify_certificate)
         tls.set_verify_callback(asio::ssl::host_name_verification(sni));

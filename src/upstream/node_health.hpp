@@ -40,6 +40,14 @@ class NodeHealth {
               const config::HealthThresholds& unhealthy, const config::PassiveCheck* eject,
               int64_t now_ms, const char* source, bool may_go_down = true);
 
+  // Active checks of the node were removed from the config: a "down" only they could end
+  // (no ejection deadline) ends now, or the node would stay out of every balancer for good.
+  void active_checks_removed(int64_t now_ms) {
+    if (!healthy_.load(std::memory_order_relaxed) &&
+        ejected_until_ms_.load(std::memory_order_relaxed) == 0)
+      set_state(true, "active checks removed", nullptr, now_ms);
+  }
+
   // Real traffic, whatever checks are configured: the node's quality figures (requests,
   // failures by kind, latency to the response head). Any worker, atomics only.
   void observe(Outcome outcome, int64_t latency_us);

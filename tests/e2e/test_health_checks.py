@@ -199,3 +199,36 @@ def test_https_probes_verify_the_certificate_unless_told_not_to(gateway, upstrea
     time.sleep(0.6)
     assert state("trusting") == "healthy"
     assert any(r.target == "/health" for r in secure.requests)  # probes got through TLS
+
+
+def test_a_config_change_during_a_probe_does_not_stop_the_probes(gateway, upstream):
+    # A hung node has a probe in flight most of the time; a reload then must not freeze it
+    # in "unhealthy" (the probe's copy used to stay "running" for good).
+    a, b = upstream(name="a"), upstream(name="b")
+    checks = {"active": dict(ACTIVE["active"], timeout=2)}
+    routes = {"routes": [route("/*", [(a.port,), (b.port,)], id="all",
+                               upstream={"checks": checks})]}
+    gw = gateway(routes)
+    b.hang = True
+    assert wait_until(lambda: node_states(gw).get(f"127.0.0.1:{b.port}") == "unhealthy", 8)
+    time.sleep(0.5)  # a probe of b is waiting for its 2 s timeout now
+    routes["routes"].append(route("/other", [(a.port,)], id="other"))
+    gw.write_routes(routes)
+    assert wait_until(lambda: served_by(gw, "/other") == "a", 3)
+    b.hang = False
+    assert wait_until(lambda: node_states(gw).get(f"127.0.0.1:{b.port}") == "healthy", 6)
+    assert set(spread(gw)) == {"a", "b"}
+
+
+def test_a_node_down_by_active_checks_returns_when_the_checks_are_removed(gateway, upstream):
+    a, b = upstream(name="a"), upstream(name="b")
+    ups = {"id": "u", "nodes": {f"127.0.0.1:{a.port}": 1, f"127.0.0.1:{b.port}": 1},
+           "checks": ACTIVE}
+    routes = {"upstreams": [ups], "routes": [{"id": "all", "uri": "/*", "upstream_id": "u"}]}
+    gw = gateway(routes)
+    b.health_status = 500
+    assert wait_until(lambda: spread(gw) == {"a": 30}, 3)
+    del ups["checks"]  # nothing would ever probe b again
+    gw.write_routes(routes)
+    assert wait_until(lambda: set(spread(gw)) == {"a", "b"}, 3)
+    gw.wait_log("is healthy again (active checks removed)")

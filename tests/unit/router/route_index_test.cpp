@@ -83,6 +83,18 @@ TEST(RouteIndex, ParamBeatsPrefixOfSameLiteralLength) {
   EXPECT_EQ(match(idx, "/user/7/x"), "prefix");
 }
 
+// A parameter's name is not a literal character: renaming it changes nothing, and priority
+// decides between patterns that differ only in parameter names.
+TEST(RouteIndex, ParameterNamesDoNotCountAsLiteralCharacters) {
+  for (const char* name : {":id", ":an_identifier_longer_than_the_other"}) {
+    RouteIndex idx = index_of({rule("generic", {"/v1/:collection_name/:item"}),
+                               rule("profile", {std::string("/v1/") + name + "/profile"})});
+    EXPECT_EQ(match(idx, "/v1/42/profile"), "profile") << name;
+  }
+  RouteIndex idx = index_of({rule("by_id", {"/v1/:id"}, {}, 10), rule("by_name", {"/v1/:name"})});
+  EXPECT_EQ(match(idx, "/v1/42"), "by_id");
+}
+
 TEST(RouteIndex, PriorityBreaksTiesForTheSameUri) {
   RouteIndex idx = index_of({rule("low", {"/p/*"}, {}, 1), rule("high", {"/p/*"}, {}, 10),
                              rule("first", {"/q"}), rule("second", {"/q"})});

@@ -1,0 +1,102 @@
+"""What a client cannot make the proxy do: split the request sent upstream through a rewritten
+path, smuggle a body into a WebSocket relay, or have a POST run twice by a stale pooled
+connection."""
+import socket
+import threading
+
+from conftest import route, validate
+
+
+def raw(port, request):
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(request)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_a_decoded_path_cannot_split_the_request_sent_upstream(gateway, upstream):
+    up = upstream()
+    gw = gateway({"routes": [route("/api/*", [(up.port,)], id="api", plugins={
+        "proxy-rewrite": {"regex_uri": ["^/api/(.*)", "/$1"],
+                          "headers": {"X-Path": "$uri"}}})]})
+    before = len(up.requests)
+    answer = raw(gw.port, b"GET /api/x%20HTTP/1.1%0d%0aHost:%20internal%0d%0aX-Injected:%20yes"
+                          b"%0d%0a%0d%0aGET%20/admin HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    assert len(up.requests) == before + 1  # one request, not two
+    req = up.requests[-1]
+    assert req.target == "/x%20HTTP/1.1%0D%0AHost:%20internal%0D%0AX-Injected:%20yes%0D%0A%0D%0AGET%20/admin"
+    assert req.header("x-injected") is None
+    assert "\r" not in (req.header("x-path") or "") and "\n" not in (req.header("x-path") or "")
+
+
+def test_a_websocket_upgrade_with_a_body_is_refused(gateway, upstream):
+    up = upstream()
+    gw = gateway({"routes": [route("/ws", [(up.port,)], id="ws", enable_websocket=True)]})
+    head = (b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n")
+    for body in (b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+                 b"Content-Length: 5\r\n\r\nhello"):
+        answer = raw(gw.port, head + body)
+        assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+        assert b"has no body" in answer
+
+
+def test_a_post_is_not_sent_again_after_a_pooled_connection_fails(gateway):
+    # The node answers the first request of each connection and closes on the second without
+    # answering: it may have acted on that POST. Sending it again would pay twice.
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    posts = []
+
+    def serve(c):
+        with c:
+            c.settimeout(5)
+            data = b""
+            first = True
+            while True:
+                try:
+                    chunk = c.recv(65536)
+                except OSError:
+                    return
+                if not chunk:
+                    return
+                data += chunk
+                while b"\r\n\r\n" in data:
+                    head, _, data = data.partition(b"\r\n\r\n")
+                    if head.startswith(b"POST"):
+                        posts.append(head)
+                        data = data[len(b"amount=10"):]
+                    if not first:
+                        return  # acted on it (maybe), no answer, closed
+                    first = False
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    def accept():
+        while True:
+            try:
+                c, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(c,), daemon=True).start()
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        gw = gateway({"routes": [route("/*", [(port,)], id="pay")]})
+        assert gw.get("/warm").status_code == 200  # leaves a pooled connection
+        answer = raw(gw.port, b"POST /pay HTTP/1.1\r\nHost: a\r\nContent-Length: 9\r\n"
+                              b"Connection: close\r\n\r\namount=10")
+        assert len(posts) == 1, posts
+        assert answer.startswith(b"HTTP/1.1 502"), answer[:100]
+    finally:
+        listener.close()
+
+
+def test_route_patterns_the_router_cannot_reach_and_zone_ids_are_config_errors(tmp_path):
+    deep = route("/" + "a/" * 70 + "*", [(1,)], id="deep")
+    code, out = validate(tmp_path, {"routes": [deep]})
+    assert code != 0 and "routes[0].uris[0]: has more than 64 segments" in out, out
+    zoned = route("/admin/*", [(1,)], id="admin", remote_addrs=["fe80::1%lo"])
+    code, out = validate(tmp_path, {"routes": [zoned]})
+    assert code != 0 and "routes[0].remote_addrs" in out, out
