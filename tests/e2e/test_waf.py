@@ -129,3 +129,25 @@ def test_schema_errors_name_the_field(gateway, upstream):
         "waf": {"rulesets": ["no-such-set"], "rules": [{"id": "x", "pattern": "(", "targets": ["args"]}]}})]})
     gw.wait_log("routes[0].plugins.waf.rulesets")
     assert "routes[0].plugins.waf.rules[0].pattern" in gw.error_log()
+
+
+def test_json_sent_as_a_form_or_behind_a_bom_is_read_as_json(waf_gw):
+    # Backends that parse JSON whatever the type would read the \u escape as "s".
+    body = '{"id":5,"data":{"token":"\\u0073ystem(\'id\')"}}'
+    url = waf_gw.url("/api/items")
+    for ctype, data in (("application/x-www-form-urlencoded", body),
+                        ("text/plain", "\ufeff" + body),
+                        ("application/x-www-form-urlencoded", "{=1&a=system+('id')")):
+        r = requests.post(url, data=data.encode(), headers={"Content-Type": ctype})
+        assert blocked(r), (ctype, data, r.status_code)
+
+
+def test_a_rule_for_some_targets_is_not_hidden_by_the_same_text_elsewhere(gateway, upstream):
+    up = upstream()
+    gw = gateway({"routes": [route("/*", [(up.port,)], id="r", plugins={"waf": {"rules": [
+        {"id": "sqli", "pattern": "union\\s+select", "targets": ["args"]},
+        {"id": "ua", "pattern": "evilua", "targets": ["headers"]}]}})]})
+    assert blocked(gw.get("/x?q=union+select"))
+    assert blocked(gw.get("/union%20select?q=union+select"))  # the path first: not its target
+    assert blocked(gw.get("/x?z=evilua", headers={"User-Agent": "evilua"}))
+    assert gw.get("/union%20select").status_code == 200

@@ -63,14 +63,15 @@ void Normalizer::reset(Decoding decoding) {
     return;
   }
   specials_[0] = '%';
-  if (decoding == Decoding::Json) {
+  const bool form = decoding == Decoding::Form || decoding == Decoding::JsonForm;
+  if (decoding == Decoding::Json || decoding == Decoding::JsonForm) {
     add(Kind::JsonUnescape);
     specials_[1] = '\\';
   }
-  if (decoding == Decoding::Form) specials_[1] = '+';
+  if (form) specials_[decoding == Decoding::Form ? 1 : 2] = '+';
   for (int round = 0; round < kPercentRounds; ++round) {
     // `+` means space only to the first decoder; a `+` made by decoding %2B is a plus.
-    add(round == 0 && decoding == Decoding::Form ? Kind::PercentPlus : Kind::Percent);
+    add(round == 0 && form ? Kind::PercentPlus : Kind::Percent);
     add(Kind::Fold);
   }
 }

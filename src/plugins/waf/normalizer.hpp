@@ -11,10 +11,11 @@
 namespace portico::plugins::waf {
 
 enum class Decoding : uint8_t {
-  Url,   // percent-decoding (also %uXXXX), repeated: paths, headers
-  Form,  // Url plus `+` as space in the first round: query strings, cookies, form bodies
-  Json,  // JSON string escapes (\uXXXX, \/, \n...), then as Url: JSON bodies
-  Raw,   // only overlong UTF-8 folding and NUL removal: other bodies (multipart, text)
+  Url,       // percent-decoding (also %uXXXX), repeated: paths, headers
+  Form,      // Url plus `+` as space in the first round: query strings, cookies, form bodies
+  Json,      // JSON string escapes (\uXXXX, \/, \n...), then as Url: JSON bodies
+  JsonForm,  // JSON string escapes, then as Form: a JSON body sent as a form (read both ways)
+  Raw,       // only overlong UTF-8 folding and NUL removal: other bodies (multipart, text)
 };
 
 // Rounds of percent-decoding: catches single, double and triple encoding (%25252e).

@@ -32,7 +32,11 @@ bool is_token(std::string_view s) {
 
 unsigned hs_flags(const Rule& rule) {
   // SINGLEMATCH: one report per rule per scan is all a verdict needs, and it spares callbacks.
-  return HS_FLAG_SINGLEMATCH | (rule.caseless ? HS_FLAG_CASELESS : 0);
+  // Not for a rule limited to some targets: the head is scanned in one pass, and its one report
+  // could fall in a part it does not cover (the same text first in the path, say), hiding the
+  // match that counts.
+  unsigned single = rule.targets == kAllTargets ? HS_FLAG_SINGLEMATCH : 0;
+  return single | (rule.caseless ? HS_FLAG_CASELESS : 0);
 }
 
 struct Compiled {

@@ -45,15 +45,29 @@ char first_meaningful(std::string_view s) {
 
 bool looks_like_json(char first) { return first == '{' || first == '['; }
 
+// The first character that means something, past blanks and a UTF-8 byte order mark (which a
+// JSON parser skips too).
+char json_start(std::string_view s) {
+  if (s.starts_with("\xEF\xBB\xBF")) s.remove_prefix(3);
+  return first_meaningful(s);
+}
+
 }  // namespace
 
 Decoding body_decoding(std::string_view content_type, std::string_view body_start) {
+  // What the body looks like counts beside what it says it is: backends that parse JSON whatever
+  // the type (the tlv-bridge) read escapes a form decoding leaves alone (curl -d sends JSON as
+  // a form), and a byte order mark does not stop a JSON parser. A form that looks like JSON is
+  // read both ways, for backends that trust the type.
+  const bool json_like = looks_like_json(json_start(body_start));
   std::string_view media = trim(content_type.substr(0, content_type.find(';')));
-  if (iequals(media, "application/x-www-form-urlencoded")) return Decoding::Form;
+  if (iequals(media, "application/x-www-form-urlencoded"))
+    return json_like ? Decoding::JsonForm : Decoding::Form;
+  if (json_like) return Decoding::Json;
   if (iequals(media, "application/json") ||
       (media.size() >= 5 && iequals(media.substr(media.size() - 5), "+json")))
     return Decoding::Json;
-  return looks_like_json(first_meaningful(body_start)) ? Decoding::Json : Decoding::Url;
+  return Decoding::Url;
 }
 
 Scanner::~Scanner() {
@@ -172,7 +186,7 @@ bool Scanner::feed_body(std::string_view chunk) {
   if (chunk.empty()) return true;
   if (sniff_json_) {
     // Blank bytes mean the same to both decodings, so switching later loses nothing.
-    const char first = first_meaningful(chunk);
+    const char first = json_start(chunk);
     if (first != 0) {
       sniff_json_ = false;
       if (looks_like_json(first)) body_decoder_.reset(Decoding::Json);

@@ -145,6 +145,9 @@ TEST(WafScanner, BodyDecodingFollowsContentTypeAndSniffsJson) {
   EXPECT_EQ(body_decoding("text/plain", "  \n{\"a\":1}"), Decoding::Json);
   EXPECT_EQ(body_decoding("", "[1,2]"), Decoding::Json);
   EXPECT_EQ(body_decoding("multipart/form-data; boundary=x", "--x\r\n"), Decoding::Url);
+  // JSON sent as a form (curl -d), or behind a byte order mark: read as JSON too.
+  EXPECT_EQ(body_decoding("application/x-www-form-urlencoded", "{\"a\":1}"), Decoding::JsonForm);
+  EXPECT_EQ(body_decoding("text/plain", "\xEF\xBB\xBF{\"a\":1}"), Decoding::Json);
 }
 
 TEST(WafScanner, WorkerThreadsEachGetScratchForNewerPolicies) {
