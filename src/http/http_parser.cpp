@@ -78,6 +78,7 @@ struct HeaderFacts {
   bool te_chunked_not_last = false;
   bool saw_te = false;
   std::string_view connection;
+  int connection_lines = 0;
   std::string_view host;
   int host_count = 0;
   std::string_view expect;
@@ -120,7 +121,8 @@ ParseResult parse_fields(std::string_view buf, size_t& pos, size_t max_headers,
           f.saw_content_length = true;
           f.content_length = n;
         } else if (iequals(name, "connection")) {
-          f.connection = value;  // several Connection lines are rare; the last one wins
+          f.connection = value;  // several lines: see parse_request / parse_response
+          ++f.connection_lines;
         }
         break;
       case 't':
@@ -292,6 +294,9 @@ ParseResult parse_request(std::string_view buf, const RequestLimits& limits, Req
     out.content_length = f.content_length;
   }
 
+  // One value is read for keep-alive, the upgrade and the hop-by-hop names; with several lines
+  // a `close` or a private header named on another line would be missed.
+  if (f.connection_lines > 1) return ParseResult::error(400, "several Connection headers");
   out.connection = f.connection;
   out.keep_alive = keeps_alive(out.minor_version, f.connection);
   out.upgrade_websocket = f.upgrade_websocket && has_token(f.connection, "upgrade");
@@ -345,7 +350,9 @@ ParseResult parse_response(std::string_view buf, size_t max_head, ResponseHead& 
     out.content_length = f.content_length;
   }
   out.connection = f.connection;
-  out.keep_alive = keeps_alive(out.minor_version, f.connection);
+  // Several Connection lines (one value is read): the upstream connection is not kept, in case
+  // another line said close.
+  out.keep_alive = f.connection_lines <= 1 && keeps_alive(out.minor_version, f.connection);
   return r;
 }
 

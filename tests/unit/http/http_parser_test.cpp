@@ -49,6 +49,21 @@ TEST(HttpParser, RejectsDifferingDuplicateContentLength) {
   EXPECT_EQ(h.content_length, 3);
 }
 
+// One Connection value is read (keep-alive, upgrade, hop-by-hop names): several lines would
+// hide a `close` or a private header named on another line.
+TEST(HttpParser, SeveralConnectionLines) {
+  RequestHead h;
+  auto r = parse("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\nConnection: x-foo\r\n\r\n", h);
+  EXPECT_EQ(r.error_status, 400);
+  ResponseHead resp;
+  ASSERT_EQ(parse_response("HTTP/1.1 200 OK\r\nConnection: close\r\nConnection: keep-alive\r\n"
+                           "Content-Length: 0\r\n\r\n",
+                           4096, resp)
+                .status,
+            ParseStatus::Done);
+  EXPECT_FALSE(resp.keep_alive);
+}
+
 TEST(HttpParser, RejectsNonNumericContentLength) {
   RequestHead h;
   EXPECT_EQ(parse("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +3\r\n\r\n", h).error_status, 400);
