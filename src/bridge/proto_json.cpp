@@ -110,9 +110,16 @@ std::string map_key(const json& key) {
   return key.is_string() ? key.get<std::string>() : key.dump();
 }
 
+// Set when a message nested past kMaxJsonDepth was cut short (protobuf parses up to 100
+// levels): message_to_json then reports a failure instead of an object missing its depths.
+thread_local bool t_too_deep = false;
+
 json to_json(const pb::Message& m, int depth) {
   json out = json::object();
-  if (depth > kMaxJsonDepth) return out;  // parsing already bounds this; never trust it alone
+  if (depth > kMaxJsonDepth) {
+    t_too_deep = true;
+    return out;
+  }
   const pb::Descriptor* d = m.GetDescriptor();
   const pb::Reflection* r = m.GetReflection();
   for (int i = 0; i < d->field_count(); ++i) {
@@ -361,7 +368,12 @@ class Reader {
 
 }  // namespace
 
-json message_to_json(const pb::Message& message) { return to_json(message, 0); }
+std::optional<json> message_to_json(const pb::Message& message) {
+  t_too_deep = false;
+  json out = to_json(message, 0);
+  if (t_too_deep) return std::nullopt;
+  return out;
+}
 
 bool json_to_message(const json& value, pb::Message& message, const std::string& path,
                      std::string& error) {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -17,7 +18,8 @@ namespace portico::bridge {
 // Nesting deeper than this is refused both ways (a hostile message cannot exhaust the stack).
 inline constexpr int kMaxJsonDepth = 64;
 
-nlohmann::json message_to_json(const google::protobuf::Message& message);
+// Nothing when the message nests deeper than kMaxJsonDepth (it cannot be shown whole).
+std::optional<nlohmann::json> message_to_json(const google::protobuf::Message& message);
 
 // Fills `message` (which should be empty) from a JSON object. Accepts the declared field names
 // and the lowerCamelCase JSON names, numbers or decimal strings for integers, enum names or

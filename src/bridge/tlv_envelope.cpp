@@ -151,11 +151,14 @@ std::string tlv_to_envelope(const stream::TlvFrame& frame, const CmdTypes& types
   bool converted = false;
   if (const pb::Message* prototype = types.find(h.cmd)) {
     std::unique_ptr<pb::Message> message(prototype->New());
-    if (message->ParseFromArray(frame.body.data(), static_cast<int>(frame.body.size()))) {
-      env["data"] = message_to_json(*message);
+    if (!message->ParseFromArray(frame.body.data(), static_cast<int>(frame.body.size()))) {
+      env["error"] = "the body is not a valid " + prototype->GetDescriptor()->full_name();
+    } else if (auto data = message_to_json(*message)) {
+      env["data"] = std::move(*data);
       converted = true;
     } else {
-      env["error"] = "the body is not a valid " + prototype->GetDescriptor()->full_name();
+      env["error"] = "the body nests deeper than " + std::to_string(kMaxJsonDepth) +
+                     " levels: sent as it came";
     }
   }
   if (!converted) env["body"] = base64_encode(stream::as_chars(frame.body));

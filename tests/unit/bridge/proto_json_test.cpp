@@ -26,7 +26,9 @@ class ProtoJson : public ::testing::Test {
     EXPECT_TRUE(m->SerializeToString(&wire));
     auto back = make(type);
     EXPECT_TRUE(back->ParseFromString(wire));
-    return message_to_json(*back);
+    auto out = message_to_json(*back);
+    EXPECT_TRUE(out);
+    return out ? *out : json();
   }
   std::string refusal(const json& in, const char* type = "Everything") {
     auto m = make(type);
@@ -142,6 +144,17 @@ TEST_F(ProtoJson, DeepNestingIsRefusedNotRecursedForever) {
   EXPECT_NE(error.find("nested too deeply"), std::string::npos) << error;
   json shallow = {{"child", {{"child", {{"depth", 2}}}}}};
   EXPECT_EQ(round_trip(shallow, "Node")["child"]["child"]["depth"], 2);
+}
+
+// protobuf parses up to 100 levels; past kMaxJsonDepth the message is not shown cut short.
+TEST_F(ProtoJson, MessagesNestedPastTheLimitAreRefusedNotCut) {
+  for (int levels : {kMaxJsonDepth, kMaxJsonDepth + 1, 99}) {
+    auto m = make("Node");
+    pb::Message* at = m.get();
+    for (int i = 0; i < levels; ++i)
+      at = at->GetReflection()->MutableMessage(at, at->GetDescriptor()->FindFieldByName("child"));
+    EXPECT_EQ(message_to_json(*m).has_value(), levels <= kMaxJsonDepth) << levels;
+  }
 }
 
 TEST_F(ProtoJson, WrongContainersAreNamedNotDumpedAndFloatsStayInRange) {
