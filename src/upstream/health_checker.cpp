@@ -79,7 +79,8 @@ void HealthChecker::update(const config::Snapshot& snapshot) {
   // probe in flight finishes on it (a copy would stay "running" forever and never probe again).
   // One probe per health object, however many targets share it.
   std::map<NodeHealth*, std::shared_ptr<Probe>> old;
-  for (auto& p : probes_) old[p->target->nodes()[p->node].health.get()] = p;
+  for (auto& p : probes_)
+    if (NodeHealth* h = p->target->nodes()[p->node].health.get()) old[h] = p;
   std::vector<std::shared_ptr<Probe>> next;
   std::set<const NodeHealth*> probed;
   const int64_t now = steady_now_ms();
@@ -87,8 +88,8 @@ void HealthChecker::update(const config::Snapshot& snapshot) {
     if (!t->spec().active) continue;
     for (size_t i = 0; i < t->nodes().size(); ++i) {
       NodeHealth* health = t->nodes()[i].health.get();
-      if (!probed.insert(health).second) continue;
-      auto it = old.find(health);
+      if (health && !probed.insert(health).second) continue;
+      auto it = health ? old.find(health) : old.end();
       std::shared_ptr<Probe> p = it != old.end() ? it->second : std::make_shared<Probe>();
       if (it != old.end()) old.erase(it);
       // A shorter interval applies now, not when the old schedule comes due.
@@ -100,8 +101,7 @@ void HealthChecker::update(const config::Snapshot& snapshot) {
     }
   }
   // What is left in `old` is no longer checked actively.
-  for (auto& [health, p] : old)
-    if (health) health->active_checks_removed(now);
+  for (auto& [health, p] : old) health->active_checks_removed(now);
   probes_ = std::move(next);
   // Now and then, forget the state of nodes no config uses any more.
   if (++updates_ % 64 == 0) registry_.collect_garbage();
