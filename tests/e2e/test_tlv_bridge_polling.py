@@ -231,7 +231,8 @@ def test_an_idle_session_ends_and_frees_its_backend_connection(gateway, backends
     time.sleep(2.5)
     gone = poll(gw, sid, wait=0, expect=410)
     assert "idle timeout" in gone["error_msg"]
-    assert metric(gw, "portico_tlv_bridge_poll_sessions_active") == 0
+    # (the gauge drops when the session's backend connection is closed, just after)
+    assert wait_until(lambda: metric(gw, "portico_tlv_bridge_poll_sessions_active") == 0, 3)
     # Polling keeps a session alive past idle_timeout.
     sid = open_session(gw)["session"]
     for _ in range(6):
