@@ -779,6 +779,9 @@ def test_shutdown_closes_sessions_with_1001_at_once(gateway, backends):
     b = backends("demo1")
     gw = gateway(bridge_config(b.port), node={"shutdown_timeout": "10s"})
     ws = RawWs(gw)
+    # One round trip first: the session is up (the 101 can come before it is registered).
+    ws.sock.sendall(RawWs.frame(0x1, json.dumps({"id": 1, "cmd": HEARTBEAT}).encode()))
+    assert ws.recv_frame()[0] == 0x1
     started = time.monotonic()
     gw.signal(signal.SIGTERM)
     assert ws.close_code() == 1001
