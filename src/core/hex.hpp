@@ -7,6 +7,7 @@
 namespace portico::hex {
 
 inline constexpr char kDigits[] = "0123456789abcdef";
+inline constexpr char kUpperDigits[] = "0123456789ABCDEF";  // percent-encoding (RFC 3986 2.1)
 
 inline void append(std::string& out, const unsigned char* data, size_t size) {
   for (size_t i = 0; i < size; ++i) {

@@ -2,6 +2,7 @@
 // or regex_uri with RE2 captures), method, Host and headers.
 #include <re2/re2.h>
 
+#include "core/hex.hpp"
 #include "plugins/context.hpp"
 #include "plugins/header_config.hpp"
 #include "plugins/plugin.hpp"
@@ -27,7 +28,6 @@ class ProxyRewrite final : public Plugin {
   std::vector<std::shared_ptr<const VarTemplate>> templates;
 
   static std::string safe_encode(std::string_view path) {
-    static constexpr char kHex[] = "0123456789ABCDEF";
     std::string out;
     out.reserve(path.size());
     for (char ch : path) {
@@ -35,8 +35,8 @@ class ProxyRewrite final : public Plugin {
       if (c <= 0x20 || c >= 0x7f ||
           std::string_view("\"#<>\\^`{|}").find(ch) != std::string_view::npos) {
         out += '%';
-        out += kHex[c >> 4];
-        out += kHex[c & 15];
+        out += hex::kUpperDigits[c >> 4];
+        out += hex::kUpperDigits[c & 15];
       } else {
         out += ch;
       }

@@ -2,6 +2,7 @@
 // query arguments.
 #include <array>
 
+#include "core/hex.hpp"
 #include "http/request_vars.hpp"
 #include "plugins/edge/ngx_internal.hpp"
 
@@ -142,7 +143,6 @@ bool is_framing_header(std::string_view n) {
 }
 
 std::string escape_uri(std::string_view s, bool path) {
-  static const char* hex = "0123456789ABCDEF";
   std::string out;
   out.reserve(s.size());
   for (char ch : s) {
@@ -154,8 +154,8 @@ std::string escape_uri(std::string_view s, bool path) {
       out += ch;
     } else {
       out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
+      out += hex::kUpperDigits[c >> 4];
+      out += hex::kUpperDigits[c & 15];
     }
   }
   return out;
