@@ -93,7 +93,12 @@ struct EpollFd {
   using type = int Reactor::*;
   friend type member(EpollFd);
 };
+struct TrySpeculative {  // per operation type: whether the next operation should try at once
+  using type = bool (Descriptor::*)[Reactor::max_ops];
+  friend type member(TrySpeculative);
+};
 template struct Expose<RegisteredEvents, &Descriptor::registered_events_>;
+template struct Expose<TrySpeculative, &Descriptor::try_speculative_>;
 template struct Expose<DescriptorMutex, &Descriptor::mutex_>;
 template struct Expose<ReportedEvents, &ad::scheduler_operation::task_result_>;
 template struct Expose<EpollFd, &Reactor::epoll_fd_>;
@@ -175,6 +180,24 @@ class EdgeRecvOp : public ad::reactor_op {
 
 }  // namespace edge_read_detail
 #endif
+
+// Whether the socket's last read drained it and epoll has reported nothing readable since: then
+// no byte and no FIN can be waiting in the kernel, without a system call to ask. This is the
+// reactor's own memory (cleared by an edge read's short read, set again by every readiness
+// event), nginx's `ready` flag. False whenever it cannot tell (other reads, other reactors).
+// An arrival that epoll has not reported yet is not seen; nginx has the same window.
+inline bool read_drained(Socket& s) {
+#if PORTICO_EDGE_READ
+  namespace d = edge_read_detail;
+  d::Descriptor* state = d::SocketAccess::impl(s).reactor_data_;
+  if (!state) return false;
+  asio::detail::conditionally_enabled_mutex::scoped_lock lock(state->*member(d::DescriptorMutex{}));
+  return !(state->*member(d::TrySpeculative{}))[d::Reactor::read_op];
+#else
+  (void)s;
+  return false;
+#endif
+}
 
 // Reads what is available into `buf`, completing with (error_code, bytes) like
 // Socket::async_read_some.

@@ -127,8 +127,8 @@ std::string tls_server_name(const std::string& upstream_head) {
 }
 
 // Gets a connection to up.node: a pooled one when `allow_pooled`, else a new one. A request
-// that cannot be sent twice (`replayable` false) only gets pooled connections that pass
-// upstream::still_open(), since the stale-connection retry is not possible for it. `server_name`:
+// that cannot be sent twice (`replayable` false) only gets pooled connections checked with a
+// peek, since the stale-connection retry is not possible for it. `server_name`:
 // https upstreams, the TLS server name.
 Task<Failure> connect(UpstreamSide& up, const config::Upstream& spec, bool allow_pooled,
                       bool replayable, const std::string& server_name) {
@@ -142,8 +142,7 @@ Task<Failure> connect(UpstreamSide& up, const config::Upstream& spec, bool allow
   std::string identity = https ? (spec.tls_verify ? "verify " : "any ") + server_name : "";
   if (https && spec.tls_client) identity += " cert " + spec.tls_client->digest;
   if (allow_pooled) {
-    while (auto pooled = w.pool().take(up.node->endpoint, identity)) {
-      if (!replayable && !upstream::still_open(pooled->socket)) continue;  // closes it
+    if (auto pooled = w.pool().take(up.node->endpoint, identity, !replayable)) {
       up.socket = std::move(pooled->socket);
       up.stream.use_tls(std::move(pooled->tls));
       up.tls_identity = std::move(pooled->tls_identity);

@@ -5,6 +5,7 @@
 #include <cerrno>
 
 #include "core/deadline.hpp"
+#include "core/edge_read.hpp"
 
 namespace portico::upstream {
 
@@ -15,7 +16,7 @@ bool still_open(Socket& s) {
 }
 
 std::optional<PooledConnection> ConnectionPool::take(const Endpoint& node,
-                                                     std::string_view tls_identity) {
+                                                     std::string_view tls_identity, bool verify) {
   auto it = idle_.find(node);
   if (it == idle_.end()) return std::nullopt;
   auto& list = it->second;
@@ -23,6 +24,8 @@ std::optional<PooledConnection> ConnectionPool::take(const Endpoint& node,
     if (list[i].tls_identity != tls_identity) continue;
     PooledConnection c = std::move(list[i]);
     list.erase(list.begin() + static_cast<std::ptrdiff_t>(i));
+    // (A TLS session's reads do not keep the drained flag: those always take the peek.)
+    if ((verify || !read_drained(c.socket)) && !still_open(c.socket)) continue;  // closes it
     return c;
   }
   return std::nullopt;

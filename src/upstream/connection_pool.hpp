@@ -23,14 +23,18 @@ struct PooledConnection {
 };
 
 // Whether an idle pooled connection still looks usable: not closed by the node, and no stray
-// bytes. One system call (a peek), so paid only where a stale connection cannot be retried.
+// bytes. One system call (a peek).
 bool still_open(Socket& s);
 
 class ConnectionPool {
  public:
   // The most recent idle connection to `node` made for `tls_identity` (a TLS session is only
-  // good for the server name and verification it was made with).
-  std::optional<PooledConnection> take(const Endpoint& node, std::string_view tls_identity = {});
+  // good for the server name and verification it was made with). Connections the node closed
+  // or wrote to while idle (stray bytes would be read as the next response) are closed on the
+  // way: a peek checks those epoll reported readable, and every one when `verify` (a request
+  // that cannot be retried on a stale connection).
+  std::optional<PooledConnection> take(const Endpoint& node, std::string_view tls_identity = {},
+                                       bool verify = false);
   // Keeps the connection; a node with `max_idle` idle ones already loses its oldest.
   void put(const Endpoint& node, PooledConnection connection, double idle_timeout, size_t max_idle);
   // Closes connections idle past their timeout.

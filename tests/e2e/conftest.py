@@ -145,10 +145,12 @@ class Gateway:
 
     def start(self, timeout=10.0):
         """Starts and waits for the HTTP listener (in etcd mode it opens after the first full
-        read of the prefix)."""
+        read of the prefix), then for the admin and control listeners, which open just after
+        it: a test may talk to any of them at once."""
         self.launch()
         try:
-            self.wait_port(self.port, timeout)
+            for port in (self.port, self.admin_port, self.control_port):
+                self.wait_port(port, timeout)
         except (TimeoutError, RuntimeError) as e:
             self.stop(timeout=2)
             raise RuntimeError(f"portico did not start ({e}): {self.stderr()}\n{self.error_log()[-3000:]}")
@@ -316,6 +318,29 @@ def validate(tmp_path, doc):
     p = subprocess.run([PORTICO_BIN, "validate", "-c", str(tmp_path / "config.yaml")],
                        capture_output=True, text=True, timeout=10)
     return p.returncode, p.stdout + p.stderr
+
+
+def read_to_close(s):
+    """Everything the peer sends until it closes (or the socket's timeout passes)."""
+    out = b""
+    while True:
+        try:
+            chunk = s.recv(65536)
+        except socket.timeout:
+            break
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
+def raw(port, data, read_until_close=True, timeout=5):
+    """Sends raw bytes and returns everything the gateway answers until it closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        if not read_until_close:
+            return s.recv(65536)
+        return read_to_close(s)
 
 
 def route(uri, nodes, **kw):

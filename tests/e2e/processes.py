@@ -1,9 +1,12 @@
 """Process and port helpers shared by the fixtures. Only processes the tests started are
 signalled, by PID."""
+import atexit
+import os
 import random
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 
 
@@ -16,6 +19,52 @@ def _ephemeral_low():
 
 
 _given = set()  # ports this test process handed out: never twice, even once they are free again
+
+# Ports handed out by every test process on this machine (ctest runs two at once): a port one
+# process picked but has not bound yet looks free to the other (seen in CI as etcd failing
+# with "address already in use"). A file per port, named by the port and holding the owner's
+# PID, claims it; files of processes that are gone are taken over.
+_CLAIMS = os.path.join(tempfile.gettempdir(), f"portico-test-ports-{os.getuid()}")
+_claimed = []
+
+
+def _claim(port):
+    os.makedirs(_CLAIMS, exist_ok=True)
+    path = os.path.join(_CLAIMS, str(port))
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            try:
+                with open(path) as f:
+                    owner = int(f.read() or 0)
+                if owner == os.getpid():
+                    return False
+                os.kill(owner, 0)  # alive: the port is theirs
+                return False
+            except ProcessLookupError:
+                _unlink(path)  # the owner is gone
+                continue
+            except (OSError, ValueError):
+                return False  # being written, or unreadable: leave it
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        _claimed.append(path)
+        return True
+    return False
+
+
+def _unlink(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+@atexit.register
+def _release_claims():
+    for path in _claimed:
+        _unlink(path)
 
 
 def free_port():
@@ -31,10 +80,12 @@ def free_port():
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
-                _given.add(port)
-                return port
             except OSError:
                 continue
+        if not _claim(port):
+            continue
+        _given.add(port)
+        return port
     raise RuntimeError("no free loopback port")
 
 

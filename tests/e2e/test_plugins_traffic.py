@@ -9,18 +9,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from conftest import route, validate
+from conftest import raw, route, validate
 
 
 def raw_request(port, request):
     """Sends `request` as bytes (repeated header lines, which requests would fold into one) on a
     `Connection: close` request; returns (status, body)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(request)
-        answer = b""
-        while chunk := s.recv(65536):
-            answer += chunk
-    head, _, body = answer.partition(b"\r\n\r\n")
+    head, _, body = raw(port, request).partition(b"\r\n\r\n")
     return int(head.split(b" ")[1]), body
 
 

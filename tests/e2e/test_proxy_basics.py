@@ -6,30 +6,7 @@ import time
 
 import requests
 
-from conftest import route
-
-
-def read_to_close(s):
-    """Everything the peer sends until it closes (or the socket's timeout passes)."""
-    out = b""
-    while True:
-        try:
-            chunk = s.recv(65536)
-        except socket.timeout:
-            break
-        if not chunk:
-            break
-        out += chunk
-    return out
-
-
-def raw(port, data, read_until_close=True, timeout=5):
-    """Sends raw bytes and returns everything the gateway answers until it closes."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(data)
-        if not read_until_close:
-            return s.recv(65536)
-        return read_to_close(s)
+from conftest import raw, read_to_close, route
 
 
 def test_get_is_proxied_with_forwarding_headers(gateway, upstream):

@@ -3,17 +3,12 @@ path, smuggle a body into a WebSocket relay, or have a POST run twice by a stale
 connection."""
 import socket
 import threading
+import time
 
-from conftest import route, validate
+import pytest
+import requests
 
-
-def raw(port, request):
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(request)
-        answer = b""
-        while chunk := s.recv(65536):
-            answer += chunk
-    return answer
+from conftest import raw, route, validate
 
 
 def test_a_decoded_path_cannot_split_the_request_sent_upstream(gateway, upstream):
@@ -44,18 +39,19 @@ def test_a_websocket_upgrade_with_a_body_is_refused(gateway, upstream):
         assert b"has no body" in answer
 
 
-def test_a_post_is_not_sent_again_after_a_pooled_connection_fails(gateway):
-    # The node answers the first request of each connection and closes on the second without
-    # answering: it may have acted on that POST. Sending it again would pay twice.
+def serve_raw(answer):
+    """A node that answers the nth request of a connection (from 0) with answer(head, nth): a
+    list of byte strings sent with a pause between them, or None to close the connection
+    without an answer. Request bodies are not read. Returns (port, close, connections
+    accepted)."""
     listener = socket.create_server(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    posts = []
+    accepted = []
 
     def serve(c):
         with c:
             c.settimeout(5)
             data = b""
-            first = True
+            nth = 0
             while True:
                 try:
                     chunk = c.recv(65536)
@@ -66,13 +62,14 @@ def test_a_post_is_not_sent_again_after_a_pooled_connection_fails(gateway):
                 data += chunk
                 while b"\r\n\r\n" in data:
                     head, _, data = data.partition(b"\r\n\r\n")
-                    if head.startswith(b"POST"):
-                        posts.append(head)
-                        data = data[len(b"amount=10"):]
-                    if not first:
-                        return  # acted on it (maybe), no answer, closed
-                    first = False
-                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    pieces = answer(head, nth)
+                    nth += 1
+                    if pieces is None:
+                        return
+                    for i, piece in enumerate(pieces):
+                        if i:
+                            time.sleep(0.05)
+                        c.sendall(piece)
 
     def accept():
         while True:
@@ -80,8 +77,26 @@ def test_a_post_is_not_sent_again_after_a_pooled_connection_fails(gateway):
                 c, _ = listener.accept()
             except OSError:
                 return
+            accepted.append(c)
             threading.Thread(target=serve, args=(c,), daemon=True).start()
     threading.Thread(target=accept, daemon=True).start()
+    return listener.getsockname()[1], listener.close, accepted
+
+
+def reply(body):
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+
+def test_a_post_is_not_sent_again_after_a_pooled_connection_fails(gateway):
+    # The node answers the first request of each connection and closes on the second without
+    # answering: it may have acted on that POST. Sending it again would pay twice.
+    posts = []
+
+    def answer(head, nth):
+        if head.startswith(b"POST"):
+            posts.append(head)
+        return [reply(b"ok")] if nth == 0 else None  # acted on it (maybe), no answer, closed
+    port, close, _ = serve_raw(answer)
     try:
         gw = gateway({"routes": [route("/*", [(port,)], id="pay")]})
         assert gw.get("/warm").status_code == 200  # leaves a pooled connection
@@ -90,7 +105,31 @@ def test_a_post_is_not_sent_again_after_a_pooled_connection_fails(gateway):
         assert len(posts) == 1, posts
         assert answer.startswith(b"HTTP/1.1 502"), answer[:100]
     finally:
-        listener.close()
+        close()
+
+
+@pytest.mark.parametrize("stray", ["after the response", "as the body of a HEAD answer"])
+def test_bytes_a_node_sends_between_requests_are_never_read_as_the_next_answer(gateway, stray):
+    # A misbehaving node writes more after its response (an extra answer, or a body to HEAD).
+    # The pooled connection holding those bytes must not carry the next request: its client
+    # would get the stray bytes as its answer.
+    def answer(head, nth):
+        path = head.split(b" ")[1]
+        if head.startswith(b"HEAD"):
+            return [b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", b"stray"]
+        return [reply(path), reply(b"stray")]
+    port, close, accepted = serve_raw(answer)
+    try:
+        gw = gateway({"routes": [route("/*", [(port,)], id="r")]})
+        first = requests.head(gw.url("/first")) if stray.startswith("as") else gw.get("/first")
+        assert first.status_code == 200
+        for path in ("/second", "/third"):
+            time.sleep(0.3)  # the stray bytes are in the pooled connection's socket by now
+            r = gw.get(path)
+            assert (r.status_code, r.text) == (200, path)
+        assert len(accepted) == 3  # each poisoned connection was closed, not reused
+    finally:
+        close()
 
 
 def test_route_patterns_the_router_cannot_reach_and_zone_ids_are_config_errors(tmp_path):

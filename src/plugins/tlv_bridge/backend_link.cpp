@@ -22,12 +22,9 @@ Task<int> connect_tlv_backend(Takeover& io, Socket& backend, Deadline& deadline,
     if (node == upstream::UpstreamTarget::kNone) break;
     tried.add(static_cast<size_t>(node));
     const Endpoint& endpoint = target.nodes()[static_cast<size_t>(node)].endpoint;
-    while (reuse) {
-      auto pooled = io.worker.pool().take(endpoint, kTlvPool);
-      if (!pooled) break;
-      // A call cannot be sent twice (it may have been acted on): only a connection the node
-      // has not closed, with nothing unread on it, is used.
-      if (!upstream::still_open(pooled->socket)) continue;
+    // A call cannot be sent twice (it may have been acted on): only a connection the node
+    // has not closed, with nothing unread on it, is used (checked with a peek).
+    if (auto pooled = reuse ? io.worker.pool().take(endpoint, kTlvPool, true) : std::nullopt) {
       backend = std::move(pooled->socket);
       if (calls) *calls = pooled->requests;
       co_return node;
