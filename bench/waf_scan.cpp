@@ -127,9 +127,11 @@ int main(int argc, char** argv) {
   std::vector<const char*> patterns;
   std::vector<unsigned> flags, ids;
   for (size_t i = 0; i < policy->rules().size(); ++i) {
-    patterns.push_back(policy->rules()[i].pattern.c_str());
-    flags.push_back(HS_FLAG_SINGLEMATCH | (policy->rules()[i].caseless ? HS_FLAG_CASELESS : 0));
-    ids.push_back(static_cast<unsigned>(i));
+    const auto& rule = policy->rules()[i];
+    patterns.push_back(rule.pattern.c_str());
+    for (const std::string& more : rule.more_patterns) patterns.push_back(more.c_str());
+    flags.resize(patterns.size(), HS_FLAG_SINGLEMATCH | (rule.caseless ? HS_FLAG_CASELESS : 0));
+    ids.resize(patterns.size(), static_cast<unsigned>(i));
   }
   hs_compile_multi(patterns.data(), flags.data(), ids.data(), patterns.size(), HS_MODE_BLOCK,
                    nullptr, &db, &error);

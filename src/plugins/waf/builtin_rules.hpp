@@ -13,6 +13,7 @@ struct BuiltinRule {
   std::string id;  // "php-eval"; unique across all sets
   std::string pattern;
   bool caseless = true;
+  std::vector<std::string> more_patterns = {};  // more forms reported as this rule
 };
 
 // nullptr when no set has that name.

@@ -54,8 +54,9 @@ Compiled compile_database(const std::vector<Rule>& rules, bool (*wanted)(const R
   for (size_t i = 0; i < rules.size(); ++i) {
     if (!wanted(rules[i])) continue;
     patterns.push_back(rules[i].pattern.c_str());
-    flags.push_back(hs_flags(rules[i]));
-    ids.push_back(static_cast<unsigned>(i));
+    for (const std::string& more : rules[i].more_patterns) patterns.push_back(more.c_str());
+    flags.resize(patterns.size(), hs_flags(rules[i]));
+    ids.resize(patterns.size(), static_cast<unsigned>(i));
   }
   Compiled out;
   if (patterns.empty()) return out;
@@ -130,7 +131,8 @@ void read_rulesets(ObjectReader& r, std::vector<Rule>& rules) {
       r.errors().add(item_path, "listed twice");
     } else {
       for (const auto& b : *set)
-        rules.push_back(Rule{b.id, b.pattern, kAllTargets, Action::Block, b.caseless, -1});
+        rules.push_back(
+            Rule{b.id, b.pattern, kAllTargets, Action::Block, b.caseless, -1, b.more_patterns});
     }
   }
 }

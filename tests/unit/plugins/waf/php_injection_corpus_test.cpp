@@ -147,7 +147,9 @@ std::vector<std::pair<std::string, std::string>> read_corpus(const std::string& 
     if (line.empty() || line[0] == '#') continue;
     const size_t tab = line.find('\t');
     EXPECT_NE(tab, std::string::npos) << line;
-    lines.emplace_back(line.substr(0, tab), line.substr(tab + 1));
+    std::string value = line.substr(tab + 1);
+    for (size_t at; (at = value.find("{LF}")) != std::string::npos;) value.replace(at, 4, "\n");
+    lines.emplace_back(line.substr(0, tab), std::move(value));
   }
   return lines;
 }
