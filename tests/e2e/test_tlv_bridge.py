@@ -523,10 +523,15 @@ def test_waf_scans_the_rpc_envelope_before_the_backend_sees_it(gateway, backends
               "data": {"to": 2, "text": "<?php eval(base64_decode($_POST['x'])); ?>"}}
     r = requests.post(rpc_url(gw), json=attack)
     assert r.status_code == 403
+    # the same call padded with blanks past the WAF's max_body (64k) but within the bridge's
+    # max_message (2m): refused, not passed half-scanned
+    padded = json.dumps(attack).replace('"data"', " " * 70000 + '"data"')
+    r = requests.post(rpc_url(gw), data=padded, headers={"Content-Type": "application/json"})
+    assert r.status_code == 413, r.text
     benign = {"id": 2, "cmd": HEARTBEAT, "data": {"sent_at": 1}}
     r = requests.post(rpc_url(gw), json=benign)
     assert r.status_code == 200 and r.json()["cmd"] == HEARTBEAT_REPLY
-    # the attack never reached the backend: one connection there, the heartbeat's
+    # the attacks never reached the backend: one connection there, the heartbeat's
     log = b.stop()
     assert len([line for line in log.splitlines() if line.endswith(" connected")]) == 1, log
 

@@ -39,6 +39,10 @@ def waf_gw(gateway, upstream):
               plugins={"waf": {"rulesets": ["php-injection"], "max_body": 16384,
                                "rules": [{"id": "no-debug", "pattern": "debug_mode=1",
                                           "targets": ["args"], "action": "log"}]}}),
+        route("/partial/*", [(up.port,)], id="partial",
+              plugins={"waf": {"max_body": 16384, "oversize_body": "pass"}}),
+        route("/watch/*", [(up.port,)], id="watch",
+              plugins={"waf": {"max_body": 16384, "mode": "log"}}),
         route("/plain/*", [(up.port,)], id="plain"),
         route("/blk/*", [(up.port,)], id="blk",
               plugins={"uri-blocker": {"block_rules": ["\\.\\./", "wp-admin"],
@@ -110,10 +114,27 @@ def test_chunked_bodies_need_a_length_on_scanning_routes(waf_gw):
                   b"5\r\nhello\r\n0\r\n\r\n")
         head = s.recv(4096).decode()
     assert head.startswith("HTTP/1.1 411")
-    # a large body: the first max_body bytes are scanned, the rest streams
-    big = "a" * 100000 + "system('id')"
-    assert requests.post(waf_gw.url("/api/x"), data=big).status_code == 200
-    assert blocked(requests.post(waf_gw.url("/api/x"), data="system('id')" + "a" * 100000))
+
+
+def test_bodies_longer_than_the_scan_are_refused_unless_the_route_says_pass(waf_gw):
+    # JSON padded with blanks past max_body: a backend parsing it whole would run the call.
+    padded = json.dumps({"pad": " " * 20000, "cmd": "system('id')"})
+    r = requests.post(waf_gw.url("/api/x"), data=padded,
+                      headers={"Content-Type": "application/json"})
+    assert r.status_code == 413, r.text
+    assert "max_body 16384" in r.json()["error_msg"]
+    waf_gw.wait_log_line("waf: refused request", "over max_body 16384")
+    assert requests.post(waf_gw.url("/api/x"), data="a" * 16384).status_code == 200  # at the limit
+    # pass: the first max_body bytes are scanned, the rest streams
+    url = waf_gw.url("/partial/x")
+    assert requests.post(url, data="a" * 100000 + "system('id')").status_code == 200
+    assert blocked(requests.post(url, data="system('id')" + "a" * 100000))
+    # log mode refuses nothing: the oversize body is logged and passes
+    assert requests.post(waf_gw.url("/watch/x"), data=padded).status_code == 200
+    waf_gw.wait_log_line("waf: passed request", "over max_body 16384")
+    metrics = waf_gw.control("/metrics").text
+    assert 'portico_waf_matches_total{rule="oversize_body",action="block"} 1' in metrics
+    assert 'portico_waf_matches_total{rule="oversize_body",action="log"} 1' in metrics
 
 
 def test_uri_blocker(waf_gw):

@@ -219,6 +219,10 @@ std::shared_ptr<const Policy> Policy::compile(const json& conf, const std::strin
   read_rulesets(r, rules);
   read_user_rules(r, rules);
   policy->max_body_ = static_cast<size_t>(r.size_or("max_body", kDefaultMaxBody, 0, kMaxMaxBody));
+  const std::string oversize = r.string_or("oversize_body", "reject");
+  if (oversize != "reject" && oversize != "pass")
+    r.error("oversize_body", "must be reject or pass");
+  policy->reject_oversize_ = oversize == "reject";
 
   if (!r.has("headers")) {
     policy->headers_ = {"user-agent", "referer"};
@@ -237,6 +241,7 @@ std::shared_ptr<const Policy> Policy::compile(const json& conf, const std::strin
 
   const std::string mode = r.string_or("mode", "block");
   if (mode != "block" && mode != "log") r.error("mode", "must be block or log");
+  policy->log_only_ = mode == "log";
 
   std::vector<std::string> disabled = r.string_list("disabled_rules");
   for (size_t i = 0; i < disabled.size(); ++i) {

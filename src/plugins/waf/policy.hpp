@@ -58,6 +58,12 @@ class Policy {
   size_t max_body() const { return max_body_; }
   // Whether the plugin should read the body at all: max_body > 0 and some rule targets it.
   bool scans_body() const { return stream_db_ != nullptr; }
+  // `oversize_body: reject` (the default): a body that scans_body() would not see whole is
+  // refused, since the bytes past max_body could carry anything (a JSON body padded with
+  // blanks). `pass`: its first max_body bytes are scanned and the rest goes through.
+  bool rejects_oversize_body() const { return reject_oversize_ && scans_body(); }
+  // `mode: log`: nothing is refused; matches are only logged and counted.
+  bool log_only() const { return log_only_; }
   // Whether some rule looks at `target` (callers may skip the work for a target nobody scans).
   bool scans(Target target) const { return (targets_ & static_cast<uint8_t>(target)) != 0; }
   // Whether a header of this name is scanned as target `headers` (case-insensitive).
@@ -79,6 +85,8 @@ class Policy {
   std::vector<Rule> rules_;
   std::vector<std::string> headers_;  // lower case
   size_t max_body_ = kDefaultMaxBody;
+  bool reject_oversize_ = true;
+  bool log_only_ = false;
   uint8_t targets_ = 0;
   hs_database_t* block_db_ = nullptr;   // every rule; head targets and whole bodies
   hs_database_t* stream_db_ = nullptr;  // body rules; bodies fed in chunks. Null: no body scan

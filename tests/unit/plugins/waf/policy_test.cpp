@@ -50,6 +50,8 @@ TEST(WafPolicy, ErrorsNameTheirField) {
             "plugins.waf.max_body: must be 0..16777216 bytes\n"
             "plugins.waf.headers[0]: must be a header name\n"
             "plugins.waf.mode: must be block or log\n");
+  EXPECT_EQ(errors_of(R"({"oversize_body": "truncate"})"),
+            "plugins.waf.oversize_body: must be reject or pass\n");
   EXPECT_EQ(errors_of(R"({"disabled_rules": ["php-nope"]})"),
             "plugins.waf.disabled_rules[0]: no rule has id \"php-nope\"\n");
   EXPECT_EQ(errors_of(R"({"rulesets": []})"),
