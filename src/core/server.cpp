@@ -10,6 +10,7 @@
 #include <boost/asio/signal_set.hpp>
 #include <csignal>
 #include <cstdio>
+#include <fstream>
 #include <set>
 #include <thread>
 
@@ -61,6 +62,29 @@ Server::FileStamp Server::stamp(const std::string& path) {
   return {static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec,
           static_cast<int64_t>(st.st_size), static_cast<uint64_t>(st.st_ino)};
 }
+
+bool Server::settled(const FileStamp& now, const FileStamp& applied, FileStamp& pending) {
+  if (now == applied || now.inode != applied.inode || now == pending) return true;
+  pending = now;
+  return false;
+}
+
+namespace {
+
+// Whether a routes file holds nothing but blanks and comments: an emptied file on a running
+// gateway is almost always a mistake (a failed deploy, a full disk), not a wish to drop every
+// route; `routes: []` says that.
+bool blank_yaml(const std::string& path) {
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);) {
+    size_t at = line.find_first_not_of(" \t\r");
+    if (at == std::string::npos || line[at] == '#' || line.compare(at, 3, "---") == 0) continue;
+    return false;
+  }
+  return in.eof();  // read to the end (an unreadable file is for the loader to report)
+}
+
+}  // namespace
 
 std::shared_ptr<const config::Snapshot> Server::share(std::unique_ptr<config::Snapshot> snap) {
   snap->version = ++version_;
@@ -242,6 +266,13 @@ bool Server::reload(const std::string& why) {
     rebuild_from_store(why);
     return true;
   }
+  if (blank_yaml(next.routes_file)) {
+    ++file_status_.skipped;
+    file_status_.last_error = next.routes_file + " is empty";
+    log::error("config reload (" + why + ") rejected, " + next.routes_file +
+               " is empty; keeping the running config (write `routes: []` to remove every route)");
+    return false;
+  }
   config::ObjectStore store;
   // The routes are checked (edge functions run once) under the limits they will run with.
   const config::EdgeFunctionLimits running_limits = config::edge_function_limits();
@@ -276,8 +307,12 @@ Task<> Server::watch_files() {
     FileStamp r = etcd_ ? FileStamp{} : stamp(node_.routes_file);
     FileStamp c = stamp(node_.path);
     if (r == routes_stamp_ && c == config_stamp_) continue;
+    // Both settled, or neither is read: a deploy may change both files together.
+    const bool routes_ready = settled(r, routes_stamp_, routes_pending_);
+    if (!(settled(c, config_stamp_, config_pending_) && routes_ready)) continue;
     routes_stamp_ = r;
     config_stamp_ = c;
+    routes_pending_ = config_pending_ = {};
     reload("file changed");
   }
 }

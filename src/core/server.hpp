@@ -42,6 +42,11 @@ class Server {
     bool operator==(const FileStamp&) const = default;
   };
   static FileStamp stamp(const std::string& path);
+  // Whether a file whose stamp changed from `applied` may be read now: one replaced by rename
+  // (new inode) was written whole; one rewritten in place (an editor truncates, then writes)
+  // only once it has stayed the same for a whole poll interval (`pending` holds the stamp seen
+  // last). A half-written routes.yaml can be valid YAML with fewer routes.
+  static bool settled(const FileStamp& now, const FileStamp& applied, FileStamp& pending);
 
   std::shared_ptr<const config::Snapshot> share(std::unique_ptr<config::Snapshot> snap);
   bool reload(const std::string& why);
@@ -93,6 +98,8 @@ class Server {
   uint64_t version_ = 0;
   FileStamp routes_stamp_;
   FileStamp config_stamp_;
+  FileStamp routes_pending_;  // changed in place, waiting to settle (settled())
+  FileStamp config_pending_;
   bool draining_ = false;
 };
 

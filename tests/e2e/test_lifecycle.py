@@ -1,5 +1,6 @@
 """The process contract: hot reload of routes.yaml (valid applies without dropping connections,
 invalid is logged and the running config stays), SIGHUP, SIGTERM drain, validate, version."""
+import datetime
 import http.client
 import os
 import signal
@@ -52,6 +53,50 @@ def test_invalid_change_is_logged_and_running_config_stays(gateway, upstream):
     gw.write_routes("routes: [ {id: x, uri: /x")  # YAML syntax error
     gw.wait_log("YAML syntax error")
     assert requests.get(gw.url("/x")).json()["upstream"] == "a"
+
+
+def test_a_routes_file_caught_half_written_is_not_applied(gateway, upstream):
+    # An editor (or `cat > routes.yaml`) truncates the file and writes it again in place. Cut
+    # at a line, the first half is valid YAML with fewer routes: applied, it would drop them.
+    a = upstream(name="a")
+    routes = {"routes": [route("/one", [(a.port,)], id="one"), route("/two", [(a.port,)], id="two")]}
+    gw = gateway(routes)
+    text = yaml.safe_dump(routes)
+    half = text[:text.index("- id: two")]
+    assert yaml.safe_load(half)["routes"][0]["id"] == "one"
+    seen = []
+
+    def serve_two_for(seconds):
+        until = time.time() + seconds
+        while time.time() < until:
+            seen.append(requests.get(gw.url("/two")).status_code)
+            time.sleep(0.02)
+    # The watcher polls every 0.5 s, counting from the end of its last reload: a reload's log
+    # line tells when the next poll comes. The half-written file is then there for one poll.
+    gw.write_routes(text + "# primed\n")
+    line = gw.wait_log_line("config reloaded (file changed)")
+    stamp = datetime.datetime.strptime(line.split(" ", 1)[0], "%Y-%m-%dT%H:%M:%S.%fZ")
+    poll = stamp.replace(tzinfo=datetime.timezone.utc).timestamp() + 0.5
+    time.sleep(max(0.0, poll - 0.25 - time.time()))
+    with open(gw.routes_path, "r+") as f:  # same inode, as an editor saving in place
+        f.truncate(0)
+        f.write(half)
+        f.flush()
+        serve_two_for(0.4)  # shorter than one poll interval (0.5 s): never seen twice
+        f.write(text[len(half):])
+    serve_two_for(2.0)  # long enough for the watcher to settle and apply the whole file
+    assert set(seen) == {200}, seen
+    gw.wait_log("config reloaded (file changed)")
+
+
+def test_an_emptied_routes_file_keeps_the_running_config(gateway, upstream):
+    a = upstream(name="a")
+    gw = gateway({"routes": [route("/one", [(a.port,)], id="one")]})
+    gw.write_routes("# nothing here yet\n\n")
+    gw.wait_log("is empty; keeping the running config")
+    assert requests.get(gw.url("/one")).status_code == 200
+    gw.write_routes({"routes": []})  # said explicitly: every route goes
+    assert wait_until(lambda: requests.get(gw.url("/one")).status_code == 404)
 
 
 def test_sighup_rereads_node_config_limits(gateway, upstream):
