@@ -187,9 +187,11 @@ def test_a_credential_another_consumer_has_is_refused(egw):
     assert egw.admin("GET", "/consumers/bob").status_code == 404
     # ann may keep (rewrite) her own key; bob may take it once she lets go of it.
     assert egw.admin("PUT", "/consumers", dict(key, username="ann")).status_code == 200
-    egw.admin("PUT", "/consumers", {"username": "ann", "plugins": {"key-auth": {"key": "k-new"}}})
+    r = egw.admin("PUT", "/consumers", {"username": "ann", "plugins": {"key-auth": {"key": "k-new"}}})
+    assert r.status_code == 200, r.text
+    # (the check reads this node's copy of etcd, which the watch updates: not at once under load)
     assert wait_until(lambda: egw.admin("PUT", "/consumers", dict(key, username="bob"))
-                      .status_code == 201, 2)
+                      .status_code == 201, 10)
 
 
 def test_put_with_id_in_body_and_id_mismatch(egw):
