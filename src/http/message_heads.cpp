@@ -191,7 +191,11 @@ void build_upgrade_head(std::string& out, const ResponseHead& r) {
   out.clear();
   out += "HTTP/1.1 101 Switching Protocols\r\n";
   for (const Header& h : r.headers) {
-    if (iequals(h.name, "connection") || iequals(h.name, "upgrade")) continue;
+    // A 101 has no body (RFC 9110 15.2): a length or chunked framing from the upstream would
+    // make a client read the tunnel's first bytes as one.
+    if (iequals(h.name, "connection") || iequals(h.name, "upgrade") ||
+        iequals(h.name, "content-length") || iequals(h.name, "transfer-encoding"))
+      continue;
     append_header(out, h.name, h.value);
   }
   out += "Connection: upgrade\r\nUpgrade: websocket\r\n\r\n";

@@ -90,9 +90,11 @@ const char* failure_text(Failure f) {
   return "upstream failed";
 }
 
-// Reads the response head into up.buf, skipping interim 1xx responses (but not 101).
+// Reads the response head into up.buf, skipping interim 1xx responses (but not 101). `timeout`
+// covers the whole head: interim responses trickled by the upstream do not extend it.
 Task<Failure> read_response_head(UpstreamSide& up, Exchange& x, double timeout) {
   IoBuffer& ub = up.buf;
+  const int64_t until = steady_now_ms() + static_cast<int64_t>(timeout * 1000);
   while (true) {
     ParseResult r = parse_response(ub.view(), kMaxUpstreamHead, x.resp);
     if (r.status == ParseStatus::Error) co_return Failure::BadResponse;
@@ -105,8 +107,9 @@ Task<Failure> read_response_head(UpstreamSide& up, Exchange& x, double timeout) 
       ub.compact();
       if (ub.writable() == 0) ub.grow(kMaxUpstreamHead);
     }
-    IoStatus s =
-        read_done(co_await async_read(up.stream, ub, up.deadline, timeout), ub, up.deadline);
+    const double left = static_cast<double>(until - steady_now_ms()) / 1000;
+    if (left <= 0) co_return Failure::ReadTimeout;
+    IoStatus s = read_done(co_await async_read(up.stream, ub, up.deadline, left), ub, up.deadline);
     if (s == IoStatus::Timeout) co_return Failure::ReadTimeout;
     if (s != IoStatus::Ok) co_return Failure::ReadFailed;
   }

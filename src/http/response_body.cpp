@@ -213,17 +213,31 @@ Task<bool> replace_body(ClientConnection& c, Exchange& x, UpstreamSide& up,
 
 Task<bool> forward_response(ClientConnection& c, Exchange& x, UpstreamSide& up,
                             const config::Upstream& spec, const config::HttpLimits& limits) {
-  const ResponseHead& resp = x.resp;
   IoBuffer& ub = up.buf;
-  const bool no_body =
-      x.method == "HEAD" || resp.status < 200 || resp.status == 204 || resp.status == 304;
+  const bool bodiless_status = x.resp.status < 200 || x.resp.status == 204 || x.resp.status == 304;
+  // The upstream answers the method it was sent, which proxy-rewrite may have changed: a HEAD
+  // there sends no body whatever its Content-Length says, and a client's HEAD gets none.
+  const bool client_head = x.method == "HEAD";
+  const bool upstream_head =
+      x.with_plugins && x.ctx.upstream.method ? *x.ctx.upstream.method == "HEAD" : client_head;
+  const bool no_body = client_head || upstream_head || bodiless_status;
+  // A GET rewritten to HEAD: the client was promised a body by nothing but the upstream's
+  // headers; it gets an empty one.
+  if (upstream_head && !client_head && !bodiless_status) {
+    x.resp.content_length = 0;
+    x.resp.chunked = false;
+  }
+  // A HEAD rewritten to GET: the upstream's body is not read, so the connection is not reused.
+  const bool body_left_unread = client_head && !upstream_head && !bodiless_status;
+  const ResponseHead& resp = x.resp;
   const InFraming in = no_body                    ? InFraming::None
                        : resp.chunked             ? InFraming::Chunked
                        : resp.content_length >= 0 ? InFraming::Length
                                                   : InFraming::UntilClose;
   const bool client_http10 = x.req.minor_version == 0;
   OutFraming out = OutFraming::None;
-  if (in == InFraming::Length) out = OutFraming::Length;
+  if (in == InFraming::Length || (upstream_head && !client_head && !bodiless_status))
+    out = OutFraming::Length;
   if (in == InFraming::Chunked || in == InFraming::UntilClose)
     out = client_http10 ? OutFraming::Close : OutFraming::Chunked;
   const bool keep_alive = x.req.keep_alive && out != OutFraming::Close && !c.worker.draining() &&
@@ -284,7 +298,8 @@ Task<bool> forward_response(ClientConnection& c, Exchange& x, UpstreamSide& up,
   if (ok && (in == InFraming::Chunked || in == InFraming::UntilClose))
     ok = co_await forward_unframed(c, x, up, in, out == OutFraming::Chunked, spec, limits);
 
-  up.release_connection(spec, ok && upstream_keep_alive && in != InFraming::UntilClose);
+  up.release_connection(
+      spec, ok && upstream_keep_alive && in != InFraming::UntilClose && !body_left_unread);
   if (!ok) c.stream.abandon();  // a cut response must not end with TLS's close_notify
   record_exchange(c, x);
   co_return ok&& keep_alive;

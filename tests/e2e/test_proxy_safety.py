@@ -69,7 +69,10 @@ def serve_raw(answer):
                     for i, piece in enumerate(pieces):
                         if i:
                             time.sleep(0.05)
-                        c.sendall(piece)
+                        try:
+                            c.sendall(piece)
+                        except OSError:  # the gateway gave up on this node
+                            return
 
     def accept():
         while True:
@@ -139,3 +142,67 @@ def test_route_patterns_the_router_cannot_reach_and_zone_ids_are_config_errors(t
     zoned = route("/admin/*", [(1,)], id="admin", remote_addrs=["fe80::1%lo"])
     code, out = validate(tmp_path, {"routes": [zoned]})
     assert code != 0 and "routes[0].remote_addrs" in out, out
+
+
+def test_interim_responses_trickled_by_a_node_do_not_extend_the_read_timeout(gateway):
+    # 100 Continue every 50 ms for 5 s, then the answer: a 1 s read timeout ends it first.
+    def answer(head, nth):
+        return [b"HTTP/1.1 100 Continue\r\n\r\n"] * 100 + [reply(b"late")]
+    port, close, _ = serve_raw(answer)
+    try:
+        gw = gateway({"routes": [route("/*", [(port,)], id="r",
+                                       upstream={"timeout": {"read": 1}, "retries": 0})]})
+        r = requests.get(gw.url("/x"), timeout=30)
+        assert r.status_code == 504, (r.status_code, r.text)
+    finally:
+        close()
+
+
+@pytest.mark.parametrize("framing", [b"Content-Length: 5", b"Transfer-Encoding: chunked"])
+def test_a_101_from_the_node_goes_out_without_body_framing(gateway, framing):
+    def answer(head, nth):
+        return [b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n" + framing + b"\r\n\r\n"]
+    port, close, _ = serve_raw(answer)
+    try:
+        gw = gateway({"routes": [route("/ws", [(port,)], id="ws", enable_websocket=True)]})
+        with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as s:
+            s.sendall(b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                      b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += s.recv(4096)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        assert b"sec-websocket-accept" in head.lower()
+        assert b"content-length" not in head.lower() and b"transfer-encoding" not in head.lower()
+    finally:
+        close()
+
+
+def test_a_method_rewritten_to_or_from_head_frames_the_answer_by_what_each_side_sent(gateway):
+    methods = []
+
+    def answer(head, nth):
+        method = head.split(b" ")[0]
+        methods.append(method)
+        if method == b"HEAD":  # no body, whatever the length says
+            return [b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"]
+        return [reply(b"hello")]
+    port, close, accepted = serve_raw(answer)
+    try:
+        gw = gateway({"routes": [
+            route("/to-head", [(port,)], id="to-head", upstream={"timeout": {"read": 2}},
+                  plugins={"proxy-rewrite": {"method": "HEAD"}}),
+            route("/to-get", [(port,)], id="to-get", plugins={"proxy-rewrite": {"method": "GET"}}),
+        ]})
+        r = requests.get(gw.url("/to-head"), timeout=10)  # the node sent no body: neither do we
+        assert (r.status_code, r.content, methods[-1]) == (200, b"", b"HEAD")
+        assert r.headers["content-length"] == "0"  # (not the 5 the client would wait for)
+        r = requests.head(gw.url("/to-get"), timeout=10)  # the node's body is not forwarded
+        assert (r.status_code, r.headers["content-length"], methods[-1]) == (200, "5", b"GET")
+        before = len(accepted)
+        r = requests.get(gw.url("/to-head"), timeout=10)
+        assert (r.status_code, r.headers["content-length"]) == (200, "0")
+        assert len(accepted) == before + 1  # the connection with a body left in it was not reused
+    finally:
+        close()
