@@ -85,8 +85,10 @@ bool match_param_tail(std::string_view pat, std::string_view path) {
   return j == path.size();
 }
 
+// Stable: routes of one etcd transaction share a create revision (their `order`), and then
+// keep the order they came in (ObjectStore::in_creation_order: by id), on every node alike.
 void sort_node(RouteIndex::SegmentNode& node) {
-  std::sort(node.entries.begin(), node.entries.end(), entry_before);
+  std::stable_sort(node.entries.begin(), node.entries.end(), entry_before);
   for (auto& [_, child] : node.children) sort_node(*child);
 }
 
@@ -156,7 +158,7 @@ RouteIndex::RouteIndex(std::vector<std::shared_ptr<const RouteRule>> rules)
     }
   }
   auto finish = [](UriIndex& idx) {
-    for (auto& [_, list] : idx.exact) std::sort(list.begin(), list.end(), exact_before);
+    for (auto& [_, list] : idx.exact) std::stable_sort(list.begin(), list.end(), exact_before);
     sort_node(idx.root);
   };
   finish(*any_host_);

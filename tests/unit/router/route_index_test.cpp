@@ -102,6 +102,21 @@ TEST(RouteIndex, PriorityBreaksTiesForTheSameUri) {
   EXPECT_EQ(match(idx, "/q"), "first");  // equal priority: the earlier route
 }
 
+TEST(RouteIndex, RoutesOfOneEtcdTransactionKeepTheirOrder) {
+  // Routes put in one etcd transaction share a create revision (their order): the one that
+  // came first (the store lists them by id) wins, however many there are.
+  std::vector<RouteRule> rules;
+  for (int i = 0; i < 40; ++i) {
+    rules.push_back(rule("exact" + std::to_string(100 + i), {"/same"}));
+    rules.back().order = 7;
+    rules.push_back(rule("prefix" + std::to_string(100 + i), {"/pre/*"}));
+    rules.back().order = 7;
+  }
+  RouteIndex idx = index_of(std::move(rules));
+  EXPECT_EQ(match(idx, "/same"), "exact100");
+  EXPECT_EQ(match(idx, "/pre/x"), "prefix100");
+}
+
 TEST(RouteIndex, PriorityDoesNotBeatAMoreSpecificUri) {
   RouteIndex idx =
       index_of({rule("broad", {"/api/*"}, {}, 100), rule("narrow", {"/api/v1/*"}, {}, 0)});
