@@ -72,6 +72,8 @@ void NodeHealth::report(Outcome outcome, int status, const config::HealthThresho
 void NodeHealth::set_state(bool healthy, const std::string& reason,
                            const config::PassiveCheck* eject, int64_t now_ms) {
   std::lock_guard lock(change_mutex_);
+  const int64_t healthy_for_ms =
+      healthy_.load(std::memory_order_relaxed) ? now_ms - changed_at_ms_ : 0;
   successes_.store(0, std::memory_order_relaxed);
   http_failures_.store(0, std::memory_order_relaxed);
   tcp_failures_.store(0, std::memory_order_relaxed);
@@ -86,6 +88,11 @@ void NodeHealth::set_state(bool healthy, const std::string& reason,
   }
   std::string ejection;
   if (eject) {
+    // Ejections grow while failures repeat; a node healthy again since its last change wins
+    // one back per ejection_max_time of good behaviour, or one blip a day would, after some
+    // weeks, always cost the longest ejection.
+    const int64_t per = std::max<int64_t>(1, static_cast<int64_t>(eject->ejection_max * 1000));
+    ejections_ -= static_cast<int>(std::min<int64_t>(ejections_, healthy_for_ms / per));
     ++ejections_;
     int64_t ms = std::min<int64_t>(static_cast<int64_t>(eject->ejection_base * 1000) * ejections_,
                                    static_cast<int64_t>(eject->ejection_max * 1000));

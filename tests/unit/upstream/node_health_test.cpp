@@ -66,6 +66,34 @@ TEST(NodeHealth, PassiveEjectionEndsByItselfAndGrowsWithEachEjection) {
   EXPECT_EQ(n.status().ejected_until_ms, 0);
 }
 
+TEST(NodeHealth, TimeSpentHealthyWinsEjectionsBack) {
+  NodeHealth n("u", "a");
+  auto h = healthy_side(), u = unhealthy_side();
+  config::PassiveCheck eject;
+  eject.ejection_base = 10;
+  eject.ejection_max = 25;
+  auto eject_at = [&](int64_t ms) {
+    n.report(Outcome::Timeout, 0, h, u, &eject, ms, "passive");
+    n.report(Outcome::Timeout, 0, h, u, &eject, ms, "passive");
+  };
+  auto recover_at = [&](int64_t ms) {
+    n.report(Outcome::Success, 200, h, u, &eject, ms, "passive");
+    n.report(Outcome::Success, 200, h, u, &eject, ms, "passive");
+  };
+  eject_at(1000);
+  recover_at(11000);
+  eject_at(12000);  // 1 s healthy: the second ejection, 20 s
+  EXPECT_EQ(n.status().ejections, 2);
+  EXPECT_EQ(n.status().ejected_until_ms, 32000);
+  recover_at(32000);
+  eject_at(32000 + 25000);  // healthy for one ejection_max_time: back to one before, so 2 again
+  EXPECT_EQ(n.status().ejections, 2);
+  recover_at(77000);
+  eject_at(77000 + 10 * 25000);  // healthy for long: starts over at the base time
+  EXPECT_EQ(n.status().ejections, 1);
+  EXPECT_EQ(n.status().ejected_until_ms, 77000 + 10 * 25000 + 10000);
+}
+
 TEST(HealthRegistry, SameUpstreamAndAddressGetTheSameStateUntilNobodyHoldsIt) {
   upstream::HealthRegistry r;
   auto a = r.get("upstreams/u", "10.0.0.1:80");
