@@ -8,10 +8,11 @@ std::string_view to_string(StreamDirection d) {
 
 std::string_view to_string(StreamClose reason) {
   static constexpr std::array<std::string_view, kStreamCloseReasons> kNames = {
-      "client_closed", "upstream_closed",    "client_error",   "upstream_error", "idle_timeout",
-      "stalled",       "bad_start_marker",   "bad_end_marker", "bad_length",     "oversize",
-      "truncated",     "bad_upstream_frame", "connect_failed", "no_route",       "proxy_protocol",
-      "shutdown",      "ip_refused",         "conn_limited",   "tls_handshake"};
+      "client_closed",  "upstream_closed", "client_error",     "upstream_error",
+      "idle_timeout",   "stalled",         "bad_start_marker", "bad_end_marker",
+      "bad_length",     "oversize",        "truncated",        "bad_upstream_frame",
+      "connect_failed", "no_route",        "proxy_protocol",   "shutdown",
+      "ip_refused",     "conn_limited",    "tls_handshake",    "upstream_stalled"};
   return kNames[static_cast<size_t>(reason)];
 }
 

@@ -38,8 +38,9 @@ enum class StreamClose : uint8_t {
   IpRefused,         // the route's ip-restriction refused the client
   ConnLimited,       // the route's limit-conn: past conn + burst connections for the key
   TlsHandshake,      // ssl listener: the TLS handshake failed (tls handshake counters say why)
+  UpstreamStalled,   // an upstream left a frame incomplete past stall_timeout
 };
-inline constexpr size_t kStreamCloseReasons = 19;
+inline constexpr size_t kStreamCloseReasons = 20;
 std::string_view to_string(StreamClose reason);
 
 // Frames answered or dropped at the edge instead of being forwarded.

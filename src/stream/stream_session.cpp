@@ -92,6 +92,10 @@ struct Link {
   bool reading = false;
   bool eof = false;
   int64_t failed_until_ms = 0;  // a sub-route link that could not connect (0: not failed)
+  // TLV: how long the link has been read without a byte while `in` holds part of a frame. Only
+  // time spent reading counts: while the client holds the link back, the backend is not late.
+  int64_t read_started_ms = 0;
+  int64_t stalled_ms = 0;
 };
 
 class Session : public std::enable_shared_from_this<Session> {
@@ -759,8 +763,12 @@ class Session : public std::enable_shared_from_this<Session> {
       return;
     }
     if (l.in.writable() == 0) l.in.compact();
-    l.read_deadline.arm(client_eof_ ? std::min(kBufferedIdleSeconds, idle) : kBufferedIdleSeconds,
-                        &l.socket);
+    double wait = client_eof_ ? std::min(kBufferedIdleSeconds, idle) : kBufferedIdleSeconds;
+    if (tlv() && !l.in.empty())  // part of a frame: the backend has stall_timeout to finish it
+      wait = std::min(wait, std::max(0.001, route_->tlv->stall_timeout -
+                                                static_cast<double>(l.stalled_ms) / 1000));
+    l.read_started_ms = steady_now_ms();
+    l.read_deadline.arm(wait, &l.socket);
     async_read_edge(
         l.socket, asio::buffer(l.in.write_ptr(), l.in.writable()),
         [self = shared_from_this(), &l](error_code ec, size_t n) { self->on_link_read(l, ec, n); });
@@ -796,10 +804,16 @@ class Session : public std::enable_shared_from_this<Session> {
     if (ec == asio::error::eof) return on_link_eof(l);
     if (ec == asio::error::operation_aborted && l.socket.is_open()) {
       if (idle_after_client_eof(l)) return close(StreamClose::IdleTimeout);
+      if (l.read_deadline.fired() && tlv() && !l.in.empty()) {
+        l.stalled_ms += steady_now_ms() - l.read_started_ms;
+        if (l.stalled_ms >= static_cast<int64_t>(route_->tlv->stall_timeout * 1000))
+          return finish(StreamClose::UpstreamStalled);
+      }
       if (l.read_deadline.fired() && l.in.empty()) w_.buffers().release(l.in);  // park
       return read_link(l);
     }
     if (ec) return close(StreamClose::UpstreamError);
+    l.stalled_ms = 0;
     l.in.commit(n);
     counters().bytes(StreamDirection::ToClient, n);
     size_t whole = l.in.size();

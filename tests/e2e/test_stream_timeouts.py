@@ -136,3 +136,23 @@ def test_a_frame_waiting_for_its_sub_route_is_charged_once(tmp_path, backends, s
     assert r.status == 0 and C.decode_heartbeat(r.body)["server"] == "backend-b"
     assert not metrics(g).value("portico_stream_refused_frames_total",
                                 reason="rate_limit_connection", action="reply")
+
+
+def test_a_backend_that_stops_mid_frame_is_closed_after_the_stall_timeout(tmp_path, stop_gateways):
+    # The frames behind a half-sent one would never reach the client: the connection is closed,
+    # and counted, rather than left hanging until the idle timeout.
+    backend = HoldingBackend(tick=C.encode_frame(C.HEARTBEAT_REPLY, 1)[:12], every=600)
+    try:
+        g = gateway(tmp_path, [tlv_route(backend, {"stall_timeout": 0.5, "idle_timeout": 60})])
+        stop_gateways.append(g)
+
+        def stalled():
+            return metrics(g).value("portico_stream_closed_total", reason="upstream_stalled") or 0
+        assert wait_until(lambda: active(g) == 0, 5)  # (the fixture's port probe, stalled too)
+        before = stalled()
+        s = socket.create_connection(("127.0.0.1", g.stream_port), timeout=10)
+        s.sendall(C.encode_frame(C.HEARTBEAT, 1, C.encode_heartbeat(1)))
+        assert s.recv(4096) == b""  # closed, the partial frame not passed on
+        assert stalled() == before + 1
+    finally:
+        backend.stop()
