@@ -55,6 +55,10 @@ void write_tlv_bridge_metrics(metrics::PrometheusWriter& out) {
               "Long-polling requests served by the worker holding their session, not the one "
               "they arrived on.",
               {}, get(b.poll_handovers));
+  out.counter("portico_tlv_bridge_poll_repeated_sends_total",
+              "Long-polling sends repeated with a send number already taken: answered, not sent "
+              "to the backend again.",
+              {}, get(b.poll_repeated_sends));
 }
 // TLS handshakes on ssl listeners, by how they ended.
 void write_tls_metrics(metrics::PrometheusWriter& out) {

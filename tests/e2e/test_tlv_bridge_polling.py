@@ -129,6 +129,33 @@ def test_an_answer_lost_on_the_way_is_sent_again_until_acknowledged(gateway, bac
     assert "beyond" in poll(gw, sid, next=3, wait=0, expect=400)["error_msg"]
 
 
+def test_a_send_repeated_with_its_number_reaches_the_backend_once(gateway, backends):
+    # The answer to a send was lost (a dropped mobile link, a 504): the client cannot know
+    # whether the message went. Repeating it with the same number is safe.
+    b = backends("demo1")
+    gw = gateway(polling_config(b.port), workers=2)
+    sid = open_session(gw, login_envelope(5))["session"]
+    _, next = poll_until(gw, sid, 0, 1)
+
+    def numbered(n, id):
+        envelope = {"id": id, "cmd": HEARTBEAT, "data": {"sent_at": id}}
+        return requests.post(url(gw), params={"send": n}, data=json.dumps(envelope),
+                             headers={HEADER: sid}, timeout=10)
+    first = numbered(1, 10)
+    assert (first.status_code, first.json()) == (200, {"accepted": 1, "refused": 0})
+    again = numbered(1, 10)
+    assert (again.status_code, again.json()) == (200, {"accepted": 1, "refused": 0,
+                                                       "repeated": True})
+    assert numbered(2, 11).json() == {"accepted": 1, "refused": 0}
+    assert numbered(1, 10).json() == {"repeated": True}  # older than the last: not sent either
+    replies, next = poll_until(gw, sid, next, 2)
+    assert [m["id"] for m in replies] == [10, 11]
+    assert poll(gw, sid, next=next, wait=1)["messages"] == []  # no second reply to 10
+    assert metric(gw, "portico_tlv_bridge_poll_repeated_sends_total") == 2
+    r = requests.post(url(gw), params={"send": "x"}, data="{}", headers={HEADER: sid}, timeout=10)
+    assert r.status_code == 400 and "send must be a number" in r.json()["error_msg"]
+
+
 def test_a_waiting_poll_is_answered_when_a_message_arrives(gateway, backends):
     b = backends("demo1")
     gw = gateway(polling_config(b.port), workers=2)

@@ -49,7 +49,9 @@ Task<PollAnswer> hand_over(Worker& here, Worker& owner, PollRequest request, dou
   co_await timer.async_wait(await_ec);
   handover->waiting = nullptr;
   if (!handover->answered)
-    co_return poll_error(504, "the worker holding the session did not answer in time");
+    co_return poll_error(504,
+                         "the worker holding the session did not answer in time (a send may "
+                         "still go through: repeat it with the same send number)");
   co_return std::move(handover->answer);
 }
 
@@ -71,6 +73,11 @@ std::optional<PollAnswer> read_request(const TlvBridgeConfig& config, const Cont
   const std::string_view method = ctx.req->method;
   if (method == "POST") {
     request.kind = PollRequest::Kind::Send;
+    if (std::string_view number = ctx.var("arg_send"); !number.empty()) {
+      uint64_t n = 0;
+      if (!parse_number(number, n)) return poll_error(400, "send must be a number");
+      request.send_number = n;
+    }
   } else if (method == "DELETE") {
     request.kind = PollRequest::Kind::Close;
   } else if (method == "GET") {

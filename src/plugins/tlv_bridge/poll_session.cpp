@@ -111,9 +111,15 @@ class PollSession : public std::enable_shared_from_this<PollSession> {
   }
 
   // Envelopes from the client: to the backend, or refused with an answer in the queue.
-  Task<PollAnswer> send(std::string_view body) {
+  Task<PollAnswer> send(std::string_view body, std::optional<uint64_t> number = std::nullopt) {
     touched();
     if (ended_) co_return ended_answer();
+    if (number && last_send_ && *number <= *last_send_) {  // taken already: not sent again
+      tlv_bridge_counters().poll_repeated_sends.fetch_add(1, std::memory_order_relaxed);
+      co_return PollAnswer{200, *number == *last_send_
+                                    ? send_counts(last_accepted_, last_refused_, true)
+                                    : std::string("{\"repeated\":true}")};
+    }
     // A client that sends without polling would grow the queue with refusals' answers, and one
     // that sends faster than the backend takes would grow what waits for it: both wait instead.
     if (queued_bytes_ >= kQueueHighWater)
@@ -146,25 +152,32 @@ class PollSession : public std::enable_shared_from_this<PollSession> {
       ++accepted;
     };
     size_t start = body.find_first_not_of(" \t\r\n");
+    std::optional<nlohmann::json> batch;
     if (start != std::string_view::npos && body[start] == '[') {
       // A batch: each element is one envelope, in order.
       if (json_nesting_depth(body, 65) > 65)
         co_return poll_error(400, "the batch nests too deeply");
-      nlohmann::json batch = nlohmann::json::parse(body, nullptr, false);
-      if (batch.is_discarded() || !batch.is_array())
+      batch = nlohmann::json::parse(body, nullptr, false);
+      if (batch->is_discarded() || !batch->is_array())
         co_return poll_error(400, "the body must be one JSON envelope or an array of them");
-      if (batch.size() > kMaxBatch)
+      if (batch->size() > kMaxBatch)
         co_return poll_error(413,
                              "a batch holds at most " + std::to_string(kMaxBatch) + " envelopes");
-      for (const auto& envelope : batch) take(envelope.dump());
+    }
+    if (batch) {
+      for (const auto& envelope : *batch) take(envelope.dump());
     } else {
       take(body);
+    }
+    if (number) {  // from here on a repeat is answered, even while this one is being written
+      last_send_ = number;
+      last_accepted_ = accepted;
+      last_refused_ = refused;
     }
     if (messages_.size() != queued_before) wake_poll();  // refusals' answers
     co_await flush_backend();
     if (ended_) co_return ended_answer();
-    co_return PollAnswer{200, "{\"accepted\":" + std::to_string(accepted) +
-                                  ",\"refused\":" + std::to_string(refused) + "}"};
+    co_return PollAnswer{200, send_counts(accepted, refused, false)};
   }
 
   // The messages from `next` on, waiting up to `wait` seconds for one when there are none.
@@ -217,6 +230,11 @@ class PollSession : public std::enable_shared_from_this<PollSession> {
   }
 
  private:
+  static std::string send_counts(uint64_t accepted, uint64_t refused, bool repeated) {
+    return "{\"accepted\":" + std::to_string(accepted) + ",\"refused\":" + std::to_string(refused) +
+           (repeated ? ",\"repeated\":true}" : "}");
+  }
+
   Task<> run_held(std::shared_ptr<PollSession>) {
     try {
       co_await read_backend();
@@ -414,6 +432,8 @@ class PollSession : public std::enable_shared_from_this<PollSession> {
   std::deque<std::string> messages_;     // envelopes for the client; messages_[0] is number first_
   uint64_t first_ = 0;
   size_t queued_bytes_ = 0;
+  std::optional<uint64_t> last_send_;  // the highest send number taken, and what it counted
+  uint64_t last_accepted_ = 0, last_refused_ = 0;
   Timer* waiting_ = nullptr;  // the poll waiting for a message
   int polls_waiting_ = 0;
   Timer waker_;    // run()'s: backpressure and the grace period
@@ -486,7 +506,7 @@ Task<PollAnswer> serve_poll_request(const PollRequest& request) {
   std::shared_ptr<PollSession> session = it->second;  // alive while the request uses it
   switch (request.kind) {
     case PollRequest::Kind::Send:
-      co_return co_await session->send(request.body);
+      co_return co_await session->send(request.body, request.send_number);
     case PollRequest::Kind::Poll:
       co_return co_await session->poll(request.next, request.wait);
     case PollRequest::Kind::Close:

@@ -29,6 +29,9 @@ struct PollRequest {
   std::string session;  // the id the client holds
   std::string route;    // the plugin's Scope::key(): an id works only on the route that made it
   std::string body;     // Send: one envelope or a JSON array of them
+  // Send: the client's number for it (`?send=N`, rising): a send repeated because its answer
+  // was lost (a mobile link, a 504) is answered again instead of reaching the backend twice.
+  std::optional<uint64_t> send_number;
   std::optional<uint64_t> next;  // Poll: the number of the first message not yet received
   double wait = 0;               // Poll: seconds to wait for a message when none is queued
 };

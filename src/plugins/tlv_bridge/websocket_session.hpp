@@ -17,19 +17,20 @@ namespace portico::plugins {
 struct TlvBridgeCounters {
   std::atomic<int64_t> active{0};
   std::atomic<uint64_t> sessions{0};
-  std::atomic<uint64_t> frames_up{0};           // frames sent to backends
-  std::atomic<uint64_t> frames_down{0};         // frames delivered to clients
-  std::atomic<uint64_t> refused{0};             // client messages answered with an error envelope
-  std::atomic<uint64_t> bad_client_frames{0};   // corrupt WebSocket or TLV input: closed
-  std::atomic<uint64_t> bad_backend_frames{0};  // corrupt TLV from a backend: closed
-  std::atomic<uint64_t> connect_failures{0};    // no backend node accepted the connection
-  std::atomic<uint64_t> rpc_replies{0};         // HTTP RPCs answered with the backend's reply
-  std::atomic<uint64_t> rpc_timeouts{0};        // HTTP RPCs without a reply in rpc_timeout
-  std::atomic<uint64_t> rate_limited{0};        // frames refused by rate_limit
-  std::atomic<uint64_t> command_denied{0};      // frames refused by commands
-  std::atomic<int64_t> poll_active{0};          // long-polling sessions open
-  std::atomic<uint64_t> poll_sessions{0};       // long-polling sessions opened
-  std::atomic<uint64_t> poll_handovers{0};      // polling requests served by another worker
+  std::atomic<uint64_t> frames_up{0};            // frames sent to backends
+  std::atomic<uint64_t> frames_down{0};          // frames delivered to clients
+  std::atomic<uint64_t> refused{0};              // client messages answered with an error envelope
+  std::atomic<uint64_t> bad_client_frames{0};    // corrupt WebSocket or TLV input: closed
+  std::atomic<uint64_t> bad_backend_frames{0};   // corrupt TLV from a backend: closed
+  std::atomic<uint64_t> connect_failures{0};     // no backend node accepted the connection
+  std::atomic<uint64_t> rpc_replies{0};          // HTTP RPCs answered with the backend's reply
+  std::atomic<uint64_t> rpc_timeouts{0};         // HTTP RPCs without a reply in rpc_timeout
+  std::atomic<uint64_t> rate_limited{0};         // frames refused by rate_limit
+  std::atomic<uint64_t> command_denied{0};       // frames refused by commands
+  std::atomic<int64_t> poll_active{0};           // long-polling sessions open
+  std::atomic<uint64_t> poll_sessions{0};        // long-polling sessions opened
+  std::atomic<uint64_t> poll_handovers{0};       // polling requests served by another worker
+  std::atomic<uint64_t> poll_repeated_sends{0};  // sends whose number was taken already
 };
 TlvBridgeCounters& tlv_bridge_counters();
 
