@@ -22,13 +22,15 @@ const std::string& gap() {
 constexpr std::string_view kShortGap = R"((?:\s|/\*[^*]*\*/)*)";
 
 // How the first argument of a code-running call starts, in forms prose never takes: a variable
-// ($x, not $250k), a backtick command, @ before a variable or a call, ~ before a string (bitwise
-// obfuscation; not ~2h), a cast or parenthesis, a heredoc, an array literal, a nested call
-// (eval(base64_decode(...))), a constant joined to more (PHP_BINARY."..."), a number in a
-// condition (1 ? 'id' : 0).
+// ($x, $$x, ${'x'}; not $250k), a backtick command, @ before a variable, a string or a call, ~
+// before a string or a variable (bitwise obfuscation; not ~2h), a cast or parenthesis, a
+// heredoc, an array literal, a nested call (eval(base64_decode(...)), implode/**/(...)), a
+// constant joined to more (PHP_BINARY."..."; not "(gsm8k_cot)"), a number in a condition
+// (1 ? 'id' : 0).
 std::string strong_argument() {
-  return R"((?:\$[a-z_]|`|@\s*(?:\$|[a-z_]\w*\s*\()|~\s*["'\x80-\xff]|\(|<<<|\[\s*["'$\[]|)"
-         R"([a-z_]\w*\s*\(|\w*_\w*\s*[.,)]|\d+\s*(?:\?|&&|\|\|)))";
+  return R"((?:\$[a-z_{$]|`|@\s*(?:[$"'~(]|[a-z_]\w*\s*\()|~\s*[$("'\x80-\xff]|\(|<<<|)"
+         R"(\[\s*["'$\[]|[a-z_]\w*)" +
+         std::string(kShortGap) + R"(\(|\w*_\w*\s*\.|\d+\s*(?:\?|&&|\|\|)))";
 }
 
 // name( : for names no English text uses (base64_decode, passthru, phpinfo).
@@ -38,25 +40,34 @@ std::string call(std::string_view name) {
 
 // For names that are English words (system, exec, eval, assert), where "the system (v2)",
 // "system(s)", "exec ($250k/yr)", "eval (~2h)" and 'our booking system ("Atlas")' must pass:
-// - name( or a comment before the '(': code, whatever the argument looks like, a string too;
+// - name( or a comment before or right after the '(': code, whatever the argument looks like,
+//   a string too;
 // - whitespace before the '(': an argument only code has (strong_argument()),
-// - or a string where code starts (the value's start, after ; { } = ( & | @ / > a quote or a
-//   PHP tag), not after a word.
+// - or a string where code starts: the value's start, after ; { } = ( [ & | @ / \ > a quote
+//   or a PHP tag, or right after ) . , ? ! : + - (`"a".system ("id")`, `if(1)system ("id")`;
+//   with a space between, that is prose: "Done. System ("Atlas") is live").
 BuiltinRule guarded_call(std::string id, std::string_view name) {
-  const std::string n = R"(\b)" + std::string(name);
+  const std::string bare(name);
+  const std::string n = R"(\b)" + bare;
   const std::string g(kShortGap);
+  const std::string comment =
+      "(?:" + std::string(kBlockComment) + "|" + std::string(kLineComment) + ")";
   const std::string argument = "(?:" + strong_argument() + R"(|["']))";
-  // The comment forms are apart, and `name#` has no \b: written otherwise, each of them
-  // doubled the scan cost of the whole set (measured, Vectorscan 5.4).
+  // The comment forms are apart, and `name#` is not after \b but after a byte that is not a
+  // word's, or at the start (a pattern of its own): written otherwise (\b, or (?:^|[^\w])),
+  // each of them doubled the scan cost of the whole set (measured with callgrind, Vectorscan
+  // 5.4). A spaced `name #42` comment does not start with a digit: that is an issue number
+  // ("Failing eval #42").
   const std::string commented = gap() + R"(\()" + g + argument;
-  return {
-      std::move(id),
-      n + R"(\()" + g + argument,
-      true,
-      {n + R"(\s*(?:)" + std::string(kBlockComment) + R"(|//[^\n]*\n))" + commented,
-       std::string(name) + R"(#[^\n]*\n)" + commented, n + R"(\s+#[^\n]*\n)" + commented,
-       n + R"(\s+\()" + g + strong_argument(),
-       R"((?:^|[;{}=(&|@/>\n"'`]|<\?php)\s*)" + std::string(name) + R"(\s+\()" + g + R"(["'])"}};
+  return {std::move(id),
+          n + R"(\()" + g + argument,
+          true,
+          {n + R"(\s*(?:)" + std::string(kBlockComment) + R"(|//[^\n]*\n))" + commented,
+           R"([^a-z0-9_])" + bare + R"(#[^\n]*\n)" + commented,
+           "^" + bare + R"(#[^\n]*\n)" + commented, n + R"(\s+#(?:[^\n\d][^\n]*)?\n)" + commented,
+           n + R"(\s*\(\s*)" + comment + gap() + argument, n + R"(\s+\()" + g + strong_argument(),
+           R"((?:(?:^|[;{}=(\[&|@/\\>\n"'`]|<\?php)\s*|[).,?!:+\-]))" + bare + R"(\s+\()" + g +
+               R"(["'])"}};
 }
 
 std::string with_gaps(std::string pattern) {
@@ -119,9 +130,8 @@ std::vector<BuiltinRule> php_injection() {
       {"php-superglobal",
        R"(\$(?:_(?:GET|POST|REQUEST|COOKIE|SERVER|FILES|ENV|SESSION)|GLOBALS)\b)"},
       // Including code from elsewhere
-      {"php-include-url",
-       include_arg +
-           R"((?:https?|ftps?|php|data|expect|phar|zip|glob|file|compress\.(?:zlib|bzip2))://)"},
+      {"php-include-url", include_arg + R"((?:(?:https?|ftps?|php|data|expect|phar|zip|glob|file|)"
+                                        R"(compress\.(?:zlib|bzip2))://|data:))"},
       // The unquoted form is not valid PHP but is what probes send; only right after code (a
       // statement's end, a block, a PHP tag), not in prose or as a form value ("include
       // https://github.com/..." in a chat message).
@@ -130,10 +140,12 @@ std::vector<BuiltinRule> php_injection() {
       {"php-include-traversal",
        include_arg + R"((?:[^"')]*\.\./|/(?:etc|proc|var|tmp|dev|root|home)/))"},
       {"php-include-variable", include + with_gaps(R"({G}\({G}\$)")},
-      // data:// only with a media type (data://text/plain;base64,...): "see data://local".
+      // data: as PHP reads it (data://text/plain;base64,..., data://,..., data:;base64,...) but
+      // not "see data://local", nor the data:image/png;base64 URLs of every web page.
       {"php-stream-wrapper",
        R"(\b(?:php|expect|phar|glob|zip|rar|ogg|compress\.zlib|compress\.bzip2|)"
-       R"(ssh2\.(?:shell|exec|tunnel|sftp|scp))://|\bdata://[a-z]+/[\w.+-]+[;,])"},
+       R"(ssh2\.(?:shell|exec|tunnel|sftp|scp))://|\bdata://[a-z]+/[\w.+-]+[;,]|)"
+       R"(\bdata:(?://)?(?:;base64)?,)"},
       // Decoding an obfuscated payload
       {"php-base64-decode", call("base64_decode")},
       {"php-gzinflate", call("gzinflate")},
@@ -167,10 +179,13 @@ std::vector<BuiltinRule> php_injection() {
       {"php-ini-tamper",
        call("(?:ini_set|ini_alter|ini_restore|putenv|set_include_path|ignore_user_abort|"
             "set_time_limit)")},
-      // As PHP-CGI (-d name=value) and .htaccess (php_value name value) take them; "name = x"
-      // with spaces is how people talk about them ("safe_mode = on in the game").
+      // As PHP-CGI (-d name=value), .htaccess (php_value name value) and an uploaded .user.ini
+      // (auto_prepend_file = /tmp/x) take them; "name = x" with spaces is otherwise how people
+      // talk about them ("safe_mode = on in the game").
       {"php-ini-directive", R"(\b(?:)" + ini + R"()=|-d\s*(?:)" + ini +
-                                R"()\s*=|\bphp_(?:admin_)?(?:value|flag)\s+(?:)" + ini + R"()\b)"},
+                                R"()\s*=|\bphp_(?:admin_)?(?:value|flag)\s+(?:)" + ini +
+                                R"()\b|\b(?:auto_prepend_file|auto_append_file|allow_url_include|)"
+                                R"(allow_url_fopen)\s*=)"},
       {"php-md5-probe",
        with_gaps(R"(\b(?:print|printf|echo|die|exit|var_dump|print_r){G}\(?{G}md5{G}\()")},
       {"php-network",
