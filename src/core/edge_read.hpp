@@ -185,7 +185,9 @@ class EdgeRecvOp : public ad::reactor_op {
 // no byte and no FIN can be waiting in the kernel, without a system call to ask. This is the
 // reactor's own memory (cleared by an edge read's short read, set again by every readiness
 // event), nginx's `ready` flag. False whenever it cannot tell (other reads, other reactors).
-// An arrival that epoll has not reported yet is not seen; nginx has the same window.
+// An arrival that epoll has not reported yet is not seen, nor one it reported in the batch the
+// worker is still going through (the flag is set when the descriptor's events are processed,
+// not when epoll_wait returns); nginx has the same window.
 inline bool read_drained(Socket& s) {
 #if PORTICO_EDGE_READ
   namespace d = edge_read_detail;

@@ -42,10 +42,10 @@ class Server {
     bool operator==(const FileStamp&) const = default;
   };
   static FileStamp stamp(const std::string& path);
-  // Whether a file whose stamp changed from `applied` may be read now: one replaced by rename
-  // (new inode) was written whole; one rewritten in place (an editor truncates, then writes)
-  // only once it has stayed the same for a whole poll interval (`pending` holds the stamp seen
-  // last). A half-written routes.yaml can be valid YAML with fewer routes.
+  // Whether a file whose stamp changed from `applied` may be read now: once it has not been
+  // written for a whole poll interval (by its mtime, or by staying the same from one poll to
+  // the next: `pending` holds the stamp seen last). An editor truncates then writes, other
+  // tools create then write: a half-written routes.yaml can be valid YAML with fewer routes.
   static bool settled(const FileStamp& now, const FileStamp& applied, FileStamp& pending);
 
   std::shared_ptr<const config::Snapshot> share(std::unique_ptr<config::Snapshot> snap);

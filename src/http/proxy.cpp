@@ -425,13 +425,13 @@ Task<bool> proxy_request(ClientConnection& c, Exchange& x, const config::Compile
     buffered = want - head;
     if (buffered == static_cast<size_t>(req.content_length)) plan = BodyPlan::InBuffer;
   }
-  if (scan > 0 && plan == BodyPlan::Chunked) {
+  if (scan > 0 && plan == BodyPlan::Chunked && plugins::body_length_required(x.ctx)) {
     // Chunk framing would let a pattern hide across chunks: bodies that must be inspected
     // need a length (curl, browsers and mobile SDKs send one for API bodies).
     co_return co_await respond_error(c, x, 411, "a Content-Length is required on this route", false,
                                      limits);
   }
-  if (scan > 0 && buffered > 0 &&
+  if (scan > 0 && buffered > 0 && plan != BodyPlan::Chunked &&
       plugins::run_body_phase(x.ctx, std::string_view(c.in.data() + head, buffered)) ==
           plugins::Step::Respond)
     co_return co_await respond_plugin_reply(c, x, limits);

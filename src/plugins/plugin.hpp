@@ -86,6 +86,10 @@ class Plugin {
   // The request body, when body_limit() > 0: the first body_limit() bytes (or the whole body
   // when shorter), once, before the request goes upstream.
   virtual size_t body_limit() const { return 0; }
+  // Whether a body sent without a length (chunked) gets a 411: chunk framing would let what the
+  // plugin looks for hide across chunks. One that only watches (the WAF in log mode) lets such a
+  // body through unseen instead.
+  virtual bool needs_body_length() const { return body_limit() > 0; }
   virtual Step body(Context&, std::string_view) const { return Step::Continue; }
   // Once, after access and the body phase, right before the upstream is picked: the last point
   // to change or answer the request (APISIX's before_proxy, which also runs again on retries).

@@ -122,6 +122,12 @@ size_t body_limit(const Context& ctx) {
   return limit;
 }
 
+bool body_length_required(const Context& ctx) {
+  for (const Plugin* p : ctx.active)
+    if (p->needs_body_length()) return true;
+  return false;
+}
+
 Step run_body_phase(Context& ctx, std::string_view body) {
   for (const Plugin* p : ctx.active)
     if (p->body_limit() > 0 &&

@@ -17,6 +17,8 @@ Step start_request_phases(Context& ctx, const Chain* global, const Chain* route)
 Task<Step> finish_request_phases(Context& ctx);
 // The most body bytes any active plugin wants to see (0: the body is not inspected).
 size_t body_limit(const Context& ctx);
+// Whether a request body needs a Content-Length on this request (a plugin reads it).
+bool body_length_required(const Context& ctx);
 // The body phase, for plugins that asked to see the body.
 Step run_body_phase(Context& ctx, std::string_view body);
 // Right before the upstream request (Plugin::before_proxy).

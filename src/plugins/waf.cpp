@@ -35,6 +35,8 @@ class Waf final : public Plugin {
   }
 
   size_t body_limit() const override { return policy->scans_body() ? policy->max_body() : 0; }
+  // In log mode a chunked body passes unscanned rather than being refused.
+  bool needs_body_length() const override { return body_limit() > 0 && !policy->log_only(); }
 
   Step body(Context& ctx, std::string_view body) const override {
     waf::Scanner s(*policy);

@@ -92,8 +92,9 @@ struct Link {
   bool reading = false;
   bool eof = false;
   int64_t failed_until_ms = 0;  // a sub-route link that could not connect (0: not failed)
-  // TLV: how long the link has been read without a byte while `in` holds part of a frame. Only
-  // time spent reading counts: while the client holds the link back, the backend is not late.
+  // TLV: how long the link has been read while `in` holds part of a frame, since a frame last
+  // completed. Only time spent reading counts: while the client holds the link back, the
+  // backend is not late.
   int64_t read_started_ms = 0;
   int64_t stalled_ms = 0;
 };
@@ -813,7 +814,9 @@ class Session : public std::enable_shared_from_this<Session> {
       return read_link(l);
     }
     if (ec) return close(StreamClose::UpstreamError);
-    l.stalled_ms = 0;
+    // Bytes that do not finish the frame do not restart its clock: a backend trickling one byte
+    // at a time is as stuck as a silent one.
+    if (tlv() && !l.in.empty()) l.stalled_ms += steady_now_ms() - l.read_started_ms;
     l.in.commit(n);
     counters().bytes(StreamDirection::ToClient, n);
     size_t whole = l.in.size();
@@ -845,6 +848,11 @@ class Session : public std::enable_shared_from_this<Session> {
       return close(StreamClose::ClientError);
     l.in.consume(whole);
     if (bad) return finish(StreamClose::BadUpstreamFrame);
+    if (whole > 0 || l.in.empty()) {
+      l.stalled_ms = 0;  // a frame completed: the next one has the whole stall_timeout
+    } else if (tlv() && l.stalled_ms >= static_cast<int64_t>(route_->tlv->stall_timeout * 1000)) {
+      return finish(StreamClose::UpstreamStalled);
+    }
     if (!l.in.empty()) reserve(l.in, need);
     read_link(l);
   }

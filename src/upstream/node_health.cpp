@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 
 #include "core/log.hpp"
 
@@ -93,7 +94,10 @@ void NodeHealth::set_state(bool healthy, const std::string& reason,
     // weeks, always cost the longest ejection.
     const int64_t per = std::max<int64_t>(1, static_cast<int64_t>(eject->ejection_max * 1000));
     ejections_ -= static_cast<int>(std::min<int64_t>(ejections_, healthy_for_ms / per));
-    ++ejections_;
+    // Past the count that reaches ejection_max, more would only take longer to win back.
+    const double base = std::max(0.001, eject->ejection_base);
+    const int most = static_cast<int>(std::min(1e6, std::ceil(eject->ejection_max / base)));
+    ejections_ = std::min(ejections_ + 1, std::max(1, most));
     int64_t ms = std::min<int64_t>(static_cast<int64_t>(eject->ejection_base * 1000) * ejections_,
                                    static_cast<int64_t>(eject->ejection_max * 1000));
     ejected_until_ms_.store(now_ms + ms, std::memory_order_relaxed);

@@ -8,6 +8,7 @@ import subprocess
 import threading
 import time
 
+import pytest
 import requests
 import yaml
 
@@ -55,9 +56,11 @@ def test_invalid_change_is_logged_and_running_config_stays(gateway, upstream):
     assert requests.get(gw.url("/x")).json()["upstream"] == "a"
 
 
-def test_a_routes_file_caught_half_written_is_not_applied(gateway, upstream):
-    # An editor (or `cat > routes.yaml`) truncates the file and writes it again in place. Cut
-    # at a line, the first half is valid YAML with fewer routes: applied, it would drop them.
+@pytest.mark.parametrize("how", ["in place", "new file"])
+def test_a_routes_file_caught_half_written_is_not_applied(gateway, upstream, how):
+    # An editor (or `cat > routes.yaml`) truncates the file and writes it again in place; vim,
+    # tar and `kubectl cp` create a new file and write it. Cut at a line, the first half is
+    # valid YAML with fewer routes: applied, it would drop them.
     a = upstream(name="a")
     routes = {"routes": [route("/one", [(a.port,)], id="one"), route("/two", [(a.port,)], id="two")]}
     gw = gateway(routes)
@@ -78,7 +81,10 @@ def test_a_routes_file_caught_half_written_is_not_applied(gateway, upstream):
     stamp = datetime.datetime.strptime(line.split(" ", 1)[0], "%Y-%m-%dT%H:%M:%S.%fZ")
     poll = stamp.replace(tzinfo=datetime.timezone.utc).timestamp() + 0.5
     time.sleep(max(0.0, poll - 0.25 - time.time()))
-    with open(gw.routes_path, "r+") as f:  # same inode, as an editor saving in place
+    if how == "new file":  # (the old file kept linked, so that the new one gets a new inode)
+        os.link(gw.routes_path, str(gw.routes_path) + ".old")
+        os.unlink(gw.routes_path)
+    with open(gw.routes_path, "r+" if how == "in place" else "w") as f:
         f.truncate(0)
         f.write(half)
         f.flush()

@@ -13,12 +13,13 @@ from test_streams import client, gateway, metrics, stop_gateways, tlv_route  # n
 
 class HoldingBackend:
     """Accepts connections and never closes them; sends `tick` every `every` seconds while
-    ticking (None: never), and reads nothing."""
+    ticking (None: never), or one byte of it at a time with `trickle`, and reads nothing."""
 
-    def __init__(self, tick=None, every=0.3):
+    def __init__(self, tick=None, every=0.3, trickle=False):
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.tick, self.every = tick, every
+        self.pieces = [tick[i:i + 1] for i in range(len(tick))] if trickle else [tick]
         self.ticking = threading.Event()
         if tick:
             self.ticking.set()
@@ -37,12 +38,14 @@ class HoldingBackend:
                 threading.Thread(target=self._ticks, args=(c,), daemon=True).start()
 
     def _ticks(self, c):
+        sent = 0
         while self.running:
             if self.ticking.is_set():
                 try:
-                    c.sendall(self.tick)
+                    c.sendall(self.pieces[sent % len(self.pieces)])
                 except OSError:
                     return
+                sent += 1
             time.sleep(self.every)
 
     def stop(self):
@@ -150,6 +153,25 @@ def test_a_backend_that_stops_mid_frame_is_closed_after_the_stall_timeout(tmp_pa
         s.sendall(C.encode_frame(C.HEARTBEAT, 1, C.encode_heartbeat(1)))
         assert s.recv(4096) == b""  # closed (not at the 60 s idle timeout), nothing passed on
         # (the fixture's port probe may have stalled the same way: at least this one counted)
+        assert metrics(g).value("portico_stream_closed_total", reason="upstream_stalled") >= 1
+    finally:
+        backend.stop()
+
+
+def test_a_backend_that_trickles_a_frame_is_stalled_all_the_same(tmp_path, stop_gateways):
+    # One byte every 100 ms: each frame would take seconds. Bytes that do not finish the frame
+    # do not restart its stall clock.
+    frame = C.encode_frame(C.HEARTBEAT_REPLY, 1, C.encode_heartbeat(1))
+    assert len(frame) > 20
+    backend = HoldingBackend(tick=frame, every=0.1, trickle=True)
+    try:
+        g = gateway(tmp_path, [tlv_route(backend, {"stall_timeout": 0.5, "idle_timeout": 60})])
+        stop_gateways.append(g)
+        s = socket.create_connection(("127.0.0.1", g.stream_port), timeout=10)
+        s.sendall(C.encode_frame(C.HEARTBEAT, 1, C.encode_heartbeat(1)))
+        started = time.monotonic()
+        assert s.recv(4096) == b""  # closed before the first frame was whole
+        assert time.monotonic() - started < len(frame) * 0.1
         assert metrics(g).value("portico_stream_closed_total", reason="upstream_stalled") >= 1
     finally:
         backend.stop()

@@ -146,12 +146,22 @@ def test_a_send_repeated_with_its_number_reaches_the_backend_once(gateway, backe
     again = numbered(1, 10)
     assert (again.status_code, again.json()) == (200, {"accepted": 1, "refused": 0,
                                                        "repeated": True})
+    # Number 3 arrives before number 2 (two sends in flight, or 2 retried after a 504): 2 is
+    # still a new send, and its repeat is still a repeat.
+    assert numbered(3, 12).json() == {"accepted": 1, "refused": 0}
     assert numbered(2, 11).json() == {"accepted": 1, "refused": 0}
-    assert numbered(1, 10).json() == {"repeated": True}  # older than the last: not sent either
-    replies, next = poll_until(gw, sid, next, 2)
-    assert [m["id"] for m in replies] == [10, 11]
-    assert poll(gw, sid, next=next, wait=1)["messages"] == []  # no second reply to 10
-    assert metric(gw, "portico_tlv_bridge_poll_repeated_sends_total") == 2
+    assert numbered(2, 11).json() == {"accepted": 1, "refused": 0, "repeated": True}
+    assert numbered(1, 10).json()["repeated"] is True
+    replies, next = poll_until(gw, sid, next, 3)
+    assert sorted(m["id"] for m in replies) == [10, 11, 12]
+    assert poll(gw, sid, next=next, wait=1)["messages"] == []  # no second reply to any
+    assert metric(gw, "portico_tlv_bridge_poll_repeated_sends_total") == 3
+    # The session remembers the latest 64 numbers; one older than those is taken as a repeat.
+    for n in range(4, 70):
+        assert numbered(n, 100 + n).json() == {"accepted": 1, "refused": 0}
+    assert numbered(1, 10).json() == {"repeated": True}
+    _, next = poll_until(gw, sid, next, 66)
+    assert poll(gw, sid, next=next, wait=1)["messages"] == []
     r = requests.post(url(gw), params={"send": "x"}, data="{}", headers={HEADER: sid}, timeout=10)
     assert r.status_code == 400 and "send must be a number" in r.json()["error_msg"]
 

@@ -113,7 +113,13 @@ def test_chunked_bodies_need_a_length_on_scanning_routes(waf_gw):
         s.sendall(b"POST /api/x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
                   b"5\r\nhello\r\n0\r\n\r\n")
         head = s.recv(4096).decode()
-    assert head.startswith("HTTP/1.1 411")
+    assert head.startswith("HTTP/1.1 411 Length Required")
+    # A route whose WAF only logs refuses nothing: the chunked body passes, unscanned.
+    with socket.create_connection(("127.0.0.1", waf_gw.port)) as s:
+        s.sendall(b"POST /watch/x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+                  b"Connection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+        head = s.recv(4096).decode()
+    assert head.startswith("HTTP/1.1 200"), head
 
 
 def test_bodies_longer_than_the_scan_are_refused_unless_the_route_says_pass(waf_gw):

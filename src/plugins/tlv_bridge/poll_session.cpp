@@ -7,6 +7,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/write.hpp>
 #include <deque>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <unordered_map>
 
@@ -35,6 +36,8 @@ constexpr size_t kQueueHighWater = 1024 * 1024;
 constexpr size_t kPollAnswerBytes = 256 * 1024;
 // Envelopes in one batch: more is a client bug or an attack, not a chat.
 constexpr size_t kMaxBatch = 256;
+// Send numbers a session remembers: a client has far fewer sends in flight at once.
+constexpr size_t kRememberedSends = 64;
 // An ended session (the backend closed) is kept this long after the client's last request, so
 // the client can still fetch what the backend sent before closing, and learn why it ended.
 constexpr int64_t kEndedGraceMs = 30'000;
@@ -114,11 +117,20 @@ class PollSession : public std::enable_shared_from_this<PollSession> {
   Task<PollAnswer> send(std::string_view body, std::optional<uint64_t> number = std::nullopt) {
     touched();
     if (ended_) co_return ended_answer();
-    if (number && last_send_ && *number <= *last_send_) {  // taken already: not sent again
-      tlv_bridge_counters().poll_repeated_sends.fetch_add(1, std::memory_order_relaxed);
-      co_return PollAnswer{200, *number == *last_send_
-                                    ? send_counts(last_accepted_, last_refused_, true)
-                                    : std::string("{\"repeated\":true}")};
+    if (number) {
+      if (auto it = taken_.find(*number); it != taken_.end()) {  // taken already: not sent again
+        tlv_bridge_counters().poll_repeated_sends.fetch_add(1, std::memory_order_relaxed);
+        // Answered once the original's frames are written, as the original is: a client whose
+        // repeat says "accepted" may count on the backend having them.
+        const TakenSend taken = it->second;
+        while (written_ < taken.end && !ended_) co_await flushed_.async_wait(await_ec);
+        if (ended_ && written_ < taken.end) co_return ended_answer();
+        co_return PollAnswer{200, send_counts(taken.accepted, taken.refused, true)};
+      }
+      if (forgotten_ && *number <= *forgotten_) {  // too old to know: taken, most likely
+        tlv_bridge_counters().poll_repeated_sends.fetch_add(1, std::memory_order_relaxed);
+        co_return PollAnswer{200, "{\"repeated\":true}"};
+      }
     }
     // A client that sends without polling would grow the queue with refusals' answers, and one
     // that sends faster than the backend takes would grow what waits for it: both wait instead.
@@ -169,10 +181,12 @@ class PollSession : public std::enable_shared_from_this<PollSession> {
     } else {
       take(body);
     }
-    if (number) {  // from here on a repeat is answered, even while this one is being written
-      last_send_ = number;
-      last_accepted_ = accepted;
-      last_refused_ = refused;
+    if (number) {  // from here on a repeat is answered (once this one is written)
+      taken_[*number] = TakenSend{accepted, refused, appended_};
+      if (taken_.size() > kRememberedSends) {
+        forgotten_ = taken_.begin()->first;
+        taken_.erase(taken_.begin());
+      }
     }
     if (messages_.size() != queued_before) wake_poll();  // refusals' answers
     co_await flush_backend();
@@ -432,9 +446,15 @@ class PollSession : public std::enable_shared_from_this<PollSession> {
   std::deque<std::string> messages_;     // envelopes for the client; messages_[0] is number first_
   uint64_t first_ = 0;
   size_t queued_bytes_ = 0;
-  std::optional<uint64_t> last_send_;  // the highest send number taken, and what it counted
-  uint64_t last_accepted_ = 0, last_refused_ = 0;
-  Timer* waiting_ = nullptr;  // the poll waiting for a message
+  // Numbered sends: the latest kRememberedSends taken, so that one arriving after a later one
+  // (sent concurrently, or retried after a 504) is still told apart from a repeat.
+  struct TakenSend {
+    uint64_t accepted = 0, refused = 0;
+    uint64_t end = 0;  // appended_ once its frames were queued: written when written_ reaches it
+  };
+  std::map<uint64_t, TakenSend> taken_;
+  std::optional<uint64_t> forgotten_;  // the highest number dropped from taken_
+  Timer* waiting_ = nullptr;           // the poll waiting for a message
   int polls_waiting_ = 0;
   Timer waker_;    // run()'s: backpressure and the grace period
   Timer flushed_;  // sends waiting for the write in progress

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "http/responses.hpp"
+
 using namespace portico::http;
 
 namespace {
@@ -94,4 +96,21 @@ TEST(ResponseHead, FramingAndKeepAlive) {
   ASSERT_EQ(parse_response(chunked, 4096, r).status, ParseStatus::Done);
   build_response_head(out, r, OutFraming::Chunked, true, false);
   EXPECT_EQ(out, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+}
+
+TEST(LocalResponse, EveryStatusTheGatewayAnswersWithHasItsReason) {
+  // (411 for a chunked body on a WAF route, 410 for an ended polling session, 421 after a
+  // certificate change, any rejected_code a limit plugin is given)
+  for (auto [status, reason] :
+       std::vector<std::pair<int, std::string>>{{411, "Length Required"},
+                                                {410, "Gone"},
+                                                {421, "Misdirected Request"},
+                                                {418, "I'm a teapot"},
+                                                {405, "Not Allowed"},
+                                                {308, "Permanent Redirect"}}) {
+    std::string out;
+    build_local_response(out, status, "text/plain", "x", {}, true, false);
+    EXPECT_EQ(out.substr(0, out.find("\r\n")), "HTTP/1.1 " + std::to_string(status) + " " + reason);
+  }
+  EXPECT_STREQ(status_reason(599), "Unknown");
 }

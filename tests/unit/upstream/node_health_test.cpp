@@ -94,6 +94,30 @@ TEST(NodeHealth, TimeSpentHealthyWinsEjectionsBack) {
   EXPECT_EQ(n.status().ejected_until_ms, 77000 + 10 * 25000 + 10000);
 }
 
+TEST(NodeHealth, EjectionsStopCountingOnceTheyReachTheLongestEjection) {
+  // A node flapping for days must not pile up ejections it would then take days to win back.
+  NodeHealth n("u", "a");
+  auto h = healthy_side(), u = unhealthy_side();
+  config::PassiveCheck eject;
+  eject.ejection_base = 10;
+  eject.ejection_max = 25;  // reached at the third ejection
+  int64_t now = 1000;
+  for (int i = 0; i < 50; ++i) {
+    n.report(Outcome::Timeout, 0, h, u, &eject, now, "passive");
+    n.report(Outcome::Timeout, 0, h, u, &eject, now, "passive");
+    now = n.status().ejected_until_ms;  // half-open, and failing again at once
+  }
+  EXPECT_EQ(n.status().ejections, 3);
+  // Two ejection_max_times healthy win two back: the next ejection is 2 x 10 s, not 25 s.
+  n.report(Outcome::Success, 200, h, u, &eject, now, "passive");
+  n.report(Outcome::Success, 200, h, u, &eject, now, "passive");
+  now += 2 * 25000;
+  n.report(Outcome::Timeout, 0, h, u, &eject, now, "passive");
+  n.report(Outcome::Timeout, 0, h, u, &eject, now, "passive");
+  EXPECT_EQ(n.status().ejections, 2);
+  EXPECT_EQ(n.status().ejected_until_ms, now + 20000);
+}
+
 TEST(HealthRegistry, SameUpstreamAndAddressGetTheSameStateUntilNobodyHoldsIt) {
   upstream::HealthRegistry r;
   auto a = r.get("upstreams/u", "10.0.0.1:80");
