@@ -8,7 +8,6 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
-#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <fstream>
@@ -66,15 +65,6 @@ Server::FileStamp Server::stamp(const std::string& path) {
 
 bool Server::settled(const FileStamp& now, const FileStamp& applied, FileStamp& pending) {
   if (now == applied || now == pending) return true;
-  // Not written for a whole poll interval (a file written elsewhere, then renamed into place):
-  // whole already. A recent one may still be being written: a new inode too (vim, tar and
-  // `kubectl cp` create the file, then write it).
-  const int64_t wall_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                              std::chrono::system_clock::now().time_since_epoch())
-                              .count();
-  const int64_t interval_ns =
-      std::chrono::duration_cast<std::chrono::nanoseconds>(kWatchInterval).count();
-  if (now.size >= 0 && now.mtime_ns <= wall_ns - interval_ns) return true;
   pending = now;
   return false;
 }

@@ -42,10 +42,12 @@ class Server {
     bool operator==(const FileStamp&) const = default;
   };
   static FileStamp stamp(const std::string& path);
-  // Whether a file whose stamp changed from `applied` may be read now: once it has not been
-  // written for a whole poll interval (by its mtime, or by staying the same from one poll to
-  // the next: `pending` holds the stamp seen last). An editor truncates then writes, other
-  // tools create then write: a half-written routes.yaml can be valid YAML with fewer routes.
+  // Whether a file whose stamp changed from `applied` may be read now: once it has stayed the
+  // same from one poll to the next (`pending` holds the stamp seen last). An editor truncates
+  // then writes, other tools create then write: a half-written routes.yaml can be valid YAML
+  // with fewer routes. Not by mtime: file systems with whole-second stamps, and writers whose
+  // clock is behind ours (NFS, bind mounts from another machine), would make a fresh one look
+  // old.
   static bool settled(const FileStamp& now, const FileStamp& applied, FileStamp& pending);
 
   std::shared_ptr<const config::Snapshot> share(std::unique_ptr<config::Snapshot> snap);

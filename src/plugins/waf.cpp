@@ -27,7 +27,8 @@ class Waf final : public Plugin {
     for (const auto& h : r.headers) s.scan_header(h.name, h.value);
     s.end_head();
     if (verdict(ctx, s) == Step::Respond) return Step::Respond;
-    // Chunked bodies are refused for lack of a length before any plugin reads them.
+    // Chunked bodies are refused for lack of a length before any plugin reads them (unless the
+    // WAF only logs: needs_body_length()).
     if (policy->rejects_oversize_body() &&
         r.content_length > static_cast<int64_t>(policy->max_body()))
       return oversize(ctx);

@@ -23,7 +23,7 @@ def read_corpus(name):
             if not line or line.startswith("#"):
                 continue
             kind, value = line.split("\t", 1)
-            rows.append((kind, value.replace("{LF}", "\n")))
+            rows.append((kind, value.replace("{LF}", "\n").replace("{CR}", "\r")))
     return rows
 
 

@@ -124,7 +124,7 @@ class PollSession : public std::enable_shared_from_this<PollSession> {
         // repeat says "accepted" may count on the backend having them.
         const TakenSend taken = it->second;
         while (written_ < taken.end && !ended_) co_await flushed_.async_wait(await_ec);
-        if (ended_ && written_ < taken.end) co_return ended_answer();
+        if (ended_) co_return ended_answer();  // (a failed write also ends the session)
         co_return PollAnswer{200, send_counts(taken.accepted, taken.refused, true)};
       }
       if (forgotten_ && *number <= *forgotten_) {  // too old to know: taken, most likely

@@ -5,9 +5,9 @@ namespace portico::plugins::waf {
 namespace {
 
 // A PHP comment: a block comment with any number of stars (system/***/('id')), or a line
-// comment, which runs to its newline (system#<LF>('id'), system//x<LF>('id')).
+// comment, which runs to its line's end, a CR or a LF (system#<LF>('id'), system//x<CR>('id')).
 constexpr std::string_view kBlockComment = R"(/\*[^*]*\*+(?:[^/*][^*]*\*+)*/)";
-constexpr std::string_view kLineComment = R"((?:#|//)[^\n]*\n)";
+constexpr std::string_view kLineComment = R"((?:#|//)[^\r\n]*[\r\n])";
 
 // What PHP allows between tokens: whitespace and comments. Used after a comment between a
 // function's name and its '(' (elsewhere kShortGap: a line comment costs Vectorscan more than
@@ -22,15 +22,16 @@ const std::string& gap() {
 constexpr std::string_view kShortGap = R"((?:\s|/\*[^*]*\*/)*)";
 
 // How the first argument of a code-running call starts, in forms prose never takes: a variable
-// ($x, $$x, ${'x'}; not $250k), a backtick command, @ before a variable, a string or a call, ~
-// before a string or a variable (bitwise obfuscation; not ~2h), a cast or parenthesis, a
-// heredoc, an array literal, a nested call (eval(base64_decode(...)), implode/**/(...)), a
-// constant joined to more (PHP_BINARY."..."; not "(gsm8k_cot)"), a number in a condition
-// (1 ? 'id' : 0).
+// ($x, $$x, ${'x'}; not $250k, $$$), a backtick command, @ before a variable, a string or a
+// call, ~ before a string or a variable (bitwise obfuscation; not ~2h, ~$5k), a cast or
+// parenthesis, a heredoc, an array literal or one spread (...["id"]), a nested call, namespaced
+// or not (eval(base64_decode(...)), \implode/**/(...)), a constant joined to more
+// (PHP_BINARY."..."; not "(gsm8k_cot)"), a number or a constant in a condition (1 ? 'id' : 0,
+// true?"id":0).
 std::string strong_argument() {
-  return R"((?:\$[a-z_{$]|`|@\s*(?:[$"'~(]|[a-z_]\w*\s*\()|~\s*[$("'\x80-\xff]|\(|<<<|)"
-         R"(\[\s*["'$\[]|[a-z_]\w*)" +
-         std::string(kShortGap) + R"(\(|\w*_\w*\s*\.|\d+\s*(?:\?|&&|\|\|)))";
+  return R"((?:\$(?:[a-z_{]|\$+[a-z_{])|`|@\s*(?:[$"'~(]|[a-z_]\w*\s*\()|)"
+         R"(~\s*(?:\$[a-z_{]|["'(\x80-\xff])|\(|<<<|\[\s*["'$\[]|\.\.\.\s*[\[$]|\\?[a-z_]\w*)" +
+         std::string(kShortGap) + R"(\(|\w*_\w*\s*\.|(?:\d+|true|false|null)\s*(?:\?|&&|\|\|)))";
 }
 
 // name( : for names no English text uses (base64_decode, passthru, phpinfo).
@@ -43,9 +44,10 @@ std::string call(std::string_view name) {
 // - name( or a comment before or right after the '(': code, whatever the argument looks like,
 //   a string too;
 // - whitespace before the '(': an argument only code has (strong_argument()),
-// - or a string where code starts: the value's start, after ; { } = ( [ & | @ / \ > a quote
-//   or a PHP tag, or right after ) . , ? ! : + - (`"a".system ("id")`, `if(1)system ("id")`;
-//   with a space between, that is prose: "Done. System ("Atlas") is live").
+// - or a string where code starts: the value's start, after ; { } = ( & | @ / \ > a quote or a
+//   PHP tag, or right after ) , ? ! : + or a string's "." (`if(1)system ("id")`,
+//   `"a".system ("id")`; not "Done. System ("Atlas")", "file-system ("ext4")" or
+//   "[System ("Atlas")](https://...)").
 BuiltinRule guarded_call(std::string id, std::string_view name) {
   const std::string bare(name);
   const std::string n = R"(\b)" + bare;
@@ -53,21 +55,26 @@ BuiltinRule guarded_call(std::string id, std::string_view name) {
   const std::string comment =
       "(?:" + std::string(kBlockComment) + "|" + std::string(kLineComment) + ")";
   const std::string argument = "(?:" + strong_argument() + R"(|["']))";
+  // PHP 8 named arguments: system(command: "id").
+  const std::string named = R"((?:[a-z_]\w*\s*:\s*)?)";
   // The comment forms are apart, and `name#` is not after \b but after a byte that is not a
   // word's, or at the start (a pattern of its own): written otherwise (\b, or (?:^|[^\w])),
   // each of them doubled the scan cost of the whole set (measured with callgrind, Vectorscan
-  // 5.4). A spaced `name #42` comment does not start with a digit: that is an issue number
-  // ("Failing eval #42").
+  // 5.4). A spaced `name #42` comment that starts with a digit (an issue number, "Failing eval
+  // #42") counts only before a call whose argument is one string or variable.
   const std::string commented = gap() + R"(\()" + g + argument;
-  return {std::move(id),
-          n + R"(\()" + g + argument,
-          true,
-          {n + R"(\s*(?:)" + std::string(kBlockComment) + R"(|//[^\n]*\n))" + commented,
-           R"([^a-z0-9_])" + bare + R"(#[^\n]*\n)" + commented,
-           "^" + bare + R"(#[^\n]*\n)" + commented, n + R"(\s+#(?:[^\n\d][^\n]*)?\n)" + commented,
-           n + R"(\s*\(\s*)" + comment + gap() + argument, n + R"(\s+\()" + g + strong_argument(),
-           R"((?:(?:^|[;{}=(\[&|@/\\>\n"'`]|<\?php)\s*|[).,?!:+\-]))" + bare + R"(\s+\()" + g +
-               R"(["'])"}};
+  return {
+      std::move(id),
+      n + R"(\()" + g + named + argument,
+      true,
+      {n + R"(\s*(?:)" + std::string(kBlockComment) + R"(|//[^\r\n]*[\r\n]))" + commented,
+       R"([^a-z0-9_])" + bare + R"(#[^\r\n]*[\r\n])" + commented,
+       "^" + bare + R"(#[^\r\n]*[\r\n])" + commented,
+       n + R"(\s+#(?:[^\r\n\d][^\r\n]*)?[\r\n])" + commented,
+       n + R"(\s+#\d[^\r\n]*[\r\n])" + gap() + R"(\()" + g + R"((?:["'][^"'\r\n]*["']|\$\w+)\s*\))",
+       n + R"(\s*\(\s*)" + comment + gap() + argument, n + R"(\s+\()" + g + strong_argument(),
+       R"((?:(?:^|[;{}=(&|@/\\>\n"'`]|<\?php)\s*|[),?!:+]|["']\.))" + bare + R"(\s+\()" + g +
+           R"(["'])"}};
 }
 
 std::string with_gaps(std::string pattern) {
@@ -180,12 +187,13 @@ std::vector<BuiltinRule> php_injection() {
        call("(?:ini_set|ini_alter|ini_restore|putenv|set_include_path|ignore_user_abort|"
             "set_time_limit)")},
       // As PHP-CGI (-d name=value), .htaccess (php_value name value) and an uploaded .user.ini
-      // (auto_prepend_file = /tmp/x) take them; "name = x" with spaces is otherwise how people
-      // talk about them ("safe_mode = on in the game").
+      // (auto_prepend_file = /tmp/x, allow_url_include = On) take them; "name = x" with spaces
+      // is otherwise how people talk about them ("safe_mode = on in the game", "set
+      // allow_url_fopen = On in php.ini").
       {"php-ini-directive", R"(\b(?:)" + ini + R"()=|-d\s*(?:)" + ini +
                                 R"()\s*=|\bphp_(?:admin_)?(?:value|flag)\s+(?:)" + ini +
-                                R"()\b|\b(?:auto_prepend_file|auto_append_file|allow_url_include|)"
-                                R"(allow_url_fopen)\s*=)"},
+                                R"()\b|\bauto_(?:prepend|append)_file\s*=\s*["']?[/.a-z]|)"
+                                R"(\ballow_url_include\s*=\s*["']?(?:on|1|true))"},
       {"php-md5-probe",
        with_gaps(R"(\b(?:print|printf|echo|die|exit|var_dump|print_r){G}\(?{G}md5{G}\()")},
       {"php-network",

@@ -149,6 +149,7 @@ std::vector<std::pair<std::string, std::string>> read_corpus(const std::string& 
     EXPECT_NE(tab, std::string::npos) << line;
     std::string value = line.substr(tab + 1);
     for (size_t at; (at = value.find("{LF}")) != std::string::npos;) value.replace(at, 4, "\n");
+    for (size_t at; (at = value.find("{CR}")) != std::string::npos;) value.replace(at, 4, "\r");
     lines.emplace_back(line.substr(0, tab), std::move(value));
   }
   return lines;
