@@ -4,8 +4,10 @@ connection (requests' module functions), so with two workers most land on a work
 hold the session and are handed over. Sending, polling with acknowledgement by number, waking a
 waiting poll, the ends of a session (close, backend gone, idle, shutdown), limits and refusals."""
 import asyncio
+import base64
 import json
 import signal
+import socket
 import threading
 import time
 
@@ -164,6 +166,59 @@ def test_a_send_repeated_with_its_number_reaches_the_backend_once(gateway, backe
     assert poll(gw, sid, next=next, wait=1)["messages"] == []
     r = requests.post(url(gw), params={"send": "x"}, data="{}", headers={HEADER: sid}, timeout=10)
     assert r.status_code == 400 and "send must be a number" in r.json()["error_msg"]
+
+
+def test_a_repeated_send_is_answered_once_the_original_reached_the_backend(gateway):
+    # "accepted" on a repeat must mean what it means on the original: the messages were written
+    # to the backend. A backend that reads nothing until told lets the socket buffers fill.
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # (inherited: small window)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    conns, reading = [], threading.Event()
+
+    def serve():
+        c, _ = listener.accept()
+        conns.append(c)
+        reading.wait()
+        try:
+            while c.recv(1 << 20):
+                pass
+        except OSError:  # (closed by the test)
+            pass
+    threading.Thread(target=serve, daemon=True).start()
+    gw = gateway(polling_config(listener.getsockname()[1]), workers=1)
+    sid = open_session(gw)["session"]
+    batch = json.dumps([{"cmd": HEARTBEAT, "body": base64.b64encode(b"x" * 60000).decode()}] * 8)
+    answers = {}
+
+    def numbered(n, key):
+        answers[key] = requests.post(url(gw), params={"send": n}, data=batch,
+                                     headers={HEADER: sid}, timeout=60)
+
+    def start(n, key):
+        t = threading.Thread(target=numbered, args=(n, key))
+        t.start()
+        return t
+    # Send until one send waits for its bytes to be written (about 480 kB a send).
+    for n in range(1, 60):
+        original = start(n, n)
+        original.join(2)
+        if original.is_alive():
+            break
+        assert answers[n].json() == {"accepted": 8, "refused": 0}
+    assert original.is_alive(), "the backend's buffers never filled"
+    repeat = start(n, "repeat")
+    repeat.join(1.5)
+    assert repeat.is_alive()  # not answered while the original's bytes wait
+    reading.set()
+    original.join(30)
+    repeat.join(30)
+    assert answers[n].json() == {"accepted": 8, "refused": 0}
+    assert answers["repeat"].json() == {"accepted": 8, "refused": 0, "repeated": True}
+    listener.close()
+    for c in conns:
+        c.close()
 
 
 def test_a_waiting_poll_is_answered_when_a_message_arrives(gateway, backends):
