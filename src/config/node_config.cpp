@@ -257,6 +257,9 @@ NodeConfig parse_node_config(const json& doc, const std::string& path, Errors& e
     ObjectReader e(section("edge_functions"), "edge_functions", errors);
     EdgeFunctionLimits& limits = c.edge_functions;
     limits.time_limit = e.duration_or("time_limit", limits.time_limit, 0.001, 60);
+    limits.max_time_limit = e.duration_or("max_time_limit", limits.max_time_limit, 0.001, 60);
+    if (limits.time_limit > limits.max_time_limit)
+      e.error("time_limit", "must not be above max_time_limit");
     limits.memory_limit =
         e.size_or("memory_limit", limits.memory_limit, int64_t{1} << 20, int64_t{4} << 30);
     e.finish();
@@ -267,6 +270,7 @@ NodeConfig parse_node_config(const json& doc, const std::string& path, Errors& e
 
 namespace {
 std::atomic<int64_t> g_edge_time_limit_us{10'000};
+std::atomic<int64_t> g_edge_max_time_limit_us{1'000'000};
 std::atomic<int64_t> g_edge_memory_limit{int64_t{32} << 20};
 }  // namespace
 
@@ -274,11 +278,14 @@ void set_edge_function_limits(const EdgeFunctionLimits& limits) {
   g_edge_time_limit_us.store(static_cast<int64_t>(limits.time_limit * 1e6),
                              std::memory_order_relaxed);
   g_edge_memory_limit.store(limits.memory_limit, std::memory_order_relaxed);
+  g_edge_max_time_limit_us.store(static_cast<int64_t>(limits.max_time_limit * 1e6),
+                                 std::memory_order_relaxed);
 }
 
 EdgeFunctionLimits edge_function_limits() {
   return {static_cast<double>(g_edge_time_limit_us.load(std::memory_order_relaxed)) / 1e6,
-          g_edge_memory_limit.load(std::memory_order_relaxed)};
+          g_edge_memory_limit.load(std::memory_order_relaxed),
+          static_cast<double>(g_edge_max_time_limit_us.load(std::memory_order_relaxed)) / 1e6};
 }
 
 NodeConfig load_node_config(const std::string& path, Errors& errors) {

@@ -73,6 +73,9 @@ struct EtcdSettings {
 struct EdgeFunctionLimits {
   double time_limit = 0.010;                 // seconds per phase run of one plugin
   int64_t memory_limit = int64_t{32} << 20;  // bytes per Lua state (one per worker thread)
+  // The most a plugin's own `time_limit` may ask: routes come from the Admin API, and a worker
+  // running one function serves nothing else meanwhile.
+  double max_time_limit = 1.0;
 };
 // The limits in force: set where a node config is applied (start, reload, validate), read by
 // the plugins on any thread.

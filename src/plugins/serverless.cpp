@@ -1,6 +1,8 @@
 // serverless-pre-function (APISIX priority 10000) and serverless-post-function (-2000): edge
 // functions in Lua from the config, run in one phase of the request as f(conf, ctx), in a
 // sandbox with a time and a memory limit (plugins/edge/, docs/edge-functions.md).
+#include <cstdio>
+
 #include "config/node_config.hpp"
 #include "core/log.hpp"
 #include "metrics/series_counters.hpp"
@@ -73,9 +75,13 @@ class Serverless final : public Plugin {
   void report(const Context& ctx, const edge::Outcome& out) const {
     std::string_view route = ctx.route_id ? std::string_view(*ctx.route_id) : "-";
     const char* reason = edge::failure_name(out.failure);
+    // The Lua error is the function's text: one line of it, so that it cannot forge others.
+    std::string message = out.message.substr(0, 512);
+    for (char& c : message)
+      if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
     log::error("edge function failed: route " + std::string(route) + ", " + name_ + " (" +
                edge::phase_name(phase_) + ") functions[" + std::to_string(out.function) +
-               "]: " + reason + ": " + out.message);
+               "]: " + reason + ": " + message);
     if (auto* series = metrics::SeriesCounters::current())
       series->add("portico_edge_function_errors_total",
                   "Edge functions (serverless plugins) that failed, by reason.",
@@ -98,7 +104,16 @@ std::shared_ptr<const Plugin> create(std::string_view name, const json& conf,
     r.error("phase",
             "must be one of rewrite, access, before_proxy, header_filter, body_filter, log");
   std::optional<double> time_limit;
-  if (r.has("time_limit")) time_limit = r.duration_or("time_limit", 0.01, 0.001, 60);
+  if (r.has("time_limit")) {
+    time_limit = r.duration_or("time_limit", 0.01, 0.001, 60);
+    const double most = config::edge_function_limits().max_time_limit;
+    if (*time_limit > most + 1e-9) {
+      char text[96];
+      std::snprintf(text, sizeof(text),
+                    "is at most %gs here (the node's edge_functions.max_time_limit)", most);
+      r.error("time_limit", text);
+    }
+  }
   std::vector<std::string> sources;
   const json* list = r.raw("functions");
   if (!list || !list->is_array() || list->empty()) {

@@ -268,7 +268,7 @@ end""", time_limit="2s")),
         route("/fine", [(up.port,)], id="fine", plugins=pre("return function() return 200, 'fine' end")),
     ]}, start=False)
     cfg = gw.config()
-    cfg["edge_functions"] = {"memory_limit": "8m"}
+    cfg["edge_functions"] = {"memory_limit": "8m", "max_time_limit": "2s"}
     gw.config_path.write_text(yaml.safe_dump(cfg))
     gw.start()
     t = time.monotonic()
@@ -279,6 +279,54 @@ end""", time_limit="2s")),
     assert gw.get("/bomb").status_code == 500  # and again: the state was collected, not leaked
     assert gw.get("/fine").text == "fine"
     assert edge_errors(gw, route="bomb", reason="memory") == 2
+
+
+def test_loops_inside_the_api_are_held_to_the_time_limit(gateway, upstream):
+    # The instruction hook does not run inside C: printing or encoding a list that holds one
+    # sublist many times is billions of steps there, and must stop at the limit all the same.
+    up = upstream()
+    say = """
+return function()
+  local t = {}
+  for d = 1, 16 do local n = {} for i = 1, 100 do n[i] = t end t = n end
+  ngx.say(t)
+end"""
+    encode = """
+return function()
+  local l, t = {}, {}
+  for i = 1, 100000 do l[i] = false end
+  for k = 1, 10000 do t["k" .. k] = l end
+  return 200, ngx.encode_args(t)
+end"""
+    exited = "return function() pcall(ngx.exit, 200) while true do end end"
+    gw = gateway({"routes": [
+        route("/say", [(up.port,)], id="say", plugins=pre(say)),
+        route("/encode", [(up.port,)], id="encode", plugins=pre(encode, time_limit="300ms")),
+        route("/exited", [(up.port,)], id="exited", plugins=pre(exited)),
+    ]}, workers=1)
+    for path, rid in (("/say", "say"), ("/encode", "encode"), ("/exited", "exited")):
+        t = time.monotonic()
+        r = gw.get(path)
+        assert r.status_code == 500 and time.monotonic() - t < 3, (path, r.text)
+        assert edge_errors(gw, route=rid, reason="timeout") == 1, path
+
+
+def test_a_function_cannot_ask_for_more_time_than_the_node_allows(tmp_path):
+    code, out = validate(tmp_path, {"routes": [route("/a", [(1,)], id="a", plugins=pre(
+        "return function() end", time_limit="5s"))]})
+    assert code == 1
+    assert ("routes[0].plugins.serverless-pre-function.time_limit: is at most 1s here "
+            "(the node's edge_functions.max_time_limit)") in out, out
+
+
+def test_a_lua_error_is_logged_on_one_line(gateway, upstream):
+    up = upstream()
+    gw = gateway({"routes": [route("/forge", [(up.port,)], id="forge", plugins=pre(
+        'return function() error("boom\\n2026-01-01T00:00:00Z [error] forged line") end'))]})
+    assert gw.get("/forge").status_code == 500
+    line = gw.wait_log_line("edge function failed: route forge", "boom")
+    assert "boom 2026-01-01T00:00:00Z [error] forged line" in line
+    assert not any(l.startswith("2026-01-01T00:00:00Z") for l in gw.error_log().splitlines())
 
 
 def test_runtime_error_is_a_500_with_one_log_line(gateway, upstream):

@@ -227,7 +227,10 @@ Outcome Runtime::run(const FunctionSet& set, Phase phase, Context& ctx, std::str
       lua_getfield(L, functions, "conf");
       lua_rawgeti(L, request, 2);
       CallResult r = sandbox_->call(2, 2);
-      if (call.exited) {  // ngx.exit: whatever the function did after (a pcall caught it)
+      // ngx.exit: whatever the function did after (a pcall caught it) is ignored, but not its
+      // running out of time or memory: that is counted, and a state out of memory replaced.
+      const bool over_limit = r.failure == Failure::Timeout || r.failure == Failure::Memory;
+      if (call.exited && !over_limit) {
         lua_settop(L, request);
         if (call.may_answer() && (call.exit_status >= 200 || !call.output.empty())) break;
         call.exited = false;  // ngx.exit(ngx.OK): this function is over, the next one runs

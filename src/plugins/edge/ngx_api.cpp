@@ -128,24 +128,26 @@ return core
 // flattened into gigabytes first.
 void append_text(lua_State* L, int index, std::string& out, size_t limit, int depth,
                  const char* what) {
+  count_step(L);
+  auto append = [&](std::string_view s) {
+    if (out.size() + s.size() > limit)
+      throw ApiError(std::string(what) + ": too large (the response body is limited to 1 MiB)");
+    out += s;
+  };
   switch (lua_type(L, index)) {
     case LUA_TSTRING:
-    case LUA_TNUMBER: {
-      std::string_view s = to_view(L, index);
-      if (out.size() + s.size() > limit)
-        throw ApiError(std::string(what) + ": too large (the response body is limited to 1 MiB)");
-      out += s;
+    case LUA_TNUMBER:
+      append(to_view(L, index));
       return;
-    }
     case LUA_TNIL:
-      out += "nil";
+      append("nil");
       return;
     case LUA_TBOOLEAN:
-      out += lua_toboolean(L, index) ? "true" : "false";
+      append(lua_toboolean(L, index) ? "true" : "false");
       return;
     case LUA_TLIGHTUSERDATA:
       if (lua_touserdata(L, index) == nullptr) {
-        out += "null";
+        append("null");
         return;
       }
       break;
