@@ -343,8 +343,16 @@ struct EtcdClient::Impl {
   static Write to_write(const json& answer) {
     Write w;
     w.revision = header_revision(answer);
-    if (answer.contains("succeeded")) w.succeeded = answer["succeeded"].get<bool>();
     if (answer.contains("deleted")) w.deleted = to_int(answer["deleted"]);
+    return w;
+  }
+
+  // A transaction's answer says "succeeded": true when its compare held, and nothing at all when
+  // it did not: the JSON gateway leaves out fields at their default (etcd issue #10065).
+  static Write to_txn(const json& answer) {
+    Write w = to_write(answer);
+    auto it = answer.find("succeeded");
+    w.succeeded = it != answer.end() && it->is_boolean() && it->get<bool>();
     return w;
   }
 };
@@ -393,7 +401,7 @@ Task<EtcdClient::Write> EtcdClient::put_if(std::string key, std::string value, i
   json body = json::object();
   body["compare"] = json::array({compare});
   body["success"] = json::array({put_op});
-  co_return Impl::to_write(co_await impl_->call("/v3/kv/txn", body));
+  co_return Impl::to_txn(co_await impl_->call("/v3/kv/txn", body));
 }
 
 Task<EtcdClient::Write> EtcdClient::remove(std::string key) {

@@ -2,8 +2,10 @@
 CRUD for every kind with APISIX-shaped bodies, PUT/POST/PATCH/DELETE semantics, references,
 validation, keys and roles, the allow list, the generated key, yaml mode, routes/match — and that
 what the Admin API writes is what the gateway serves."""
+import json
 import re
 import socket
+import threading
 import time
 
 import pytest
@@ -49,6 +51,28 @@ def test_route_put_serves_traffic_and_delete_makes_it_404(egw, upstream):
     assert r.json() == {"deleted": "1", "key": egw.key("routes", "r1")}
     assert wait_until(lambda: served_by(egw, "/hello") == 404, 2)
     assert egw.get("/hello").json() == {"error_msg": "404 Route Not Found"}
+
+
+def test_concurrent_patches_answered_2xx_are_all_written(egw, etcd, upstream):
+    # Each PATCH starts from this node's view of the route; when another wrote first, etcd's
+    # compare fails and the PATCH must read again, or answer 409: never 200 for a lost write.
+    a = upstream(name="a")
+    r = egw.admin("PUT", "/routes/r1", {"uri": "/p", "upstream": inline_upstream(a.port)})
+    assert r.status_code == 201, r.text
+    answers = {}
+
+    def label(n):
+        answers[n] = egw.admin("PATCH", f"/routes/r1/labels/k{n}", data=json.dumps(f"v{n}"))
+    threads = [threading.Thread(target=label, args=(n,)) for n in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    written = etcd.get_json(egw.key("routes", "r1"))["labels"]
+    ok = [n for n, r in answers.items() if r.status_code == 200]
+    assert ok and all(r.status_code in (200, 409) for r in answers.values()), \
+        {n: (r.status_code, r.text) for n, r in answers.items()}
+    assert {f"k{n}": f"v{n}" for n in ok}.items() <= written.items(), (ok, written)
 
 
 def test_upstream_id_and_service_id_follow_the_referenced_objects(egw, upstream):
