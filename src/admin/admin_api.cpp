@@ -24,7 +24,11 @@ namespace {
 constexpr const char* kApiPrefix = "/apisix/admin/";
 constexpr int kWriteAttempts = 3;  // optimistic concurrency: re-read and retry on a race
 
-HttpResponse reply(int status, const json& body) { return {status, body.dump() + "\n"}; }
+// A value written to etcd by hand may hold bytes that are not UTF-8: shown replaced (U+FFFD)
+// rather than failing the whole answer (a listing would fail for every object of the kind).
+HttpResponse reply(int status, const json& body) {
+  return {status, body.dump(-1, ' ', false, json::error_handler_t::replace) + "\n"};
+}
 HttpResponse error_reply(int status, const std::string& message) {
   return reply(status, {{"error_msg", message}});
 }
@@ -146,6 +150,14 @@ struct AdminApi::Impl {
     std::vector<std::string> parts =
         split_path(std::string_view(req.path).substr(strlen(kApiPrefix)));
     if (parts.empty()) co_return error_reply(404, "not found");
+    // Ids are printable ASCII (APISIX: letters, digits, - _ .): a byte that is not UTF-8 would
+    // make every answer naming it, and every listing of its kind, impossible to write as JSON.
+    for (const std::string& part : parts)
+      for (unsigned char c : part)
+        if (c <= 0x20 || c >= 0x7f)
+          co_return error_reply(400, "the path may hold only printable ASCII characters");
+    if (is_write(req.method) && req.query.count("ttl"))
+      co_return error_reply(400, "ttl: not supported (objects do not expire here)");
     if (parts[0] == "plugins" && req.method == "GET") co_return plugins(parts);
     auto kind = config::parse_kind(parts[0]);
     if (!kind) co_return error_reply(404, "unknown kind \"" + parts[0] + "\"");
@@ -170,6 +182,9 @@ struct AdminApi::Impl {
       co_return error_reply(405, req.method + " is not supported on " + req.path);
     } catch (const config::EtcdError& e) {
       co_return error_reply(503, std::string("config store unavailable: ") + e.what());
+    } catch (const std::exception& e) {  // a bug, or a value in etcd no JSON can hold
+      log::error(std::string("admin api: ") + req.method + " " + req.path + " failed: " + e.what());
+      co_return error_reply(500, "internal error; see the error log");
     }
   }
 

@@ -75,6 +75,18 @@ def test_concurrent_patches_answered_2xx_are_all_written(egw, etcd, upstream):
     assert {f"k{n}": f"v{n}" for n in ok}.items() <= written.items(), (ok, written)
 
 
+def test_odd_paths_and_ttl_get_a_400_and_odd_bytes_in_etcd_do_not_break_listings(egw, etcd):
+    for method in ("PUT", "GET", "DELETE"):
+        r = egw.admin(method, "/routes/%FF", {"uri": "/x"} if method == "PUT" else None)
+        assert r.status_code == 400 and "printable ASCII" in error_msg(r), (method, r.text)
+    r = egw.admin("PUT", "/routes/t1", {"uri": "/t"}, params={"ttl": "60"})
+    assert r.status_code == 400 and error_msg(r).startswith("ttl: not supported"), r.text
+    # An object written to etcd by hand under a key with a byte that is not UTF-8.
+    etcd.put(egw.key("upstreams", "").encode() + b"raw\xff", json.dumps({"nodes": {}}))
+    assert wait_until(lambda: egw.admin("GET", "/upstreams").json().get("total") == 1, 3)
+    assert egw.admin("GET", "/upstreams").status_code == 200
+
+
 def test_upstream_id_and_service_id_follow_the_referenced_objects(egw, upstream):
     a, b = upstream(name="a"), upstream(name="b")
     assert egw.admin("PUT", "/upstreams/u1", inline_upstream(a.port)).status_code == 201
