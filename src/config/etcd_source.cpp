@@ -182,9 +182,16 @@ Task<> EtcdSource::run() {
   handlers.on_events = [this](std::vector<EtcdEvent>& events, int64_t revision) {
     apply(events, revision);
   };
+  // A resync is retried at once when the watch asked for it (compaction, a restored etcd), but
+  // a full read that fails itself (a large prefix past etcd.timeout) backs off like any
+  // failure: retried in a tight loop, it would hammer etcd while the config stays frozen.
+  bool resync_retried = false;
   while (!stopped_ && *alive) {
     try {
-      if (need_full_sync_) co_await full_sync();
+      if (need_full_sync_) {
+        co_await full_sync();
+        resync_retried = false;
+      }
       co_await client_.watch(settings_.prefix + "/", status_.revision + 1, handlers);
     } catch (const EtcdCompacted& c) {
       log::warn("etcd: " + std::string(c.what()) + " while watching from revision " +
@@ -193,10 +200,15 @@ Task<> EtcdSource::run() {
       continue;
     } catch (const EtcdError& e) {
       if (stopped_ || !*alive) break;
-      if (need_full_sync_ && status_.reachable) {
+      if (need_full_sync_ && status_.reachable && !resync_retried) {
         log::warn(std::string("etcd: ") + e.what());
+        resync_retried = true;
         continue;
       }
+      note_failure(e.what());
+    } catch (const std::exception& e) {  // a bug: logged and retried, never a silent stop
+      if (stopped_ || !*alive) break;
+      log::error(std::string("etcd: the watch failed: ") + e.what());
       note_failure(e.what());
     }
     co_await sleep_backoff();
@@ -225,6 +237,9 @@ Task<> EtcdSource::probe_loop() {
       if (!*alive) co_return;
       note_failure(e.what());
       client_.cancel_watch();
+    } catch (const std::exception& e) {  // a bug: logged, and the probes go on
+      if (!*alive) co_return;
+      log::error(std::string("etcd: the probe failed: ") + e.what());
     }
   }
 }

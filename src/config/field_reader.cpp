@@ -191,8 +191,8 @@ std::vector<std::string> ObjectReader::string_list(std::string_view key) {
 std::optional<std::string> ObjectReader::id(std::string_view key) {
   const json* v = raw(key);
   if (!v) return std::nullopt;
-  if (v->is_number_unsigned() || (v->is_number_integer() && v->get<int64_t>() >= 0))
-    return std::to_string(v->get<int64_t>());
+  if (v->is_number_unsigned()) return std::to_string(v->get<uint64_t>());  // (past INT64_MAX too)
+  if (v->is_number_integer() && v->get<int64_t>() >= 0) return std::to_string(v->get<int64_t>());
   if (v->is_string() && !v->get<std::string>().empty()) {
     const auto& s = v->get_ref<const std::string&>();
     if (s.size() > 64) {

@@ -100,8 +100,12 @@ void SnapshotCompiler::run() {
     Result result;
     auto started = std::chrono::steady_clock::now();
     auto cpu_started = thread_cpu_time();
-    result.snapshot = config::build_snapshot(req.set, req.limits, workers_, result.errors,
-                                             &result.problems, &cache_);
+    try {
+      result.snapshot = config::build_snapshot(req.set, req.limits, workers_, result.errors,
+                                               &result.problems, &cache_);
+    } catch (const std::exception& e) {  // a bug: this config is refused, the running one stays
+      result.errors.add("", std::string("the config could not be compiled: ") + e.what());
+    }
     if (!result.errors.empty()) result.snapshot.reset();
     result.took = std::chrono::duration_cast<std::chrono::milliseconds>(
         std::chrono::steady_clock::now() - started);

@@ -155,3 +155,17 @@ extra: 1
         "log.level: must be one of", "extra: unknown field"})
     EXPECT_NE(e.find(want), std::string::npos) << "missing: " << want << "\nin:\n" << e;
 }
+
+TEST(ConfigParser, NumericIdsPastInt64StayTheNumberTheyAre) {
+  // Not "-1": an upstream_id sent (JSON, Admin API) as a number past INT64_MAX must not name
+  // upstream "-1".
+  Errors errors;
+  parse_config_set(nlohmann::json::parse(R"({
+    "upstreams": [{"id": "-1", "nodes": {"127.0.0.1:80": 1}}],
+    "routes": [{"id": 1, "uri": "/a", "upstream_id": 18446744073709551615}]})"),
+                   errors);
+  EXPECT_NE(errors.to_string().find(
+                "routes[0].upstream_id: unknown upstream \"18446744073709551615\""),
+            std::string::npos)
+      << errors.to_string();
+}
