@@ -311,6 +311,21 @@ end"""
         assert edge_errors(gw, route=rid, reason="timeout") == 1, path
 
 
+def test_answers_redirects_and_hosts_past_their_size_are_errors(gateway, upstream):
+    up = upstream()
+    big_body = "return function() return 200, string.rep('x', 2 * 1024 * 1024) end"
+    big_redirect = "return function() ngx.redirect('/' .. string.rep('a', 10000)) end"
+    big_host = "return function() ngx.req.set_header('Host', string.rep('h', 5000)) end"
+    gw = gateway({"routes": [
+        route("/body", [(up.port,)], id="body", plugins=pre(big_body)),
+        route("/redirect", [(up.port,)], id="redirect", plugins=pre(big_redirect)),
+        route("/host", [(up.port,)], id="host", plugins=pre(big_host)),
+    ]})
+    for rid in ("body", "redirect", "host"):
+        assert gw.get("/" + rid, allow_redirects=False).status_code == 500, rid
+        gw.wait_log_line(f"edge function failed: route {rid}", "too large")
+
+
 def test_a_function_cannot_ask_for_more_time_than_the_node_allows(tmp_path):
     code, out = validate(tmp_path, {"routes": [route("/a", [(1,)], id="a", plugins=pre(
         "return function() end", time_limit="5s"))]})

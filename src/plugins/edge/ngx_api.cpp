@@ -197,6 +197,7 @@ int ngx_exit(lua_State* L) {
 int ngx_redirect(lua_State* L) {
   PhaseCall& call = need_request_phase("ngx.redirect");
   std::string_view uri = need_string(L, 1, "ngx.redirect");
+  check_size(uri.size(), 8192, "ngx.redirect");
   lua_Integer status = lua_isnoneornil(L, 2) ? 302 : lua_tointeger(L, 2);
   if (status != 301 && status != 302 && status != 303 && status != 307 && status != 308)
     throw ApiError("ngx.redirect: status must be 301, 302, 303, 307 or 308");
@@ -465,7 +466,9 @@ void set_answer(lua_State* L, PhaseCall& call, int status, int body_index) {
     call.output += to_json(L, body_index, kMaxOutput).dump();
     call.exit_content_type = "application/json";
   } else {
-    call.output += need_string(L, body_index, "response body");
+    std::string_view body = need_string(L, body_index, "response body");
+    check_size(call.output.size() + body.size(), kMaxOutput, "response body");
+    call.output += body;
   }
 }
 

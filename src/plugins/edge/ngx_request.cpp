@@ -169,6 +169,7 @@ int req_set_header(lua_State* L) {
   if (key == "host") {
     if (lua_isnoneornil(L, 2)) throw ApiError("ngx.req.set_header: Host cannot be removed");
     std::string_view host = need_string(L, 2, "ngx.req.set_header");
+    check_size(host.size(), 4096, "ngx.req.set_header: Host");
     if (host.empty() || !valid_header_value(host))
       throw ApiError("ngx.req.set_header: invalid Host");
     ctx.upstream.host = std::string(host);
