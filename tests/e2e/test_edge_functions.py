@@ -326,6 +326,24 @@ def test_answers_redirects_and_hosts_past_their_size_are_errors(gateway, upstrea
         gw.wait_log_line(f"edge function failed: route {rid}", "too large")
 
 
+def test_the_upstream_request_line_takes_only_escaped_text(gateway, upstream):
+    # A tab or a byte >= 0x80 in the request line is read differently by different servers.
+    up = upstream()
+    set_uri = "return function() ngx.var.upstream_uri = ngx.var.arg_to end"
+    set_args = "return function() ngx.req.set_uri_args(ngx.var.arg_q) end"
+    gw = gateway({"routes": [
+        route("/uri", [(up.port,)], id="uri", plugins=pre(set_uri)),
+        route("/args", [(up.port,)], id="args", plugins=pre(set_args)),
+    ]})
+    assert gw.get("/uri", params={"to": "/ok?a=1"}).json()["target"] == "/ok?a=1"
+    assert gw.get("/args", params={"q": "a=1"}).json()["target"] == "/args?a=1"
+    for bad in ("/a\tb", "/caf\u00e9", "/a b"):
+        assert gw.get("/uri", params={"to": bad}).status_code == 500, bad
+        assert gw.get("/args", params={"q": "x=" + bad}).status_code == 500, bad
+    line = gw.wait_log_line("edge function failed: route uri", "must start with / and be escaped")
+    assert "functions[0]" in line
+
+
 def test_a_function_cannot_ask_for_more_time_than_the_node_allows(tmp_path):
     code, out = validate(tmp_path, {"routes": [route("/a", [(1,)], id="a", plugins=pre(
         "return function() end", time_limit="5s"))]})

@@ -191,6 +191,15 @@ int req_get_uri_args(lua_State* L) {
   return 1;
 }
 
+// What may go into the upstream request line as it is: printable ASCII without spaces (a tab or
+// a byte >= 0x80 there is read differently by different servers), at most 8 KiB.
+bool escaped_request_target(std::string_view s) {
+  if (s.size() > 8192) return false;
+  for (unsigned char c : s)
+    if (c <= 0x20 || c >= 0x7f) return false;
+  return true;
+}
+
 int req_set_uri_args(lua_State* L) {
   Context& ctx = need_request_phase("ngx.req.set_uri_args").ctx;
   std::string query;
@@ -198,7 +207,7 @@ int req_set_uri_args(lua_State* L) {
     query = encode_args(L, 1);
   } else {
     query = std::string(need_string(L, 1, "ngx.req.set_uri_args"));
-    if (!valid_header_value(query) || query.find(' ') != std::string::npos)
+    if (!escaped_request_target(query))
       throw ApiError("ngx.req.set_uri_args: arguments must be escaped (ngx.encode_args)");
   }
   std::string target(split_target(current_target(ctx)).first);
@@ -286,8 +295,7 @@ int var_newindex(lua_State* L) {
   if (name != "upstream_uri")
     throw ApiError("ngx.var." + std::string(name) + " cannot be set (only upstream_uri)");
   std::string_view target = need_string(L, 3, "ngx.var.upstream_uri");
-  if (target.empty() || target.front() != '/' || !valid_header_value(target) ||
-      target.find(' ') != std::string_view::npos)
+  if (target.empty() || target.front() != '/' || !escaped_request_target(target))
     throw ApiError("ngx.var.upstream_uri: must start with / and be escaped");
   ctx.upstream.target = std::string(target);
   return 0;
