@@ -36,25 +36,34 @@ def request(path="/echo", extra=""):
     return f"GET {path} HTTP/1.1\r\nHost: pp.test\r\n{extra}\r\n".encode()
 
 
+def read_responses(s, count):
+    """`count` HTTP/1.1 responses with Content-Length bodies, as they come on `s` (pipelined
+    ones may share a packet): [(status, {header: value}, body)]."""
+    buf, out = b"", []
+
+    def more(what):
+        chunk = s.recv(65536)
+        if not chunk:
+            raise EOFError(f"closed {what} after {buf!r}")
+        return chunk
+    while len(out) < count:
+        while b"\r\n\r\n" not in buf:
+            buf += more("before a head")
+        head, buf = buf.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        headers = {k.strip().lower(): v.strip() for k, v in (l.split(":", 1) for l in lines[1:])}
+        length = int(headers.get("content-length", 0))
+        while len(buf) < length:
+            buf += more("mid-body")
+        out.append((int(lines[0].split()[1]), headers, buf[:length]))
+        buf = buf[length:]
+    assert buf == b"", "unexpected bytes after the responses"
+    return out
+
+
 def read_response(s):
     """One HTTP/1.1 response with a Content-Length body: (status, {header: value}, body)."""
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        chunk = s.recv(65536)
-        if not chunk:
-            raise EOFError(f"closed after {buf!r}")
-        buf += chunk
-    head, rest = buf.split(b"\r\n\r\n", 1)
-    lines = head.decode("latin-1").split("\r\n")
-    headers = {k.strip().lower(): v.strip() for k, v in (l.split(":", 1) for l in lines[1:])}
-    length = int(headers.get("content-length", 0))
-    while len(rest) < length:
-        chunk = s.recv(65536)
-        if not chunk:
-            raise EOFError("closed mid-body")
-        rest += chunk
-    assert len(rest) == length, "unexpected bytes after the response"
-    return int(lines[0].split()[1]), headers, rest
+    return read_responses(s, 1)[0]
 
 
 def echoed_headers(body):
@@ -167,7 +176,7 @@ def test_pipelined_requests_in_the_header_packet_are_all_served(pp):
     with connect(pp.pp_port) as s:
         s.sendall(v1("203.0.113.9", "192.0.2.1", 1, 80) + request("/echo?n=1") +
                   request("/echo?n=2"))
-        first, second = read_response(s), read_response(s)
+        first, second = read_responses(s, 2)
     assert [json.loads(r[2])["target"] for r in (first, second)] == ["/echo?n=1", "/echo?n=2"]
     assert all(echoed_headers(r[2])["x-real-ip"] == "203.0.113.9" for r in (first, second))
 
