@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "core/hex.hpp"
 #include "plugins/waf/scanner.hpp"
 
 using namespace portico::plugins::waf;
@@ -45,8 +46,7 @@ std::string verdict(const Policy& policy, const Request& req) {
 }
 
 std::string hex_byte(unsigned char c) {
-  static const char* digits = "0123456789ABCDEF";
-  return {'%', digits[c >> 4], digits[c & 15]};
+  return {'%', portico::hex::kUpperDigits[c >> 4], portico::hex::kUpperDigits[c & 15]};
 }
 
 bool unreserved(unsigned char c) { return std::isalnum(c) || c == '-' || c == '.' || c == '_'; }
