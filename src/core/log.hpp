@@ -23,4 +23,8 @@ inline void error(std::string_view m) { write(Level::Error, m); }
 // "2026-11-27T11:04:47.123Z"
 std::string utc_timestamp();
 
+// `text` (at most `max` bytes of it) as part of one log line: control characters other than tab
+// become spaces, so text from a request or from an edge function cannot start a forged line.
+std::string one_line(std::string_view text, size_t max);
+
 }  // namespace portico::log

@@ -76,9 +76,7 @@ class Serverless final : public Plugin {
     std::string_view route = ctx.route_id ? std::string_view(*ctx.route_id) : "-";
     const char* reason = edge::failure_name(out.failure);
     // The Lua error is the function's text: one line of it, so that it cannot forge others.
-    std::string message = out.message.substr(0, 512);
-    for (char& c : message)
-      if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
+    const std::string message = log::one_line(out.message, 512);
     log::error("edge function failed: route " + std::string(route) + ", " + name_ + " (" +
                edge::phase_name(phase_) + ") functions[" + std::to_string(out.function) +
                "]: " + reason + ": " + message);

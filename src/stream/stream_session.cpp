@@ -798,6 +798,11 @@ class Session : public std::enable_shared_from_this<Session> {
     on_link_read(l, ec, n);
   }
 
+  // A TLV link whose current frame has taken the route's stall_timeout of reading.
+  bool upstream_stalled(const Link& l) const {
+    return l.stalled_ms >= static_cast<int64_t>(route_->tlv->stall_timeout * 1000);
+  }
+
   void on_link_read(Link& l, error_code ec, size_t n) {
     l.reading = false;
     l.read_deadline.disarm();
@@ -807,8 +812,7 @@ class Session : public std::enable_shared_from_this<Session> {
       if (idle_after_client_eof(l)) return close(StreamClose::IdleTimeout);
       if (l.read_deadline.fired() && tlv() && !l.in.empty()) {
         l.stalled_ms += steady_now_ms() - l.read_started_ms;
-        if (l.stalled_ms >= static_cast<int64_t>(route_->tlv->stall_timeout * 1000))
-          return finish(StreamClose::UpstreamStalled);
+        if (upstream_stalled(l)) return finish(StreamClose::UpstreamStalled);
       }
       if (l.read_deadline.fired() && l.in.empty()) w_.buffers().release(l.in);  // park
       return read_link(l);
@@ -850,7 +854,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (bad) return finish(StreamClose::BadUpstreamFrame);
     if (whole > 0 || l.in.empty()) {
       l.stalled_ms = 0;  // a frame completed: the next one has the whole stall_timeout
-    } else if (tlv() && l.stalled_ms >= static_cast<int64_t>(route_->tlv->stall_timeout * 1000)) {
+    } else if (tlv() && upstream_stalled(l)) {
       return finish(StreamClose::UpstreamStalled);
     }
     if (!l.in.empty()) reserve(l.in, need);

@@ -197,7 +197,7 @@ int ngx_exit(lua_State* L) {
 int ngx_redirect(lua_State* L) {
   PhaseCall& call = need_request_phase("ngx.redirect");
   std::string_view uri = need_string(L, 1, "ngx.redirect");
-  check_size(uri.size(), 8192, "ngx.redirect");
+  check_size(uri.size(), kMaxUri, "ngx.redirect");
   lua_Integer status = lua_isnoneornil(L, 2) ? 302 : lua_tointeger(L, 2);
   if (status != 301 && status != 302 && status != 303 && status != 307 && status != 308)
     throw ApiError("ngx.redirect: status must be 301, 302, 303, 307 or 308");
@@ -240,10 +240,7 @@ void write_log(lua_State* L, log::Level level, int first) {
     else
       line += lua_typename(L, t);
   }
-  if (line.size() > kMaxLogLine) line.resize(kMaxLogLine);
-  for (char& c : line)
-    if (c == '\n' || c == '\r') c = ' ';  // one line per call, whatever the function wrote
-  log::write(level, line);
+  log::write(level, log::one_line(line, kMaxLogLine));  // one line per call, whatever it wrote
 }
 
 int ngx_log(lua_State* L) {

@@ -43,6 +43,9 @@ PhaseCall& need_request_phase(const char* what, bool also_header_filter = false)
 // far more than it holds itself; the input of its costly C functions (digests, base64, JSON
 // decoding) decides how long they run, where the time limit cannot stop them. Both stop here.
 inline constexpr size_t kMaxCopy = size_t{2} << 20;
+// A URI a function sends on (upstream_uri, set_uri_args, ngx.redirect), and a Host it sets.
+inline constexpr size_t kMaxUri = size_t{8} << 10;
+inline constexpr size_t kMaxHost = size_t{4} << 10;
 // ApiError "<what>: too large (more than N bytes)" when `size` is over `limit`.
 void check_size(size_t size, size_t limit, const char* what);
 

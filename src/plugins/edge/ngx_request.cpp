@@ -169,7 +169,7 @@ int req_set_header(lua_State* L) {
   if (key == "host") {
     if (lua_isnoneornil(L, 2)) throw ApiError("ngx.req.set_header: Host cannot be removed");
     std::string_view host = need_string(L, 2, "ngx.req.set_header");
-    check_size(host.size(), 4096, "ngx.req.set_header: Host");
+    check_size(host.size(), kMaxHost, "ngx.req.set_header: Host");
     if (host.empty() || !valid_header_value(host))
       throw ApiError("ngx.req.set_header: invalid Host");
     ctx.upstream.host = std::string(host);
@@ -192,9 +192,9 @@ int req_get_uri_args(lua_State* L) {
 }
 
 // What may go into the upstream request line as it is: printable ASCII without spaces (a tab or
-// a byte >= 0x80 there is read differently by different servers), at most 8 KiB.
+// a byte >= 0x80 there is read differently by different servers), at most kMaxUri.
 bool escaped_request_target(std::string_view s) {
-  if (s.size() > 8192) return false;
+  if (s.size() > kMaxUri) return false;
   for (unsigned char c : s)
     if (c <= 0x20 || c >= 0x7f) return false;
   return true;

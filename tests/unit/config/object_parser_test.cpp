@@ -164,8 +164,8 @@ TEST(ConfigParser, NumericIdsPastInt64StayTheNumberTheyAre) {
     "upstreams": [{"id": "-1", "nodes": {"127.0.0.1:80": 1}}],
     "routes": [{"id": 1, "uri": "/a", "upstream_id": 18446744073709551615}]})"),
                    errors);
-  EXPECT_NE(errors.to_string().find(
-                "routes[0].upstream_id: unknown upstream \"18446744073709551615\""),
-            std::string::npos)
+  EXPECT_NE(
+      errors.to_string().find("routes[0].upstream_id: unknown upstream \"18446744073709551615\""),
+      std::string::npos)
       << errors.to_string();
 }
