@@ -7,8 +7,11 @@
 
 #include <atomic>
 #include <chrono>
+#include <limits>
+#include <set>
 
 #include "admin/redaction.hpp"
+#include "config/change_check.hpp"
 #include "core/json_depth.hpp"
 #include "core/log.hpp"
 #include "router/route_explain.hpp"
@@ -80,6 +83,7 @@ bool is_write(const std::string& method) {
 
 struct AdminApi::Impl {
   AdminContext ctx;
+  int64_t last_write = 0;  // etcd revision of this node's latest write through the Admin API
 
   // One object as the Admin API shows it.
   struct Item {
@@ -174,6 +178,7 @@ struct AdminApi::Impl {
         co_return error_reply(400, "config.provider is yaml: " + ctx.node->routes_file +
                                        " is the source of truth; edit that file (it is reloaded "
                                        "on change) or switch config.provider to etcd");
+      co_await catch_up(last_write);
       if (req.method == "PUT" && sub.empty()) co_return co_await put(*kind, id, req.body);
       if (req.method == "POST" && id.empty()) co_return co_await create(*kind, req.body);
       if (req.method == "PATCH" && !id.empty()) co_return co_await patch(*kind, id, sub, req.body);
@@ -275,37 +280,79 @@ struct AdminApi::Impl {
 
   // ---- writes (etcd mode) -----------------------------------------------------------------
 
-  // Checks `value` as an object of `kind` and that what it refers to exists in etcd (not just
-  // in this node's view, which may lag a write made a millisecond ago).
-  Task<std::optional<HttpResponse>> validate(Kind kind, const json& value) {
+  // What a write's transaction must still find as its validation saw it.
+  using Compares = std::vector<config::EtcdCompare>;
+
+  // Checks `value` as the new version of (kind, id): on its own; that what it refers to exists
+  // in etcd, read now (this node's view may lag a write made a moment ago, through this node or
+  // another); and that it leaves nothing out of the served config (config::check_change). The
+  // revisions of the objects it refers to go to `compares`: a concurrent delete or change of
+  // one fails the write, which is then checked again.
+  Task<std::optional<HttpResponse>> validate(Kind kind, const std::string& id, const json& value,
+                                             const std::optional<Item>& old, Compares& compares) {
     Errors errors;
     config::StoredObject obj;
-    config::validate_object(kind, value, "", errors, obj);
+    config::validate_object(kind, value, "", errors, obj,
+                            old ? old->created : std::numeric_limits<int64_t>::max());
+    config::FreshObjects fresh;
+    config::UnseenRefs unseen;
+    std::set<std::pair<Kind, std::string>> missing;
     if (errors.empty()) {
       for (const auto& [field, ref] : obj.refs) {
-        // Known here means it exists in etcd; else it may be newer than this node's watch.
-        bool client_certificate = false;
-        if (const config::StoredObject* known = ctx.store->find(ref.kind, ref.id)) {
-          client_certificate = known->client_identity != nullptr;
-        } else {
+        std::pair<Kind, std::string> k{ref.kind, ref.id};
+        if (!missing.count(k) && !fresh.count(k) && !unseen.count(k)) {
           auto range = co_await ctx.etcd->client().get(key(ref.kind, ref.id));
           if (range.kvs.empty()) {
-            errors.add(field, "unknown " + std::string(config::kind_singular(ref.kind)) + " \"" +
-                                  ref.id + "\"");
-            continue;
+            missing.insert(k);
+          } else {
+            compares.push_back({key(ref.kind, ref.id), "", config::EtcdCompare::Result::Equal,
+                                range.kvs.front().mod_revision});
+            if (auto now = stored_object(ref.kind, ref.id, range.kvs.front().value))
+              fresh.emplace(k, std::move(*now));
+            else
+              unseen.insert(k);  // not valid to this node: nodes keep serving what they had
           }
-          json stored = json::parse(range.kvs.front().value, nullptr, false);
-          client_certificate =
-              stored.is_object() && stored.contains("type") && stored["type"] == "client";
+        }
+        if (missing.count(k)) {
+          errors.add(field, "unknown " + std::string(config::kind_singular(ref.kind)) + " \"" +
+                                ref.id + "\"");
+          continue;
         }
         // tls.client_cert_id must name a client certificate, not one that serves handshakes.
-        if (ref.kind == Kind::Ssls && !client_certificate)
+        const config::StoredObject* target =
+            fresh.count(k) ? &fresh.at(k) : ctx.store->find(ref.kind, ref.id);
+        if (ref.kind == Kind::Ssls && target && !target->client_identity)
           errors.add(field, config::not_a_client_certificate(ref.id));
       }
     }
     if (errors.empty() && kind == Kind::Consumers) check_credentials_unique(obj, errors);
+    if (errors.empty()) config::check_change(*ctx.store, kind, id, obj, fresh, unseen, errors);
     if (errors.empty()) co_return std::nullopt;
     co_return error_reply(400, "invalid configuration: " + errors_text(errors));
+  }
+
+  // A value read from etcd as this node would hold it; nullopt when it does not validate.
+  static std::optional<config::StoredObject> stored_object(Kind kind, const std::string& id,
+                                                           const std::string& text) {
+    if (json_too_deep(text, kMaxConfigJsonDepth)) return std::nullopt;
+    json value = json::parse(text, nullptr, false);
+    if (!value.is_object()) return std::nullopt;
+    if (!value.contains(id_field(kind))) value[id_field(kind)] = id;
+    Errors errors;
+    config::StoredObject obj;
+    if (!config::validate_object(kind, value, "", errors, obj)) return std::nullopt;
+    return obj;
+  }
+
+  // Waits (up to 2 s) until this node's view has etcd's `revision`: after a transaction lost a
+  // race with a change this node had not seen, and before each write, for this node's own
+  // previous write (a script's next request may rely on it).
+  Task<> catch_up(int64_t revision) {
+    Timer timer(co_await asio::this_coro::executor);
+    for (int i = 0; i < 200 && ctx.etcd->status().revision < revision; ++i) {
+      timer.expires_after(std::chrono::milliseconds(10));
+      co_await timer.async_wait(await_ec);
+    }
   }
 
   // A key (key-auth) or jwt key another consumer has would be ignored on every node (the
@@ -380,10 +427,16 @@ struct AdminApi::Impl {
     return id;
   }
 
-  // Validates and writes `value` if the key is still at `expected` (0: absent). Returns the
-  // response, or nullopt when another writer got there first.
-  Task<std::optional<HttpResponse>> store(Kind kind, const std::string& id, json value,
-                                          const std::optional<Item>& old, int created_status) {
+  // A write's answer, or (no response) the revision at which another writer got there first.
+  struct Outcome {
+    std::optional<HttpResponse> response;
+    int64_t raced_at = 0;
+  };
+
+  // Validates and writes `value` if the key is still at `old`'s revision (absent: must not
+  // exist) and what it refers to is unchanged.
+  Task<Outcome> store(Kind kind, const std::string& id, json value, const std::optional<Item>& old,
+                      int created_status) {
     int64_t now = now_seconds();
     value["create_time"] = old && old->value.is_object() && old->value.contains("create_time")
                                ? old->value["create_time"]
@@ -393,15 +446,17 @@ struct AdminApi::Impl {
     // A PATCH sub-path nests what it writes deeper than the body says: every node would skip a
     // value deeper than it reads (and keep serving the old one until restarted).
     if (json_too_deep(text, kMaxConfigJsonDepth))
-      co_return error_reply(400, "invalid configuration: nested deeper than " +
-                                     std::to_string(kMaxConfigJsonDepth) + " levels");
-    if (auto bad = co_await validate(kind, value)) co_return bad;
+      co_return Outcome{error_reply(400, "invalid configuration: nested deeper than " +
+                                             std::to_string(kMaxConfigJsonDepth) + " levels")};
     std::string k = key(kind, id);
-    auto w = co_await ctx.etcd->client().put_if(k, std::move(text), old ? old->modified : 0);
-    if (!w.succeeded) co_return std::nullopt;
+    Compares compares{{k, "", config::EtcdCompare::Result::Equal, old ? old->modified : 0}};
+    if (auto bad = co_await validate(kind, id, value, old, compares)) co_return Outcome{bad};
+    auto w = co_await ctx.etcd->client().put_when(k, std::move(text), std::move(compares));
+    if (!w.succeeded) co_return Outcome{std::nullopt, w.conflict_revision};
+    last_write = std::max(last_write, w.revision);
     log::info("admin: " + std::string(old ? "updated " : "created ") + k + " at revision " +
               std::to_string(w.revision));
-    co_return reply(old ? 200 : created_status, {{"key", k}, {"value", value}});
+    co_return Outcome{reply(old ? 200 : created_status, {{"key", k}, {"value", value}})};
   }
 
   Task<HttpResponse> put(Kind kind, const std::string& path_id, const std::string& body) {
@@ -412,7 +467,9 @@ struct AdminApi::Impl {
     if (!id) co_return error_reply(400, error);
     for (int attempt = 0; attempt < kWriteAttempts; ++attempt) {
       auto old = co_await read(kind, *id, attempt > 0);
-      if (auto res = co_await store(kind, *id, *value, old, 201)) co_return *res;
+      auto out = co_await store(kind, *id, *value, old, 201);
+      if (out.response) co_return *out.response;
+      co_await catch_up(out.raced_at);
     }
     co_return error_reply(409, "the object kept changing while being written; retry");
   }
@@ -428,7 +485,9 @@ struct AdminApi::Impl {
     for (int attempt = 0; attempt < kWriteAttempts; ++attempt) {
       std::string id = generate_id();
       (*value)["id"] = id;
-      if (auto res = co_await store(kind, id, *value, std::nullopt, 201)) co_return *res;
+      auto out = co_await store(kind, id, *value, std::nullopt, 201);
+      if (out.response) co_return *out.response;
+      co_await catch_up(out.raced_at);
     }
     co_return error_reply(409, "could not allocate an id; retry");
   }
@@ -469,33 +528,71 @@ struct AdminApi::Impl {
           (*at)[sub.back()] = patch;
       }
       value[id_field(kind)] = id;
-      if (auto res = co_await store(kind, id, value, old, 200)) co_return *res;
+      auto out = co_await store(kind, id, value, old, 200);
+      if (out.response) co_return *out.response;
+      co_await catch_up(out.raced_at);
     }
     co_return error_reply(409, "the object kept changing while being patched; retry");
   }
 
-  Task<HttpResponse> remove(Kind kind, const std::string& id, bool force) {
-    auto old = co_await read(kind, id);
-    if (!old)
-      co_return error_reply(404,
-                            std::string(config::kind_singular(kind)) + " \"" + id + "\" not found");
-    if (!force) {
-      auto users = ctx.store->referrers(kind, id);
-      if (!users.empty()) {
-        std::string list;
-        for (const auto& u : users) list += (list.empty() ? "" : ", ") + u;
-        co_return error_reply(400, "can not delete this " +
-                                       std::string(config::kind_singular(kind)) + ", " + list +
-                                       " is still using it now");
-      }
+  // The kinds whose objects may name one of `kind` (see config::validate_object's refs).
+  static std::vector<Kind> referring_kinds(Kind kind) {
+    switch (kind) {
+      case Kind::Upstreams:
+        return {Kind::Routes, Kind::Services, Kind::StreamRoutes};
+      case Kind::Services:
+        return {Kind::Routes, Kind::StreamRoutes};
+      case Kind::PluginConfigs:
+        return {Kind::Routes};
+      case Kind::Ssls:
+        return {Kind::Routes, Kind::Services, Kind::Upstreams, Kind::StreamRoutes};
+      case Kind::Protos:
+        return {Kind::Routes, Kind::Services, Kind::PluginConfigs, Kind::GlobalRules};
+      default:
+        return {};
     }
+  }
+
+  // Refused while this node sees a user of the object (unless forced). The delete's transaction
+  // also requires that no object of a kind that could use it changed after this node's view:
+  // else a route naming it, written a moment ago through another node, would be left dangling.
+  Task<HttpResponse> remove(Kind kind, const std::string& id, bool force) {
     std::string k = key(kind, id);
-    auto w = co_await ctx.etcd->client().remove(k);
-    if (w.deleted == 0)
-      co_return error_reply(404,
-                            std::string(config::kind_singular(kind)) + " \"" + id + "\" not found");
-    log::info("admin: deleted " + k + " at revision " + std::to_string(w.revision));
-    co_return reply(200, {{"deleted", "1"}, {"key", k}});
+    for (int attempt = 0; attempt < kWriteAttempts; ++attempt) {
+      auto old = co_await read(kind, id);
+      if (!old)
+        co_return error_reply(
+            404, std::string(config::kind_singular(kind)) + " \"" + id + "\" not found");
+      Compares compares;
+      if (!force) {
+        auto users = ctx.store->referrers(kind, id);
+        if (!users.empty()) {
+          std::string list;
+          for (const auto& u : users) list += (list.empty() ? "" : ", ") + u;
+          co_return error_reply(400, "can not delete this " +
+                                         std::string(config::kind_singular(kind)) + ", " + list +
+                                         " is still using it now");
+        }
+        int64_t seen = ctx.etcd->status().revision;
+        for (Kind user : referring_kinds(kind)) {
+          std::string range = key(user, "");
+          compares.push_back({range, config::prefix_range_end(range),
+                              config::EtcdCompare::Result::Less, seen + 1});
+        }
+      }
+      auto w = co_await ctx.etcd->client().remove_when(k, std::move(compares));
+      if (!w.succeeded) {
+        co_await catch_up(w.conflict_revision);
+        continue;
+      }
+      last_write = std::max(last_write, w.revision);
+      if (w.deleted == 0)
+        co_return error_reply(
+            404, std::string(config::kind_singular(kind)) + " \"" + id + "\" not found");
+      log::info("admin: deleted " + k + " at revision " + std::to_string(w.revision));
+      co_return reply(200, {{"deleted", "1"}, {"key", k}});
+    }
+    co_return error_reply(409, "objects that could use this one kept changing; retry");
   }
 };
 

@@ -298,6 +298,9 @@ struct EtcdClient::Impl {
           last_error = url.text + ": " + describe(e);
           if (conn) conn->close();
           if (!reused) break;  // a fresh connection failed: next endpoint
+          // The other idle ones most likely died with it (a network blip, a NAT that forgot
+          // them): each would cost a full timeout. The retry opens a fresh connection.
+          idle.clear();
         }
       }
       current = (current + 1) % urls.size();
@@ -385,28 +388,81 @@ Task<EtcdClient::Range> EtcdClient::first_key(std::string prefix) {
   co_return Impl::to_range(answer);
 }
 
+Task<EtcdClient::Range> EtcdClient::newest_key(std::string prefix) {
+  json body = {{"key", base64_encode(prefix)},
+               {"range_end", base64_encode(prefix_range_end(prefix))},
+               {"limit", 1},
+               {"keys_only", true},
+               {"sort_order", "DESCEND"},
+               {"sort_target", "MOD"}};
+  json answer = co_await impl_->call("/v3/kv/range", body);
+  co_return Impl::to_range(answer);
+}
+
 Task<EtcdClient::Write> EtcdClient::put(std::string key, std::string value) {
   json body = {{"key", base64_encode(key)}, {"value", base64_encode(value)}};
   co_return Impl::to_write(co_await impl_->call("/v3/kv/put", body));
 }
 
-Task<EtcdClient::Write> EtcdClient::put_if(std::string key, std::string value, int64_t expected) {
-  std::string k = base64_encode(key);
-  json compare = {{"key", k},
-                  {"result", "EQUAL"},
-                  {"target", "MOD"},
-                  {"mod_revision", std::to_string(expected)}};
-  json put_op = json::object();
-  put_op["request_put"] = {{"key", k}, {"value", base64_encode(value)}};
+namespace {
+
+// A transaction doing `op` if every compare holds; if one does not, it reads the newest key of
+// each compared key or range instead (see Write::conflict_revision).
+json txn_body(const std::vector<EtcdCompare>& compares, json op) {
   json body = json::object();
-  body["compare"] = json::array({compare});
-  body["success"] = json::array({put_op});
-  co_return Impl::to_txn(co_await impl_->call("/v3/kv/txn", body));
+  body["compare"] = json::array();
+  body["failure"] = json::array();
+  for (const EtcdCompare& c : compares) {
+    json compare = {{"key", base64_encode(c.key)},
+                    {"result", c.result == EtcdCompare::Result::Equal ? "EQUAL" : "LESS"},
+                    {"target", "MOD"},
+                    {"mod_revision", std::to_string(c.mod_revision)}};
+    json read = {{"key", base64_encode(c.key)}, {"limit", 1}, {"keys_only", true}};
+    if (!c.range_end.empty()) {
+      compare["range_end"] = read["range_end"] = base64_encode(c.range_end);
+      read["sort_order"] = "DESCEND";
+      read["sort_target"] = "MOD";
+    }
+    body["compare"].push_back(std::move(compare));
+    json failure_op = json::object();
+    failure_op["request_range"] = std::move(read);
+    body["failure"].push_back(std::move(failure_op));
+  }
+  body["success"] = json::array({std::move(op)});
+  return body;
 }
 
-Task<EtcdClient::Write> EtcdClient::remove(std::string key) {
-  json body = {{"key", base64_encode(key)}};
-  co_return Impl::to_write(co_await impl_->call("/v3/kv/deleterange", body));
+// A transaction's answer: its success branch's delete count, or its failure branch's newest
+// mod_revision.
+EtcdClient::Write txn_result(const json& answer, EtcdClient::Write w) {
+  auto responses = answer.find("responses");
+  if (responses == answer.end() || !responses->is_array()) return w;
+  for (const json& r : *responses) {
+    if (auto d = r.find("response_delete_range"); d != r.end() && d->contains("deleted"))
+      w.deleted = to_int((*d)["deleted"]);
+    if (auto range = r.find("response_range"); range != r.end() && range->contains("kvs"))
+      for (const json& kv : (*range)["kvs"])
+        w.conflict_revision = std::max(w.conflict_revision, decode_kv(kv).mod_revision);
+  }
+  return w;
+}
+
+}  // namespace
+
+Task<EtcdClient::Write> EtcdClient::put_when(std::string key, std::string value,
+                                             std::vector<EtcdCompare> compares) {
+  json op = json::object();
+  op["request_put"] = {{"key", base64_encode(key)}, {"value", base64_encode(value)}};
+  json answer = co_await impl_->call("/v3/kv/txn", txn_body(compares, std::move(op)));
+  co_return txn_result(answer, Impl::to_txn(answer));
+}
+
+Task<EtcdClient::Write> EtcdClient::remove_when(std::string key,
+                                                std::vector<EtcdCompare> compares) {
+  json op = json::object();
+  op["request_delete_range"] = {{"key", base64_encode(key)}};
+  json answer = co_await impl_->call("/v3/kv/txn", txn_body(compares, std::move(op)));
+  co_return txn_result(answer, Impl::to_txn(answer));
 }
 
 void EtcdClient::cancel_watch() {

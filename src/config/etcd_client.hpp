@@ -22,6 +22,15 @@ struct EtcdKv {
   int64_t mod_revision = 0;
 };
 
+// A transaction's condition on a key's (or a key range's) mod_revision.
+struct EtcdCompare {
+  enum class Result { Equal, Less };
+  std::string key;
+  std::string range_end;  // non-empty: every key in [key, range_end) must satisfy it
+  Result result = Result::Equal;
+  int64_t mod_revision = 0;  // Equal 0: the key must not exist
+};
+
 struct EtcdEvent {
   bool deleted = false;
   EtcdKv kv;  // for a delete: key and mod_revision (the delete's revision)
@@ -50,9 +59,12 @@ class EtcdClient {
     std::vector<EtcdKv> kvs;
   };
   struct Write {
-    bool succeeded = true;  // false: a put_if/remove_if compare failed
+    bool succeeded = true;  // false: a put_when/remove_when compare failed
     int64_t revision = 0;   // the store's revision after the write
     int64_t deleted = 0;
+    // A failed put_when/remove_when: the newest mod_revision among the keys it compared, so
+    // the caller can wait until its view has that change before trying again.
+    int64_t conflict_revision = 0;
   };
   // Watch callbacks: `on_created` gets the store revision when the watch starts (to notice a
   // revision going backwards), `on_events` each batch with the batch's header revision.
@@ -69,10 +81,13 @@ class EtcdClient {
   Task<Range> get_prefix(std::string prefix);
   // At most one key (no value) under `prefix`: a cheap liveness probe that returns the revision.
   Task<Range> first_key(std::string prefix);
+  // The key under `prefix` that changed last (no value): its mod_revision is the newest change
+  // there. etcd walks the whole prefix to sort it: not for every probe.
+  Task<Range> newest_key(std::string prefix);
   Task<Write> put(std::string key, std::string value);
-  // Puts only if the key's mod_revision is `expected` (0: the key must not exist).
-  Task<Write> put_if(std::string key, std::string value, int64_t expected);
-  Task<Write> remove(std::string key);
+  // Puts, or deletes, only if every compare holds.
+  Task<Write> put_when(std::string key, std::string value, std::vector<EtcdCompare> compares);
+  Task<Write> remove_when(std::string key, std::vector<EtcdCompare> compares);
   // Streams changes under `prefix` from `start_revision` until the connection breaks (throws
   // EtcdError), the revision is compacted (EtcdCompacted) or cancel_watch() is called (returns).
   Task<> watch(std::string prefix, int64_t start_revision, WatchHandlers handlers);

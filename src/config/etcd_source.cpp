@@ -14,6 +14,9 @@ constexpr auto kBackoffMax = std::chrono::milliseconds(5000);
 // A watch on a silent network path can look alive for a long time: a cheap read this often
 // notices, and also notices a revision going backwards while no change is flowing.
 constexpr auto kProbeInterval = std::chrono::seconds(2);
+// How often a probe may ask etcd for the newest change under the prefix (a sorted read: etcd
+// walks the whole prefix for it).
+constexpr auto kWatchCheckInterval = std::chrono::seconds(10);
 }  // namespace
 
 EtcdSource::EtcdSource(Executor ex, EtcdSettings settings, ObjectStore& store,
@@ -131,6 +134,7 @@ Task<> EtcdSource::full_sync() {
   status_.synced = true;
   status_.revision = range.revision;
   need_full_sync_ = false;
+  undelivered_ = 0;
   log::info("etcd: read " + std::to_string(range.kvs.size()) + " keys under " + settings_.prefix +
             "/ at revision " + std::to_string(range.revision) + " from " + client_.endpoint());
   changed_();
@@ -138,12 +142,20 @@ Task<> EtcdSource::full_sync() {
 
 void EtcdSource::apply(std::vector<EtcdEvent>& events, int64_t revision) {
   for (const auto& ev : events) {
-    if (ev.deleted) {
-      Kind kind;
-      std::string id;
-      if (split_key(ev.kv.key, settings_.prefix, kind, id)) store_.erase(kind, id);
-    } else {
-      apply_put(store_, ev.kv, nullptr);
+    try {
+      if (ev.deleted) {
+        Kind kind;
+        std::string id;
+        if (split_key(ev.kv.key, settings_.prefix, kind, id)) store_.erase(kind, id);
+      } else {
+        apply_put(store_, ev.kv, nullptr);
+      }
+    } catch (const std::exception& e) {
+      // A bug in validating one value: skipped like an invalid one. Thrown out of here it
+      // would end the watch, and the same event would come back with every restart, forever.
+      ++status_.skipped;
+      log::error("etcd value skipped (revision " + std::to_string(ev.kv.mod_revision) +
+                 "): " + log::one_line(ev.kv.key, 512) + ": " + e.what());
     }
     status_.revision = std::max(status_.revision, ev.kv.mod_revision);
   }
@@ -172,6 +184,7 @@ Task<> EtcdSource::run() {
   asio::co_spawn(ex_, probe_loop(), asio::detached);
   EtcdClient::WatchHandlers handlers;
   handlers.on_created = [this](int64_t revision) {
+    restarting_watch_ = false;  // set while no watch ran (during a resync): nothing to swallow
     if (revision < status_.revision) {
       need_full_sync_ = true;
       throw EtcdError("etcd revision went backwards (" + std::to_string(status_.revision) + " -> " +
@@ -200,6 +213,10 @@ Task<> EtcdSource::run() {
       continue;
     } catch (const EtcdError& e) {
       if (stopped_ || !*alive) break;
+      if (restarting_watch_) {
+        restarting_watch_ = false;
+        continue;
+      }
       if (need_full_sync_ && status_.reachable && !resync_retried) {
         log::warn(std::string("etcd: ") + e.what());
         resync_retried = true;
@@ -232,6 +249,8 @@ Task<> EtcdSource::probe_loop() {
       if (*alive && range.revision < known) {
         need_full_sync_ = true;
         client_.cancel_watch();
+      } else if (*alive && (range.revision > known || undelivered_ > 0)) {
+        co_await check_watch_delivers(known);
       }
     } catch (const EtcdError& e) {
       if (!*alive) co_return;
@@ -242,6 +261,31 @@ Task<> EtcdSource::probe_loop() {
       log::error(std::string("etcd: the probe failed: ") + e.what());
     }
   }
+}
+
+// etcd is past the last revision the watch delivered. Usually that is keys outside the prefix,
+// or an event on its way. But a watch connection that died without a word (a NAT or middlebox
+// that forgot it: half-open) delivers nothing ever again, and reads on other connections work.
+// The newest change under the prefix tells them apart: if it is still undelivered at the next
+// probe, the watch is restarted from the last revision it delivered.
+Task<> EtcdSource::check_watch_delivers(int64_t known) {
+  if (undelivered_ > 0) {
+    if (status_.revision < undelivered_) {
+      log::warn("etcd: the watch has not delivered revision " + std::to_string(undelivered_) +
+                " (it is at " + std::to_string(status_.revision) +
+                "): its connection looks dead; watching again");
+      restarting_watch_ = true;
+      client_.cancel_watch();
+    }
+    undelivered_ = 0;
+    co_return;
+  }
+  auto now = std::chrono::steady_clock::now();
+  if (now - last_watch_check_ < kWatchCheckInterval) co_return;
+  last_watch_check_ = now;
+  auto newest = co_await client_.newest_key(settings_.prefix + "/");
+  if (!newest.kvs.empty() && newest.kvs.front().mod_revision > known)
+    undelivered_ = newest.kvs.front().mod_revision;
 }
 
 }  // namespace portico::config

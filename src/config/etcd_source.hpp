@@ -47,6 +47,7 @@ class EtcdSource {
   void apply(std::vector<EtcdEvent>& events, int64_t revision);
   bool apply_put(ObjectStore& store, const EtcdKv& kv, const ObjectStore* previous);
   Task<> probe_loop();
+  Task<> check_watch_delivers(int64_t known);
   Task<> sleep_backoff(std::chrono::steady_clock::time_point not_after =
                            std::chrono::steady_clock::time_point::max());
   void note_failure(const std::string& error);
@@ -60,6 +61,9 @@ class EtcdSource {
   ConfigSourceStatus status_;
   std::chrono::milliseconds backoff_;
   bool need_full_sync_ = true;
+  bool restarting_watch_ = false;  // the probe closed a dead watch: not an outage
+  int64_t undelivered_ = 0;  // a change under the prefix the watch had not delivered at a probe
+  std::chrono::steady_clock::time_point last_watch_check_{};
   bool stopped_ = false;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

@@ -175,13 +175,22 @@ size_t ObjectStore::size() const {
   return n;
 }
 
-std::vector<std::string> ObjectStore::referrers(Kind kind, const std::string& id) const {
-  std::vector<std::string> out;
+std::vector<ObjectRef> ObjectStore::referrer_keys(Kind kind, const std::string& id) const {
+  std::vector<ObjectRef> out;
   for (Kind k : all_kinds())
     for (const auto& [oid, obj] : all(k))
       for (const auto& [field, ref] : obj.refs)
-        if (ref.kind == kind && ref.id == id)
-          out.push_back(std::string(kind_singular(k)) + " [" + oid + "]");
+        if (ref.kind == kind && ref.id == id) {
+          out.push_back(ObjectRef{k, oid});
+          break;  // once per object, however many of its fields name (kind, id)
+        }
+  return out;
+}
+
+std::vector<std::string> ObjectStore::referrers(Kind kind, const std::string& id) const {
+  std::vector<std::string> out;
+  for (const ObjectRef& r : referrer_keys(kind, id))
+    out.push_back(std::string(kind_singular(r.kind)) + " [" + r.id + "]");
   return out;
 }
 

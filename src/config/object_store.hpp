@@ -89,6 +89,8 @@ class ObjectStore {
   size_t size() const;
   // Objects that refer to (kind, id), as "route [1]" phrases, for refusing a delete.
   std::vector<std::string> referrers(Kind kind, const std::string& id) const;
+  // The same objects as (kind, id) pairs.
+  std::vector<ObjectRef> referrer_keys(Kind kind, const std::string& id) const;
   // The missing objects `obj` refers to, as "upstream_id: unknown upstream \"u1\"" errors.
   void check_references(const StoredObject& obj, const std::string& path, Errors& errors) const;
 

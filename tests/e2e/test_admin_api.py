@@ -13,6 +13,7 @@ import requests
 
 from conftest import (ADMIN_KEY, DEFAULT_ADMIN_KEYS, KINDS, VIEWER_KEY, inline_upstream, route,
                       self_signed_cert, served_by, wait_until)
+from tcp_relay import TcpRelay
 
 PROTO_1 = ('syntax = "proto3"; package hello; service Greeter { rpc SayHi (HelloRequest) '
            'returns (HelloReply); } message HelloRequest { string name = 1; } '
@@ -418,6 +419,89 @@ def test_unknown_references_on_write_are_400(egw):
     assert "upstream_id" in error_msg(r)
     for path in ("/routes/rx", "/routes/ry", "/services/sx"):
         assert egw.admin("GET", path).status_code == 404
+
+
+def test_a_write_that_would_leave_a_route_unserved_is_refused(egw, upstream):
+    # Each object is valid alone; what it would do to the served config decides. Answering 200
+    # and then skipping the route at compile time is the trap this closes.
+    a = upstream(name="a")
+    assert egw.admin("PUT", "/upstreams/u1", inline_upstream(a.port)).status_code == 201
+    assert egw.admin("PUT", "/services/s1", {"upstream_id": "u1"}).status_code == 201
+    assert egw.admin("PUT", "/routes/r1", {"uri": "/r1", "service_id": "s1"}).status_code == 201
+    assert wait_until(lambda: served_by(egw, "/r1") == "a", 2)
+
+    r = egw.admin("PATCH", "/services/s1", {"upstream_id": None})
+    assert r.status_code == 400
+    assert error_msg(r) == ('invalid configuration: routes/r1.service_id: needs an upstream: '
+                            'neither this route nor service "s1" has one (this change would '
+                            'leave route "r1" out)')
+    assert egw.admin("GET", "/services/s1").json()["value"]["upstream_id"] == "u1"
+    r = egw.admin("PUT", "/services/s1", {"name": "no upstream"})
+    assert r.status_code == 400 and "routes/r1.service_id" in error_msg(r), r.text
+
+    # A service without an upstream is fine until a route relies on it for one.
+    assert egw.admin("PUT", "/services/bare", {"hosts": ["x.test"]}).status_code == 201
+    r = egw.admin("PUT", "/routes/r2", {"uri": "/r2", "service_id": "bare"})
+    assert r.status_code == 400
+    assert error_msg(r) == ('invalid configuration: service_id: needs an upstream: neither this '
+                            'route nor service "bare" has one')
+    assert egw.admin("GET", "/routes/r2").status_code == 404
+    r = egw.admin("PUT", "/routes/r2", {"uri": "/r2", "service_id": "bare", "upstream_id": "u1"})
+    assert r.status_code == 201, r.text
+    assert served_by(egw, "/r1") == "a"
+
+
+def test_a_limit_count_group_keeps_one_set_of_settings_across_writes(egw, upstream):
+    a = upstream(name="a")
+
+    def counted(uri, count):
+        return {"uri": uri, "upstream": inline_upstream(a.port),
+                "plugins": {"limit-count": {"count": count, "time_window": 60, "group": "g"}}}
+    assert egw.admin("PUT", "/routes/g1", counted("/g1", 100)).status_code == 201
+    assert egw.admin("PUT", "/routes/g2", counted("/g2", 100)).status_code == 201
+    assert wait_until(lambda: served_by(egw, "/g1") == "a" and served_by(egw, "/g2") == "a", 2)
+
+    # A new member with other settings would be the one left out...
+    r = egw.admin("PUT", "/routes/g3", counted("/g3", 5))
+    assert r.status_code == 400
+    assert error_msg(r).startswith('invalid configuration: plugins.limit-count.group: group "g" '
+                                   'is configured differently at routes/g1.plugins.limit-count')
+    # ...and the oldest member changed alone would push the others out.
+    r = egw.admin("PATCH", "/routes/g1/plugins/limit-count/count", data="5")
+    assert r.status_code == 400
+    assert "routes/g2.plugins.limit-count.group" in error_msg(r), r.text
+    assert 'leave route "g2" out' in error_msg(r), r.text
+    assert egw.admin("GET", "/routes/g1").json()["value"]["plugins"]["limit-count"]["count"] == 100
+    # Leaving the group is fine.
+    r = egw.admin("PATCH", "/routes/g1/plugins/limit-count", {"count": 5, "time_window": 60})
+    assert r.status_code == 200, r.text
+    assert served_by(egw, "/g1") == "a" and served_by(egw, "/g2") == "a"
+
+
+def test_a_delete_racing_a_write_on_another_node_leaves_no_dangling_reference(etcd, gateway,
+                                                                              upstream):
+    # Node B sees etcd through a relay that stops forwarding on its current connections: B's
+    # watch goes quiet (its view lags) while new connections work. Node A writes a route that
+    # uses u1; B, not having seen it, must not delete u1 from under it.
+    a = upstream(name="a")
+    relay = TcpRelay(etcd.client_port)
+    try:
+        node_a = gateway(etcd=etcd)
+        node_b = gateway(etcd=etcd, endpoints=[f"http://127.0.0.1:{relay.port}"],
+                         etcd_options={"timeout": 1})
+        assert node_a.admin("PUT", "/upstreams/u1", inline_upstream(a.port)).status_code == 201
+        assert wait_until(lambda: node_b.admin("GET", "/upstreams/u1").status_code == 200, 5)
+        relay.freeze()
+        # B's pooled connections are frozen too: one read pays the timeout and replaces them.
+        assert node_b.admin("GET", "/upstreams/u1").status_code == 200
+        r = node_a.admin("PUT", "/routes/r1", {"uri": "/r1", "upstream_id": "u1"})
+        assert r.status_code == 201, r.text
+        r = node_b.admin("DELETE", "/upstreams/u1")
+        assert r.status_code in (400, 409), r.text
+        assert etcd.get_json(node_a.key("upstreams", "u1")) is not None
+        assert wait_until(lambda: served_by(node_a, "/r1") == "a", 5)
+    finally:
+        relay.close()
 
 
 # ---------------------------------------------------------------------------------------------

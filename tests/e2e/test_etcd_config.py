@@ -7,6 +7,7 @@ import time
 
 import prom_text
 from conftest import free_port, inline_upstream, served_by, wait_until
+from tcp_relay import TcpRelay
 
 
 def metric(gw, name, **labels):
@@ -131,46 +132,20 @@ def test_compaction_while_away_resyncs_to_the_latest_state(etcd, gateway, upstre
     assert wait_until(lambda: served_by(gw, "/after") == "new", 2)
 
 
-class SlowRangeLink:
+class SlowRangeLink(TcpRelay):
     """A TCP relay to etcd that holds back answers to range reads (the node's periodic probe)
     for `delay` seconds while the watch stream flows freely: a slow cross-border link, and a
     window in which watch events newer than the probe's answer always arrive first."""
 
     def __init__(self, target_port, delay):
-        self.target_port, self.delay = target_port, delay
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(target_port)
+        self.delay = delay
 
-    def _accept(self):
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(("127.0.0.1", self.target_port))
-            last = {"range": False}
-            threading.Thread(target=self._pump, args=(client, server, last, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client, last, False), daemon=True).start()
-
-    def _pump(self, src, dst, last, to_etcd):
-        try:
-            while data := src.recv(65536):
-                if to_etcd and data.startswith(b"POST "):
-                    last["range"] = data.startswith(b"POST /v3/kv/range ")
-                elif not to_etcd and last["range"]:
-                    time.sleep(self.delay)
-                dst.sendall(data)
-        except OSError:
-            pass
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def close(self):
-        self.listener.close()
+    def on_data(self, data, to_target, state):
+        if to_target and data.startswith(b"POST "):
+            state["range"] = data.startswith(b"POST /v3/kv/range ")
+        elif not to_target and state.get("range"):
+            time.sleep(self.delay)
 
 
 def test_watch_events_newer_than_a_probe_answer_are_not_taken_for_a_restored_etcd(etcd, gateway, upstream):
@@ -200,6 +175,27 @@ def test_watch_events_newer_than_a_probe_answer_are_not_taken_for_a_restored_etc
         assert wait_until(lambda: served_by(gw, f"/busy/{last['i']}") == "a", 5)
         h = gw.health()["config"]
         assert h["resyncs"] == 0 and h["reachable"] is True, h
+    finally:
+        link.close()
+
+
+def test_a_watch_connection_that_went_silent_is_noticed_and_replaced(etcd, gateway, upstream):
+    """The watch's connection stops carrying anything without closing (a NAT that forgot it),
+    while new connections work: reads succeed, the watch delivers nothing, and a node that only
+    checks reads would serve a frozen config forever."""
+    a = upstream(name="a")
+    link = TcpRelay(etcd.client_port)
+    try:
+        gw = gateway(etcd=etcd, endpoints=[f"http://127.0.0.1:{link.port}"])
+        etcd.put_json(gw.key("routes", "r1"), route_obj("r1", "/before", a.port))
+        assert wait_until(lambda: served_by(gw, "/before") == "a", 5)
+        link.freeze()
+        etcd.put_json(gw.key("routes", "r2"), route_obj("r2", "/after", a.port))
+        # a probe (2 s) on a pooled connection that times out (5 s) and then on a fresh one,
+        # another probe to see the change still undelivered, and a new watch
+        assert wait_until(lambda: served_by(gw, "/after") == "a", 25), served_by(gw, "/after")
+        gw.wait_log_line("watch has not delivered revision")
+        assert gw.health()["config"]["resyncs"] == 0
     finally:
         link.close()
 

@@ -364,6 +364,15 @@ def test_admin_api_protos_and_a_bridge_route(etcd, gateway, backends):
     assert gw.admin("GET", "/protos/im").status_code == 200
     assert heartbeat_answered(gw)
 
+    # A new version of the proto that loses a message the route binds would leave it out.
+    r = gw.admin("PUT", "/protos/im", {"content": PROTO.replace("ChatMessage", "ChatMsg")})
+    assert r.status_code == 400, r.text
+    assert r.json()["error_msg"].startswith(
+        "invalid configuration: routes/webim.plugins.tlv-bridge.types: "), r.text
+    assert 'leave route "webim" out' in r.json()["error_msg"], r.text
+    assert "ChatMessage" in gw.admin("GET", "/protos/im").json()["value"]["content"]
+    assert heartbeat_answered(gw)
+
     r = gw.admin("PUT", "/protos/bad", {"content": 'syntax = "proto3";\nmessage A { int32 a = ; }'})
     assert r.status_code == 400, r.text
     assert "content" in r.json()["error_msg"] and "line 2" in r.json()["error_msg"], r.text

@@ -231,6 +231,14 @@ def test_a_rotated_client_certificate_reaches_new_connections(gateway, upstream,
                                      'is not a client certificate (type: client)')
     r = gw.admin("DELETE", "/ssls/gw-cert")
     assert r.status_code == 400 and "upstream [u1]" in r.json()["error_msg"], r.text
+    # Nor can it turn into a server certificate while an upstream shows it.
+    r = gw.admin("PUT", "/ssls/gw-cert", {"cert": open(server.cert).read(),
+                                          "key": open(server.key).read(), "snis": ["api.test"]})
+    assert r.status_code == 400
+    assert r.json()["error_msg"] == (
+        'invalid configuration: upstreams/u1.tls.client_cert_id: ssl "gw-cert" is not a client '
+        'certificate (type: client) (this change would leave upstream "u1" out); 1 more object '
+        'depends on them and would be left out too')
     assert cn() == "gateway-2026"
 
 
