@@ -121,7 +121,8 @@ config::json to_json(lua_State* L, int index, size_t max_bytes) {
   return convert(L, index, walk);
 }
 
-void push_json(lua_State* L, const config::json& value) {
+void push_json(lua_State* L, const config::json& value, void (*step)(lua_State*)) {
+  if (step) step(L);
   luaL_checkstack(L, 3, "json");
   switch (value.type()) {
     case config::json::value_t::null:
@@ -145,7 +146,7 @@ void push_json(lua_State* L, const config::json& value) {
       lua_createtable(L, static_cast<int>(value.size()), 0);
       int i = 0;
       for (const auto& item : value) {
-        push_json(L, item);
+        push_json(L, item, step);
         lua_rawseti(L, -2, ++i);
       }
       return;
@@ -154,7 +155,7 @@ void push_json(lua_State* L, const config::json& value) {
       lua_createtable(L, 0, static_cast<int>(value.size()));
       for (auto it = value.begin(); it != value.end(); ++it) {
         lua_pushlstring(L, it.key().data(), it.key().size());
-        push_json(L, it.value());
+        push_json(L, it.value(), step);
         lua_rawset(L, -3);
       }
       return;

@@ -414,14 +414,15 @@ int json_encode(lua_State* L) {
 }
 
 int json_decode(lua_State* L) {
-  // As cjson's decode_max_depth: deeper input would recurse as deep in push_json.
-  auto depth_check = [](int depth, config::json::parse_event_t, config::json&) {
+  // As cjson's decode_max_depth: deeper input would recurse as deep in push_json. Parsing and
+  // building the tables both look at the clock as they go: megabytes take a while.
+  auto each_value = [L](int depth, config::json::parse_event_t, config::json&) {
     if (depth >= kMaxJsonDepth) throw ApiError("json.decode: nesting deeper than 1000");
+    count_step(L);
     return true;
   };
-  config::json value = config::json::parse(need_input(L, 1, "json.decode"), depth_check);
-  LuaSandbox::check_clock(L);
-  push_json(L, value);
+  config::json value = config::json::parse(need_input(L, 1, "json.decode"), each_value);
+  push_json(L, value, count_step);
   return 1;
 }
 

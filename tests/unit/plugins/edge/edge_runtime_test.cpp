@@ -337,5 +337,17 @@ TEST_F(RuntimeTest, HeaderListsAndUriArgsOfARepeatedStringAreTooLarge) {
   EXPECT_EQ(ctx.response_headers[0].value, "10000");
 }
 
+TEST_F(RuntimeTest, ADecodeRunningPastTheLimitStopsInsideAndLeavesTheRuntimeUsable) {
+  // The clock is looked at while parsing and while building tables: the timeout unwinds out of
+  // the JSON parser's callback, and the next call runs normally.
+  auto set = functions({R"(local core = require('apisix.core')
+    local big = '[' .. string.rep('{"k": [1, 2, 3, "four"]},', 70000) .. '0]'
+    return function() for i = 1, 100 do core.json.decode(big) end end)"});
+  Outcome out = Runtime::current().run(*set, Phase::Access, ctx, nullptr, 0.05);
+  EXPECT_EQ(out.failure, Failure::Timeout) << out.message;
+  auto after = functions({"return function() ngx.ctx.n = #require('cjson').decode('[1,2]') end"});
+  EXPECT_EQ(run(*after).failure, Failure::None);
+}
+
 }  // namespace
 }  // namespace portico::plugins::edge
