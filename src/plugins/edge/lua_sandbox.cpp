@@ -8,6 +8,8 @@
 #include <cstdlib>
 #include <stdexcept>
 
+#include "plugins/edge/lua_patterns.hpp"
+
 #include "core/log.hpp"
 
 namespace portico::plugins::edge {
@@ -120,6 +122,7 @@ void LuaSandbox::open_safe_libraries() {
   lua_getglobal(L_, "string");
   lua_pushnil(L_);
   lua_setfield(L_, -2, "dump");
+  install_pattern_functions(L_, count_step);  // LuaJIT's cannot be stopped by the time limit
   lua_pop(L_, 1);
   lua_pushliteral(L_, "");
   lua_getmetatable(L_, -1);
@@ -212,6 +215,11 @@ CallResult LuaSandbox::load(std::string_view source, const std::string& chunk_na
   push_environment();
   lua_setfenv(L_, -2);
   return {};
+}
+
+void LuaSandbox::count_step(lua_State* L) {
+  thread_local unsigned steps = 0;
+  if ((++steps & 1023) == 0) check_clock(L);
 }
 
 void LuaSandbox::check_clock(lua_State* L) {

@@ -55,6 +55,11 @@ class LuaSandbox {
   // For C functions that can run long (digests, JSON): raises the time-limit error when the
   // budget ran out while they ran, since the count hook only looks between VM instructions.
   static void check_clock(lua_State* L);
+  // Loops in C over what a function built (lists to print, arguments to encode, a pattern
+  // match's backtracking) run without the instruction hook: a list that holds one sublist a
+  // hundred times, sixteen levels deep, is 100^16 steps. They call this per step; it looks at
+  // the clock every 1024 calls, so the time limit holds there too.
+  static void count_step(lua_State* L);
 
   size_t memory_used() const { return used_; }
   size_t memory_limit() const { return limit_; }

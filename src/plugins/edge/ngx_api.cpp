@@ -128,7 +128,7 @@ return core
 // flattened into gigabytes first.
 void append_text(lua_State* L, int index, std::string& out, size_t limit, int depth,
                  const char* what) {
-  count_step(L);
+  LuaSandbox::count_step(L);
   auto append = [&](std::string_view s) {
     if (out.size() + s.size() > limit)
       throw ApiError(std::string(what) + ": too large (the response body is limited to 1 MiB)");
@@ -418,11 +418,11 @@ int json_decode(lua_State* L) {
   // building the tables both look at the clock as they go: megabytes take a while.
   auto each_value = [L](int depth, config::json::parse_event_t, config::json&) {
     if (depth >= kMaxJsonDepth) throw ApiError("json.decode: nesting deeper than 1000");
-    count_step(L);
+    LuaSandbox::count_step(L);
     return true;
   };
   config::json value = config::json::parse(need_input(L, 1, "json.decode"), each_value);
-  push_json(L, value, count_step);
+  push_json(L, value, LuaSandbox::count_step);
   return 1;
 }
 

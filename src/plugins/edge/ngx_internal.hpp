@@ -49,12 +49,6 @@ inline constexpr size_t kMaxHost = size_t{4} << 10;
 // ApiError "<what>: too large (more than N bytes)" when `size` is over `limit`.
 void check_size(size_t size, size_t limit, const char* what);
 
-// Loops in C over what a function built (lists to print, arguments to encode) run without the
-// instruction hook: a list that holds one sublist a hundred times, sixteen levels deep, is
-// 100^16 steps of a few bytes or none. They call this per step, which looks at the clock every
-// 1024 steps, so the time limit holds there too.
-void count_step(lua_State* L);
-
 std::string_view to_view(lua_State* L, int index);
 // A string or number argument; ApiError naming `what` otherwise.
 std::string_view need_string(lua_State* L, int index, const char* what);

@@ -60,7 +60,7 @@ void add_value(lua_State* L, std::string_view key) {
 namespace {
 
 void append_arg(std::string& out, std::string_view key, lua_State* L, int value_index) {
-  count_step(L);
+  LuaSandbox::count_step(L);
   int t = lua_type(L, value_index);
   if (t == LUA_TBOOLEAN) {
     if (!lua_toboolean(L, value_index)) return;
@@ -93,11 +93,6 @@ PhaseCall& need_request_phase(const char* what, bool also_header_filter) {
   if (!call.may_answer() && !(also_header_filter && call.phase == Phase::HeaderFilter))
     throw ApiError(std::string(what) + ": not in the " + phase_name(call.phase) + " phase");
   return call;
-}
-
-void count_step(lua_State* L) {
-  thread_local unsigned steps = 0;
-  if ((++steps & 1023) == 0) LuaSandbox::check_clock(L);
 }
 
 void check_size(size_t size, size_t limit, const char* what) {

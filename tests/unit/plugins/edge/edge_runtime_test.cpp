@@ -349,5 +349,19 @@ TEST_F(RuntimeTest, ADecodeRunningPastTheLimitStopsInsideAndLeavesTheRuntimeUsab
   EXPECT_EQ(run(*after).failure, Failure::None);
 }
 
+TEST_F(RuntimeTest, APathologicalPatternStopsAtTheTimeLimit) {
+  // ~10^18 backtracking steps inside one string.find: LuaJIT's own would hold the worker for
+  // good. The time limit reaches into the match, here and when a chunk's top level is checked.
+  auto set =
+      functions({"return function() ngx.ctx.r = string.rep('a', 100000):find('.-.-.-.-x') end"});
+  Outcome out = run(*set);
+  EXPECT_EQ(out.failure, Failure::Timeout) << out.message;
+  std::string at_check = Runtime::current().check(
+      "local r = ('a'):rep(100000):gsub('.-.-.-x', '') return function() end", 0.05);
+  EXPECT_NE(at_check.find("time limit"), std::string::npos) << at_check;
+  auto after = functions({"return function() ngx.ctx.r = ('k=v'):match('(%w)=(%w)') end"});
+  EXPECT_EQ(run(*after).failure, Failure::None);
+}
+
 }  // namespace
 }  // namespace portico::plugins::edge
