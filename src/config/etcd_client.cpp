@@ -78,6 +78,11 @@ std::string describe(const std::exception& e) {
   return e.what();
 }
 
+bool timed_out(const std::exception& e) {
+  const auto* se = dynamic_cast<const boost::system::system_error*>(&e);
+  return se && se->code() == beast::error::timeout;
+}
+
 int64_t to_int(const json& v) {
   if (v.is_string()) return std::stoll(v.get<std::string>());
   if (v.is_number_integer()) return v.get<int64_t>();
@@ -270,19 +275,23 @@ struct EtcdClient::Impl {
 
   // Sends one request, trying each endpoint once (starting with the one that worked last) and
   // a stale keep-alive connection once more. Returns the parsed JSON answer or throws.
-  Task<json> call(const std::string& path, const json& body) {
+  // A write (`resendable` false) whose answer timed out is not sent again: etcd may have
+  // applied it, and sending it twice could create a second object or answer a delete 404.
+  Task<json> call(const std::string& path, const json& body, bool resendable = true) {
     std::string last_error = "no endpoint configured";
     for (size_t tried = 0; tried < urls.size(); ++tried) {
       const Url url = urls[current];
       for (int attempt = 0; attempt < 2; ++attempt) {
         auto conn = take_idle(url);
         bool reused = conn != nullptr;
+        bool sent = false;
         try {
           if (!conn) {
             conn = std::make_unique<Connection>(ex, ssl ? &*ssl : nullptr, url);
             co_await conn->connect(timeout);
             if (!settings.user.empty() && token.empty()) co_await authenticate(*conn);
           }
+          sent = true;
           auto [ok, answer, message] = co_await send(*conn, url, path, body);
           if (!ok && !settings.user.empty() && is_auth_failure(answer)) {
             token.clear();  // an expired token: authenticate again and retry once
@@ -297,10 +306,13 @@ struct EtcdClient::Impl {
         } catch (const std::exception& e) {
           last_error = url.text + ": " + describe(e);
           if (conn) conn->close();
-          if (!reused) break;  // a fresh connection failed: next endpoint
           // The other idle ones most likely died with it (a network blip, a NAT that forgot
-          // them): each would cost a full timeout. The retry opens a fresh connection.
-          idle.clear();
+          // them): each would cost a full timeout. A retry opens a fresh connection.
+          if (reused) idle.clear();
+          if (!resendable && sent && timed_out(e))
+            throw EtcdError("no answer from " + url.text + " to " + path +
+                            " within the timeout: it may or may not have been applied");
+          if (!reused) break;  // a fresh connection failed: next endpoint
         }
       }
       current = (current + 1) % urls.size();
@@ -401,7 +413,7 @@ Task<EtcdClient::Range> EtcdClient::newest_key(std::string prefix) {
 
 Task<EtcdClient::Write> EtcdClient::put(std::string key, std::string value) {
   json body = {{"key", base64_encode(key)}, {"value", base64_encode(value)}};
-  co_return Impl::to_write(co_await impl_->call("/v3/kv/put", body));
+  co_return Impl::to_write(co_await impl_->call("/v3/kv/put", body, false));
 }
 
 namespace {
@@ -453,7 +465,7 @@ Task<EtcdClient::Write> EtcdClient::put_when(std::string key, std::string value,
                                              std::vector<EtcdCompare> compares) {
   json op = json::object();
   op["request_put"] = {{"key", base64_encode(key)}, {"value", base64_encode(value)}};
-  json answer = co_await impl_->call("/v3/kv/txn", txn_body(compares, std::move(op)));
+  json answer = co_await impl_->call("/v3/kv/txn", txn_body(compares, std::move(op)), false);
   co_return txn_result(answer, Impl::to_txn(answer));
 }
 
@@ -461,7 +473,7 @@ Task<EtcdClient::Write> EtcdClient::remove_when(std::string key,
                                                 std::vector<EtcdCompare> compares) {
   json op = json::object();
   op["request_delete_range"] = {{"key", base64_encode(key)}};
-  json answer = co_await impl_->call("/v3/kv/txn", txn_body(compares, std::move(op)));
+  json answer = co_await impl_->call("/v3/kv/txn", txn_body(compares, std::move(op)), false);
   co_return txn_result(answer, Impl::to_txn(answer));
 }
 

@@ -16,7 +16,8 @@ class TcpRelay:
         threading.Thread(target=self._accept, daemon=True).start()
 
     def on_data(self, data, to_target, state):
-        """Called before `data` is forwarded; may sleep. `state`: a dict per connection."""
+        """Called before `data` is forwarded; may sleep, or return False to drop it. `state`: a
+        dict per connection."""
 
     def freeze(self):
         """Silences every connection open now; new ones are not affected."""
@@ -64,7 +65,8 @@ class TcpRelay:
                 continue  # read and dropped, so the sender sees no backpressure either
             if not data:
                 break
-            self.on_data(data, to_target, state)
+            if self.on_data(data, to_target, state) is False:
+                continue
             try:
                 dst.sendall(data)
             except OSError:

@@ -478,6 +478,38 @@ def test_a_limit_count_group_keeps_one_set_of_settings_across_writes(egw, upstre
     assert served_by(egw, "/g1") == "a" and served_by(egw, "/g2") == "a"
 
 
+class FirstWriteAnswerLost(TcpRelay):
+    """Passes everything but the answer to the first transaction (a write), which etcd applies:
+    a link that died at the worst moment."""
+
+    def __init__(self, target_port):
+        super().__init__(target_port)
+        self.lost = False
+
+    def on_data(self, data, to_target, state):
+        if to_target and data.startswith(b"POST /v3/kv/txn ") and not self.lost:
+            self.lost = state["lose_answer"] = True
+        return not (not to_target and state.get("lose_answer"))
+
+
+def test_a_write_whose_answer_was_lost_is_not_sent_again(etcd, gateway):
+    # Sent again on a new connection, the POST would meet its own first copy (the id is taken),
+    # take that for a race, and create a second upstream under a new id.
+    relay = FirstWriteAnswerLost(etcd.client_port)
+    try:
+        node = gateway(etcd=etcd, endpoints=[f"http://127.0.0.1:{relay.port}"],
+                       etcd_options={"timeout": 1})
+        r = node.admin("POST", "/upstreams", inline_upstream(1980))
+        assert r.status_code == 503, r.text
+        assert "may or may not have been applied" in error_msg(r), r.text
+        assert len(etcd.get_prefix(node.key("upstreams", ""))) == 1
+        r = node.admin("POST", "/upstreams", inline_upstream(1981))
+        assert r.status_code == 201, r.text
+        assert len(etcd.get_prefix(node.key("upstreams", ""))) == 2
+    finally:
+        relay.close()
+
+
 def test_a_delete_racing_a_write_on_another_node_leaves_no_dangling_reference(etcd, gateway,
                                                                               upstream):
     # Node B sees etcd through a relay that stops forwarding on its current connections: B's
