@@ -3,56 +3,12 @@ backend that never closes, when plain TCP traffic flows only from the upstream, 
 whose frames keep completing, and the first frame to a sub-route that is still connecting is
 judged (and charged to the rate) once."""
 import socket
-import threading
 import time
 
 from conftest import free_port, wait_until
+from holding_backend import HoldingBackend
 from im_demo import im_chat as C
 from test_streams import client, gateway, metrics, stop_gateways, tlv_route  # noqa: F401
-
-
-class HoldingBackend:
-    """Accepts connections and never closes them; sends `tick` every `every` seconds while
-    ticking (None: never), or one byte of it at a time with `trickle`, and reads nothing."""
-
-    def __init__(self, tick=None, every=0.3, trickle=False):
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.tick, self.every = tick, every
-        self.pieces = [tick[i:i + 1] for i in range(len(tick))] if trickle else [tick]
-        self.ticking = threading.Event()
-        if tick:
-            self.ticking.set()
-        self.conns = []
-        self.running = True
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while self.running:
-            try:
-                c, _ = self.listener.accept()
-            except OSError:
-                return
-            self.conns.append(c)
-            if self.tick:
-                threading.Thread(target=self._ticks, args=(c,), daemon=True).start()
-
-    def _ticks(self, c):
-        sent = 0
-        while self.running:
-            if self.ticking.is_set():
-                try:
-                    c.sendall(self.pieces[sent % len(self.pieces)])
-                except OSError:
-                    return
-                sent += 1
-            time.sleep(self.every)
-
-    def stop(self):
-        self.running = False
-        self.listener.close()
-        for c in self.conns:
-            c.close()
 
 
 def active(g):

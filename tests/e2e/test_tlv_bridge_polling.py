@@ -7,7 +7,6 @@ import asyncio
 import base64
 import json
 import signal
-import socket
 import threading
 import time
 
@@ -17,6 +16,7 @@ import requests
 import websockets
 
 from conftest import validate, wait_until
+from holding_backend import HoldingBackend
 from test_tlv_bridge import (CHAT, HEARTBEAT, HEARTBEAT_REPLY, LOGIN, LOGIN_REPLY, PATH, RECEIPT,
                              bridge_config, bridge_route, login, recv_json, run, send_json,
                              ws_url)
@@ -171,23 +171,8 @@ def test_a_send_repeated_with_its_number_reaches_the_backend_once(gateway, backe
 def test_a_repeated_send_is_answered_once_the_original_reached_the_backend(gateway):
     # "accepted" on a repeat must mean what it means on the original: the messages were written
     # to the backend. A backend that reads nothing until told lets the socket buffers fill.
-    listener = socket.socket()
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # (inherited: small window)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
-    conns, reading = [], threading.Event()
-
-    def serve():
-        c, _ = listener.accept()
-        conns.append(c)
-        reading.wait()
-        try:
-            while c.recv(1 << 20):
-                pass
-        except OSError:  # (closed by the test)
-            pass
-    threading.Thread(target=serve, daemon=True).start()
-    gw = gateway(polling_config(listener.getsockname()[1]), workers=1)
+    backend = HoldingBackend(rcvbuf=4096)
+    gw = gateway(polling_config(backend.port), workers=1)
     sid = open_session(gw)["session"]
     batch = json.dumps([{"cmd": HEARTBEAT, "body": base64.b64encode(b"x" * 60000).decode()}] * 8)
     answers = {}
@@ -211,14 +196,12 @@ def test_a_repeated_send_is_answered_once_the_original_reached_the_backend(gatew
     repeat = start(n, "repeat")
     repeat.join(1.5)
     assert repeat.is_alive()  # not answered while the original's bytes wait
-    reading.set()
+    backend.read()
     original.join(30)
     repeat.join(30)
     assert answers[n].json() == {"accepted": 8, "refused": 0}
     assert answers["repeat"].json() == {"accepted": 8, "refused": 0, "repeated": True}
-    listener.close()
-    for c in conns:
-        c.close()
+    backend.stop()
 
 
 def test_a_waiting_poll_is_answered_when_a_message_arrives(gateway, backends):
