@@ -73,6 +73,10 @@ BuiltinRule guarded_call(std::string id, std::string_view name) {
        n + R"(\s+#(?:[^\r\n\d][^\r\n]*)?[\r\n])" + commented,
        n + R"(\s+#\d[^\r\n]*[\r\n])" + gap() + R"(\()" + g + R"((?:["'][^"'\r\n]*["']|\$\w+)\s*\))",
        n + R"(\s*\(\s*)" + comment + gap() + argument, n + R"(\s+\()" + g + strong_argument(),
+       // exec (command: $c): a named argument after a space only before a variable, since
+       // prose says "exec (note: ...)"; exec(MY_CMD, $out): a bare constant, then a variable.
+       n + R"(\s+\()" + g + R"([a-z_]\w*\s*:\s*\$\$*[a-z_{])",
+       n + R"(\()" + g + R"([a-z_]\w*)" + g + "," + g + R"(\$[a-z_{])",
        R"((?:(?:^|[;{}=(&|@/\\>\n"'`]|<\?php)\s*|[),?!:+]|["']\.))" + bare + R"(\s+\()" + g +
            R"(["'])"}};
 }
