@@ -3,8 +3,10 @@
 #include <string.h>
 #include <lua.hpp>
 
+#include <algorithm>
 #include <cctype>
 #include <cstddef>
+#include <cstdint>
 #include <utility>
 
 namespace portico::plugins::edge {
@@ -15,6 +17,7 @@ constexpr int kMaxDepth = 200;         // nested matcher calls: the C stack a pa
 constexpr ptrdiff_t kUnfinished = -1;  // a capture whose ')' has not been met yet
 constexpr ptrdiff_t kPosition = -2;    // a position capture: "()"
 constexpr char kEscape = '%';
+constexpr size_t kCompareStep = 64;  // bytes of a back-reference compared per step
 
 // Everything is plain data: a timeout raised by `step` unwinds through these frames.
 struct Matcher {
@@ -47,7 +50,8 @@ struct Matcher {
     }
     if (c == '[') {
       if (p < pat_end && *p == '^') ++p;
-      do {  // the first character of a set is itself, even ']'
+      do {        // the first character of a set is itself, even ']'
+        step(L);  // a set may be megabytes long: each character is a step
         if (p >= pat_end) fail("malformed pattern (missing ']')");
         if (*p++ == kEscape && p < pat_end) ++p;
       } while (p >= pat_end || *p != ']');
@@ -96,13 +100,14 @@ struct Matcher {
   }
 
   // `p` at '[', `last` at its ']'.
-  static bool in_set(int c, const char* p, const char* last) {
+  bool in_set(int c, const char* p, const char* last) const {
     bool match = true;
     if (p[1] == '^') {
       match = false;
       ++p;
     }
     while (++p < last) {
+      step(L);
       if (*p == kEscape) {
         ++p;
         if (in_class(c, static_cast<unsigned char>(*p))) return match;
@@ -152,9 +157,13 @@ struct Matcher {
     int l = digit - '1';
     if (l < 0 || l >= level || capture[l].len == kUnfinished) fail("invalid capture index");
     size_t len = static_cast<size_t>(capture[l].len);
-    if (static_cast<size_t>(src_end - s) >= len && memcmp(capture[l].begin, s, len) == 0)
-      return s + len;
-    return nullptr;
+    if (static_cast<size_t>(src_end - s) < len) return nullptr;
+    for (size_t at = 0; at < len; at += kCompareStep) {  // a step per so many bytes compared
+      step(L);
+      if (memcmp(capture[l].begin + at, s + at, std::min(kCompareStep, len - at)) != 0)
+        return nullptr;
+    }
+    return s + len;
   }
 
   const char* max_expand(const char* s, const char* p, const char* ep) {
@@ -301,16 +310,25 @@ Matcher matcher(lua_State* L, const char* s, size_t len, const char* p, size_t p
 }
 
 // A string position as Lua gives it (negative: from the end) -> offset from 0, clamped.
+// A number argument as LuaJIT reads one (a 32-bit int; out of range: INT_MIN).
+int32_t int_arg(lua_State* L, int arg, lua_Number fallback) {
+  lua_Number n = luaL_optnumber(L, arg, fallback);
+  return n >= INT32_MIN && n <= INT32_MAX ? static_cast<int32_t>(n) : INT32_MIN;
+}
+
 ptrdiff_t start_offset(lua_State* L, int arg, size_t len) {
-  lua_Integer pos = luaL_optinteger(L, arg, 1);
-  if (pos < 0) pos += static_cast<lua_Integer>(len) + 1;
+  int64_t pos = int_arg(L, arg, 1);
+  if (pos < 0) pos += static_cast<int64_t>(len) + 1;
   if (pos < 1) pos = 1;
   return static_cast<ptrdiff_t>(pos - 1);
 }
 
+// A pattern ends at its first zero byte, as in Lua 5.1 and LuaJIT (%z matches one).
+size_t pattern_length(const char* p, size_t len) { return strnlen(p, len); }
+
 bool has_specials(const char* p, size_t len) {
   for (size_t i = 0; i < len; ++i)
-    if (strchr("^$*+?.([%-", p[i]) && p[i] != '\0') return true;
+    if (p[i] != '\0' && strchr("^$*+?.([%-", p[i])) return true;
   return false;
 }
 
@@ -332,12 +350,10 @@ int find_or_match(lua_State* L, bool find) {
     lua_pushinteger(L, offset + static_cast<ptrdiff_t>(plen));
     return 2;
   }
+  plen = pattern_length(p, plen);
   Matcher m = matcher(L, s, len, p, plen);
   bool anchored = plen > 0 && *p == '^';
-  if (anchored) {
-    ++p;
-    --plen;
-  }
+  if (anchored) ++p;
   const char* from = s + init;
   do {
     m.level = 0;
@@ -361,12 +377,12 @@ int gmatch_next(lua_State* L) {
   size_t len = 0, plen = 0;
   const char* s = lua_tolstring(L, lua_upvalueindex(2), &len);
   const char* p = lua_tolstring(L, lua_upvalueindex(3), &plen);
-  Matcher m = matcher(L, s, len, p, plen);
+  Matcher m = matcher(L, s, len, p, pattern_length(p, plen));
   for (const char* from = s + lua_tointeger(L, lua_upvalueindex(4)); from <= m.src_end; ++from) {
     m.level = 0;
     m.depth = 0;
     if (const char* end = m.match(from, p)) {
-      lua_Integer next = end - s;
+      ptrdiff_t next = end - s;
       if (end == from) ++next;  // an empty match: move on, or it would be found again
       lua_pushinteger(L, next);
       lua_replace(L, lua_upvalueindex(4));
@@ -441,14 +457,15 @@ int gsub(lua_State* L) {
                 repl_type == LUA_TNUMBER || repl_type == LUA_TSTRING ||
                     repl_type == LUA_TFUNCTION || repl_type == LUA_TTABLE,
                 3, "string/function/table expected");
-  lua_Integer max = luaL_optinteger(L, 4, static_cast<lua_Integer>(len) + 1);
+  int64_t max = int_arg(L, 4, static_cast<lua_Number>(len) + 1);
+  plen = pattern_length(p, plen);
   Matcher m = matcher(L, s, len, p, plen);
   bool anchored = plen > 0 && *p == '^';
   if (anchored) ++p;
   luaL_Buffer b;
   luaL_buffinit(L, &b);
   const char* from = s;
-  lua_Integer count = 0;
+  int64_t count = 0;
   while (count < max) {
     m.level = 0;
     m.depth = 0;

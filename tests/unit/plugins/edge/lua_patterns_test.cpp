@@ -145,6 +145,10 @@ const char* kPatterns[] = {
     R"~("[-a]")~",
     R"~("[^%s]+")~",
     R"~(".")~",
+    R"~("a\0")~",  // a pattern ends at its first zero byte, as in Lua 5.1
+    R"~("a\0b$")~",
+    R"~(".%\0")~",
+    R"~(".[a\0]")~",
 };
 
 TEST_F(LuaPatterns, FindAndMatchAgreeWithLuaJitOnEveryCase) {
@@ -153,7 +157,7 @@ TEST_F(LuaPatterns, FindAndMatchAgreeWithLuaJitOnEveryCase) {
       std::string args = std::string(s) + ", " + p;
       EXPECT_EQ(differ("find", args), "") << "find(" << args << ")";
       EXPECT_EQ(differ("match", args), "") << "match(" << args << ")";
-      for (const char* init : {"1", "3", "-4", "0", "100", "-100"}) {
+      for (const char* init : {"1", "3", "-4", "0", "100", "-100", "2^32 + 2", "-2^40"}) {
         EXPECT_EQ(differ("find", args + ", " + init), "") << "find(" << args << ", " << init << ")";
         EXPECT_EQ(differ("match", args + ", " + init), "") << "match(" << args << ", " << init;
       }
@@ -178,6 +182,7 @@ TEST_F(LuaPatterns, GsubAgreesWithLuaJitForStringTableAndFunctionReplacements) {
         std::string args = std::string(s) + ", " + p + ", " + r;
         EXPECT_EQ(differ("gsub", args), "") << "gsub(" << args << ")";
         EXPECT_EQ(differ("gsub", args + ", 2"), "") << "gsub(" << args << ", 2)";
+        EXPECT_EQ(differ("gsub", args + ", 2^32"), "") << "gsub(" << args << ", 2^32)";
       }
 }
 
@@ -197,6 +202,11 @@ TEST_F(LuaPatterns, EveryMatchCountsItsSteps) {
   steps = 0;
   ASSERT_EQ(luaL_dostring(L, "return ours.gsub(string.rep('ab', 100), '%w', '%0%0')"), 0);
   EXPECT_GE(steps, 200);
+  // A step is bounded work: a long set costs a step per character looked at.
+  steps = 0;
+  ASSERT_EQ(luaL_dostring(L, "return ours.find(('a'):rep(100), '[' .. ('b'):rep(10000) .. 'c]')"),
+            0);
+  EXPECT_GE(steps, 100 * 10000);
 }
 
 TEST_F(LuaPatterns, APlainFindOfALongNeedleIsLinear) {
