@@ -26,6 +26,10 @@ namespace {
 
 constexpr const char* kApiPrefix = "/apisix/admin/";
 constexpr int kWriteAttempts = 3;  // optimistic concurrency: re-read and retry on a race
+// Referenced objects a write's transaction requires unchanged, at most: etcd refuses a
+// transaction of more than 128 compares (--max-txn-ops). Past this, a concurrent change to a
+// referenced object is not caught at write time (a stream route with 100+ sub-route upstreams).
+constexpr size_t kMaxCompares = 100;
 
 // A value written to etcd by hand may hold bytes that are not UTF-8: shown replaced (U+FFFD)
 // rather than failing the whole answer (a listing would fail for every object of the kind).
@@ -83,7 +87,17 @@ bool is_write(const std::string& method) {
 
 struct AdminApi::Impl {
   AdminContext ctx;
-  int64_t last_write = 0;  // etcd revision of this node's latest write through the Admin API
+  // etcd revision of this node's latest write through the Admin API, and the source's resync
+  // count then: after a resync (a restored etcd) the revision means nothing any more.
+  int64_t last_write = 0;
+  uint64_t last_write_resyncs = 0;
+
+  void wrote(int64_t revision) {
+    const auto& status = ctx.etcd->status();
+    if (status.resyncs != last_write_resyncs) last_write = 0;
+    last_write = std::max(last_write, revision);
+    last_write_resyncs = status.resyncs;
+  }
 
   // One object as the Admin API shows it.
   struct Item {
@@ -178,7 +192,7 @@ struct AdminApi::Impl {
         co_return error_reply(400, "config.provider is yaml: " + ctx.node->routes_file +
                                        " is the source of truth; edit that file (it is reloaded "
                                        "on change) or switch config.provider to etcd");
-      co_await catch_up(last_write);
+      if (ctx.etcd->status().resyncs == last_write_resyncs) co_await catch_up(last_write);
       if (req.method == "PUT" && sub.empty()) co_return co_await put(*kind, id, req.body);
       if (req.method == "POST" && id.empty()) co_return co_await create(*kind, req.body);
       if (req.method == "PATCH" && !id.empty()) co_return co_await patch(*kind, id, sub, req.body);
@@ -305,8 +319,9 @@ struct AdminApi::Impl {
           if (range.kvs.empty()) {
             missing.insert(k);
           } else {
-            compares.push_back({key(ref.kind, ref.id), "", config::EtcdCompare::Result::Equal,
-                                range.kvs.front().mod_revision});
+            if (compares.size() < kMaxCompares)
+              compares.push_back({key(ref.kind, ref.id), "", config::EtcdCompare::Result::Equal,
+                                  range.kvs.front().mod_revision});
             if (auto now = stored_object(ref.kind, ref.id, range.kvs.front().value))
               fresh.emplace(k, std::move(*now));
             else
@@ -323,6 +338,31 @@ struct AdminApi::Impl {
             fresh.count(k) ? &fresh.at(k) : ctx.store->find(ref.kind, ref.id);
         if (ref.kind == Kind::Ssls && target && !target->client_identity)
           errors.add(field, config::not_a_client_certificate(ref.id));
+      }
+      // What those refer to, fresh too (route -> service -> upstream -> ssl): a chain written
+      // through other nodes a moment ago is judged as etcd has it, not as this node's view.
+      std::vector<std::pair<Kind, std::string>> next;
+      for (int level = 0; level < 3; ++level) {
+        next.clear();
+        for (const auto& [at, found] : fresh)
+          for (const auto& [field, ref] : found.refs) next.emplace_back(ref.kind, ref.id);
+        bool added = false;
+        for (const auto& k : next) {
+          if (fresh.count(k) || unseen.count(k) || missing.count(k)) continue;
+          auto range = co_await ctx.etcd->client().get(key(k.first, k.second));
+          if (range.kvs.empty()) {
+            missing.insert(k);  // (check_change reports it against its referrer)
+            continue;
+          }
+          if (compares.size() < kMaxCompares)
+            compares.push_back({key(k.first, k.second), "", config::EtcdCompare::Result::Equal,
+                                range.kvs.front().mod_revision});
+          if (auto now = stored_object(k.first, k.second, range.kvs.front().value)) {
+            fresh.emplace(k, std::move(*now));
+            added = true;
+          }
+        }
+        if (!added) break;
       }
     }
     if (errors.empty() && kind == Kind::Consumers) check_credentials_unique(obj, errors);
@@ -453,7 +493,7 @@ struct AdminApi::Impl {
     if (auto bad = co_await validate(kind, id, value, old, compares)) co_return Outcome{bad};
     auto w = co_await ctx.etcd->client().put_when(k, std::move(text), std::move(compares));
     if (!w.succeeded) co_return Outcome{std::nullopt, w.conflict_revision};
-    last_write = std::max(last_write, w.revision);
+    wrote(w.revision);
     log::info("admin: " + std::string(old ? "updated " : "created ") + k + " at revision " +
               std::to_string(w.revision));
     co_return Outcome{reply(old ? 200 : created_status, {{"key", k}, {"value", value}})};
@@ -585,10 +625,10 @@ struct AdminApi::Impl {
         co_await catch_up(w.conflict_revision);
         continue;
       }
-      last_write = std::max(last_write, w.revision);
-      if (w.deleted == 0)
+      if (w.deleted == 0)  // (nothing written: w.revision may be another prefix's)
         co_return error_reply(
             404, std::string(config::kind_singular(kind)) + " \"" + id + "\" not found");
+      wrote(w.revision);
       log::info("admin: deleted " + k + " at revision " + std::to_string(w.revision));
       co_return reply(200, {{"deleted", "1"}, {"key", k}});
     }

@@ -259,8 +259,14 @@ void check_change(const ObjectStore& store, Kind kind, const std::string& id,
   View after(store, fresh, unseen, &changed, &replacement);
 
   std::vector<Key> affected = referrers_of(store, changed);
-  if (touches_route_plugins(kind, &replacement, after) ||
-      touches_route_plugins(kind, store.find(kind, id), before)) {
+  // A route that falls or comes back changes who holds a limit-count group too.
+  bool plugins_matter = touches_route_plugins(kind, &replacement, after) ||
+                        touches_route_plugins(kind, store.find(kind, id), before);
+  for (const Key& k : affected)
+    if (const StoredObject* route =
+            k.first == Kind::Routes ? after.find(k.first, k.second) : nullptr)
+      plugins_matter = plugins_matter || after.route_plugins_check(*route->route);
+  if (plugins_matter) {
     std::set<Key> seen(affected.begin(), affected.end());
     before.check_route_plugins();
     for (std::string& route : after.check_route_plugins())

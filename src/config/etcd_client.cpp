@@ -477,8 +477,10 @@ Task<EtcdClient::Write> EtcdClient::remove_when(std::string key,
   co_return txn_result(answer, Impl::to_txn(answer));
 }
 
-void EtcdClient::cancel_watch() {
-  if (impl_->watch_conn) impl_->watch_conn->close();
+bool EtcdClient::cancel_watch() {
+  if (!impl_->watch_conn) return false;
+  impl_->watch_conn->close();
+  return true;
 }
 
 Task<> EtcdClient::watch(std::string prefix, int64_t start_revision, WatchHandlers handlers) {

@@ -92,7 +92,8 @@ class EtcdClient {
   // EtcdError), the revision is compacted (EtcdCompacted) or cancel_watch() is called (returns).
   Task<> watch(std::string prefix, int64_t start_revision, WatchHandlers handlers);
   // Closes the watch connection; a pending watch() returns.
-  void cancel_watch();
+  // Returns whether a watch connection was there to close.
+  bool cancel_watch();
   // The endpoint that answered last, for logs and /v1/health.
   const std::string& endpoint() const;
 

@@ -274,8 +274,8 @@ Task<> EtcdSource::check_watch_delivers(int64_t known) {
       log::warn("etcd: the watch has not delivered revision " + std::to_string(undelivered_) +
                 " (it is at " + std::to_string(status_.revision) +
                 "): its connection looks dead; watching again");
-      restarting_watch_ = true;
-      client_.cancel_watch();
+      // Only when a watch was there to close: else the flag would swallow the next real error.
+      restarting_watch_ = client_.cancel_watch();
     }
     undelivered_ = 0;
     co_return;

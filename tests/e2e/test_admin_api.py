@@ -478,6 +478,26 @@ def test_a_limit_count_group_keeps_one_set_of_settings_across_writes(egw, upstre
     assert served_by(egw, "/g1") == "a" and served_by(egw, "/g2") == "a"
 
 
+def test_a_chain_written_through_another_node_is_judged_as_etcd_has_it(etcd, gateway, upstream):
+    # Node B's view lags (its watch is frozen): the upstream and the service that node A just
+    # wrote are not in it. A route on B using the service is judged on what etcd holds, down
+    # the chain (route -> service -> upstream), not refused as "unknown upstream".
+    a = upstream(name="a")
+    relay = TcpRelay(etcd.client_port)
+    try:
+        node_a = gateway(etcd=etcd)
+        node_b = gateway(etcd=etcd, endpoints=[f"http://127.0.0.1:{relay.port}"],
+                         etcd_options={"timeout": 1})
+        relay.freeze()
+        assert node_a.admin("PUT", "/upstreams/u1", inline_upstream(a.port)).status_code == 201
+        assert node_a.admin("PUT", "/services/s1", {"upstream_id": "u1"}).status_code == 201
+        r = node_b.admin("PUT", "/routes/r1", {"uri": "/r1", "service_id": "s1"})
+        assert r.status_code == 201, r.text
+        assert wait_until(lambda: served_by(node_a, "/r1") == "a", 5)
+    finally:
+        relay.close()
+
+
 class FirstWriteAnswerLost(TcpRelay):
     """Passes everything but the answer to the first transaction (a write), which etcd applies:
     a link that died at the worst moment."""

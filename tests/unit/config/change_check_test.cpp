@@ -161,3 +161,16 @@ TEST_F(ChangeCheck, PluginsARouteTakesFromItsServiceAreCheckedToo) {
             std::string::npos)
       << out;
 }
+
+TEST_F(ChangeCheck, ARouteComingBackThatTakesItsGroupFromAnotherIsRefused) {
+  // g0 is the group's oldest route but left out (its service has no upstream); g1 holds the
+  // group. Giving the service an upstream would bring g0 back and push g1 out.
+  put(Kind::Services, "bare", {{"hosts", {"x.test"}}});
+  json g0 = counted_route("/g0", 5);
+  g0.erase("upstream");
+  g0["service_id"] = "bare";
+  put(Kind::Routes, "g0", g0);
+  put(Kind::Routes, "g1", counted_route("/g1", 100));
+  std::string out = check(Kind::Services, "bare", {{"upstream", upstream_json()}});
+  EXPECT_NE(out.find("routes/g1.plugins.limit-count.group"), std::string::npos) << out;
+}
