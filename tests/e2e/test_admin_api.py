@@ -478,24 +478,30 @@ def test_a_limit_count_group_keeps_one_set_of_settings_across_writes(egw, upstre
     assert served_by(egw, "/g1") == "a" and served_by(egw, "/g2") == "a"
 
 
-def test_a_chain_written_through_another_node_is_judged_as_etcd_has_it(etcd, gateway, upstream):
-    # Node B's view lags (its watch is frozen): the upstream and the service that node A just
-    # wrote are not in it. A route on B using the service is judged on what etcd holds, down
-    # the chain (route -> service -> upstream), not refused as "unknown upstream".
-    a = upstream(name="a")
+@pytest.fixture
+def two_nodes(etcd, gateway):
+    """(node A, node B, B's relay): two gateways on one etcd, B through a TcpRelay that can
+    freeze B's connections (B's watch goes quiet, its view lags; new connections still work)."""
     relay = TcpRelay(etcd.client_port)
-    try:
-        node_a = gateway(etcd=etcd)
-        node_b = gateway(etcd=etcd, endpoints=[f"http://127.0.0.1:{relay.port}"],
-                         etcd_options={"timeout": 1})
-        relay.freeze()
-        assert node_a.admin("PUT", "/upstreams/u1", inline_upstream(a.port)).status_code == 201
-        assert node_a.admin("PUT", "/services/s1", {"upstream_id": "u1"}).status_code == 201
-        r = node_b.admin("PUT", "/routes/r1", {"uri": "/r1", "service_id": "s1"})
-        assert r.status_code == 201, r.text
-        assert wait_until(lambda: served_by(node_a, "/r1") == "a", 5)
-    finally:
-        relay.close()
+    node_a = gateway(etcd=etcd)
+    node_b = gateway(etcd=etcd, endpoints=[f"http://127.0.0.1:{relay.port}"],
+                     etcd_options={"timeout": 1})
+    yield node_a, node_b, relay
+    relay.close()
+
+
+def test_a_chain_written_through_another_node_is_judged_as_etcd_has_it(two_nodes, upstream):
+    # Node B's view lags: the upstream and the service that node A just wrote are not in it. A
+    # route on B using the service is judged on what etcd holds, down the chain (route ->
+    # service -> upstream), not refused as "unknown upstream".
+    node_a, node_b, relay = two_nodes
+    a = upstream(name="a")
+    relay.freeze()
+    assert node_a.admin("PUT", "/upstreams/u1", inline_upstream(a.port)).status_code == 201
+    assert node_a.admin("PUT", "/services/s1", {"upstream_id": "u1"}).status_code == 201
+    r = node_b.admin("PUT", "/routes/r1", {"uri": "/r1", "service_id": "s1"})
+    assert r.status_code == 201, r.text
+    assert wait_until(lambda: served_by(node_a, "/r1") == "a", 5)
 
 
 class FirstWriteAnswerLost(TcpRelay):
@@ -530,30 +536,23 @@ def test_a_write_whose_answer_was_lost_is_not_sent_again(etcd, gateway):
         relay.close()
 
 
-def test_a_delete_racing_a_write_on_another_node_leaves_no_dangling_reference(etcd, gateway,
-                                                                              upstream):
-    # Node B sees etcd through a relay that stops forwarding on its current connections: B's
-    # watch goes quiet (its view lags) while new connections work. Node A writes a route that
-    # uses u1; B, not having seen it, must not delete u1 from under it.
+def test_a_delete_racing_a_write_on_another_node_leaves_no_dangling_reference(two_nodes,
+                                                                              upstream, etcd):
+    # Node A writes a route that uses u1; B, whose view lags, has not seen it and must not
+    # delete u1 from under it.
+    node_a, node_b, relay = two_nodes
     a = upstream(name="a")
-    relay = TcpRelay(etcd.client_port)
-    try:
-        node_a = gateway(etcd=etcd)
-        node_b = gateway(etcd=etcd, endpoints=[f"http://127.0.0.1:{relay.port}"],
-                         etcd_options={"timeout": 1})
-        assert node_a.admin("PUT", "/upstreams/u1", inline_upstream(a.port)).status_code == 201
-        assert wait_until(lambda: node_b.admin("GET", "/upstreams/u1").status_code == 200, 5)
-        relay.freeze()
-        # B's pooled connections are frozen too: one read pays the timeout and replaces them.
-        assert node_b.admin("GET", "/upstreams/u1").status_code == 200
-        r = node_a.admin("PUT", "/routes/r1", {"uri": "/r1", "upstream_id": "u1"})
-        assert r.status_code == 201, r.text
-        r = node_b.admin("DELETE", "/upstreams/u1")
-        assert r.status_code in (400, 409), r.text
-        assert etcd.get_json(node_a.key("upstreams", "u1")) is not None
-        assert wait_until(lambda: served_by(node_a, "/r1") == "a", 5)
-    finally:
-        relay.close()
+    assert node_a.admin("PUT", "/upstreams/u1", inline_upstream(a.port)).status_code == 201
+    assert wait_until(lambda: node_b.admin("GET", "/upstreams/u1").status_code == 200, 5)
+    relay.freeze()
+    # B's pooled connections are frozen too: one read pays the timeout and replaces them.
+    assert node_b.admin("GET", "/upstreams/u1").status_code == 200
+    r = node_a.admin("PUT", "/routes/r1", {"uri": "/r1", "upstream_id": "u1"})
+    assert r.status_code == 201, r.text
+    r = node_b.admin("DELETE", "/upstreams/u1")
+    assert r.status_code in (400, 409), r.text
+    assert etcd.get_json(node_a.key("upstreams", "u1")) is not None
+    assert wait_until(lambda: served_by(node_a, "/r1") == "a", 5)
 
 
 # ---------------------------------------------------------------------------------------------
