@@ -338,9 +338,9 @@ TEST_F(RuntimeTest, HeaderListsAndUriArgsOfARepeatedStringAreTooLarge) {
 }
 
 TEST_F(RuntimeTest, ADecodePastTheLimitTimesOutCleanlyAndLeavesTheRuntimeUsable) {
-  // One decode of ~0.5 MB (a few ms and more) under a 1 ms limit: the limit runs out while parsing,
-  // where the clock is now looked at, so the timeout is raised from inside the JSON parser's
-  // callback and unwinds through it. (How soon it stops is a timing, not asserted here.)
+  // One decode of ~0.5 MB under a 1 ms limit: the limit runs out inside the call (after the
+  // parse, or while the tables are built, where the clock is looked at) and the timeout unwinds
+  // out of it. (How soon it stops is a timing, not asserted here.)
   auto set = functions({R"(local core = require('apisix.core')
     local big = '[' .. string.rep('{"k": [1, 2, 3, "four"]},', 20000) .. '0]'
     return function() ngx.ctx.n = #core.json.decode(big) end)"});
