@@ -302,71 +302,71 @@ struct AdminApi::Impl {
   // another); and that it leaves nothing out of the served config (config::check_change). The
   // revisions of the objects it refers to go to `compares`: a concurrent delete or change of
   // one fails the write, which is then checked again.
+  // The objects one write's checks read from etcd, and what its transaction compares.
+  struct Reads {
+    config::FreshObjects fresh;
+    config::UnseenRefs unseen;
+    std::set<std::pair<Kind, std::string>> missing;
+    Compares& compares;
+    bool done(const std::pair<Kind, std::string>& k) const {
+      return fresh.count(k) || unseen.count(k) || missing.count(k);
+    }
+  };
+
+  // Reads (kind, id) from etcd into `reads`, once: the transaction then requires it unchanged.
+  Task<> fetch(Reads& reads, const std::pair<Kind, std::string>& k) {
+    if (reads.done(k)) co_return;
+    auto range = co_await ctx.etcd->client().get(key(k.first, k.second));
+    if (range.kvs.empty()) {
+      reads.missing.insert(k);
+      co_return;
+    }
+    if (reads.compares.size() < kMaxCompares)
+      reads.compares.push_back({key(k.first, k.second), "", config::EtcdCompare::Result::Equal,
+                                range.kvs.front().mod_revision});
+    if (auto now = stored_object(k.first, k.second, range.kvs.front().value))
+      reads.fresh.emplace(k, std::move(*now));
+    else
+      reads.unseen.insert(k);  // not valid to this node: nodes keep serving what they had
+  }
+
   Task<std::optional<HttpResponse>> validate(Kind kind, const std::string& id, const json& value,
                                              const std::optional<Item>& old, Compares& compares) {
     Errors errors;
     config::StoredObject obj;
     config::validate_object(kind, value, "", errors, obj,
                             old ? old->created : std::numeric_limits<int64_t>::max());
-    config::FreshObjects fresh;
-    config::UnseenRefs unseen;
-    std::set<std::pair<Kind, std::string>> missing;
+    Reads reads{{}, {}, {}, compares};
     if (errors.empty()) {
       for (const auto& [field, ref] : obj.refs) {
         std::pair<Kind, std::string> k{ref.kind, ref.id};
-        if (!missing.count(k) && !fresh.count(k) && !unseen.count(k)) {
-          auto range = co_await ctx.etcd->client().get(key(ref.kind, ref.id));
-          if (range.kvs.empty()) {
-            missing.insert(k);
-          } else {
-            if (compares.size() < kMaxCompares)
-              compares.push_back({key(ref.kind, ref.id), "", config::EtcdCompare::Result::Equal,
-                                  range.kvs.front().mod_revision});
-            if (auto now = stored_object(ref.kind, ref.id, range.kvs.front().value))
-              fresh.emplace(k, std::move(*now));
-            else
-              unseen.insert(k);  // not valid to this node: nodes keep serving what they had
-          }
-        }
-        if (missing.count(k)) {
+        co_await fetch(reads, k);
+        if (reads.missing.count(k)) {
           errors.add(field, "unknown " + std::string(config::kind_singular(ref.kind)) + " \"" +
                                 ref.id + "\"");
           continue;
         }
         // tls.client_cert_id must name a client certificate, not one that serves handshakes.
         const config::StoredObject* target =
-            fresh.count(k) ? &fresh.at(k) : ctx.store->find(ref.kind, ref.id);
+            reads.fresh.count(k) ? &reads.fresh.at(k) : ctx.store->find(ref.kind, ref.id);
         if (ref.kind == Kind::Ssls && target && !target->client_identity)
           errors.add(field, config::not_a_client_certificate(ref.id));
       }
       // What those refer to, fresh too (route -> service -> upstream -> ssl): a chain written
-      // through other nodes a moment ago is judged as etcd has it, not as this node's view.
-      std::vector<std::pair<Kind, std::string>> next;
+      // through other nodes a moment ago is judged as etcd has it, not as this node's view. A
+      // missing one is reported by check_change, against its referrer.
       for (int level = 0; level < 3; ++level) {
-        next.clear();
-        for (const auto& [at, found] : fresh)
-          for (const auto& [field, ref] : found.refs) next.emplace_back(ref.kind, ref.id);
-        bool added = false;
-        for (const auto& k : next) {
-          if (fresh.count(k) || unseen.count(k) || missing.count(k)) continue;
-          auto range = co_await ctx.etcd->client().get(key(k.first, k.second));
-          if (range.kvs.empty()) {
-            missing.insert(k);  // (check_change reports it against its referrer)
-            continue;
-          }
-          if (compares.size() < kMaxCompares)
-            compares.push_back({key(k.first, k.second), "", config::EtcdCompare::Result::Equal,
-                                range.kvs.front().mod_revision});
-          if (auto now = stored_object(k.first, k.second, range.kvs.front().value)) {
-            fresh.emplace(k, std::move(*now));
-            added = true;
-          }
-        }
-        if (!added) break;
+        std::vector<std::pair<Kind, std::string>> next;
+        for (const auto& [at, found] : reads.fresh)
+          for (const auto& [field, ref] : found.refs)
+            if (!reads.done({ref.kind, ref.id})) next.emplace_back(ref.kind, ref.id);
+        if (next.empty()) break;
+        for (const auto& k : next) co_await fetch(reads, k);
       }
     }
     if (errors.empty() && kind == Kind::Consumers) check_credentials_unique(obj, errors);
-    if (errors.empty()) config::check_change(*ctx.store, kind, id, obj, fresh, unseen, errors);
+    if (errors.empty())
+      config::check_change(*ctx.store, kind, id, obj, reads.fresh, reads.unseen, errors);
     if (errors.empty()) co_return std::nullopt;
     co_return error_reply(400, "invalid configuration: " + errors_text(errors));
   }

@@ -61,15 +61,24 @@ class View {
     return it->second;
   }
 
-  // Whether the route's plugins (its own, its service's, its plugin config's) include one that
-  // must agree with other objects (Plugin::check_references).
-  bool route_plugins_check(const Route& r) const {
+  // The plugins a route runs come from its service, its plugin config and itself.
+  struct PluginSources {
+    PluginSetPtr service, plugin_config, route;
+  };
+  PluginSources plugin_sources(const Route& r) const {
     const StoredObject* svc = r.service_id.empty() ? nullptr : find(Kind::Services, r.service_id);
     const StoredObject* pc =
         r.plugin_config_id.empty() ? nullptr : find(Kind::PluginConfigs, r.plugin_config_id);
-    return has_reference_checks(r.plugins) ||
-           (svc && has_reference_checks(svc->service->plugins)) ||
-           (pc && has_reference_checks(pc->plugin_config->plugins));
+    return {svc ? svc->service->plugins : nullptr, pc ? pc->plugin_config->plugins : nullptr,
+            r.plugins};
+  }
+
+  // Whether those include a plugin that must agree with other objects
+  // (Plugin::check_references).
+  bool route_plugins_check(const Route& r) const {
+    PluginSources from = plugin_sources(r);
+    return has_reference_checks(from.route) || has_reference_checks(from.service) ||
+           has_reference_checks(from.plugin_config);
   }
 
   // Those plugins, walked in creation order as the compiler does: a limit-count group belongs
@@ -90,18 +99,12 @@ class View {
       const Route& r = *route->route;
       if (!route_plugins_check(r)) continue;
       if (!reasons(Kind::Routes, r.id).empty()) continue;  // left out before its plugins count
-      const StoredObject* svc = r.service_id.empty() ? nullptr : find(Kind::Services, r.service_id);
-      const StoredObject* pc =
-          r.plugin_config_id.empty() ? nullptr : find(Kind::PluginConfigs, r.plugin_config_id);
-      auto chain = plugins::merge_chain(svc ? svc->service->plugins : nullptr,
-                                        pc ? pc->plugin_config->plugins : nullptr, r.plugins);
+      PluginSources from = plugin_sources(r);
+      auto chain = plugins::merge_chain(from.service, from.plugin_config, from.route);
       if (!chain) continue;  // every plugin disabled
       std::string path = "routes/" + r.id;
       Errors found;
-      for (const plugins::PluginEntry* e : chain->entries)
-        if (e->type->checks_references)
-          e->plugin->check_references(checks, path + ".plugins." + std::string(e->type->name),
-                                      found);
+      plugins::check_chain_references(*chain, checks, path, found);
       Reasons& out = memo_[Key{Kind::Routes, r.id}];
       for (const auto& e : found.list())
         out.push_back({e.path.substr(path.size() + 1), e.message, std::nullopt});

@@ -391,23 +391,31 @@ Task<EtcdClient::Range> EtcdClient::get_prefix(std::string prefix) {
   co_return Impl::to_range(answer);
 }
 
+namespace {
+
+// A range read of one key and no value: `key` itself, or the first key of [key, range_end);
+// `newest`: the key changed last instead (etcd walks and sorts the whole range for it).
+json one_key_read(const std::string& key, const std::string& range_end, bool newest) {
+  json read = {{"key", base64_encode(key)}, {"limit", 1}, {"keys_only", true}};
+  if (!range_end.empty()) read["range_end"] = base64_encode(range_end);
+  if (newest) {
+    read["sort_order"] = "DESCEND";
+    read["sort_target"] = "MOD";
+  }
+  return read;
+}
+
+}  // namespace
+
 Task<EtcdClient::Range> EtcdClient::first_key(std::string prefix) {
-  json body = {{"key", base64_encode(prefix)},
-               {"range_end", base64_encode(prefix_range_end(prefix))},
-               {"limit", 1},
-               {"keys_only", true}};
-  json answer = co_await impl_->call("/v3/kv/range", body);
+  json answer =
+      co_await impl_->call("/v3/kv/range", one_key_read(prefix, prefix_range_end(prefix), false));
   co_return Impl::to_range(answer);
 }
 
 Task<EtcdClient::Range> EtcdClient::newest_key(std::string prefix) {
-  json body = {{"key", base64_encode(prefix)},
-               {"range_end", base64_encode(prefix_range_end(prefix))},
-               {"limit", 1},
-               {"keys_only", true},
-               {"sort_order", "DESCEND"},
-               {"sort_target", "MOD"}};
-  json answer = co_await impl_->call("/v3/kv/range", body);
+  json answer =
+      co_await impl_->call("/v3/kv/range", one_key_read(prefix, prefix_range_end(prefix), true));
   co_return Impl::to_range(answer);
 }
 
@@ -429,15 +437,10 @@ json txn_body(const std::vector<EtcdCompare>& compares, json op) {
                     {"result", c.result == EtcdCompare::Result::Equal ? "EQUAL" : "LESS"},
                     {"target", "MOD"},
                     {"mod_revision", std::to_string(c.mod_revision)}};
-    json read = {{"key", base64_encode(c.key)}, {"limit", 1}, {"keys_only", true}};
-    if (!c.range_end.empty()) {
-      compare["range_end"] = read["range_end"] = base64_encode(c.range_end);
-      read["sort_order"] = "DESCEND";
-      read["sort_target"] = "MOD";
-    }
+    if (!c.range_end.empty()) compare["range_end"] = base64_encode(c.range_end);
     body["compare"].push_back(std::move(compare));
     json failure_op = json::object();
-    failure_op["request_range"] = std::move(read);
+    failure_op["request_range"] = one_key_read(c.key, c.range_end, !c.range_end.empty());
     body["failure"].push_back(std::move(failure_op));
   }
   body["success"] = json::array({std::move(op)});

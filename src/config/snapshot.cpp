@@ -217,18 +217,6 @@ void compile_stream_routes(
   }
 }
 
-// Plugins that must agree with the rest of the config (tlv-bridge's proto and message types,
-// limit-count groups), checked against the snapshot being built: a route whose plugins do not
-// is reported and left out.
-bool references_resolve(const plugins::Chain& chain, plugins::CompileChecks& checks,
-                        const std::string& path, Errors& errors) {
-  size_t before = errors.size();
-  for (const plugins::PluginEntry* e : chain.entries)
-    if (e->type->checks_references)
-      e->plugin->check_references(checks, path + ".plugins." + std::string(e->type->name), errors);
-  return errors.size() == before;
-}
-
 }  // namespace
 
 namespace {
@@ -372,7 +360,8 @@ std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, const HttpLimits&
       entry.websocket = r.enable_websocket.value_or(svc ? svc->service->enable_websocket : false);
     }
     if (entry.plugins && entry.plugins->checks_references &&
-        !references_resolve(*entry.plugins, checks, path(), warnings ? *warnings : errors))
+        !plugins::check_chain_references(*entry.plugins, checks, path(),
+                                         warnings ? *warnings : errors))
       continue;
     rules.push_back(entry.rule);
     snap->routes.push_back(

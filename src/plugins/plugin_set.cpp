@@ -111,6 +111,15 @@ std::shared_ptr<const Chain> merge_chain(const std::shared_ptr<const PluginSet>&
   return chain;
 }
 
+bool check_chain_references(const Chain& chain, CompileChecks& checks, const std::string& path,
+                            Errors& errors) {
+  size_t before = errors.size();
+  for (const PluginEntry* e : chain.entries)
+    if (e->type->checks_references)
+      e->plugin->check_references(checks, path + ".plugins." + std::string(e->type->name), errors);
+  return errors.size() == before;
+}
+
 std::shared_ptr<const Chain> merge_global_rules(
     const std::vector<std::shared_ptr<const PluginSet>>& rules) {
   auto chain = std::make_shared<Chain>();

@@ -51,6 +51,11 @@ std::shared_ptr<const Chain> merge_chain(const std::shared_ptr<const PluginSet>&
                                          const std::shared_ptr<const PluginSet>& plugin_config,
                                          const std::shared_ptr<const PluginSet>& route);
 
+// Runs Plugin::check_references of the chain's plugins that have one (under
+// "<path>.plugins.<name>"); returns whether none added an error.
+bool check_chain_references(const Chain& chain, CompileChecks& checks, const std::string& path,
+                            Errors& errors);
+
 // Every global rule's plugins, in rule order; within the result, by priority.
 std::shared_ptr<const Chain> merge_global_rules(
     const std::vector<std::shared_ptr<const PluginSet>>& rules);
