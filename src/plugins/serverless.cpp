@@ -137,7 +137,7 @@ std::shared_ptr<const Plugin> create(std::string_view name, const json& conf,
   if (errors.size() != before) return nullptr;
   json args = conf;  // the functions' `conf` argument, with the default filled in as APISIX does
   args["phase"] = phase_name;
-  auto set = std::make_shared<const edge::FunctionSet>(std::move(sources), std::move(args));
+  auto set = std::make_shared<const edge::FunctionSet>(std::move(sources), std::move(args), path);
   return std::make_shared<Serverless>(name, *phase, std::move(set), time_limit);
 }
 

@@ -281,6 +281,43 @@ end""", time_limit="2s")),
     assert edge_errors(gw, route="bomb", reason="memory") == 2
 
 
+def test_a_route_over_half_the_memory_starts_over_alone(gateway, upstream):
+    # One worker, one Lua state of 8 MiB shared by both routes. /hog keeps 512 KiB more per
+    # request in an upvalue; past half the state it fails and its functions start over, while
+    # /count's upvalue (a call counter) lives on: one route cannot take the others' memory.
+    up = upstream()
+    gw = gateway({"routes": [
+        route("/hog", [(up.port,)], id="hog", plugins=pre("""
+local keep = {}
+return function()
+  keep[#keep + 1] = string.rep("h", 512 * 1024 - 32) .. #keep
+  return 200, tostring(#keep)
+end""")),
+        route("/count", [(up.port,)], id="count", plugins=pre(
+            "local n = 0 return function() n = n + 1 return 200, tostring(n) end")),
+    ]}, start=False)
+    cfg = gw.config()
+    cfg["edge_functions"] = {"memory_limit": "8m"}
+    gw.config_path.write_text(yaml.safe_dump(cfg))
+    gw.start()
+    assert gw.get("/count").text == "1"
+    held = []
+    for _ in range(20):
+        r = gw.get("/hog")
+        if r.status_code != 200:
+            break
+        held.append(int(r.text))
+    assert r.status_code == 500 and r.json() == {"error_msg": "edge function failed"}
+    assert held == list(range(1, len(held) + 1)) and len(held) >= 6
+    gw.wait_log_line("edge function failed: route hog", "more than half of the worker's")
+    line = gw.wait_log_line("dropped the compiled functions of routes[0].plugins."
+                            "serverless-pre-function")
+    assert "they start over at their next use" in line
+    assert gw.get("/count").text == "2"  # its upvalue survived
+    assert gw.get("/hog").text == "1"  # the hog starts over
+    assert edge_errors(gw, route="hog", reason="memory") == 1
+
+
 def test_loops_inside_the_api_are_held_to_the_time_limit(gateway, upstream):
     # The instruction hook does not run inside C: printing or encoding a list that holds one
     # sublist many times is billions of steps there, and must stop at the limit all the same.

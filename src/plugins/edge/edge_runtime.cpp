@@ -2,9 +2,11 @@
 
 #include <lua.hpp>
 
+#include <algorithm>
 #include <mutex>
 
 #include "config/node_config.hpp"
+#include "core/log.hpp"
 #include "plugins/consumers.hpp"
 #include "plugins/edge/lua_json.hpp"
 #include "plugins/edge/ngx_api.hpp"
@@ -28,11 +30,9 @@ Retired* retired_lists() {
 std::atomic<uint32_t> g_next_index{0};
 thread_local Runtime* t_alive = nullptr;  // trivially destructible: safe to read at thread exit
 
-uint64_t pack(uint32_t epoch, int ref) {
-  return (uint64_t{epoch} << 32) | static_cast<uint32_t>(ref);
-}
-uint32_t epoch_of(uint64_t slot) { return static_cast<uint32_t>(slot >> 32); }
-int ref_of(uint64_t slot) { return static_cast<int>(static_cast<uint32_t>(slot)); }
+uint64_t pack(uint32_t serial, uint32_t index) { return (uint64_t{serial} << 32) | index; }
+uint32_t serial_of(uint64_t slot) { return static_cast<uint32_t>(slot >> 32); }
+uint32_t index_of(uint64_t slot) { return static_cast<uint32_t>(slot); }
 
 // The request's edge-function state in Context::request_local.
 struct RequestState final : RequestLocal {
@@ -43,6 +43,31 @@ struct RequestState final : RequestLocal {
   Runtime* owner;
   uint32_t epoch;
   RequestFacts facts;
+};
+
+// What the state allocates while a set compiles or runs is charged to the set's account; the
+// state's own account again after, also when an exception unwinds. An account no cache entry
+// owns (a config check, a runtime that does not cache) is closed with it.
+class Charge {
+ public:
+  Charge(LuaSandbox& sandbox, MemoryAccount* account, bool owned)
+      : sandbox_(sandbox), account_(account), owned_(owned) {
+    sandbox_.charge_to(account_);
+  }
+  ~Charge() { end(); }
+  Charge(const Charge&) = delete;
+  Charge& operator=(const Charge&) = delete;
+  void end() {
+    if (!account_) return;
+    sandbox_.charge_to(nullptr);
+    if (!owned_) sandbox_.close_account(account_);
+    account_ = nullptr;
+  }
+
+ private:
+  LuaSandbox& sandbox_;
+  MemoryAccount* account_;
+  bool owned_;
 };
 
 bool answerable_status(int status) { return status >= 200 && status <= 599; }
@@ -64,8 +89,8 @@ bool answer(PhaseCall& call) {
 
 }  // namespace
 
-FunctionSet::FunctionSet(std::vector<std::string> sources, config::json conf)
-    : sources_(std::move(sources)), conf_(std::move(conf)) {}
+FunctionSet::FunctionSet(std::vector<std::string> sources, config::json conf, std::string label)
+    : sources_(std::move(sources)), conf_(std::move(conf)), label_(std::move(label)) {}
 
 FunctionSet::~FunctionSet() {
   Retired* lists = retired_lists();
@@ -92,6 +117,8 @@ Runtime::Runtime() : index_(g_next_index.fetch_add(1)) {
 Runtime::~Runtime() { t_alive = nullptr; }
 
 void Runtime::start_state() {
+  compiled_.clear();  // the accounts die with the state
+  free_entries_.clear();
   sandbox_.reset();  // the old state first: two at their limit would be twice the memory
   auto limits = config::edge_function_limits();
   sandbox_ = std::make_unique<LuaSandbox>(static_cast<size_t>(limits.memory_limit));
@@ -112,20 +139,83 @@ void Runtime::drain_retired() {
     std::lock_guard lock(mine.mutex);
     slots.swap(mine.slots);
   }
-  for (uint64_t slot : slots) release(epoch_of(slot), ref_of(slot));
+  for (uint64_t slot : slots) forget(slot);
 }
 
-// Pushes the set's compiled table {conf = ..., f1, ..., fn}, compiling it on first use.
-bool Runtime::push_functions(const FunctionSet& set, Outcome& out) {
+const Runtime::Compiled* Runtime::compiled(uint64_t slot) const {
+  uint32_t i = index_of(slot);
+  if (slot == 0 || i >= compiled_.size() || compiled_[i].serial != serial_of(slot)) return nullptr;
+  return &compiled_[i];
+}
+
+void Runtime::forget(uint64_t slot) {
+  if (!compiled(slot)) return;  // from a state since replaced
+  Compiled& entry = compiled_[index_of(slot)];
+  luaL_unref(sandbox_->state(), LUA_REGISTRYINDEX, entry.ref);
+  sandbox_->close_account(entry.account);
+  entry = Compiled{};
+  free_entries_.push_back(index_of(slot));
+}
+
+size_t Runtime::memory_of(const FunctionSet& set) const {
+  if (index_ >= kMaxCachingRuntimes) return 0;
+  const Compiled* entry = compiled(set.slots_[index_].load(std::memory_order_relaxed));
+  return entry ? entry->account->bytes : 0;
+}
+
+void Runtime::drop(uint32_t i, const char* why) {
+  const Compiled& entry = compiled_[i];
+  log::warn("edge functions: " + std::string(why) + ": dropped the compiled functions of " +
+            (entry.label.empty() ? std::string("a plugin") : entry.label) + " (holding " +
+            std::to_string(entry.account->bytes >> 10) +
+            " KiB); they start over at their next use. Raise edge_functions.memory_limit if "
+            "this repeats");
+  forget(pack(entry.serial, i));
+}
+
+// After a memory failure (the state has been collected): while live data fills more than half
+// the limit, drop the compiled sets holding the most, largest first. They compile again on their
+// next use; the others keep their upvalues. Only when that is not enough (per-request tables of
+// requests in flight hold the rest) does the state start over.
+void Runtime::make_room() {
+  if (!sandbox_->exhausted()) return;
+  std::vector<uint32_t> order;
+  for (uint32_t i = 0; i < compiled_.size(); ++i)
+    if (compiled_[i].serial != 0) order.push_back(i);
+  std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
+    return compiled_[a].account->bytes > compiled_[b].account->bytes;
+  });
+  size_t live = sandbox_->memory_used();
+  const size_t target = sandbox_->memory_limit() / 2;
+  for (uint32_t i : order) {
+    if (live <= target) break;
+    live -= std::min(live, compiled_[i].account->bytes);
+    drop(i, "this worker's Lua state is full");
+  }
+  lua_gc(sandbox_->state(), LUA_GCCOLLECT, 0);
+  if (!sandbox_->exhausted()) return;
+  log::warn("edge functions: this worker's Lua state is still full; starting a new one");
+  start_state();
+}
+
+// Pushes the set's compiled table {conf = ..., f1, ..., fn}, compiling it on first use, and
+// says which account its memory is charged to. `owned`: the account belongs to a cache entry
+// (else the caller closes it after the run: a runtime past kMaxCachingRuntimes).
+bool Runtime::push_functions(const FunctionSet& set, Outcome& out, MemoryAccount*& account,
+                             bool& owned) {
   lua_State* L = sandbox_->state();
   const bool caching = index_ < kMaxCachingRuntimes;
   if (caching) {
-    uint64_t slot = set.slots_[index_].load(std::memory_order_relaxed);
-    if (slot != 0 && epoch_of(slot) == epoch_) {
-      lua_rawgeti(L, LUA_REGISTRYINDEX, ref_of(slot));
+    if (const Compiled* entry = compiled(set.slots_[index_].load(std::memory_order_relaxed))) {
+      lua_rawgeti(L, LUA_REGISTRYINDEX, entry->ref);
+      account = entry->account;
+      owned = true;
       return true;
     }
   }
+  account = sandbox_->open_account();
+  owned = false;
+  sandbox_->charge_to(account);  // the caller's Charge takes over from here
   const auto& sources = set.sources();
   lua_createtable(L, static_cast<int>(sources.size()), 1);
   push_json(L, set.conf());
@@ -148,9 +238,18 @@ bool Runtime::push_functions(const FunctionSet& set, Outcome& out) {
     lua_rawseti(L, -2, static_cast<int>(i + 1));
   }
   if (caching) {
+    uint32_t i = static_cast<uint32_t>(compiled_.size());
+    if (!free_entries_.empty()) {
+      i = free_entries_.back();
+      free_entries_.pop_back();
+    } else {
+      compiled_.emplace_back();
+    }
     lua_pushvalue(L, -1);
-    int ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    set.slots_[index_].store(pack(epoch_, ref), std::memory_order_release);
+    compiled_[i] = {next_serial_++, luaL_ref(L, LUA_REGISTRYINDEX), account, set.label()};
+    if (next_serial_ == 0) next_serial_ = 1;
+    set.slots_[index_].store(pack(compiled_[i].serial, i), std::memory_order_release);
+    owned = true;
   }
   return true;
 }
@@ -189,13 +288,16 @@ std::string Runtime::check(const std::string& source, double seconds) {
   lua_State* L = sandbox_->state();
   int top = lua_gettop(L);
   sandbox_->start_clock(seconds);
+  // Charged like a set, so the chunk's top level is held to the same share.
+  Charge charge(*sandbox_, sandbox_->open_account(), false);
   CallResult r = sandbox_->load(source, source);
   if (r.ok()) r = sandbox_->call(0, 1);
   if (r.ok() && !lua_isfunction(L, -1))
     r = {Failure::Error,
          std::string("only accept Lua function, the input code type is ") + luaL_typename(L, -1)};
   lua_settop(L, top);
-  if (r.failure == Failure::Memory && sandbox_->exhausted()) start_state();
+  charge.end();
+  if (r.failure == Failure::Memory) make_room();
   return r.message;
 }
 
@@ -209,7 +311,11 @@ Outcome Runtime::run(const FunctionSet& set, Phase phase, Context& ctx, std::str
   CallScope scope(call);
   sandbox_->start_clock(seconds);
   Outcome out;
-  if (push_functions(set, out)) {
+  MemoryAccount* account = nullptr;
+  bool owned = false;
+  const bool pushed = push_functions(set, out, account, owned);
+  Charge charge(*sandbox_, account, owned);
+  if (pushed) {
     const int functions = lua_gettop(L);
     lua_rawgeti(L, LUA_REGISTRYINDEX, call.request.table_ref);
     const int request = lua_gettop(L);
@@ -228,7 +334,7 @@ Outcome Runtime::run(const FunctionSet& set, Phase phase, Context& ctx, std::str
       lua_rawgeti(L, request, 2);
       CallResult r = sandbox_->call(2, 2);
       // ngx.exit: whatever the function did after (a pcall caught it) is ignored, but not its
-      // running out of time or memory: that is counted, and a state out of memory replaced.
+      // running out of time or memory: that is counted, and memory made room for (make_room).
       const bool over_limit = r.failure == Failure::Timeout || r.failure == Failure::Memory;
       if (call.exited && !over_limit) {
         lua_settop(L, request);
@@ -260,8 +366,16 @@ Outcome Runtime::run(const FunctionSet& set, Phase phase, Context& ctx, std::str
     }
   }
   lua_settop(L, top);
+  charge.end();
   if (out.failure == Failure::None && call.may_answer()) out.answered = answer(call);
-  if (out.failure == Failure::Memory && sandbox_->exhausted()) start_state();
+  if (out.failure == Failure::Memory) {
+    // Over its share: most likely its upvalues keep growing; it starts over, alone.
+    const uint64_t slot =
+        index_ < kMaxCachingRuntimes ? set.slots_[index_].load(std::memory_order_relaxed) : 0;
+    if (sandbox_->over_share() && compiled(slot))
+      drop(index_of(slot), "functions over half of edge_functions.memory_limit");
+    make_room();
+  }
   return out;
 }
 

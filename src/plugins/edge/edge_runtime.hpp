@@ -3,9 +3,15 @@
 // the per-request tables behind ngx.ctx.
 //
 // Caching: a FunctionSet (the immutable part of a plugin instance) has one slot per runtime
-// holding the registry reference of its compiled functions in that runtime's state. When the
-// set dies (a config change dropped its instance), it hands each filled slot back to its
-// runtime, which releases it at its next run: config changes cannot grow the states.
+// naming its compiled functions in that runtime's state. When the set dies (a config change
+// dropped its instance), it hands each filled slot back to its runtime, which releases it at its
+// next run: config changes cannot grow the states.
+//
+// Memory: the state is shared by every route's functions (so ngx.ctx is one table for a
+// request's global rules and route), but each set's compiled functions have their own memory
+// account. A set that holds more than half the state's limit fails on its own; when the state
+// still runs out, the sets holding the most are dropped (they compile again on next use) until
+// live data is under half the limit, instead of starting the whole state over.
 #pragma once
 
 #include <array>
@@ -25,20 +31,24 @@ inline constexpr size_t kMaxCachingRuntimes = 64;
 
 class FunctionSet {
  public:
-  // `conf` is what the functions get as their first argument (the plugin's config).
-  FunctionSet(std::vector<std::string> sources, config::json conf);
+  // `conf` is what the functions get as their first argument (the plugin's config); `label`
+  // names the set in log lines (the config path of the plugin).
+  FunctionSet(std::vector<std::string> sources, config::json conf, std::string label = {});
   ~FunctionSet();
   FunctionSet(const FunctionSet&) = delete;
   FunctionSet& operator=(const FunctionSet&) = delete;
 
   const std::vector<std::string>& sources() const { return sources_; }
   const config::json& conf() const { return conf_; }
+  const std::string& label() const { return label_; }
 
  private:
   friend class Runtime;
   std::vector<std::string> sources_;
   config::json conf_;
-  // Per runtime: (state epoch << 32) | registry reference; 0 when not compiled there. Written
+  std::string label_;
+  // Per runtime: (serial << 32) | index of its entry in the runtime's compiled list; 0 when not
+  // compiled there. Written
   // by that runtime's thread only; read by whichever thread destroys the set (after the last
   // reference, so it sees every write).
   mutable std::array<std::atomic<uint64_t>, kMaxCachingRuntimes> slots_{};
@@ -71,17 +81,34 @@ class Runtime {
   uint32_t epoch() const { return epoch_; }
   // For RequestState: releases a per-request table made in this runtime's current state.
   void release(uint32_t epoch, int ref);
+  // The bytes the set's compiled functions hold here (0 when not compiled here).
+  size_t memory_of(const FunctionSet& set) const;
 
  private:
+  // A set's functions compiled in this state: {conf = ..., f1, ..., fn} in the registry.
+  struct Compiled {
+    uint32_t serial = 0;  // 0: a free entry
+    int ref = -1;
+    MemoryAccount* account = nullptr;
+    std::string label;
+  };
+
   Runtime();
   void start_state();
   void drain_retired();
-  bool push_functions(const FunctionSet& set, Outcome& out);
+  const Compiled* compiled(uint64_t slot) const;
+  void forget(uint64_t slot);
+  void drop(uint32_t index, const char* why);
+  void make_room();
+  bool push_functions(const FunctionSet& set, Outcome& out, MemoryAccount*& account, bool& owned);
   RequestFacts& request_facts(Context& ctx);
 
   std::unique_ptr<LuaSandbox> sandbox_;
   uint32_t index_;
-  uint32_t epoch_ = 0;  // bumped each time the state is replaced (after memory exhaustion)
+  uint32_t epoch_ = 0;  // bumped each time the state is replaced
+  std::vector<Compiled> compiled_;
+  std::vector<uint32_t> free_entries_;
+  uint32_t next_serial_ = 1;  // never reused: a dead set's slot cannot name a newer entry
 };
 
 }  // namespace portico::plugins::edge

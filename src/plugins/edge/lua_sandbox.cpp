@@ -20,6 +20,7 @@ namespace {
 constexpr int kHookInstructions = 100;
 // Nested tables deeper than this are shared, not copied, into environments (none are).
 constexpr int kMaxCopyDepth = 4;
+constexpr size_t kBlockHeader = sizeof(MemoryAccount*);
 
 int64_t monotonic_ns() {
   timespec ts;
@@ -249,11 +250,15 @@ CallResult LuaSandbox::call(int nargs, int nresults) {
   int base = lua_gettop(L_) - nargs - 1;
   refused_ = false;
   timed_out_ = false;
+  over_share_ = false;
   collect_if_needed();
   lua_sethook(L_, count_hook, LUA_MASKCOUNT, kHookInstructions);
   enforce_ = true;
+  calling_ = true;
   int rc = lua_pcall(L_, nargs, nresults, 0);
   enforce_ = false;
+  calling_ = false;
+  share_due_ = false;
   lua_sethook(L_, nullptr, 0, 0);  // never armed outside a call: an unprotected error aborts
   CallResult r;
   if (timed_out_) {
@@ -271,22 +276,60 @@ CallResult LuaSandbox::call(int nargs, int nresults) {
   return r;
 }
 
+MemoryAccount* LuaSandbox::open_account() {
+  if (reusable_.empty()) return &accounts_.emplace_back();
+  MemoryAccount* account = reusable_.back();
+  reusable_.pop_back();
+  *account = MemoryAccount{};
+  return account;
+}
+
+void LuaSandbox::close_account(MemoryAccount* account) {
+  if (charged_ == account) charged_ = &own_;
+  account->closed = true;
+  if (account->blocks == 0) reusable_.push_back(account);
+}
+
+void LuaSandbox::debit(MemoryAccount* account, size_t bytes) {
+  account->bytes -= bytes;
+  if (--account->blocks == 0 && account->closed) reusable_.push_back(account);
+}
+
+// Each block starts with the account it is charged to (8 bytes: LuaJIT's own allocator aligns
+// to 8 as well). A block that grows or shrinks moves to the account running then.
 void* LuaSandbox::allocate(void* ud, void* block, size_t old_size, size_t new_size) {
   auto* self = static_cast<LuaSandbox*>(ud);
-  size_t current = block ? old_size : 0;
+  char* base = block ? static_cast<char*>(block) - kBlockHeader : nullptr;
+  size_t current = block ? old_size + kBlockHeader : 0;
   if (new_size == 0) {
-    std::free(block);
+    if (!base) return nullptr;
+    self->debit(*reinterpret_cast<MemoryAccount**>(base), current);
+    std::free(base);
     self->used_ -= current;
     return nullptr;
   }
-  if (self->enforce_ && new_size > current && self->used_ - current + new_size > self->limit_) {
+  size_t wanted = new_size + kBlockHeader;
+  if (self->enforce_ && wanted > current && self->used_ - current + wanted > self->limit_) {
     self->refused_ = true;  // LuaJIT raises "not enough memory" where it asked
     return nullptr;
   }
-  void* grown = std::realloc(block, new_size);
+  MemoryAccount* from = base ? *reinterpret_cast<MemoryAccount**>(base) : nullptr;
+  auto* grown = static_cast<char*>(std::realloc(base, wanted));
   if (!grown) return nullptr;
-  self->used_ = self->used_ - current + new_size;
-  return grown;
+  if (from) self->debit(from, current);
+  MemoryAccount* to = self->charged_;
+  to->bytes += wanted;
+  ++to->blocks;
+  *reinterpret_cast<MemoryAccount**>(grown) = to;
+  self->used_ = self->used_ - current + wanted;
+  if (self->calling_ && to != &self->own_ && to->bytes > self->share_limit() && !self->share_due_) {
+    // The allocator cannot collect or raise; the hook can, at the very next instruction (a
+    // short function would otherwise return before the hook's next count). lua_sethook is safe
+    // to call from anywhere, even a signal handler.
+    self->share_due_ = true;
+    lua_sethook(self->L_, count_hook, LUA_MASKCOUNT, 1);
+  }
+  return grown + kBlockHeader;
 }
 
 void LuaSandbox::count_hook(lua_State* L, lua_Debug*) {
@@ -295,6 +338,25 @@ void LuaSandbox::count_hook(lua_State* L, lua_Debug*) {
   auto* self = static_cast<LuaSandbox*>(ud);
   if (monotonic_ns() >= self->deadline_ns_) self->time_out(L);
   self->collect_if_needed();  // no finalizers can run: the functions cannot make userdata
+  if (self->share_due_) {
+    self->share_due_ = false;
+    lua_sethook(L, count_hook, LUA_MASKCOUNT, kHookInstructions);
+    self->check_share(L);
+  }
+}
+
+// Called at the instruction after an allocation took the running account past its share.
+// Garbage does not count: the account is judged after a full collection.
+void LuaSandbox::check_share(lua_State* L) {
+  if (charged_ == &own_ || charged_->bytes <= share_limit()) return;
+  lua_gc(L, LUA_GCCOLLECT, 0);
+  if (charged_->bytes <= share_limit()) return;
+  refused_ = true;
+  over_share_ = true;
+  luaL_error(L,
+             "not enough memory: these functions hold %d KiB, more than half of the worker's "
+             "edge_functions.memory_limit",
+             static_cast<int>(charged_->bytes >> 10));
 }
 
 void LuaSandbox::time_out(lua_State* L) {

@@ -6,8 +6,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <string>
 #include <string_view>
+#include <vector>
 
 struct lua_State;
 struct lua_Debug;
@@ -22,6 +24,16 @@ struct CallResult {
   Failure failure = Failure::None;
   std::string message;  // what went wrong (the Lua error), empty on success
   bool ok() const { return failure == Failure::None; }
+};
+
+// The memory one owner's allocations hold in the state: the compiled functions of one plugin
+// instance, with their upvalues and what they allocate while they run. Every block carries a
+// pointer to the account it is charged to, so a block freed by the collector later is taken off
+// the right account whoever runs then.
+struct MemoryAccount {
+  size_t bytes = 0;
+  size_t blocks = 0;
+  bool closed = false;  // no new charges; reused once its last block is freed
 };
 
 class LuaSandbox {
@@ -61,6 +73,17 @@ class LuaSandbox {
   // the clock every 1024 calls, so the time limit holds there too.
   static void count_step(lua_State* L);
 
+  // Accounts: allocations are charged to the one set by charge_to (the state's own when null).
+  // One account may hold at most half the limit (share_limit): past that, after a full
+  // collection, the running function fails with a memory error, so one plugin's functions cannot
+  // take the room the others need.
+  MemoryAccount* open_account();
+  void close_account(MemoryAccount* account);
+  void charge_to(MemoryAccount* account) { charged_ = account ? account : &own_; }
+  size_t share_limit() const { return limit_ / 2; }
+  // The last call failed because its account passed the share (not the state's limit).
+  bool over_share() const { return over_share_; }
+
   size_t memory_used() const { return used_; }
   size_t memory_limit() const { return limit_; }
   void set_memory_limit(size_t bytes) {
@@ -68,7 +91,7 @@ class LuaSandbox {
     limit_ = bytes;
   }
   // After a memory failure the state is collected; when live data still fills more than half
-  // the limit (a function keeps growing a table), the owner should start over with a new one.
+  // the limit (functions keep growing tables), the owner should drop what holds the most.
   bool exhausted() const { return used_ > limit_ / 2; }
 
  private:
@@ -76,6 +99,8 @@ class LuaSandbox {
   static void count_hook(lua_State* L, lua_Debug* ar);
   [[noreturn]] void time_out(lua_State* L);
   void collect_if_needed();
+  void check_share(lua_State* L);
+  void debit(MemoryAccount* account, size_t bytes);
   void open_safe_libraries();
   void copy_value(int index, int depth);
 
@@ -86,10 +111,17 @@ class LuaSandbox {
   bool enforce_ = false;       // the limit applies while user code runs (never during GC/setup)
   bool refused_ = false;       // the allocator said no during this call
   bool timed_out_ = false;     // the hook fired past the deadline during this call
+  bool calling_ = false;       // inside call(): the hook is armed
+  bool share_due_ = false;     // the running account passed its share: the hook looks next
+  bool over_share_ = false;    // ... and still held it after a collection: the call failed
   int64_t deadline_ns_ = 0;    // monotonic
   double budget_seconds_ = 0;  // for the message
-  int globals_ref_ = -1;       // registry: the template environment
-  int modules_ref_ = -1;       // registry: name -> module table, for `require`
+  MemoryAccount own_;          // the libraries, the API, per-request tables' creation
+  MemoryAccount* charged_ = &own_;
+  std::deque<MemoryAccount> accounts_;    // stable addresses
+  std::vector<MemoryAccount*> reusable_;  // closed, no blocks left
+  int globals_ref_ = -1;                  // registry: the template environment
+  int modules_ref_ = -1;                  // registry: name -> module table, for `require`
 };
 
 }  // namespace portico::plugins::edge

@@ -4,6 +4,7 @@
 #include <sys/resource.h>
 #include <lua.hpp>
 
+#include "config/node_config.hpp"
 #include "plugins/consumers.hpp"
 #include "plugins/context.hpp"
 
@@ -365,6 +366,90 @@ TEST_F(RuntimeTest, APathologicalPatternStopsAtTheTimeLimit) {
   EXPECT_NE(at_check.find("time limit"), std::string::npos) << at_check;
   auto after = functions({"return function() ngx.ctx.r = ('k=v'):match('(%w)=(%w)') end"});
   EXPECT_EQ(run(*after).failure, Failure::None);
+}
+
+// The worker's state at 8 MiB for one test (restored after): its sets may hold 4 MiB each.
+class SmallStateTest : public RuntimeTest {
+ protected:
+  SmallStateTest() : saved(config::edge_function_limits()) {
+    config::EdgeFunctionLimits small = saved;
+    small.memory_limit = 8 << 20;
+    config::set_edge_function_limits(small);
+  }
+  ~SmallStateTest() override { config::set_edge_function_limits(saved); }
+
+  // A set whose upvalue counts its calls: answers the count.
+  std::shared_ptr<FunctionSet> counter() {
+    return functions(
+        {"local calls = 0 return function() calls = calls + 1 "
+         "return 200, tostring(calls) end"});
+  }
+  std::string count(const FunctionSet& set) {
+    Outcome out = run(set);
+    EXPECT_EQ(out.failure, Failure::None) << out.message;
+    return ctx.reply.body;
+  }
+
+  config::EdgeFunctionLimits saved;
+};
+
+TEST_F(SmallStateTest, ASetOverHalfTheLimitFailsAloneAndTheOthersKeepTheirUpvalues) {
+  auto keeper = counter();
+  EXPECT_EQ(count(*keeper), "1");
+  // Keeps 512 KiB more per call in an upvalue (distinct strings: equal ones would be one).
+  auto hog =
+      functions({"local keep = {} return function() "
+                 "keep[#keep + 1] = string.rep('h', 512 * 1024 - 32) .. #keep "
+                 "return 200, tostring(#keep) end"});
+  Outcome out;
+  int calls = 0;
+  for (; calls < 20; ++calls) {
+    out = run(*hog);
+    if (out.failure != Failure::None) break;
+    EXPECT_LE(Runtime::current().memory_of(*hog), size_t{4} << 20);
+  }
+  ASSERT_EQ(out.failure, Failure::Memory) << out.message;
+  EXPECT_NE(out.message.find("more than half of the worker's edge_functions.memory_limit"),
+            std::string::npos)
+      << out.message;
+  EXPECT_GE(calls, 6);  // it had its half: 3 MiB and more were fine
+  // The hog's compiled functions were dropped; the keeper's upvalue was not.
+  EXPECT_EQ(Runtime::current().memory_of(*hog), 0u);
+  EXPECT_EQ(count(*keeper), "2");
+  ASSERT_EQ(run(*hog).failure, Failure::None);
+  EXPECT_EQ(ctx.reply.body, "1");  // compiled again: its table starts over
+}
+
+TEST_F(SmallStateTest, WhenTheStateIsFullTheSetsHoldingTheMostAreDroppedFirst) {
+  // Two sets keep 3 MiB and 1.5 MiB (each under its half); a third then needs 3.5 MiB: the state
+  // (8 MiB) runs out. Dropping the largest (3 MiB) brings live data under half the limit; the
+  // 1.5 MiB set and a small counter keep their upvalues.
+  const char* holder =
+      "local keep = {} local calls = 0 return function() calls = calls + 1 "
+      "if calls == 1 then for i = 1, %d do "
+      "keep[i] = string.rep('%c', 512 * 1024 - 32) .. i end end "
+      "return 200, tostring(calls) end";
+  char text[512];
+  // Distinct text per set: equal strings are one string, charged to whoever made it first.
+  std::snprintf(text, sizeof(text), holder, 6, 'l');
+  auto large = functions({text});
+  std::snprintf(text, sizeof(text), holder, 3, 'm');
+  auto medium = functions({text});
+  auto keeper = counter();
+  EXPECT_EQ(count(*large), "1");
+  EXPECT_EQ(count(*medium), "1");
+  EXPECT_EQ(count(*keeper), "1");
+  auto late =
+      functions({"return function() local t = {} for i = 1, 7 do "
+                 "t[i] = string.rep('y', 512 * 1024 - 32) .. i end "
+                 "return 200, tostring(#t) end"});
+  Outcome out = run(*late);
+  ASSERT_EQ(out.failure, Failure::Memory) << out.message;
+  EXPECT_EQ(Runtime::current().memory_of(*large), 0u);
+  EXPECT_GT(Runtime::current().memory_of(*medium), size_t{3} << 19);
+  EXPECT_EQ(count(*medium), "2");
+  EXPECT_EQ(count(*keeper), "2");
+  EXPECT_EQ(count(*large), "1");  // compiled again
 }
 
 }  // namespace
