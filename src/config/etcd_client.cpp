@@ -352,6 +352,7 @@ struct EtcdClient::Impl {
     r.revision = header_revision(answer);
     if (auto kvs = answer.find("kvs"); kvs != answer.end())
       for (const auto& kv : *kvs) r.kvs.push_back(decode_kv(kv));
+    if (auto count = answer.find("count"); count != answer.end()) r.count = to_int(*count);
     return r;
   }
 

@@ -57,6 +57,7 @@ class EtcdClient {
   struct Range {
     int64_t revision = 0;  // the store's revision when read
     std::vector<EtcdKv> kvs;
+    int64_t count = 0;  // keys in the range, also those a limit left out
   };
   struct Write {
     bool succeeded = true;  // false: a put_when/remove_when compare failed

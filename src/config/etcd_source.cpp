@@ -135,6 +135,8 @@ Task<> EtcdSource::full_sync() {
   status_.revision = range.revision;
   need_full_sync_ = false;
   undelivered_ = 0;
+  keys_ = static_cast<int64_t>(range.kvs.size());
+  miscounted_at_ = -1;
   log::info("etcd: read " + std::to_string(range.kvs.size()) + " keys under " + settings_.prefix +
             "/ at revision " + std::to_string(range.revision) + " from " + client_.endpoint());
   changed_();
@@ -142,6 +144,10 @@ Task<> EtcdSource::full_sync() {
 
 void EtcdSource::apply(std::vector<EtcdEvent>& events, int64_t revision) {
   for (const auto& ev : events) {
+    if (ev.deleted)
+      --keys_;  // etcd only tells of deletes of keys that were there
+    else if (ev.kv.create_revision == ev.kv.mod_revision)
+      ++keys_;
     try {
       if (ev.deleted) {
         Kind kind;
@@ -249,7 +255,7 @@ Task<> EtcdSource::probe_loop() {
       if (*alive && range.revision < known) {
         need_full_sync_ = true;
         client_.cancel_watch();
-      } else if (*alive && (range.revision > known || undelivered_ > 0)) {
+      } else if (*alive && (range.revision > known || undelivered_ > 0 || miscounted_at_ >= 0)) {
         co_await check_watch_delivers(known);
       }
     } catch (const EtcdError& e) {
@@ -266,18 +272,26 @@ Task<> EtcdSource::probe_loop() {
 // etcd is past the last revision the watch delivered. Usually that is keys outside the prefix,
 // or an event on its way. But a watch connection that died without a word (a NAT or middlebox
 // that forgot it: half-open) delivers nothing ever again, and reads on other connections work.
-// The newest change under the prefix tells them apart: if it is still undelivered at the next
-// probe, the watch is restarted from the last revision it delivered.
+// The newest change under the prefix tells them apart for puts: if it is still undelivered at
+// the next probe, the watch is restarted from the last revision it delivered. A delete leaves no
+// revision under the prefix, but it changes how many keys there are: if etcd's count differs
+// from the watch's and the watch has delivered nothing more by the next probe, likewise.
 Task<> EtcdSource::check_watch_delivers(int64_t known) {
   if (undelivered_ > 0) {
-    if (status_.revision < undelivered_) {
-      log::warn("etcd: the watch has not delivered revision " + std::to_string(undelivered_) +
-                " (it is at " + std::to_string(status_.revision) +
-                "): its connection looks dead; watching again");
-      // Only when a watch was there to close: else the flag would swallow the next real error.
-      restarting_watch_ = client_.cancel_watch();
-    }
+    if (status_.revision < undelivered_)
+      restart_watch("has not delivered revision " + std::to_string(undelivered_) + " (it is at " +
+                    std::to_string(status_.revision) + ")");
     undelivered_ = 0;
+    miscounted_at_ = -1;
+    co_return;
+  }
+  if (miscounted_at_ >= 0) {
+    if (status_.revision == miscounted_at_)
+      restart_watch(
+          "has delivered nothing since etcd's count of keys under the prefix differed "
+          "from its own (at revision " +
+          std::to_string(status_.revision) + ")");
+    miscounted_at_ = -1;
     co_return;
   }
   auto now = std::chrono::steady_clock::now();
@@ -286,6 +300,14 @@ Task<> EtcdSource::check_watch_delivers(int64_t known) {
   auto newest = co_await client_.newest_key(settings_.prefix + "/");
   if (!newest.kvs.empty() && newest.kvs.front().mod_revision > known)
     undelivered_ = newest.kvs.front().mod_revision;
+  else if (newest.count != keys_ && status_.revision == known)
+    miscounted_at_ = known;
+}
+
+void EtcdSource::restart_watch(const std::string& why) {
+  log::warn("etcd: the watch " + why + ": its connection looks dead; watching again");
+  // Only when a watch was there to close: else the flag would swallow the next real error.
+  restarting_watch_ = client_.cancel_watch();
 }
 
 }  // namespace portico::config

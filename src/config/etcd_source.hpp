@@ -48,6 +48,7 @@ class EtcdSource {
   bool apply_put(ObjectStore& store, const EtcdKv& kv, const ObjectStore* previous);
   Task<> probe_loop();
   Task<> check_watch_delivers(int64_t known);
+  void restart_watch(const std::string& why);
   Task<> sleep_backoff(std::chrono::steady_clock::time_point not_after =
                            std::chrono::steady_clock::time_point::max());
   void note_failure(const std::string& error);
@@ -63,6 +64,10 @@ class EtcdSource {
   bool need_full_sync_ = true;
   bool restarting_watch_ = false;  // the probe closed a dead watch: not an outage
   int64_t undelivered_ = 0;  // a change under the prefix the watch had not delivered at a probe
+  int64_t keys_ = 0;         // keys under the prefix at status_.revision (ours or not)
+  // A probe found etcd holding another number of keys than the watch accounts for (a delete
+  // not delivered) while the watch was at this revision; -1: no doubt.
+  int64_t miscounted_at_ = -1;
   std::chrono::steady_clock::time_point last_watch_check_{};
   bool stopped_ = false;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

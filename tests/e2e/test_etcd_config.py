@@ -200,6 +200,26 @@ def test_a_watch_connection_that_went_silent_is_noticed_and_replaced(etcd, gatew
         link.close()
 
 
+def test_a_silent_watch_is_noticed_by_a_delete_alone(etcd, gateway, upstream):
+    """A delete leaves no newer revision under the prefix to compare with: the node notices the
+    missing event by the number of keys etcd holds there against the number its watch knows."""
+    a = upstream(name="a")
+    link = TcpRelay(etcd.client_port)
+    try:
+        gw = gateway(etcd=etcd, endpoints=[f"http://127.0.0.1:{link.port}"])
+        etcd.put_json(gw.key("routes", "r1"), route_obj("r1", "/gone", a.port))
+        etcd.put_json(gw.key("routes", "r2"), route_obj("r2", "/stays", a.port))
+        assert wait_until(lambda: served_by(gw, "/gone") == "a", 5)
+        link.freeze()
+        etcd.delete(gw.key("routes", "r1"))
+        assert wait_until(lambda: served_by(gw, "/gone") == 404, 25), served_by(gw, "/gone")
+        gw.wait_log_line("count of keys under the prefix differed")
+        assert served_by(gw, "/stays") == "a"
+        assert gw.health()["config"]["resyncs"] == 0
+    finally:
+        link.close()
+
+
 def test_invalid_values_are_skipped_and_logged(etcd, gateway, upstream):
     a, b = upstream(name="a"), upstream(name="b")
     gw = gateway(etcd=etcd, start=False)
