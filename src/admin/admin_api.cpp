@@ -365,8 +365,13 @@ struct AdminApi::Impl {
       }
     }
     if (errors.empty() && kind == Kind::Consumers) check_credentials_unique(obj, errors);
-    if (errors.empty())
+    if (errors.empty()) {
+      // The objects that use this one are judged as this node sees them: an update must not
+      // land after one of them changed through another node unseen (a route written there a
+      // moment ago that relies on what this update takes away).
+      if (old) require_users_unchanged(kind, compares);
       config::check_change(*ctx.store, kind, id, obj, reads.fresh, reads.unseen, errors);
+    }
     if (errors.empty()) co_return std::nullopt;
     co_return error_reply(400, "invalid configuration: " + errors_text(errors));
   }
@@ -593,6 +598,17 @@ struct AdminApi::Impl {
     }
   }
 
+  // The transaction will also require that no object of a kind that could use `kind` changed
+  // after this node's view (read now, with no wait before the view is used).
+  void require_users_unchanged(Kind kind, Compares& compares) const {
+    int64_t seen = ctx.etcd->status().revision;
+    for (Kind user : referring_kinds(kind)) {
+      std::string range = key(user, "");
+      compares.push_back(
+          {range, config::prefix_range_end(range), config::EtcdCompare::Result::Less, seen + 1});
+    }
+  }
+
   // Refused while this node sees a user of the object (unless forced). The delete's transaction
   // also requires that no object of a kind that could use it changed after this node's view:
   // else a route naming it, written a moment ago through another node, would be left dangling.
@@ -613,12 +629,7 @@ struct AdminApi::Impl {
                                          std::string(config::kind_singular(kind)) + ", " + list +
                                          " is still using it now");
         }
-        int64_t seen = ctx.etcd->status().revision;
-        for (Kind user : referring_kinds(kind)) {
-          std::string range = key(user, "");
-          compares.push_back({range, config::prefix_range_end(range),
-                              config::EtcdCompare::Result::Less, seen + 1});
-        }
+        require_users_unchanged(kind, compares);
       }
       auto w = co_await ctx.etcd->client().remove_when(k, std::move(compares));
       if (!w.succeeded) {

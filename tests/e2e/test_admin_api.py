@@ -555,6 +555,24 @@ def test_a_delete_racing_a_write_on_another_node_leaves_no_dangling_reference(tw
     assert wait_until(lambda: served_by(node_a, "/r1") == "a", 5)
 
 
+def test_an_update_racing_a_write_on_another_node_does_not_break_it(two_nodes, upstream, etcd):
+    # Node A writes a route that relies on service s1's upstream; B, whose view lags, has not
+    # seen it and must not take that upstream away (the route would fall out of the config).
+    node_a, node_b, relay = two_nodes
+    a = upstream(name="a")
+    assert node_a.admin("PUT", "/upstreams/u1", inline_upstream(a.port)).status_code == 201
+    assert node_a.admin("PUT", "/services/s1", {"upstream_id": "u1"}).status_code == 201
+    assert wait_until(lambda: node_b.admin("GET", "/services/s1").status_code == 200, 5)
+    relay.freeze()
+    assert node_b.admin("GET", "/services/s1").status_code == 200  # replaces frozen connections
+    r = node_a.admin("PUT", "/routes/r1", {"uri": "/r1", "service_id": "s1"})
+    assert r.status_code == 201, r.text
+    r = node_b.admin("PATCH", "/services/s1", {"upstream_id": None})
+    assert r.status_code in (400, 409), r.text
+    assert etcd.get_json(node_a.key("services", "s1"))["upstream_id"] == "u1"
+    assert served_by(node_a, "/r1") == "a"
+
+
 # ---------------------------------------------------------------------------------------------
 # validation and request errors
 
