@@ -619,7 +619,9 @@ struct AdminApi::Impl {
       if (!old)
         co_return error_reply(
             404, std::string(config::kind_singular(kind)) + " \"" + id + "\" not found");
-      Compares compares;
+      // On its own revision: a copy sent again after a lost answer must not delete an object
+      // created anew under the same id in between.
+      Compares compares{{k, "", config::EtcdCompare::Result::Equal, old->modified}};
       if (!force) {
         auto users = ctx.store->referrers(kind, id);
         if (!users.empty()) {
@@ -643,7 +645,7 @@ struct AdminApi::Impl {
       log::info("admin: deleted " + k + " at revision " + std::to_string(w.revision));
       co_return reply(200, {{"deleted", "1"}, {"key", k}});
     }
-    co_return error_reply(409, "objects that could use this one kept changing; retry");
+    co_return error_reply(409, "the object, or objects that could use it, kept changing; retry");
   }
 };
 

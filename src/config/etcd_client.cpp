@@ -310,14 +310,29 @@ struct EtcdClient::Impl {
           // them): each would cost a full timeout. A retry opens a fresh connection.
           if (reused) idle.clear();
           if (!resendable && sent && timed_out(e))
-            throw EtcdError("no answer from " + url.text + " to " + path +
-                            " within the timeout: it may or may not have been applied");
+            throw EtcdUnanswered("no answer from " + url.text + " to " + path +
+                                 " within the timeout: it may or may not have been applied");
           if (!reused) break;  // a fresh connection failed: next endpoint
         }
       }
       current = (current + 1) % urls.size();
     }
     throw EtcdError("etcd unreachable (" + last_error + ")");
+  }
+
+  // A transaction whose answer was lost is sent once more, on a fresh connection: its compares
+  // hold for at most one of the two copies (each requires the state before the write), so the
+  // outcome becomes known instead of "it may or may not have been applied". `resent` tells the
+  // caller that a failed compare may be the first copy's doing.
+  Task<json> txn(json body, bool& resent) {
+    resent = false;
+    try {
+      co_return co_await call("/v3/kv/txn", body, false);
+    } catch (const EtcdUnanswered& e) {
+      log::warn(std::string("etcd: ") + e.what() + "; sending it once more");
+      resent = true;
+    }
+    co_return co_await call("/v3/kv/txn", body, false);
   }
 
   Task<std::tuple<bool, json, std::string>> send(Connection& conn, const Url& url,
@@ -469,16 +484,31 @@ Task<EtcdClient::Write> EtcdClient::put_when(std::string key, std::string value,
                                              std::vector<EtcdCompare> compares) {
   json op = json::object();
   op["request_put"] = {{"key", base64_encode(key)}, {"value", base64_encode(value)}};
-  json answer = co_await impl_->call("/v3/kv/txn", txn_body(compares, std::move(op)), false);
-  co_return txn_result(answer, Impl::to_txn(answer));
+  bool resent = false;
+  json answer = co_await impl_->txn(txn_body(compares, std::move(op)), resent);
+  Write w = txn_result(answer, Impl::to_txn(answer));
+  if (!w.succeeded && resent) {
+    // The first copy applied if the key holds exactly this value now.
+    auto now = co_await get(key);
+    if (!now.kvs.empty() && now.kvs.front().value == value)
+      w = Write{true, now.kvs.front().mod_revision, 0, 0};
+  }
+  co_return w;
 }
 
 Task<EtcdClient::Write> EtcdClient::remove_when(std::string key,
                                                 std::vector<EtcdCompare> compares) {
   json op = json::object();
   op["request_delete_range"] = {{"key", base64_encode(key)}};
-  json answer = co_await impl_->call("/v3/kv/txn", txn_body(compares, std::move(op)), false);
-  co_return txn_result(answer, Impl::to_txn(answer));
+  bool resent = false;
+  json answer = co_await impl_->txn(txn_body(compares, std::move(op)), resent);
+  Write w = txn_result(answer, Impl::to_txn(answer));
+  if (resent && (!w.succeeded || w.deleted == 0)) {
+    // The key is gone: the first copy deleted it (or another writer did; either way, gone).
+    auto now = co_await get(key);
+    if (now.kvs.empty()) w = Write{true, now.revision, 1, 0};
+  }
+  co_return w;
 }
 
 bool EtcdClient::cancel_watch() {

@@ -42,6 +42,12 @@ class EtcdError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A write was sent and no answer came within the timeout: etcd may or may not have applied it.
+class EtcdUnanswered : public EtcdError {
+ public:
+  using EtcdError::EtcdError;
+};
+
 // The watch start revision was compacted away: the caller must resync with a full read.
 class EtcdCompacted : public EtcdError {
  public:

@@ -504,32 +504,54 @@ def test_a_chain_written_through_another_node_is_judged_as_etcd_has_it(two_nodes
     assert wait_until(lambda: served_by(node_a, "/r1") == "a", 5)
 
 
-class FirstWriteAnswerLost(TcpRelay):
-    """Passes everything but the answer to the first transaction (a write), which etcd applies:
-    a link that died at the worst moment."""
+class WriteAnswersLost(TcpRelay):
+    """Passes everything but the answers to the first `lost` transactions (writes), which etcd
+    applies: a link that died at the worst moment."""
 
-    def __init__(self, target_port):
+    def __init__(self, target_port, lost=1):
         super().__init__(target_port)
-        self.lost = False
+        self.to_lose = lost
 
     def on_data(self, data, to_target, state):
-        if to_target and data.startswith(b"POST /v3/kv/txn ") and not self.lost:
-            self.lost = state["lose_answer"] = True
+        if to_target and data.startswith(b"POST /v3/kv/txn ") and self.to_lose > 0:
+            self.to_lose -= 1
+            state["lose_answer"] = True
         return not (not to_target and state.get("lose_answer"))
 
 
-def test_a_write_whose_answer_was_lost_is_not_sent_again(etcd, gateway):
-    # Sent again on a new connection, the POST would meet its own first copy (the id is taken),
-    # take that for a race, and create a second upstream under a new id.
-    relay = FirstWriteAnswerLost(etcd.client_port)
+def test_a_write_whose_answer_was_lost_is_sent_again_and_applies_once(etcd, gateway):
+    # The transaction is sent again on a new connection. Its compares hold for one copy only:
+    # the POST's second copy finds its id taken by the first, sees its own value there and
+    # answers 201 (not a second upstream under a new id); the DELETE's finds the key gone.
+    relay = WriteAnswersLost(etcd.client_port, lost=0)
     try:
         node = gateway(etcd=etcd, endpoints=[f"http://127.0.0.1:{relay.port}"],
                        etcd_options={"timeout": 1})
+        relay.to_lose = 1
         r = node.admin("POST", "/upstreams", inline_upstream(1980))
+        assert r.status_code == 201, r.text
+        stored = etcd.get_prefix(node.key("upstreams", ""))
+        assert len(stored) == 1 and r.json()["key"] in stored
+        node.wait_log_line("may or may not have been applied; sending it once more")
+        uid = r.json()["value"]["id"]
+
+        relay.to_lose = 1
+        r = node.admin("PATCH", f"/upstreams/{uid}", {"desc": "patched"})
+        assert r.status_code == 200, r.text
+        assert etcd.get_json(node.key("upstreams", uid))["desc"] == "patched"
+
+        relay.to_lose = 1
+        r = node.admin("DELETE", f"/upstreams/{uid}")
+        assert r.status_code == 200, r.text
+        assert etcd.get_prefix(node.key("upstreams", "")) == {}
+
+        # both copies' answers lost: the outcome cannot be known, and the client is told so
+        relay.to_lose = 2
+        r = node.admin("POST", "/upstreams", inline_upstream(1981))
         assert r.status_code == 503, r.text
         assert "may or may not have been applied" in error_msg(r), r.text
-        assert len(etcd.get_prefix(node.key("upstreams", ""))) == 1
-        r = node.admin("POST", "/upstreams", inline_upstream(1981))
+        assert len(etcd.get_prefix(node.key("upstreams", ""))) == 1  # applied once, not twice
+        r = node.admin("POST", "/upstreams", inline_upstream(1982))
         assert r.status_code == 201, r.text
         assert len(etcd.get_prefix(node.key("upstreams", ""))) == 2
     finally:
