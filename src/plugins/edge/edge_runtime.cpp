@@ -45,31 +45,6 @@ struct RequestState final : RequestLocal {
   RequestFacts facts;
 };
 
-// What the state allocates while a set compiles or runs is charged to the set's account; the
-// state's own account again after, also when an exception unwinds. An account no cache entry
-// owns (a config check, a runtime that does not cache) is closed with it.
-class Charge {
- public:
-  Charge(LuaSandbox& sandbox, MemoryAccount* account, bool owned)
-      : sandbox_(sandbox), account_(account), owned_(owned) {
-    sandbox_.charge_to(account_);
-  }
-  ~Charge() { end(); }
-  Charge(const Charge&) = delete;
-  Charge& operator=(const Charge&) = delete;
-  void end() {
-    if (!account_) return;
-    sandbox_.charge_to(nullptr);
-    if (!owned_) sandbox_.close_account(account_);
-    account_ = nullptr;
-  }
-
- private:
-  LuaSandbox& sandbox_;
-  MemoryAccount* account_;
-  bool owned_;
-};
-
 bool answerable_status(int status) { return status >= 200 && status <= 599; }
 
 // ctx.reply from what the functions printed or the status they exited with.
@@ -88,6 +63,36 @@ bool answer(PhaseCall& call) {
 }
 
 }  // namespace
+
+// What the state allocates while a set compiles or runs is charged to the set's account; the
+// state's own account again after, also when an exception unwinds. An account no cache entry
+// owns (a config check, a runtime that does not cache, a compile that failed) is closed with it.
+class Charge {
+ public:
+  explicit Charge(LuaSandbox& sandbox) : sandbox_(sandbox) {}
+  ~Charge() { end(); }
+  Charge(const Charge&) = delete;
+  Charge& operator=(const Charge&) = delete;
+  void begin(MemoryAccount* account, bool owned) {
+    end();
+    account_ = account;
+    owned_ = owned;
+    sandbox_.charge_to(account_);
+  }
+  void adopt() { owned_ = true; }  // a cache entry owns the account now
+  MemoryAccount* account() const { return account_; }
+  void end() {
+    if (!account_) return;
+    sandbox_.charge_to(nullptr);
+    if (!owned_) sandbox_.close_account(account_);
+    account_ = nullptr;
+  }
+
+ private:
+  LuaSandbox& sandbox_;
+  MemoryAccount* account_ = nullptr;
+  bool owned_ = false;
+};
 
 FunctionSet::FunctionSet(std::vector<std::string> sources, config::json conf, std::string label)
     : sources_(std::move(sources)), conf_(std::move(conf)), label_(std::move(label)) {}
@@ -178,6 +183,7 @@ void Runtime::drop(uint32_t i, const char* why) {
 // next use; the others keep their upvalues. Only when that is not enough (per-request tables of
 // requests in flight hold the rest) does the state start over.
 void Runtime::make_room() {
+  sandbox_->collect();  // what a set dropped just before is garbage now
   if (!sandbox_->exhausted()) return;
   std::vector<uint32_t> order;
   for (uint32_t i = 0; i < compiled_.size(); ++i)
@@ -192,30 +198,25 @@ void Runtime::make_room() {
     live -= std::min(live, compiled_[i].account->bytes);
     drop(i, "this worker's Lua state is full");
   }
-  lua_gc(sandbox_->state(), LUA_GCCOLLECT, 0);
+  sandbox_->collect();
   if (!sandbox_->exhausted()) return;
   log::warn("edge functions: this worker's Lua state is still full; starting a new one");
   start_state();
 }
 
 // Pushes the set's compiled table {conf = ..., f1, ..., fn}, compiling it on first use, and
-// says which account its memory is charged to. `owned`: the account belongs to a cache entry
-// (else the caller closes it after the run: a runtime past kMaxCachingRuntimes).
-bool Runtime::push_functions(const FunctionSet& set, Outcome& out, MemoryAccount*& account,
-                             bool& owned) {
+// starts charging the set's account.
+bool Runtime::push_functions(const FunctionSet& set, Outcome& out, Charge& charge) {
   lua_State* L = sandbox_->state();
   const bool caching = index_ < kMaxCachingRuntimes;
   if (caching) {
     if (const Compiled* entry = compiled(set.slots_[index_].load(std::memory_order_relaxed))) {
       lua_rawgeti(L, LUA_REGISTRYINDEX, entry->ref);
-      account = entry->account;
-      owned = true;
+      charge.begin(entry->account, true);
       return true;
     }
   }
-  account = sandbox_->open_account();
-  owned = false;
-  sandbox_->charge_to(account);  // the caller's Charge takes over from here
+  charge.begin(sandbox_->open_account(), false);
   const auto& sources = set.sources();
   lua_createtable(L, static_cast<int>(sources.size()), 1);
   push_json(L, set.conf());
@@ -246,10 +247,10 @@ bool Runtime::push_functions(const FunctionSet& set, Outcome& out, MemoryAccount
       compiled_.emplace_back();
     }
     lua_pushvalue(L, -1);
-    compiled_[i] = {next_serial_++, luaL_ref(L, LUA_REGISTRYINDEX), account, set.label()};
+    compiled_[i] = {next_serial_++, luaL_ref(L, LUA_REGISTRYINDEX), charge.account(), set.label()};
     if (next_serial_ == 0) next_serial_ = 1;
     set.slots_[index_].store(pack(compiled_[i].serial, i), std::memory_order_release);
-    owned = true;
+    charge.adopt();
   }
   return true;
 }
@@ -289,7 +290,8 @@ std::string Runtime::check(const std::string& source, double seconds) {
   int top = lua_gettop(L);
   sandbox_->start_clock(seconds);
   // Charged like a set, so the chunk's top level is held to the same share.
-  Charge charge(*sandbox_, sandbox_->open_account(), false);
+  Charge charge(*sandbox_);
+  charge.begin(sandbox_->open_account(), false);
   CallResult r = sandbox_->load(source, source);
   if (r.ok()) r = sandbox_->call(0, 1);
   if (r.ok() && !lua_isfunction(L, -1))
@@ -311,11 +313,8 @@ Outcome Runtime::run(const FunctionSet& set, Phase phase, Context& ctx, std::str
   CallScope scope(call);
   sandbox_->start_clock(seconds);
   Outcome out;
-  MemoryAccount* account = nullptr;
-  bool owned = false;
-  const bool pushed = push_functions(set, out, account, owned);
-  Charge charge(*sandbox_, account, owned);
-  if (pushed) {
+  Charge charge(*sandbox_);
+  if (push_functions(set, out, charge)) {
     const int functions = lua_gettop(L);
     lua_rawgeti(L, LUA_REGISTRYINDEX, call.request.table_ref);
     const int request = lua_gettop(L);

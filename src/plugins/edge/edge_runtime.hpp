@@ -61,6 +61,8 @@ struct Outcome {
   bool answered = false;  // rewrite/access/before_proxy: ctx.reply holds the answer
 };
 
+class Charge;  // edge_runtime.cpp
+
 class Runtime {
  public:
   // This thread's runtime, made on first use.
@@ -100,7 +102,7 @@ class Runtime {
   void forget(uint64_t slot);
   void drop(uint32_t index, const char* why);
   void make_room();
-  bool push_functions(const FunctionSet& set, Outcome& out, MemoryAccount*& account, bool& owned);
+  bool push_functions(const FunctionSet& set, Outcome& out, Charge& charge);
   RequestFacts& request_facts(Context& ctx);
 
   std::unique_ptr<LuaSandbox> sandbox_;

@@ -154,6 +154,11 @@ void LuaSandbox::open_safe_libraries() {
   globals_ref_ = luaL_ref(L_, LUA_REGISTRYINDEX);
   lua_newtable(L_);
   modules_ref_ = luaL_ref(L_, LUA_REGISTRYINDEX);
+  // LuaJIT's string buffer is made at its first use and then only resized: made here, it is
+  // the state's own, not charged to the first function that joins two strings.
+  if (luaL_loadstring(L_, "return ('x'):rep(1024) .. '!'") != 0)
+    throw std::runtime_error("edge functions: bad buffer warm-up");
+  lua_call(L_, 0, 0);
 }
 
 void LuaSandbox::add_global(const char* name) {
@@ -234,11 +239,13 @@ void LuaSandbox::check_clock(lua_State* L) {
 // garbage alone could then fail a function whose live data is small. So the hook (and each
 // call) collects in full once usage passes half the limit, then again once half of the room
 // left after that collection is used up: a collection per so much allocation, never a refusal
-// while most of the limit is garbage.
+// while most of the limit is garbage. The allocator has the hook look at the very next
+// instruction once that point is passed: a loop making a large string per iteration could
+// otherwise fill the limit with garbage between two of the hook's counts.
+size_t LuaSandbox::collect_threshold() const { return collect_at_ ? collect_at_ : limit_ / 2; }
+
 void LuaSandbox::collect_if_needed() {
-  if (used_ <= (collect_at_ ? collect_at_ : limit_ / 2)) return;
-  lua_gc(L_, LUA_GCCOLLECT, 0);
-  collect_at_ = std::max(limit_ / 2, used_ + (limit_ - std::min(used_, limit_)) / 2);
+  if (used_ > collect_threshold()) collect();
 }
 
 void LuaSandbox::start_clock(double seconds) {
@@ -258,8 +265,10 @@ CallResult LuaSandbox::call(int nargs, int nresults) {
   int rc = lua_pcall(L_, nargs, nresults, 0);
   enforce_ = false;
   calling_ = false;
-  share_due_ = false;
   lua_sethook(L_, nullptr, 0, 0);  // never armed outside a call: an unprotected error aborts
+  // Past the share with no instruction after (a tail call into C): judged now.
+  if (look_soon_ && rc == 0) past_share();
+  look_soon_ = false;
   CallResult r;
   if (timed_out_) {
     // Also when the function caught the error and returned: its time was up all the same.
@@ -268,18 +277,20 @@ CallResult LuaSandbox::call(int nargs, int nresults) {
     r = {Failure::Timeout, text};
   } else if (rc != 0) {
     r = {rc == LUA_ERRMEM || refused_ ? Failure::Memory : Failure::Error, error_text(L_)};
+  } else if (over_share_) {
+    r = {Failure::Memory, share_message()};  // likewise, also when caught
   }
   if (!r.ok()) {
     lua_settop(L_, base);
-    if (r.failure == Failure::Memory) lua_gc(L_, LUA_GCCOLLECT, 0);
+    if (r.failure == Failure::Memory) collect();
   }
   return r;
 }
 
 MemoryAccount* LuaSandbox::open_account() {
-  if (reusable_.empty()) return &accounts_.emplace_back();
-  MemoryAccount* account = reusable_.back();
-  reusable_.pop_back();
+  if (!reusable_) return &accounts_.emplace_back();
+  MemoryAccount* account = reusable_;
+  reusable_ = account->next_free;
   *account = MemoryAccount{};
   return account;
 }
@@ -287,16 +298,23 @@ MemoryAccount* LuaSandbox::open_account() {
 void LuaSandbox::close_account(MemoryAccount* account) {
   if (charged_ == account) charged_ = &own_;
   account->closed = true;
-  if (account->blocks == 0) reusable_.push_back(account);
+  if (account->blocks == 0) {
+    account->next_free = reusable_;
+    reusable_ = account;
+  }
 }
 
 void LuaSandbox::debit(MemoryAccount* account, size_t bytes) {
   account->bytes -= bytes;
-  if (--account->blocks == 0 && account->closed) reusable_.push_back(account);
+  if (--account->blocks == 0 && account->closed) {
+    account->next_free = reusable_;
+    reusable_ = account;
+  }
 }
 
 // Each block starts with the account it is charged to (8 bytes: LuaJIT's own allocator aligns
-// to 8 as well). A block that grows or shrinks moves to the account running then.
+// to 8 as well). A block keeps its account when resized: LuaJIT's own buffers (the stack, the
+// string buffer, the registry) were made during setup and stay the state's, whoever grows them.
 void* LuaSandbox::allocate(void* ud, void* block, size_t old_size, size_t new_size) {
   auto* self = static_cast<LuaSandbox*>(ud);
   char* base = block ? static_cast<char*>(block) - kBlockHeader : nullptr;
@@ -313,23 +331,41 @@ void* LuaSandbox::allocate(void* ud, void* block, size_t old_size, size_t new_si
     self->refused_ = true;  // LuaJIT raises "not enough memory" where it asked
     return nullptr;
   }
-  MemoryAccount* from = base ? *reinterpret_cast<MemoryAccount**>(base) : nullptr;
   auto* grown = static_cast<char*>(std::realloc(base, wanted));
   if (!grown) return nullptr;
-  if (from) self->debit(from, current);
-  MemoryAccount* to = self->charged_;
-  to->bytes += wanted;
-  ++to->blocks;
-  *reinterpret_cast<MemoryAccount**>(grown) = to;
+  MemoryAccount* to;
+  if (base) {
+    to = *reinterpret_cast<MemoryAccount**>(grown);  // realloc kept the header
+    to->bytes = to->bytes - current + wanted;
+  } else {
+    to = self->charged_;
+    to->bytes += wanted;
+    ++to->blocks;
+    *reinterpret_cast<MemoryAccount**>(grown) = to;
+  }
   self->used_ = self->used_ - current + wanted;
-  if (self->calling_ && to != &self->own_ && to->bytes > self->share_limit() && !self->share_due_) {
+  if (self->calling_ && !self->look_soon_ &&
+      (self->used_ > self->collect_threshold() ||
+       (to == self->charged_ && to != &self->own_ &&
+        to->bytes > std::max(self->share_limit(), to->check_at)))) {
     // The allocator cannot collect or raise; the hook can, at the very next instruction (a
-    // short function would otherwise return before the hook's next count). lua_sethook is safe
-    // to call from anywhere, even a signal handler.
-    self->share_due_ = true;
+    // short function would otherwise return before the hook's next count). call() armed the
+    // count hook already, so this only changes its count.
+    self->look_soon_ = true;
     lua_sethook(self->L_, count_hook, LUA_MASKCOUNT, 1);
   }
   return grown + kBlockHeader;
+}
+
+void LuaSandbox::collect() {
+  const bool enforce = enforce_;
+  MemoryAccount* charged = charged_;
+  enforce_ = false;
+  charged_ = &own_;
+  lua_gc(L_, LUA_GCCOLLECT, 0);
+  enforce_ = enforce;
+  charged_ = charged;
+  collect_at_ = std::max(limit_ / 2, used_ + (limit_ - std::min(used_, limit_)) / 2);
 }
 
 void LuaSandbox::count_hook(lua_State* L, lua_Debug*) {
@@ -337,26 +373,45 @@ void LuaSandbox::count_hook(lua_State* L, lua_Debug*) {
   lua_getallocf(L, &ud);
   auto* self = static_cast<LuaSandbox*>(ud);
   if (monotonic_ns() >= self->deadline_ns_) self->time_out(L);
-  self->collect_if_needed();  // no finalizers can run: the functions cannot make userdata
-  if (self->share_due_) {
-    self->share_due_ = false;
+  if (self->look_soon_) {
+    self->look_soon_ = false;
     lua_sethook(L, count_hook, LUA_MASKCOUNT, kHookInstructions);
-    self->check_share(L);
   }
+  self->collect_if_needed();  // no finalizers can run: the functions cannot make userdata
+  self->check_share(L);
 }
 
-// Called at the instruction after an allocation took the running account past its share.
-// Garbage does not count: the account is judged after a full collection.
-void LuaSandbox::check_share(lua_State* L) {
-  if (charged_ == &own_ || charged_->bytes <= share_limit()) return;
-  lua_gc(L, LUA_GCCOLLECT, 0);
-  if (charged_->bytes <= share_limit()) return;
+// Whether the running account holds more than its share after a full collection (garbage does
+// not count). One that passes is judged again after 1/16 of the share more.
+bool LuaSandbox::past_share() {
+  MemoryAccount* account = charged_;
+  if (account == &own_ || account->bytes <= std::max(share_limit(), account->check_at))
+    return false;
+  collect();
+  if (account->bytes <= share_limit()) {
+    account->check_at = account->bytes + share_limit() / 16;
+    return false;
+  }
   refused_ = true;
   over_share_ = true;
-  luaL_error(L,
-             "not enough memory: these functions hold %d KiB, more than half of the worker's "
-             "edge_functions.memory_limit",
-             static_cast<int>(charged_->bytes >> 10));
+  over_share_bytes_ = account->bytes;
+  return true;
+}
+
+// At the instruction after an allocation took the running account past its share. The call
+// fails even if the function catches this error (see call()).
+void LuaSandbox::check_share(lua_State* L) {
+  if (!past_share()) return;
+  {
+    std::string message = share_message();
+    lua_pushlstring(L, message.data(), message.size());  // no location: not the caller's fault
+  }
+  lua_error(L);
+}
+
+std::string LuaSandbox::share_message() const {
+  return "not enough memory: these functions hold " + std::to_string(over_share_bytes_ >> 10) +
+         " KiB, more than half of the worker's edge_functions.memory_limit";
 }
 
 void LuaSandbox::time_out(lua_State* L) {

@@ -34,6 +34,10 @@ struct MemoryAccount {
   size_t bytes = 0;
   size_t blocks = 0;
   bool closed = false;  // no new charges; reused once its last block is freed
+  // Past its share, judged again only above this (set after a check that passed): an account
+  // that lives just under its share would otherwise pay a full collection every few KiB.
+  size_t check_at = 0;
+  MemoryAccount* next_free = nullptr;
 };
 
 class LuaSandbox {
@@ -73,16 +77,19 @@ class LuaSandbox {
   // the clock every 1024 calls, so the time limit holds there too.
   static void count_step(lua_State* L);
 
-  // Accounts: allocations are charged to the one set by charge_to (the state's own when null).
-  // One account may hold at most half the limit (share_limit): past that, after a full
-  // collection, the running function fails with a memory error, so one plugin's functions cannot
-  // take the room the others need.
+  // Accounts: new blocks are charged to the one set by charge_to (the state's own when null);
+  // a block keeps its account when it grows or shrinks. One account may hold at most half the
+  // limit (share_limit): past that, after a full collection, the running function fails with a
+  // memory error, so one plugin's functions cannot take the room the others need.
   MemoryAccount* open_account();
   void close_account(MemoryAccount* account);
   void charge_to(MemoryAccount* account) { charged_ = account ? account : &own_; }
   size_t share_limit() const { return limit_ / 2; }
   // The last call failed because its account passed the share (not the state's limit).
   bool over_share() const { return over_share_; }
+  // A full collection, with nothing charged to a plugin and no limit (the collector may need
+  // a block itself).
+  void collect();
 
   size_t memory_used() const { return used_; }
   size_t memory_limit() const { return limit_; }
@@ -99,7 +106,10 @@ class LuaSandbox {
   static void count_hook(lua_State* L, lua_Debug* ar);
   [[noreturn]] void time_out(lua_State* L);
   void collect_if_needed();
+  size_t collect_threshold() const;
   void check_share(lua_State* L);
+  bool past_share();
+  std::string share_message() const;
   void debit(MemoryAccount* account, size_t bytes);
   void open_safe_libraries();
   void copy_value(int index, int depth);
@@ -107,21 +117,23 @@ class LuaSandbox {
   lua_State* L_ = nullptr;
   size_t used_ = 0;
   size_t limit_;
-  size_t collect_at_ = 0;      // past this, the hook runs a full collection (0: limit_ / 2)
-  bool enforce_ = false;       // the limit applies while user code runs (never during GC/setup)
-  bool refused_ = false;       // the allocator said no during this call
-  bool timed_out_ = false;     // the hook fired past the deadline during this call
-  bool calling_ = false;       // inside call(): the hook is armed
-  bool share_due_ = false;     // the running account passed its share: the hook looks next
-  bool over_share_ = false;    // ... and still held it after a collection: the call failed
+  size_t collect_at_ = 0;    // past this, the hook runs a full collection (0: limit_ / 2)
+  bool enforce_ = false;     // the limit applies while user code runs (never during GC/setup)
+  bool refused_ = false;     // the allocator said no during this call
+  bool timed_out_ = false;   // the hook fired past the deadline during this call
+  bool calling_ = false;     // inside call(): the hook is armed
+  bool look_soon_ = false;   // a collection or a share check is due: the hook looks next
+  bool over_share_ = false;  // ... and still held it after a collection: the call failed
+  size_t over_share_bytes_ = 0;
   int64_t deadline_ns_ = 0;    // monotonic
   double budget_seconds_ = 0;  // for the message
   MemoryAccount own_;          // the libraries, the API, per-request tables' creation
   MemoryAccount* charged_ = &own_;
-  std::deque<MemoryAccount> accounts_;    // stable addresses
-  std::vector<MemoryAccount*> reusable_;  // closed, no blocks left
-  int globals_ref_ = -1;                  // registry: the template environment
-  int modules_ref_ = -1;                  // registry: name -> module table, for `require`
+  std::deque<MemoryAccount> accounts_;  // stable addresses
+  // Closed with no blocks left, linked through next_free (the allocator must not allocate).
+  MemoryAccount* reusable_ = nullptr;
+  int globals_ref_ = -1;  // registry: the template environment
+  int modules_ref_ = -1;  // registry: name -> module table, for `require`
 };
 
 }  // namespace portico::plugins::edge
