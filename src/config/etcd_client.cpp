@@ -309,9 +309,14 @@ struct EtcdClient::Impl {
           // The other idle ones most likely died with it (a network blip, a NAT that forgot
           // them): each would cost a full timeout. A retry opens a fresh connection.
           if (reused) idle.clear();
-          if (!resendable && sent && timed_out(e))
-            throw EtcdUnanswered("no answer from " + url.text + " to " + path +
-                                 " within the timeout: it may or may not have been applied");
+          // Sent: etcd may have applied it, whether the answer timed out or the connection
+          // broke (a member killed right after applying). The caller decides (txn()).
+          if (!resendable && sent)
+            throw EtcdUnanswered(
+                (timed_out(e) ? "no answer from " + url.text + " to " + path + " within the timeout"
+                              : "the connection to " + url.text + " failed after sending " + path +
+                                    " (" + describe(e) + ")") +
+                ": it may or may not have been applied");
           if (!reused) break;  // a fresh connection failed: next endpoint
         }
       }
@@ -332,7 +337,16 @@ struct EtcdClient::Impl {
       log::warn(std::string("etcd: ") + e.what() + "; sending it once more");
       resent = true;
     }
-    co_return co_await call("/v3/kv/txn", body, false);
+    idle.clear();  // on a new connection: the pooled ones most likely went with the first
+    try {
+      co_return co_await call("/v3/kv/txn", body, false);
+    } catch (const EtcdUnanswered&) {
+      throw;
+    } catch (const EtcdError& e) {
+      // No verdict on the second copy: the first one's outcome is still unknown.
+      throw EtcdUnanswered(std::string(e.what()) +
+                           " (sending it again); the first copy may or may not have been applied");
+    }
   }
 
   Task<std::tuple<bool, json, std::string>> send(Connection& conn, const Url& url,
@@ -505,8 +519,9 @@ Task<EtcdClient::Write> EtcdClient::remove_when(std::string key,
   Write w = txn_result(answer, Impl::to_txn(answer));
   if (resent && (!w.succeeded || w.deleted == 0)) {
     // The key is gone: the first copy deleted it (or another writer did; either way, gone).
+    // Its revision is unknown (the read's may be another prefix's): 0 asks no one to wait.
     auto now = co_await get(key);
-    if (now.kvs.empty()) w = Write{true, now.revision, 1, 0};
+    if (now.kvs.empty()) w = Write{true, 0, 1, 0};
   }
   co_return w;
 }
@@ -572,6 +587,7 @@ Task<> EtcdClient::watch(std::string prefix, int64_t start_revision, WatchHandle
     co_await im.watch_conn->connect(im.timeout);
     co_await im.watch_conn->stream(req, im.timeout, on_line);
   } catch (const EtcdError&) {
+    im.watch_conn.reset();  // else cancel_watch() would report a watch that is not there
     throw;
   } catch (const std::exception& e) {
     if (failure.empty()) failure = "watch connection lost: " + describe(e);

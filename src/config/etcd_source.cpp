@@ -137,6 +137,7 @@ Task<> EtcdSource::full_sync() {
   undelivered_ = 0;
   keys_ = static_cast<int64_t>(range.kvs.size());
   miscounted_at_ = -1;
+  recounted_at_ = -1;
   log::info("etcd: read " + std::to_string(range.kvs.size()) + " keys under " + settings_.prefix +
             "/ at revision " + std::to_string(range.revision) + " from " + client_.endpoint());
   changed_();
@@ -165,7 +166,11 @@ void EtcdSource::apply(std::vector<EtcdEvent>& events, int64_t revision) {
     }
     status_.revision = std::max(status_.revision, ev.kv.mod_revision);
   }
-  status_.revision = std::max(status_.revision, revision);
+  // A message with events may carry etcd's current revision while more events are still to come
+  // (a watch catching up sends them in batches, each headed with the current revision): taken
+  // as "applied", a watch broken mid-way would resume past the rest. A message without events
+  // (a progress notice) is only sent to a watch that has everything up to its revision.
+  if (events.empty()) status_.revision = std::max(status_.revision, revision);
   changed_();
 }
 
@@ -286,11 +291,20 @@ Task<> EtcdSource::check_watch_delivers(int64_t known) {
     co_return;
   }
   if (miscounted_at_ >= 0) {
-    if (status_.revision == miscounted_at_)
+    if (status_.revision == miscounted_at_ && recounted_at_ == miscounted_at_) {
+      // A new watch from the same revision delivered nothing either: the count itself is off,
+      // or the change is lost. A full read settles both.
+      log::warn("etcd: the key count under the prefix still differs at revision " +
+                std::to_string(status_.revision) + "; resyncing with a full read");
+      need_full_sync_ = true;
+      client_.cancel_watch();
+    } else if (status_.revision == miscounted_at_) {
       restart_watch(
           "has delivered nothing since etcd's count of keys under the prefix differed "
           "from its own (at revision " +
           std::to_string(status_.revision) + ")");
+      recounted_at_ = miscounted_at_;
+    }
     miscounted_at_ = -1;
     co_return;
   }

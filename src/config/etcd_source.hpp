@@ -68,6 +68,7 @@ class EtcdSource {
   // A probe found etcd holding another number of keys than the watch accounts for (a delete
   // not delivered) while the watch was at this revision; -1: no doubt.
   int64_t miscounted_at_ = -1;
+  int64_t recounted_at_ = -1;  // the watch was restarted for a miscount at this revision
   std::chrono::steady_clock::time_point last_watch_check_{};
   bool stopped_ = false;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

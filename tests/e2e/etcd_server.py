@@ -214,6 +214,12 @@ class EtcdServer:
         kvs = out.get("kvs") or []
         return _unb64(kvs[0].get("value", "")) if kvs else None
 
+    def version(self, key):
+        """How many times key was written since it was created (0: absent)."""
+        out = self._post("/v3/kv/range", {"key": _b64(key)})
+        kvs = out.get("kvs") or []
+        return int(kvs[0].get("version", 0)) if kvs else 0
+
     def get_json(self, key):
         v = self.get(key)
         return None if v is None else json.loads(v)

@@ -209,7 +209,7 @@ def test_a_silent_watch_is_noticed_by_a_delete_alone(etcd, gateway, upstream):
         gw = gateway(etcd=etcd, endpoints=[f"http://127.0.0.1:{link.port}"])
         etcd.put_json(gw.key("routes", "r1"), route_obj("r1", "/gone", a.port))
         etcd.put_json(gw.key("routes", "r2"), route_obj("r2", "/stays", a.port))
-        assert wait_until(lambda: served_by(gw, "/gone") == "a", 5)
+        assert wait_until(lambda: served_by(gw, "/gone") == "a" and served_by(gw, "/stays") == "a", 5)
         link.freeze()
         etcd.delete(gw.key("routes", "r1"))
         assert wait_until(lambda: served_by(gw, "/gone") == 404, 25), served_by(gw, "/gone")
