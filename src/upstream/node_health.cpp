@@ -73,6 +73,12 @@ void NodeHealth::report(Outcome outcome, int status, const config::HealthThresho
 void NodeHealth::set_state(bool healthy, const std::string& reason,
                            const config::PassiveCheck* eject, int64_t now_ms) {
   std::lock_guard lock(change_mutex_);
+  // Workers report concurrently: two crossing the threshold together must not eject twice (or
+  // log twice). Only a half-open node (its ejection over) goes down again from down.
+  if (healthy == healthy_.load(std::memory_order_relaxed)) {
+    const int64_t until = ejected_until_ms_.load(std::memory_order_relaxed);
+    if (healthy || until == 0 || now_ms < until) return;
+  }
   const int64_t healthy_for_ms =
       healthy_.load(std::memory_order_relaxed) ? now_ms - changed_at_ms_ : 0;
   successes_.store(0, std::memory_order_relaxed);
@@ -102,6 +108,10 @@ void NodeHealth::set_state(bool healthy, const std::string& reason,
                                    static_cast<int64_t>(eject->ejection_max * 1000));
     ejected_until_ms_.store(now_ms + ms, std::memory_order_relaxed);
     ejection = ", ejected for " + std::to_string(ms / 1000) + " s";
+  } else {
+    // Down by active checks: only probes bring it back, not the end of an earlier ejection
+    // (active checks added while the node was ejected or half-open).
+    ejected_until_ms_.store(0, std::memory_order_relaxed);
   }
   healthy_.store(false, std::memory_order_relaxed);
   log::warn("upstream " + upstream_ + " node " + address_ + " is unhealthy (" + reason + ")" +

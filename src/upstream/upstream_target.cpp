@@ -79,9 +79,18 @@ int UpstreamTarget::pick(int worker, const TriedNodes& tried, std::string_view h
   int64_t now_ms = now_us ? now_us / 1000 : steady_now_ms();
   int best = pick_once(w, Filter{tried, true, now_ms}, hash_key, now_us);
   if (best != kNone) return best;
+  // Panic (no node healthy: try them anyway) holds for the upstream as a whole. A retry whose
+  // healthy candidates are used up ends there, rather than trying nodes known to be down.
+  if (any_healthy(now_ms)) return kNone;
   best = pick_once(w, Filter{tried, false, now_ms}, hash_key, now_us);
-  if (best != kNone) panics_.fetch_add(1, std::memory_order_relaxed);
+  if (best != kNone && tried.empty()) panics_.fetch_add(1, std::memory_order_relaxed);
   return best;
+}
+
+bool UpstreamTarget::any_healthy(int64_t now_ms) const {
+  for (const auto& n : nodes_)
+    if (n.weight > 0 && (!n.health || n.health->healthy(now_ms))) return true;
+  return false;
 }
 
 int UpstreamTarget::pick_once(WorkerState& w, const Filter& f, std::string_view hash_key,
@@ -112,19 +121,26 @@ void UpstreamTarget::report(int node, Outcome outcome, int status) const {
   if (!passive || !health) return;
   // Without active checks nothing would ever bring an unhealthy node back: it is ejected for a
   // while instead, then tried again. Never more than max_ejection_percent of the node's level
-  // at once (at least one node may go).
+  // at once (at least one node may go), so an error burst cannot empty a level that mostly
+  // works, unless another level has a healthy node to fail over to: then a level that failed
+  // as a whole (a dedicated line cut) must empty, or its last nodes keep every request's first
+  // attempt waiting for them.
   int64_t now = steady_now_ms();
   size_t down = 0, size = 0;
+  bool elsewhere = false;
   for (auto [begin, end] : levels_) {
-    if (static_cast<size_t>(node) < begin || static_cast<size_t>(node) >= end) continue;
-    size = end - begin;
-    for (size_t i = begin; i < end; ++i)
-      if (nodes_[i].health && !nodes_[i].health->healthy(now)) ++down;
+    const bool mine = static_cast<size_t>(node) >= begin && static_cast<size_t>(node) < end;
+    for (size_t i = begin; i < end; ++i) {
+      const bool up = !nodes_[i].health || nodes_[i].health->healthy(now);
+      if (mine && !up) ++down;
+      if (!mine && up && nodes_[i].weight > 0) elsewhere = true;
+    }
+    if (mine) size = end - begin;
   }
   size_t allowed =
       std::max<size_t>(1, size * static_cast<size_t>(passive->max_ejection_percent) / 100);
   health->report(outcome, status, passive->healthy, passive->unhealthy,
-                 spec_->active ? nullptr : &*passive, now, "passive", down < allowed);
+                 spec_->active ? nullptr : &*passive, now, "passive", down < allowed || elsewhere);
 }
 
 int UpstreamTarget::pick_round_robin(WorkerState& w, size_t begin, size_t end,

@@ -31,6 +31,7 @@ struct NodeTarget {
 // Nodes already tried by one request (retries go to another node).
 class TriedNodes {
  public:
+  bool empty() const { return bits_ == 0 && more_.empty(); }
   bool contains(size_t i) const { return i < 64 ? (bits_ >> i) & 1 : more_.size() > i && more_[i]; }
   void add(size_t i) {
     if (i < 64) {
@@ -118,6 +119,7 @@ class UpstreamTarget {
   int pick_hash(size_t level, std::string_view key, const Filter& f) const;
   int pick_lowest_score(WorkerState& w, size_t begin, size_t end, const Filter& f,
                         int64_t now_us) const;
+  bool any_healthy(int64_t now_ms) const;
   bool usable(size_t i, const Filter& f) const {
     return !f.tried.contains(i) && nodes_[i].weight > 0 &&
            (!f.check_health || !nodes_[i].health || nodes_[i].health->healthy(f.now_ms));

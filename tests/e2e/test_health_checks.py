@@ -153,6 +153,44 @@ def test_passive_ejection_never_empties_more_than_its_share_of_a_level(gateway, 
     assert states == {"unhealthy": 2, "healthy": 2}, states  # 50% of 4, not all four
 
 
+def test_a_dedicated_line_that_fails_as_a_whole_empties_for_the_public_line(gateway, upstream):
+    # The cap on ejections keeps a level that mostly works serving; it must not keep the last
+    # node of a line that is cut when a lower level can take over, or every request's first
+    # attempt would keep waiting on it.
+    d1, d2, pub = upstream(name="d1"), upstream(name="d2"), upstream(name="pub")
+    checks = {"passive": {"unhealthy": {"tcp_failures": 1}, "ejection_base_time": 30}}
+    gw = gateway({"routes": [route("/*", [(d1.port, 1, 1), (d2.port, 1, 1), (pub.port, 1, 0)],
+                                   id="all", upstream={"checks": checks})]})
+    assert spread(gw, n=10) == {"d1": 5, "d2": 5}  # the dedicated line first
+    d1.stop()
+    d2.stop()  # the line is cut
+    assert spread(gw, n=10) == {"pub": 10}
+    states = node_states(gw)
+    assert states[f"127.0.0.1:{d1.port}"] == states[f"127.0.0.1:{d2.port}"] == "unhealthy", states
+    assert states[f"127.0.0.1:{pub.port}"] == "healthy"
+
+
+def test_a_retry_does_not_fall_back_on_nodes_known_to_be_down(gateway, upstream):
+    # c is out (refused, ejected). a and b are healthy by the checks but hang on this request:
+    # after both, the request ends with their 504; it is not sent to c, known to be down, as
+    # if no node were healthy (panic mode is for the upstream as a whole).
+    a, b, c = upstream(name="a"), upstream(name="b"), upstream(name="c")
+    checks = {"passive": {"unhealthy": {"tcp_failures": 1, "timeouts": 100},
+                          "ejection_base_time": 30}}
+    gw = gateway({"routes": [route("/*", [(a.port,), (b.port,), (c.port,)], id="all",
+                                   upstream={"checks": checks,
+                                             "timeout": {"connect": 1, "send": 1, "read": 0.5}})]})
+    c.stop()
+    s = requests.Session()
+    assert wait_until(lambda: s.get(gw.url("/x")).status_code == 200
+                      and node_states(gw)[f"127.0.0.1:{c.port}"] == "unhealthy", 5)
+    a.hang = b.hang = True
+    r = s.get(gw.url("/x"), timeout=10)
+    assert r.status_code == 504, r.text
+    up = gw.control("/v1/healthcheck").json()["upstreams"][0]
+    assert up["panics"] == 0
+
+
 def test_per_node_quality_figures_show_which_line_works(gateway, upstream):
     good, bad = upstream(name="good"), upstream(name="bad")
     bad.fail_status = 502

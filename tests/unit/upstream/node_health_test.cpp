@@ -130,3 +130,24 @@ TEST(HealthRegistry, SameUpstreamAndAddressGetTheSameStateUntilNobodyHoldsIt) {
   EXPECT_TRUE(again->healthy(0));
   (void)raw;
 }
+
+TEST(NodeHealth, ActiveChecksAddedWhileEjectedKeepTheNodeDownUntilProbesPass) {
+  // Ejected by passive checks (10 s); its ejection over, the node is half-open. Active checks
+  // added then find it failing: only their successes may bring it back, not the old ejection.
+  NodeHealth n("u", "a");
+  auto h = healthy_side(), u = unhealthy_side();
+  config::PassiveCheck eject;
+  eject.ejection_base = 10;
+  eject.ejection_max = 300;
+  n.report(Outcome::Timeout, 0, h, u, &eject, 1000, "passive");
+  n.report(Outcome::Timeout, 0, h, u, &eject, 1000, "passive");
+  EXPECT_TRUE(n.healthy(12000));  // half-open
+  n.report(Outcome::Timeout, 0, h, u, nullptr, 12000, "active");
+  n.report(Outcome::Timeout, 0, h, u, nullptr, 13000, "active");
+  EXPECT_FALSE(n.healthy(14000));
+  EXPECT_FALSE(n.healthy(1000000));
+  EXPECT_EQ(n.status().ejected_until_ms, 0);
+  n.report(Outcome::Success, 200, h, u, nullptr, 20000, "active");
+  n.report(Outcome::Success, 200, h, u, nullptr, 21000, "active");
+  EXPECT_TRUE(n.healthy(22000));
+}
