@@ -9,6 +9,12 @@ using upstream::Outcome;
 namespace {
 config::HealthThresholds healthy_side() { return {1, 2, {200}, 0, 0, 0}; }
 config::HealthThresholds unhealthy_side() { return {1, 0, {500}, 3, 2, 2}; }
+config::PassiveCheck ejection(double base_s, double max_s) {
+  config::PassiveCheck eject;
+  eject.ejection_base = base_s;
+  eject.ejection_max = max_s;
+  return eject;
+}
 }  // namespace
 
 TEST(NodeHealth, FailuresOfOneKindInARowMakeItUnhealthyAndSuccessesBringItBack) {
@@ -41,9 +47,7 @@ TEST(NodeHealth, ASuccessResetsTheFailureCountAndOtherStatusesCountForNothing) {
 TEST(NodeHealth, PassiveEjectionEndsByItselfAndGrowsWithEachEjection) {
   NodeHealth n("u", "a");
   auto h = healthy_side(), u = unhealthy_side();
-  config::PassiveCheck eject;
-  eject.ejection_base = 10;
-  eject.ejection_max = 25;
+  config::PassiveCheck eject = ejection(10, 25);
   n.report(Outcome::Timeout, 0, h, u, &eject, 1000, "passive");
   n.report(Outcome::Timeout, 0, h, u, &eject, 1000, "passive");
   EXPECT_FALSE(n.healthy(5000));
@@ -69,9 +73,7 @@ TEST(NodeHealth, PassiveEjectionEndsByItselfAndGrowsWithEachEjection) {
 TEST(NodeHealth, TimeSpentHealthyWinsEjectionsBack) {
   NodeHealth n("u", "a");
   auto h = healthy_side(), u = unhealthy_side();
-  config::PassiveCheck eject;
-  eject.ejection_base = 10;
-  eject.ejection_max = 25;
+  config::PassiveCheck eject = ejection(10, 25);
   auto eject_at = [&](int64_t ms) {
     n.report(Outcome::Timeout, 0, h, u, &eject, ms, "passive");
     n.report(Outcome::Timeout, 0, h, u, &eject, ms, "passive");
@@ -98,9 +100,7 @@ TEST(NodeHealth, EjectionsStopCountingOnceTheyReachTheLongestEjection) {
   // A node flapping for days must not pile up ejections it would then take days to win back.
   NodeHealth n("u", "a");
   auto h = healthy_side(), u = unhealthy_side();
-  config::PassiveCheck eject;
-  eject.ejection_base = 10;
-  eject.ejection_max = 25;  // reached at the third ejection
+  config::PassiveCheck eject = ejection(10, 25);  // 25 s reached at the third ejection
   int64_t now = 1000;
   for (int i = 0; i < 50; ++i) {
     n.report(Outcome::Timeout, 0, h, u, &eject, now, "passive");
@@ -136,9 +136,7 @@ TEST(NodeHealth, ActiveChecksAddedWhileEjectedKeepTheNodeDownUntilProbesPass) {
   // added then find it failing: only their successes may bring it back, not the old ejection.
   NodeHealth n("u", "a");
   auto h = healthy_side(), u = unhealthy_side();
-  config::PassiveCheck eject;
-  eject.ejection_base = 10;
-  eject.ejection_max = 300;
+  config::PassiveCheck eject = ejection(10, 300);
   n.report(Outcome::Timeout, 0, h, u, &eject, 1000, "passive");
   n.report(Outcome::Timeout, 0, h, u, &eject, 1000, "passive");
   EXPECT_TRUE(n.healthy(12000));  // half-open
