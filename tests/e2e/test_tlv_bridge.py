@@ -973,6 +973,25 @@ def test_rpc_timeouts_count_against_the_node_for_passive_checks(gateway, backend
     assert statuses.count(504) == 1 and statuses.count(200) == 7, statuses
 
 
+def test_rpcs_of_a_cmd_without_a_reply_type_do_not_eject_nodes(gateway, backends, upstream):
+    """The client picks the cmd. A receipt (0x4002: the route declares no type for 0x4003, its
+    reply) is never answered by the backend: its timeouts must not let any client eject
+    healthy nodes through passive checks."""
+    b = backends("demo1")
+    silent = upstream(name="silent")
+    silent.hang = True
+    config = bridge_config(b.port, rpc_timeout="0.3s")
+    config["routes"][0]["upstream"] = inline_upstream(
+        silent.port, b.port, checks={"passive": {"unhealthy": {"timeouts": 1}}})
+    gw = gateway(config)
+    statuses = [requests.post(rpc_url(gw), json={"id": i, "cmd": RECEIPT, "data": {}}).status_code
+                for i in range(6)]
+    assert statuses == [504] * 6, statuses
+    states = [n["state"] for u in gw.control("/v1/healthcheck").json()["upstreams"]
+              for n in u["nodes"]]
+    assert states == ["healthy", "healthy"], states
+
+
 def test_least_conn_balances_sessions_by_how_many_are_open(gateway, backends):
     """Sessions are long: least_conn counts each on its node until it ends, so new sessions go
     where fewer are open (round robin would alternate regardless)."""

@@ -1,5 +1,9 @@
 #include "plugins/tlv_bridge/backend_link.hpp"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
 #include "core/deadline.hpp"
 #include "core/worker.hpp"
 #include "stream/proxy_address.hpp"
@@ -10,6 +14,21 @@ namespace portico::plugins {
 namespace {
 // Pool identity of TLV connections: never handed to an HTTP request, nor HTTP ones to RPCs.
 constexpr std::string_view kTlvPool = "tlv";
+
+// Sessions may idle for long, and a backend host that dies without a FIN or RST (a crash, a
+// partition, a NAT that forgot the flow) would leave them "connected": the clients' heartbeats
+// sit in the kernel's send queue for ~15 minutes of retransmissions, an idle session for over
+// two hours of default keepalive. Here: keepalive probes after 30 s of silence, and a
+// connection whose sent data or probes go unacknowledged for 60 s is dropped by the kernel.
+void notice_silent_death(Socket& backend) {
+  const int fd = backend.native_handle();
+  const int on = 1, idle_s = 30, interval_s = 10, probes = 3, unacked_ms = 60000;
+  ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle_s, sizeof(idle_s));
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval_s, sizeof(interval_s));
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof(probes));
+  ::setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &unacked_ms, sizeof(unacked_ms));
+}
 }  // namespace
 
 Task<int> connect_tlv_backend(Takeover& io, Socket& backend, Deadline& deadline, bool reuse,
@@ -38,8 +57,7 @@ Task<int> connect_tlv_backend(Takeover& io, Socket& backend, Deadline& deadline,
       target.report(node, upstream::Outcome::Success, 200);
       target.observe(node, upstream::Outcome::Success, 200, 0);
       backend.set_option(asio::ip::tcp::no_delay(true), ec);
-      // Sessions may idle for long: a backend host that dies silently is noticed by the kernel.
-      backend.set_option(asio::socket_base::keep_alive(true), ec);
+      notice_silent_death(backend);
       backend.non_blocking(true, ec);
       co_return node;
     }

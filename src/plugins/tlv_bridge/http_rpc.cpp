@@ -118,8 +118,11 @@ Task<> run_tlv_rpc(const TlvBridgeConfig& config, Takeover& io, Context& ctx) {
     ctx.respond(200, bridge::tlv_to_envelope(reply, types), kJson);
   } else if (deadline.fired()) {
     counters.rpc_timeouts.fetch_add(1, std::memory_order_relaxed);
-    // A node that accepts connections but never answers is failing: passive checks hear of it.
-    io.upstream.report(node, upstream::Outcome::Timeout, 0);
+    // A node that accepts connections but never answers is failing, and passive checks hear of
+    // it; but only for a cmd the route declares a reply type for (cmd + 1): the client picks the
+    // cmd, and one the backend never answers by design (a receipt) must not let any client
+    // eject healthy nodes.
+    if (types.find(request.cmd + 1)) io.upstream.report(node, upstream::Outcome::Timeout, 0);
     io.upstream.observe(node, upstream::Outcome::Timeout, 0, 0);
     ctx.respond_error(504, "tlv-bridge: no reply from the backend in time");
   } else {

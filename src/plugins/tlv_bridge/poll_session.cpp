@@ -115,8 +115,10 @@ class PollSession : public std::enable_shared_from_this<PollSession> {
 
   // Envelopes from the client: to the backend, or refused with an answer in the queue.
   Task<PollAnswer> send(std::string_view body, std::optional<uint64_t> number = std::nullopt) {
-    touched();
+    // Sends to an ended session do not extend its grace: a client retrying them would keep
+    // the session (and its queue) forever. Its polls still collect what is left.
     if (ended_) co_return ended_answer();
+    touched();
     if (number) {
       if (auto it = taken_.find(*number); it != taken_.end()) {  // taken already: not sent again
         tlv_bridge_counters().poll_repeated_sends.fetch_add(1, std::memory_order_relaxed);
