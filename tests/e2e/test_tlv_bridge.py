@@ -958,16 +958,22 @@ def test_limit_conn_keyed_by_a_header_is_released_after_big_messages(gateway, ba
     run(talk())
 
 
-def test_rpc_timeouts_count_against_the_node_for_passive_checks(gateway, backends, upstream):
-    """A node that accepts connections but never replies is ejected like any failing node:
-    after its first timeout the RPCs go to the node that answers."""
+def silent_node_and_demo(gateway, backends, upstream):
+    """A bridge route over a node that accepts connections and never replies, and the demo
+    backend; passive checks eject a node at its first timeout; RPCs time out after 0.3 s."""
     b = backends("demo1")
     silent = upstream(name="silent")
     silent.hang = True
     config = bridge_config(b.port, rpc_timeout="0.3s")
     config["routes"][0]["upstream"] = inline_upstream(
         silent.port, b.port, checks={"passive": {"unhealthy": {"timeouts": 1}}})
-    gw = gateway(config)
+    return gateway(config)
+
+
+def test_rpc_timeouts_count_against_the_node_for_passive_checks(gateway, backends, upstream):
+    """A node that accepts connections but never replies is ejected like any failing node:
+    after its first timeout the RPCs go to the node that answers."""
+    gw = silent_node_and_demo(gateway, backends, upstream)
     statuses = [requests.post(rpc_url(gw), json={"id": i, "cmd": HEARTBEAT}).status_code
                 for i in range(8)]
     assert statuses.count(504) == 1 and statuses.count(200) == 7, statuses
@@ -977,13 +983,7 @@ def test_rpcs_of_a_cmd_without_a_reply_type_do_not_eject_nodes(gateway, backends
     """The client picks the cmd. A receipt (0x4002: the route declares no type for 0x4003, its
     reply) is never answered by the backend: its timeouts must not let any client eject
     healthy nodes through passive checks."""
-    b = backends("demo1")
-    silent = upstream(name="silent")
-    silent.hang = True
-    config = bridge_config(b.port, rpc_timeout="0.3s")
-    config["routes"][0]["upstream"] = inline_upstream(
-        silent.port, b.port, checks={"passive": {"unhealthy": {"timeouts": 1}}})
-    gw = gateway(config)
+    gw = silent_node_and_demo(gateway, backends, upstream)
     statuses = [requests.post(rpc_url(gw), json={"id": i, "cmd": RECEIPT, "data": {}}).status_code
                 for i in range(6)]
     assert statuses == [504] * 6, statuses
