@@ -10,11 +10,25 @@
 #include <map>
 #include <set>
 
+#include "core/log.hpp"
 #include "tls/server_certificates.hpp"
 
 namespace portico::upstream {
 
 namespace {
+
+// "host:port", "[v6]:port" or "host" -> the host alone, without brackets.
+std::string host_without_port(const std::string& host) {
+  if (host.starts_with('[')) return host.substr(1, host.find(']') - 1);
+  return host.substr(0, host.find(':'));
+}
+
+bool is_ip_literal(const std::string& host) {
+  error_code ec;
+  asio::ip::make_address(host, ec);
+  return !ec;
+}
+
 constexpr auto kTick = std::chrono::milliseconds(100);
 constexpr int kMaxRunning = 256;  // probes in flight per process
 
@@ -123,6 +137,27 @@ Task<> HealthChecker::run() {
 }
 
 Task<> HealthChecker::probe(std::shared_ptr<Probe> p) {
+  // Whatever happens below (an exception included), the probe is free to run again: a probe
+  // left "running" would never be scheduled again, and its node would keep its last state.
+  struct Done {
+    HealthChecker& checker;
+    Probe& probe;
+    ~Done() {
+      if (probe.running) {
+        probe.running = false;
+        --checker.running_;
+      }
+    }
+  } done{*this, *p};
+  try {
+    co_await probe_once(p);
+  } catch (const std::exception& e) {
+    log::error(std::string("health check: a probe failed: ") + e.what());
+    p->next_ms = steady_now_ms() + 1000;
+  }
+}
+
+Task<> HealthChecker::probe_once(const std::shared_ptr<Probe>& p) {
   // This probe's target, held: a config change may point `p` at another one meanwhile.
   const std::shared_ptr<const UpstreamTarget> target = p->target;
   const NodeTarget& node = target->nodes()[p->node];
@@ -138,17 +173,23 @@ Task<> HealthChecker::probe(std::shared_ptr<Probe> p) {
   if (ec) {
     outcome = ec == boost::beast::error::timeout ? Outcome::Timeout : Outcome::TcpFailure;
   } else if (check.type != "tcp") {
-    std::string req = "GET " + check.http_path +
-                      " HTTP/1.1\r\nHost: " + (check.host.empty() ? node.host_header : check.host) +
+    // The Host (and server name) real traffic would carry when nothing else is set: the
+    // rewritten one with pass_host: rewrite, else the node's.
+    const config::Upstream& spec = target->spec();
+    const std::string host = !check.host.empty()                           ? check.host
+                             : spec.pass_host == config::PassHost::Rewrite ? spec.upstream_host
+                                                                           : node.host_header;
+    std::string req = "GET " + check.http_path + " HTTP/1.1\r\nHost: " + host +
                       "\r\nUser-Agent: portico-health-check\r\nConnection: close\r\n";
     for (const auto& h : check.req_headers) req += h + "\r\n";
     req += "\r\n";
     std::pair<int, error_code> got;
     if (check.type == "https") {
       TlsStream tls(std::move(stream), tls_context(check.https_verify_certificate));
-      std::string sni =
-          check.host.empty() ? node.host_header.substr(0, node.host_header.rfind(':')) : check.host;
-      SSL_set_tlsext_host_name(tls.native_handle(), sni.c_str());
+      std::string sni = host_without_port(host);
+      // No server name for an IP address (RFC 6066), as the proxy does: a node whose
+      // certificate is chosen by name would otherwise answer probes with another one.
+      if (!is_ip_literal(sni)) SSL_set_tlsext_host_name(tls.native_handle(), sni.c_str());
       // Nodes that ask for a client certificate (upstream tls.client_cert) get the one the
       // proxy shows them, or every probe would fail and take them all out.
       if (const tls::ClientIdentity* identity = target->spec().tls_client.get())
@@ -178,8 +219,6 @@ Task<> HealthChecker::probe(std::shared_ptr<Probe> p) {
   bool healthy = !node.health || node.health->healthy(steady_now_ms());
   double interval = healthy ? check.healthy.interval : check.unhealthy.interval;
   p->next_ms = steady_now_ms() + static_cast<int64_t>(interval * 1000);
-  p->running = false;
-  --running_;
 }
 
 }  // namespace portico::upstream

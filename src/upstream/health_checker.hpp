@@ -31,6 +31,7 @@ class HealthChecker {
     bool running = false;
   };
   Task<> probe(std::shared_ptr<Probe> p);
+  Task<> probe_once(const std::shared_ptr<Probe>& p);
 
   Executor ex_;
   HealthRegistry& registry_;

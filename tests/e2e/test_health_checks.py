@@ -219,6 +219,8 @@ def test_https_probes_verify_the_certificate_unless_told_not_to(gateway, upstrea
     leaf = issue(ca, tmp_path / "pki", "node", sans=["IP:127.0.0.1"])
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(leaf.cert, leaf.key)
+    server_names = []
+    ctx.sni_callback = lambda sock, name, context: server_names.append(name)
     secure = upstream(name="secure", tls=ctx)
     probe = dict(ACTIVE["active"], type="https")
     gw = gateway({"routes": [
@@ -237,6 +239,8 @@ def test_https_probes_verify_the_certificate_unless_told_not_to(gateway, upstrea
     time.sleep(0.6)
     assert state("trusting") == "healthy"
     assert any(r.target == "/health" for r in secure.requests)  # probes got through TLS
+    # An IP node gets no server name (RFC 6066), as proxied requests to it do not.
+    assert server_names and set(server_names) == {None}, server_names
 
 
 def test_a_config_change_during_a_probe_does_not_stop_the_probes(gateway, upstream):
