@@ -458,7 +458,8 @@ namespace {
 
 // A transaction doing `op` if every compare holds; if one does not, it reads the newest key of
 // each compared key or range instead (see Write::conflict_revision).
-json txn_body(const std::vector<EtcdCompare>& compares, json op) {
+json txn_body(const std::vector<EtcdCompare>& compares, json op,
+              const std::vector<std::string>& touch) {
   json body = json::object();
   body["compare"] = json::array();
   body["failure"] = json::array();
@@ -474,6 +475,11 @@ json txn_body(const std::vector<EtcdCompare>& compares, json op) {
     body["failure"].push_back(std::move(failure_op));
   }
   body["success"] = json::array({std::move(op)});
+  for (const std::string& key : touch) {
+    json put = json::object();
+    put["request_put"] = {{"key", base64_encode(key)}, {"value", ""}};
+    body["success"].push_back(std::move(put));
+  }
   return body;
 }
 
@@ -495,11 +501,12 @@ EtcdClient::Write txn_result(const json& answer, EtcdClient::Write w) {
 }  // namespace
 
 Task<EtcdClient::Write> EtcdClient::put_when(std::string key, std::string value,
-                                             std::vector<EtcdCompare> compares) {
+                                             std::vector<EtcdCompare> compares,
+                                             std::vector<std::string> touch) {
   json op = json::object();
   op["request_put"] = {{"key", base64_encode(key)}, {"value", base64_encode(value)}};
   bool resent = false;
-  json answer = co_await impl_->txn(txn_body(compares, std::move(op)), resent);
+  json answer = co_await impl_->txn(txn_body(compares, std::move(op), touch), resent);
   Write w = txn_result(answer, Impl::to_txn(answer));
   if (!w.succeeded && resent) {
     // The first copy applied if the key holds exactly this value now.
@@ -510,12 +517,12 @@ Task<EtcdClient::Write> EtcdClient::put_when(std::string key, std::string value,
   co_return w;
 }
 
-Task<EtcdClient::Write> EtcdClient::remove_when(std::string key,
-                                                std::vector<EtcdCompare> compares) {
+Task<EtcdClient::Write> EtcdClient::remove_when(std::string key, std::vector<EtcdCompare> compares,
+                                                std::vector<std::string> touch) {
   json op = json::object();
   op["request_delete_range"] = {{"key", base64_encode(key)}};
   bool resent = false;
-  json answer = co_await impl_->txn(txn_body(compares, std::move(op)), resent);
+  json answer = co_await impl_->txn(txn_body(compares, std::move(op), touch), resent);
   Write w = txn_result(answer, Impl::to_txn(answer));
   if (resent && (!w.succeeded || w.deleted == 0)) {
     // The key is gone: the first copy deleted it (or another writer did; either way, gone).

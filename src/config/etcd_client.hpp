@@ -93,8 +93,11 @@ class EtcdClient {
   Task<Range> newest_key(std::string prefix);
   Task<Write> put(std::string key, std::string value);
   // Puts, or deletes, only if every compare holds.
-  Task<Write> put_when(std::string key, std::string value, std::vector<EtcdCompare> compares);
-  Task<Write> remove_when(std::string key, std::vector<EtcdCompare> compares);
+  // `touch`: keys also written (empty values) by the same transaction when it applies.
+  Task<Write> put_when(std::string key, std::string value, std::vector<EtcdCompare> compares,
+                       std::vector<std::string> touch = {});
+  Task<Write> remove_when(std::string key, std::vector<EtcdCompare> compares,
+                          std::vector<std::string> touch = {});
   // Streams changes under `prefix` from `start_revision` until the connection breaks (throws
   // EtcdError), the revision is compacted (EtcdCompacted) or cancel_watch() is called (returns).
   Task<> watch(std::string prefix, int64_t start_revision, WatchHandlers handlers);

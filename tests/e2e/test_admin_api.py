@@ -590,6 +590,8 @@ def test_an_update_racing_a_write_on_another_node_does_not_break_it(two_nodes, u
     assert node_b.admin("GET", "/services/s1").status_code == 200  # replaces frozen connections
     r = node_a.admin("PUT", "/routes/r1", {"uri": "/r1", "service_id": "s1"})
     assert r.status_code == 201, r.text
+    # what B's transaction compares: one key that every route write through the API touches
+    assert etcd.get(node_a.key(".portico/changed", "routes")) == ""
     r = node_b.admin("PATCH", "/services/s1", {"upstream_id": None})
     # 409 while B's view stays behind; 400 naming r1 once B's watch was found dead and renewed
     assert (r.status_code == 409 and "kept changing" in error_msg(r)) or (
