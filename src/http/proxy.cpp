@@ -239,6 +239,12 @@ class NodeUse {
     failed_ = failed;
     if (failed) release();
   }
+  // A 5xx answer: the node serves this request to its end (least_conn), but for ewma it is a
+  // failure, or a node that answers 503 at once would look fastest and draw all the traffic.
+  void answered_with_server_error() {
+    answered(false);
+    failed_ = node_ >= 0;
+  }
   int64_t latency_us() const { return latency_us_; }
   int64_t last_latency_us() const { return last_latency_us_; }
 
@@ -528,7 +534,10 @@ Task<bool> proxy_request(ClientConnection& c, Exchange& x, const config::Compile
       break;
     }
     if (failure == Failure::None || is_client_failure(failure)) {
-      use.answered(false);  // a client that went away says nothing about the node
+      if (failure == Failure::None && x.resp.status >= 500)
+        use.answered_with_server_error();
+      else
+        use.answered(false);  // a client that went away says nothing about the node
       if (failure != Failure::None) break;
       target.report(idx, upstream::Outcome::Success, x.resp.status);
       target.observe(idx, upstream::Outcome::Success, x.resp.status, use.latency_us());

@@ -76,3 +76,17 @@ def test_ewma_prefers_the_faster_line(gateway, upstream):
     counts = collections.Counter(answers)
     assert counts["fast"] >= 0.8 * len(answers), counts
     assert counts["slow"] >= 1  # measured at least once
+
+
+def test_ewma_does_not_favour_a_node_that_fails_fast(gateway, upstream):
+    # Every other answer of `broken` is an immediate 503: as latency alone it would look the
+    # fastest node and draw the traffic. A 5xx counts as a failure for the estimate.
+    broken = upstream(name="broken")
+    broken.fail_status = 503
+    steady = upstream(name="steady", delay_ms=10)
+    gw = gateway({"routes": [route("/*", [(broken.port,), (steady.port,)], id="all",
+                                   upstream={"type": "ewma", "retries": 0})]})
+    s = requests.Session()
+    answers = [s.get(gw.url("/x")).headers.get("X-Upstream", "broken") for _ in range(100)]
+    counts = collections.Counter(answers)
+    assert counts["steady"] >= 0.8 * len(answers), counts
