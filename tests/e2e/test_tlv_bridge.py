@@ -958,6 +958,39 @@ def test_limit_conn_keyed_by_a_header_is_released_after_big_messages(gateway, ba
     run(talk())
 
 
+def test_bytes_of_a_frame_that_never_completes_do_not_keep_a_session(gateway, backends):
+    """Idle is "no whole frame for idle_timeout": a client dribbling one byte of a frame now and
+    then is closed at the timeout all the same (1001), not kept with its backend connection."""
+    b = backends("demo1")
+    gw = gateway(bridge_config(b.port, idle_timeout="1s"))
+    ws = RawWs(gw)
+    frame = RawWs.frame(0x1, json.dumps({"id": 1, "cmd": HEARTBEAT}).encode())
+    start = time.monotonic()
+    ws.sock.sendall(frame[:2])
+    closed = None
+    for byte in frame[2:]:
+        time.sleep(0.25)
+        try:
+            ws.sock.sendall(bytes([byte]))
+        except OSError:
+            break
+        ws.sock.settimeout(0.01)
+        try:
+            closed = ws.recv_frame()
+        except socket.timeout:
+            continue
+        finally:
+            ws.sock.settimeout(10)
+        break
+    if closed is None:
+        ws.sock.settimeout(3)
+        closed = ws.recv_frame()
+    took = time.monotonic() - start
+    assert closed is not None and closed[0] == 0x8, closed
+    assert struct.unpack(">H", closed[1][:2])[0] == 1001 and b"idle timeout" in closed[1]
+    assert took < 5, took  # about idle_timeout (the frame alone takes 8 s to dribble in)
+
+
 def silent_node_and_demo(gateway, backends, upstream):
     """A bridge route over a node that accepts connections and never replies, and the demo
     backend; passive checks eject a node at its first timeout; RPCs time out after 0.3 s."""

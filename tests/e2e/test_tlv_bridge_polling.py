@@ -33,9 +33,9 @@ def url(gw):
     return f"http://127.0.0.1:{gw.port}{PATH}"
 
 
-def open_session(gw, *envelopes, expect=200):
+def open_session(gw, *envelopes, expect=200, headers=None):
     body = json.dumps(list(envelopes)) if envelopes else None
-    r = requests.post(url(gw), data=body, headers={HEADER: "new"}, timeout=10)
+    r = requests.post(url(gw), data=body, headers={HEADER: "new", **(headers or {})}, timeout=10)
     assert r.status_code == expect, r.text
     assert r.headers["Cache-Control"] == "no-store"
     return r.json()
@@ -296,6 +296,23 @@ def test_no_backend_gives_502_and_too_many_sessions_503(gateway, backends):
     assert "too many" in open_session(gw, expect=503)["error_msg"]
     requests.delete(url(gw), headers={HEADER: first}, timeout=5)
     open_session(gw)
+
+
+def test_one_client_address_cannot_take_every_session(gateway, backends):
+    b = backends("demo1")
+    config = polling_config(b.port, max_poll_sessions_per_client=2)
+    config["routes"][0]["plugins"]["real-ip"] = {"source": "http_x_forwarded_for",
+                                                 "trusted_addresses": ["127.0.0.1"]}
+    gw = gateway(config)
+    one, other = {"X-Forwarded-For": "203.0.113.1"}, {"X-Forwarded-For": "203.0.113.2"}
+    first = open_session(gw, headers=one)["session"]
+    open_session(gw, headers=one)
+    refused = open_session(gw, headers=one, expect=503)["error_msg"]
+    assert "from this client address" in refused
+    open_session(gw, headers=other)  # the route has room for others
+    requests.delete(url(gw), headers={HEADER: first}, timeout=5)
+    assert wait_until(lambda: requests.post(url(gw), headers={HEADER: "new", **one},
+                                            timeout=10).status_code == 200, 3)
 
 
 def test_an_idle_session_ends_and_frees_its_backend_connection(gateway, backends):

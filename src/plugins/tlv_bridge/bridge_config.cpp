@@ -11,20 +11,39 @@ namespace portico::plugins {
 namespace {
 
 // One count per route for the life of the process, so a config change does not reset it.
-std::shared_ptr<std::atomic<int64_t>> poll_session_count(const std::string& route_key) {
+std::shared_ptr<PollSessionCount> poll_session_count(const std::string& route_key) {
   static std::mutex mutex;
-  static std::map<std::string, std::weak_ptr<std::atomic<int64_t>>> counts;
+  static std::map<std::string, std::weak_ptr<PollSessionCount>> counts;
   std::lock_guard lock(mutex);
-  std::weak_ptr<std::atomic<int64_t>>& slot = counts[route_key];
-  std::shared_ptr<std::atomic<int64_t>> count = slot.lock();
+  std::weak_ptr<PollSessionCount>& slot = counts[route_key];
+  std::shared_ptr<PollSessionCount> count = slot.lock();
   if (!count) {
-    count = std::make_shared<std::atomic<int64_t>>(0);
+    count = std::make_shared<PollSessionCount>();
     slot = count;
   }
   return count;
 }
 
 }  // namespace
+
+bool PollSessionCount::take(const std::string& client, int64_t most, int64_t most_per_client) {
+  std::lock_guard lock(mutex_);
+  int64_t& mine = per_client_[client];
+  if (total_ >= most || mine >= most_per_client) {
+    if (mine == 0) per_client_.erase(client);
+    return false;
+  }
+  ++total_;
+  ++mine;
+  return true;
+}
+
+void PollSessionCount::give_back(const std::string& client) {
+  std::lock_guard lock(mutex_);
+  --total_;
+  auto it = per_client_.find(client);
+  if (it != per_client_.end() && --it->second <= 0) per_client_.erase(it);
+}
 
 TlvBridgeConfig parse_tlv_bridge_config(const config::json& conf, const Scope& scope,
                                         const std::string& path, config::Errors& errors) {
@@ -91,6 +110,8 @@ TlvBridgeConfig parse_tlv_bridge_config(const config::json& conf, const Scope& s
   c.long_polling = r.boolean_or("long_polling", c.long_polling);
   c.poll_wait = r.duration_or("poll_wait", c.poll_wait, 0.1, 600);
   c.max_poll_sessions = r.integer_or("max_poll_sessions", c.max_poll_sessions, 1, 1000000);
+  c.max_poll_sessions_per_client =
+      r.integer_or("max_poll_sessions_per_client", c.max_poll_sessions_per_client, 1, 1000000);
   // A client waiting in a poll is not idle, but between polls it must come back in time.
   if (c.long_polling && c.poll_wait >= c.idle_timeout)
     r.error("poll_wait", "must be shorter than idle_timeout");

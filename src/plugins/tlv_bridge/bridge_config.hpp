@@ -5,7 +5,9 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "bridge/tlv_envelope.hpp"
@@ -16,6 +18,20 @@
 #include "stream/tlv_framing.hpp"
 
 namespace portico::plugins {
+
+// A route's open polling sessions in this process, in all and per client address. Taken and
+// given back on opening and ending a session (rare next to polls), from any worker.
+class PollSessionCount {
+ public:
+  // False (nothing taken) when either limit is reached.
+  bool take(const std::string& client, int64_t most, int64_t most_per_client);
+  void give_back(const std::string& client);
+
+ private:
+  std::mutex mutex_;
+  int64_t total_ = 0;
+  std::unordered_map<std::string, int64_t> per_client_;
+};
 
 struct TlvBridgeConfig {
   std::string proto_id;
@@ -49,8 +65,10 @@ struct TlvBridgeConfig {
   bool long_polling = false;
   double poll_wait = 25;  // seconds a poll waits for a message at most (clients may ask less)
   int64_t max_poll_sessions = 4096;  // open polling sessions of the route in this process
+  // ... of them opened from one client address: one client must not take every slot.
+  int64_t max_poll_sessions_per_client = 256;
   // Shared by every instance of the route's config (kept across config changes): sessions open.
-  std::shared_ptr<std::atomic<int64_t>> poll_sessions;
+  std::shared_ptr<PollSessionCount> poll_sessions;
   std::string route_key;  // Scope::key(): a session id works only on the route that opened it
 };
 

@@ -56,8 +56,9 @@ thread_local std::unordered_map<std::string, std::shared_ptr<PollSession>> sessi
 
 class PollSession : public std::enable_shared_from_this<PollSession> {
  public:
-  PollSession(std::shared_ptr<const TlvBridgeConfig> config, Takeover& io)
+  PollSession(std::shared_ptr<const TlvBridgeConfig> config, Takeover& io, std::string client)
       : config_(std::move(config)),
+        client_(std::move(client)),
         worker_(io.worker),
         upstream_(io.upstream_shared),
         backend_(io.worker.executor()),
@@ -70,7 +71,7 @@ class PollSession : public std::enable_shared_from_this<PollSession> {
   }
 
   ~PollSession() {
-    config_->poll_sessions->fetch_sub(1, std::memory_order_relaxed);
+    config_->poll_sessions->give_back(client_);
     tlv_bridge_counters().poll_active.fetch_sub(1, std::memory_order_relaxed);
     worker_.buffers().release(backend_in_);
   }
@@ -433,6 +434,7 @@ class PollSession : public std::enable_shared_from_this<PollSession> {
   PollAnswer ended_answer() const { return poll_error(410, "the session ended: " + end_reason_); }
 
   std::shared_ptr<const TlvBridgeConfig> config_;
+  std::string client_;  // the address its slot in the route's count is held for
   Worker& worker_;
   std::shared_ptr<const upstream::UpstreamTarget> upstream_;
   Socket backend_;
@@ -489,12 +491,14 @@ int poll_session_worker(std::string_view session) {
 Task<PollAnswer> open_poll_session(std::shared_ptr<const TlvBridgeConfig> config, Takeover& io,
                                    Context& ctx) {
   if (io.worker.draining()) co_return poll_error(503, "server shutting down");
-  if (config->poll_sessions->fetch_add(1, std::memory_order_relaxed) >= config->max_poll_sessions) {
-    config->poll_sessions->fetch_sub(1, std::memory_order_relaxed);
-    co_return poll_error(503, "too many polling sessions on this route");
-  }
+  const std::string client(ctx.client_ip);
+  if (!config->poll_sessions->take(client, config->max_poll_sessions,
+                                   config->max_poll_sessions_per_client))
+    co_return poll_error(503,
+                         "too many polling sessions on this route (in all, or from this "
+                         "client address)");
   tlv_bridge_counters().poll_active.fetch_add(1, std::memory_order_relaxed);
-  auto session = std::make_shared<PollSession>(config, io);  // counted from here
+  auto session = std::make_shared<PollSession>(config, io, client);  // counted from here
   PollAnswer answer;
   if (!co_await session->connect(io, ctx, answer)) co_return answer;
   if (io.worker.draining()) {  // it began while connecting

@@ -160,7 +160,12 @@ class Session {
         in = io_.worker.buffers().acquire();
       }
       if (in.writable() == 0) in.compact();
-      client_read_.arm(config_.idle_timeout, &client_socket());
+      // Idle means no whole frame for idle_timeout: bytes of a frame that never completes (one
+      // byte every few minutes) do not keep a session and its backend connection.
+      const int64_t idle_left_ms =
+          last_frame_ms_ + static_cast<int64_t>(config_.idle_timeout * 1000) - steady_now_ms();
+      client_read_.arm(static_cast<double>(std::max<int64_t>(idle_left_ms, 1)) / 1000.0,
+                       &client_socket());
       auto [ec, n] = co_await io_.client.read_some(asio::buffer(in.write_ptr(), in.writable()));
       client_read_.disarm();
       if (ec) {
@@ -210,6 +215,7 @@ class Session {
       char* payload = in.data() + r.frame.header_size;
       size_t n = static_cast<size_t>(r.frame.payload_size);
       bridge::ws_unmask(payload, n, r.frame.mask);
+      last_frame_ms_ = steady_now_ms();
       bool go_on = handle_frame(r.frame, std::string_view(payload, n));
       in.consume(size);
       if (!go_on) return false;
@@ -480,7 +486,8 @@ class Session {
   std::string message_;  // a fragmented client message so far
   WsOpcode message_kind_ = WsOpcode::Text;
   Deadline client_read_, client_write_, backend_io_;
-  int node_ = -1;            // the backend node of the session (upstream's index)
+  int64_t last_frame_ms_ = steady_now_ms();  // the client's last whole frame (idle_timeout)
+  int node_ = -1;                            // the backend node of the session (upstream's index)
   Deadline drain_watch_;     // in the worker's idle_waits: fired (cancelling reads) on drain
   BucketState conn_bucket_;  // per-connection rate limit (config.rate_limit)
   std::string frame_;        // a text message's frame before it is judged
