@@ -1025,6 +1025,57 @@ def test_rpcs_of_a_cmd_without_a_reply_type_do_not_eject_nodes(gateway, backends
     assert states == ["healthy", "healthy"], states
 
 
+class ClosingBackend:
+    """Accepts TCP connections and closes them at once: a crash loop behind a listening port."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            conn.close()
+
+    def close(self):
+        self.sock.close()
+
+
+def test_a_backend_that_drops_sessions_at_once_is_taken_out(gateway, backends):
+    """It accepts connections (a success for passive checks) and closes each at once: with
+    least_conn it always has the fewest sessions and would get every new one. Closing a session
+    soon after accepting it, before any frame, counts as its failure."""
+    good, bad = backends("good"), ClosingBackend()
+    try:
+        config = bridge_config(good.port)
+        config["routes"][0]["upstream"] = inline_upstream(
+            bad.port, good.port, type="least_conn",
+            checks={"passive": {"unhealthy": {"tcp_failures": 2}, "ejection_base_time": 30}})
+        gw = gateway(config)
+
+        async def talk():
+            servers = []
+            for uid in range(1, 9):
+                ws = await websockets.connect(ws_url(gw))
+                try:
+                    servers.append((await login(ws, uid))["data"]["server"])
+                except Exception:
+                    servers.append("dropped")
+                await ws.close()
+            return servers
+        servers = run(talk())
+        assert servers[-4:] == ["good"] * 4, servers  # the bad node was taken out
+        assert servers.count("dropped") <= 3, servers
+    finally:
+        bad.close()
+
+
 def test_least_conn_balances_sessions_by_how_many_are_open(gateway, backends):
     """Sessions are long: least_conn counts each on its node until it ends, so new sessions go
     where fewer are open (round robin would alternate regardless)."""

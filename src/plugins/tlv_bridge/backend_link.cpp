@@ -53,8 +53,9 @@ Task<int> connect_tlv_backend(Takeover& io, Socket& backend, Deadline& deadline,
                                                await_ec);
     deadline.disarm();
     if (!ec) {
-      // A TCP handshake is a stream's "answer": a success (200) for passive checks.
-      target.report(node, upstream::Outcome::Success, 200);
+      // Not yet a success for passive checks: a node that accepts and then drops every
+      // session would never reach its failure count. Sessions report their first frame
+      // (BackendWatch), RPCs their reply.
       target.observe(node, upstream::Outcome::Success, 200, 0);
       backend.set_option(asio::ip::tcp::no_delay(true), ec);
       notice_silent_death(backend);
@@ -68,6 +69,31 @@ Task<int> connect_tlv_backend(Takeover& io, Socket& backend, Deadline& deadline,
     backend.close(ignored);
   }
   co_return upstream::UpstreamTarget::kNone;
+}
+
+void BackendWatch::connected(const upstream::UpstreamTarget* target, int node) {
+  target_ = target;
+  node_ = node;
+  connected_ms_ = steady_now_ms();
+  framed_ = false;
+}
+
+void BackendWatch::frame() {
+  if (framed_) return;
+  framed_ = true;
+  if (target_) target_->report(node_, upstream::Outcome::Success, 200);
+}
+
+void BackendWatch::closed_by_backend() {
+  constexpr int64_t kSoonMs = 2000;
+  if (target_ && !framed_ && steady_now_ms() - connected_ms_ < kSoonMs)
+    target_->report(node_, upstream::Outcome::TcpFailure, 0);
+  target_ = nullptr;
+}
+
+void BackendWatch::corrupt() {
+  if (target_) target_->report(node_, upstream::Outcome::TcpFailure, 0);
+  target_ = nullptr;
 }
 
 void keep_tlv_backend(Takeover& io, int node, Socket&& backend, uint32_t calls) {

@@ -26,6 +26,25 @@ Task<int> connect_tlv_backend(Takeover& io, Socket& backend, Deadline& deadline,
 // closes it otherwise.
 void keep_tlv_backend(Takeover& io, int node, Socket&& backend, uint32_t calls);
 
+// A session's backend connection, for passive health checks: its first frame is the node's
+// success (not the TCP handshake); a node that closes a session soon after accepting it
+// without sending a frame, or sends a corrupt frame, is failing (a crash loop behind a listening
+// port, a wrong framing). Without this, least_conn would send it every new session: it always has
+// the fewest open.
+class BackendWatch {
+ public:
+  void connected(const upstream::UpstreamTarget* target, int node);
+  void frame();              // the first one is the node's success
+  void closed_by_backend();  // reported when soon after the connect and before any frame
+  void corrupt();
+
+ private:
+  const upstream::UpstreamTarget* target_ = nullptr;
+  int node_ = -1;
+  int64_t connected_ms_ = 0;
+  bool framed_ = false;
+};
+
 // The PROXY v2 header that tells the backend who the client is (ctx's address, after real-ip).
 std::string proxy_header_for(const Context& ctx, const Socket& client);
 

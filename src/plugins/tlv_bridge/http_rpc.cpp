@@ -108,10 +108,9 @@ Task<> run_tlv_rpc(const TlvBridgeConfig& config, Takeover& io, Context& ctx) {
   bool answered = !wec && co_await await_reply(backend, buf, decoder, request, reply);
   deadline.disarm();
   if (answered) {
-    if (calls > 0) {  // a reused connection: no connect reported this node's health for it
-      io.upstream.report(node, upstream::Outcome::Success, 200);
+    io.upstream.report(node, upstream::Outcome::Success, 200);  // (the connect was not one)
+    if (calls > 0)  // a reused connection: no connect was observed for it
       io.upstream.observe(node, upstream::Outcome::Success, 200, 0);
-    }
     counters.frames_up.fetch_add(1, std::memory_order_relaxed);
     counters.frames_down.fetch_add(1, std::memory_order_relaxed);
     counters.rpc_replies.fetch_add(1, std::memory_order_relaxed);

@@ -95,6 +95,7 @@ class PollSession : public std::enable_shared_from_this<PollSession> {
     appended_ = to_backend_.size();
     id_ = new_session_id(worker_.index());
     upstream_->started(worker_.index(), node_);  // least_conn counts sessions per node
+    watch_.connected(upstream_.get(), node_);
     backend_in_ = worker_.buffers().acquire();
     drain_watch_.arm(365.0 * 86400, &backend_);
     touched();
@@ -286,8 +287,10 @@ class PollSession : public std::enable_shared_from_this<PollSession> {
           end("server shutting down");
         else if (idle_.fired())
           end("idle timeout");
-        else
+        else {
+          if (ec != asio::error::operation_aborted) watch_.closed_by_backend();
           end("the backend closed the connection");
+        }
         break;
       }
       b.commit(n);
@@ -298,6 +301,7 @@ class PollSession : public std::enable_shared_from_this<PollSession> {
           tlv_bridge_counters().bad_backend_frames.fetch_add(1, std::memory_order_relaxed);
           log::warn("tlv-bridge: corrupt frame from the backend (" +
                     std::string(stream::to_string(r.error)) + "): polling session closed");
+          watch_.corrupt();
           end("the backend sent a corrupt frame");
           break;
         }
@@ -310,6 +314,7 @@ class PollSession : public std::enable_shared_from_this<PollSession> {
         }
         queue(bridge::tlv_to_envelope(r.frame, types_));
         tlv_bridge_counters().frames_down.fetch_add(1, std::memory_order_relaxed);
+        watch_.frame();
         b.consume(r.frame.bytes.size());
         delivered = true;
       }
@@ -443,6 +448,7 @@ class PollSession : public std::enable_shared_from_this<PollSession> {
   IoBuffer backend_in_;
   std::string id_;
   int node_ = -1;
+  BackendWatch watch_;
   std::string to_backend_, sending_, frame_;
   bool writing_ = false;
   uint64_t appended_ = 0, written_ = 0;  // bytes for the backend: queued, and written

@@ -77,6 +77,7 @@ class Session {
     counters().active.fetch_add(1, std::memory_order_relaxed);
     // least_conn balances sessions: this one counts on its node until it ends.
     io_.upstream.started(io_.worker.index(), node_);
+    watch_.connected(&io_.upstream, node_);
     backend_in_ = io_.worker.buffers().acquire();
     drain_watch_.arm(365.0 * 86400, &client_socket());
     using namespace asio::experimental::awaitable_operators;
@@ -330,7 +331,10 @@ class Session {
   Task<> backend_loop() {
     try {
       co_await read_backend();
-      if (!closing_) fail(bridge::kWsCloseGoingAway, "the backend closed the connection");
+      if (!closing_) {
+        if (!client_broken_) watch_.closed_by_backend();
+        fail(bridge::kWsCloseGoingAway, "the backend closed the connection");
+      }
       closing_ = true;
       co_await flush_all();  // the last frames and the close frame go out before anything ends
     } catch (const std::exception& e) {
@@ -358,6 +362,7 @@ class Session {
           counters().bad_backend_frames.fetch_add(1, std::memory_order_relaxed);
           log::warn("tlv-bridge: corrupt frame from the backend (" +
                     std::string(stream::to_string(r.error)) + "): session closed");
+          watch_.corrupt();
           fail(bridge::kWsCloseInternalError, "the backend sent a corrupt frame");
           co_return;
         }
@@ -373,6 +378,7 @@ class Session {
         else
           send_client(WsOpcode::Text, bridge::tlv_to_envelope(r.frame, types_));
         counters().frames_down.fetch_add(1, std::memory_order_relaxed);
+        watch_.frame();
         b.consume(r.frame.bytes.size());
       }
       if (closing_) co_return;
@@ -488,6 +494,7 @@ class Session {
   Deadline client_read_, client_write_, backend_io_;
   int64_t last_frame_ms_ = steady_now_ms();  // the client's last whole frame (idle_timeout)
   int node_ = -1;                            // the backend node of the session (upstream's index)
+  BackendWatch watch_;
   Deadline drain_watch_;     // in the worker's idle_waits: fired (cancelling reads) on drain
   BucketState conn_bucket_;  // per-connection rate limit (config.rate_limit)
   std::string frame_;        // a text message's frame before it is judged
