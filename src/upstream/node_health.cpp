@@ -30,33 +30,35 @@ void NodeHealth::report(Outcome outcome, int status, const config::HealthThresho
       return;
   }
   total_requests_.fetch_add(1, std::memory_order_relaxed);
-  // As lua-resty-healthcheck: a success resets the failure counters, a failure the successes.
+  // As lua-resty-healthcheck: a success resets the failure counters, a failure the successes;
+  // but those of its own kind of check only (Run).
+  Run& run = run_of(source);
   if (outcome == Outcome::Success) {
-    http_failures_.store(0, std::memory_order_relaxed);
-    tcp_failures_.store(0, std::memory_order_relaxed);
-    timeouts_.store(0, std::memory_order_relaxed);
-    bool back = reaches(successes_, healthy.successes);
+    run.http_failures.store(0, std::memory_order_relaxed);
+    run.tcp_failures.store(0, std::memory_order_relaxed);
+    run.timeouts.store(0, std::memory_order_relaxed);
+    bool back = reaches(run.successes, healthy.successes);
     if (!healthy_.load(std::memory_order_relaxed) && back)
       set_state(true, std::string(source) + ": " + std::to_string(healthy.successes) + " successes",
                 eject, now_ms);
     return;
   }
   total_failures_.fetch_add(1, std::memory_order_relaxed);
-  successes_.store(0, std::memory_order_relaxed);
+  run.successes.store(0, std::memory_order_relaxed);
   bool down = false;
   std::string why;
   switch (outcome) {
     case Outcome::HttpFailure:
-      down = reaches(http_failures_, unhealthy.http_failures);
+      down = reaches(run.http_failures, unhealthy.http_failures);
       why = std::to_string(unhealthy.http_failures) + " HTTP failures (last status " +
             std::to_string(status) + ")";
       break;
     case Outcome::TcpFailure:
-      down = reaches(tcp_failures_, unhealthy.tcp_failures);
+      down = reaches(run.tcp_failures, unhealthy.tcp_failures);
       why = std::to_string(unhealthy.tcp_failures) + " TCP failures";
       break;
     case Outcome::Timeout:
-      down = reaches(timeouts_, unhealthy.timeouts);
+      down = reaches(run.timeouts, unhealthy.timeouts);
       why = std::to_string(unhealthy.timeouts) + " timeouts";
       break;
     case Outcome::Success:
@@ -81,10 +83,8 @@ void NodeHealth::set_state(bool healthy, const std::string& reason,
   }
   const int64_t healthy_for_ms =
       healthy_.load(std::memory_order_relaxed) ? now_ms - changed_at_ms_ : 0;
-  successes_.store(0, std::memory_order_relaxed);
-  http_failures_.store(0, std::memory_order_relaxed);
-  tcp_failures_.store(0, std::memory_order_relaxed);
-  timeouts_.store(0, std::memory_order_relaxed);
+  active_.reset();
+  passive_.reset();
   reason_ = reason;
   changed_at_ms_ = now_ms;
   if (healthy) {
@@ -149,10 +149,21 @@ NodeHealth::Quality NodeHealth::quality() const {
 
 NodeHealth::Status NodeHealth::status() const {
   std::lock_guard lock(change_mutex_);
-  return Status{healthy_.load(),          successes_.load(), http_failures_.load(),
-                tcp_failures_.load(),     timeouts_.load(),  total_requests_.load(),
-                total_failures_.load(),   changed_at_ms_,    reason_,
-                ejected_until_ms_.load(), ejections_};
+  // Both kinds' runs together (one of them is usually zero).
+  auto both = [&](std::atomic<uint64_t> Run::*c) {
+    return (active_.*c).load() + (passive_.*c).load();
+  };
+  return Status{healthy_.load(),
+                both(&Run::successes),
+                both(&Run::http_failures),
+                both(&Run::tcp_failures),
+                both(&Run::timeouts),
+                total_requests_.load(),
+                total_failures_.load(),
+                changed_at_ms_,
+                reason_,
+                ejected_until_ms_.load(),
+                ejections_};
 }
 
 std::shared_ptr<NodeHealth> HealthRegistry::get(const std::string& upstream,

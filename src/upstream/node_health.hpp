@@ -78,7 +78,19 @@ class NodeHealth {
   std::string address_;
   std::atomic<bool> healthy_{true};
   std::atomic<int64_t> ejected_until_ms_{0};
-  std::atomic<uint64_t> successes_{0}, http_failures_{0}, tcp_failures_{0}, timeouts_{0};
+  // Consecutive outcomes, apart per kind of check: a success of one kind resets only its own
+  // failures. Shared, real traffic passing would reset the probes' count forever, and a node
+  // whose health endpoint says "draining" would never be taken out (and probes passing would
+  // hide real traffic failing on a quiet node).
+  struct Run {
+    std::atomic<uint64_t> successes{0}, http_failures{0}, tcp_failures{0}, timeouts{0};
+    void reset() {
+      for (auto* c : {&successes, &http_failures, &tcp_failures, &timeouts})
+        c->store(0, std::memory_order_relaxed);
+    }
+  };
+  Run& run_of(const char* source) { return source[0] == 'a' ? active_ : passive_; }
+  Run active_, passive_;
   std::atomic<uint64_t> total_requests_{0}, total_failures_{0};  // probes and reports
   std::atomic<uint64_t> requests_{0}, http_failures_total_{0}, tcp_failures_total_{0},
       timeouts_total_{0};

@@ -149,3 +149,17 @@ TEST(NodeHealth, ActiveChecksAddedWhileEjectedKeepTheNodeDownUntilProbesPass) {
   n.report(Outcome::Success, 200, h, u, nullptr, 21000, "active");
   EXPECT_TRUE(n.healthy(22000));
 }
+
+TEST(NodeHealth, RealTrafficPassingDoesNotResetTheProbesFailures) {
+  // The health endpoint says 500 (draining) while requests still pass: three failing probes
+  // in a row take the node out, whatever traffic passed in between.
+  NodeHealth n("u", "a");
+  auto h = healthy_side(), u = unhealthy_side();
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_TRUE(n.healthy(10 * i));
+    n.report(Outcome::Success, 200, h, u, nullptr, 10 * i + 1, "passive");
+    n.report(Outcome::Success, 500, h, u, nullptr, 10 * i + 2, "active");
+  }
+  EXPECT_FALSE(n.healthy(100));
+  EXPECT_EQ(n.status().reason, "active: 3 HTTP failures (last status 500)");
+}
