@@ -123,6 +123,9 @@ struct CompileCache::Entries {
   std::unordered_map<std::string, UpstreamEntry> upstreams;
   std::unordered_map<std::string, ServiceEntry> services;
   std::unordered_map<std::string, RouteEntry> routes;  // updated in place, see build_snapshot
+  // Inline upstreams of stream routes and their TLV sub-routes, by health key: IM sessions are
+  // long, and a target compiled anew forgets its least_conn counts of the open ones.
+  std::unordered_map<std::string, UpstreamEntry> stream_upstreams;
 };
 
 CompileCache::CompileCache() : entries_(std::make_unique<Entries>()) {}
@@ -149,14 +152,17 @@ std::shared_ptr<const router::RouteRule> make_rule(const Route& r, const Service
   return rule;
 }
 
+using TargetPtr = std::shared_ptr<const upstream::UpstreamTarget>;
+// Compiles (or takes from the last build) an inline upstream: (spec, field path, health key).
+using InlineCompiler = std::function<TargetPtr(const std::shared_ptr<const Upstream>&,
+                                               const std::string&, const std::string&)>;
+
 // Stream routes are few: compiled whole on every build. Their node health and per-user buckets
-// are keyed by id, so they carry over anyway.
-void compile_stream_routes(
-    const ConfigSet& set, Snapshot& snap, int workers, NodeResolver& resolver, Errors& errors,
-    Errors* warnings,
-    const std::function<std::shared_ptr<const upstream::UpstreamTarget>(const std::string&)>& named,
-    const std::function<std::shared_ptr<const upstream::UpstreamTarget>(const std::string&)>&
-        service_target) {
+// are keyed by id, and their inline upstreams come from `inline_target`, so all carry over.
+void compile_stream_routes(const ConfigSet& set, Snapshot& snap, Errors& errors, Errors* warnings,
+                           const std::function<TargetPtr(const std::string&)>& named,
+                           const std::function<TargetPtr(const std::string&)>& service_target,
+                           const InlineCompiler& inline_target) {
   for (size_t i = 0; i < set.stream_routes.size(); ++i) {
     const StreamRoute& r = *set.stream_routes[i];
     std::string path =
@@ -176,8 +182,7 @@ void compile_stream_routes(
                    [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
     c->plugins = r.plugins;
     if (r.upstream)
-      c->upstream = compile_upstream(r.upstream, set.client_identities, path + ".upstream", key,
-                                     workers, resolver, errors, warnings);
+      c->upstream = inline_target(r.upstream, path + ".upstream", key);
     else if (!r.upstream_id.empty())
       c->upstream = named(r.upstream_id);
     else if (!r.service_id.empty())
@@ -193,11 +198,9 @@ void compile_stream_routes(
         const stream::TlvSubRouteSpec& spec = r.tlv->routes[k];
         std::string sub = path + ".protocol.conf.routes[" + std::to_string(k) + "]";
         stream::CompiledSubRoute cs{spec.cmds, nullptr, spec.hash_on_to};
-        cs.target = spec.upstream
-                        ? compile_upstream(spec.upstream, set.client_identities, sub + ".upstream",
-                                           key + "/routes[" + std::to_string(k) + "]", workers,
-                                           resolver, errors, warnings)
-                        : named(spec.upstream_id);
+        cs.target = spec.upstream ? inline_target(spec.upstream, sub + ".upstream",
+                                                  key + "/routes[" + std::to_string(k) + "]")
+                                  : named(spec.upstream_id);
         if (!cs.target) {
           report.add(sub + ".upstream_id", "unknown upstream \"" + spec.upstream_id + "\"");
           ok = false;
@@ -370,18 +373,31 @@ std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, const HttpLimits&
   if (route_cache.size() > visited)
     std::erase_if(route_cache, [&](const auto& kv) { return kv.second.generation != generation; });
   compile_stream_routes(
-      set, *snap, workers, resolver, errors, warnings, named,
-      [&](const std::string& id) -> std::shared_ptr<const upstream::UpstreamTarget> {
+      set, *snap, errors, warnings, named,
+      [&](const std::string& id) -> TargetPtr {
         auto it = fresh->services.find(id);
         if (it == fresh->services.end()) return nullptr;
         if (it->second.service->upstream) return it->second.inline_target;
         return named(it->second.service->upstream_id);
+      },
+      [&](const std::shared_ptr<const Upstream>& spec, const std::string& field,
+          const std::string& key) -> TargetPtr {
+        auto identity = named_identity(spec.get(), ids);
+        auto it = old.stream_upstreams.find(key);
+        TargetPtr target =
+            it != old.stream_upstreams.end() && it->second.spec == spec &&
+                    it->second.identity == identity
+                ? it->second.target
+                : compile_upstream(spec, ids, field, key, workers, resolver, errors, warnings);
+        fresh->stream_upstreams[key] = {spec, identity, target};
+        return target;
       });
   snap->upstream_count = set.upstreams.size();
   snap->router = router::RouteIndex(std::move(rules));
   if (cache) {
     old.upstreams = std::move(fresh->upstreams);
     old.services = std::move(fresh->services);
+    old.stream_upstreams = std::move(fresh->stream_upstreams);
   }
   return snap;
 }

@@ -400,3 +400,43 @@ def test_least_conn_balances_connections_by_how_many_are_open(tmp_path, backends
             cl.close()
     assert wait_until(lambda: metrics(g).value("portico_stream_connections_active") == 2)
     assert [client(g).login(uid)[1]["server"] for uid in (5, 6)] == ["node-a", "node-a"]
+
+
+def test_least_conn_counts_survive_an_unrelated_config_change(tmp_path, etcd, backends,
+                                                              stop_gateways):
+    """The stream route's inline upstream is not compiled again when another object changes:
+    its least_conn counts of the open connections (hours-long IM sessions) carry over."""
+    a, c = backends("node-a"), backends("node-c")
+    port = free_port()
+    g = Gateway(tmp_path, None, node={"stream_listen": [f"127.0.0.1:{port}"]}, etcd=etcd)
+    g.stream_port = port
+    g.start()
+    stop_gateways.append(g)
+    route = tlv_route(a)
+    route["upstream"] = {"type": "least_conn",  # a list: node-a is the first node
+                         "nodes": [{"host": "127.0.0.1", "port": a.port, "weight": 1},
+                                   {"host": "127.0.0.1", "port": c.port, "weight": 1}]}
+    assert g.admin("PUT", "/stream_routes/im", route).status_code == 201
+
+    def logs_in():
+        try:
+            cl = client(g)
+            cl.login(99)
+            cl.close()
+            return True
+        except (EOFError, OSError):
+            return False
+    assert wait_until(logs_in, timeout=5)
+    assert wait_until(lambda: metrics(g).value("portico_stream_connections_active") == 0)
+    # One connection on each node, then the one on node-c closes: node-c has fewer (0 to 1).
+    # A target compiled anew would count 0 and 0, and its first pick is the first node.
+    first, second = client(g), client(g)
+    on = {first.login(1)[1]["server"]: first, second.login(2)[1]["server"]: second}
+    assert sorted(on) == ["node-a", "node-c"], on
+    on["node-c"].close()
+    assert wait_until(lambda: metrics(g).value("portico_stream_connections_active") == 1)
+    # another object changes: the config is built again
+    assert g.admin("PUT", "/upstreams/other", {"nodes": {"127.0.0.1:9": 1}}).status_code == 201
+    rev = etcd.revision()
+    assert wait_until(lambda: metrics(g).value("portico_config_revision") >= rev)
+    assert client(g).login(10)[1]["server"] == "node-c"
