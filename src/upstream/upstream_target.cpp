@@ -189,6 +189,19 @@ int UpstreamTarget::pick_lowest_score(WorkerState& w, size_t begin, size_t end, 
   double best_score = 0;
   int64_t total = 0;
   int worker = static_cast<int>(&w - state_.data());
+  // ewma: the lowest estimate in the level as last measured (not decayed). No node counts
+  // below half of it, and a node never measured counts as that half (tried first, but not by
+  // every request): an estimate near zero (never measured, or decayed over a long quiet spell)
+  // would otherwise draw every request until its first answer comes back (the in-flight term
+  // cannot outweigh a ratio of a hundred).
+  double best_measured = 0;
+  if (kind_ == Kind::Ewma) {
+    for (size_t i = begin; i < end; ++i) {
+      const NodeState& n = w.nodes[i];
+      if (!usable(i, f) || n.ewma_at_us == 0) continue;
+      if (best_measured == 0 || n.ewma_us < best_measured) best_measured = n.ewma_us;
+    }
+  }
   for (size_t i = begin; i < end; ++i) {
     if (!usable(i, f)) continue;
     NodeState& n = w.nodes[i];
@@ -200,7 +213,10 @@ int UpstreamTarget::pick_lowest_score(WorkerState& w, size_t begin, size_t end, 
       // requests do not all herd onto one node, not so much that a slower line gets a share
       // the faster one could carry.
       double load = 1.0 + kInFlightWeight * static_cast<double>(n.active);
-      score = ewma_us(worker, static_cast<int>(i), now_us) * load / nodes_[i].weight;
+      double estimate = n.ewma_at_us == 0 ? best_measured / 2
+                                          : std::max(ewma_us(worker, static_cast<int>(i), now_us),
+                                                     best_measured / 2);
+      score = estimate * load / nodes_[i].weight;
     }
     n.current += nodes_[i].weight;
     total += nodes_[i].weight;

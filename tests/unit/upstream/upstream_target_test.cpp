@@ -165,7 +165,7 @@ TEST(Ewma, PrefersTheFastNodeAndForgetsSlowness) {
   auto u = make({{1, 0}, {1, 0}}, {}, "ewma");
   TriedNodes none;
   int64_t now = 1000000;
-  // Unmeasured nodes score 0 and are tried first.
+  // Unmeasured nodes count as half the best measured one (none yet: they tie): tried first.
   int a = u.pick(0, none, {}, now);
   u.started(0, a);
   u.finished(0, a, a == 0 ? 4000 : 14000, false, now);
@@ -188,4 +188,29 @@ TEST(Ewma, PrefersTheFastNodeAndForgetsSlowness) {
   // A failure counts as slow.
   u.finished(0, 0, 10, true, now);
   EXPECT_GT(u.ewma_us(0, 0, now), 4000);
+}
+
+TEST(Ewma, ANodeQuietForLongDoesNotDrawEveryRequestInFlight) {
+  // The slow node's estimate has decayed to almost nothing after a minute unused. Requests
+  // that start before any answers: it gets some (it must be measured again), not all of them.
+  auto u = make({{1, 0}, {1, 0}}, {}, "ewma");
+  TriedNodes none;
+  int64_t now = 1000000;
+  u.finished(0, 0, 4000, false, now);   // fast
+  u.finished(0, 1, 14000, false, now);  // slow
+  for (int i = 0; i < 50; ++i) {
+    now += 1000;
+    u.finished(0, 0, 4000, false, now);
+  }
+  now += 60000000;
+  u.finished(0, 0, 4000, false, now);  // the fast node is fresh; the slow one decayed
+  EXPECT_LT(u.ewma_us(0, 1, now), 100);
+  int to_slow = 0;
+  for (int i = 0; i < 16; ++i) {
+    int n = u.pick(0, none, {}, now);
+    u.started(0, n);
+    to_slow += n == 1;
+  }
+  EXPECT_GE(to_slow, 1);
+  EXPECT_LE(to_slow, 12);
 }
