@@ -125,6 +125,10 @@ void UpstreamTarget::report(int node, Outcome outcome, int status) const {
   // works, unless another level has a healthy node to fail over to: then a level that failed
   // as a whole (a dedicated line cut) must empty, or its last nodes keep every request's first
   // attempt waiting for them.
+  const auto& bad = passive->unhealthy.http_statuses;
+  std::unique_lock<std::mutex> one_at_a_time(eject_mutex_, std::defer_lock);
+  if (outcome != Outcome::Success || std::find(bad.begin(), bad.end(), status) != bad.end())
+    one_at_a_time.lock();
   int64_t now = steady_now_ms();
   size_t down = 0, size = 0;
   bool elsewhere = false;

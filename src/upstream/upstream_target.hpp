@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -132,6 +133,9 @@ class UpstreamTarget {
   std::vector<std::vector<RingPoint>> rings_;      // chash: one sorted ring per level
   mutable std::vector<WorkerState> state_;
   mutable std::atomic<uint64_t> panics_{0};
+  // Failure reports (rare) one at a time: two workers counting a level's nodes that are down
+  // at once would both see room under max_ejection_percent and both eject.
+  mutable std::mutex eject_mutex_;
 };
 
 }  // namespace portico::upstream
