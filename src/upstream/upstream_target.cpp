@@ -200,10 +200,12 @@ int UpstreamTarget::pick_lowest_score(WorkerState& w, size_t begin, size_t end, 
   // cannot outweigh a ratio of a hundred).
   double best_measured = 0;
   if (kind_ == Kind::Ewma) {
+    bool measured = false;
     for (size_t i = begin; i < end; ++i) {
       const NodeState& n = w.nodes[i];
       if (!usable(i, f) || n.ewma_at_us == 0) continue;
-      if (best_measured == 0 || n.ewma_us < best_measured) best_measured = n.ewma_us;
+      if (!measured || n.ewma_us < best_measured) best_measured = n.ewma_us;
+      measured = true;
     }
   }
   for (size_t i = begin; i < end; ++i) {

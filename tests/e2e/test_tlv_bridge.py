@@ -1026,9 +1026,11 @@ def test_rpcs_of_a_cmd_without_a_reply_type_do_not_eject_nodes(gateway, backends
 
 
 class ClosingBackend:
-    """Accepts TCP connections and closes them at once: a crash loop behind a listening port."""
+    """Accepts TCP connections and closes them at once: a crash loop behind a listening port.
+    With `after_reading`, reads what the client sent first (a backend refusing a login)."""
 
-    def __init__(self):
+    def __init__(self, after_reading=False):
+        self.after_reading = after_reading
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(64)
@@ -1039,6 +1041,9 @@ class ClosingBackend:
         while True:
             try:
                 conn, _ = self.sock.accept()
+                if self.after_reading:
+                    conn.settimeout(5)
+                    conn.recv(4096)
             except OSError:
                 return
             conn.close()
@@ -1074,6 +1079,30 @@ def test_a_backend_that_drops_sessions_at_once_is_taken_out(gateway, backends):
         assert servers.count("dropped") <= 3, servers
     finally:
         bad.close()
+
+
+def test_a_backend_refusing_clients_is_not_taken_out_for_it(gateway, backends):
+    """The backend closes each session after reading the client's first frame (an expired
+    token, say): the client's doing, not a sick node. It stays in, whoever the clients are."""
+    refuser = ClosingBackend(after_reading=True)
+    try:
+        config = bridge_config(refuser.port)
+        config["routes"][0]["upstream"] = inline_upstream(
+            refuser.port, checks={"passive": {"unhealthy": {"tcp_failures": 2}}})
+        gw = gateway(config)
+
+        async def talk():
+            for uid in range(1, 5):
+                ws = await websockets.connect(ws_url(gw))
+                await send_json(ws, {"id": 1, "cmd": LOGIN, "data": {"uid": uid, "token": "x"}})
+                code, _ = await closed(ws)
+                assert code == 1001
+        run(talk())
+        states = [n["state"] for u in gw.control("/v1/healthcheck").json()["upstreams"]
+                  for n in u["nodes"]]
+        assert states == ["healthy"], states
+    finally:
+        refuser.close()
 
 
 def test_least_conn_balances_sessions_by_how_many_are_open(gateway, backends):

@@ -76,6 +76,7 @@ void BackendWatch::connected(const upstream::UpstreamTarget* target, int node) {
   node_ = node;
   connected_ms_ = steady_now_ms();
   framed_ = false;
+  prompted_ = false;
 }
 
 void BackendWatch::frame() {
@@ -84,9 +85,16 @@ void BackendWatch::frame() {
   if (target_) target_->report(node_, upstream::Outcome::Success, 200);
 }
 
+void BackendWatch::client_sent(Socket& backend) {
+  if (prompted_) return;
+  char byte;
+  if (::recv(backend.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 0) return;
+  prompted_ = true;
+}
+
 void BackendWatch::closed_by_backend() {
   constexpr int64_t kSoonMs = 2000;
-  if (target_ && !framed_ && steady_now_ms() - connected_ms_ < kSoonMs)
+  if (target_ && !framed_ && !prompted_ && steady_now_ms() - connected_ms_ < kSoonMs)
     target_->report(node_, upstream::Outcome::TcpFailure, 0);
   target_ = nullptr;
 }

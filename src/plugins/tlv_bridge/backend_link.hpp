@@ -34,7 +34,11 @@ void keep_tlv_backend(Takeover& io, int node, Socket&& backend, uint32_t calls);
 class BackendWatch {
  public:
   void connected(const upstream::UpstreamTarget* target, int node);
-  void frame();              // the first one is the node's success
+  void frame();  // the first one is the node's success
+  // A client frame goes to the backend: a close after that may be the backend refusing the
+  // client (an expired token), which must not let any client eject healthy nodes. Unless the
+  // backend had closed already (its FIN waits in `backend`): then it never saw the frame.
+  void client_sent(Socket& backend);
   void closed_by_backend();  // reported when soon after the connect and before any frame
   void corrupt();
 
@@ -43,6 +47,7 @@ class BackendWatch {
   int node_ = -1;
   int64_t connected_ms_ = 0;
   bool framed_ = false;
+  bool prompted_ = false;
 };
 
 // The PROXY v2 header that tells the backend who the client is (ctx's address, after real-ip).

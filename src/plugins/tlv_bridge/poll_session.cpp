@@ -165,6 +165,7 @@ class PollSession : public std::enable_shared_from_this<PollSession> {
       to_backend_.append(frame_);
       appended_ += frame_.size();
       tlv_bridge_counters().frames_up.fetch_add(1, std::memory_order_relaxed);
+      watch_.client_sent(backend_);
       ++accepted;
     };
     size_t start = body.find_first_not_of(" \t\r\n");

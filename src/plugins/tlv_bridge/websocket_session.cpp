@@ -84,6 +84,7 @@ class Session {
     // Each loop catches its own exceptions: `&&` only cancels the other side through
     // per-operation cancellation, which edge reads do not offer, so an escaping exception
     // would leave the other loop waiting forever.
+    last_frame_ms_ = steady_now_ms();  // idle from here: the backend connect is not the client's
     co_await (client_loop() && backend_loop());
     drain_watch_.disarm();
     io_.worker.buffers().release(backend_in_);
@@ -315,6 +316,7 @@ class Session {
     if (!refusal) {
       to_backend_.append(stream::as_chars(frame.bytes));
       counters().frames_up.fetch_add(1, std::memory_order_relaxed);
+      watch_.client_sent(backend_);
       return;
     }
     if (!refusal->reply) return;
