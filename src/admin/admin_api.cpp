@@ -322,7 +322,7 @@ struct AdminApi::Impl {
       co_return;
     }
     if (reads.compares.size() < kMaxCompares)
-      reads.compares.push_back({key(k.first, k.second), "", config::EtcdCompare::Result::Equal,
+      reads.compares.push_back({key(k.first, k.second), config::EtcdCompare::Result::Equal,
                                 range.kvs.front().mod_revision});
     if (auto now = stored_object(k.first, k.second, range.kvs.front().value))
       reads.fresh.emplace(k, std::move(*now));
@@ -494,7 +494,7 @@ struct AdminApi::Impl {
       co_return Outcome{error_reply(400, "invalid configuration: nested deeper than " +
                                              std::to_string(kMaxConfigJsonDepth) + " levels")};
     std::string k = key(kind, id);
-    Compares compares{{k, "", config::EtcdCompare::Result::Equal, old ? old->modified : 0}};
+    Compares compares{{k, config::EtcdCompare::Result::Equal, old ? old->modified : 0}};
     if (auto bad = co_await validate(kind, id, value, old, compares)) co_return Outcome{bad};
     // (A named local: GCC 12 mishandles class-type temporaries in co_await arguments.)
     std::vector<std::string> touch{changed_marker(kind)};
@@ -615,7 +615,7 @@ struct AdminApi::Impl {
   void require_users_unchanged(Kind kind, Compares& compares) const {
     int64_t seen = ctx.etcd->status().revision;
     for (Kind user : referring_kinds(kind))
-      compares.push_back({changed_marker(user), "", config::EtcdCompare::Result::Less, seen + 1});
+      compares.push_back({changed_marker(user), config::EtcdCompare::Result::Less, seen + 1});
   }
 
   // Refused while this node sees a user of the object (unless forced). The delete's transaction
@@ -630,7 +630,7 @@ struct AdminApi::Impl {
             404, std::string(config::kind_singular(kind)) + " \"" + id + "\" not found");
       // On its own revision: a copy sent again after a lost answer must not delete an object
       // created anew under the same id in between.
-      Compares compares{{k, "", config::EtcdCompare::Result::Equal, old->modified}};
+      Compares compares{{k, config::EtcdCompare::Result::Equal, old->modified}};
       if (!force) {
         auto users = ctx.store->referrers(kind, id);
         if (!users.empty()) {

@@ -456,8 +456,8 @@ Task<EtcdClient::Write> EtcdClient::put(std::string key, std::string value) {
 
 namespace {
 
-// A transaction doing `op` if every compare holds; if one does not, it reads the newest key of
-// each compared key or range instead (see Write::conflict_revision).
+// A transaction doing `op` if every compare holds; if one does not, it reads each compared key
+// instead (see Write::conflict_revision).
 json txn_body(const std::vector<EtcdCompare>& compares, json op,
               const std::vector<std::string>& touch) {
   json body = json::object();
@@ -468,10 +468,9 @@ json txn_body(const std::vector<EtcdCompare>& compares, json op,
                     {"result", c.result == EtcdCompare::Result::Equal ? "EQUAL" : "LESS"},
                     {"target", "MOD"},
                     {"mod_revision", std::to_string(c.mod_revision)}};
-    if (!c.range_end.empty()) compare["range_end"] = base64_encode(c.range_end);
     body["compare"].push_back(std::move(compare));
     json failure_op = json::object();
-    failure_op["request_range"] = one_key_read(c.key, c.range_end, !c.range_end.empty());
+    failure_op["request_range"] = one_key_read(c.key, "", false);
     body["failure"].push_back(std::move(failure_op));
   }
   body["success"] = json::array({std::move(op)});

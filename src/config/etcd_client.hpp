@@ -22,11 +22,10 @@ struct EtcdKv {
   int64_t mod_revision = 0;
 };
 
-// A transaction's condition on a key's (or a key range's) mod_revision.
+// A transaction's condition on a key's mod_revision.
 struct EtcdCompare {
   enum class Result { Equal, Less };
   std::string key;
-  std::string range_end;  // non-empty: every key in [key, range_end) must satisfy it
   Result result = Result::Equal;
   int64_t mod_revision = 0;  // Equal 0: the key must not exist
 };

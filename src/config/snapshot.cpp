@@ -242,20 +242,26 @@ std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, const HttpLimits&
   NodeResolver resolver;
 
   const ClientIdentities& ids = set.client_identities;
+  using UpstreamEntries = std::unordered_map<std::string, CompileCache::Entries::UpstreamEntry>;
+  // An upstream compiled in the last build from the same spec and client identity is taken as
+  // it is, balancer state and all; anything else is compiled.
+  auto reuse_or_compile = [&](const UpstreamEntries& before, UpstreamEntries& now,
+                              const std::string& name, const std::shared_ptr<const Upstream>& spec,
+                              const std::string& field, const std::string& health_key) {
+    auto identity = named_identity(spec.get(), ids);
+    auto it = before.find(name);
+    TargetPtr target =
+        it != before.end() && it->second.spec == spec && it->second.identity == identity
+            ? it->second.target
+            : compile_upstream(spec, ids, field, health_key, workers, resolver, errors, warnings);
+    now[name] = {spec, identity, target};
+    return target;
+  };
   for (size_t i = 0; i < set.upstreams.size(); ++i) {
     const auto& spec = set.upstreams[i];
-    auto it = old.upstreams.find(spec->id);
-    auto& entry = fresh->upstreams[spec->id];
-    entry.spec = spec;
-    entry.identity = named_identity(spec.get(), ids);
-    entry.target =
-        it != old.upstreams.end() && it->second.spec == spec &&
-                it->second.identity == entry.identity
-            ? it->second.target
-            : compile_upstream(
-                  spec, ids,
-                  warnings ? "upstreams/" + spec->id : "upstreams[" + std::to_string(i) + "]",
-                  "upstreams/" + spec->id, workers, resolver, errors, warnings);
+    reuse_or_compile(old.upstreams, fresh->upstreams, spec->id, spec,
+                     warnings ? "upstreams/" + spec->id : "upstreams[" + std::to_string(i) + "]",
+                     "upstreams/" + spec->id);
   }
   for (const auto& svc : set.services) {
     auto it = old.services.find(svc->id);
@@ -381,16 +387,9 @@ std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, const HttpLimits&
         return named(it->second.service->upstream_id);
       },
       [&](const std::shared_ptr<const Upstream>& spec, const std::string& field,
-          const std::string& key) -> TargetPtr {
-        auto identity = named_identity(spec.get(), ids);
-        auto it = old.stream_upstreams.find(key);
-        TargetPtr target =
-            it != old.stream_upstreams.end() && it->second.spec == spec &&
-                    it->second.identity == identity
-                ? it->second.target
-                : compile_upstream(spec, ids, field, key, workers, resolver, errors, warnings);
-        fresh->stream_upstreams[key] = {spec, identity, target};
-        return target;
+          const std::string& key) {
+        return reuse_or_compile(old.stream_upstreams, fresh->stream_upstreams, key, spec, field,
+                                key);
       });
   snap->upstream_count = set.upstreams.size();
   snap->router = router::RouteIndex(std::move(rules));

@@ -9,6 +9,11 @@ using upstream::Outcome;
 namespace {
 config::HealthThresholds healthy_side() { return {1, 2, {200}, 0, 0, 0}; }
 config::HealthThresholds unhealthy_side() { return {1, 0, {500}, 3, 2, 2}; }
+// Two timeouts in a row (the unhealthy_side() threshold), reported by passive checks at `ms`.
+void two_timeouts(NodeHealth& n, const config::PassiveCheck& eject, int64_t ms) {
+  for (int i = 0; i < 2; ++i)
+    n.report(Outcome::Timeout, 0, healthy_side(), unhealthy_side(), &eject, ms, "passive");
+}
 config::PassiveCheck ejection(double base_s, double max_s) {
   config::PassiveCheck eject;
   eject.ejection_base = base_s;
@@ -48,18 +53,15 @@ TEST(NodeHealth, PassiveEjectionEndsByItselfAndGrowsWithEachEjection) {
   NodeHealth n("u", "a");
   auto h = healthy_side(), u = unhealthy_side();
   config::PassiveCheck eject = ejection(10, 25);
-  n.report(Outcome::Timeout, 0, h, u, &eject, 1000, "passive");
-  n.report(Outcome::Timeout, 0, h, u, &eject, 1000, "passive");
+  two_timeouts(n, eject, 1000);
   EXPECT_FALSE(n.healthy(5000));
   EXPECT_TRUE(n.healthy(11000));  // half-open after 10 s
   // Failing again while half-open: ejected for 2 x 10 s.
-  n.report(Outcome::Timeout, 0, h, u, &eject, 11000, "passive");
-  n.report(Outcome::Timeout, 0, h, u, &eject, 11000, "passive");
+  two_timeouts(n, eject, 11000);
   EXPECT_FALSE(n.healthy(30000));
   EXPECT_TRUE(n.healthy(31000));
   // The third ejection is capped at 25 s.
-  n.report(Outcome::Timeout, 0, h, u, &eject, 31000, "passive");
-  n.report(Outcome::Timeout, 0, h, u, &eject, 31000, "passive");
+  two_timeouts(n, eject, 31000);
   EXPECT_FALSE(n.healthy(55000));
   EXPECT_TRUE(n.healthy(56000));
   EXPECT_EQ(n.status().ejections, 3);
@@ -74,10 +76,7 @@ TEST(NodeHealth, TimeSpentHealthyWinsEjectionsBack) {
   NodeHealth n("u", "a");
   auto h = healthy_side(), u = unhealthy_side();
   config::PassiveCheck eject = ejection(10, 25);
-  auto eject_at = [&](int64_t ms) {
-    n.report(Outcome::Timeout, 0, h, u, &eject, ms, "passive");
-    n.report(Outcome::Timeout, 0, h, u, &eject, ms, "passive");
-  };
+  auto eject_at = [&](int64_t ms) { two_timeouts(n, eject, ms); };
   auto recover_at = [&](int64_t ms) {
     n.report(Outcome::Success, 200, h, u, &eject, ms, "passive");
     n.report(Outcome::Success, 200, h, u, &eject, ms, "passive");
@@ -103,8 +102,7 @@ TEST(NodeHealth, EjectionsStopCountingOnceTheyReachTheLongestEjection) {
   config::PassiveCheck eject = ejection(10, 25);  // 25 s reached at the third ejection
   int64_t now = 1000;
   for (int i = 0; i < 50; ++i) {
-    n.report(Outcome::Timeout, 0, h, u, &eject, now, "passive");
-    n.report(Outcome::Timeout, 0, h, u, &eject, now, "passive");
+    two_timeouts(n, eject, now);
     now = n.status().ejected_until_ms;  // half-open, and failing again at once
   }
   EXPECT_EQ(n.status().ejections, 3);
@@ -112,8 +110,7 @@ TEST(NodeHealth, EjectionsStopCountingOnceTheyReachTheLongestEjection) {
   n.report(Outcome::Success, 200, h, u, &eject, now, "passive");
   n.report(Outcome::Success, 200, h, u, &eject, now, "passive");
   now += 2 * 25000;
-  n.report(Outcome::Timeout, 0, h, u, &eject, now, "passive");
-  n.report(Outcome::Timeout, 0, h, u, &eject, now, "passive");
+  two_timeouts(n, eject, now);
   EXPECT_EQ(n.status().ejections, 2);
   EXPECT_EQ(n.status().ejected_until_ms, now + 20000);
 }
@@ -137,8 +134,7 @@ TEST(NodeHealth, ActiveChecksAddedWhileEjectedKeepTheNodeDownUntilProbesPass) {
   NodeHealth n("u", "a");
   auto h = healthy_side(), u = unhealthy_side();
   config::PassiveCheck eject = ejection(10, 300);
-  n.report(Outcome::Timeout, 0, h, u, &eject, 1000, "passive");
-  n.report(Outcome::Timeout, 0, h, u, &eject, 1000, "passive");
+  two_timeouts(n, eject, 1000);
   EXPECT_TRUE(n.healthy(12000));  // half-open
   n.report(Outcome::Timeout, 0, h, u, nullptr, 12000, "active");
   n.report(Outcome::Timeout, 0, h, u, nullptr, 13000, "active");
