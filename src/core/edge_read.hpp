@@ -29,6 +29,7 @@
 // (Debian 12); with any other Boost the plain async_read_some is used.
 #pragma once
 
+#include <poll.h>
 #include <boost/version.hpp>
 
 #include "core/asio.hpp"
@@ -119,6 +120,9 @@ inline void watch_peer_close(Socket& s) {
   ad::conditionally_enabled_mutex::scoped_lock lock(d->*member(DescriptorMutex{}));
   uint32_t& registered = d->*member(RegisteredEvents{});
   if ((registered & EPOLLRDHUP) || registered == 0) return;
+  // Asio recycles descriptor states without clearing their last report, which may still tell
+  // of the previous socket's FIN: forget it. The modification reports whatever is ready anew.
+  ((ad::scheduler_operation*)d)->*member(ReportedEvents{}) = 0;
   Reactor& reactor =
       asio::use_service<Reactor>(asio::query(s.get_executor(), asio::execution::context));
   epoll_event ev{};
@@ -198,6 +202,34 @@ inline bool read_drained(Socket& s) {
 #else
   (void)s;
   return false;
+#endif
+}
+
+// Has epoll report the peer's end (FIN or reset) for the socket from now on (once per socket;
+// edge reads do it on their first read): peer_closed() then needs no system call.
+inline void watch_peer_close(Socket& s) {
+#if PORTICO_EDGE_READ
+  edge_read_detail::watch_peer_close(s);
+#else
+  (void)s;
+#endif
+}
+
+// Whether the peer closed its end (FIN) or reset the connection, as far as epoll has reported
+// since watch_peer_close(); unread bytes before the FIN do not hide it. Without the edge
+// reactor it asks the kernel (poll).
+inline bool peer_closed(Socket& s) {
+  if (!s.is_open()) return false;
+#if PORTICO_EDGE_READ
+  namespace d = edge_read_detail;
+  d::Descriptor* state = d::SocketAccess::impl(s).reactor_data_;
+  if (!state) return false;
+  asio::detail::conditionally_enabled_mutex::scoped_lock lock(state->*member(d::DescriptorMutex{}));
+  return (state->*member(d::RegisteredEvents{}) & EPOLLRDHUP) &&
+         (d::reported_events(state) & d::kPeerGone);
+#else
+  pollfd p{s.native_handle(), POLLRDHUP, 0};
+  return ::poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
 #endif
 }
 

@@ -161,6 +161,7 @@ Task<> Worker::tick_loop() {
     int64_t now = steady_now_ms();
     deadlines_.scan(now);
     idle_waits_.scan(now);
+    peer_watches_.scan();
     if (now - last_pool_scan >= 1000) {
       pool_.expire(now);
       last_pool_scan = now;

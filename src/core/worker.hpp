@@ -17,6 +17,7 @@
 #include "core/asio.hpp"
 #include "core/deadline.hpp"
 #include "core/io_buffer.hpp"
+#include "core/peer_watch.hpp"
 #include "core/worker_inbox.hpp"
 #include "metrics/stream_metrics.hpp"
 #include "metrics/worker_metrics.hpp"
@@ -72,6 +73,7 @@ class Worker {
   bool draining() const { return draining_; }
   DeadlineList& deadlines() { return deadlines_; }
   DeadlineList& idle_waits() { return idle_waits_; }
+  PeerWatchList& peer_watches() { return peer_watches_; }
   BufferPool& buffers() { return buffers_; }
   upstream::ConnectionPool& pool() { return pool_; }
   bool access_log_enabled() const { return access_log_.enabled(); }
@@ -117,6 +119,7 @@ class Worker {
   bool draining_ = false;
   DeadlineList deadlines_;
   DeadlineList idle_waits_;
+  PeerWatchList peer_watches_;
   BufferPool buffers_;
   upstream::ConnectionPool pool_;
   std::string log_chunk_;

@@ -7,6 +7,7 @@
 #include <cerrno>
 
 #include "core/log.hpp"
+#include "core/peer_watch.hpp"
 #include "http/balancer_key.hpp"
 #include "http/message_heads.hpp"
 #include "http/request_body.hpp"
@@ -474,8 +475,19 @@ Task<bool> proxy_request(ClientConnection& c, Exchange& x, const config::Compile
   // each attempt's latency or failure teaches the ewma balancer.
   NodeUse use(target, w.index());
   int next_idx = upstream::UpstreamTarget::kNone;  // already picked for a status retry
+  // A client that gives up while the gateway waits on a node for it (connect, send, response
+  // head) cancels the attempt, and nothing more is tried for it (499). A streamed body is read
+  // from the client meanwhile: its end shows there, and the watch starts after it.
+  PeerWatch client_watch;
+  w.peer_watches().add(client_watch);
+  if (!streamed_body) client_watch.start(c.socket, up.socket);
+  auto client_left = [&] {
+    if (client_watch.gone()) failure = Failure::ClientGone;
+    return client_watch.gone();
+  };
 
   while (x.attempts < max_attempts) {
+    if (client_left()) break;
     if (x.attempts > 0 && retry_until && steady_now_ms() >= retry_until) break;
     int idx = next_idx != upstream::UpstreamTarget::kNone
                   ? next_idx
@@ -499,13 +511,17 @@ Task<bool> proxy_request(ClientConnection& c, Exchange& x, const config::Compile
     // pooled connections that look open (connect()).
     for (int fresh = 0; fresh < 2; ++fresh) {
       failure = co_await connect(up, spec, fresh == 0, retry_after_send, server_name);
-      if (failure != Failure::None) break;
+      if (failure != Failure::None) {
+        client_left();
+        break;
+      }
       std::array<asio::const_buffer, 2> bufs{asio::buffer(x.upstream_head),
                                              asio::buffer(c.in.data() + head, buffered)};
       IoStatus s = write_now(up.stream, bufs, x.unsent)
                        ? x.unsent.status
                        : co_await write_rest(up.stream, x.unsent, up.deadline, spec.send_timeout);
       if (s != IoStatus::Ok) {
+        if (client_left()) break;
         if (up.reused && retry_after_send) continue;
         failure = s == IoStatus::Timeout ? Failure::SendTimeout : Failure::SendFailed;
         break;
@@ -525,10 +541,11 @@ Task<bool> proxy_request(ClientConnection& c, Exchange& x, const config::Compile
                                                limits);
         if (failure != Failure::None) break;
         body_done = true;
+        client_watch.start(c.socket, up.socket);
       }
       up.buf.clear();
       failure = co_await read_response_head(up, x, spec.read_timeout);
-      if (failure == Failure::None) break;
+      if (failure == Failure::None || client_left()) break;
       if (up.reused && retry_after_send && failure == Failure::ReadFailed && up.buf.empty())
         continue;
       break;
@@ -570,6 +587,7 @@ Task<bool> proxy_request(ClientConnection& c, Exchange& x, const config::Compile
                                    (retry_after_send && failure != Failure::BadResponse));
     if (!retry) break;
   }
+  client_watch.stop();
   x.upstream_us = now_us() - up_start;
 
   if (failure == Failure::ClientGone) {
