@@ -289,7 +289,8 @@ class PollSession : public std::enable_shared_from_this<PollSession> {
         else if (idle_.fired())
           end("idle timeout");
         else {
-          if (ec != asio::error::operation_aborted) watch_.closed_by_backend();
+          if (ec != asio::error::operation_aborted)
+            watch_.closed_by_backend(ec == asio::error::connection_reset);
           end("the backend closed the connection");
         }
         break;
