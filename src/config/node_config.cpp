@@ -187,6 +187,7 @@ NodeConfig parse_node_config(const json& doc, const std::string& path, Errors& e
         c.workers = static_cast<int>(n.integer_or("workers", 0, 1, 256));
     }
     c.shutdown_timeout = n.duration_or("shutdown_timeout", 10, 0, 3600);
+    c.dns_refresh = n.duration_or("dns_refresh", 30, 0, 86400);
     HttpLimits& h = c.http;
     h.client_max_header_size = static_cast<size_t>(
         n.size_or("client_max_header_size", h.client_max_header_size, 1024, 1024 * 1024));

@@ -76,6 +76,7 @@ struct EdgeFunctionLimits {
   // The most a plugin's own `time_limit` may ask: routes come from the Admin API, and a worker
   // running one function serves nothing else meanwhile.
   double max_time_limit = 1.0;
+  bool operator==(const EdgeFunctionLimits&) const = default;
 };
 // The limits in force: set where a node config is applied (start, reload, validate), read by
 // the plugins on any thread.
@@ -88,6 +89,7 @@ struct NodeConfig {
   std::vector<ListenAddress> stream_listen;  // L4 listeners (stream_routes); none by default
   int workers = 0;                           // 0 = auto (one per core)
   double shutdown_timeout = 10;
+  double dns_refresh = 30;  // seconds between resolutions of node host names (0: never again)
   HttpLimits http;
   ListenAddress admin_listen{"127.0.0.1", 9180};
   std::vector<AdminKey> admin_keys;

@@ -149,6 +149,28 @@ bool ObjectStore::put(Kind kind, const std::string& id, json value, const std::s
   return true;
 }
 
+void ObjectStore::carry_over(const ObjectStore& old) {
+  for (size_t k = 0; k < kKindCount; ++k) {
+    const auto& before = old.objects_[k];
+    for (auto& [id, obj] : objects_[k]) {
+      auto it = before.find(id);
+      if (it == before.end()) continue;
+      const StoredObject& was = it->second;
+      if (was.create_revision != obj.create_revision || was.value != obj.value) continue;
+      // (value, source, revisions and refs are the same already)
+      obj.route = was.route;
+      obj.service = was.service;
+      obj.upstream = was.upstream;
+      obj.plugin_config = was.plugin_config;
+      obj.consumer = was.consumer;
+      obj.stream_route = was.stream_route;
+      obj.proto = was.proto;
+      obj.certificate = was.certificate;
+      obj.client_identity = was.client_identity;
+    }
+  }
+}
+
 bool ObjectStore::erase(Kind kind, const std::string& id) {
   forget_order(kind);
   return objects_[static_cast<size_t>(kind)].erase(id) > 0;

@@ -82,6 +82,10 @@ class ObjectStore {
   bool put(Kind kind, const std::string& id, json value, const std::string& source,
            int64_t create_revision, int64_t mod_revision, Errors& errors);
   bool erase(Kind kind, const std::string& id);
+  // A reload of the routes file: every object whose value and file position did not change
+  // takes its typed form from `old`, so the snapshot compiler sees the same objects and keeps
+  // what it built from them (upstreams with their balancer state, compiled route rules).
+  void carry_over(const ObjectStore& old);
   void clear();
 
   const StoredObject* find(Kind kind, const std::string& id) const;

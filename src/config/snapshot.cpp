@@ -7,39 +7,11 @@
 #include <map>
 #include <unordered_map>
 
+#include "config/host_table.hpp"
 #include "config/yaml_json.hpp"
 
 namespace portico::config {
 namespace {
-
-class NodeResolver {
- public:
-  // Returns false when the host cannot be resolved.
-  bool resolve(const std::string& host, uint16_t port, Endpoint& out) {
-    error_code ec;
-    auto addr = asio::ip::make_address(host, ec);
-    if (!ec) {
-      out = Endpoint(addr, port);
-      return true;
-    }
-    auto it = cache_.find(host);
-    if (it == cache_.end()) {
-      asio::ip::tcp::resolver resolver(ctx_);
-      auto results = resolver.resolve(host, "", ec);
-      asio::ip::address found;
-      bool ok = !ec && !results.empty();
-      if (ok) found = results.begin()->endpoint().address();
-      it = cache_.emplace(host, std::make_pair(ok, found)).first;
-    }
-    if (!it->second.first) return false;
-    out = Endpoint(it->second.second, port);
-    return true;
-  }
-
- private:
-  asio::io_context ctx_;
-  std::map<std::string, std::pair<bool, asio::ip::address>> cache_;
-};
 
 // The client certificate tls.client_cert_id names; null without one (or when it names none,
 // which the object store reports). Compiled upstreams are reused only while this stays the same,
@@ -54,7 +26,7 @@ std::shared_ptr<const tls::ClientIdentity> named_identity(const Upstream* spec,
 // `key` names the upstream for health state and logs: "upstreams/u1", "routes/r1" (inline).
 std::shared_ptr<const upstream::UpstreamTarget> compile_upstream(
     std::shared_ptr<const Upstream> spec, const ClientIdentities& ids, const std::string& path,
-    const std::string& key, int workers, NodeResolver& resolver, Errors& errors, Errors* warnings) {
+    const std::string& key, int workers, Errors& errors, Errors* warnings) {
   if (!spec->tls_client_cert_id.empty()) {
     auto identity = named_identity(spec.get(), ids);
     if (!identity) {
@@ -67,24 +39,37 @@ std::shared_ptr<const upstream::UpstreamTarget> compile_upstream(
     spec = std::move(serving);
   }
   std::vector<upstream::NodeTarget> nodes;
+  std::vector<HostStamp> hosts;
   for (size_t i = 0; i < spec->nodes.size(); ++i) {
     const UpstreamNode& n = spec->nodes[i];
-    upstream::NodeTarget t;
-    if (!resolver.resolve(n.host, n.port, t.endpoint)) {
-      (warnings ? *warnings : errors)
-          .add(path + ".nodes[" + std::to_string(i) + "]",
-               "cannot resolve host \"" + n.host + "\"");
-      continue;
+    error_code ec;
+    std::vector<asio::ip::address> addresses{asio::ip::make_address(n.host, ec)};
+    if (ec) {  // a host name: every address it stands for is a node (host_table.hpp)
+      HostTable::Entry found = host_table().lookup(n.host);
+      if (std::none_of(hosts.begin(), hosts.end(), [&](const auto& h) { return h.name == n.host; }))
+        hosts.push_back({n.host, found.version});
+      addresses = std::move(found.addresses);
+      if (addresses.empty()) {
+        (warnings ? *warnings : errors)
+            .add(path + ".nodes[" + std::to_string(i) + "]",
+                 "cannot resolve host \"" + n.host + "\" (" + found.error + ")");
+        continue;
+      }
     }
-    std::string ip = t.endpoint.address().to_string();
-    t.address = (t.endpoint.address().is_v6() ? "[" + ip + "]" : ip) + ":" + std::to_string(n.port);
-    t.host_header = n.port == 80 ? n.host : n.host + ":" + std::to_string(n.port);
-    t.weight = n.weight;
-    t.priority = n.priority;
-    t.health = health_registry().get(key, t.address);
-    nodes.push_back(std::move(t));
+    for (const auto& address : addresses) {
+      upstream::NodeTarget t;
+      t.endpoint = Endpoint(address, n.port);
+      std::string ip = address.to_string();
+      t.address = (address.is_v6() ? "[" + ip + "]" : ip) + ":" + std::to_string(n.port);
+      t.host_header = n.port == 80 ? n.host : n.host + ":" + std::to_string(n.port);
+      t.weight = n.weight;
+      t.priority = n.priority;
+      t.health = health_registry().get(key, t.address);
+      nodes.push_back(std::move(t));
+    }
   }
-  return std::make_shared<upstream::UpstreamTarget>(spec, std::move(nodes), workers);
+  return std::make_shared<upstream::UpstreamTarget>(spec, std::move(nodes), workers,
+                                                    std::move(hosts));
 }
 
 }  // namespace
@@ -153,6 +138,10 @@ std::shared_ptr<const router::RouteRule> make_rule(const Route& r, const Service
 }
 
 using TargetPtr = std::shared_ptr<const upstream::UpstreamTarget>;
+
+// A compiled target may be used again only while the host names of its nodes resolve to what
+// they did when it was compiled.
+bool hosts_current(const TargetPtr& t) { return !t || host_table().current(t->hosts()); }
 // Compiles (or takes from the last build) an inline upstream: (spec, field path, health key).
 using InlineCompiler = std::function<TargetPtr(const std::shared_ptr<const Upstream>&,
                                                const std::string&, const std::string&)>;
@@ -239,7 +228,6 @@ std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, const HttpLimits&
   auto fresh = std::make_unique<CompileCache::Entries>();
   auto snap = std::make_unique<Snapshot>();
   snap->limits = limits;
-  NodeResolver resolver;
 
   const ClientIdentities& ids = set.client_identities;
   using UpstreamEntries = std::unordered_map<std::string, CompileCache::Entries::UpstreamEntry>;
@@ -251,9 +239,10 @@ std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, const HttpLimits&
     auto identity = named_identity(spec.get(), ids);
     auto it = before.find(name);
     TargetPtr target =
-        it != before.end() && it->second.spec == spec && it->second.identity == identity
+        it != before.end() && it->second.spec == spec && it->second.identity == identity &&
+                hosts_current(it->second.target)
             ? it->second.target
-            : compile_upstream(spec, ids, field, health_key, workers, resolver, errors, warnings);
+            : compile_upstream(spec, ids, field, health_key, workers, errors, warnings);
     now[name] = {spec, identity, target};
     return target;
   };
@@ -269,12 +258,12 @@ std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, const HttpLimits&
     entry.service = svc;
     entry.identity = named_identity(svc->upstream.get(), ids);
     if (it != old.services.end() && it->second.service == svc &&
-        it->second.identity == entry.identity)
+        it->second.identity == entry.identity && hosts_current(it->second.inline_target))
       entry.inline_target = it->second.inline_target;
     else if (svc->upstream)
       entry.inline_target =
           compile_upstream(svc->upstream, ids, "services[" + svc->id + "].upstream",
-                           "services/" + svc->id, workers, resolver, errors, warnings);
+                           "services/" + svc->id, workers, errors, warnings);
   }
   std::unordered_map<std::string_view, std::shared_ptr<const PluginConfig>> plugin_configs;
   for (const auto& pc : set.plugin_configs) plugin_configs.emplace(pc->id, pc);
@@ -319,16 +308,17 @@ std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, const HttpLimits&
     auto [slot, inserted] = route_cache.try_emplace(r.id);
     CompileCache::Entries::RouteEntry& entry = slot->second;
     auto identity = named_identity(r.upstream.get(), ids);
-    bool same_route = !inserted && entry.route == route && entry.identity == identity;
+    bool same_route = !inserted && entry.route == route && entry.identity == identity &&
+                      hosts_current(entry.inline_target);
     entry.generation = generation;
     ++visited;
     if (!same_route) {
       entry.route = route;
       entry.identity = std::move(identity);
-      entry.inline_target =
-          r.upstream ? compile_upstream(r.upstream, ids, path() + ".upstream", "routes/" + r.id,
-                                        workers, resolver, errors, warnings)
-                     : nullptr;
+      entry.inline_target = r.upstream
+                                ? compile_upstream(r.upstream, ids, path() + ".upstream",
+                                                   "routes/" + r.id, workers, errors, warnings)
+                                : nullptr;
     }
     // The route's own upstream wins over upstream_id, which wins over the service's (APISIX).
     std::shared_ptr<const upstream::UpstreamTarget> target;
@@ -401,8 +391,23 @@ std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, const HttpLimits&
   return snap;
 }
 
+std::set<std::string> host_names_in_use(const Snapshot& snap) {
+  std::set<std::string> names;
+  auto add = [&](const TargetPtr& t) {
+    if (t)
+      for (const HostStamp& h : t->hosts()) names.insert(h.name);
+  };
+  for (const auto& route : snap.routes) add(route.upstream);
+  for (const auto& route : snap.stream_routes) {
+    add(route->upstream);
+    for (const auto& sub : route->sub_routes) add(sub.target);
+  }
+  return names;
+}
+
 std::unique_ptr<Snapshot> load_snapshot(const std::string& routes_file, const HttpLimits& limits,
-                                        int workers, Errors& errors, ObjectStore* store) {
+                                        int workers, Errors& errors, ObjectStore* store,
+                                        CompileCache* cache, const ObjectStore* previous) {
   json doc;
   try {
     doc = load_yaml_file(routes_file);
@@ -412,8 +417,9 @@ std::unique_ptr<Snapshot> load_snapshot(const std::string& routes_file, const Ht
   }
   ObjectStore objects = store_from_document(doc, errors);
   if (!errors.empty()) return nullptr;
+  if (previous) objects.carry_over(*previous);
   Errors unused;  // the strict load above already reported every reference problem
-  auto snap = build_snapshot(objects.config_set(unused), limits, workers, errors);
+  auto snap = build_snapshot(objects.config_set(unused), limits, workers, errors, nullptr, cache);
   if (!errors.empty()) return nullptr;
   if (store) *store = std::move(objects);
   return snap;

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -80,8 +81,14 @@ std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, const HttpLimits&
                                          CompileCache* cache = nullptr);
 
 // routes.yaml -> Snapshot in one go (parse, validate, compile). The validated objects go to
-// `store` when given (the Admin API and /v1/config read them).
+// `store` when given (the Admin API and /v1/config read them). A reload passes the running
+// objects as `previous` (ObjectStore::carry_over) and the cache of the last build.
 std::unique_ptr<Snapshot> load_snapshot(const std::string& routes_file, const HttpLimits& limits,
-                                        int workers, Errors& errors, ObjectStore* store = nullptr);
+                                        int workers, Errors& errors, ObjectStore* store = nullptr,
+                                        CompileCache* cache = nullptr,
+                                        const ObjectStore* previous = nullptr);
+
+// The host names the snapshot's nodes were resolved from (node.dns_refresh resolves them again).
+std::set<std::string> host_names_in_use(const Snapshot& snap);
 
 }  // namespace portico::config

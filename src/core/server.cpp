@@ -18,6 +18,7 @@
 #include "admin/admin_key.hpp"
 #include "admin/control_api.hpp"
 #include "admin/http_service.hpp"
+#include "core/host_refresh.hpp"
 #include "core/log.hpp"
 #include "core/private_arena.hpp"
 #include "http/client_session.hpp"
@@ -129,7 +130,7 @@ void Server::log_new_problems(const config::Errors& problems) {
   last_problems_ = std::move(now);
 }
 
-void Server::schedule_rebuild() {
+void Server::schedule_rebuild(const char* why) {
   if (workers_.empty()) return;  // before start-up: the first compile sees every change
   rebuild_dirty_ = true;
   if (rebuild_posted_ || compile_in_flight_) return;
@@ -141,10 +142,33 @@ void Server::schedule_rebuild() {
   // few hundred routes there is no delay at all).
   auto timer = std::make_shared<Timer>(control_.get_executor());
   timer->expires_at(next_compile_);
-  timer->async_wait([this, timer](error_code) {
+  timer->async_wait([this, timer, why](error_code) {
     rebuild_posted_ = false;
-    rebuild_from_store("etcd change");
+    rebuild_from_store(why);
   });
+}
+
+void Server::rebuild_for_host_names() {
+  static constexpr const char* kWhy = "node host names resolved anew";
+  if (etcd_) {
+    schedule_rebuild(kWhy);
+    return;
+  }
+  // yaml mode: the objects served stay the same, so only the upstreams whose names changed are
+  // compiled again (yaml_cache_); the others keep their balancer state.
+  auto started = std::chrono::steady_clock::now();
+  config::Errors problems, errors;
+  auto snap = config::build_snapshot(store_.config_set(problems), node_.http, worker_count_, errors,
+                                     nullptr, &yaml_cache_);
+  auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now() - started);
+  if (!snap || !errors.empty()) {
+    log::error(std::string("config (") + kWhy + ") not applied, keeping the running config:\n" +
+               errors.to_string());
+    return;
+  }
+  publish(share(std::move(snap)));
+  log_applied(kWhy, started, took);
 }
 
 void Server::rebuild_from_store(const std::string& why, std::function<void(bool)> then) {
@@ -277,7 +301,11 @@ bool Server::reload(const std::string& why) {
   // The routes are checked (edge functions run once) under the limits they will run with.
   const config::EdgeFunctionLimits running_limits = config::edge_function_limits();
   config::set_edge_function_limits(next.edge_functions);
-  auto snap = config::load_snapshot(next.routes_file, next.http, worker_count_, errors, &store);
+  // Objects that did not change keep what was built from them (unless the edge-function limits
+  // they were checked under did).
+  const bool same_limits = running_limits == next.edge_functions;
+  auto snap = config::load_snapshot(next.routes_file, next.http, worker_count_, errors, &store,
+                                    &yaml_cache_, same_limits ? &store_ : nullptr);
   if (!snap) {
     ++file_status_.skipped;
     file_status_.last_error = next.routes_file + " has errors";
@@ -490,8 +518,8 @@ int Server::run() {
     asio::co_spawn(control_, start_from_etcd(), asio::detached);
   } else {
     config::Errors errors;
-    auto first =
-        config::load_snapshot(node_.routes_file, node_.http, worker_count_, errors, &store_);
+    auto first = config::load_snapshot(node_.routes_file, node_.http, worker_count_, errors,
+                                       &store_, &yaml_cache_);
     if (!first) {
       log::error(node_.routes_file + " has errors:\n" + errors.to_string());
       return 1;
@@ -506,6 +534,10 @@ int Server::run() {
   asio::co_spawn(control_, handle_signals(), asio::detached);
   asio::co_spawn(control_, watch_files(), asio::detached);
   asio::co_spawn(control_, reap_snapshots(), asio::detached);
+  asio::co_spawn(
+      control_,
+      refresh_host_names(node_, current_, draining_, [this] { rebuild_for_host_names(); }),
+      asio::detached);
   control_.run();
   return exit_code_;
 }

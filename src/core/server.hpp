@@ -58,7 +58,9 @@ class Server {
   void start_apis();
   Task<> start_from_etcd();
   // etcd mode: coalesces store changes into one compile on the control thread.
-  void schedule_rebuild();
+  void schedule_rebuild(const char* why = "etcd change");
+  // A host name of a node resolves to other addresses now (host_refresh.hpp).
+  void rebuild_for_host_names();
   // Store -> snapshot on the compile thread; objects with missing references are left out (and
   // logged once). The first compile starts the workers. `then` runs after publishing.
   void rebuild_from_store(const std::string& why, std::function<void(bool ok)> then = {});
@@ -86,6 +88,7 @@ class Server {
   std::unique_ptr<SnapshotCompiler> compiler_;  // etcd mode
   std::unique_ptr<upstream::HealthChecker> checker_;
   config::ConfigSourceStatus file_status_;  // yaml mode
+  config::CompileCache yaml_cache_;         // yaml mode: upstreams a rebuild may keep
   std::shared_ptr<const config::Snapshot> current_;
   std::unique_ptr<admin::AdminApi> admin_api_;
   std::unique_ptr<admin::ControlApi> control_api_;

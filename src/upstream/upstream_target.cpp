@@ -33,8 +33,9 @@ uint32_t UpstreamTarget::hash(std::string_view s) {
 }
 
 UpstreamTarget::UpstreamTarget(std::shared_ptr<const config::Upstream> spec,
-                               std::vector<NodeTarget> nodes, int workers)
-    : spec_(std::move(spec)), nodes_(std::move(nodes)) {
+                               std::vector<NodeTarget> nodes, int workers,
+                               std::vector<config::HostStamp> hosts)
+    : spec_(std::move(spec)), hosts_(std::move(hosts)), nodes_(std::move(nodes)) {
   const std::string& type = spec_->type;
   kind_ = type == "chash"        ? Kind::ConsistentHash
           : type == "least_conn" ? Kind::LeastConn

@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "config/host_table.hpp"
 #include "config/objects.hpp"
 #include "core/asio.hpp"
 #include "upstream/node_health.hpp"
@@ -52,11 +53,13 @@ class UpstreamTarget {
  public:
   static constexpr int kNone = -1;
 
-  // `nodes` in any order; `workers` sizes the per-worker balancer state.
+  // `nodes` in any order; `workers` sizes the per-worker balancer state; `hosts`: the host
+  // names the nodes were resolved from, at the versions used.
   UpstreamTarget(std::shared_ptr<const config::Upstream> spec, std::vector<NodeTarget> nodes,
-                 int workers);
+                 int workers, std::vector<config::HostStamp> hosts = {});
 
   const config::Upstream& spec() const { return *spec_; }
+  const std::vector<config::HostStamp>& hosts() const { return hosts_; }
   const std::vector<NodeTarget>& nodes() const { return nodes_; }
   // Attempts allowed for one request: 1 + retries (retries default: number of nodes - 1).
   int max_attempts() const;
@@ -127,6 +130,7 @@ class UpstreamTarget {
   }
 
   std::shared_ptr<const config::Upstream> spec_;
+  std::vector<config::HostStamp> hosts_;
   Kind kind_ = Kind::RoundRobin;
   std::vector<NodeTarget> nodes_;                  // sorted by priority, highest first
   std::vector<std::pair<size_t, size_t>> levels_;  // [begin, end) into nodes_

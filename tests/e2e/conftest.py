@@ -110,6 +110,7 @@ class Gateway:
         elif routes:
             self.seed(routes)
         self.proc = None
+        self.wrapper = []  # a command the binary runs under (e.g. unshare), set before start()
 
     def config(self):
         return yaml.safe_load(self.config_path.read_text())
@@ -139,7 +140,7 @@ class Gateway:
     def launch(self):
         """Starts the process without waiting for anything."""
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
-            self.proc = subprocess.Popen([PORTICO_BIN, "start", "-c", str(self.config_path)],
+            self.proc = subprocess.Popen([*self.wrapper, PORTICO_BIN, "start", "-c", str(self.config_path)],
                                          stdin=subprocess.DEVNULL, stdout=out, stderr=err)
         return self
 

@@ -42,6 +42,17 @@ def test_valid_change_applies_without_dropping_connections(gateway, upstream):
     gw.wait_log("config reloaded")
 
 
+def test_a_reload_keeps_the_balancer_state_of_unchanged_upstreams(gateway, upstream):
+    x, y = upstream(name="x"), upstream(name="y")
+    rr = route("/rr/*", [(x.port,), (y.port,)], id="rr")
+    gw = gateway({"routes": [rr]})
+    first = gw.get("/rr/1").json()["upstream"]
+    gw.write_routes({"routes": [rr, route("/other", [(x.port,)], id="other")]})
+    assert wait_until(lambda: gw.get("/other").status_code == 200)
+    # the rotation goes on where it was: a compiled anew upstream would start over
+    assert gw.get("/rr/2").json()["upstream"] != first
+
+
 def test_invalid_change_is_logged_and_running_config_stays(gateway, upstream):
     a = upstream(name="a")
     gw = gateway({"routes": [route("/*", [(a.port,)], id="r")]})

@@ -68,7 +68,7 @@ KEEP_LIMIT = 1 << 20
 
 
 class TestUpstream:
-    def __init__(self, name="up", port=None, delay_ms=0, tls=None):
+    def __init__(self, name="up", port=None, delay_ms=0, tls=None, host="127.0.0.1"):
         self.name = name
         self.tls = tls  # an ssl.SSLContext (server side): speak HTTPS
         self.delay_ms = delay_ms  # every request waits this long first (a slower line)
@@ -77,7 +77,7 @@ class TestUpstream:
         self.hang = False  # when set, requests are read and never answered
         self.listener = socket.socket()
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind(("127.0.0.1", port or 0))
+        self.listener.bind((host, port or 0))
         self.port = self.listener.getsockname()[1]
         self.connections = 0
         self.requests = []

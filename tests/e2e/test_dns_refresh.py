@@ -1,0 +1,109 @@
+"""Host names in upstream nodes are resolved again every node.dns_refresh: a name that moves
+takes its traffic with it, a name with several addresses is a node per address, and a name that
+stops resolving keeps its last addresses. The gateway runs in a mount namespace of its own where
+/etc/hosts is a file of the test's (the system's resolver, getaddrinfo, reads it on every
+lookup); tests are skipped where namespaces are not allowed."""
+import subprocess
+import time
+
+import pytest
+import requests
+
+from conftest import route, wait_until
+
+NAME = "svc.portico.test"
+
+
+@pytest.fixture
+def hosts_file(tmp_path):
+    if subprocess.run(["unshare", "--mount", "true"], capture_output=True).returncode != 0:
+        pytest.skip("mount namespaces (unshare --mount) are not allowed here")
+    path = tmp_path / "hosts"
+    path.write_text("127.0.0.1 localhost\n")
+    return path
+
+
+def resolve_to(hosts_file, *addresses):
+    # rewritten in place (the bind mount follows the inode, not the name)
+    hosts_file.write_text("127.0.0.1 localhost\n" + "".join(f"{a} {NAME}\n" for a in addresses))
+
+
+def start_with_hosts(gateway, hosts_file, routes, etcd=None, **node):
+    gw = gateway(routes, node=dict({"dns_refresh": 0.3}, **node), start=False, etcd=etcd)
+    gw.wrapper = ["unshare", "--mount", "sh", "-c",
+                  'mount --bind "$0" /etc/hosts && exec "$@"', str(hosts_file)]
+    return gw.start()
+
+
+def served_by(gw):
+    r = requests.get(gw.url("/x"), timeout=5)
+    return r.json()["upstream"] if r.status_code == 200 else r.status_code
+
+
+def test_a_name_that_moves_takes_its_traffic_along(gateway, upstream, hosts_file):
+    a = upstream(name="a", host="127.0.0.2")
+    b = upstream(name="b", host="127.0.0.3", port=a.port)
+    resolve_to(hosts_file, "127.0.0.2")
+    gw = start_with_hosts(gateway, hosts_file,
+                          {"routes": [{"id": "r", "uri": "/*", "upstream": {
+                              "nodes": {f"{NAME}:{a.port}": 1}, "pass_host": "node"}}]})
+    assert {served_by(gw) for _ in range(4)} == {"a"}
+    assert a.requests[-1].header("Host") == f"{NAME}:{a.port}"  # the name, not the address
+
+    resolve_to(hosts_file, "127.0.0.3")
+    assert wait_until(lambda: served_by(gw) == "b", timeout=5)
+    assert {served_by(gw) for _ in range(4)} == {"b"}
+    assert gw.wait_log(f'"{NAME}" resolves to 127.0.0.3 (was 127.0.0.2)')
+
+    # two addresses: two nodes, round robin over both
+    resolve_to(hosts_file, "127.0.0.2", "127.0.0.3")
+    assert wait_until(lambda: len({served_by(gw) for _ in range(4)}) == 2, timeout=5)
+
+    # the name stops resolving: its nodes stay, with a warning
+    resolve_to(hosts_file)
+    assert gw.wait_log(f'cannot resolve "{NAME}"')
+    assert {served_by(gw) for _ in range(4)} == {"a", "b"}
+
+
+def test_other_upstreams_keep_their_balancer_state(gateway, upstream, hosts_file):
+    # a roundrobin upstream by address, weights 1:1: a recompile would restart its rotation
+    x, y = upstream(name="x"), upstream(name="y")
+    a = upstream(name="a", host="127.0.0.2")
+    b = upstream(name="b", host="127.0.0.3", port=a.port)
+    resolve_to(hosts_file, "127.0.0.2")
+    gw = start_with_hosts(gateway, hosts_file, {"routes": [
+        route("/rr/*", [(x.port,), (y.port,)]),
+        {"id": "named", "uri": "/x", "upstream": {"nodes": {f"{NAME}:{a.port}": 1}}}]})
+    first = requests.get(gw.url("/rr/1")).json()["upstream"]
+    resolve_to(hosts_file, "127.0.0.3")
+    assert wait_until(lambda: served_by(gw) == "b", timeout=5)
+    # the rotation goes on where it was: the next answer is the other node
+    assert requests.get(gw.url("/rr/2")).json()["upstream"] != first
+
+
+def test_dns_refresh_zero_resolves_only_once(gateway, upstream, hosts_file):
+    a = upstream(name="a", host="127.0.0.2")
+    upstream(name="b", host="127.0.0.3", port=a.port)
+    resolve_to(hosts_file, "127.0.0.2")
+    gw = start_with_hosts(gateway, hosts_file,
+                          {"routes": [{"id": "r", "uri": "/*",
+                                       "upstream": {"nodes": {f"{NAME}:{a.port}": 1}}}]},
+                          dns_refresh=0)
+    resolve_to(hosts_file, "127.0.0.3")
+    time.sleep(1.5)
+    assert {served_by(gw) for _ in range(4)} == {"a"}
+
+
+def test_etcd_mode_follows_a_moving_name(gateway, upstream, hosts_file, etcd):
+    a = upstream(name="a", host="127.0.0.2")
+    b = upstream(name="b", host="127.0.0.3", port=a.port)
+    resolve_to(hosts_file, "127.0.0.2")
+    gw = start_with_hosts(gateway, hosts_file, None, etcd=etcd)
+    assert gw.admin("PUT", "/upstreams/u", {
+        "nodes": {f"{NAME}:{a.port}": 1}}).status_code in (200, 201)
+    assert gw.admin("PUT", "/routes/r", {
+        "uri": "/*", "upstream_id": "u"}).status_code in (200, 201)
+    assert wait_until(lambda: served_by(gw) == "a", timeout=5)
+    resolve_to(hosts_file, "127.0.0.3")
+    assert wait_until(lambda: served_by(gw) == "b", timeout=5)
+    assert {served_by(gw) for _ in range(4)} == {"b"}
