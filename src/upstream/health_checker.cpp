@@ -76,6 +76,35 @@ asio::ssl::context& tls_context(bool verify) {
   static auto trusting = make(false);
   return verify ? *verifying : *trusting;
 }
+
+// The Host (and server name) of a probe: `host` when set, else what real traffic would carry
+// when nothing else is set: the rewritten one with pass_host: rewrite, else the node's.
+const std::string& probe_host(const UpstreamTarget& target, size_t node) {
+  const config::Upstream& spec = target.spec();
+  const config::ActiveCheck& check = *spec.active;
+  if (!check.host.empty()) return check.host;
+  if (spec.pass_host == config::PassHost::Rewrite) return spec.upstream_host;
+  return target.nodes()[node].host_header;
+}
+
+// Everything that makes a probe's request and its outcome: two nodes with equal keys get the
+// same answer from one probe.
+std::string probe_key(const UpstreamTarget& target, size_t node) {
+  const config::Upstream& spec = target.spec();
+  const config::ActiveCheck& check = *spec.active;
+  Endpoint ep = target.nodes()[node].endpoint;
+  if (check.port) ep.port(static_cast<uint16_t>(check.port));
+  std::string key = check.type + " " + ep.address().to_string() + " " + std::to_string(ep.port()) +
+                    " " + std::to_string(check.timeout);
+  if (check.type == "tcp") return key;
+  key += " " + check.http_path + " " + probe_host(target, node);
+  for (const auto& h : check.req_headers) key += "\n" + h;
+  if (check.type == "https") {
+    key += check.https_verify_certificate ? " verify" : " any";
+    if (spec.tls_client) key += " cert " + spec.tls_client->digest;
+  }
+  return key;
+}
 }  // namespace
 
 void HealthChecker::update(const config::Snapshot& snapshot) {
@@ -89,34 +118,43 @@ void HealthChecker::update(const config::Snapshot& snapshot) {
     for (const auto& sub : route->sub_routes)
       if (seen.insert(sub.target.get()).second) targets_.push_back(sub.target);
   }
-  // Nodes whose health object is the same as before keep their Probe: its schedule, and a
-  // probe in flight finishes on it (a copy would stay "running" forever and never probe again).
-  // One probe per health object, however many targets share it.
-  std::map<NodeHealth*, std::shared_ptr<Probe>> old;
-  for (auto& p : probes_)
-    if (NodeHealth* h = p->target->nodes()[p->node].health.get()) old[h] = p;
-  std::vector<std::shared_ptr<Probe>> next;
-  std::set<const NodeHealth*> probed;
+  // A probe whose key is the same as before is kept: its schedule, and a probe in flight
+  // finishes on it (a copy would stay "running" forever and never probe again). One member per
+  // health object, however many targets share it.
+  std::map<std::string, std::shared_ptr<Probe>> old;
+  std::set<NodeHealth*> checked_before;
+  for (auto& p : probes_) {
+    for (const Member& m : p->members)
+      if (NodeHealth* h = m.target->nodes()[m.node].health.get()) checked_before.insert(h);
+    old[p->key] = p;
+  }
+  std::map<std::string, std::shared_ptr<Probe>> next;
+  std::set<NodeHealth*> probed;
   const int64_t now = steady_now_ms();
   for (const auto& t : targets_) {
     if (!t->spec().active) continue;
     for (size_t i = 0; i < t->nodes().size(); ++i) {
       NodeHealth* health = t->nodes()[i].health.get();
       if (health && !probed.insert(health).second) continue;
-      auto it = health ? old.find(health) : old.end();
-      std::shared_ptr<Probe> p = it != old.end() ? it->second : std::make_shared<Probe>();
-      if (it != old.end()) old.erase(it);
+      std::string key = probe_key(*t, i);
+      std::shared_ptr<Probe>& p = next[key];
+      if (!p) {
+        auto it = old.find(key);
+        p = it != old.end() ? it->second : std::make_shared<Probe>();
+        p->key = std::move(key);
+        p->members.clear();  // (a probe in flight works on its own copy)
+      }
       // A shorter interval applies now, not when the old schedule comes due.
       p->next_ms = std::min(p->next_ms,
                             now + static_cast<int64_t>(t->spec().active->healthy.interval * 1000));
-      p->target = t;
-      p->node = i;
-      next.push_back(std::move(p));
+      p->members.push_back({t, i});
     }
   }
-  // What is left in `old` is no longer checked actively.
-  for (auto& [health, p] : old) health->active_checks_removed(now);
-  probes_ = std::move(next);
+  // Nodes no longer checked actively.
+  for (NodeHealth* h : checked_before)
+    if (!probed.count(h)) h->active_checks_removed(now);
+  probes_.clear();
+  for (auto& [key, p] : next) probes_.push_back(std::move(p));
   // Now and then, forget the state of nodes no config uses any more.
   if (++updates_ % 64 == 0) registry_.collect_garbage();
 }
@@ -158,9 +196,12 @@ Task<> HealthChecker::probe(std::shared_ptr<Probe> p) {
 }
 
 Task<> HealthChecker::probe_once(const std::shared_ptr<Probe>& p) {
-  // This probe's target, held: a config change may point `p` at another one meanwhile.
-  const std::shared_ptr<const UpstreamTarget> target = p->target;
-  const NodeTarget& node = target->nodes()[p->node];
+  // What the probe answers for, held: a config change may give `p` other members meanwhile.
+  // The first member's upstream says how to probe; the key makes the others' the same.
+  const std::vector<Member> members = p->members;
+  if (members.empty()) co_return;
+  const std::shared_ptr<const UpstreamTarget>& target = members.front().target;
+  const NodeTarget& node = target->nodes()[members.front().node];
   const config::ActiveCheck& check = *target->spec().active;
   Endpoint ep = node.endpoint;
   if (check.port) ep.port(static_cast<uint16_t>(check.port));
@@ -173,12 +214,7 @@ Task<> HealthChecker::probe_once(const std::shared_ptr<Probe>& p) {
   if (ec) {
     outcome = ec == boost::beast::error::timeout ? Outcome::Timeout : Outcome::TcpFailure;
   } else if (check.type != "tcp") {
-    // The Host (and server name) real traffic would carry when nothing else is set: the
-    // rewritten one with pass_host: rewrite, else the node's.
-    const config::Upstream& spec = target->spec();
-    const std::string host = !check.host.empty()                           ? check.host
-                             : spec.pass_host == config::PassHost::Rewrite ? spec.upstream_host
-                                                                           : node.host_header;
+    const std::string& host = probe_host(*target, members.front().node);
     std::string req = "GET " + check.http_path + " HTTP/1.1\r\nHost: " + host +
                       "\r\nUser-Agent: portico-health-check\r\nConnection: close\r\n";
     for (const auto& h : check.req_headers) req += h + "\r\n";
@@ -212,12 +248,19 @@ Task<> HealthChecker::probe_once(const std::shared_ptr<Probe>& p) {
   }
   error_code ignored;
   stream.socket().close(ignored);
-  if (node.health) {
-    node.health->report(outcome, status, check.healthy, check.unhealthy, nullptr, steady_now_ms(),
-                        "active");
+  // Each member judges the answer by its own thresholds; the next probe comes as soon as any
+  // of them wants it.
+  double interval = 0;
+  for (const Member& m : members) {
+    NodeHealth* health = m.target->nodes()[m.node].health.get();
+    const config::ActiveCheck& own = *m.target->spec().active;
+    if (health)
+      health->report(outcome, status, own.healthy, own.unhealthy, nullptr, steady_now_ms(),
+                     "active");
+    const bool healthy = !health || health->healthy(steady_now_ms());
+    const double wants = healthy ? own.healthy.interval : own.unhealthy.interval;
+    interval = interval == 0 ? wants : std::min(interval, wants);
   }
-  bool healthy = !node.health || node.health->healthy(steady_now_ms());
-  double interval = healthy ? check.healthy.interval : check.unhealthy.interval;
   p->next_ms = steady_now_ms() + static_cast<int64_t>(interval * 1000);
 }
 

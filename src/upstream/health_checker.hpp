@@ -2,6 +2,11 @@
 // for every node of every upstream the serving config uses. Probing starts as soon as a config
 // is applied (APISIX waits for the first request), and a node keeps its state and its schedule
 // across config changes that do not touch it.
+//
+// Upstreams that send the same probe to the same address share it: one request per interval
+// answers for all of them, each judging it by its own thresholds. APISIX runs a checker per
+// upstream, so 1,000 routes with inline upstreams on the same three nodes probe each node
+// 1,000 times per interval.
 #pragma once
 
 #include <memory>
@@ -24,9 +29,14 @@ class HealthChecker {
   void stop() { stopped_ = true; }
 
  private:
-  struct Probe {
+  // One (upstream, node) the probe answers for; one per health object.
+  struct Member {
     std::shared_ptr<const UpstreamTarget> target;
     size_t node = 0;
+  };
+  struct Probe {
+    std::string key;  // the request and where it goes (probe_key): equal keys share the probe
+    std::vector<Member> members;
     int64_t next_ms = 0;
     bool running = false;
   };

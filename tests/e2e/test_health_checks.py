@@ -274,3 +274,29 @@ def test_a_node_down_by_active_checks_returns_when_the_checks_are_removed(gatewa
     gw.write_routes(routes)
     assert wait_until(lambda: set(spread(gw)) == {"a", "b"}, 3)
     gw.wait_log("is healthy again (active checks removed)")
+
+
+def test_upstreams_probing_a_node_alike_share_one_probe(gateway, upstream):
+    a = upstream(name="a")
+    checks = {"active": {"type": "http", "http_path": "/health", "timeout": 0.5,
+                         "healthy": {"interval": 0.5, "successes": 1},
+                         "unhealthy": {"interval": 0.5, "http_failures": 1}}}
+    strict = {"active": dict(checks["active"], unhealthy={"interval": 0.5, "http_failures": 1})}
+    lenient = {"active": dict(checks["active"], unhealthy={"interval": 0.5, "http_failures": 3})}
+    routes = [route(f"/r{i}/*", [(a.port,)], id=f"r{i}", upstream={"checks": checks})
+              for i in range(8)]
+    routes += [route("/strict/*", [(a.port,)], id="strict", upstream={"checks": strict}),
+               route("/lenient/*", [(a.port,)], id="lenient", upstream={"checks": lenient})]
+    gw = gateway({"routes": routes})
+    time.sleep(2.2)
+    probes = sum(1 for r in a.requests if r.target == "/health")
+    # one probe every 0.5 s answers for all ten upstreams (not ten probes)
+    assert 2 <= probes <= 7, probes
+
+    def states():
+        return {u["upstream"]: u["nodes"][0]["state"]
+                for u in gw.control("/v1/healthcheck").json()["upstreams"]}
+    a.health_status = 500
+    # each upstream judges the shared answer by its own thresholds
+    assert wait_until(lambda: states().get("routes/strict") == "unhealthy", 3), states()
+    assert wait_until(lambda: set(states().values()) == {"unhealthy"}, 4), states()
