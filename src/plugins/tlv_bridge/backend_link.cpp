@@ -77,7 +77,6 @@ void BackendWatch::connected(const upstream::UpstreamTarget* target, int node) {
   connected_ms_ = steady_now_ms();
   framed_ = false;
   prompted_ = false;
-  client_frames_ = 0;
 }
 
 void BackendWatch::frame() {
@@ -87,17 +86,15 @@ void BackendWatch::frame() {
 }
 
 void BackendWatch::client_sent(Socket& backend) {
-  ++client_frames_;
   if (prompted_) return;
   char byte;
   if (::recv(backend.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 0) return;
   prompted_ = true;
 }
 
-void BackendWatch::closed_by_backend(bool reset) {
+void BackendWatch::closed_by_backend() {
   constexpr int64_t kSoonMs = 2000;
-  const bool unread = reset && client_frames_ == 1;
-  if (target_ && !framed_ && (!prompted_ || unread) && steady_now_ms() - connected_ms_ < kSoonMs)
+  if (target_ && !framed_ && !prompted_ && steady_now_ms() - connected_ms_ < kSoonMs)
     target_->report(node_, upstream::Outcome::TcpFailure, 0);
   target_ = nullptr;
 }

@@ -39,12 +39,7 @@ class BackendWatch {
   // client (an expired token), which must not let any client eject healthy nodes. Unless the
   // backend had closed already (its FIN waits in `backend`): then it never saw the frame.
   void client_sent(Socket& backend);
-  // Reported when soon after the connect and before any frame. `reset`: the backend's end was
-  // a reset, which is how a socket closed with our bytes unread in it ends: after the client's
-  // one frame, the backend never read it, so it was not refusing the client (the FIN peek alone
-  // misses a close while the frame is on its way). After more frames it may have read the first
-  // and refused: a client adding frames behind a bad login must not eject the node.
-  void closed_by_backend(bool reset = false);
+  void closed_by_backend();  // reported when soon after the connect and before any frame
   void corrupt();
 
  private:
@@ -53,7 +48,6 @@ class BackendWatch {
   int64_t connected_ms_ = 0;
   bool framed_ = false;
   bool prompted_ = false;
-  int client_frames_ = 0;
 };
 
 // The PROXY v2 header that tells the backend who the client is (ctx's address, after real-ip).

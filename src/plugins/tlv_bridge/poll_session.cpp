@@ -289,8 +289,7 @@ class PollSession : public std::enable_shared_from_this<PollSession> {
         else if (idle_.fired())
           end("idle timeout");
         else {
-          if (ec != asio::error::operation_aborted)
-            watch_.closed_by_backend(ec == asio::error::connection_reset);
+          if (ec != asio::error::operation_aborted) watch_.closed_by_backend();
           end("the backend closed the connection");
         }
         break;

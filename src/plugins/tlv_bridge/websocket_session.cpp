@@ -334,7 +334,7 @@ class Session {
     try {
       co_await read_backend();
       if (!closing_) {
-        if (!client_broken_) watch_.closed_by_backend(backend_reset_);
+        if (!client_broken_) watch_.closed_by_backend();
         fail(bridge::kWsCloseGoingAway, "the backend closed the connection");
       }
       closing_ = true;
@@ -356,10 +356,7 @@ class Session {
       if (b.writable() == 0) b.compact();
       auto [ec, n] =
           co_await async_read_edge(backend_, asio::buffer(b.write_ptr(), b.writable()), await_ec);
-      if (ec) {
-        backend_reset_ = ec == asio::error::connection_reset;
-        co_return;
-      }
+      if (ec) co_return;
       b.commit(n);
       while (true) {
         stream::TlvDecodeResult r = decoder_.decode(b.view());
@@ -500,10 +497,9 @@ class Session {
   int64_t last_frame_ms_ = steady_now_ms();  // the client's last whole frame (idle_timeout)
   int node_ = -1;                            // the backend node of the session (upstream's index)
   BackendWatch watch_;
-  bool backend_reset_ = false;  // the backend's end was a reset (see BackendWatch)
-  Deadline drain_watch_;        // in the worker's idle_waits: fired (cancelling reads) on drain
-  BucketState conn_bucket_;     // per-connection rate limit (config.rate_limit)
-  std::string frame_;           // a text message's frame before it is judged
+  Deadline drain_watch_;     // in the worker's idle_waits: fired (cancelling reads) on drain
+  BucketState conn_bucket_;  // per-connection rate limit (config.rate_limit)
+  std::string frame_;        // a text message's frame before it is judged
   std::vector<stream::TlvFrame> frames_;  // a binary message's frames, checked before any goes
   Timer drained_;
   bool in_message_ = false;
