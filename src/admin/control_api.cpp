@@ -213,6 +213,7 @@ HttpResponse ControlApi::healthcheck() const {
                     {"active", t->spec().active.has_value()},
                     {"passive", t->spec().passive.has_value()},
                     {"panics", t->panics()},
+                    {"retries_over_budget", t->resends_refused()},
                     {"nodes", std::move(nodes)}});
   }
   return reply(200, {{"upstreams", list}});

@@ -2,27 +2,30 @@
 
 #include <algorithm>
 
+#include "core/deadline.hpp"
+
 namespace portico::config {
 
 std::vector<asio::ip::address> usable_addresses(const asio::ip::tcp::resolver::results_type& r) {
   std::vector<asio::ip::address> out;
   for (const auto& entry : r) {
     asio::ip::address a = entry.endpoint().address();
-    if (!out.empty() && a.is_v6() != out.front().is_v6()) continue;
-    if (std::find(out.begin(), out.end(), a) != out.end()) continue;
-    out.push_back(a);
-    if (out.size() == HostTable::kMaxAddresses) break;
+    if (out.empty() || a.is_v6() == out.front().is_v6()) out.push_back(a);
   }
-  // Sorted: DNS servers rotate the order of their answers, which changes nothing.
+  // Sorted before the cut: DNS servers rotate the order of their answers, which changes nothing
+  // (and a cut before sorting would keep another subset each time).
   std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  if (out.size() > HostTable::kMaxAddresses) out.resize(HostTable::kMaxAddresses);
   return out;
 }
 
 HostTable::Entry HostTable::lookup(const std::string& name) {
   {
     std::lock_guard lock(mutex_);
+    looked_up_ms_[name] = steady_now_ms();
     auto it = entries_.find(name);
-    if (it != entries_.end()) return it->second;
+    if (it != entries_.end() && !it->second.addresses.empty()) return it->second;
   }
   asio::io_context ctx;
   asio::ip::tcp::resolver resolver(ctx);
@@ -30,10 +33,10 @@ HostTable::Entry HostTable::lookup(const std::string& name) {
   auto results = resolver.resolve(name, "", ec);
   std::vector<asio::ip::address> found;
   if (!ec) found = usable_addresses(results);
-  const std::string error = ec ? ec.message() : "";
-  update(name, std::move(found), error);
   std::lock_guard lock(mutex_);
-  return entries_[name];
+  auto [it, inserted] = entries_.try_emplace(name);
+  record(it->second, inserted, std::move(found), ec ? ec.message() : "");
+  return it->second;
 }
 
 HostTable::Entry HostTable::known(const std::string& name) const {
@@ -56,27 +59,30 @@ bool HostTable::update(const std::string& name, std::vector<asio::ip::address> f
                        const std::string& error) {
   std::lock_guard lock(mutex_);
   auto [it, inserted] = entries_.try_emplace(name);
-  Entry& e = it->second;
-  const bool failed = !error.empty() || found.empty();
+  return record(it->second, inserted, std::move(found), error);
+}
+
+bool HostTable::record(Entry& e, bool inserted, std::vector<asio::ip::address> found,
+                       const std::string& error) {
   if (inserted) e.version = next_version_++;
+  const bool failed = !error.empty() || found.empty();
   e.error = failed ? (error.empty() ? "no address" : error) : "";
-  if (failed || found == e.addresses) return inserted;
+  if (failed || found == e.addresses) return false;
   e.addresses = std::move(found);
   if (!inserted) e.version = next_version_++;
   return true;
 }
 
-std::vector<std::string> HostTable::names() const {
-  std::lock_guard lock(mutex_);
-  std::vector<std::string> out;
-  out.reserve(entries_.size());
-  for (const auto& [name, entry] : entries_) out.push_back(name);
-  return out;
-}
-
 void HostTable::keep_only(const std::set<std::string>& used) {
   std::lock_guard lock(mutex_);
-  std::erase_if(entries_, [&](const auto& kv) { return !used.count(kv.first); });
+  const int64_t now = steady_now_ms();
+  auto lately = [&](const std::string& name) {
+    auto it = looked_up_ms_.find(name);
+    return it != looked_up_ms_.end() && now - it->second < kLookupGraceMs;
+  };
+  std::erase_if(entries_,
+                [&](const auto& kv) { return !used.count(kv.first) && !lately(kv.first); });
+  std::erase_if(looked_up_ms_, [&](const auto& kv) { return !entries_.count(kv.first); });
 }
 
 HostTable& host_table() {

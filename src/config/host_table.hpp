@@ -37,23 +37,31 @@ class HostTable {
     std::string error;  // why the last resolution failed ("" when it succeeded)
   };
 
-  // What `name` resolves to, resolving it (blocking) when it was never resolved.
+  // What `name` resolves to, resolving it (blocking) when it never resolved yet (a name that
+  // failed is tried again by every compile that needs it).
   Entry lookup(const std::string& name);
   // What the table holds for `name` (version 0: nothing), without resolving it.
   Entry known(const std::string& name) const;
   // Whether every stamp is its name's current version (a name no longer known is not current).
   bool current(const std::vector<HostStamp>& stamps) const;
   // Records a resolution's answer (`error` empty on success) and returns true when the name's
-  // addresses changed. A failure keeps the addresses the name had.
+  // addresses changed. A failure keeps the addresses the name had, and is no change.
   bool update(const std::string& name, std::vector<asio::ip::address> found,
               const std::string& error);
-  std::vector<std::string> names() const;
-  // Forgets the names not in `used` (no longer in any compiled upstream).
+  // Forgets the names not in `used` (no longer in any compiled upstream), except those a
+  // compile looked up lately: its snapshot may not be running yet.
   void keep_only(const std::set<std::string>& used);
+
+  static constexpr int64_t kLookupGraceMs = 10 * 60 * 1000;
 
  private:
   mutable std::mutex mutex_;
+  // Records an answer; the caller holds mutex_.
+  bool record(Entry& e, bool inserted, std::vector<asio::ip::address> found,
+              const std::string& error);
+
   std::unordered_map<std::string, Entry> entries_;
+  std::unordered_map<std::string, int64_t> looked_up_ms_;  // the last lookup() of each name
   uint64_t next_version_ = 1;  // one counter for all: a name forgotten and met again never
                                // gets back a version an old stamp holds
 };

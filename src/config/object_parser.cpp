@@ -315,6 +315,12 @@ std::shared_ptr<const Upstream> parse_upstream(const json& value, const std::str
   }
   up->retry_non_idempotent = r.boolean_or("retry_non_idempotent", false);
   if (r.has("retry_on_statuses")) up->retry_on_statuses = read_statuses(r, "retry_on_statuses", {});
+  if (const json* b = r.raw("retry_budget")) {
+    ObjectReader br(*b, r.child_path("retry_budget"), errors);
+    up->retry_budget_percent = static_cast<int>(br.integer_or("percent", 20, 0, 100));
+    up->retry_budget_min = static_cast<int>(br.integer_or("min_concurrency", 3, 0, 100000));
+    br.finish();
+  }
   if (const json* checks = r.raw("checks"))
     parse_checks(*checks, r.child_path("checks"), *up, errors);
   r.finish();

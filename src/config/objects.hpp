@@ -103,8 +103,14 @@ struct Upstream {
   int keepalive_size = 320;  // idle connections kept per node and worker
   double keepalive_idle_timeout = 60;
   int keepalive_requests = 1000;
-  bool retry_non_idempotent = false;    // Portico extension: retry POST/PATCH after a send
-  std::vector<int> retry_on_statuses;   // Portico extension: answers retried on the next node
+  bool retry_non_idempotent = false;   // Portico extension: retry POST/PATCH after a send
+  std::vector<int> retry_on_statuses;  // Portico extension: answers retried on the next node
+  // Portico extension (Envoy's retry budget): requests being sent again (after a read timeout,
+  // a reset or a retry_on_statuses answer) are at most this share of the requests in flight, per
+  // worker, or retry_budget_min, whichever is more. Connect failures are always retried: nothing
+  // reached the node.
+  int retry_budget_percent = 20;
+  int retry_budget_min = 3;
   std::optional<ActiveCheck> active;    // checks.active
   std::optional<PassiveCheck> passive;  // checks.passive
 };

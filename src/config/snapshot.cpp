@@ -383,26 +383,24 @@ std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, const HttpLimits&
       });
   snap->upstream_count = set.upstreams.size();
   snap->router = router::RouteIndex(std::move(rules));
-  if (cache) {
+  auto names_of = [&](const TargetPtr& t) {
+    if (t)
+      for (const HostStamp& h : t->hosts()) snap->host_names.insert(h.name);
+  };
+  for (const auto& [id, e] : fresh->upstreams) names_of(e.target);
+  for (const auto& [id, e] : fresh->services) names_of(e.inline_target);
+  for (const auto& [key, e] : fresh->stream_upstreams) names_of(e.target);
+  for (const auto& [id, e] : route_cache)
+    if (e.generation == generation) names_of(e.inline_target);
+  // A build that failed (yaml mode) is not served: the running config's upstreams stay the ones
+  // to keep. (Route entries were updated in place; they are matched by object, so they cannot
+  // be taken for the running config's.)
+  if (cache && errors.empty()) {
     old.upstreams = std::move(fresh->upstreams);
     old.services = std::move(fresh->services);
     old.stream_upstreams = std::move(fresh->stream_upstreams);
   }
   return snap;
-}
-
-std::set<std::string> host_names_in_use(const Snapshot& snap) {
-  std::set<std::string> names;
-  auto add = [&](const TargetPtr& t) {
-    if (t)
-      for (const HostStamp& h : t->hosts()) names.insert(h.name);
-  };
-  for (const auto& route : snap.routes) add(route.upstream);
-  for (const auto& route : snap.stream_routes) {
-    add(route->upstream);
-    for (const auto& sub : route->sub_routes) add(sub.target);
-  }
-  return names;
 }
 
 std::unique_ptr<Snapshot> load_snapshot(const std::string& routes_file, const HttpLimits& limits,

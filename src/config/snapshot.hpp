@@ -50,6 +50,9 @@ struct Snapshot {
   bridge::ProtoTable protos;                          // compiled `protos` objects by id
   // Server certificates by SNI; shared so a handshake holds only this, not the snapshot.
   std::shared_ptr<const tls::CertificateTable> certificates;
+  // The host names of every compiled upstream's nodes, used or not by a route
+  // (node.dns_refresh resolves them again).
+  std::set<std::string> host_names;
   // Link in the lock-free list of retired snapshots (core/retired_snapshots.hpp).
   mutable const Snapshot* retired_next = nullptr;
 };
@@ -87,8 +90,5 @@ std::unique_ptr<Snapshot> load_snapshot(const std::string& routes_file, const Ht
                                         int workers, Errors& errors, ObjectStore* store = nullptr,
                                         CompileCache* cache = nullptr,
                                         const ObjectStore* previous = nullptr);
-
-// The host names the snapshot's nodes were resolved from (node.dns_refresh resolves them again).
-std::set<std::string> host_names_in_use(const Snapshot& snap);
 
 }  // namespace portico::config

@@ -120,16 +120,17 @@ inline void watch_peer_close(Socket& s) {
   ad::conditionally_enabled_mutex::scoped_lock lock(d->*member(DescriptorMutex{}));
   uint32_t& registered = d->*member(RegisteredEvents{});
   if ((registered & EPOLLRDHUP) || registered == 0) return;
-  // Asio recycles descriptor states without clearing their last report, which may still tell
-  // of the previous socket's FIN: forget it. The modification reports whatever is ready anew.
-  ((ad::scheduler_operation*)d)->*member(ReportedEvents{}) = 0;
   Reactor& reactor =
       asio::use_service<Reactor>(asio::query(s.get_executor(), asio::execution::context));
   epoll_event ev{};
   ev.events = registered | EPOLLRDHUP;
   ev.data.ptr = d;
-  if (epoll_ctl(reactor.*member(EpollFd{}), EPOLL_CTL_MOD, s.native_handle(), &ev) == 0)
-    registered = ev.events;
+  if (epoll_ctl(reactor.*member(EpollFd{}), EPOLL_CTL_MOD, s.native_handle(), &ev) != 0) return;
+  registered = ev.events;
+  // Asio recycles descriptor states without clearing their last report, which may still tell
+  // of the previous socket's FIN: forget it. The modification above has queued a fresh report
+  // of whatever is ready (this thread's next epoll_wait delivers it).
+  ((ad::scheduler_operation*)d)->*member(ReportedEvents{}) = 0;
 }
 
 template <class Handler>

@@ -28,7 +28,7 @@ Task<> refresh_host_names(const config::NodeConfig& node,
     auto [ec] = co_await timer.async_wait(await_ec);
     if (ec || stop) co_return;
     if (every <= 0 || !running) continue;
-    std::set<std::string> names = config::host_names_in_use(*running);
+    const std::set<std::string> names = running->host_names;
     table.keep_only(names);
     bool any = false;
     for (const std::string& name : names) {

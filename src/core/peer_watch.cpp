@@ -11,9 +11,10 @@ void PeerWatch::start(Socket& peer, Socket& work) {
 }
 
 void PeerWatch::check() {
-  if (!peer_ || gone_ || !peer_closed(*peer_)) return;
+  if (!peer_ || (!gone_ && !peer_closed(*peer_))) return;
   gone_ = true;
-  peer_ = nullptr;
+  // Again at every tick until stopped: the work may have been between two operations (the last
+  // one's completion queued), and the next one would not have been cancelled.
   error_code ignored;
   work_->cancel(ignored);
 }

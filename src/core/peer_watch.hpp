@@ -21,7 +21,8 @@ class PeerWatch : public DeadlineHook {  // (the same self-unlinking hook as dea
   PeerWatch(const PeerWatch&) = delete;
   PeerWatch& operator=(const PeerWatch&) = delete;
 
-  // From now on `peer` going away cancels the pending operations of `work`.
+  // From now on `peer` going away cancels the pending operations of `work` (at every tick, until
+  // stop()).
   void start(Socket& peer, Socket& work);
   void stop() { peer_ = nullptr; }
   // The peer went away while watched (and `work` was cancelled then).

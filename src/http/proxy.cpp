@@ -246,6 +246,15 @@ class NodeUse {
     answered(false);
     failed_ = node_ >= 0;
   }
+  // The client failed or left while the node worked: the time so far is not the node's
+  // latency (a hung node would look as fast as its clients are impatient).
+  void abandon() {
+    if (node_ < 0) return;
+    target_.released(worker_, node_);
+    node_ = -1;
+    latency_us_ = -1;
+    failed_ = false;
+  }
   int64_t latency_us() const { return latency_us_; }
   int64_t last_latency_us() const { return last_latency_us_; }
 
@@ -267,6 +276,29 @@ class NodeUse {
   int64_t latency_us_ = -1;
   int64_t last_latency_us_ = 0;  // survives release(), for the quality figures
   bool failed_ = false;
+};
+
+// A request in flight on an upstream, for its retry budget: sending it again (after it was sent
+// once) takes a slot of the budget, held until the request ends.
+class BudgetedRequest {
+ public:
+  BudgetedRequest(const upstream::UpstreamTarget& target, int worker)
+      : target_(target), worker_(worker) {
+    target_.request_started(worker_);
+  }
+  ~BudgetedRequest() { target_.request_finished(worker_, resending_); }
+  BudgetedRequest(const BudgetedRequest&) = delete;
+  BudgetedRequest& operator=(const BudgetedRequest&) = delete;
+
+  bool may_resend() {
+    if (!resending_) resending_ = target_.may_resend(worker_);
+    return resending_;
+  }
+
+ private:
+  const upstream::UpstreamTarget& target_;
+  int worker_;
+  bool resending_ = false;
 };
 
 }  // namespace
@@ -474,6 +506,7 @@ Task<bool> proxy_request(ClientConnection& c, Exchange& x, const config::Compile
   // The node serving the request is counted as busy until this function returns (least_conn);
   // each attempt's latency or failure teaches the ewma balancer.
   NodeUse use(target, w.index());
+  BudgetedRequest budget(target, w.index());
   int next_idx = upstream::UpstreamTarget::kNone;  // already picked for a status retry
   // A client that gives up while the gateway waits on a node for it (connect, send, response
   // head) cancels the attempt, and nothing more is tried for it (499). A streamed body is read
@@ -551,11 +584,14 @@ Task<bool> proxy_request(ClientConnection& c, Exchange& x, const config::Compile
       break;
     }
     if (failure == Failure::None || is_client_failure(failure)) {
-      if (failure == Failure::None && x.resp.status >= 500)
+      if (failure != Failure::None) {
+        use.abandon();  // a client that went away says nothing about the node
+        break;
+      }
+      if (x.resp.status >= 500)
         use.answered_with_server_error();
       else
-        use.answered(false);  // a client that went away says nothing about the node
-      if (failure != Failure::None) break;
+        use.answered(false);
       target.report(idx, upstream::Outcome::Success, x.resp.status);
       target.observe(idx, upstream::Outcome::Success, x.resp.status, use.latency_us());
       // retry_on_statuses (Portico): an answer like 502/503 from one node is retried on the
@@ -565,7 +601,7 @@ Task<bool> proxy_request(ClientConnection& c, Exchange& x, const config::Compile
           (retry_until && steady_now_ms() >= retry_until))
         break;
       next_idx = target.pick(w.index(), tried, hash_key, now_us());
-      if (next_idx == upstream::UpstreamTarget::kNone) break;
+      if (next_idx == upstream::UpstreamTarget::kNone || !budget.may_resend()) break;
       x.upstream_addrs += " (" + std::to_string(x.resp.status) + ")";
       up.close();
       continue;
@@ -583,8 +619,12 @@ Task<bool> proxy_request(ClientConnection& c, Exchange& x, const config::Compile
     up.close();
     log::warn("upstream " + up.node->address + " failed for route " + route.id + ": " +
               failure_text(failure));
+    // Nothing reached the node after a connect failure: always retried. A request sent already
+    // is sent again only within the retry budget (a slow node under load must not get every
+    // request twice).
     bool retry = !client_named && (is_connect_failure(failure) ||
-                                   (retry_after_send && failure != Failure::BadResponse));
+                                   (retry_after_send && failure != Failure::BadResponse &&
+                                    x.attempts < max_attempts && budget.may_resend()));
     if (!retry) break;
   }
   client_watch.stop();

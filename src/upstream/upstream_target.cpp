@@ -69,6 +69,24 @@ UpstreamTarget::UpstreamTarget(std::shared_ptr<const config::Upstream> spec,
   for (auto& s : state_) s.nodes.assign(nodes_.size(), NodeState{});
 }
 
+void UpstreamTarget::request_finished(int worker, bool resent) const {
+  WorkerState& w = worker_state(worker);
+  --w.requests;
+  if (resent) --w.resending;
+}
+
+bool UpstreamTarget::may_resend(int worker) const {
+  WorkerState& w = worker_state(worker);
+  const int64_t allowed =
+      std::max<int64_t>(spec_->retry_budget_min, w.requests * spec_->retry_budget_percent / 100);
+  if (w.resending >= allowed) {
+    resends_refused_.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  ++w.resending;
+  return true;
+}
+
 int UpstreamTarget::max_attempts() const {
   int retries = spec_->retries ? *spec_->retries : static_cast<int>(nodes_.size()) - 1;
   return 1 + std::max(retries, 0);

@@ -91,6 +91,13 @@ class UpstreamTarget {
     return !h || h->healthy(now_ms);
   }
   uint64_t panics() const { return panics_.load(std::memory_order_relaxed); }
+  // The retry budget (config::Upstream::retry_budget_percent), per worker: a request starts and
+  // ends; may_resend() asks for the slot of a request that is to be sent again, which it holds
+  // until it ends (request_finished with `resent`).
+  void request_started(int worker) const { ++worker_state(worker).requests; }
+  void request_finished(int worker, bool resent) const;
+  bool may_resend(int worker) const;
+  uint64_t resends_refused() const { return resends_refused_.load(std::memory_order_relaxed); }
   // The node's decayed latency estimate for this worker (ewma), for tests and /v1 status.
   double ewma_us(int worker, int node, int64_t now_us) const;
 
@@ -106,7 +113,12 @@ class UpstreamTarget {
   };
   struct alignas(64) WorkerState {
     std::vector<NodeState> nodes;
+    int64_t requests = 0;  // in flight (the retry budget)
+    int64_t resending = 0;
   };
+  WorkerState& worker_state(int worker) const {
+    return state_[static_cast<size_t>(worker) % state_.size()];
+  }
   struct RingPoint {
     uint32_t hash;
     uint32_t node;
@@ -137,6 +149,7 @@ class UpstreamTarget {
   std::vector<std::vector<RingPoint>> rings_;      // chash: one sorted ring per level
   mutable std::vector<WorkerState> state_;
   mutable std::atomic<uint64_t> panics_{0};
+  mutable std::atomic<uint64_t> resends_refused_{0};
   // Failure reports (rare) one at a time: two workers counting a level's nodes that are down
   // at once would both see room under max_ejection_percent and both eject.
   mutable std::mutex eject_mutex_;

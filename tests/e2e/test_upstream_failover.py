@@ -1,10 +1,11 @@
 """Upstream failures: 502/504 statuses, retries on the next node, priority levels, retry
 limits, retry_timeout, and no retry of non-idempotent requests after sending."""
+import concurrent.futures
 import time
 
 import requests
 
-from conftest import free_port, route
+from conftest import free_port, route, validate
 
 
 def dead_port():
@@ -104,3 +105,30 @@ def test_stale_pooled_connection_is_retried_transparently(gateway, upstream):
     up.drop_connections()  # the node closes its idle keep-alive connections
     time.sleep(0.1)
     assert requests.post(gw.url("/x"), data="again").status_code == 200
+
+
+def test_a_retry_budget_keeps_a_slow_upstream_from_getting_every_request_twice(gateway, upstream):
+    slow = [upstream(name=f"s{i}") for i in range(2)]
+    gw = gateway({"routes": [route("/*", [(u.port,) for u in slow], upstream={
+        "timeout": {"connect": 1, "send": 1, "read": 1},
+        "retry_budget": {"percent": 0, "min_concurrency": 2}})]})
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(lambda _: requests.get(gw.url("/hang")).status_code, range(8)))
+    assert statuses == [504] * 8
+    # 8 first attempts, and only 2 of them were sent again at once (not 8)
+    assert sum(len(u.requests) for u in slow) == 10
+    up = gw.control("/v1/healthcheck").json()["upstreams"][0]
+    assert up["retries_over_budget"] == 6
+    # connect failures are not held back: a dead node is always skipped
+    dead = free_port()
+    gw2 = gateway({"routes": [route("/*", [(dead,), (slow[0].port,)], upstream={
+        "retry_budget": {"percent": 0, "min_concurrency": 0}})]})
+    assert requests.get(gw2.url("/x")).status_code == 200
+
+
+def test_retry_budget_schema(tmp_path):
+    code, out = validate(tmp_path, {"routes": [route("/*", [(1,)], upstream={
+        "retry_budget": {"percent": 150, "min": 1}})]})
+    assert code != 0
+    assert "routes[0].upstream.retry_budget.percent" in out
+    assert "routes[0].upstream.retry_budget.min" in out
