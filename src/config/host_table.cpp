@@ -27,16 +27,26 @@ HostTable::Entry HostTable::lookup(const std::string& name) {
     auto it = entries_.find(name);
     if (it != entries_.end() && !it->second.addresses.empty()) return it->second;
   }
+  std::string error;
+  std::vector<asio::ip::address> found = resolve_host(name, error);
+  std::lock_guard lock(mutex_);
+  auto [it, inserted] = entries_.try_emplace(name);
+  record(it->second, inserted, std::move(found), error);
+  return it->second;
+}
+
+std::vector<asio::ip::address> resolve_host(const std::string& name, std::string& error) {
   asio::io_context ctx;
   asio::ip::tcp::resolver resolver(ctx);
   error_code ec;
   auto results = resolver.resolve(name, "", ec);
-  std::vector<asio::ip::address> found;
-  if (!ec) found = usable_addresses(results);
-  std::lock_guard lock(mutex_);
-  auto [it, inserted] = entries_.try_emplace(name);
-  record(it->second, inserted, std::move(found), ec ? ec.message() : "");
-  return it->second;
+  if (ec) {
+    error = ec.message();
+    return {};
+  }
+  auto found = usable_addresses(results);
+  if (found.empty()) error = "no address";
+  return found;
 }
 
 HostTable::Entry HostTable::known(const std::string& name) const {

@@ -68,6 +68,9 @@ class HostTable {
 
 HostTable& host_table();
 
+// Resolves `name` now, blocking: its addresses as HostTable keeps them, or none and `error`.
+std::vector<asio::ip::address> resolve_host(const std::string& name, std::string& error);
+
 // The addresses a resolver answered, as HostTable keeps them: the first answer's family, each
 // once, at most kMaxAddresses, sorted.
 std::vector<asio::ip::address> usable_addresses(const asio::ip::tcp::resolver::results_type& r);

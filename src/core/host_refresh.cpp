@@ -1,5 +1,8 @@
 #include "core/host_refresh.hpp"
 
+#include <atomic>
+#include <thread>
+
 #include "config/host_table.hpp"
 #include "core/log.hpp"
 
@@ -13,13 +16,43 @@ std::string listed(const std::vector<asio::ip::address>& addresses) {
   return out;
 }
 
+struct Answer {
+  std::vector<asio::ip::address> found;
+  std::string error;
+};
+
+// getaddrinfo cannot be cancelled: it runs on a thread of its own that nothing waits for, so a
+// shutdown during a DNS outage does not wait out the resolver's timeouts (Asio's resolver
+// thread is joined when the io_context goes). The answer is looked for every 50 ms.
+Task<Answer> resolve_aside(const std::string& name, const bool& stop) {
+  struct Shared {
+    std::atomic<bool> done{false};
+    Answer answer;
+  };
+  auto shared = std::make_shared<Shared>();
+  try {
+    std::thread([shared, name] {
+      shared->answer.found = config::resolve_host(name, shared->answer.error);
+      shared->done.store(true, std::memory_order_release);
+    }).detach();
+  } catch (const std::system_error& e) {
+    co_return Answer{{}, std::string("cannot start a resolver thread: ") + e.what()};
+  }
+  Timer poll(co_await asio::this_coro::executor);
+  while (!shared->done.load(std::memory_order_acquire)) {
+    if (stop) co_return Answer{{}, "shutting down"};
+    poll.expires_after(std::chrono::milliseconds(50));
+    co_await poll.async_wait(await_ec);
+  }
+  co_return std::move(shared->answer);
+}
+
 }  // namespace
 
 Task<> refresh_host_names(const config::NodeConfig& node,
                           const std::shared_ptr<const config::Snapshot>& running, const bool& stop,
                           std::function<void()> changed) {
   Timer timer(co_await asio::this_coro::executor);
-  asio::ip::basic_resolver<asio::ip::tcp, Executor> resolver(co_await asio::this_coro::executor);
   config::HostTable& table = config::host_table();
   while (!stop) {
     const double every = node.dns_refresh;
@@ -32,11 +65,10 @@ Task<> refresh_host_names(const config::NodeConfig& node,
     table.keep_only(names);
     bool any = false;
     for (const std::string& name : names) {
-      auto [rec, results] = co_await resolver.async_resolve(name, "", await_ec);
+      Answer answer = co_await resolve_aside(name, stop);
       if (stop) co_return;
-      std::vector<asio::ip::address> found;
-      if (!rec) found = config::usable_addresses(results);
-      const std::string error = rec ? rec.message() : found.empty() ? "no address" : "";
+      std::vector<asio::ip::address>& found = answer.found;
+      const std::string& error = answer.error;
       const config::HostTable::Entry before = table.known(name);
       if (!table.update(name, found, error)) {
         if (!error.empty() && before.error.empty())

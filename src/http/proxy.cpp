@@ -224,7 +224,10 @@ upstream::Outcome health_outcome(Failure f) {
 class NodeUse {
  public:
   NodeUse(const upstream::UpstreamTarget& target, int worker) : target_(target), worker_(worker) {}
-  ~NodeUse() { release(); }
+  ~NodeUse() {
+    release();
+    if (session_node_ >= 0) target_.session_closed(session_node_);
+  }
   NodeUse(const NodeUse&) = delete;
   NodeUse& operator=(const NodeUse&) = delete;
 
@@ -255,6 +258,15 @@ class NodeUse {
     latency_us_ = -1;
     failed_ = false;
   }
+  // The request became a WebSocket relay (after its 101): a long session from now on, counted
+  // as such until this ends (UpstreamTarget::session_opened).
+  void become_session() {
+    if (node_ < 0) return;
+    const int node = node_;
+    release();
+    target_.session_opened(node);
+    session_node_ = node;
+  }
   int64_t latency_us() const { return latency_us_; }
   int64_t last_latency_us() const { return last_latency_us_; }
 
@@ -276,6 +288,7 @@ class NodeUse {
   int64_t latency_us_ = -1;
   int64_t last_latency_us_ = 0;  // survives release(), for the quality figures
   bool failed_ = false;
+  int session_node_ = -1;
 };
 
 // A request in flight on an upstream, for its retry budget: sending it again (after it was sent
@@ -652,6 +665,7 @@ Task<bool> proxy_request(ClientConnection& c, Exchange& x, const config::Compile
       up.close();
       co_return co_await respond_error(c, x, 502, "unexpected 101 from upstream", false, limits);
     }
+    use.become_session();
     co_return co_await relay_websocket(c, x, up, route, snapshot, limits);
   }
   if (!body_sent) c.in.consume(head + buffered);  // the request's views are not used past here

@@ -116,7 +116,7 @@ class Session : public std::enable_shared_from_this<Session> {
     for (auto& l : links_) {
       pool.release(l->in);
       pool.release(l->out.pending);
-      if (l->counted) l->target->released(w_.index(), l->node);
+      if (l->counted) l->target->session_closed(l->node);
     }
     if (!closed_) w_.stream_metrics.closed(StreamClose::Shutdown);
     w_.connections.fetch_sub(1, std::memory_order_relaxed);
@@ -406,7 +406,7 @@ class Session : public std::enable_shared_from_this<Session> {
     l.socket.non_blocking(true, ec);
     l.connected = true;
     // Connections last hours: least_conn balances by how many are open on each node.
-    l.target->started(w_.index(), l.node);
+    l.target->session_opened(l.node);
     l.counted = true;
     if (tlv() && route_->tlv->send_proxy_protocol) {
       std::string header = build_proxy_v2(endpoints_);

@@ -57,6 +57,14 @@ class NodeHealth {
   };
   Quality quality() const;
 
+  // Long sessions open on the node (IM connections, bridged WebSockets and polling sessions),
+  // all workers together. Kept here, not in the compiled upstream, because this object outlives
+  // compiles that keep the node: an upstream compiled anew (a node added to scale out) must
+  // still see the hours-long sessions of the others, or least_conn spreads new ones evenly.
+  void session_opened() { sessions_.fetch_add(1, std::memory_order_relaxed); }
+  void session_closed() { sessions_.fetch_sub(1, std::memory_order_relaxed); }
+  int64_t sessions() const { return sessions_.load(std::memory_order_relaxed); }
+
   struct Status {
     bool healthy;
     uint64_t successes, http_failures, tcp_failures, timeouts;  // consecutive, current run
@@ -76,6 +84,7 @@ class NodeHealth {
 
   std::string upstream_;
   std::string address_;
+  std::atomic<int64_t> sessions_{0};
   std::atomic<bool> healthy_{true};
   std::atomic<int64_t> ejected_until_ms_{0};
   // Consecutive outcomes, apart per kind of check: a success of one kind resets only its own

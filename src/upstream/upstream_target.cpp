@@ -230,14 +230,15 @@ int UpstreamTarget::pick_lowest_score(WorkerState& w, size_t begin, size_t end, 
   for (size_t i = begin; i < end; ++i) {
     if (!usable(i, f)) continue;
     NodeState& n = w.nodes[i];
+    const int64_t in_flight = n.active + (nodes_[i].health ? nodes_[i].health->sessions() : 0);
     double score;
     if (kind_ == Kind::LeastConn) {
-      score = static_cast<double>(n.active + 1) / nodes_[i].weight;
+      score = static_cast<double>(in_flight + 1) / nodes_[i].weight;
     } else {
       // Latency first; requests in flight count a quarter each, enough that concurrent
       // requests do not all herd onto one node, not so much that a slower line gets a share
       // the faster one could carry.
-      double load = 1.0 + kInFlightWeight * static_cast<double>(n.active);
+      double load = 1.0 + kInFlightWeight * static_cast<double>(in_flight);
       double estimate = n.ewma_at_us == 0 ? best_measured / 2
                                           : std::max(ewma_us(worker, static_cast<int>(i), now_us),
                                                      best_measured / 2);
@@ -257,6 +258,14 @@ int UpstreamTarget::pick_lowest_score(WorkerState& w, size_t begin, size_t end, 
 
 void UpstreamTarget::started(int worker, int node) const {
   ++state_[static_cast<size_t>(worker) % state_.size()].nodes[static_cast<size_t>(node)].active;
+}
+
+void UpstreamTarget::session_opened(int node) const {
+  if (const auto& h = nodes_[static_cast<size_t>(node)].health) h->session_opened();
+}
+
+void UpstreamTarget::session_closed(int node) const {
+  if (const auto& h = nodes_[static_cast<size_t>(node)].health) h->session_closed();
 }
 
 void UpstreamTarget::released(int worker, int node) const {

@@ -73,9 +73,14 @@ class UpstreamTarget {
   // sending to the response head, or the time lost when the attempt failed).
   void started(int worker, int node) const;
   void finished(int worker, int node, int64_t latency_us, bool failed, int64_t now_us) const;
-  // A long-lived session (a bridged WebSocket) on `node` ends: least_conn stops counting it;
-  // its length is not a latency, so ewma learns nothing from it.
+  // A request on `node` ends without a latency to learn (its client left): least_conn stops
+  // counting it.
   void released(int worker, int node) const;
+  // A long session (a stream connection, a bridged WebSocket or polling session) opens / closes
+  // on `node`: least_conn and ewma count it as in flight, on every worker and across compiles
+  // that keep the node (NodeHealth::sessions). Its length is not a latency.
+  void session_opened(int node) const;
+  void session_closed(int node) const;
   // Passive health checks: how an attempt on `node` ended (`status` for an HTTP answer).
   void report(int node, Outcome outcome, int status) const;
   // Quality figures of `node` from real traffic (5xx answers count as HTTP failures).

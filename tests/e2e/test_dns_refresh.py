@@ -30,8 +30,12 @@ def resolve_to(hosts_file, *addresses):
 
 def start_with_hosts(gateway, hosts_file, routes, etcd=None, **node):
     gw = gateway(routes, node=dict({"dns_refresh": 0.3}, **node), start=False, etcd=etcd)
+    # hosts come from the file alone: a name it lacks fails at once, whatever DNS is around
+    nsswitch = hosts_file.with_name("nsswitch.conf")
+    nsswitch.write_text("hosts: files\n")
     gw.wrapper = ["unshare", "--mount", "sh", "-c",
-                  'mount --bind "$0" /etc/hosts && exec "$@"', str(hosts_file)]
+                  'mount --bind "$0" /etc/hosts && mount --bind "$1" /etc/nsswitch.conf && '
+                  'shift && exec "$@"', str(hosts_file), str(nsswitch)]
     return gw.start()
 
 

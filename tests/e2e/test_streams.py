@@ -440,3 +440,21 @@ def test_least_conn_counts_survive_an_unrelated_config_change(tmp_path, etcd, ba
     rev = etcd.revision()
     assert wait_until(lambda: metrics(g).value("portico_config_revision") >= rev)
     assert client(g).login(10)[1]["server"] == "node-c"
+
+
+def test_a_node_added_to_scale_out_gets_the_new_connections(tmp_path, backends, stop_gateways):
+    """The upstream is compiled anew when a node is added; it must still see the connections
+    open on the old node (hours-long IM sessions), or least_conn spreads the new ones evenly
+    and the new node never catches up."""
+    a, c = backends("node-a"), backends("node-c")
+    route = tlv_route(a)
+    route["upstream"] = {"type": "least_conn",
+                         "nodes": [{"host": "127.0.0.1", "port": a.port, "weight": 1}]}
+    g = gateway(tmp_path, [route])
+    stop_gateways.append(g)
+    old = [client(g) for _ in range(3)]
+    assert [cl.login(uid)[1]["server"] for uid, cl in enumerate(old, 1)] == ["node-a"] * 3
+    route["upstream"]["nodes"].append({"host": "127.0.0.1", "port": c.port, "weight": 1})
+    g.write_routes({"stream_routes": [route], "upstreams": []})
+    g.wait_log("config reloaded")
+    assert [client(g).login(uid)[1]["server"] for uid in (4, 5, 6)] == ["node-c"] * 3

@@ -94,7 +94,7 @@ class PollSession : public std::enable_shared_from_this<PollSession> {
     if (config_->send_proxy_protocol) to_backend_ = proxy_header_for(ctx, io.client.socket());
     appended_ = to_backend_.size();
     id_ = new_session_id(worker_.index());
-    upstream_->started(worker_.index(), node_);  // least_conn counts sessions per node
+    upstream_->session_opened(node_);  // least_conn counts sessions per node
     watch_.connected(upstream_.get(), node_);
     backend_in_ = worker_.buffers().acquire();
     drain_watch_.arm(365.0 * 86400, &backend_);
@@ -424,7 +424,7 @@ class PollSession : public std::enable_shared_from_this<PollSession> {
     drain_watch_.disarm();
     error_code ignored;
     backend_.close(ignored);
-    if (node_ >= 0) upstream_->released(worker_.index(), node_);
+    if (node_ >= 0) upstream_->session_closed(node_);
     wake_poll();
     waker_.cancel();
     flushed_.cancel();  // sends waiting for their bytes: the session ended

@@ -214,3 +214,31 @@ TEST(Ewma, ANodeQuietForLongDoesNotDrawEveryRequestInFlight) {
   EXPECT_GE(to_slow, 1);
   EXPECT_LE(to_slow, 12);
 }
+
+TEST(LeastConn, SessionsCountOnEveryWorkerAndInATargetCompiledAnew) {
+  auto spec = std::make_shared<portico::config::Upstream>();
+  spec->type = "least_conn";
+  auto a = std::make_shared<NodeHealth>("upstreams/u", "a");
+  auto b = std::make_shared<NodeHealth>("upstreams/u", "b");
+  auto target = [&](bool with_b) {
+    std::vector<NodeTarget> nodes(with_b ? 2 : 1);
+    nodes[0].address = "a";
+    nodes[0].health = a;
+    if (with_b) {
+      nodes[1].address = "b";
+      nodes[1].health = b;
+    }
+    return std::make_unique<UpstreamTarget>(spec, nodes, 2);
+  };
+  auto before = target(false);
+  before->session_opened(0);  // two sessions on a, opened through the old compile
+  before->session_opened(0);
+  auto after = target(true);  // b added: compiled anew
+  TriedNodes none;
+  EXPECT_EQ(after->pick(1, none), 1);  // another worker, the new target: b has fewer
+  after->session_opened(1);
+  EXPECT_EQ(after->pick(0, none), 1);
+  after->session_opened(1);
+  before->session_closed(0);  // the old compile's session ends: a has 1, b has 2
+  EXPECT_EQ(after->pick(0, none), 0);
+}
