@@ -523,6 +523,28 @@ def test_http_rpc_backend_unreachable_or_silent(gateway, upstream):
     assert m.value("portico_tlv_bridge_rpc_timeouts_total") == 1
 
 
+def test_http_rpc_client_that_leaves_ends_the_wait(gateway):
+    from test_client_abort import SilentBackend
+    silent = SilentBackend()
+    try:
+        gw = gateway(bridge_config(silent.port, rpc_timeout="20s"))
+        body = json.dumps({"id": 1, "cmd": HEARTBEAT}).encode()
+        s = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
+        s.sendall(b"POST %s HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: %d\r\n\r\n%s" % (PATH.encode(), len(body), body))
+        assert wait_until(lambda: len(silent.opened) == 1)
+        time.sleep(0.2)
+        given_up = time.time()
+        s.close()
+        assert wait_until(lambda: len(silent.closed) == 1, timeout=3)
+        assert silent.closed[0] - given_up < 1.5
+        assert wait_until(lambda: '"status":499' in gw.access_path.read_text())
+        m = prom_text.parse(gw.control("/metrics").text)
+        assert m.value("portico_tlv_bridge_rpc_timeouts_total") == 0
+    finally:
+        silent.stop()
+
+
 def test_waf_scans_the_rpc_envelope_before_the_backend_sees_it(gateway, backends):
     b = backends("demo1")
     config = bridge_config(b.port)

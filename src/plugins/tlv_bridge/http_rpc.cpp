@@ -100,14 +100,21 @@ Task<> run_tlv_rpc(const TlvBridgeConfig& config, Takeover& io, Context& ctx) {
     ctx.respond_error(502, "tlv-bridge: no TLV backend accepts connections");
     co_return;
   }
-  // One deadline for the whole exchange: the send and the wait for the reply.
+  // One deadline for the whole exchange: the send and the wait for the reply. A client that
+  // leaves meanwhile ends the wait (PeerWatch), and says nothing about the node.
   deadline.arm(config.rpc_timeout, &backend);
+  PeerWatch client_watch;
+  io.worker.peer_watches().add(client_watch);
+  client_watch.start(io.client.socket(), backend);
   auto [wec, wn] = co_await asio::async_write(backend, asio::buffer(frame), await_ec);
   IoBuffer buf = io.worker.buffers().acquire();
   stream::TlvFrame reply;
   bool answered = !wec && co_await await_reply(backend, buf, decoder, request, reply);
   deadline.disarm();
-  if (answered) {
+  client_watch.stop();
+  if (client_watch.gone()) {
+    ctx.respond_error(499, "tlv-bridge: the client closed the connection");
+  } else if (answered) {
     io.upstream.report(node, upstream::Outcome::Success, 200);  // (the connect was not one)
     if (calls > 0)  // a reused connection: no connect was observed for it
       io.upstream.observe(node, upstream::Outcome::Success, 200, 0);
