@@ -205,6 +205,7 @@ HttpResponse ControlApi::healthcheck() const {
         node["last_change"] = {{"reason", st.reason}, {"at_ms", wall_ms(st.changed_at_ms)}};
         if (st.ejected_until_ms) node["ejected_until_ms"] = wall_ms(st.ejected_until_ms);
         node["ejections"] = st.ejections;
+        node["sessions"] = n.health->sessions();
       }
       nodes.push_back(std::move(node));
     }

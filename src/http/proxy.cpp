@@ -133,9 +133,9 @@ std::string tls_server_name(const std::string& upstream_head) {
 // Gets a connection to up.node: a pooled one when `allow_pooled`, else a new one. A request
 // that cannot be sent twice (`replayable` false) only gets pooled connections checked with a
 // peek, since the stale-connection retry is not possible for it. `server_name`:
-// https upstreams, the TLS server name.
+// https upstreams, the TLS server name. `client`: a handshake it cancelled is not logged.
 Task<Failure> connect(UpstreamSide& up, const config::Upstream& spec, bool allow_pooled,
-                      bool replayable, const std::string& server_name) {
+                      bool replayable, const std::string& server_name, const PeerWatch& client) {
   Worker& w = up.worker;
   up.close();
   up.reused = false;
@@ -172,8 +172,9 @@ Task<Failure> connect(UpstreamSide& up, const config::Upstream& spec, bool allow
   tls::Connected tls = co_await tls::connect(up.socket, server_name, ip, spec.tls_verify,
                                              up.deadline, left, spec.tls_client.get());
   if (!tls.stream) {
-    log::warn("TLS handshake with upstream " + up.node->address +
-              (server_name.empty() ? "" : " (" + server_name + ")") + " failed: " + tls.error);
+    if (!client.gone())
+      log::warn("TLS handshake with upstream " + up.node->address +
+                (server_name.empty() ? "" : " (" + server_name + ")") + " failed: " + tls.error);
     up.close();
     co_return tls.timed_out ? Failure::ConnectTimeout : Failure::TlsFailed;
   }
@@ -556,7 +557,7 @@ Task<bool> proxy_request(ClientConnection& c, Exchange& x, const config::Compile
     // acting on a POST it never answered (nginx does not resend those either). Others get only
     // pooled connections that look open (connect()).
     for (int fresh = 0; fresh < 2; ++fresh) {
-      failure = co_await connect(up, spec, fresh == 0, retry_after_send, server_name);
+      failure = co_await connect(up, spec, fresh == 0, retry_after_send, server_name, client_watch);
       if (failure != Failure::None) {
         client_left();
         break;

@@ -457,4 +457,8 @@ def test_a_node_added_to_scale_out_gets_the_new_connections(tmp_path, backends, 
     route["upstream"]["nodes"].append({"host": "127.0.0.1", "port": c.port, "weight": 1})
     g.write_routes({"stream_routes": [route], "upstreams": []})
     g.wait_log("config reloaded")
-    assert [client(g).login(uid)[1]["server"] for uid in (4, 5, 6)] == ["node-c"] * 3
+    new = [client(g) for _ in range(3)]
+    assert [cl.login(uid)[1]["server"] for uid, cl in enumerate(new, 4)] == ["node-c"] * 3
+    sessions = {n["address"]: n["sessions"]
+                for n in g.control("/v1/healthcheck").json()["upstreams"][0]["nodes"]}
+    assert sessions == {f"127.0.0.1:{a.port}": 3, f"127.0.0.1:{c.port}": 3}
