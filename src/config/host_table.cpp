@@ -92,7 +92,8 @@ void HostTable::keep_only(const std::set<std::string>& used) {
   };
   std::erase_if(entries_,
                 [&](const auto& kv) { return !used.count(kv.first) && !lately(kv.first); });
-  std::erase_if(looked_up_ms_, [&](const auto& kv) { return !entries_.count(kv.first); });
+  // (by age, not by the entries: a lookup may be resolving a name it has not entered yet)
+  std::erase_if(looked_up_ms_, [&](const auto& kv) { return now - kv.second >= kLookupGraceMs; });
 }
 
 HostTable& host_table() {

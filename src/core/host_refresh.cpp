@@ -32,7 +32,12 @@ Task<Answer> resolve_aside(const std::string& name, const bool& stop) {
   auto shared = std::make_shared<Shared>();
   try {
     std::thread([shared, name] {
-      shared->answer.found = config::resolve_host(name, shared->answer.error);
+      try {
+        shared->answer.found = config::resolve_host(name, shared->answer.error);
+      } catch (const std::exception& e) {
+        shared->answer.found.clear();
+        shared->answer.error = e.what();
+      }
       shared->done.store(true, std::memory_order_release);
     }).detach();
   } catch (const std::system_error& e) {

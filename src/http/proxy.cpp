@@ -254,7 +254,7 @@ class NodeUse {
   // latency (a hung node would look as fast as its clients are impatient).
   void abandon() {
     if (node_ < 0) return;
-    target_.released(worker_, node_);
+    target_.abandoned(worker_, node_, now_us() - started_us_, now_us());
     node_ = -1;
     latency_us_ = -1;
     failed_ = false;
@@ -300,7 +300,7 @@ class BudgetedRequest {
       : target_(target), worker_(worker) {
     target_.request_started(worker_);
   }
-  ~BudgetedRequest() { target_.request_finished(worker_, resending_); }
+  ~BudgetedRequest() { finish(); }
   BudgetedRequest(const BudgetedRequest&) = delete;
   BudgetedRequest& operator=(const BudgetedRequest&) = delete;
 
@@ -308,11 +308,19 @@ class BudgetedRequest {
     if (!resending_) resending_ = target_.may_resend(worker_);
     return resending_;
   }
+  // The attempts are over: what follows (the response body, a WebSocket relay for hours) is no
+  // longer a request the budget counts.
+  void finish() {
+    if (finished_) return;
+    finished_ = true;
+    target_.request_finished(worker_, resending_);
+  }
 
  private:
   const upstream::UpstreamTarget& target_;
   int worker_;
   bool resending_ = false;
+  bool finished_ = false;
 };
 
 }  // namespace
@@ -633,15 +641,20 @@ Task<bool> proxy_request(ClientConnection& c, Exchange& x, const config::Compile
     up.close();
     log::warn("upstream " + up.node->address + " failed for route " + route.id + ": " +
               failure_text(failure));
+    bool retry = !client_named && (is_connect_failure(failure) ||
+                                   (retry_after_send && failure != Failure::BadResponse));
+    if (!retry) break;
     // Nothing reached the node after a connect failure: always retried. A request sent already
     // is sent again only within the retry budget (a slow node under load must not get every
-    // request twice).
-    bool retry = !client_named && (is_connect_failure(failure) ||
-                                   (retry_after_send && failure != Failure::BadResponse &&
-                                    x.attempts < max_attempts && budget.may_resend()));
-    if (!retry) break;
+    // request twice), asked only when a next attempt can be made.
+    if (!is_connect_failure(failure)) {
+      if (x.attempts >= max_attempts || (retry_until && steady_now_ms() >= retry_until)) break;
+      next_idx = target.pick(w.index(), tried, hash_key, now_us());
+      if (next_idx == upstream::UpstreamTarget::kNone || !budget.may_resend()) break;
+    }
   }
   client_watch.stop();
+  budget.finish();
   x.upstream_us = now_us() - up_start;
 
   if (failure == Failure::ClientGone) {

@@ -230,15 +230,15 @@ int UpstreamTarget::pick_lowest_score(WorkerState& w, size_t begin, size_t end, 
   for (size_t i = begin; i < end; ++i) {
     if (!usable(i, f)) continue;
     NodeState& n = w.nodes[i];
-    const int64_t in_flight = n.active + (nodes_[i].health ? nodes_[i].health->sessions() : 0);
     double score;
     if (kind_ == Kind::LeastConn) {
-      score = static_cast<double>(in_flight + 1) / nodes_[i].weight;
+      const int64_t sessions = nodes_[i].health ? nodes_[i].health->sessions() : 0;
+      score = static_cast<double>(n.active + sessions + 1) / nodes_[i].weight;
     } else {
       // Latency first; requests in flight count a quarter each, enough that concurrent
       // requests do not all herd onto one node, not so much that a slower line gets a share
       // the faster one could carry.
-      double load = 1.0 + kInFlightWeight * static_cast<double>(in_flight);
+      double load = 1.0 + kInFlightWeight * static_cast<double>(n.active);
       double estimate = n.ewma_at_us == 0 ? best_measured / 2
                                           : std::max(ewma_us(worker, static_cast<int>(i), now_us),
                                                      best_measured / 2);
@@ -268,10 +268,16 @@ void UpstreamTarget::session_closed(int node) const {
   if (const auto& h = nodes_[static_cast<size_t>(node)].health) h->session_closed();
 }
 
-void UpstreamTarget::released(int worker, int node) const {
+void UpstreamTarget::abandoned(int worker, int node, int64_t elapsed_us, int64_t now_us) const {
   NodeState& n =
       state_[static_cast<size_t>(worker) % state_.size()].nodes[static_cast<size_t>(node)];
   if (n.active > 0) --n.active;
+  if (kind_ != Kind::Ewma) return;
+  const double at_least = static_cast<double>(elapsed_us);
+  const double current = n.ewma_at_us == 0 ? 0 : ewma_us(worker, node, now_us);
+  if (at_least <= current) return;
+  n.ewma_us = at_least;
+  n.ewma_at_us = std::max<int64_t>(now_us, 1);
 }
 
 void UpstreamTarget::finished(int worker, int node, int64_t latency_us, bool failed,

@@ -73,12 +73,14 @@ class UpstreamTarget {
   // sending to the response head, or the time lost when the attempt failed).
   void started(int worker, int node) const;
   void finished(int worker, int node, int64_t latency_us, bool failed, int64_t now_us) const;
-  // A request on `node` ends without a latency to learn (its client left): least_conn stops
-  // counting it.
-  void released(int worker, int node) const;
+  // A request on `node` ends without an answer because its client left after `elapsed_us`:
+  // least_conn stops counting it; for ewma the node took at least that long (a hung node whose
+  // clients give up must not decay into the fastest).
+  void abandoned(int worker, int node, int64_t elapsed_us, int64_t now_us) const;
   // A long session (a stream connection, a bridged WebSocket or polling session) opens / closes
-  // on `node`: least_conn and ewma count it as in flight, on every worker and across compiles
-  // that keep the node (NodeHealth::sessions). Its length is not a latency.
+  // on `node`: least_conn counts it, on every worker and across compiles that keep the node
+  // (NodeHealth::sessions). ewma does not: its length is not a latency, and thousands of idle
+  // sockets would outweigh the latencies it balances by.
   void session_opened(int node) const;
   void session_closed(int node) const;
   // Passive health checks: how an attempt on `node` ended (`status` for an HTTP answer).

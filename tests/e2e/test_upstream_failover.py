@@ -132,3 +132,33 @@ def test_retry_budget_schema(tmp_path):
     assert code != 0
     assert "routes[0].upstream.retry_budget.percent" in out
     assert "routes[0].upstream.retry_budget.min" in out
+
+
+def test_the_retry_budget_is_given_back_when_the_attempts_are_over(gateway, upstream):
+    """A resent request that became a WebSocket (hours) or a long download holds no slot of the
+    budget once answered: the next resend still goes."""
+    import socket
+    dead_line, public = upstream(name="dedicated"), upstream(name="public")
+    dead_line.hang = True  # connects, never answers: read timeouts
+    gw = gateway({"routes": [route("/*", [(dead_line.port, 1, 1), (public.port, 1, 0)],
+                                   enable_websocket=True, upstream={
+                                       "timeout": {"connect": 1, "send": 1, "read": 0.5},
+                                       "retry_budget": {"percent": 0, "min_concurrency": 1}})]})
+
+    def upgrade():
+        s = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
+        s.sendall(b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        head = b""
+        while b"\r\n\r\n" not in head:
+            got = s.recv(4096)
+            if not got:
+                break
+            head += got
+        return s, head.split(b"\r\n")[0]
+    first, status = upgrade()
+    assert b" 101 " in status  # the dedicated line timed out; resent to the public one
+    second, status = upgrade()  # the first still relays: its slot was given back all the same
+    assert b" 101 " in status
+    first.close()
+    second.close()

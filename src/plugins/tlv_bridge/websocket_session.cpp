@@ -75,8 +75,13 @@ class Session {
     if (client_broken_) co_return true;
     counters().sessions.fetch_add(1, std::memory_order_relaxed);
     counters().active.fetch_add(1, std::memory_order_relaxed);
-    // least_conn balances sessions: this one counts on its node until it ends.
+    // least_conn balances sessions: this one counts on its node until it ends, however it ends.
     io_.upstream.session_opened(node_);
+    struct SessionCount {
+      const upstream::UpstreamTarget& upstream;
+      int node;
+      ~SessionCount() { upstream.session_closed(node); }
+    } counted{io_.upstream, node_};
     watch_.connected(&io_.upstream, node_);
     backend_in_ = io_.worker.buffers().acquire();
     drain_watch_.arm(365.0 * 86400, &client_socket());
@@ -89,7 +94,6 @@ class Session {
     drain_watch_.disarm();
     io_.worker.buffers().release(backend_in_);
     counters().active.fetch_sub(1, std::memory_order_relaxed);
-    io_.upstream.session_closed(node_);
     co_await linger();
     co_return true;
   }

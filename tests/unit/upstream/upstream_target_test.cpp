@@ -242,3 +242,19 @@ TEST(LeastConn, SessionsCountOnEveryWorkerAndInATargetCompiledAnew) {
   before->session_closed(0);  // the old compile's session ends: a has 1, b has 2
   EXPECT_EQ(after->pick(0, none), 0);
 }
+
+TEST(Ewma, ANodeWhoseClientsGiveUpDoesNotLookFast) {
+  auto u = make({{1, 0}, {1, 0}}, {}, "ewma");
+  TriedNodes none;
+  int64_t now = 1000000;
+  u.started(0, 0);
+  u.finished(0, 0, 1000, false, now);  // node 0 answers in 1 ms
+  // node 1 never answers: its client gives up after 2 s; that is no latency sample, but the
+  // node took at least that long (unmeasured, it would count as half the best: the favourite)
+  u.started(0, 1);
+  u.abandoned(0, 1, 2000000, now);
+  for (int i = 0; i < 5; ++i) {
+    now += 1000;
+    EXPECT_EQ(u.pick(0, none, {}, now), 0);
+  }
+}
