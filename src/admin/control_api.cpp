@@ -59,6 +59,10 @@ void write_tlv_bridge_metrics(metrics::PrometheusWriter& out) {
               "Long-polling sends repeated with a send number already taken: answered, not sent "
               "to the backend again.",
               {}, get(b.poll_repeated_sends));
+  out.counter("portico_tlv_bridge_poll_memory_ends_total",
+              "Long-polling sessions ended because their client left a full queue while the "
+              "route's sessions held more than max_poll_memory.",
+              {}, get(b.poll_memory_ends));
 }
 // TLS handshakes on ssl listeners, by how they ended.
 void write_tls_metrics(metrics::PrometheusWriter& out) {

@@ -422,3 +422,35 @@ def test_the_backend_learns_the_client_address_when_the_session_opens(gateway, b
     open_session(gw)  # nothing to send yet
     time.sleep(0.5)
     assert "connected, PROXY v2 client 127.0.0.1" in b.stop()
+
+
+def test_past_max_poll_memory_a_client_that_stopped_acknowledging_is_let_go(gateway, backends):
+    # The client still polls (so it is not idle) but never acknowledges: its queue stays full.
+    # With the route's sessions over max_poll_memory, it ends after a few seconds and its queue
+    # is dropped, instead of holding the memory for as long as it keeps polling.
+    b = backends("demo1")
+    gw = gateway(polling_config(b.port, idle_timeout="60s", poll_wait="1s",
+                                max_poll_memory=1 << 20))
+    sid = open_session(gw, login_envelope(1))["session"]
+    poll_until(gw, sid, 0, 1)
+    text = "x" * 30000
+
+    async def flood():
+        async with websockets.connect(ws_url(gw), max_size=None) as bob:
+            await login(bob, 2)
+            for i in range(45):
+                await send_json(bob, {"id": 10 + i, "cmd": CHAT, "to": 1,
+                                      "data": {"to": 1, "text": text}})
+                assert (await recv_json(bob))["data"]["result"] == "OK"
+    run(flood(), timeout=60)
+    deadline, ended = time.time() + 15, None
+    while time.time() < deadline and ended is None:
+        r = requests.get(url(gw), params={"wait": 0}, headers={HEADER: sid}, timeout=5)
+        if r.status_code == 410:
+            ended = r.json()["error_msg"]
+        time.sleep(0.5)
+    assert ended and "too far behind" in ended, ended
+    assert metric(gw, "portico_tlv_bridge_poll_memory_ends_total") == 1
+    # the route still serves other clients
+    other = open_session(gw, login_envelope(3))["session"]
+    poll_until(gw, other, 0, 1)

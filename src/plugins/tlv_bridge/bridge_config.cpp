@@ -112,6 +112,8 @@ TlvBridgeConfig parse_tlv_bridge_config(const config::json& conf, const Scope& s
   c.max_poll_sessions = r.integer_or("max_poll_sessions", c.max_poll_sessions, 1, 1000000);
   c.max_poll_sessions_per_client =
       r.integer_or("max_poll_sessions_per_client", c.max_poll_sessions_per_client, 1, 1000000);
+  c.max_poll_memory =
+      r.size_or("max_poll_memory", c.max_poll_memory, int64_t{1} << 20, int64_t{1} << 40);
   // A client waiting in a poll is not idle, but between polls it must come back in time.
   if (c.long_polling && c.poll_wait >= c.idle_timeout)
     r.error("poll_wait", "must be shorter than idle_timeout");

@@ -27,6 +27,10 @@ class PollSessionCount {
   bool take(const std::string& client, int64_t most, int64_t most_per_client);
   void give_back(const std::string& client);
 
+  // Bytes of messages the route's polling sessions in this process hold for their clients
+  // (max_poll_memory). Any worker.
+  std::atomic<int64_t> queued_bytes{0};
+
  private:
   std::mutex mutex_;
   int64_t total_ = 0;
@@ -67,6 +71,10 @@ struct TlvBridgeConfig {
   int64_t max_poll_sessions = 4096;  // open polling sessions of the route in this process
   // ... of them opened from one client address: one client must not take every slot.
   int64_t max_poll_sessions_per_client = 256;
+  // Bytes of messages the route's polling sessions in this process may hold for their clients:
+  // past it, a session whose client has left its queue full for kFullTooLongMs ends, and its
+  // queue goes (clients that stopped acknowledging must not hold the process's memory).
+  int64_t max_poll_memory = int64_t{256} << 20;
   // Shared by every instance of the route's config (kept across config changes): sessions open.
   std::shared_ptr<PollSessionCount> poll_sessions;
   std::string route_key;  // Scope::key(): a session id works only on the route that opened it

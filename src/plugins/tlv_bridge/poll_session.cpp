@@ -41,6 +41,9 @@ constexpr size_t kRememberedSends = 64;
 // An ended session (the backend closed) is kept this long after the client's last request, so
 // the client can still fetch what the backend sent before closing, and learn why it ended.
 constexpr int64_t kEndedGraceMs = 30'000;
+// How long a client may leave its queue full while the route's sessions hold more than
+// max_poll_memory: a flaky link's pause, not a client that stopped acknowledging.
+constexpr int64_t kFullTooLongMs = 5'000;
 
 std::string new_session_id(int worker) {
   unsigned char secret[16];
@@ -71,6 +74,8 @@ class PollSession : public std::enable_shared_from_this<PollSession> {
   }
 
   ~PollSession() {
+    config_->poll_sessions->queued_bytes.fetch_sub(static_cast<int64_t>(queued_bytes_),
+                                                   std::memory_order_relaxed);
     config_->poll_sessions->give_back(client_);
     tlv_bridge_counters().poll_active.fetch_sub(1, std::memory_order_relaxed);
     worker_.buffers().release(backend_in_);
@@ -332,9 +337,19 @@ class PollSession : public std::enable_shared_from_this<PollSession> {
   // being read now), as does a shutdown. False when the session ended.
   Task<bool> wait_for_polls() {
     const auto idle_ms = static_cast<int64_t>(config_->idle_timeout * 1000);
+    const int64_t full_since = steady_now_ms();
     while (queued_bytes_ >= kQueueHighWater && !ended_) {
       if (drain_watch_.fired() || worker_.draining()) {
         end("server shutting down");
+        break;
+      }
+      if (steady_now_ms() - full_since >= kFullTooLongMs &&
+          config_->poll_sessions->queued_bytes.load(std::memory_order_relaxed) >
+              config_->max_poll_memory) {
+        tlv_bridge_counters().poll_memory_ends.fetch_add(1, std::memory_order_relaxed);
+        end("too far behind: the messages waiting for polls were dropped (the gateway's polling "
+            "sessions are out of memory)");
+        drop_queue();
         break;
       }
       const int64_t left = last_request_ms_ + idle_ms - steady_now_ms();
@@ -342,7 +357,7 @@ class PollSession : public std::enable_shared_from_this<PollSession> {
         end("idle timeout");
         break;
       }
-      // (a second at most, to notice a shutdown)
+      // (a second at most, to notice a shutdown or memory running short)
       waker_.expires_after(std::chrono::milliseconds(std::clamp<int64_t>(left, 1, 1000)));
       co_await waker_.async_wait(await_ec);
     }
@@ -388,7 +403,19 @@ class PollSession : public std::enable_shared_from_this<PollSession> {
 
   void queue(std::string envelope) {
     queued_bytes_ += envelope.size();
+    config_->poll_sessions->queued_bytes.fetch_add(static_cast<int64_t>(envelope.size()),
+                                                   std::memory_order_relaxed);
     messages_.push_back(std::move(envelope));
+  }
+
+  // The client will not get what is queued (max_poll_memory): the memory goes now, and polls
+  // learn why the session ended.
+  void drop_queue() {
+    config_->poll_sessions->queued_bytes.fetch_sub(static_cast<int64_t>(queued_bytes_),
+                                                   std::memory_order_relaxed);
+    first_ += messages_.size();
+    messages_.clear();
+    queued_bytes_ = 0;
   }
 
   // Messages before `next` have reached the client.
@@ -396,6 +423,8 @@ class PollSession : public std::enable_shared_from_this<PollSession> {
     bool was_full = queued_bytes_ >= kQueueHighWater;
     while (first_ < next && !messages_.empty()) {
       queued_bytes_ -= messages_.front().size();
+      config_->poll_sessions->queued_bytes.fetch_sub(static_cast<int64_t>(messages_.front().size()),
+                                                     std::memory_order_relaxed);
       messages_.pop_front();
       ++first_;
     }

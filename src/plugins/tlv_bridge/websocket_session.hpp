@@ -31,6 +31,7 @@ struct TlvBridgeCounters {
   std::atomic<uint64_t> poll_sessions{0};        // long-polling sessions opened
   std::atomic<uint64_t> poll_handovers{0};       // polling requests served by another worker
   std::atomic<uint64_t> poll_repeated_sends{0};  // sends whose number was taken already
+  std::atomic<uint64_t> poll_memory_ends{0};     // sessions ended by max_poll_memory
 };
 TlvBridgeCounters& tlv_bridge_counters();
 
