@@ -294,6 +294,11 @@ std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, const HttpLimits&
   // Route entries are updated in place (50k map rebuilds per change were a fifth of the time);
   // entries of routes that are gone are dropped after the walk.
   auto& route_cache = cache ? old.routes : fresh->routes;
+  // The host names of every compiled upstream (node.dns_refresh resolves them again).
+  auto names_of = [&](const TargetPtr& t) {
+    if (t)
+      for (const HostStamp& h : t->hosts()) snap->host_names.insert(h.name);
+  };
   size_t visited = 0;
   for (size_t i = 0; i < set.routes.size(); ++i) {
     const auto& route = set.routes[i];
@@ -320,6 +325,7 @@ std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, const HttpLimits&
                                                    "routes/" + r.id, workers, errors, warnings)
                                 : nullptr;
     }
+    names_of(entry.inline_target);
     // The route's own upstream wins over upstream_id, which wins over the service's (APISIX).
     std::shared_ptr<const upstream::UpstreamTarget> target;
     if (r.upstream)
@@ -383,15 +389,9 @@ std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, const HttpLimits&
       });
   snap->upstream_count = set.upstreams.size();
   snap->router = router::RouteIndex(std::move(rules));
-  auto names_of = [&](const TargetPtr& t) {
-    if (t)
-      for (const HostStamp& h : t->hosts()) snap->host_names.insert(h.name);
-  };
   for (const auto& [id, e] : fresh->upstreams) names_of(e.target);
   for (const auto& [id, e] : fresh->services) names_of(e.inline_target);
   for (const auto& [key, e] : fresh->stream_upstreams) names_of(e.target);
-  for (const auto& [id, e] : route_cache)
-    if (e.generation == generation) names_of(e.inline_target);
   // A build that failed (yaml mode) is not served: the running config's upstreams stay the ones
   // to keep. (Route entries were updated in place; they are matched by object, so they cannot
   // be taken for the running config's.)

@@ -255,9 +255,7 @@ class NodeUse {
   void abandon() {
     if (node_ < 0) return;
     target_.abandoned(worker_, node_, now_us() - started_us_, now_us());
-    node_ = -1;
-    latency_us_ = -1;
-    failed_ = false;
+    forget();
   }
   // The request became a WebSocket relay (after its 101): a long session from now on, counted
   // as such until this ends (UpstreamTarget::session_opened).
@@ -277,6 +275,9 @@ class NodeUse {
     int64_t now = now_us();
     target_.finished(worker_, node_, latency_us_ >= 0 ? latency_us_ : now - started_us_, failed_,
                      now);
+    forget();
+  }
+  void forget() {
     node_ = -1;
     latency_us_ = -1;
     failed_ = false;

@@ -94,7 +94,7 @@ int UpstreamTarget::max_attempts() const {
 
 int UpstreamTarget::pick(int worker, const TriedNodes& tried, std::string_view hash_key,
                          int64_t now_us) const {
-  WorkerState& w = state_[static_cast<size_t>(worker) % state_.size()];
+  WorkerState& w = worker_state(worker);
   int64_t now_ms = now_us ? now_us / 1000 : steady_now_ms();
   int best = pick_once(w, Filter{tried, true, now_ms}, hash_key, now_us);
   if (best != kNone) return best;
@@ -196,8 +196,7 @@ int UpstreamTarget::pick_hash(size_t level, std::string_view key, const Filter& 
 }
 
 double UpstreamTarget::ewma_us(int worker, int node, int64_t now_us) const {
-  const NodeState& n =
-      state_[static_cast<size_t>(worker) % state_.size()].nodes[static_cast<size_t>(node)];
+  const NodeState& n = node_state(worker, node);
   if (n.ewma_at_us == 0) return 0;
   double age = static_cast<double>(std::max<int64_t>(now_us - n.ewma_at_us, 0));
   return n.ewma_us * std::exp(-age / kDecayUs);
@@ -256,9 +255,7 @@ int UpstreamTarget::pick_lowest_score(WorkerState& w, size_t begin, size_t end, 
   return best;
 }
 
-void UpstreamTarget::started(int worker, int node) const {
-  ++state_[static_cast<size_t>(worker) % state_.size()].nodes[static_cast<size_t>(node)].active;
-}
+void UpstreamTarget::started(int worker, int node) const { ++node_state(worker, node).active; }
 
 void UpstreamTarget::session_opened(int node) const {
   if (const auto& h = nodes_[static_cast<size_t>(node)].health) h->session_opened();
@@ -269,8 +266,7 @@ void UpstreamTarget::session_closed(int node) const {
 }
 
 void UpstreamTarget::abandoned(int worker, int node, int64_t elapsed_us, int64_t now_us) const {
-  NodeState& n =
-      state_[static_cast<size_t>(worker) % state_.size()].nodes[static_cast<size_t>(node)];
+  NodeState& n = node_state(worker, node);
   if (n.active > 0) --n.active;
   if (kind_ != Kind::Ewma) return;
   const double at_least = static_cast<double>(elapsed_us);
@@ -282,8 +278,7 @@ void UpstreamTarget::abandoned(int worker, int node, int64_t elapsed_us, int64_t
 
 void UpstreamTarget::finished(int worker, int node, int64_t latency_us, bool failed,
                               int64_t now_us) const {
-  NodeState& n =
-      state_[static_cast<size_t>(worker) % state_.size()].nodes[static_cast<size_t>(node)];
+  NodeState& n = node_state(worker, node);
   if (n.active > 0) --n.active;
   if (kind_ != Kind::Ewma) return;
   double sample =

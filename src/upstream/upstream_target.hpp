@@ -126,6 +126,9 @@ class UpstreamTarget {
   WorkerState& worker_state(int worker) const {
     return state_[static_cast<size_t>(worker) % state_.size()];
   }
+  NodeState& node_state(int worker, int node) const {
+    return worker_state(worker).nodes[static_cast<size_t>(node)];
+  }
   struct RingPoint {
     uint32_t hash;
     uint32_t node;
