@@ -283,6 +283,22 @@ void set_edge_function_limits(const EdgeFunctionLimits& limits) {
                                  std::memory_order_relaxed);
 }
 
+namespace {
+std::atomic<uint16_t> g_https_port{443};
+}  // namespace
+
+void set_https_port(const NodeConfig& node) {
+  uint16_t port = 443;
+  for (const ListenAddress& l : node.listen)
+    if (l.ssl) {
+      port = l.port;
+      break;
+    }
+  g_https_port.store(port, std::memory_order_relaxed);
+}
+
+uint16_t https_port() { return g_https_port.load(std::memory_order_relaxed); }
+
 EdgeFunctionLimits edge_function_limits() {
   return {static_cast<double>(g_edge_time_limit_us.load(std::memory_order_relaxed)) / 1e6,
           g_edge_memory_limit.load(std::memory_order_relaxed),

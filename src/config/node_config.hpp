@@ -82,6 +82,11 @@ struct EdgeFunctionLimits {
 // the plugins on any thread.
 void set_edge_function_limits(const EdgeFunctionLimits& limits);
 EdgeFunctionLimits edge_function_limits();
+// The port the redirect plugin's http_to_https sends clients to: the first TLS listener's in
+// node.listen (443, left out of the URL, when there is none). Set where a node config is applied.
+struct NodeConfig;
+void set_https_port(const NodeConfig& node);
+uint16_t https_port();
 
 struct NodeConfig {
   std::string path;  // the config file itself

@@ -41,6 +41,7 @@ void raise_fd_limit() {
 
 Server::Server(config::NodeConfig node) : node_(std::move(node)) {
   config::set_edge_function_limits(node_.edge_functions);
+  config::set_https_port(node_);
   worker_count_ = node_.workers > 0
                       ? node_.workers
                       : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));

@@ -184,6 +184,7 @@ void record_exchange(ClientConnection& c, Exchange& x, bool log_phase) {
   int64_t elapsed_us = now_us() - x.start_us;
   if (x.with_plugins && log_phase) {
     x.ctx.status = x.status;
+    x.ctx.upstream_status = x.upstream_status ? x.upstream_status : x.attempts > 0 ? x.status : 0;
     plugins::run_log(x.ctx);
   }
   c.worker.metrics.record({x.route_id ? std::string_view(*x.route_id) : std::string_view(),

@@ -127,7 +127,11 @@ std::string_view Context::var(std::string_view name) const {
   if (name == "remote_addr") return client_ip;
   if (name == "uri") return path;
   if (name == "request_uri") return r.target;
-  if (name == "host") return r.host;
+  if (name == "host") {  // nginx's $host: lower-case, without the port
+    char buf[256];
+    scratch_.assign(router::normalize_host(r.host, buf, sizeof(buf)));
+    return scratch_;
+  }
   if (name == "request_method") return r.method;
   if (name == "query_string" || name == "args") return r.query;
   if (name == "scheme") return https ? "https" : "http";
@@ -246,6 +250,7 @@ void Context::reset() {
   request_local.reset();
   status = 0;
   response = nullptr;
+  upstream_status = 0;
   log_done = false;
   notes_.clear();
   active.clear();

@@ -99,6 +99,9 @@ class Context {
   // Response facts for header_filter and log (0 until known).
   int status = 0;
   const http::ResponseHead* response = nullptr;
+  // For the log phase: the status of the last upstream attempt, the upstream's answer or the
+  // gateway's 502/504 when none came (nginx's $upstream_status); 0 when nothing went upstream.
+  int upstream_status = 0;
   bool log_done = false;  // the log phase runs once, whichever way the request ended
 
   // Up to four numbers a plugin keeps between its phases (limit-count's quota for its headers,

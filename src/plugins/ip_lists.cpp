@@ -2,23 +2,38 @@
 
 namespace portico::plugins {
 
+ChosenList read_chosen_list(config::ObjectReader& r, const char* first, const char* second,
+                            const char* item_kind) {
+  ChosenList out;
+  bool has_first = r.has(first), has_second = r.has(second);
+  if (has_first == has_second)
+    r.error(first, std::string("exactly one of ") + first + " or " + second + " is required");
+  out.first = has_first;
+  out.field = has_first ? first : second;
+  out.items = r.string_list(out.field);
+  if ((has_first || has_second) && out.items.empty())
+    r.error(out.field, std::string("must list at least one ") + item_kind);
+  r.ignore(has_first ? second : first);  // known, even when both are given
+  return out;
+}
+
+std::string read_message(config::ObjectReader& r, std::string fallback) {
+  std::string message = r.string_or("message", std::move(fallback));
+  if (message.empty() || message.size() > 1024) r.error("message", "must be 1..1024 characters");
+  return message;
+}
+
 IpLists read_ip_lists(config::ObjectReader& r) {
   IpLists out;
-  bool has_white = r.has("whitelist"), has_black = r.has("blacklist");
-  if (has_white == has_black)
-    r.error("whitelist", "exactly one of whitelist or blacklist is required");
-  out.whitelist = has_white;
-  const char* field = has_white ? "whitelist" : "blacklist";
-  auto list = r.string_list(field);
-  if ((has_white || has_black) && list.empty()) r.error(field, "must list at least one address");
-  for (const auto& a : list) {
+  ChosenList list = read_chosen_list(r, "whitelist", "blacklist", "address");
+  out.whitelist = list.first;
+  for (const auto& a : list.items) {
     router::Cidr c;
     if (!router::Cidr::parse(a, c))
-      r.error(field, "invalid IP or CIDR \"" + a + "\"");
+      r.error(list.field, "invalid IP or CIDR \"" + a + "\"");
     else
       out.networks.push_back(c);
   }
-  r.string_list(has_white ? "blacklist" : "whitelist");  // known, even when both are given
   return out;
 }
 

@@ -1,7 +1,9 @@
-// ip-restriction's `whitelist` / `blacklist` (exactly one of them), read the same way for
-// routes and stream routes.
+// The allow and deny lists of the restriction plugins: ip-restriction's `whitelist` /
+// `blacklist` (read the same way for routes and stream routes), and the lists and refusal
+// message of ua-restriction and referer-restriction.
 #pragma once
 
+#include <string>
 #include <vector>
 
 #include "config/field_reader.hpp"
@@ -20,5 +22,16 @@ struct IpLists {
 };
 
 IpLists read_ip_lists(config::ObjectReader& r);
+
+// Exactly one of two list fields (`first` or `second`), which must not be empty.
+struct ChosenList {
+  bool first = true;  // the list given is `first`
+  const char* field;
+  std::vector<std::string> items;
+};
+ChosenList read_chosen_list(config::ObjectReader& r, const char* first, const char* second,
+                            const char* item_kind);
+// A refusal's `message`: 1..1024 characters.
+std::string read_message(config::ObjectReader& r, std::string fallback);
 
 }  // namespace portico::plugins

@@ -27,9 +27,7 @@ std::shared_ptr<const Plugin> create(const json& conf, const Scope&, const std::
   config::ObjectReader r(conf, path, errors);
   size_t before = errors.size();
   p->lists = read_ip_lists(r);
-  p->message = r.string_or("message", p->message);
-  if (p->message.empty() || p->message.size() > 1024)
-    r.error("message", "must be 1..1024 characters");
+  p->message = read_message(r, p->message);
   p->status = static_cast<int>(r.integer_or("response_code", 403, 403, 404));
   r.finish();
   if (errors.size() != before) return nullptr;

@@ -77,6 +77,10 @@ class Plugin {
 
   // Before authentication: rewrite the request, set the client address (real-ip).
   virtual Step rewrite(Context&) const { return Step::Continue; }
+  // A plugin whose rewrite phase must wait (fault-injection's delay) says so here; the runner
+  // then awaits rewrite_async instead of calling rewrite.
+  virtual bool waits_in_rewrite() const { return false; }
+  virtual Task<Step> rewrite_async(Context& ctx) const { co_return rewrite(ctx); }
   // Allow or refuse: auth, rate limits, WAF on the request head.
   virtual Step access(Context&) const { return Step::Continue; }
   // A plugin whose access phase must wait (a delay timer, a Redis round trip) says so here;

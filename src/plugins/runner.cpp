@@ -43,17 +43,29 @@ bool has_own_plugins(const PluginSet* set) {
 
 namespace {
 
-enum Stage : uint8_t { GlobalRewrite, GlobalAccess, RouteRewrite, ConsumerJoins, RouteAccess };
+enum Stage : uint8_t {
+  GlobalRewrite,
+  GlobalAccess,
+  RouteRewrite,
+  ConsumerJoins,
+  ConsumerRewrite,
+  RouteAccess
+};
+
+// The consumer's own plugins, whose rewrite phase runs once they join (ConsumerRewrite).
+const PluginSet& consumer_plugins(const Context& ctx) { return *ctx.consumer->plugins; }
 
 // Runs from the saved position to an answer, the end, or a plugin that must be awaited
-// (ctx.phase_next is then that plugin).
+// (ctx.phase_next is then that plugin, in the list the stage walks).
 Step advance(Context& ctx) {
   size_t& i = ctx.phase_next;
   while (true) {
     switch (ctx.phase_stage) {
       case GlobalRewrite:
-        for (; i < ctx.global_count; ++i)
+        for (; i < ctx.global_count; ++i) {
+          if (ctx.active[i]->waits_in_rewrite()) return Step::Wait;
           if (ctx.active[i]->rewrite(ctx) == Step::Respond) return Step::Respond;
+        }
         ctx.phase_stage = GlobalAccess;
         i = 0;
         break;
@@ -65,22 +77,34 @@ Step advance(Context& ctx) {
         ctx.phase_stage = RouteRewrite;
         break;
       case RouteRewrite:
-        for (; i < ctx.active.size(); ++i)
+        for (; i < ctx.active.size(); ++i) {
+          if (ctx.active[i]->waits_in_rewrite()) return Step::Wait;
           if (ctx.active[i]->rewrite(ctx) == Step::Respond) return Step::Respond;
+        }
         ctx.phase_stage = ConsumerJoins;
         break;
       case ConsumerJoins:
+        ctx.phase_stage = RouteAccess;
+        i = ctx.global_count;
         if (ctx.consumer && has_own_plugins(ctx.consumer->plugins.get())) {
-          const PluginSet& own = *ctx.consumer->plugins;
-          merge_consumer(ctx, ctx.route_chain, own);
+          merge_consumer(ctx, ctx.route_chain, consumer_plugins(ctx));
           // The consumer's plugins join after the route's rewrite phase ran: theirs runs now.
-          for (const PluginEntry& e : own.entries)
-            if (e.plugin && !e.disabled && e.plugin->rewrite(ctx) == Step::Respond)
-              return Step::Respond;
+          ctx.phase_stage = ConsumerRewrite;
+          i = 0;
+        }
+        break;
+      case ConsumerRewrite: {
+        const auto& own = consumer_plugins(ctx).entries;
+        for (; i < own.size(); ++i) {
+          const Plugin* p = own[i].disabled ? nullptr : own[i].plugin.get();
+          if (!p) continue;
+          if (p->waits_in_rewrite()) return Step::Wait;
+          if (p->rewrite(ctx) == Step::Respond) return Step::Respond;
         }
         ctx.phase_stage = RouteAccess;
         i = ctx.global_count;
         break;
+      }
       default:
         for (; i < ctx.active.size(); ++i) {
           if (ctx.active[i]->waits_in_access()) return Step::Wait;
@@ -88,6 +112,19 @@ Step advance(Context& ctx) {
         }
         return Step::Continue;
     }
+  }
+}
+
+// The plugin advance() stopped at, and its phase's awaitable.
+Task<Step> run_waiting(Context& ctx) {
+  switch (ctx.phase_stage) {
+    case GlobalRewrite:
+    case RouteRewrite:
+      return ctx.active[ctx.phase_next]->rewrite_async(ctx);
+    case ConsumerRewrite:
+      return consumer_plugins(ctx).entries[ctx.phase_next].plugin->rewrite_async(ctx);
+    default:
+      return ctx.active[ctx.phase_next]->access_async(ctx);
   }
 }
 
@@ -108,8 +145,7 @@ Step start_request_phases(Context& ctx, const Chain* global, const Chain* route)
 
 Task<Step> finish_request_phases(Context& ctx) {
   while (true) {
-    if (co_await ctx.active[ctx.phase_next]->access_async(ctx) == Step::Respond)
-      co_return Step::Respond;
+    if (co_await run_waiting(ctx) == Step::Respond) co_return Step::Respond;
     ++ctx.phase_next;
     Step s = advance(ctx);
     if (s != Step::Wait) co_return s;

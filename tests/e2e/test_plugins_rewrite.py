@@ -254,3 +254,84 @@ def test_cors_with_credentials_refuses_wildcards_and_echoes_only_on_request(gate
     assert pre.headers["Access-Control-Allow-Origin"] == "http://z.test"
     assert pre.headers["Access-Control-Allow-Headers"] == "X-One"
     assert pre.headers["Access-Control-Allow-Credentials"] == "true"
+
+
+# -------------------------------------------------------------------------------- redirect
+
+def test_redirect_uri_regex_uri_encode_and_query(gateway, upstream):
+    up = upstream()
+    gw = gateway({"routes": [
+        route("/old/*", [(up.port,)], id="old", plugins={"redirect": {
+            "uri": "https://$host/new$uri?from=${arg_src}", "ret_code": 301}}),
+        route("/docs/*", [(up.port,)], id="docs", plugins={"redirect": {
+            "regex_uri": ["^/docs/v1/(.*)$", "/docs/v2/$1"]}}),
+        route("/keep", [(up.port,)], id="keep", plugins={"redirect": {
+            "uri": "/kept", "append_query_string": True}}),
+        route("/enc", [(up.port,)], id="enc", plugins={"redirect": {
+            "uri": "/with space/\u00e9/$arg_x?q=a b", "encode_uri": True}}),
+    ]})
+
+    def go(path, **kw):
+        return requests.get(gw.url(path), allow_redirects=False, timeout=5, **kw)
+
+    r = go("/old/page?src=mail", headers={"Host": "Chat.Example.com:8080"})
+    assert r.status_code == 301
+    assert r.headers["Location"] == "https://chat.example.com/new/old/page?from=mail"
+    r = go("/docs/v1/intro?x=1")
+    assert r.status_code == 302 and r.headers["Location"] == "/docs/v2/intro"
+    r = go("/docs/v3/intro")  # no match: proxied as usual
+    assert r.status_code == 200 and r.json()["target"] == "/docs/v3/intro"
+    assert go("/keep?a=1&b=2").headers["Location"] == "/kept?a=1&b=2"
+    assert go("/keep").headers["Location"] == "/kept"
+    r = go("/enc?x=a%2Fb")  # $arg_x is the raw argument: its '%' is escaped too (APISIX)
+    assert r.headers["Location"] == "/with%20space/%C3%A9/a%252Fb?q=a b"
+    assert [q.target for q in up.requests] == ["/docs/v3/intro"]  # redirects stay at the edge
+
+
+def test_redirect_http_to_https(gateway, upstream, tmp_path):
+    from conftest import free_port
+    from test_tls import tls_gateway
+    up = upstream()
+    routes = {"routes": [route("/app/*", [(up.port,)], id="app",
+                               plugins={"redirect": {"http_to_https": True}})]}
+    tls_port = free_port()
+    gw = tls_gateway(gateway, routes, tls_port)
+
+    def go(method, path, **kw):
+        return requests.request(method, gw.url(path), allow_redirects=False, timeout=5, **kw)
+
+    r = go("GET", "/app/x?y=1", headers={"Host": "im.example.com"})
+    assert r.status_code == 301
+    assert r.headers["Location"] == f"https://im.example.com:{tls_port}/app/x?y=1"
+    assert go("HEAD", "/app/x").status_code == 301
+    r = go("POST", "/app/send", data=b"hi")
+    assert r.status_code == 308  # keeps the method and body
+    # A TLS-terminating proxy in front says the client already came over https.
+    r = go("GET", "/app/x", headers={"X-Forwarded-Proto": "https"})
+    assert r.status_code == 200 and r.json()["target"] == "/app/x"
+
+
+def test_redirect_to_443_leaves_the_port_out(gateway, upstream):
+    up = upstream()
+    gw = gateway({"routes": [route("/", [(up.port,)], id="root",
+                                   plugins={"redirect": {"http_to_https": True}})]})
+    r = requests.get(gw.url("/"), headers={"Host": "a.test"}, allow_redirects=False, timeout=5)
+    assert r.status_code == 301 and r.headers["Location"] == "https://a.test/"
+
+
+def test_redirect_schema_errors(tmp_path):
+    ups = {"nodes": {"127.0.0.1:1": 1}}
+    bad = [({}, "redirect: needs exactly one"),
+           ({"uri": "/a", "http_to_https": False}, "redirect: needs exactly one"),
+           ({"uri": "/"}, "redirect.uri"),
+           ({"regex_uri": ["(", "/x"]}, "redirect.regex_uri"),
+           ({"regex_uri": ["/(a)", "/$2"]}, "redirect.regex_uri"),
+           ({"http_to_https": True, "append_query_string": True},
+            "redirect.append_query_string"),
+           ({"uri": "/ab", "ret_code": 199}, "redirect.ret_code")]
+    rc, out = validate(tmp_path, {"routes": [
+        {"id": f"r{i}", "uri": f"/{i}", "upstream": ups, "plugins": {"redirect": c}}
+        for i, (c, _) in enumerate(bad)]})
+    assert rc != 0
+    for i, (_, want) in enumerate(bad):
+        assert f"routes[{i}].plugins.{want}" in out, f"{want!r} not in:\n{out}"

@@ -2,7 +2,8 @@
 
 #include <algorithm>
 #include <functional>
-#include <map>
+
+#include "plugins/limit/scoped_table.hpp"
 
 namespace portico::plugins {
 
@@ -75,17 +76,7 @@ size_t LeakyBucketTable::size() const {
 }
 
 std::shared_ptr<LeakyBucketTable> bucket_table(const std::string& scope) {
-  static std::mutex mutex;
-  static std::map<std::string, std::weak_ptr<LeakyBucketTable>> tables;
-  std::lock_guard lock(mutex);
-  auto& slot = tables[scope];
-  auto table = slot.lock();
-  if (!table) {
-    table = std::make_shared<LeakyBucketTable>();
-    slot = table;
-  }
-  std::erase_if(tables, [](const auto& kv) { return kv.second.expired(); });
-  return table;
+  return scoped_table<LeakyBucketTable>(scope);
 }
 
 }  // namespace portico::plugins
