@@ -21,19 +21,50 @@ void add_ref(StoredObject& out, std::string field, Kind kind, const std::string&
   if (!id.empty()) out.refs.push_back({field, ObjectRef{kind, id}});
 }
 
-// Plugins that name other objects: tlv-bridge's proto_id. Recorded as references, so the proto
-// cannot be deleted while used and an object naming a missing one is held back (etcd mode).
+// An id as APISIX writes it: a string or a number.
+std::string id_text(const json& id) {
+  if (id.is_string()) return id.get<std::string>();
+  if (id.is_number_unsigned()) return std::to_string(id.get<uint64_t>());
+  return {};
+}
+
+// traffic-split's upstreams: each upstream_id, and the client certificate of each inline one.
+void add_split_refs(StoredObject& out, const json& conf) {
+  auto rules = conf.find("rules");
+  if (rules == conf.end() || !rules->is_array()) return;
+  for (size_t i = 0; i < rules->size(); ++i) {
+    const json& rule = (*rules)[i];
+    auto weighted = rule.is_object() ? rule.find("weighted_upstreams") : rule.end();
+    if (!rule.is_object() || weighted == rule.end() || !weighted->is_array()) continue;
+    for (size_t k = 0; k < weighted->size(); ++k) {
+      const json& w = (*weighted)[k];
+      if (!w.is_object()) continue;
+      std::string at = "plugins.traffic-split.rules[" + std::to_string(i) +
+                       "].weighted_upstreams[" + std::to_string(k) + "].";
+      if (auto id = w.find("upstream_id"); id != w.end())
+        add_ref(out, at + "upstream_id", Kind::Upstreams, id_text(*id));
+      auto up = w.find("upstream");
+      if (up == w.end() || !up->is_object()) continue;
+      auto tls = up->find("tls");
+      if (tls != up->end() && tls->is_object())
+        if (auto cert = tls->find("client_cert_id"); cert != tls->end())
+          add_ref(out, at + "upstream.tls.client_cert_id", Kind::Ssls, id_text(*cert));
+    }
+  }
+}
+
+// Plugins that name other objects: tlv-bridge's proto_id, traffic-split's upstreams. Recorded as
+// references, so what they name cannot be deleted while used and an object naming a missing
+// one is held back (etcd mode).
 void add_plugin_refs(StoredObject& out, const json& value) {
   auto plugins = value.find("plugins");
   if (plugins == value.end() || !plugins->is_object()) return;
+  auto split = plugins->find("traffic-split");
+  if (split != plugins->end() && split->is_object()) add_split_refs(out, *split);
   auto bridge = plugins->find("tlv-bridge");
   if (bridge == plugins->end() || !bridge->is_object()) return;
   auto id = bridge->find("proto_id");
-  if (id == bridge->end()) return;
-  if (id->is_string())
-    add_ref(out, "plugins.tlv-bridge.proto_id", Kind::Protos, id->get<std::string>());
-  else if (id->is_number_unsigned())
-    add_ref(out, "plugins.tlv-bridge.proto_id", Kind::Protos, std::to_string(id->get<uint64_t>()));
+  if (id != bridge->end()) add_ref(out, "plugins.tlv-bridge.proto_id", Kind::Protos, id_text(*id));
 }
 
 // An upstream's tls.client_cert_id names an ssls object (`prefix`: where the upstream sits).

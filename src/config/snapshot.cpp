@@ -9,6 +9,7 @@
 
 #include "config/host_table.hpp"
 #include "config/yaml_json.hpp"
+#include "plugins/plugin.hpp"
 
 namespace portico::config {
 namespace {
@@ -101,6 +102,8 @@ struct CompileCache::Entries {
     std::shared_ptr<const router::RouteRule> rule;
     std::shared_ptr<const PluginConfig> plugin_config;
     std::shared_ptr<const plugins::Chain> plugins;
+    // The chain's inline upstream choices, compiled (null where the choice names an upstream).
+    std::vector<std::shared_ptr<const upstream::UpstreamTarget>> choice_targets;
     bool websocket = false;
     uint64_t generation = 0;  // the build that last saw this route
   };
@@ -145,6 +148,18 @@ bool hosts_current(const TargetPtr& t) { return !t || host_table().current(t->ho
 // Compiles (or takes from the last build) an inline upstream: (spec, field path, health key).
 using InlineCompiler = std::function<TargetPtr(const std::shared_ptr<const Upstream>&,
                                                const std::string&, const std::string&)>;
+
+// The plugin of a chain that may send requests elsewhere (traffic-split), if any.
+const plugins::PluginEntry* upstream_chooser(const plugins::Chain* chain) {
+  if (chain)
+    for (const plugins::PluginEntry* e : chain->entries)
+      if (e->plugin->upstream_choices()) return e;
+  return nullptr;
+}
+
+bool all_hosts_current(const std::vector<TargetPtr>& targets) {
+  return std::all_of(targets.begin(), targets.end(), hosts_current);
+}
 
 // Stream routes are few: compiled whole on every build. Their node health and per-user buckets
 // are keyed by id, and their inline upstreams come from `inline_target`, so all carry over.
@@ -354,7 +369,7 @@ std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, const HttpLimits&
     }
     // Unchanged route, service and upstream: reuse the compiled rule (most of a 50k rebuild).
     if (!same_route || !entry.rule || entry.service != service || entry.target != target ||
-        entry.plugin_config != plugin_config) {
+        entry.plugin_config != plugin_config || !all_hosts_current(entry.choice_targets)) {
       entry.plugin_config = plugin_config;
       entry.plugins =
           plugins::merge_chain(service ? service->plugins : nullptr,
@@ -363,14 +378,46 @@ std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, const HttpLimits&
       entry.target = target;
       entry.rule = make_rule(r, service.get());
       entry.websocket = r.enable_websocket.value_or(svc ? svc->service->enable_websocket : false);
+      entry.choice_targets.clear();
+      if (const plugins::PluginEntry* chooser = upstream_chooser(entry.plugins.get())) {
+        const auto& choices = *chooser->plugin->upstream_choices();
+        for (size_t k = 0; k < choices.size(); ++k)
+          entry.choice_targets.push_back(
+              choices[k].spec
+                  ? compile_upstream(choices[k].spec, ids,
+                                     path() + ".plugins." + std::string(chooser->type->name) + "." +
+                                         choices[k].field + ".upstream",
+                                     "routes/" + r.id + "#choice/" + std::to_string(k), workers,
+                                     errors, warnings)
+                  : nullptr);
+      }
+    }
+    // The chooser's upstreams: inline ones as compiled above, named ones as they are now.
+    std::vector<TargetPtr> choices;
+    if (const plugins::PluginEntry* chooser = upstream_chooser(entry.plugins.get())) {
+      const auto& specs = *chooser->plugin->upstream_choices();
+      for (size_t k = 0; k < specs.size(); ++k) {
+        choices.push_back(specs[k].spec ? entry.choice_targets[k] : named(specs[k].upstream_id));
+        names_of(choices.back());
+        if (!choices.back()) break;
+      }
+      if (!choices.empty() && !choices.back()) {
+        const plugins::UpstreamChoice& bad = specs[choices.size() - 1];
+        (warnings ? *warnings : errors)
+            .add(path() + ".plugins." + std::string(chooser->type->name) + "." + bad.field +
+                     (bad.spec ? ".upstream" : ".upstream_id"),
+                 bad.spec ? "could not be compiled"
+                          : "unknown upstream \"" + bad.upstream_id + "\"");
+        continue;
+      }
     }
     if (entry.plugins && entry.plugins->checks_references &&
         !plugins::check_chain_references(*entry.plugins, checks, path(),
                                          warnings ? *warnings : errors))
       continue;
     rules.push_back(entry.rule);
-    snap->routes.push_back(
-        CompiledRoute{r.id, entry.target, entry.websocket, entry.plugins, r.service_id});
+    snap->routes.push_back(CompiledRoute{r.id, entry.target, entry.websocket, entry.plugins,
+                                         r.service_id, std::move(choices)});
   }
   if (route_cache.size() > visited)
     std::erase_if(route_cache, [&](const auto& kv) { return kv.second.generation != generation; });

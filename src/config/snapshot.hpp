@@ -27,6 +27,14 @@ struct CompiledRoute {
   bool websocket = false;
   std::shared_ptr<const plugins::Chain> plugins;  // null: no plugin runs
   std::string service_id;
+  // Upstreams a plugin may pick instead (traffic-split), by Context::upstream_choice.
+  std::vector<std::shared_ptr<const upstream::UpstreamTarget>> upstream_choices;
+  // The upstream a request whose plugins ran goes to.
+  const std::shared_ptr<const upstream::UpstreamTarget>& target_for(int choice) const {
+    return choice >= 0 && static_cast<size_t>(choice) < upstream_choices.size()
+               ? upstream_choices[static_cast<size_t>(choice)]
+               : upstream;
+  }
 };
 
 struct Snapshot {

@@ -398,7 +398,7 @@ Task<bool> take_over_request(ClientConnection& c, Exchange& x, const config::Com
   c.in.consume(x.req.head_size + body_bytes);
   // An upgraded session lets go of the snapshot: what it still uses is held here instead (the
   // route's upstream; the plugins whose log phase runs when it ends, pinned at the upgrade).
-  std::shared_ptr<const upstream::UpstreamTarget> target = route.upstream;
+  std::shared_ptr<const upstream::UpstreamTarget> target = route.target_for(x.ctx.upstream_choice);
   SessionPins pins;
   bool upgraded = false;
   plugins::Takeover io{c.worker,
@@ -434,7 +434,10 @@ Task<bool> proxy_request(ClientConnection& c, Exchange& x, const config::Compile
                          std::shared_ptr<const config::Snapshot>& snapshot,
                          const HttpLimits& limits) {
   Worker& w = c.worker;
-  const upstream::UpstreamTarget& target = *route.upstream;
+  // The route's upstream, or the one a plugin chose (traffic-split).
+  const std::shared_ptr<const upstream::UpstreamTarget>& chosen =
+      route.target_for(x.with_plugins ? x.ctx.upstream_choice : -1);
+  const upstream::UpstreamTarget& target = *chosen;
   // A WebSocket relay lets go of the snapshot once upgraded (relay_websocket): the upstream it
   // uses (balancer state, NodeUse below) is held here instead.
   std::shared_ptr<const upstream::UpstreamTarget> relay_target;
@@ -446,7 +449,7 @@ Task<bool> proxy_request(ClientConnection& c, Exchange& x, const config::Compile
   if (websocket && (req.chunked || req.content_length > 0))
     co_return co_await respond_error(c, x, 400, "a WebSocket upgrade request has no body", false,
                                      limits);
-  if (websocket) relay_target = route.upstream;
+  if (websocket) relay_target = chosen;
   size_t head = req.head_size;
   size_t buffered = 0;  // body bytes that arrived with the head
   BodyPlan plan = BodyPlan::None;

@@ -246,6 +246,7 @@ void Context::reset() {
   reply.body.clear();
   reply.content_type.clear();
   request_id.clear();
+  upstream_choice = -1;
   takeover = nullptr;
   request_local.reset();
   status = 0;

@@ -83,6 +83,9 @@ class Context {
   std::optional<std::string> response_body;  // response-rewrite's body: replaces the upstream's
   Reply reply;
   std::string request_id;  // request-id plugin, also in the access log and WAF answers
+  // The upstream the request goes to: -1 for the route's own, else a position in the route's
+  // upstream choices (traffic-split; Plugin::upstream_choices).
+  int upstream_choice = -1;
   // A plugin that serves this connection itself after the access phase (Plugin::take_over).
   const Plugin* takeover = nullptr;
   std::unique_ptr<RequestLocal> request_local;  // see RequestLocal

@@ -9,6 +9,7 @@
 #include <string_view>
 #include <unordered_map>
 #include <utility>
+#include <vector>
 
 #include "bridge/proto_set.hpp"
 #include "config/field_reader.hpp"
@@ -22,6 +23,10 @@ class Worker;
 
 namespace portico::upstream {
 class UpstreamTarget;
+}
+
+namespace portico::config {
+struct Upstream;
 }
 
 namespace portico::plugins {
@@ -67,6 +72,16 @@ struct CompileChecks {
   const bridge::ProtoTable& protos;
   // Shared limit-count groups: group -> (the settings every member must have, where first seen).
   std::unordered_map<std::string, std::pair<std::string, std::string>> count_groups;
+};
+
+// An upstream a plugin may send requests to instead of the route's (traffic-split): an
+// upstreams object by id, or one written inline. Compiled with each route whose chain holds the
+// plugin (health checks, balancer state); the plugin names its pick by position in its list
+// (Context::upstream_choice).
+struct UpstreamChoice {
+  std::string upstream_id;                       // empty: `spec` is inline
+  std::shared_ptr<const config::Upstream> spec;  // inline
+  std::string field;  // where it is written, under the plugin ("rules[0].weighted_upstreams[1]")
 };
 
 // The phases, in the order a request meets them (Pingora/APISIX names). Every method has a
@@ -116,6 +131,8 @@ class Plugin {
   // rest of the config being compiled (tlv-bridge's proto and message types, limit-count's
   // group settings); errors under `path`.
   virtual void check_references(CompileChecks&, const std::string& /*path*/, Errors&) const {}
+  // The upstreams this plugin may pick instead of the route's (see UpstreamChoice).
+  virtual const std::vector<UpstreamChoice>* upstream_choices() const { return nullptr; }
 };
 
 // The registry's entry for one plugin name.

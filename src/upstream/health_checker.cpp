@@ -110,9 +110,12 @@ std::string probe_key(const UpstreamTarget& target, size_t node) {
 void HealthChecker::update(const config::Snapshot& snapshot) {
   std::set<const UpstreamTarget*> seen;
   targets_.clear();
-  for (const auto& route : snapshot.routes)
+  for (const auto& route : snapshot.routes) {
     if (route.upstream && seen.insert(route.upstream.get()).second)
       targets_.push_back(route.upstream);
+    for (const auto& choice : route.upstream_choices)
+      if (choice && seen.insert(choice.get()).second) targets_.push_back(choice);
+  }
   for (const auto& route : snapshot.stream_routes) {
     if (seen.insert(route->upstream.get()).second) targets_.push_back(route->upstream);
     for (const auto& sub : route->sub_routes)
