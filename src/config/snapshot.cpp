@@ -104,6 +104,7 @@ struct CompileCache::Entries {
     std::shared_ptr<const plugins::Chain> plugins;
     // The chain's inline upstream choices, compiled (null where the choice names an upstream).
     std::vector<std::shared_ptr<const upstream::UpstreamTarget>> choice_targets;
+    std::vector<std::shared_ptr<const tls::ClientIdentity>> choice_identities;  // compiled with
     bool websocket = false;
     uint64_t generation = 0;  // the build that last saw this route
   };
@@ -155,10 +156,6 @@ const plugins::PluginEntry* upstream_chooser(const plugins::Chain* chain) {
     for (const plugins::PluginEntry* e : chain->entries)
       if (e->plugin->upstream_choices()) return e;
   return nullptr;
-}
-
-bool all_hosts_current(const std::vector<TargetPtr>& targets) {
-  return std::all_of(targets.begin(), targets.end(), hosts_current);
 }
 
 // Stream routes are few: compiled whole on every build. Their node health and per-user buckets
@@ -314,6 +311,19 @@ std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, const HttpLimits&
     if (t)
       for (const HostStamp& h : t->hosts()) snap->host_names.insert(h.name);
   };
+  // An entry's inline upstream choices must be compiled again when their host names resolve
+  // anew, their client certificate changed, or they failed last time.
+  auto choices_stale = [&](const CompileCache::Entries::RouteEntry& e) {
+    const plugins::PluginEntry* chooser = upstream_chooser(e.plugins.get());
+    if (!chooser) return false;
+    const auto& specs = *chooser->plugin->upstream_choices();
+    if (e.choice_targets.size() != specs.size()) return true;
+    for (size_t k = 0; k < specs.size(); ++k)
+      if (specs[k].spec && (!e.choice_targets[k] || !hosts_current(e.choice_targets[k]) ||
+                            named_identity(specs[k].spec.get(), ids) != e.choice_identities[k]))
+        return true;
+    return false;
+  };
   size_t visited = 0;
   for (size_t i = 0; i < set.routes.size(); ++i) {
     const auto& route = set.routes[i];
@@ -369,7 +379,7 @@ std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, const HttpLimits&
     }
     // Unchanged route, service and upstream: reuse the compiled rule (most of a 50k rebuild).
     if (!same_route || !entry.rule || entry.service != service || entry.target != target ||
-        entry.plugin_config != plugin_config || !all_hosts_current(entry.choice_targets)) {
+        entry.plugin_config != plugin_config || choices_stale(entry)) {
       entry.plugin_config = plugin_config;
       entry.plugins =
           plugins::merge_chain(service ? service->plugins : nullptr,
@@ -379,9 +389,11 @@ std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, const HttpLimits&
       entry.rule = make_rule(r, service.get());
       entry.websocket = r.enable_websocket.value_or(svc ? svc->service->enable_websocket : false);
       entry.choice_targets.clear();
+      entry.choice_identities.clear();
       if (const plugins::PluginEntry* chooser = upstream_chooser(entry.plugins.get())) {
         const auto& choices = *chooser->plugin->upstream_choices();
-        for (size_t k = 0; k < choices.size(); ++k)
+        for (size_t k = 0; k < choices.size(); ++k) {
+          entry.choice_identities.push_back(named_identity(choices[k].spec.get(), ids));
           entry.choice_targets.push_back(
               choices[k].spec
                   ? compile_upstream(choices[k].spec, ids,
@@ -390,6 +402,7 @@ std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, const HttpLimits&
                                      "routes/" + r.id + "#choice/" + std::to_string(k), workers,
                                      errors, warnings)
                   : nullptr);
+        }
       }
     }
     // The chooser's upstreams: inline ones as compiled above, named ones as they are now.

@@ -184,7 +184,10 @@ void record_exchange(ClientConnection& c, Exchange& x, bool log_phase) {
   int64_t elapsed_us = now_us() - x.start_us;
   if (x.with_plugins && log_phase) {
     x.ctx.status = x.status;
-    x.ctx.upstream_status = x.upstream_status ? x.upstream_status : x.attempts > 0 ? x.status : 0;
+    // A client that left (499) is not an answer of the upstream's.
+    x.ctx.upstream_status = x.upstream_status                   ? x.upstream_status
+                            : x.attempts > 0 && x.status != 499 ? x.status
+                                                                : 0;
     plugins::run_log(x.ctx);
   }
   c.worker.metrics.record({x.route_id ? std::string_view(*x.route_id) : std::string_view(),

@@ -3,7 +3,12 @@
 // for the request's host and path; while it is open the gateway answers `break_response_code`
 // itself, for 2, 4, 8... seconds up to `max_breaker_sec`. `healthy.successes` healthy answers
 // in a row forget the failures. State is shared by every worker and survives config changes.
+#include <openssl/sha.h>
+
 #include <algorithm>
+#include <cstring>
+
+#include "core/deadline.hpp"
 
 #include "plugins/context.hpp"
 #include "plugins/header_config.hpp"
@@ -28,7 +33,8 @@ class ApiBreaker final : public Plugin {
     if (table->size() == 0) return Step::Continue;
     thread_local std::string key;
     key_of(ctx, key);
-    if (!table->open(key, rule, ctx.now_ms)) return Step::Continue;
+    // The time now, not the request's start: a delay before this phase (fault-injection) counts.
+    if (!table->open(key, rule, wall_now_ms())) return Step::Continue;
     for (const auto& [name, value] : headers)
       ctx.response_headers.push_back({HeaderEdit::Op::Add, name, value.render(ctx)});
     ctx.respond(code, body, body.empty() ? "" : "text/plain");
@@ -45,17 +51,25 @@ class ApiBreaker final : public Plugin {
       return;
     thread_local std::string key;
     key_of(ctx, key);
+    // When the answer came: a failure that took longer than the break must still open it.
     if (bad)
-      table->unhealthy(key, rule, ctx.now_ms);
+      table->unhealthy(key, rule, wall_now_ms());
     else
-      table->healthy(key, rule, ctx.now_ms);
+      table->healthy(key, rule, wall_now_ms());
   }
 
  private:
   // APISIX: per host and path, so one failing path of a wildcard route does not stop the rest.
+  // Long ones are kept as a digest: clients choose paths, and the table holds 10,000 keys.
   static void key_of(const Context& ctx, std::string& key) {
     key.assign(ctx.var("host"));
     key += ctx.path;
+    if (key.size() <= 128) return;
+    unsigned char digest[SHA256_DIGEST_LENGTH];
+    SHA256(reinterpret_cast<const unsigned char*>(key.data()), key.size(), digest);
+    key.resize(1 + sizeof digest);  // '#' and the digest
+    key[0] = '#';
+    std::memcpy(key.data() + 1, digest, sizeof digest);
   }
 };
 

@@ -1,8 +1,10 @@
 // basic-auth (APISIX priority 2520, rewrite): the request names its consumer with HTTP Basic
 // credentials (RFC 7617); the consumer's plugins then join the route's.
 #include <openssl/crypto.h>
+#include <openssl/sha.h>
 
 #include <algorithm>
+#include <array>
 
 #include "core/base64.hpp"
 #include "http/http_parser.hpp"
@@ -13,8 +15,18 @@
 namespace portico::plugins {
 namespace {
 
+// Passwords are compared as SHA-256 digests, in constant time: neither the time an answer
+// takes nor its length tells how much of a guess matched.
+using PasswordDigest = std::array<unsigned char, SHA256_DIGEST_LENGTH>;
+
+PasswordDigest digest_of(std::string_view password) {
+  PasswordDigest d;
+  SHA256(reinterpret_cast<const unsigned char*>(password.data()), password.size(), d.data());
+  return d;
+}
+
 struct Password final : Credential {
-  std::string password;
+  PasswordDigest digest;
 };
 
 class BasicAuth final : public Plugin {
@@ -42,9 +54,8 @@ class BasicAuth final : public Plugin {
     ConsumerTable::Found found =
         ctx.consumers ? ctx.consumers->find("basic-auth", user) : ConsumerTable::Found{};
     const auto* stored = static_cast<const Password*>(found.credential);
-    // Compared in constant time: the answer's timing must not tell how much of a guess matched.
-    if (!stored || stored->password.size() != pass.size() ||
-        CRYPTO_memcmp(stored->password.data(), pass.data(), pass.size()) != 0)
+    PasswordDigest given = digest_of(pass);
+    if (!stored || CRYPTO_memcmp(stored->digest.data(), given.data(), given.size()) != 0)
       return unauthorized(ctx, "Invalid user authorization");
     ctx.consumer = found.consumer;
     if (hide_credentials)
@@ -90,7 +101,7 @@ std::shared_ptr<const Credential> consumer_credential(const json& conf, const st
     return nullptr;
   auto c = std::make_shared<Password>();
   c->lookup_key = *user;
-  c->password = *password;
+  c->digest = digest_of(*password);
   return c;
 }
 

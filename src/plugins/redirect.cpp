@@ -2,6 +2,8 @@
 // `uri` (with variables), to the path rewritten by `regex_uri`, or from http to https.
 #include <re2/re2.h>
 
+#include <algorithm>
+
 #include "config/node_config.hpp"
 #include "plugins/context.hpp"
 #include "plugins/plugin.hpp"
@@ -11,13 +13,12 @@
 namespace portico::plugins {
 namespace {
 
-// nginx's ngx_escape_uri (NGX_ESCAPE_URI), which APISIX's encode_uri uses: space, '#', '%',
-// '?', control bytes and bytes from 0x7f up.
-std::string escape_uri(std::string_view s) {
+template <class Escaped>
+std::string percent_escape(std::string_view s, Escaped escaped) {
   static constexpr char kHex[] = "0123456789ABCDEF";
   std::string out;
   for (unsigned char c : s) {
-    if (c <= 0x20 || c >= 0x7f || c == '#' || c == '%' || c == '?') {
+    if (escaped(c)) {
       out += '%';
       out += kHex[c >> 4];
       out += kHex[c & 15];
@@ -26,6 +27,18 @@ std::string escape_uri(std::string_view s) {
     }
   }
   return out;
+}
+
+// nginx's ngx_escape_uri (NGX_ESCAPE_URI), which APISIX's encode_uri uses: space, '#', '%',
+// '?', control bytes and bytes from 0x7f up.
+std::string escape_uri(std::string_view s) {
+  return percent_escape(s, [](unsigned char c) {
+    return c <= 0x20 || c >= 0x7f || c == '#' || c == '%' || c == '?';
+  });
+}
+
+std::string escape_controls(std::string_view s) {
+  return percent_escape(s, [](unsigned char c) { return c < 0x20 || c == 0x7f; });
 }
 
 class Redirect final : public Plugin {
@@ -73,6 +86,11 @@ class Redirect final : public Plugin {
         location.append(ctx.req->target.substr(q + 1));
       }
     }
+    // A decoded path (regex_uri) or a variable may hold control bytes: escaped, so the header
+    // stays one line and the redirect keeps its Location.
+    if (std::any_of(location.begin(), location.end(),
+                    [](unsigned char c) { return c < 0x20 || c == 0x7f; }))
+      location = escape_controls(location);
     ctx.response_headers.push_back({HeaderEdit::Op::Set, "Location", std::move(location)});
     ctx.respond(status, "", "");
     return Step::Respond;

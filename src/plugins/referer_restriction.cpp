@@ -13,9 +13,9 @@ namespace {
 // The host of an absolute http(s) or scheme-relative URL, lower-cased; empty when the value is
 // not one (APISIX then treats the Referer as missing).
 std::string referer_host(std::string_view url) {
-  if (url.starts_with("https:"))
+  if (url.size() >= 6 && http::iequals(url.substr(0, 6), "https:"))  // schemes: any case
     url.remove_prefix(6);
-  else if (url.starts_with("http:"))
+  else if (url.size() >= 5 && http::iequals(url.substr(0, 5), "http:"))
     url.remove_prefix(5);
   if (!url.starts_with("//")) return {};
   url.remove_prefix(2);
@@ -30,6 +30,7 @@ std::string referer_host(std::string_view url) {
   } else {
     host = authority.substr(0, authority.find(':'));
   }
+  if (host.ends_with(".")) host.remove_suffix(1);  // "evil.com." is evil.com
   std::string out(host);
   std::transform(out.begin(), out.end(), out.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });

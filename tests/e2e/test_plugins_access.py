@@ -243,6 +243,8 @@ def test_referer_restriction_whitelist_blacklist_and_missing(gateway, upstream):
     assert status("/black") == 200
     r = gw.get("/black", headers={"Referer": "http://Evil.Test/page"})
     assert r.status_code == 403 and r.json() == {"message": "not from there"}
+    assert status("/black", "HTTP://evil.test/") == 403  # not taken for a missing Referer
+    assert status("/black", "https://evil.test./") == 403
 
 
 def test_referer_restriction_schema_errors(tmp_path):

@@ -148,6 +148,16 @@ def test_api_breaker_trips_per_path_backs_off_and_recovers(gateway, upstream):
     assert get("/svc/a").status_code == 502
 
 
+def test_api_breaker_trips_on_failures_slower_than_the_break(gateway, upstream):
+    up = upstream(delay_ms=2500)
+    up.fail_status = 500
+    gw = gateway({"routes": [route("/slowfail", [(up.port,)], id="sf", plugins={"api-breaker": {
+        "break_response_code": 503, "unhealthy": {"failures": 1}}})]})
+    assert gw.get("/slowfail").status_code == 500  # took 2.5 s, longer than the first 2 s break
+    r = gw.get("/slowfail")  # the break counts from the answer, not from the request's start
+    assert r.status_code == 503 and len(up.requests) == 1
+
+
 def test_api_breaker_counts_unreachable_upstreams_when_listed(gateway, upstream):
     gw = gateway({"routes": [route("/gone", [(1,)], id="gone", plugins={"api-breaker": {
         "break_response_code": 503, "unhealthy": {"http_statuses": [502], "failures": 1}}})]})

@@ -279,6 +279,8 @@ def test_redirect_uri_regex_uri_encode_and_query(gateway, upstream):
     assert r.headers["Location"] == "https://chat.example.com/new/old/page?from=mail"
     r = go("/docs/v1/intro?x=1")
     assert r.status_code == 302 and r.headers["Location"] == "/docs/v2/intro"
+    r = go("/docs/v1/a%0Db%7F")  # decoded control bytes stay escaped in the one header line
+    assert r.status_code == 302 and r.headers["Location"] == "/docs/v2/a%0Db%7F"
     r = go("/docs/v3/intro")  # no match: proxied as usual
     assert r.status_code == 200 and r.json()["target"] == "/docs/v3/intro"
     assert go("/keep?a=1&b=2").headers["Location"] == "/kept?a=1&b=2"

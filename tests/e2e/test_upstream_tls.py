@@ -242,6 +242,33 @@ def test_a_rotated_client_certificate_reaches_new_connections(gateway, upstream,
     assert cn() == "gateway-2026"
 
 
+def test_a_rotated_client_certificate_reaches_a_split_upstream(gateway, upstream, ca, tmp_path,
+                                                               etcd):
+    # traffic-split's inline upstreams are compiled with the route: the route does not change
+    # when the ssls object its split names does.
+    up = mtls_upstream(upstream, ca, tmp_path)
+    stable = upstream(name="stable")
+    first = pki.issue(ca, tmp_path / "pki", "split-2025", usage="clientAuth")
+    second = pki.issue(ca, tmp_path / "pki", "split-2026", usage="clientAuth")
+    gw = gateway(etcd=etcd)
+    assert gw.admin("PUT", "/ssls/gw-cert", client_ssl(first)).status_code == 201
+    choice = inline_upstream(up.port, scheme="https", tls={"client_cert_id": "gw-cert"})
+    split = {"traffic-split": {"rules": [{"match": [{"vars": [["arg_v", "==", "2"]]}],
+                                          "weighted_upstreams": [{"upstream": choice}]}]}}
+    r = gw.admin("PUT", "/routes/r1", {"uri": "/*", "upstream": inline_upstream(stable.port),
+                                       "plugins": split})
+    assert r.status_code == 201, r.text
+
+    def cn():
+        r = gw.get("/echo?v=2", headers={"Host": "backend.test"})
+        return r.json().get("client_cn") if r.status_code == 200 else r.status_code
+    assert wait_until(lambda: cn() == "split-2025", 5)
+    assert gw.admin("PUT", "/ssls/gw-cert", client_ssl(second)).status_code == 200
+    assert wait_until(lambda: cn() == "split-2026", 5), cn()
+    r = gw.admin("DELETE", "/ssls/gw-cert")
+    assert r.status_code == 400 and "r1" in r.json()["error_msg"]
+
+
 def test_a_client_key_that_is_not_the_certificates_is_refused(tmp_path, ca):
     a = pki.issue(ca, tmp_path / "pki", "a", usage="clientAuth")
     b = pki.issue(ca, tmp_path / "pki", "b", usage="clientAuth")

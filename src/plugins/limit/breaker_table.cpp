@@ -51,16 +51,21 @@ void BreakerTable::unhealthy(std::string_view key, const BreakerRule& rule, int6
   auto it = shard.states.find(key);
   if (it == shard.states.end()) {
     if (shard.states.size() >= max_per_shard_) {
-      // Room for the new key: closed breakers first (they only hold a count), then the key
-      // that failed longest ago.
-      size_t before = shard.states.size();
-      std::erase_if(shard.states,
-                    [&](const auto& kv) { return !breaker_open(kv.second, rule, now_ms); });
-      if (shard.states.size() >= max_per_shard_)
-        shard.states.erase(std::min_element(
-            shard.states.begin(), shard.states.end(),
-            [](const auto& a, const auto& b) { return a.second.seen_ms < b.second.seen_ms; }));
-      size_.fetch_sub(before - shard.states.size(), std::memory_order_relaxed);
+      // Room for the new key: the closed breaker that failed longest ago (it only holds a
+      // count), else the oldest key. One at a time: a churn of new paths must not wipe the
+      // counts of a path that keeps failing.
+      auto victim = shard.states.end();
+      bool victim_open = true;
+      for (auto k = shard.states.begin(); k != shard.states.end(); ++k) {
+        bool open = breaker_open(k->second, rule, now_ms);
+        if (victim == shard.states.end() || (victim_open && !open) ||
+            (open == victim_open && k->second.seen_ms < victim->second.seen_ms)) {
+          victim = k;
+          victim_open = open;
+        }
+      }
+      shard.states.erase(victim);
+      size_.fetch_sub(1, std::memory_order_relaxed);
     }
     it = shard.states.emplace(std::string(key), BreakerState{}).first;
     size_.fetch_add(1, std::memory_order_relaxed);
