@@ -321,6 +321,19 @@ def validate(tmp_path, doc):
     return p.returncode, p.stdout + p.stderr
 
 
+def assert_plugin_errors(tmp_path, plugin, cases, **doc):
+    """`portico validate` of one route per case, each with `plugin` set to the case's config:
+    every case's field (under routes[i].plugins.) must be named. `doc`: more of routes.yaml."""
+    ups = {"nodes": {"127.0.0.1:1": 1}}
+    rc, out = validate(tmp_path, dict(doc, routes=[
+        {"id": f"r{i}", "uri": f"/{i}", "upstream": ups, "plugins": {plugin: conf}}
+        for i, (conf, _) in enumerate(cases)]))
+    assert rc != 0
+    for i, (_, want) in enumerate(cases):
+        assert f"routes[{i}].plugins.{want}" in out, f"{want!r} not in:\n{out}"
+    return out
+
+
 def read_to_close(s):
     """Everything the peer sends until it closes (or the socket's timeout passes)."""
     out = b""

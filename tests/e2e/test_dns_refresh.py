@@ -111,3 +111,46 @@ def test_etcd_mode_follows_a_moving_name(gateway, upstream, hosts_file, etcd):
     resolve_to(hosts_file, "127.0.0.3")
     assert wait_until(lambda: served_by(gw) == "b", timeout=5)
     assert {served_by(gw) for _ in range(4)} == {"b"}
+
+
+def test_the_gateways_own_calls_resolve_names_without_blocking_a_worker(gateway, upstream,
+                                                                         hosts_file):
+    # forward-auth's service by name: looked up off the worker (whose event loop has no
+    # resolver thread), then kept; a name that does not resolve fails that call only.
+    from test_forward_auth import AuthService
+    auth = AuthService()
+    up = upstream()
+    resolve_to(hosts_file, "127.0.0.1")
+    gw = start_with_hosts(gateway, hosts_file, {"routes": [
+        route("/named/*", [(up.port,)], id="named", plugins={"forward-auth": {
+            "uri": f"http://{NAME}:{auth.port}/auth", "request_headers": ["Authorization"]}}),
+        route("/nowhere/*", [(up.port,)], id="nowhere", plugins={"forward-auth": {
+            "uri": f"http://nowhere.portico.test:{auth.port}/auth"}})]})
+    s = requests.Session()
+    for _ in range(3):
+        assert s.get(gw.url("/named/x"), headers={"Authorization": "Bearer good"}).status_code == 200
+    assert s.get(gw.url("/named/x"), headers={"Authorization": "Bearer bad"}).status_code == 401
+    assert auth.calls[-1]["host"] == f"{NAME}:{auth.port}"
+    assert s.get(gw.url("/nowhere/x")).status_code == 403
+    gw.wait_log("forward-auth: http://nowhere.portico.test")
+    auth.stop()
+
+
+def test_limit_count_reaches_redis_by_name(gateway, upstream, hosts_file, tmp_path):
+    from redis_server import RedisServer
+    d = tmp_path / "redis"
+    d.mkdir()
+    redis = RedisServer(d).start()
+    try:
+        up = upstream()
+        resolve_to(hosts_file, "127.0.0.1")
+        plugins = {"limit-count": {"count": 2, "time_window": 60, "rejected_code": 429,
+                                   "policy": "redis", "redis_host": NAME,
+                                   "redis_port": redis.port}}
+        gw = start_with_hosts(gateway, hosts_file,
+                              {"routes": [route("/c", [(up.port,)], id="c", plugins=plugins)]})
+        codes = [requests.get(gw.url("/c"), timeout=5).status_code for _ in range(3)]
+        assert codes == [200, 200, 429]
+        assert redis.keys("portico:limit-count:*")
+    finally:
+        redis.stop()

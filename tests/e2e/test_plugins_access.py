@@ -5,7 +5,7 @@ import base64
 
 import pytest
 
-from conftest import route, validate
+from conftest import assert_plugin_errors, route, validate
 
 
 def basic(user, password):
@@ -148,19 +148,13 @@ def test_consumer_restriction_on_a_consumer_limits_its_routes(gateway, upstream)
 
 
 def test_consumer_restriction_schema_errors(tmp_path):
-    ups = {"nodes": {"127.0.0.1:1": 1}}
     bad = [({}, "consumer-restriction: needs blacklist"),
            ({"type": "consumer_group_id", "whitelist": ["a"]}, "consumer-restriction.type"),
            ({"whitelist": []}, "consumer-restriction.whitelist"),
            ({"allowed_by_methods": [{"user": "a", "methods": ["FETCH"]}]},
             "consumer-restriction.allowed_by_methods[0].methods"),
            ({"whitelist": ["a"], "rejected_code": 99}, "consumer-restriction.rejected_code")]
-    rc, out = validate(tmp_path, {"routes": [
-        {"id": f"r{i}", "uri": f"/{i}", "upstream": ups, "plugins": {"consumer-restriction": c}}
-        for i, (c, _) in enumerate(bad)]})
-    assert rc != 0
-    for i, (_, want) in enumerate(bad):
-        assert f"routes[{i}].plugins.{want}" in out, f"{want!r} not in:\n{out}"
+    assert_plugin_errors(tmp_path, "consumer-restriction", bad)
 
 
 # --------------------------------------------------------------------------- ua-restriction
@@ -200,18 +194,12 @@ def raw_status(gw, path, extra=""):
 
 
 def test_ua_restriction_schema_errors(tmp_path):
-    ups = {"nodes": {"127.0.0.1:1": 1}}
     bad = [({}, "ua-restriction.allowlist: exactly one of allowlist or denylist"),
            ({"allowlist": ["a"], "denylist": ["b"]}, "ua-restriction.allowlist: exactly one"),
            ({"denylist": ["(unclosed"]}, "ua-restriction.denylist[0]"),
            ({"allowlist": []}, "ua-restriction.allowlist"),
            ({"denylist": ["a"], "message": ""}, "ua-restriction.message")]
-    rc, out = validate(tmp_path, {"routes": [
-        {"id": f"r{i}", "uri": f"/{i}", "upstream": ups, "plugins": {"ua-restriction": c}}
-        for i, (c, _) in enumerate(bad)]})
-    assert rc != 0
-    for i, (_, want) in enumerate(bad):
-        assert f"routes[{i}].plugins.{want}" in out, f"{want!r} not in:\n{out}"
+    assert_plugin_errors(tmp_path, "ua-restriction", bad)
 
 
 # ---------------------------------------------------------------------- referer-restriction
@@ -248,15 +236,9 @@ def test_referer_restriction_whitelist_blacklist_and_missing(gateway, upstream):
 
 
 def test_referer_restriction_schema_errors(tmp_path):
-    ups = {"nodes": {"127.0.0.1:1": 1}}
     bad = [({}, "referer-restriction.whitelist: exactly one of whitelist or blacklist"),
            ({"whitelist": ["a.com"], "blacklist": ["b.com"]},
             "referer-restriction.whitelist: exactly one"),
            ({"whitelist": ["a.com:80"]}, "referer-restriction.whitelist[0]"),
            ({"blacklist": ["a.*.com"]}, "referer-restriction.blacklist[0]")]
-    rc, out = validate(tmp_path, {"routes": [
-        {"id": f"r{i}", "uri": f"/{i}", "upstream": ups, "plugins": {"referer-restriction": c}}
-        for i, (c, _) in enumerate(bad)]})
-    assert rc != 0
-    for i, (_, want) in enumerate(bad):
-        assert f"routes[{i}].plugins.{want}" in out, f"{want!r} not in:\n{out}"
+    assert_plugin_errors(tmp_path, "referer-restriction", bad)

@@ -6,7 +6,7 @@ import socket
 
 import requests
 
-from conftest import route, validate
+from conftest import assert_plugin_errors, route, validate
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
@@ -322,7 +322,6 @@ def test_redirect_to_443_leaves_the_port_out(gateway, upstream):
 
 
 def test_redirect_schema_errors(tmp_path):
-    ups = {"nodes": {"127.0.0.1:1": 1}}
     bad = [({}, "redirect: needs exactly one"),
            ({"uri": "/a", "http_to_https": False}, "redirect: needs exactly one"),
            ({"uri": "/"}, "redirect.uri"),
@@ -331,9 +330,4 @@ def test_redirect_schema_errors(tmp_path):
            ({"http_to_https": True, "append_query_string": True},
             "redirect.append_query_string"),
            ({"uri": "/ab", "ret_code": 199}, "redirect.ret_code")]
-    rc, out = validate(tmp_path, {"routes": [
-        {"id": f"r{i}", "uri": f"/{i}", "upstream": ups, "plugins": {"redirect": c}}
-        for i, (c, _) in enumerate(bad)]})
-    assert rc != 0
-    for i, (_, want) in enumerate(bad):
-        assert f"routes[{i}].plugins.{want}" in out, f"{want!r} not in:\n{out}"
+    assert_plugin_errors(tmp_path, "redirect", bad)

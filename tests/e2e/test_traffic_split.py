@@ -5,7 +5,7 @@ import collections
 
 import requests
 
-from conftest import inline_upstream, route, served_by, validate, wait_until
+from conftest import assert_plugin_errors, inline_upstream, route, served_by, wait_until
 from test_health_checks import ACTIVE, node_states
 
 
@@ -102,7 +102,6 @@ def test_admin_api_keeps_split_references(etcd, gateway, upstream):
 
 
 def test_traffic_split_schema_errors(tmp_path):
-    ups = {"nodes": {"127.0.0.1:1": 1}}
     bad = [({"rules": [{"weighted_upstreams": [{"upstream_id": "nope"}]}]},
             "traffic-split.rules[0].weighted_upstreams[0].upstream_id"),
            ({"rules": [{"weighted_upstreams": []}]}, "traffic-split.rules[0].weighted_upstreams"),
@@ -113,11 +112,6 @@ def test_traffic_split_schema_errors(tmp_path):
            ({"rules": [{"match": [{"vars": [["arg_a", "=~", "b"]]}]}]},
             "traffic-split.rules[0].match[0].vars"),
            ({"rules": [{"match": [{}]}]}, "traffic-split.rules[0].match[0].vars")]
-    rc, out = validate(tmp_path, {
-        "routes": [{"id": f"r{i}", "uri": f"/{i}", "upstream": ups,
-                    "plugins": {"traffic-split": c}} for i, (c, _) in enumerate(bad)],
-        "consumers": [{"username": "u", "plugins": {"traffic-split": {"rules": []}}}]})
-    assert rc != 0
-    for i, (_, want) in enumerate(bad):
-        assert f"routes[{i}].plugins.{want}" in out, f"{want!r} not in:\n{out}"
+    out = assert_plugin_errors(tmp_path, "traffic-split", bad, consumers=[
+        {"username": "u", "plugins": {"traffic-split": {"rules": []}}}])
     assert "consumers[0].plugins.traffic-split: only routes, services and plugin configs" in out

@@ -14,12 +14,11 @@
 
 #include "core/deadline.hpp"
 #include "core/hex.hpp"
+#include "core/name_lookup.hpp"
 
 namespace portico::limit {
 
 namespace {
-
-using Resolver = asio::ip::basic_resolver<asio::ip::tcp, Executor>;
 
 RedisReply convert(const redisReply* r) {
   RedisReply out;
@@ -97,17 +96,12 @@ struct RedisClient::Pending {
 
 struct RedisClient::Connection {
   explicit Connection(RedisClient* owner)
-      : owner(owner),
-        socket(owner->ex_),
-        resolver(owner->ex_),
-        connect_timer(owner->ex_),
-        reader(redisReaderCreate()) {}
+      : owner(owner), socket(owner->ex_), connect_timer(owner->ex_), reader(redisReaderCreate()) {}
   ~Connection() { redisReaderFree(reader); }
 
   RedisClient* owner;  // null once the client is gone or has moved on to a new connection
   std::string endpoint;
   Socket socket;
-  Resolver resolver;
   Timer connect_timer;  // covers TCP connect and the AUTH/SELECT replies
   redisReader* reader;
   bool ready = false;   // TCP connected: queued commands may be written
@@ -238,20 +232,15 @@ RedisClient::ConnectionPtr RedisClient::open_connection() {
 
 Task<> RedisClient::connect(ConnectionPtr c, RedisSettings s) {
   error_code ec;
-  auto address = asio::ip::make_address(s.host, ec);
-  std::vector<Endpoint> endpoints;
-  if (!ec) {
-    endpoints.emplace_back(address, s.port);
-  } else {
-    auto [rec, results] =
-        co_await c->resolver.async_resolve(s.host, std::to_string(s.port), await_ec);
-    if (c->failed) co_return;
-    if (rec) {
-      fail(c, "cannot resolve: " + rec.message(), true);
-      co_return;
-    }
-    for (const auto& r : results) endpoints.push_back(r.endpoint());
+  // (Not Asio's resolver: a worker's io_context has no thread for it. See core/name_lookup.)
+  NameLookup names = co_await lookup_name(s.host, static_cast<double>(s.timeout_ms) / 1000);
+  if (c->failed) co_return;
+  if (names.addresses.empty()) {
+    fail(c, "cannot resolve: " + names.error, true);
+    co_return;
   }
+  std::vector<Endpoint> endpoints;
+  for (const auto& a : names.addresses) endpoints.emplace_back(a, s.port);
   auto [cec, ep] = co_await asio::async_connect(c->socket, endpoints, await_ec);
   if (c->failed) co_return;
   if (cec) {
@@ -351,7 +340,6 @@ void RedisClient::fail(const ConnectionPtr& c, const std::string& what, bool unr
   c->failed = true;
   error_code ec;
   c->socket.close(ec);
-  c->resolver.cancel();
   c->connect_timer.cancel();
   auto pending = std::move(c->pending);
   c->pending.clear();

@@ -14,7 +14,7 @@
 namespace portico::limit {
 
 struct RedisSettings {
-  std::string host = "127.0.0.1";  // an IP literal, or a name resolved at each connect
+  std::string host = "127.0.0.1";  // an IP literal, or a name (core/name_lookup)
   uint16_t port = 6379;
   std::string username;  // empty: `AUTH <password>` (the default user)
   std::string password;  // empty: no AUTH
