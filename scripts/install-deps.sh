@@ -9,7 +9,7 @@ PACKAGES=(
   libgtest-dev
   python3 python3-pytest python3-requests python3-websockets python3-yaml
   libvectorscan-dev libre2-dev libhiredis-dev libprotobuf-dev libprotoc-dev python3-protobuf
-  libmaxminddb-dev libmaxmind-db-writer-perl libluajit2-5.1-dev
+  libmaxminddb-dev libmaxmind-db-writer-perl libluajit2-5.1-dev zlib1g-dev
   etcd-server redis-server openssl
   curl procps iproute2 util-linux
 )

@@ -26,31 +26,40 @@ struct Entry {
   std::shared_ptr<Lookup> in_flight;  // a lookup running now
 };
 
-std::mutex cache_mutex;
-std::unordered_map<std::string, Entry> cache;
+// Never destroyed: a lookup thread may still finish after main() returns.
+std::mutex& cache_mutex = *new std::mutex;
+std::unordered_map<std::string, Entry>& cache = *new std::unordered_map<std::string, Entry>;
 
 // Starts a lookup of `name` unless one runs; returns the running one. Under cache_mutex.
 std::shared_ptr<Lookup> start_lookup(const std::string& name, Entry& entry) {
   if (entry.in_flight) return entry.in_flight;
   auto lookup = std::make_shared<Lookup>();
-  entry.in_flight = lookup;
   // Detached: a slow resolver must not hold a shutdown; the thread owns what it touches.
-  std::thread([name, lookup] {
-    NameLookup answer;
-    answer.addresses = config::resolve_host(name, answer.error);
-    std::lock_guard lock(cache_mutex);
-    auto it = cache.find(name);
-    if (it != cache.end() && it->second.in_flight == lookup) {
-      it->second.in_flight = nullptr;
-      // A failed lookup keeps the last good answer (the next call tries again).
-      if (!answer.addresses.empty() || it->second.resolved_ms == 0) {
-        it->second.answer = answer;
-        it->second.resolved_ms = answer.addresses.empty() ? 0 : steady_now_ms();
+  std::thread thread;
+  try {
+    thread = std::thread([name, lookup] {
+      NameLookup answer;
+      answer.addresses = config::resolve_host(name, answer.error);
+      std::lock_guard lock(cache_mutex);
+      auto it = cache.find(name);
+      if (it != cache.end() && it->second.in_flight == lookup) {
+        it->second.in_flight = nullptr;
+        // A failed lookup keeps the last good answer (the next call tries again).
+        if (!answer.addresses.empty() || it->second.resolved_ms == 0) {
+          it->second.answer = answer;
+          it->second.resolved_ms = answer.addresses.empty() ? 0 : steady_now_ms();
+        }
       }
-    }
-    lookup->answer = std::move(answer);
+      lookup->answer = std::move(answer);
+      lookup->done.store(true, std::memory_order_release);
+    });
+  } catch (const std::system_error& e) {  // out of threads: this call fails, the next tries
+    lookup->answer.error = std::string("cannot start a lookup: ") + e.what();
     lookup->done.store(true, std::memory_order_release);
-  }).detach();
+    return lookup;
+  }
+  thread.detach();
+  entry.in_flight = lookup;
   return lookup;
 }
 

@@ -83,6 +83,13 @@ void append_edits(std::string& out, const std::vector<plugins::HeaderEdit>* edit
 
 }  // namespace
 
+void append_header_edits(std::string& out, const std::vector<plugins::HeaderEdit>& edits,
+                         size_t from) {
+  for (size_t i = from; i < edits.size(); ++i)
+    if (edits[i].op != plugins::HeaderEdit::Op::Remove && fits_one_line(edits[i].value))
+      append_header(out, edits[i].name, edits[i].value);
+}
+
 void build_upstream_head(std::string& out, const RequestHead& r, const ClientFacts& client,
                          const upstream::NodeTarget& node, const config::Upstream& spec,
                          bool websocket, const plugins::RequestEdits* edits) {

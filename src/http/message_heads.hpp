@@ -33,6 +33,11 @@ void build_response_head(std::string& out, const ResponseHead& r, OutFraming fra
                          bool keep_alive, bool client_http10,
                          const std::vector<plugins::HeaderEdit>* edits = nullptr, int status = 0);
 
+// Appends header lines for the Set and Add edits from position `from` on (edits a body_filter
+// made after the head was built; they name headers the head does not have).
+void append_header_edits(std::string& out, const std::vector<plugins::HeaderEdit>& edits,
+                         size_t from);
+
 // A whole response made by a plugin: head (with the plugins' header edits) and body. An answer
 // to HEAD (`head_request`) and a 1xx, 204 or 304 answer carry no body.
 void build_local_response(std::string& out, int status, std::string_view content_type,

@@ -155,7 +155,9 @@ Task<bool> forward_filtered(ClientConnection& c, Exchange& x, UpstreamSide& up,
   }
   bool whole = got == 1;
   if (whole) {
+    const size_t edits_before = ctx.response_headers.size();
     plugins::run_body_filter(ctx, body);
+    append_header_edits(x.response_head, ctx.response_headers, edits_before);
     x.response_head += "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n";
   } else {
     x.response_head += http10 ? "\r\n" : "Transfer-Encoding: chunked\r\n\r\n";

@@ -1,8 +1,10 @@
 #include "http/service_call.hpp"
 
+#include <algorithm>
 #include <array>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <cctype>
 #include <charconv>
 #include <memory>
 
@@ -90,8 +92,13 @@ std::optional<ServiceUrl> parse_service_url(std::string_view text, std::string& 
     }
     url.port = static_cast<uint16_t>(value);
   }
-  if (url.host.empty() || url.host.find_first_of(" @") != std::string::npos) {
-    why = "needs a host (and no user info)";
+  // A name or an IPv4 address (letters, digits, '-', '.', '_'), or an IPv6 one in brackets.
+  const bool bracketed = authority.starts_with("[");
+  auto host_char = [&](unsigned char c) {
+    return std::isalnum(c) || c == '-' || c == '.' || c == '_' || (bracketed && c == ':');
+  };
+  if (url.host.empty() || !std::all_of(url.host.begin(), url.host.end(), host_char)) {
+    why = "needs a host name or address (no user info; an IPv6 address goes in brackets)";
     return std::nullopt;
   }
   for (char c : url.target)
@@ -140,11 +147,13 @@ Task<ServiceAnswer> call_service(const ServiceUrl& url, const ServiceRequest& re
 
   std::string in;
   ResponseHead resp;
+  error_code last_read;  // why read_more stopped: eof is a clean end, anything else is not
   auto read_more = [&]() -> Task<bool> {
     size_t had = in.size();
     in.resize(had + 16 * 1024);
     auto [ec, n] = co_await stream.read_some(asio::buffer(in.data() + had, in.size() - had));
     in.resize(had + n);
+    last_read = ec;
     co_return !ec && n > 0 && !x->expired;
   };
   while (true) {
@@ -172,8 +181,11 @@ Task<ServiceAnswer> call_service(const ServiceUrl& url, const ServiceRequest& re
       if (s.status == ChunkedDecoder::Status::Error) co_return failed("bad chunked answer", *x);
       if (s.status == ChunkedDecoder::Status::Data) answer.body.append(s.data);
       if (answer.body.size() > request.max_body) co_return failed("answer too long", *x);
-      if (s.status == ChunkedDecoder::Status::NeedMore && !co_await read_more())
-        co_return failed("closed in the answer", *x);
+      if (s.status == ChunkedDecoder::Status::NeedMore) {
+        in.erase(0, at);  // framing read so far goes: a flood of extensions cannot pile up
+        at = 0;
+        if (!co_await read_more()) co_return failed("closed in the answer", *x);
+      }
     }
     co_return answer;
   }
@@ -185,6 +197,8 @@ Task<ServiceAnswer> call_service(const ServiceUrl& url, const ServiceRequest& re
   }
   if (x->expired) co_return failed("", *x);
   if (in.size() - at > request.max_body && until_close) co_return failed("answer too long", *x);
+  if (until_close && last_read != asio::error::eof)  // a reset is no end of the answer
+    co_return failed("connection failed in the answer: " + last_read.message(), *x);
   if (!until_close && in.size() - at < want) co_return failed("closed in the answer", *x);
   answer.body = in.substr(at, std::min(want, in.size() - at));
   co_return answer;

@@ -19,6 +19,14 @@ std::string_view answer_header(const http::ServiceAnswer& a, std::string_view na
   return {};
 }
 
+// Headers that frame or route a message: the gateway writes them itself, on both calls.
+bool gateway_owned(std::string_view name) {
+  for (std::string_view n : {"host", "content-length", "transfer-encoding", "connection", "expect",
+                             "upgrade", "te", "keep-alive", "trailer", "proxy-connection"})
+    if (http::iequals(name, n)) return true;
+  return false;
+}
+
 class ForwardAuth final : public Plugin {
  public:
   http::ServiceUrl url;
@@ -64,16 +72,18 @@ class ForwardAuth final : public Plugin {
     if (answer.status == 0) {
       log::warn("forward-auth: " + uri_text + ": " + answer.error +
                 (allow_degradation ? " (allow_degradation: the request goes on)" : ""));
-      if (allow_degradation) co_return Step::Continue;
+      if (allow_degradation) {
+        remove_upstream_headers(ctx);  // unchecked, the client's own claims do not pass either
+        co_return Step::Continue;
+      }
       ctx.respond(status_on_error, "", "");
       co_return Step::Respond;
     }
     if (answer.status >= 300) {  // the service's answer is the client's
-      for (const std::string& name : client_headers) {
-        std::string_view value = answer_header(answer, name);
-        if (!value.empty())
-          ctx.response_headers.push_back({HeaderEdit::Op::Set, name, std::string(value)});
-      }
+      for (const std::string& name : client_headers)
+        for (const auto& [n, v] : answer.headers)  // every line (Set-Cookie)
+          if (http::iequals(n, name))
+            ctx.response_headers.push_back({HeaderEdit::Op::Add, name, v});
       ctx.respond(answer.status, std::move(answer.body), "");
       co_return Step::Respond;
     }
@@ -87,12 +97,21 @@ class ForwardAuth final : public Plugin {
     }
     co_return Step::Continue;
   }
+
+ private:
+  void remove_upstream_headers(Context& ctx) const {
+    for (const std::string& name : upstream_headers)
+      ctx.upstream.headers.push_back({HeaderEdit::Op::Remove, name, ""});
+  }
 };
 
 std::vector<std::string> header_names(config::ObjectReader& r, const char* field) {
   std::vector<std::string> names = r.string_list(field);
   for (const std::string& n : names)
-    if (!valid_header_name(n)) r.error(field, "\"" + n + "\" is not a header name");
+    if (!valid_header_name(n))
+      r.error(field, "\"" + n + "\" is not a header name");
+    else if (gateway_owned(n))
+      r.error(field, "\"" + n + "\" is written by the gateway itself");
   return names;
 }
 
@@ -124,9 +143,10 @@ std::shared_ptr<const Plugin> create(const json& conf, const Scope&, const std::
     if (!extra->is_object() || extra->empty())
       r.error("extra_headers", "must be an object of header name to value");
     for (auto it = extra->begin(); extra->is_object() && it != extra->end(); ++it) {
-      if (!valid_header_name(it.key()) || !it->is_string())
+      if (!valid_header_name(it.key()) || gateway_owned(it.key()) || !it->is_string() ||
+          !valid_header_value(it->get<std::string>()))
         errors.add(r.child_path("extra_headers") + "." + it.key(),
-                   "must be a header name with a string value");
+                   "must be a header name (not one the gateway writes) with a one-line value");
       else
         p->extra_headers.emplace_back(it.key(), VarTemplate(it->get<std::string>()));
     }

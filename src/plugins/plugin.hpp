@@ -118,8 +118,13 @@ class Plugin {
   // body_filter: a plugin that rewrites upstream response bodies says, after header_filter, up
   // to how many bytes it wants the whole body (0: not this response). The body is then read
   // whole and handed to body_filter once; a longer body streams through unchanged.
+  // body_filter may add response headers (Set or Add of a header the response does not have,
+  // e.g. Content-Encoding): they are sent, since the head goes out after the filtered body.
   virtual size_t response_body_limit(const Context&) const { return 0; }
   virtual void body_filter(Context&, std::string& /*body*/) const {}
+  // A body_filter that encodes the body (gzip) runs after every other one, whatever its
+  // priority: the others must see the text.
+  virtual bool encodes_body() const { return false; }
   // After the response is sent (counters, releasing a concurrency slot).
   virtual void log(Context&) const {}
 

@@ -189,8 +189,10 @@ size_t response_body_limit(const Context& ctx) {
 }
 
 void run_body_filter(Context& ctx, std::string& body) {
-  for (const Plugin* p : ctx.active)
-    if (p->response_body_limit(ctx) > 0) p->body_filter(ctx, body);
+  for (bool encoders : {false, true})
+    for (const Plugin* p : ctx.active)
+      if (p->encodes_body() == encoders && p->response_body_limit(ctx) > 0)
+        p->body_filter(ctx, body);
 }
 
 void run_log(Context& ctx) {

@@ -35,6 +35,9 @@ class AuthService:
                     self.answer(200, b"", {})
                 elif token == "Bearer login":
                     self.answer(302, b"to the login page", {"Location": "/login"})
+                elif token == "Bearer expired":
+                    self.answer(401, b"", [("Set-Cookie", "a=; Max-Age=0"),
+                                           ("Set-Cookie", "b=; Max-Age=0")])
                 else:
                     self.answer(401, b'{"error":"who are you"}',
                                 {"WWW-Authenticate": 'Bearer realm="chat"', "X-Secret": "s",
@@ -42,7 +45,7 @@ class AuthService:
 
             def answer(self, status, body, headers):
                 self.send_response(status)
-                for k, v in headers.items():
+                for k, v in (headers.items() if isinstance(headers, dict) else headers):
                     self.send_header(k, v)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -98,7 +101,7 @@ def test_forward_auth_refusals_go_to_the_client(gateway, upstream):
     up = upstream()
     gw = gateway({"routes": [route("/api/*", [(up.port,)], id="api", plugins={"forward-auth": {
         "uri": auth.url(), "request_headers": ["Authorization"],
-        "client_headers": ["WWW-Authenticate", "Location", "Content-Type"]}})]})
+        "client_headers": ["WWW-Authenticate", "Location", "Content-Type", "Set-Cookie"]}})]})
     r = gw.get("/api/x", headers={"Authorization": "Bearer bad"})
     assert r.status_code == 401 and r.json() == {"error": "who are you"}
     assert r.headers["WWW-Authenticate"] == 'Bearer realm="chat"'
@@ -107,6 +110,9 @@ def test_forward_auth_refusals_go_to_the_client(gateway, upstream):
     assert r.status_code == 302 and r.headers["Location"] == "/login"
     assert r.text == "to the login page"
     assert gw.get("/api/x").status_code == 401
+    r = gw.get("/api/x", headers={"Authorization": "Bearer expired"})
+    assert r.status_code == 401 and r.raw.headers.getlist("Set-Cookie") == [
+        "a=; Max-Age=0", "b=; Max-Age=0"]  # every line of a listed header
     assert up.requests == []  # nothing refused reached the upstream
     auth.stop()
 
@@ -121,13 +127,16 @@ def test_forward_auth_timeouts_and_an_unreachable_service(gateway, upstream):
         route("/custom/*", [(up.port,)], id="custom", plugins={"forward-auth": {
             "uri": f"http://127.0.0.1:{closed}/auth", "status_on_error": 503}}),
         route("/open/*", [(up.port,)], id="open", plugins={"forward-auth": {
-            "uri": f"http://127.0.0.1:{closed}/auth", "allow_degradation": True}}),
+            "uri": f"http://127.0.0.1:{closed}/auth", "allow_degradation": True,
+            "upstream_headers": ["X-User-Id"]}}),
     ]})
     t0 = time.monotonic()
     r = gw.get("/strict/x", headers={"Authorization": "Bearer slow"})
     assert r.status_code == 403 and time.monotonic() - t0 < 0.9
     assert gw.get("/custom/x").status_code == 503
-    assert gw.get("/open/x").status_code == 200  # degraded: let through unchecked
+    r = gw.get("/open/x", headers={"X-User-Id": "1"})
+    assert r.status_code == 200  # degraded: let through unchecked, but not as a user it claims
+    assert "x-user-id" not in seen(r)
     gw.wait_log("forward-auth: http://127.0.0.1:%d/auth: cannot connect" % closed)
     auth.stop()
 
@@ -163,5 +172,12 @@ def test_forward_auth_schema_errors(tmp_path):
            ({"uri": "http://a/", "timeout": 0}, "forward-auth.timeout"),
            ({"uri": "http://a/", "upstream_headers": ["bad header"]},
             "forward-auth.upstream_headers"),
-           ({"uri": "http://a/", "status_on_error": 600}, "forward-auth.status_on_error")]
+           ({"uri": "http://a/", "status_on_error": 600}, "forward-auth.status_on_error"),
+           ({"uri": "http://::1/"}, "forward-auth.uri"),
+           ({"uri": "http://a\x01b/"}, "forward-auth.uri"),
+           ({"uri": "http://a/", "request_headers": ["Host"]}, "forward-auth.request_headers"),
+           ({"uri": "http://a/", "upstream_headers": ["Content-Length"]},
+            "forward-auth.upstream_headers"),
+           ({"uri": "http://a/", "extra_headers": {"X-A": "a\r\nb"}},
+            "forward-auth.extra_headers.X-A")]
     assert_plugin_errors(tmp_path, "forward-auth", bad)
