@@ -1,7 +1,7 @@
 // gzip (APISIX priority 995, header_filter + body_filter): compresses upstream responses for
 // clients that accept gzip, as nginx's gzip module (which APISIX's plugin turns on): JSON for
-// mobile clients on slow links is a few times smaller. The body is read whole (up to 8 MiB, the
-// body_filter limit) and compressed once; a longer one goes out as it came.
+// mobile clients on slow links is a few times smaller. The body is read whole (up to 1 MiB) and
+// compressed in one go on the worker (milliseconds at most); a longer one goes out as it came.
 #include <zlib.h>
 
 #include <algorithm>
@@ -13,7 +13,7 @@
 namespace portico::plugins {
 namespace {
 
-constexpr size_t kMaxCompressed = 8 * 1024 * 1024;
+constexpr size_t kMaxCompressed = 1024 * 1024;
 
 std::string_view media_type(std::string_view content_type) {
   std::string_view t = content_type.substr(0, content_type.find(';'));
@@ -21,24 +21,51 @@ std::string_view media_type(std::string_view content_type) {
   return t;
 }
 
-// Whether Accept-Encoding takes gzip: listed, and not with q=0.
+// The q-value of one Accept-Encoding item ("gzip;q=0.5"); 1 without one.
+double q_value(std::string_view params) {
+  while (!params.empty()) {
+    size_t semi = params.find(';');
+    std::string_view p = params.substr(0, semi);
+    params = semi == std::string_view::npos ? std::string_view() : params.substr(semi + 1);
+    while (!p.empty() && p.front() == ' ') p.remove_prefix(1);
+    if (p.size() >= 2 && (p[0] == 'q' || p[0] == 'Q') && p[1] == '=')
+      return std::strtod(std::string(p.substr(2)).c_str(), nullptr);
+  }
+  return 1;
+}
+
+// Whether Accept-Encoding takes gzip: `gzip` with a q-value above 0, or else `*` with one.
 bool accepts_gzip(std::string_view accept) {
+  double gzip = -1, any = -1;
   while (!accept.empty()) {
     size_t comma = accept.find(',');
     std::string_view item = accept.substr(0, comma);
     accept = comma == std::string_view::npos ? std::string_view() : accept.substr(comma + 1);
-    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
-    std::string_view coding = item.substr(0, item.find(';'));
+    size_t semi = item.find(';');
+    std::string_view coding = item.substr(0, semi);
+    while (!coding.empty() && coding.front() == ' ') coding.remove_prefix(1);
     while (!coding.empty() && coding.back() == ' ') coding.remove_suffix(1);
-    if (!http::iequals(coding, "gzip") && coding != "*") continue;
-    size_t q = item.find("q=");
-    if (q == std::string_view::npos) return true;
-    std::string_view value = item.substr(q + 2);
-    std::string weight(value.substr(0, value.find_first_of(" ;")));
-    return std::strtod(weight.c_str(), nullptr) > 0;
+    double q = semi == std::string_view::npos ? 1 : q_value(item.substr(semi + 1));
+    if (http::iequals(coding, "gzip"))
+      gzip = q;
+    else if (coding == "*")
+      any = q;
   }
-  return false;
+  return gzip >= 0 ? gzip > 0 : any > 0;
 }
+
+// zlib's state, ended whatever happens.
+struct Deflater {
+  z_stream z{};
+  bool ready = false;
+  explicit Deflater(int level) {
+    ready = deflateInit2(&z, level, Z_DEFLATED, 15 + 16 /* gzip wrapper */, 8,
+                         Z_DEFAULT_STRATEGY) == Z_OK;
+  }
+  ~Deflater() {
+    if (ready) deflateEnd(&z);
+  }
+};
 
 class Gzip final : public Plugin {
  public:
@@ -59,15 +86,22 @@ class Gzip final : public Plugin {
     if (r->content_length >= 0 && (r->content_length < min_length ||
                                    static_cast<uint64_t>(r->content_length) > kMaxCompressed))
       return;
-    std::string_view type;
+    std::string_view type, etag;
     for (const auto& h : r->headers) {
       if (http::iequals(h.name, "content-encoding")) return;  // encoded already
       if (http::iequals(h.name, "content-type")) type = media_type(h.value);
+      if (http::iequals(h.name, "etag")) etag = h.value;
     }
     if (!all_types && std::none_of(types.begin(), types.end(),
                                    [&](const std::string& t) { return http::iequals(t, type); }))
       return;
     ctx.note(this)[0] = 1;
+    // As nginx: the compressed form is another representation. A strong validator or byte
+    // ranges of the identity form would let a client splice one into the other.
+    if (!etag.empty() && !etag.starts_with("W/"))
+      ctx.response_headers.push_back({HeaderEdit::Op::Set, "ETag", "W/" + std::string(etag)});
+    ctx.response_headers.push_back({HeaderEdit::Op::Remove, "Accept-Ranges", ""});
+    if (vary) ctx.response_headers.push_back({HeaderEdit::Op::Add, "Vary", "Accept-Encoding"});
   }
 
   size_t response_body_limit(const Context& ctx) const override {
@@ -79,22 +113,20 @@ class Gzip final : public Plugin {
 
   void body_filter(Context& ctx, std::string& body) const override {
     if (static_cast<int64_t>(body.size()) < min_length) return;  // a body of unknown length
-    z_stream z{};
-    if (deflateInit2(&z, level, Z_DEFLATED, 15 + 16 /* gzip wrapper */, 8, Z_DEFAULT_STRATEGY) !=
-        Z_OK)
-      return;
-    std::string out(deflateBound(&z, static_cast<uLong>(body.size())), '\0');
-    z.next_in = reinterpret_cast<Bytef*>(body.data());
-    z.avail_in = static_cast<uInt>(body.size());
-    z.next_out = reinterpret_cast<Bytef*>(out.data());
-    z.avail_out = static_cast<uInt>(out.size());
-    int rc = deflate(&z, Z_FINISH);
-    out.resize(z.total_out);
-    deflateEnd(&z);
-    if (rc != Z_STREAM_END) return;  // sent as it came
+    // Encoded once: gzip on a global rule and a route, or a Content-Encoding another plugin set.
+    for (const HeaderEdit& e : ctx.response_headers)
+      if (e.op != HeaderEdit::Op::Remove && http::iequals(e.name, "content-encoding")) return;
+    Deflater d(level);
+    if (!d.ready) return;
+    std::string out(deflateBound(&d.z, static_cast<uLong>(body.size())), '\0');
+    d.z.next_in = reinterpret_cast<Bytef*>(body.data());
+    d.z.avail_in = static_cast<uInt>(body.size());
+    d.z.next_out = reinterpret_cast<Bytef*>(out.data());
+    d.z.avail_out = static_cast<uInt>(out.size());
+    if (deflate(&d.z, Z_FINISH) != Z_STREAM_END) return;  // sent as it came
+    out.resize(d.z.total_out);
     body.swap(out);
     ctx.response_headers.push_back({HeaderEdit::Op::Set, "Content-Encoding", "gzip"});
-    if (vary) ctx.response_headers.push_back({HeaderEdit::Op::Add, "Vary", "Accept-Encoding"});
   }
 };
 

@@ -191,7 +191,9 @@ size_t response_body_limit(const Context& ctx) {
 void run_body_filter(Context& ctx, std::string& body) {
   for (bool encoders : {false, true})
     for (const Plugin* p : ctx.active)
-      if (p->encodes_body() == encoders && p->response_body_limit(ctx) > 0)
+      // (Each within its own limit: another plugin may have had the body read further.)
+      if (p->encodes_body() == encoders && p->response_body_limit(ctx) >= body.size() &&
+          p->response_body_limit(ctx) > 0)
         p->body_filter(ctx, body);
 }
 

@@ -67,6 +67,26 @@ def test_gzip_runs_after_the_filters_that_read_the_text(gateway, upstream):
     assert gzip.decompress(body).startswith(b'{"UPSTREAM"')
 
 
+def test_gzip_on_a_global_rule_and_the_route_compresses_once(gateway, upstream):
+    up = upstream()
+    gw = gateway({
+        "global_rules": [{"id": "g", "plugins": {"gzip": {"types": "*"}}}],
+        "routes": [route("/g/*", [(up.port,)], id="g", plugins={"gzip": {"types": "*"}})]})
+    r, body = raw_get(gw, "/g/x", {"Accept-Encoding": "gzip"})
+    assert r.raw.headers.getlist("Content-Encoding") == ["gzip"]
+    assert gzip.decompress(body).startswith(b'{"upstream"')
+
+
+def test_gzip_accept_encoding_q_values(gateway, upstream):
+    up = upstream()
+    gw = gateway({"routes": [route("/q/*", [(up.port,)], id="q", plugins={"gzip": {
+        "types": "*"}})]})
+    for accept, compressed in (("*", True), ("*;q=1, gzip;q=0", False), ("gzip;Q=0", False),
+                               ("deflate, gzip;q=0.5", True), ("identity;q=1, *;q=0", False)):
+        r, _ = raw_get(gw, "/q/x", {"Accept-Encoding": accept})
+        assert ("Content-Encoding" in r.headers) == compressed, accept
+
+
 def test_gzip_schema_errors(tmp_path):
     assert_plugin_errors(tmp_path, "gzip", [
         ({"types": []}, "gzip.types"),
