@@ -172,3 +172,44 @@ def test_api_breaker_schema_errors(tmp_path):
            ({"break_response_code": 502, "break_response_headers": [{"key": "X"}]},
             "api-breaker.break_response_headers[0].value")]
     assert_plugin_errors(tmp_path, "api-breaker", bad)
+
+
+# --------------------------------------------------------------------------------- mocking
+
+def test_mocking_answers_with_examples_and_schemas(gateway, upstream):
+    up = upstream()
+    gw = gateway({"routes": [
+        route("/example", [(up.port,)], id="example", plugins={"mocking": {
+            "response_status": 201, "content_type": "text/plain",
+            "response_example": "hello $arg_name\n",
+            "response_headers": {"X-Req": "$request_method", "X-N": 7}}}),
+        route("/schema", [(up.port,)], id="schema", plugins={"mocking": {
+            "with_mock_header": False, "response_schema": {"type": "object", "properties": {
+                "id": {"type": "integer", "example": 42}, "name": {"type": "string"},
+                "tags": {"type": "array", "items": {"type": "string", "example": "vip"}},
+                "online": {"type": "boolean"}}}}}),
+        route("/late", [(up.port,)], id="late", plugins={"mocking": {
+            "response_example": "{}", "delay": 1}}),
+    ]}, workers=1)
+    r = gw.get("/example?name=jack")
+    assert r.status_code == 201 and r.text == "hello jack\n"
+    assert r.headers["Content-Type"] == "text/plain"
+    assert r.headers["X-Req"] == "GET" and r.headers["X-N"] == "7"
+    assert r.headers["X-Mock-By"].startswith("Portico/")
+    r = gw.get("/schema")
+    assert r.json() == {"id": 42, "name": "string", "tags": ["vip"], "online": True}
+    assert r.headers["Content-Type"] == "application/json;charset=utf8"
+    assert "X-Mock-By" not in r.headers
+    t0 = time.monotonic()
+    assert gw.get("/late").text == "{}" and time.monotonic() - t0 >= 0.95
+    assert up.requests == []  # mocked answers never touch the upstream
+
+
+def test_mocking_schema_errors(tmp_path):
+    assert_plugin_errors(tmp_path, "mocking", [
+        ({}, "mocking: needs response_example or response_schema"),
+        ({"response_example": "x", "content_type": "image/png"}, "mocking.content_type"),
+        ({"response_schema": {"type": "object"}, "content_type": "text/xml"},
+         "mocking.response_schema"),
+        ({"response_example": "x", "response_status": 99}, "mocking.response_status"),
+        ({"response_example": "x", "delay": -1}, "mocking.delay")])
