@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from conftest import route
+from conftest import assert_plugin_errors, route
 from jwt_tokens import PemKey, hs256, unsigned
 
 
@@ -181,3 +181,109 @@ def test_limit_req_keyed_by_the_consumer_key_auth_named(gateway, upstream):
                       {"username": "bob", "plugins": {"key-auth": {"key": "bob-key"}}}]})
     as_ = lambda key: gw.get("/per-consumer", headers={"apikey": key}).status_code
     assert [as_("ann-key"), as_("ann-key"), as_("bob-key")] == [200, 503, 200]
+
+
+# ------------------------------------------------------------------------------- hmac-auth
+
+def hmac_headers(key_id, secret, method, target, algorithm="hmac-sha256", signed=("@request-target", "date"),
+                 date=None, extra=None, body=None):
+    """Headers of a request signed as APISIX 3.11's hmac-auth expects."""
+    import base64
+    import email.utils
+    import hashlib
+    import hmac
+    headers = dict(extra or {})
+    headers["Date"] = date or email.utils.formatdate(usegmt=True)
+    if body is not None:
+        headers["Digest"] = "SHA-256=" + base64.b64encode(hashlib.sha256(body).digest()).decode()
+    lines = [key_id]
+    for h in signed:
+        if h == "@request-target":
+            lines.append(f"{method} {target}")
+        elif h in {k.lower() for k in headers}:
+            value = next(v for k, v in headers.items() if k.lower() == h)
+            lines.append(f"{h}: {value}")
+    text = "\n".join(lines) + "\n"
+    digest = {"hmac-sha1": hashlib.sha1, "hmac-sha256": hashlib.sha256,
+              "hmac-sha512": hashlib.sha512}[algorithm]
+    sig = base64.b64encode(hmac.new(secret.encode(), text.encode(), digest).digest()).decode()
+    headers["Authorization"] = (f'Signature keyId="{key_id}",algorithm="{algorithm}",'
+                                f'headers="{" ".join(signed)}",signature="{sig}"')
+    return headers
+
+
+def test_hmac_auth_signed_requests_name_the_consumer(gateway, upstream):
+    import email.utils
+    import requests
+    up = upstream()
+    gw = gateway({
+        "routes": [
+            route("/h/*", [(up.port,)], id="h", plugins={"hmac-auth": {
+                "allowed_algorithms": ["hmac-sha256", "hmac-sha512"], "clock_skew": 60,
+                "signed_headers": ["date", "x-app"]},
+                "proxy-rewrite": {"headers": {"set": {"X-Who": "$consumer_name"}}}}),
+            route("/body", [(up.port,)], id="body", plugins={"hmac-auth": {
+                "validate_request_body": True, "hide_credentials": True}}),
+        ],
+        "consumers": [{"username": "billing", "plugins": {
+            "hmac-auth": {"key_id": "billing-key", "secret_key": "s3cret"}}}]})
+    extra = {"X-App": "chat"}
+    signed = ("@request-target", "date", "x-app")
+    h = hmac_headers("billing-key", "s3cret", "GET", "/h/pay?amount=5", extra=extra, signed=signed)
+    r = gw.get("/h/pay?amount=5", headers=h)
+    assert r.status_code == 200 and headers_seen(r)["x-who"] == ["billing"]
+    h = hmac_headers("billing-key", "s3cret", "GET", "/h/pay", extra=extra, signed=signed,
+                     algorithm="hmac-sha512")
+    assert gw.get("/h/pay", headers=h).status_code == 200
+
+    refused = {"message": "client request can't be validated"}
+
+    def status(path, headers):
+        r = gw.get(path, headers=headers)
+        if r.status_code == 401 and "validated:" not in r.text:
+            assert r.json() == refused
+        return r.status_code
+
+    good = hmac_headers("billing-key", "s3cret", "GET", "/h/pay", extra=extra, signed=signed)
+    assert status("/h/pay?amount=500", good) == 401  # the target was signed without the query
+    assert status("/h/pay", dict(good, **{"X-App": "other"})) == 401  # a signed header changed
+    assert status("/h/pay", hmac_headers("billing-key", "wrong", "GET", "/h/pay", extra=extra,
+                                         signed=signed)) == 401
+    assert status("/h/pay", hmac_headers("nobody", "s3cret", "GET", "/h/pay", extra=extra,
+                                         signed=signed)) == 401
+    assert status("/h/pay", hmac_headers("billing-key", "s3cret", "GET", "/h/pay", extra=extra,
+                                         signed=signed, algorithm="hmac-sha1")) == 401
+    old = email.utils.formatdate(timeval=time.time() - 120, usegmt=True)
+    assert status("/h/pay", hmac_headers("billing-key", "s3cret", "GET", "/h/pay", extra=extra,
+                                         signed=signed, date=old)) == 401  # past clock_skew
+    assert status("/h/pay", hmac_headers("billing-key", "s3cret", "GET", "/h/pay",
+                                         extra=extra)) == 401  # x-app must be signed
+    r = gw.get("/h/pay")
+    assert r.status_code == 401 and r.json() == {
+        "message": "client request can't be validated: missing Authorization header"}
+    r = gw.get("/h/pay", headers={"Authorization": "Bearer x"})
+    assert r.json() == {"message": "client request can't be validated: Authorization header "
+                                   "does not start with 'Signature'"}
+    gw.wait_log("client request can't be validated: Clock skew exceeded")
+
+    body = b'{"amount": 5}'
+    h = hmac_headers("billing-key", "s3cret", "POST", "/body", body=body)
+    r = requests.post(gw.url("/body"), headers=h, data=body, timeout=5)
+    assert r.status_code == 200 and "authorization" not in headers_seen(r)
+    r = requests.post(gw.url("/body"), headers=h, data=b'{"amount": 500}', timeout=5)
+    assert r.status_code == 401  # the body is not the one whose digest was sent
+    assert not [q for q in up.requests if q.body == b'{"amount": 500}']
+    # No body: the digest is the empty body's, and it must be sent.
+    assert gw.get("/body", headers=hmac_headers("billing-key", "s3cret", "GET", "/body")
+                  ).status_code == 401
+    assert gw.get("/body", headers=hmac_headers("billing-key", "s3cret", "GET", "/body", body=b"")
+                  ).status_code == 200
+
+
+def test_hmac_auth_schema_errors(tmp_path):
+    out = assert_plugin_errors(tmp_path, "hmac-auth", [
+        ({"allowed_algorithms": ["hmac-md5"]}, "hmac-auth.allowed_algorithms"),
+        ({"allowed_algorithms": []}, "hmac-auth.allowed_algorithms"),
+        ({"clock_skew": 0}, "hmac-auth.clock_skew")],
+        consumers=[{"username": "a", "plugins": {"hmac-auth": {"key_id": "k"}}}])
+    assert "consumers[0].plugins.hmac-auth.secret_key: is required" in out
