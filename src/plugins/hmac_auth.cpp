@@ -146,16 +146,33 @@ class HmacAuth final : public Plugin {
     if (!found.consumer) return "Invalid key_id";
     if (std::find(allowed.begin(), allowed.end(), f.algorithm) == allowed.end())
       return "Invalid algorithm";
-    std::string_view date = ctx.header("date");
-    if (date.empty()) date = ctx.header("x-date");
+    auto is_signed = [&](std::string_view name) {
+      return std::any_of(f.headers.begin(), f.headers.end(),
+                         [&](const std::string& h) { return http::iequals(h, name); });
+    };
+    // The time checked is the signed one when there is one: an unsigned fresh Date beside a
+    // signed old X-Date must not make a captured request new again.
+    std::string_view date_name = is_signed("date")             ? "date"
+                                 : is_signed("x-date")         ? "x-date"
+                                 : !ctx.header("date").empty() ? "date"
+                                                               : "x-date";
+    std::string_view date = ctx.header(date_name);
     if (date.empty()) return "Date header missing. failed to validate clock skew";
     std::optional<int64_t> when = http_date(date);
     if (!when) return "Invalid GMT format time";
     if (std::abs(wall_now_ms() / 1000 - *when) > clock_skew) return "Clock skew exceeded";
     if (!signed_headers.empty() && !f.has_headers) return "headers missing";
-    for (const std::string& h : signed_headers)
-      if (std::find(f.headers.begin(), f.headers.end(), h) == f.headers.end())
-        return "expected header \"" + h + "\" missing in signing";
+    for (const std::string& h : signed_headers) {
+      if (!is_signed(h)) return "expected header \"" + h + "\" missing in signing";
+      if (ctx.header(h).empty()) return "expected header \"" + h + "\" missing in request";
+    }
+    if (validate_body && !is_signed("digest")) return "the Digest header is not signed";
+    // A signed header sent twice would be half signed: the second line goes upstream unseen.
+    for (const std::string& h : f.headers) {
+      int lines = 0;
+      for (const auto& rh : ctx.req->headers) lines += http::iequals(rh.name, h);
+      if (lines > 1) return "header \"" + h + "\" is sent more than once";
+    }
     // keyId, then "@request-target" as "METHOD target" and each signed header present as
     // "name: value", one per line.
     std::string text = f.key_id + "\n";

@@ -15,7 +15,14 @@ namespace {
 json sample_of(const json& schema, int depth = 0) {
   if (!schema.is_object() || depth > 32) return nullptr;
   if (auto e = schema.find("example"); e != schema.end()) return *e;
-  std::string type = schema.value("type", schema.contains("properties") ? "object" : "string");
+  // `type` may be a list (["string", "null"]): its first name.
+  std::string type = schema.contains("properties") ? "object" : "string";
+  if (auto t = schema.find("type"); t != schema.end()) {
+    if (t->is_string())
+      type = t->get<std::string>();
+    else if (t->is_array() && !t->empty() && t->front().is_string())
+      type = t->front().get<std::string>();
+  }
   if (type == "object") {
     json out = json::object();
     if (auto props = schema.find("properties"); props != schema.end() && props->is_object())
@@ -70,7 +77,8 @@ std::shared_ptr<const Plugin> create(const json& conf, const Scope&, const std::
   auto p = std::make_shared<Mocking>();
   config::ObjectReader r(conf, path, errors);
   size_t before = errors.size();
-  p->status = static_cast<int>(r.integer_or("response_status", 200, 100, 599));
+  // (A 1xx is no final answer: the client would wait for one.)
+  p->status = static_cast<int>(r.integer_or("response_status", 200, 200, 599));
   p->content_type = r.string_or("content_type", p->content_type);
   std::string media = p->content_type.substr(0, p->content_type.find(';'));
   if (media != "application/json" && media != "text/plain" && media != "text/html" &&

@@ -222,6 +222,7 @@ def test_hmac_auth_signed_requests_name_the_consumer(gateway, upstream):
                 "allowed_algorithms": ["hmac-sha256", "hmac-sha512"], "clock_skew": 60,
                 "signed_headers": ["date", "x-app"]},
                 "proxy-rewrite": {"headers": {"set": {"X-Who": "$consumer_name"}}}}),
+            route("/x", [(up.port,)], id="x", plugins={"hmac-auth": {"signed_headers": ["x-date"]}}),
             route("/body", [(up.port,)], id="body", plugins={"hmac-auth": {
                 "validate_request_body": True, "hide_credentials": True}}),
         ],
@@ -258,6 +259,25 @@ def test_hmac_auth_signed_requests_name_the_consumer(gateway, upstream):
                                          signed=signed, date=old)) == 401  # past clock_skew
     assert status("/h/pay", hmac_headers("billing-key", "s3cret", "GET", "/h/pay",
                                          extra=extra)) == 401  # x-app must be signed
+    assert status("/h/pay", hmac_headers("billing-key", "s3cret", "GET", "/h/pay",
+                                         signed=signed)) == 401  # ... and sent
+    # A second line of a signed header would go upstream unsigned.
+    import socket
+    twice = hmac_headers("billing-key", "s3cret", "GET", "/h/pay", extra=extra, signed=signed)
+    head = "GET /h/pay HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + "".join(
+        f"{k}: {v}\r\n" for k, v in twice.items()) + "X-App: evil\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as sock:
+        sock.sendall(head.encode())
+        assert sock.recv(65536).startswith(b"HTTP/1.1 401")
+    # An old signed X-Date does not become new beside a fresh unsigned Date.
+    import email.utils as eu
+    old_x_date = {"X-Date": eu.formatdate(timeval=time.time() - 600, usegmt=True)}
+    stale = hmac_headers("billing-key", "s3cret", "GET", "/x", extra=old_x_date,
+                         signed=("@request-target", "x-date"))
+    assert status("/x", dict(stale, Date=eu.formatdate(usegmt=True))) == 401
+    fresh = hmac_headers("billing-key", "s3cret", "GET", "/x", signed=("@request-target", "x-date"),
+                         extra={"X-Date": eu.formatdate(usegmt=True)})
+    assert status("/x", fresh) == 200
     r = gw.get("/h/pay")
     assert r.status_code == 401 and r.json() == {
         "message": "client request can't be validated: missing Authorization header"}
@@ -267,17 +287,21 @@ def test_hmac_auth_signed_requests_name_the_consumer(gateway, upstream):
     gw.wait_log("client request can't be validated: Clock skew exceeded")
 
     body = b'{"amount": 5}'
-    h = hmac_headers("billing-key", "s3cret", "POST", "/body", body=body)
+    with_digest = ("@request-target", "date", "digest")
+    h = hmac_headers("billing-key", "s3cret", "POST", "/body", body=body, signed=with_digest)
     r = requests.post(gw.url("/body"), headers=h, data=body, timeout=5)
     assert r.status_code == 200 and "authorization" not in headers_seen(r)
     r = requests.post(gw.url("/body"), headers=h, data=b'{"amount": 500}', timeout=5)
     assert r.status_code == 401  # the body is not the one whose digest was sent
     assert not [q for q in up.requests if q.body == b'{"amount": 500}']
+    unsigned_digest = hmac_headers("billing-key", "s3cret", "POST", "/body", body=body)
+    assert requests.post(gw.url("/body"), headers=unsigned_digest, data=body,
+                         timeout=5).status_code == 401  # the Digest must be signed
     # No body: the digest is the empty body's, and it must be sent.
-    assert gw.get("/body", headers=hmac_headers("billing-key", "s3cret", "GET", "/body")
-                  ).status_code == 401
-    assert gw.get("/body", headers=hmac_headers("billing-key", "s3cret", "GET", "/body", body=b"")
-                  ).status_code == 200
+    assert gw.get("/body", headers=hmac_headers("billing-key", "s3cret", "GET", "/body",
+                                                signed=with_digest)).status_code == 401
+    assert gw.get("/body", headers=hmac_headers("billing-key", "s3cret", "GET", "/body", body=b"",
+                                                signed=with_digest)).status_code == 200
 
 
 def test_hmac_auth_schema_errors(tmp_path):

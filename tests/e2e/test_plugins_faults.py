@@ -187,7 +187,7 @@ def test_mocking_answers_with_examples_and_schemas(gateway, upstream):
             "with_mock_header": False, "response_schema": {"type": "object", "properties": {
                 "id": {"type": "integer", "example": 42}, "name": {"type": "string"},
                 "tags": {"type": "array", "items": {"type": "string", "example": "vip"}},
-                "online": {"type": "boolean"}}}}}),
+                "online": {"type": "boolean"}, "nick": {"type": ["string", "null"]}}}}}),
         route("/late", [(up.port,)], id="late", plugins={"mocking": {
             "response_example": "{}", "delay": 1}}),
     ]}, workers=1)
@@ -197,7 +197,8 @@ def test_mocking_answers_with_examples_and_schemas(gateway, upstream):
     assert r.headers["X-Req"] == "GET" and r.headers["X-N"] == "7"
     assert r.headers["X-Mock-By"].startswith("Portico/")
     r = gw.get("/schema")
-    assert r.json() == {"id": 42, "name": "string", "tags": ["vip"], "online": True}
+    assert r.json() == {"id": 42, "name": "string", "tags": ["vip"], "online": True,
+                        "nick": "string"}
     assert r.headers["Content-Type"] == "application/json;charset=utf8"
     assert "X-Mock-By" not in r.headers
     t0 = time.monotonic()
@@ -211,5 +212,5 @@ def test_mocking_schema_errors(tmp_path):
         ({"response_example": "x", "content_type": "image/png"}, "mocking.content_type"),
         ({"response_schema": {"type": "object"}, "content_type": "text/xml"},
          "mocking.response_schema"),
-        ({"response_example": "x", "response_status": 99}, "mocking.response_status"),
+        ({"response_example": "x", "response_status": 101}, "mocking.response_status"),
         ({"response_example": "x", "delay": -1}, "mocking.delay")])
