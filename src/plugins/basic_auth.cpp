@@ -90,18 +90,17 @@ std::shared_ptr<const Plugin> create(const json& conf, const Scope&, const std::
 std::shared_ptr<const Credential> consumer_credential(const json& conf, const std::string& path,
                                                       Errors& errors) {
   config::ObjectReader r(conf, path, errors);
-  auto user = r.string("username");
-  auto password = r.string("password");
-  if (!user || user->empty()) r.error("username", "is required");
-  if (user && user->find(':') != std::string::npos) r.error("username", "must not contain ':'");
-  if (!password || password->empty()) r.error("password", "is required");
+  size_t before = errors.size();
+  std::string user = r.string_or("username", "");
+  std::string password = r.string_or("password", "");
+  if (user.empty()) r.error("username", "is required");
+  if (user.find(':') != std::string::npos) r.error("username", "must not contain ':'");
+  if (password.empty()) r.error("password", "is required");
   r.finish();
-  if (!user || user->empty() || user->find(':') != std::string::npos || !password ||
-      password->empty())
-    return nullptr;
+  if (errors.size() != before) return nullptr;
   auto c = std::make_shared<Password>();
-  c->lookup_key = *user;
-  c->digest = digest_of(*password);
+  c->lookup_key = user;
+  c->digest = digest_of(password);
   return c;
 }
 

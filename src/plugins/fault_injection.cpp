@@ -39,7 +39,7 @@ struct Abort {
   Trigger when;
   int status = 0;
   std::optional<VarTemplate> body;
-  std::vector<std::pair<std::string, VarTemplate>> headers;
+  HeaderTemplates headers;
 };
 
 struct Delay {
@@ -115,16 +115,8 @@ std::shared_ptr<const Plugin> create(const json& conf, const Scope&, const std::
     if (!ar.has("http_status")) ar.error("http_status", "is required");
     abort.status = static_cast<int>(status.value_or(0));
     if (auto body = ar.string("body")) abort.body.emplace(*body);
-    if (const json* h = ar.raw("headers")) {
-      if (!h->is_object()) ar.error("headers", "must be an object of header name to value");
-      for (auto it = h->begin(); h->is_object() && it != h->end(); ++it) {
-        if (!valid_header_name(it.key()) || !it->is_string())
-          errors.add(ar.child_path("headers") + "." + it.key(),
-                     "must be a valid header name with a string value");
-        else
-          abort.headers.emplace_back(it.key(), VarTemplate(it->get<std::string>()));
-      }
-    }
+    if (const json* h = ar.raw("headers"))
+      abort.headers = read_header_templates(*h, ar.child_path("headers"), errors);
     abort.when = read_trigger(ar);
     ar.finish();
     p->abort = std::move(abort);

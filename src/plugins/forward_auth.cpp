@@ -33,7 +33,7 @@ class ForwardAuth final : public Plugin {
   std::string uri_text;  // for the log
   bool verify_tls = true;
   std::vector<std::string> request_headers;
-  std::vector<std::pair<std::string, VarTemplate>> extra_headers;
+  HeaderTemplates extra_headers;
   std::vector<std::string> upstream_headers;
   std::vector<std::string> client_headers;
   double timeout = 3;
@@ -140,16 +140,10 @@ std::shared_ptr<const Plugin> create(const json& conf, const Scope&, const std::
   p->upstream_headers = header_names(r, "upstream_headers");
   p->client_headers = header_names(r, "client_headers");
   if (const json* extra = r.raw("extra_headers")) {
-    if (!extra->is_object() || extra->empty())
-      r.error("extra_headers", "must be an object of header name to value");
-    for (auto it = extra->begin(); extra->is_object() && it != extra->end(); ++it) {
-      if (!valid_header_name(it.key()) || gateway_owned(it.key()) || !it->is_string() ||
-          !valid_header_value(it->get<std::string>()))
-        errors.add(r.child_path("extra_headers") + "." + it.key(),
-                   "must be a header name (not one the gateway writes) with a one-line value");
-      else
-        p->extra_headers.emplace_back(it.key(), VarTemplate(it->get<std::string>()));
-    }
+    p->extra_headers = read_header_templates(*extra, r.child_path("extra_headers"), errors);
+    for (const auto& [name, value] : p->extra_headers)
+      if (gateway_owned(name))
+        errors.add(r.child_path("extra_headers") + "." + name, "is written by the gateway itself");
   }
   p->timeout = static_cast<double>(r.integer_or("timeout", 3000, 1, 60000)) / 1000;
   // Connections to the service are not kept (each call is a new one): accepted for configs

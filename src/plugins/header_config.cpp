@@ -117,4 +117,22 @@ std::vector<HeaderEdit> read_header_edits(const json& value, const std::string& 
   return out;
 }
 
+HeaderTemplates read_header_templates(const config::json& value, const std::string& path,
+                                      config::Errors& errors) {
+  HeaderTemplates out;
+  if (!value.is_object()) {
+    errors.add(path, "must be an object of header name to value");
+    return out;
+  }
+  for (auto it = value.begin(); it != value.end(); ++it) {
+    std::string text = it->is_string() ? it->get<std::string>() : it->is_number() ? it->dump() : "";
+    if (!valid_header_name(it.key()) || !(it->is_string() || it->is_number()) ||
+        !valid_header_value(text))
+      errors.add(path + "." + it.key(), "must be a header name with a one-line string value");
+    else
+      out.emplace_back(it.key(), VarTemplate(text));
+  }
+  return out;
+}
+
 }  // namespace portico::plugins

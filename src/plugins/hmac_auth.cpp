@@ -224,14 +224,14 @@ std::shared_ptr<const Plugin> create(const json& conf, const Scope&, const std::
 std::shared_ptr<const Credential> consumer_credential(const json& conf, const std::string& path,
                                                       Errors& errors) {
   config::ObjectReader r(conf, path, errors);
+  size_t before = errors.size();
   std::string key_id = r.string_or("key_id", "");
   std::string secret = r.string_or("secret_key", "");
   if (key_id.empty() || key_id.size() > 256) r.error("key_id", "is required (1..256 characters)");
   if (secret.empty() || secret.size() > 256)
     r.error("secret_key", "is required (1..256 characters)");
   r.finish();
-  if (key_id.empty() || key_id.size() > 256 || secret.empty() || secret.size() > 256)
-    return nullptr;
+  if (errors.size() != before) return nullptr;
   auto c = std::make_shared<SharedSecret>();
   c->lookup_key = key_id;
   c->secret = secret;

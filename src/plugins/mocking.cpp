@@ -48,7 +48,7 @@ class Mocking final : public Plugin {
   std::string content_type = "application/json;charset=utf8";
   std::optional<VarTemplate> example;
   std::string generated;  // from response_schema
-  std::vector<std::pair<std::string, VarTemplate>> headers;
+  HeaderTemplates headers;
   bool mock_header = true;
   double delay = 0;
 
@@ -99,17 +99,8 @@ std::shared_ptr<const Plugin> create(const json& conf, const Scope&, const std::
               "text/plain, or write response_example");
     p->generated = sample_of(*schema).dump();
   }
-  if (const json* h = r.raw("response_headers")) {
-    if (!h->is_object()) r.error("response_headers", "must be an object of header name to value");
-    for (auto it = h->begin(); h->is_object() && it != h->end(); ++it) {
-      if (!valid_header_name(it.key()) || !(it->is_string() || it->is_number()))
-        errors.add(r.child_path("response_headers") + "." + it.key(),
-                   "must be a header name with a string or number value");
-      else
-        p->headers.emplace_back(it.key(),
-                                VarTemplate(it->is_string() ? it->get<std::string>() : it->dump()));
-    }
-  }
+  if (const json* h = r.raw("response_headers"))
+    p->headers = read_header_templates(*h, r.child_path("response_headers"), errors);
   p->mock_header = r.boolean_or("with_mock_header", true);
   p->delay = static_cast<double>(r.integer_or("delay", 0, 0, 3600));
   r.finish();
