@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <stdexcept>
 
@@ -18,7 +20,8 @@ AccessLogWriter::AccessLogWriter(const std::string& target) {
     std::error_code ec;
     std::filesystem::create_directories(std::filesystem::path(target).parent_path(), ec);
     fd_ = ::open(target.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (fd_ < 0) throw std::runtime_error("cannot open access log " + target);
+    if (fd_ < 0)
+      throw std::runtime_error("cannot open " + target + " for appending: " + std::strerror(errno));
     own_fd_ = true;
   }
   thread_ = std::thread([this] { run(); });

@@ -2,9 +2,12 @@
 
 #include <sys/socket.h>
 
+#include <optional>
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 
+#include "core/current_worker.hpp"
 #include "core/log.hpp"
 
 namespace portico {
@@ -15,7 +18,12 @@ namespace {
 // locking in its scheduler and reactor.
 constexpr int kConcurrencyHint = BOOST_ASIO_CONCURRENCY_HINT_UNSAFE;
 constexpr size_t kAccessLogFlushBytes = 64 * 1024;
+thread_local std::optional<Executor> t_executor;
+
 }  // namespace
+
+const Executor* current_worker_executor() { return t_executor ? &*t_executor : nullptr; }
+void set_current_worker_executor(const Executor& executor) { t_executor.emplace(executor); }
 
 Worker::Worker(int index, ConnectionHandler handler, AccessLogWriter& access_log)
     : index_(index),
@@ -90,6 +98,7 @@ void Worker::start(SnapshotPtr first) {
   asio::co_spawn(*io_, inbox_->run(), asio::detached);
   thread_ = std::thread([this] {
     series.make_current();
+    set_current_worker_executor(io_->get_executor());
     try {
       io_->run();
     } catch (const std::exception& e) {

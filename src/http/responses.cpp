@@ -182,6 +182,9 @@ void append_ms(std::string& out, int64_t us) {
 
 void record_exchange(ClientConnection& c, Exchange& x, bool log_phase) {
   int64_t elapsed_us = now_us() - x.start_us;
+  if (x.with_plugins)
+    x.ctx.facts = {elapsed_us,  x.upstream_us,    x.bytes_in,
+                   x.bytes_out, x.upstream_addrs, x.response_head};
   if (x.with_plugins && log_phase) {
     x.ctx.status = x.status;
     // A client that left (499) is not an answer of the upstream's.

@@ -1,5 +1,8 @@
 #include "plugins/context.hpp"
 
+#include <chrono>
+#include <cstdio>
+#include <ctime>
 #include <random>
 
 #include "config/field_reader.hpp"
@@ -146,6 +149,48 @@ std::string_view Context::var(std::string_view name) const {
     scratch_ = std::to_string(name == "remote_port" ? client_port : server_port);
     return scratch_;
   }
+  return log_var(name);
+}
+
+namespace {
+
+// Microseconds as nginx writes times in variables: seconds with three decimals.
+std::string seconds_text(int64_t us) {
+  char buf[32];
+  int n = std::snprintf(buf, sizeof buf, "%lld.%03lld", static_cast<long long>(us / 1000000),
+                        static_cast<long long>(us / 1000 % 1000));
+  return {buf, static_cast<size_t>(n)};
+}
+
+}  // namespace
+
+// The variables that describe the finished exchange (ExchangeFacts) or the time of logging.
+std::string_view Context::log_var(std::string_view name) const {
+  auto number = [&](uint64_t n) -> std::string_view {
+    scratch_ = std::to_string(n);
+    return scratch_;
+  };
+  if (name == "status") return status > 0 ? number(static_cast<uint64_t>(status)) : "";
+  if (name == "upstream_status")
+    return upstream_status > 0 ? number(static_cast<uint64_t>(upstream_status)) : "";
+  if (name == "upstream_addr") return facts.upstream_addr;
+  if (name == "request_time") return scratch_ = seconds_text(facts.latency_us);
+  if (name == "upstream_response_time")
+    return facts.upstream_latency_us > 0 ? (scratch_ = seconds_text(facts.upstream_latency_us))
+                                         : "";
+  if (name == "bytes_sent") return number(facts.bytes_out);
+  if (name == "request_length") return number(facts.bytes_in);
+  if (name == "msec" || name == "time_iso8601") {
+    auto now = std::chrono::system_clock::now().time_since_epoch();
+    int64_t us = std::chrono::duration_cast<std::chrono::microseconds>(now).count();
+    if (name == "msec") return scratch_ = seconds_text(us);
+    time_t sec = static_cast<time_t>(us / 1000000);
+    struct tm utc;
+    gmtime_r(&sec, &utc);
+    char buf[40];
+    size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S+00:00", &utc);
+    return scratch_.assign(buf, n);
+  }
   return {};
 }
 
@@ -253,6 +298,7 @@ void Context::reset() {
   response = nullptr;
   upstream_status = 0;
   log_done = false;
+  facts = {};
   notes_.clear();
   active.clear();
   global_count = 0;

@@ -56,6 +56,17 @@ struct RequestLocal {
   virtual ~RequestLocal() = default;
 };
 
+// What the log phase knows of the finished exchange (loggers, $request_time and friends): set by
+// the server when it records the exchange, right before the log phase.
+struct ExchangeFacts {
+  int64_t latency_us = 0;           // from the request's arrival to the end of the response
+  int64_t upstream_latency_us = 0;  // from the first upstream attempt to its answer; 0: none
+  uint64_t bytes_in = 0;            // read from the client: head and body
+  uint64_t bytes_out = 0;           // sent to the client: head and body
+  std::string_view upstream_addr;   // the attempts' addresses, nginx's $upstream_addr
+  std::string_view response_head;   // as sent to the client (a local answer may follow it)
+};
+
 class Context {
  public:
   // Set per request by the server.
@@ -106,6 +117,7 @@ class Context {
   // gateway's 502/504 when none came (nginx's $upstream_status); 0 when nothing went upstream.
   int upstream_status = 0;
   bool log_done = false;  // the log phase runs once, whichever way the request ended
+  ExchangeFacts facts;    // for the log phase
 
   // Up to four numbers a plugin keeps between its phases (limit-count's quota for its headers,
   // limit-conn's slot to release), keyed by the plugin instance.
@@ -125,9 +137,11 @@ class Context {
 
   // An nginx/APISIX variable by name: remote_addr, remote_port, uri, request_uri, host,
   // request_method, query_string/args, server_port, scheme, ssl_server_name, route_id, service_id,
-  // consumer_name, request_id, arg_*, http_* (header, '_' = '-'), cookie_*, and with mTLS
+  // consumer_name, request_id, arg_*, http_* (header, '_' = '-'), cookie_*, with mTLS
   // ssl_client_verify, ssl_client_s_dn, ssl_client_i_dn, ssl_client_serial,
-  // ssl_client_fingerprint. Empty when absent.
+  // ssl_client_fingerprint, and in the log phase status, upstream_status, upstream_addr,
+  // request_time, upstream_response_time (seconds, to the millisecond), bytes_sent,
+  // request_length, msec and time_iso8601. Empty when absent.
   std::string_view var(std::string_view name) const;
   // var(), except that a header sent on several lines is read as one list, the lines joined by
   // ", " in order (RFC 9110 5.3; nginx 1.23's $http_x_forwarded_for) in `joined` when there are
@@ -151,6 +165,7 @@ class Context {
     std::array<int64_t, 4> values;
     std::string text;
   };
+  std::string_view log_var(std::string_view name) const;
   Note& find_or_add_note(const Plugin* owner);
   const Note* find_note_of(const Plugin* owner) const;
   std::vector<Note> notes_;

@@ -1,0 +1,64 @@
+// APISIX's batch processor for the loggers that send (http-logger, tcp-logger, udp-logger):
+// entries gather in one batch per plugin config, shared by the workers, and go out together
+// when the batch is full (batch_max_size), when no entry came for inactive_timeout, or when the
+// oldest has waited buffer_duration. A failed send is retried max_retry_count times,
+// retry_delay apart, and then dropped with an error line. Unlike APISIX, what waits is bounded
+// (max_pending_entries): a dead log server never grows the gateway's memory without end.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "config/field_reader.hpp"
+#include "core/asio.hpp"
+
+namespace portico::plugins {
+
+struct BatchSettings {
+  std::string name;  // for log lines and metrics ("http logger")
+  size_t max_size = 1000;
+  double inactive_timeout = 5;
+  double buffer_duration = 60;
+  int max_retry_count = 0;
+  double retry_delay = 1;
+  size_t max_pending = 10000;  // entries waiting or being sent; more are dropped and counted
+};
+
+// Reads name, batch_max_size, inactive_timeout, buffer_duration, max_retry_count, retry_delay
+// and max_pending_entries.
+BatchSettings read_batch_settings(config::ObjectReader& r, std::string default_name);
+
+// Where a batch goes. Kept alive by the sends in flight, so a config change never cuts one.
+class BatchSink {
+ public:
+  virtual ~BatchSink() = default;
+  // Empty on success, else why it failed.
+  virtual Task<std::string> send(const std::vector<std::string>& entries) const = 0;
+};
+
+class BatchProcessor : public std::enable_shared_from_this<BatchProcessor> {
+ public:
+  BatchProcessor(BatchSettings settings, std::shared_ptr<const BatchSink> sink, std::string plugin);
+  // From a worker's log phase: sends and timers run on that worker.
+  void push(std::string entry);
+
+ private:
+  static Task<> wait_and_flush(std::shared_ptr<BatchProcessor> self);
+  static Task<> send(std::shared_ptr<BatchProcessor> self, std::vector<std::string> batch);
+  void count(std::string_view outcome, size_t n) const;
+
+  const BatchSettings settings_;
+  const std::shared_ptr<const BatchSink> sink_;
+  const std::string plugin_;
+  std::mutex mutex_;
+  std::vector<std::string> batch_;
+  int64_t first_ms_ = 0;  // steady time the batch's first entry came
+  int64_t last_ms_ = 0;   // and its latest
+  bool timer_armed_ = false;
+  size_t pending_ = 0;  // entries in batch_ or in sends not finished
+};
+
+}  // namespace portico::plugins

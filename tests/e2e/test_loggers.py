@@ -1,0 +1,207 @@
+"""http-logger and file-logger through the binary: APISIX's full entry and log_format, request
+and response bodies, batches (size, inactive_timeout), retries and failures counted and logged,
+a slow or dead log server never delaying requests, bounded waiting entries, one file shared by
+routes, and schema errors. The log server is a real HTTP server (upstream.TestUpstream keeps
+every request it gets)."""
+import json
+import time
+
+import requests
+
+from conftest import assert_plugin_errors, route, wait_until
+from prom_text import parse
+
+
+def posts(collector):
+    """The log server's requests so far, bodies decoded."""
+    with collector.lock:
+        return [(r, r.body.decode()) for r in collector.requests]
+
+
+def entries_of(collector):
+    out = []
+    for _, body in posts(collector):
+        doc = json.loads(body)
+        out.extend(doc if isinstance(doc, list) else [doc])
+    return out
+
+
+def log_entries_metric(gw, **labels):
+    return parse(gw.control("/metrics").text).value("portico_log_entries_total", **labels)
+
+
+def test_http_logger_batches_apisix_entries(gateway, upstream):
+    up, collector = upstream(), upstream(name="logs")
+    gw = gateway({"routes": [route("/api/*", [(up.port,)], id="api",
+                                   plugins={"http-logger": {
+                                       "uri": f"http://127.0.0.1:{collector.port}/ingest?k=1",
+                                       "auth_header": "Bearer log-token", "batch_max_size": 3,
+                                       "inactive_timeout": 1}})]})
+    for i in range(3):
+        assert gw.get(f"/api/m{i}?to=rose&to=lily&flag", headers={"X-Trace": "t"}).status_code == 200
+    wait_until(lambda: len(posts(collector)) == 1)
+    req, body = posts(collector)[0]
+    assert req.method == "POST" and req.target == "/ingest?k=1"
+    assert req.header("authorization") == "Bearer log-token"
+    assert req.header("content-type") == "application/json"
+    batch = json.loads(body)
+    assert [e["request"]["uri"] for e in batch] == [f"/api/m{i}?to=rose&to=lily&flag"
+                                                     for i in range(3)]
+    e = batch[0]
+    assert e["request"]["method"] == "GET"
+    assert e["request"]["url"] == f"http://127.0.0.1:{gw.port}/api/m0?to=rose&to=lily&flag"
+    assert e["request"]["headers"]["x-trace"] == "t"
+    assert e["request"]["querystring"] == {"to": ["rose", "lily"], "flag": True}
+    assert e["request"]["size"] > 50
+    assert e["response"]["status"] == 200
+    assert e["response"]["headers"]["content-type"] == "application/json"
+    assert e["response"]["size"] > int(e["response"]["headers"]["content-length"])
+    assert e["upstream"] == f"127.0.0.1:{up.port}"
+    assert e["route_id"] == "api" and e["service_id"] == ""
+    assert e["client_ip"] == "127.0.0.1" and "consumer" not in e
+    assert abs(e["start_time"] - time.time() * 1000) < 30000
+    assert e["latency"] >= e["upstream_latency"] >= 0 and e["apisix_latency"] >= 0
+    assert e["server"]["hostname"] and e["server"]["version"]
+    # A batch that does not fill goes out once no entry came for inactive_timeout.
+    gw.get("/api/last")
+    t0 = time.monotonic()
+    wait_until(lambda: len(posts(collector)) == 2, timeout=5)
+    assert 0.5 < time.monotonic() - t0 < 3
+    assert [e["request"]["uri"] for e in json.loads(posts(collector)[1][1])] == ["/api/last"]
+    assert log_entries_metric(gw, plugin="http-logger", outcome="sent") == 4
+
+
+def test_http_logger_formats_single_entries_and_lines(gateway, upstream):
+    up, collector = upstream(), upstream(name="logs")
+    uri = f"http://127.0.0.1:{collector.port}/ingest"
+    fmt = {"client": "$remote_addr", "host": "$host", "status": "$status", "app": "chat",
+           "missing": "$http_x_none", "timing": {"total": "$request_time",
+                                                  "up": "$upstream_addr"}}
+    gw = gateway({"routes": [
+        route("/one/*", [(up.port,)], id="one", plugins={"http-logger": {
+            "uri": uri, "batch_max_size": 1, "log_format": fmt}}),
+        route("/lines/*", [(up.port,)], id="lines", plugins={"http-logger": {
+            "uri": uri, "batch_max_size": 2, "concat_method": "new_line"}})]})
+    assert gw.get("/one/x", headers={"Host": "Chat.Example.com:81"}).status_code == 200
+    wait_until(lambda: len(posts(collector)) == 1)
+    e = json.loads(posts(collector)[0][1])  # batch_max_size 1: the object, not a list
+    assert e == {"client": "127.0.0.1", "host": "chat.example.com", "status": "200",
+                 "app": "chat", "route_id": "one",
+                 "timing": {"total": e["timing"]["total"], "up": f"127.0.0.1:{up.port}"}}
+    assert float(e["timing"]["total"]) < 5
+    gw.get("/lines/a")
+    gw.get("/lines/b")
+    wait_until(lambda: len(posts(collector)) == 2)
+    req, body = posts(collector)[1]
+    assert req.header("content-type") == "text/plain"
+    assert [json.loads(line)["request"]["uri"] for line in body.split("\n")] == ["/lines/a",
+                                                                              "/lines/b"]
+
+
+def test_http_logger_bodies_when_asked(gateway, upstream):
+    up, collector = upstream(), upstream(name="logs")
+    conf = {"uri": f"http://127.0.0.1:{collector.port}/ingest", "batch_max_size": 1,
+            "include_req_body": True, "max_req_body_bytes": 8,
+            "include_resp_body": True, "include_resp_body_expr": [["status", "==", 200]]}
+    gw = gateway({"routes": [route("/api/*", [(up.port,)], id="api",
+                                   plugins={"http-logger": conf}),
+                             route("/status/*", [(up.port,)], id="status",
+                                   plugins={"http-logger": conf})]})
+    r = gw.get("/api/x", data=b"hello, logger")
+    assert r.status_code == 200 and r.json()["body_len"] == 13  # the upstream got it all
+    wait_until(lambda: len(posts(collector)) == 1)
+    e = json.loads(posts(collector)[0][1])
+    assert e["request"]["body"] == "hello, l"  # cut at max_req_body_bytes
+    assert json.loads(e["response"]["body"])["upstream"] == "up"
+    # The expression decides: a 404 is logged without its body; no request body, none logged.
+    assert gw.get("/status/404").status_code == 404
+    wait_until(lambda: len(posts(collector)) == 2)
+    e = json.loads(posts(collector)[1][1])
+    assert e["response"]["status"] == 404
+    assert "body" not in e["response"] and "body" not in e["request"]
+
+
+def test_http_logger_failures_are_retried_counted_and_never_delay_requests(gateway, upstream):
+    up, failing, slow = upstream(), upstream(name="failing"), upstream(name="slow")
+    gw = gateway({"routes": [
+        route("/fail/*", [(up.port,)], id="fail", plugins={"http-logger": {
+            "uri": f"http://127.0.0.1:{failing.port}/status/503", "name": "audit",
+            "batch_max_size": 1, "max_retry_count": 2, "retry_delay": 0}}),
+        route("/late/*", [(up.port,)], id="late", plugins={"http-logger": {
+            "uri": f"http://127.0.0.1:{slow.port}/slow/1500", "batch_max_size": 1}}),
+        route("/dead/*", [(up.port,)], id="dead", plugins={"http-logger": {
+            "uri": "http://127.0.0.1:1/", "batch_max_size": 1}})]})
+    assert gw.get("/fail/x").status_code == 200
+    wait_until(lambda: len(posts(failing)) == 3)  # the send and its two retries
+    gw.wait_log("Batch Processor[audit]")
+    assert "the log server answered 503" in gw.error_log()
+    wait_until(lambda: log_entries_metric(gw, logger="audit", outcome="failed") == 1)
+    t0 = time.monotonic()
+    for _ in range(3):
+        assert gw.get("/late/x").status_code == 200
+        assert gw.get("/dead/x").status_code == 200
+    assert time.monotonic() - t0 < 1.0  # the log server's 1.5 s is not the client's
+    wait_until(lambda: log_entries_metric(gw, plugin="http-logger", logger="http logger",
+                                          outcome="failed") == 3)
+    wait_until(lambda: log_entries_metric(gw, plugin="http-logger", outcome="sent") == 3,
+               timeout=10)
+
+
+def test_http_logger_bounds_what_waits_for_a_hung_log_server(gateway, upstream):
+    up, hung = upstream(), upstream(name="hung")
+    gw = gateway({"routes": [route("/api/*", [(up.port,)], id="api", plugins={"http-logger": {
+        "uri": f"http://127.0.0.1:{hung.port}/hang", "batch_max_size": 1,
+        "max_pending_entries": 2, "timeout": 2}})]})
+    for _ in range(6):
+        assert gw.get("/api/x").status_code == 200
+    assert log_entries_metric(gw, outcome="dropped") == 4
+    wait_until(lambda: log_entries_metric(gw, outcome="failed") == 2, timeout=6)
+    # Room again once the sends ended: the next entry is taken (and fails in its turn).
+    assert gw.get("/api/x").status_code == 200
+    wait_until(lambda: log_entries_metric(gw, outcome="failed") == 3, timeout=6)
+    assert log_entries_metric(gw, outcome="dropped") == 4
+
+
+def test_file_logger_appends_lines_shared_by_routes(gateway, upstream, tmp_path):
+    up = upstream()
+    path = tmp_path / "logs" / "api.log"
+    gw = gateway({"routes": [
+        route("/a/*", [(up.port,)], id="a", plugins={"file-logger": {"path": str(path)}}),
+        route("/b/*", [(up.port,)], id="b", plugins={"file-logger": {
+            "path": str(path), "log_format": {"uri": "$uri", "ua": "$http_user_agent"}}})]})
+    gw.get("/a/1")
+    gw.get("/b/2", headers={"User-Agent": "chat/1.0"})
+    gw.get("/a/3")
+
+    def lines():
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    wait_until(lambda: len(lines()) == 3)
+    a1, b2, a3 = lines()
+    assert a1["request"]["uri"] == "/a/1" and a1["response"]["status"] == 200
+    assert b2 == {"uri": "/b/2", "ua": "chat/1.0", "route_id": "b"}
+    assert a3["route_id"] == "a"
+
+
+def test_logger_schema_errors(tmp_path):
+    bad = [({}, "http-logger.uri"),
+           ({"uri": "ftp://x/"}, "http-logger.uri"),
+           ({"uri": "http://x/", "timeout": 0}, "http-logger.timeout"),
+           ({"uri": "http://x/", "concat_method": "csv"}, "http-logger.concat_method"),
+           ({"uri": "http://x/", "batch_max_size": 0}, "http-logger.batch_max_size"),
+           ({"uri": "http://x/", "inactive_timeout": 0}, "http-logger.inactive_timeout"),
+           ({"uri": "http://x/", "max_retry_count": -1}, "http-logger.max_retry_count"),
+           ({"uri": "http://x/", "batch_max_size": 100, "max_pending_entries": 10},
+            "http-logger.max_pending_entries"),
+           ({"uri": "http://x/", "log_format": {"a": ["$uri"]}}, "http-logger.log_format"),
+           ({"uri": "http://x/", "log_format": "$uri"}, "http-logger.log_format"),
+           ({"uri": "http://x/", "include_resp_body_expr": [["status", "=~", 1]]},
+            "http-logger.include_resp_body_expr"),
+           ({"uri": "http://x/", "auth_header": "a\r\nb"}, "http-logger.auth_header"),
+           ({"uri": "http://x/", "max_req_body_bytes": 0}, "http-logger.max_req_body_bytes"),
+           ({"uri": "http://x/", "batchsize": 3}, "http-logger.batchsize")]
+    assert_plugin_errors(tmp_path, "http-logger", bad)
+    bad = [({}, "file-logger.path"),
+           ({"path": "/proc/no/such/dir/x.log"}, "file-logger.path"),
+           ({"path": str(tmp_path / "x.log"), "include_req_body": "yes"},
+            "file-logger.include_req_body")]
+    assert_plugin_errors(tmp_path, "file-logger", bad)
