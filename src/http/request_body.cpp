@@ -44,6 +44,10 @@ Task<Failure> stream_request_body(ClientConnection& c, Exchange& x, bool chunked
 
   ChunkedDecoder dec;
   int64_t total = 0;
+  int64_t max_size = limits.client_max_body_size;  // 0: none
+  if (x.with_plugins && x.ctx.max_body_size > 0 &&
+      (max_size == 0 || x.ctx.max_body_size < max_size))
+    max_size = x.ctx.max_body_size;  // client-control's, for this route
   char size_line[24];
   while (true) {
     if (c.in.empty()) {
@@ -56,8 +60,7 @@ Task<Failure> stream_request_body(ClientConnection& c, Exchange& x, bool chunked
     if (step.status == ChunkedDecoder::Status::Error) co_return Failure::BadBody;
     if (step.status == ChunkedDecoder::Status::Data) {
       total += static_cast<int64_t>(step.data.size());
-      if (limits.client_max_body_size > 0 && total > limits.client_max_body_size)
-        co_return Failure::BodyTooLarge;
+      if (max_size > 0 && total > max_size) co_return Failure::BodyTooLarge;
       int n = std::snprintf(size_line, sizeof(size_line), "%zx\r\n", step.data.size());
       std::array<asio::const_buffer, 3> bufs{asio::buffer(size_line, static_cast<size_t>(n)),
                                              asio::buffer(step.data), asio::buffer(kCrlf)};

@@ -35,8 +35,9 @@ ServiceAnswer failed(std::string why, const Exchange& x) {
 }
 
 std::string request_head(const ServiceUrl& url, const ServiceRequest& r) {
-  std::string head = r.method + " " + url.target + " HTTP/1.1\r\nHost: " + url.host_header +
-                     "\r\nConnection: close\r\n";
+  std::string head = r.method;
+  head.append(" ").append(r.target.empty() ? url.target : r.target).append(" HTTP/1.1\r\nHost: ");
+  head.append(r.host.empty() ? url.host_header : r.host).append("\r\nConnection: close\r\n");
   for (const auto& [name, value] : r.headers)
     head.append(name).append(": ").append(value) += "\r\n";
   if (!r.body.empty() || r.method == "POST" || r.method == "PUT")

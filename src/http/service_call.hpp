@@ -27,6 +27,8 @@ std::optional<ServiceUrl> parse_service_url(std::string_view text, std::string& 
 
 struct ServiceRequest {
   std::string method = "GET";
+  std::string target;                                        // path and query; empty: the URL's
+  std::string host;                                          // the Host header; empty: the URL's
   std::vector<std::pair<std::string, std::string>> headers;  // besides Host and Content-Length
   std::string body;
   double timeout = 3;  // seconds for the whole exchange: resolve, connect, TLS, send, answer

@@ -299,6 +299,7 @@ void Context::reset() {
   upstream_status = 0;
   log_done = false;
   facts = {};
+  max_body_size = 0;
   notes_.clear();
   active.clear();
   global_count = 0;

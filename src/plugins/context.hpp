@@ -94,6 +94,9 @@ class Context {
   std::optional<std::string> response_body;  // response-rewrite's body: replaces the upstream's
   Reply reply;
   std::string request_id;  // request-id plugin, also in the access log and WAF answers
+  // client-control's max_body_size for this request (0: none): a body longer than this and the
+  // node's client_max_body_size gets a 413, a chunked one as soon as it is.
+  int64_t max_body_size = 0;
   // The upstream the request goes to: -1 for the route's own, else a position in the route's
   // upstream choices (traffic-split; Plugin::upstream_choices).
   int upstream_choice = -1;

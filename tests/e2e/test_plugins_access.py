@@ -242,3 +242,35 @@ def test_referer_restriction_schema_errors(tmp_path):
            ({"whitelist": ["a.com:80"]}, "referer-restriction.whitelist[0]"),
            ({"blacklist": ["a.*.com"]}, "referer-restriction.blacklist[0]")]
     assert_plugin_errors(tmp_path, "referer-restriction", bad)
+
+
+# ----------------------------------------------------------------------------- client-control
+
+def test_client_control_limits_bodies_per_route(gateway, upstream):
+    up = upstream()
+    gw = gateway({"routes": [
+        route("/small/*", [(up.port,)], id="small", plugins={"client-control": {"max_body_size": 10}}),
+        route("/any/*", [(up.port,)], id="any", plugins={"client-control": {"max_body_size": 0}}),
+        route("/free/*", [(up.port,)], id="free")]},
+        node={"client_max_body_size": "1k"})
+    r = gw.get("/small/x", data=b"0123456789")
+    assert r.status_code == 200 and r.json()["body_len"] == 10
+    r = gw.get("/small/x", data=b"0123456789a")
+    assert r.status_code == 413 and r.json()["error_msg"] == "request body too large"
+    assert gw.get("/free/x", data=b"b" * 1000).status_code == 200
+    # 0 adds no limit, and the node's still holds.
+    assert gw.get("/any/x", data=b"c" * 1000).status_code == 200
+    assert gw.get("/any/x", data=b"c" * 1025).status_code == 413
+    # A chunked body is cut off once it grows past the size.
+    sent = len(up.requests)
+    chunks = iter([b"01234", b"56789", b"x"])
+    assert gw.get("/small/x", data=chunks).status_code == 413
+    assert len(up.requests) == sent  # begun upstream perhaps, never completed
+    assert gw.get("/small/x", data=iter([b"01234", b"56789"])).json()["body_len"] == 10
+
+
+def test_client_control_schema_errors(tmp_path):
+    assert_plugin_errors(tmp_path, "client-control", [
+        ({"max_body_size": -1}, "client-control.max_body_size"),
+        ({"max_body_size": "lots"}, "client-control.max_body_size"),
+        ({"max_size": 1}, "client-control.max_size")])
