@@ -39,11 +39,16 @@ AccessLogWriter::~AccessLogWriter() {
   if (own_fd_) ::close(fd_);
 }
 
-void AccessLogWriter::submit(std::string& chunk) {
-  if (chunk.empty() || fd_ < 0) return;
+bool AccessLogWriter::submit(std::string& chunk) {
+  if (chunk.empty() || fd_ < 0) return true;
   std::string replacement;
   {
     std::lock_guard lock(mutex_);
+    if (queued_bytes_ + chunk.size() > kMaxQueuedBytes) {
+      chunk.clear();
+      return false;
+    }
+    queued_bytes_ += chunk.size();
     queue_.push_back(std::move(chunk));
     if (!spare_.empty()) {
       replacement = std::move(spare_.back());
@@ -53,6 +58,7 @@ void AccessLogWriter::submit(std::string& chunk) {
   cv_.notify_one();
   chunk = std::move(replacement);
   chunk.clear();
+  return true;
 }
 
 void AccessLogWriter::run() {
@@ -63,6 +69,7 @@ void AccessLogWriter::run() {
       cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
       if (queue_.empty() && stop_) return;
       batch.swap(queue_);
+      queued_bytes_ = 0;
     }
     for (auto& s : batch) {
       size_t off = 0;

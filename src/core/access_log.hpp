@@ -19,8 +19,9 @@ class AccessLogWriter {
   AccessLogWriter& operator=(const AccessLogWriter&) = delete;
 
   bool enabled() const { return fd_ >= 0; }
-  // Takes the contents of `chunk` (leaves it empty, capacity kept when possible).
-  void submit(std::string& chunk);
+  // Takes the contents of `chunk` (leaves it empty, capacity kept when possible). False when
+  // it was dropped instead: a disk that cannot keep up must not grow memory without end.
+  bool submit(std::string& chunk);
 
  private:
   void run();
@@ -29,7 +30,9 @@ class AccessLogWriter {
   bool own_fd_ = false;
   std::mutex mutex_;
   std::condition_variable cv_;
+  static constexpr size_t kMaxQueuedBytes = 64 << 20;
   std::vector<std::string> queue_;
+  size_t queued_bytes_ = 0;
   std::vector<std::string> spare_;  // emptied strings handed back to workers
   bool stop_ = false;
   std::thread thread_;

@@ -236,7 +236,12 @@ Task<bool> serve_request(ClientConnection& c) {
   bool keep = co_await proxy_request(c, x, route, snapshot, limits);
   // A client that goes away before any answer (mid-body, during 100-continue) ends the request
   // without record_exchange; the log phase must run anyway, or limit-conn keeps its slot forever.
-  if (x.with_plugins) plugins::run_log(x.ctx);
+  if (x.with_plugins && !x.ctx.log_done) {
+    if (!x.status) x.status = 499;
+    x.ctx.status = x.status;
+    fill_log_facts(x);
+    plugins::run_log(x.ctx);
+  }
   co_return keep;
 }
 

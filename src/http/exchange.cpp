@@ -56,6 +56,7 @@ void Exchange::reset() {
   method.clear();
   target.clear();
   host.clear();
+  response_head.clear();  // a logger reads it: never the previous request's
 }
 
 ExchangeLease::ExchangeLease() {

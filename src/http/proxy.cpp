@@ -421,6 +421,7 @@ Task<bool> take_over_request(ClientConnection& c, Exchange& x, const config::Com
     // The session is over: now the log phase (limit-conn counted it until here).
     if (upgraded && x.with_plugins) {
       x.ctx.status = x.status;
+      fill_log_facts(x);
       plugins::run_log(x.ctx);
     }
     co_return false;
@@ -659,7 +660,7 @@ Task<bool> proxy_request(ClientConnection& c, Exchange& x, const config::Compile
   }
   client_watch.stop();
   budget.finish();
-  x.upstream_us = now_us() - up_start;
+  x.upstream_us = x.attempts > 0 ? now_us() - up_start : 0;
 
   if (failure == Failure::ClientGone) {
     x.status = 499;

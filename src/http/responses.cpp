@@ -180,11 +180,14 @@ void append_ms(std::string& out, int64_t us) {
 }
 }  // namespace
 
+void fill_log_facts(Exchange& x) {
+  x.ctx.facts = {now_us() - x.start_us, x.upstream_us,   x.bytes_in, x.bytes_out,
+                 x.upstream_addrs,      x.response_head, true};
+}
+
 void record_exchange(ClientConnection& c, Exchange& x, bool log_phase) {
   int64_t elapsed_us = now_us() - x.start_us;
-  if (x.with_plugins)
-    x.ctx.facts = {elapsed_us,  x.upstream_us,    x.bytes_in,
-                   x.bytes_out, x.upstream_addrs, x.response_head};
+  if (x.with_plugins) fill_log_facts(x);
   if (x.with_plugins && log_phase) {
     x.ctx.status = x.status;
     // A client that left (499) is not an answer of the upstream's.

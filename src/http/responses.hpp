@@ -20,5 +20,8 @@ void build_error_response(std::string& out, int status, std::string_view message
 // `log_phase` false: the plugins' log phase runs later (a session logged at upgrade time runs it
 // when it ends).
 void record_exchange(ClientConnection& c, Exchange& x, bool log_phase = true);
+// The exchange as the log phase sees it now (Context::facts): for a log phase that runs later
+// than record_exchange (a session's end) or without it (a client gone mid-request).
+void fill_log_facts(Exchange& x);
 
 }  // namespace portico::http

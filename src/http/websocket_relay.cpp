@@ -84,6 +84,9 @@ Task<bool> relay_websocket(ClientConnection& c, Exchange& x, UpstreamSide& up,
   up.close();
   if (x.with_plugins) {
     x.ctx.status = x.status;
+    x.bytes_in += in_bytes;
+    x.bytes_out += out_bytes;
+    fill_log_facts(x);  // the whole session: loggers see its length and bytes
     plugins::run_log(x.ctx);
   }
   co_return false;

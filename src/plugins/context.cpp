@@ -173,13 +173,6 @@ std::string_view Context::log_var(std::string_view name) const {
   if (name == "status") return status > 0 ? number(static_cast<uint64_t>(status)) : "";
   if (name == "upstream_status")
     return upstream_status > 0 ? number(static_cast<uint64_t>(upstream_status)) : "";
-  if (name == "upstream_addr") return facts.upstream_addr;
-  if (name == "request_time") return scratch_ = seconds_text(facts.latency_us);
-  if (name == "upstream_response_time")
-    return facts.upstream_latency_us > 0 ? (scratch_ = seconds_text(facts.upstream_latency_us))
-                                         : "";
-  if (name == "bytes_sent") return number(facts.bytes_out);
-  if (name == "request_length") return number(facts.bytes_in);
   if (name == "msec" || name == "time_iso8601") {
     auto now = std::chrono::system_clock::now().time_since_epoch();
     int64_t us = std::chrono::duration_cast<std::chrono::microseconds>(now).count();
@@ -191,6 +184,16 @@ std::string_view Context::log_var(std::string_view name) const {
     size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S+00:00", &utc);
     return scratch_.assign(buf, n);
   }
+  // The rest describe the finished exchange: empty before (a rate-limit key made of them must
+  // not put every client in one bucket).
+  if (!facts.known) return {};
+  if (name == "upstream_addr") return facts.upstream_addr;
+  if (name == "request_time") return scratch_ = seconds_text(facts.latency_us);
+  if (name == "upstream_response_time")
+    return facts.upstream_latency_us > 0 ? (scratch_ = seconds_text(facts.upstream_latency_us))
+                                         : "";
+  if (name == "bytes_sent") return number(facts.bytes_out);
+  if (name == "request_length") return number(facts.bytes_in);
   return {};
 }
 

@@ -65,6 +65,7 @@ struct ExchangeFacts {
   uint64_t bytes_out = 0;           // sent to the client: head and body
   std::string_view upstream_addr;   // the attempts' addresses, nginx's $upstream_addr
   std::string_view response_head;   // as sent to the client (a local answer may follow it)
+  bool known = false;               // false before the log phase: the variables are empty
 };
 
 class Context {

@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "core/access_log.hpp"
+#include "metrics/series_counters.hpp"
 #include "plugins/limit/scoped_table.hpp"
 #include "plugins/log/log_entry.hpp"
 
@@ -18,7 +19,10 @@ class FileLogger final : public LoggerPlugin {
  protected:
   void write(Context&, std::string e) const override {
     e += '\n';
-    file->submit(e);
+    if (!file->submit(e))
+      if (auto* series = metrics::SeriesCounters::current())
+        series->add("portico_file_logger_dropped_total",
+                    "file-logger lines dropped: 64 MiB were waiting for the disk", {});
   }
 };
 
@@ -28,8 +32,9 @@ std::shared_ptr<const Plugin> create(const json& conf, const Scope&, const std::
   config::ObjectReader r(conf, path, errors);
   size_t before = errors.size();
   std::string file = r.string_or("path", "");
-  if (file.empty() || file == "off")
-    r.error("path", file.empty() ? "is required" : "must name a file (or - for stdout)");
+  if (file.empty() || file == "off" || file == "-")
+    r.error("path", file.empty() ? "is required"
+                                 : "must name a file (for stdout, use the access log: log.access)");
   read_log_entry_config(r, p->entry);
   r.finish();
   if (errors.size() != before) return nullptr;

@@ -68,7 +68,7 @@ def test_http_logger_batches_apisix_entries(gateway, upstream):
     wait_until(lambda: len(posts(collector)) == 2, timeout=5)
     assert 0.5 < time.monotonic() - t0 < 3
     assert [e["request"]["uri"] for e in json.loads(posts(collector)[1][1])] == ["/api/last"]
-    assert log_entries_metric(gw, plugin="http-logger", outcome="sent") == 4
+    wait_until(lambda: log_entries_metric(gw, plugin="http-logger", outcome="sent") == 4)
 
 
 def test_http_logger_formats_single_entries_and_lines(gateway, upstream):
@@ -141,6 +141,7 @@ def test_http_logger_failures_are_retried_counted_and_never_delay_requests(gatew
         assert gw.get("/late/x").status_code == 200
         assert gw.get("/dead/x").status_code == 200
     assert time.monotonic() - t0 < 1.0  # the log server's 1.5 s is not the client's
+    # (/dead/ refuses at once; /late/ is the one that would show a wait.)
     wait_until(lambda: log_entries_metric(gw, plugin="http-logger", logger="http logger",
                                           outcome="failed") == 3)
     wait_until(lambda: log_entries_metric(gw, plugin="http-logger", outcome="sent") == 3,
@@ -154,7 +155,7 @@ def test_http_logger_bounds_what_waits_for_a_hung_log_server(gateway, upstream):
         "max_pending_entries": 2, "timeout": 2}})]})
     for _ in range(6):
         assert gw.get("/api/x").status_code == 200
-    assert log_entries_metric(gw, outcome="dropped") == 4
+    wait_until(lambda: log_entries_metric(gw, outcome="dropped") == 4)
     wait_until(lambda: log_entries_metric(gw, outcome="failed") == 2, timeout=6)
     # Room again once the sends ended: the next entry is taken (and fails in its turn).
     assert gw.get("/api/x").status_code == 200
@@ -205,3 +206,22 @@ def test_logger_schema_errors(tmp_path):
            ({"path": str(tmp_path / "x.log"), "include_req_body": "yes"},
             "file-logger.include_req_body")]
     assert_plugin_errors(tmp_path, "file-logger", bad)
+
+
+def test_an_abandoned_request_is_logged_as_499_with_nothing_of_another(gateway, upstream):
+    up, collector = upstream(), upstream(name="logs")
+    gw = gateway({"routes": [
+        route("/secret/*", [(up.port,)], id="secret", plugins={"response-rewrite": {
+            "headers": {"set": {"X-Secret": "for-someone-else"}}}}),
+        route("/slow/*", [(up.port,)], id="slow", plugins={"http-logger": {
+            "uri": f"http://127.0.0.1:{collector.port}/ingest", "batch_max_size": 1}})]})
+    assert gw.get("/secret/x").headers["X-Secret"] == "for-someone-else"
+    try:
+        requests.get(gw.url("/slow/1500"), timeout=0.4)
+    except requests.exceptions.Timeout:
+        pass
+    wait_until(lambda: len(posts(collector)) == 1, timeout=5)
+    e = json.loads(posts(collector)[0][1])
+    assert e["response"]["status"] == 499
+    assert e["response"]["headers"] == {}  # no head went out; none of the previous request's
+    assert e["latency"] >= 300

@@ -41,34 +41,48 @@ void BatchProcessor::count(std::string_view outcome, size_t n) const {
 
 void BatchProcessor::push(std::string entry) {
   const Executor* executor = current_worker_executor();
-  std::vector<std::string> full;
+  std::vector<std::string> now;
   bool arm = false;
   {
     std::lock_guard lock(mutex_);
-    if (!executor || pending_ >= settings_.max_pending) {
+    if (!executor || pending_ >= settings_.max_pending ||
+        pending_bytes_ + entry.size() > kMaxPendingBytes) {
       count("dropped", 1);
       return;
     }
-    int64_t now = steady_now_ms();
-    if (batch_.empty()) first_ms_ = now;
-    last_ms_ = now;
-    batch_.push_back(std::move(entry));
+    int64_t t = steady_now_ms();
+    if (batch_.empty()) first_ms_ = t;
+    last_ms_ = t;
     ++pending_;
-    if (batch_.size() >= settings_.max_size) full.swap(batch_);
+    pending_bytes_ += entry.size();
+    batch_.push_back(std::move(entry));
+    if (batch_.size() >= settings_.max_size) now = batch_ready_locked();
     arm = !timer_armed_ && !batch_.empty();
     if (arm) timer_armed_ = true;
   }
   // The coroutines hold the processor: the plugin instance may go before they end.
-  if (!full.empty())
-    asio::co_spawn(*executor, send(shared_from_this(), std::move(full)), asio::detached);
+  if (!now.empty())
+    asio::co_spawn(*executor, send_all(shared_from_this(), std::move(now)), asio::detached);
   if (arm) asio::co_spawn(*executor, wait_and_flush(shared_from_this()), asio::detached);
+}
+
+std::vector<std::string> BatchProcessor::batch_ready_locked() {
+  std::vector<std::string> out;
+  if (!batch_.empty()) ready_.push_back(std::move(batch_));
+  batch_.clear();
+  if (sending_ < kMaxSends && !ready_.empty()) {
+    out = std::move(ready_.front());
+    ready_.pop_front();
+    ++sending_;
+  }
+  return out;
 }
 
 Task<> BatchProcessor::wait_and_flush(std::shared_ptr<BatchProcessor> self) {
   BatchProcessor& p = *self;
   Timer timer(co_await asio::this_coro::executor);
   for (;;) {
-    std::vector<std::string> due_batch;
+    std::vector<std::string> now;
     int64_t wait_ms = 0;
     {
       std::lock_guard lock(p.mutex_);
@@ -81,12 +95,12 @@ Task<> BatchProcessor::wait_and_flush(std::shared_ptr<BatchProcessor> self) {
                    p.first_ms_ + static_cast<int64_t>(p.settings_.buffer_duration * 1000));
       wait_ms = due - steady_now_ms();
       if (wait_ms <= 0) {
-        due_batch.swap(p.batch_);
+        now = p.batch_ready_locked();
         p.timer_armed_ = false;
       }
     }
-    if (!due_batch.empty()) {
-      co_await send(self, std::move(due_batch));
+    if (wait_ms <= 0) {
+      if (!now.empty()) co_await send_all(self, std::move(now));
       co_return;
     }
     timer.expires_after(std::chrono::milliseconds(wait_ms));
@@ -94,28 +108,57 @@ Task<> BatchProcessor::wait_and_flush(std::shared_ptr<BatchProcessor> self) {
   }
 }
 
-Task<> BatchProcessor::send(std::shared_ptr<BatchProcessor> self, std::vector<std::string> batch) {
-  BatchProcessor& p = *self;
+Task<std::string> BatchProcessor::send_with_retries(const std::vector<std::string>& batch) {
   std::string failure;
   for (int attempt = 0;; ++attempt) {
-    failure = co_await p.sink_->send(batch);
-    if (failure.empty() || attempt >= p.settings_.max_retry_count) break;
+    try {
+      failure = co_await sink_->send(batch);
+    } catch (const std::exception& e) {
+      failure = e.what();
+    }
+    if (failure.empty() || attempt >= settings_.max_retry_count) co_return failure;
     Timer delay(co_await asio::this_coro::executor);
     delay.expires_after(
-        std::chrono::milliseconds(static_cast<int64_t>(p.settings_.retry_delay * 1000)));
+        std::chrono::milliseconds(static_cast<int64_t>(settings_.retry_delay * 1000)));
     co_await delay.async_wait(await_ec);
   }
-  if (failure.empty()) {
-    p.count("sent", batch.size());
-  } else {
-    p.count("failed", batch.size());
-    log::error("Batch Processor[" + p.settings_.name + "] (" + p.plugin_ + ") dropped " +
-               std::to_string(batch.size()) + " entries after " +
-               std::to_string(p.settings_.max_retry_count + 1) +
-               " attempts: " + log::one_line(failure, 300));
+}
+
+Task<> BatchProcessor::send_all(std::shared_ptr<BatchProcessor> self,
+                                std::vector<std::string> batch) {
+  BatchProcessor& p = *self;
+  while (!batch.empty()) {
+    std::string failure = co_await p.send_with_retries(batch);
+    size_t bytes = 0;
+    for (const auto& e : batch) bytes += e.size();
+    if (failure.empty()) {
+      p.count("sent", batch.size());
+    } else {
+      p.count("failed", batch.size());
+      p.log_failure(batch.size(), failure);
+    }
+    std::lock_guard lock(p.mutex_);
+    p.pending_ -= batch.size();
+    p.pending_bytes_ -= bytes;
+    batch.clear();
+    if (!p.ready_.empty()) {
+      batch = std::move(p.ready_.front());
+      p.ready_.pop_front();
+    } else {
+      --p.sending_;
+    }
   }
-  std::lock_guard lock(p.mutex_);
-  p.pending_ -= batch.size();
+}
+
+void BatchProcessor::log_failure(size_t entries, const std::string& why) {
+  int64_t now = steady_now_ms();
+  int64_t last = last_error_ms_.load(std::memory_order_relaxed);
+  if (now - last < 1000 || !last_error_ms_.compare_exchange_strong(last, now)) return;
+  log::error("Batch Processor[" + settings_.name + "] (" + plugin_ + ") dropped " +
+             std::to_string(entries) + " entries after " +
+             std::to_string(settings_.max_retry_count + 1) +
+             " attempts: " + log::one_line(why, 300) +
+             " (one line a second at most; portico_log_entries_total counts them all)");
 }
 
 }  // namespace portico::plugins

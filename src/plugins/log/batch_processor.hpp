@@ -3,10 +3,13 @@
 // when the batch is full (batch_max_size), when no entry came for inactive_timeout, or when the
 // oldest has waited buffer_duration. A failed send is retried max_retry_count times,
 // retry_delay apart, and then dropped with an error line. Unlike APISIX, what waits is bounded
-// (max_pending_entries): a dead log server never grows the gateway's memory without end.
+// (max_pending_entries, and 64 MiB) and at most four sends per config run at once: a dead or
+// slow log server never grows the gateway's memory or its sockets without end.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -46,9 +49,17 @@ class BatchProcessor : public std::enable_shared_from_this<BatchProcessor> {
   void push(std::string entry);
 
  private:
+  static constexpr int kMaxSends = 4;
+  static constexpr size_t kMaxPendingBytes = 64 << 20;
+
   static Task<> wait_and_flush(std::shared_ptr<BatchProcessor> self);
-  static Task<> send(std::shared_ptr<BatchProcessor> self, std::vector<std::string> batch);
+  // Sends `batch`, then the batches that became ready meanwhile, while there are any.
+  static Task<> send_all(std::shared_ptr<BatchProcessor> self, std::vector<std::string> batch);
+  Task<std::string> send_with_retries(const std::vector<std::string>& batch);
+  // Under mutex_: batch_ goes to ready_; returns a batch to send now when a send may start.
+  std::vector<std::string> batch_ready_locked();
   void count(std::string_view outcome, size_t n) const;
+  void log_failure(size_t entries, const std::string& why);
 
   const BatchSettings settings_;
   const std::shared_ptr<const BatchSink> sink_;
@@ -58,7 +69,11 @@ class BatchProcessor : public std::enable_shared_from_this<BatchProcessor> {
   int64_t first_ms_ = 0;  // steady time the batch's first entry came
   int64_t last_ms_ = 0;   // and its latest
   bool timer_armed_ = false;
-  size_t pending_ = 0;  // entries in batch_ or in sends not finished
+  std::deque<std::vector<std::string>> ready_;  // batches waiting for a send to end
+  int sending_ = 0;
+  size_t pending_ = 0;                     // entries in batch_, ready_ or sends not finished
+  size_t pending_bytes_ = 0;               // and their bytes
+  std::atomic<int64_t> last_error_ms_{0};  // one error line a second at most
 };
 
 }  // namespace portico::plugins
