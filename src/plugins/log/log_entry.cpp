@@ -2,10 +2,10 @@
 
 #include <unistd.h>
 
-#include "http/request_vars.hpp"
 #include "plugins/consumers.hpp"
 #include "plugins/context.hpp"
 #include "plugins/context_vars.hpp"
+#include "plugins/request_json.hpp"
 
 namespace portico::plugins {
 namespace {
@@ -48,26 +48,9 @@ json render_format(const json& format, const Context& ctx) {
   return out;
 }
 
-// name -> value, or a list of values for a name sent several times (ngx.req.get_headers()).
-void add_listed(json& map, std::string key, std::string value) {
-  auto it = map.find(key);
-  if (it == map.end()) {
-    map[std::move(key)] = std::move(value);
-  } else {
-    if (!it->is_array()) *it = json::array({std::move(*it)});
-    it->push_back(std::move(value));
-  }
-}
-
 std::string lower(std::string_view s) {
   std::string out(s);
   for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
-json request_headers(const http::RequestHead& req) {
-  json out = json::object();
-  for (const auto& h : req.headers) add_listed(out, lower(h.name), std::string(h.value));
   return out;
 }
 
@@ -92,25 +75,6 @@ json response_headers(std::string_view head) {
   return out;
 }
 
-// ngx.req.get_uri_args(): decoded names and values, `true` for a name without '='.
-json query_args(std::string_view query) {
-  json out = json::object();
-  while (!query.empty()) {
-    size_t amp = query.find('&');
-    std::string_view item = query.substr(0, amp);
-    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
-    if (item.empty()) continue;
-    size_t eq = item.find('=');
-    std::string name = http::percent_decode(item.substr(0, eq), true);
-    if (eq == std::string_view::npos) {
-      if (!out.contains(name)) out[name] = true;
-      continue;
-    }
-    add_listed(out, std::move(name), http::percent_decode(item.substr(eq + 1), true));
-  }
-  return out;
-}
-
 const std::string& hostname() {
   static const std::string name = [] {
     char buf[256] = {};
@@ -131,8 +95,8 @@ json full_entry(const Context& ctx) {
        {{"url", url},
         {"uri", std::string(req.target)},
         {"method", std::string(req.method)},
-        {"headers", request_headers(req)},
-        {"querystring", query_args(req.query)},
+        {"headers", headers_json(req)},
+        {"querystring", args_json(req.query)},
         {"size", ctx.facts.bytes_in}}},
       {"response",
        {{"status", ctx.status},
