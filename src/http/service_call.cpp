@@ -7,6 +7,7 @@
 #include <cctype>
 #include <charconv>
 #include <memory>
+#include <optional>
 
 #include "core/byte_stream.hpp"
 #include "core/deadline.hpp"
@@ -25,7 +26,51 @@ struct Exchange {
   Socket socket;
   Timer timer;
   bool expired = false;
+  std::optional<ByteStream> stream;  // over `socket`, once open() succeeded
 };
+
+// An exchange whose timer closes the socket after `timeout` seconds, whatever is in progress;
+// the guard cancels the timer when the caller is done.
+struct TimedExchange {
+  std::shared_ptr<Exchange> x;
+  ~TimedExchange() { x->timer.cancel(); }
+};
+TimedExchange start_exchange(const Executor& executor, double timeout) {
+  auto x = std::make_shared<Exchange>(executor);
+  x->timer.expires_after(std::chrono::milliseconds(static_cast<int64_t>(timeout * 1000)));
+  x->timer.async_wait([x](error_code ec) {
+    if (ec) return;
+    x->expired = true;
+    error_code ignored;
+    x->socket.close(ignored);
+  });
+  return {x};
+}
+
+// Resolves, connects and, with `tls`, shakes hands; x.stream is then open. Empty on success,
+// else why not.
+Task<std::string> open(Exchange& x, const std::string& host, uint16_t port, bool tls,
+                       bool verify_tls, double timeout, const std::string& sni = {}) {
+  NameLookup names = co_await lookup_name(host, timeout);
+  if (names.addresses.empty() || x.expired)
+    co_return names.error.empty() ? "no address" : names.error;
+  std::vector<asio::ip::tcp::endpoint> endpoints;
+  for (const auto& a : names.addresses) endpoints.emplace_back(a, port);
+  auto [cec, endpoint] = co_await asio::async_connect(x.socket, endpoints, await_ec);
+  if (cec || x.expired) co_return "cannot connect: " + cec.message();
+  error_code nodelay;
+  x.socket.set_option(asio::ip::tcp::no_delay(true), nodelay);
+  x.stream.emplace(x.socket);
+  if (tls) {
+    Deadline unused;  // the exchange's timer bounds the handshake
+    tls::Connected t =
+        co_await tls::connect(x.socket, sni.empty() ? host : sni, endpoint.address().to_string(),
+                              verify_tls, unused, timeout);
+    if (!t.stream || x.expired) co_return "TLS: " + t.error;
+    x.stream->use_tls(std::move(t.stream));
+  }
+  co_return std::string();
+}
 
 ServiceAnswer failed(std::string why, const Exchange& x) {
   ServiceAnswer a;
@@ -111,36 +156,14 @@ std::optional<ServiceUrl> parse_service_url(std::string_view text, std::string& 
 }
 
 Task<ServiceAnswer> call_service(const ServiceUrl& url, const ServiceRequest& request) {
-  auto x = std::make_shared<Exchange>(co_await asio::this_coro::executor);
   // One timer for the whole exchange: its expiry cancels whatever is in progress.
-  x->timer.expires_after(std::chrono::milliseconds(static_cast<int64_t>(request.timeout * 1000)));
-  x->timer.async_wait([x](error_code ec) {
-    if (ec) return;
-    x->expired = true;
-    error_code ignored;
-    x->socket.close(ignored);
-  });
-  struct CancelTimer {
-    std::shared_ptr<Exchange> x;
-    ~CancelTimer() { x->timer.cancel(); }
-  } cancel_timer{x};
-
-  NameLookup names = co_await lookup_name(url.host, request.timeout);
-  if (names.addresses.empty() || x->expired) co_return failed(names.error, *x);
-  std::vector<asio::ip::tcp::endpoint> endpoints;
-  for (const auto& a : names.addresses) endpoints.emplace_back(a, url.port);
-  auto [cec, endpoint] = co_await asio::async_connect(x->socket, endpoints, await_ec);
-  if (cec || x->expired) co_return failed("cannot connect: " + cec.message(), *x);
-  error_code nodelay;
-  x->socket.set_option(asio::ip::tcp::no_delay(true), nodelay);
-  ByteStream stream(x->socket);
-  if (url.https) {
-    Deadline unused;  // the timer above bounds the handshake
-    tls::Connected tls = co_await tls::connect(x->socket, url.host, endpoint.address().to_string(),
-                                               request.verify_tls, unused, request.timeout);
-    if (!tls.stream || x->expired) co_return failed("TLS: " + tls.error, *x);
-    stream.use_tls(std::move(tls.stream));
-  }
+  TimedExchange timed = start_exchange(co_await asio::this_coro::executor, request.timeout);
+  Exchange* x = timed.x.get();
+  if (std::string why =
+          co_await open(*x, url.host, url.port, url.https, request.verify_tls, request.timeout);
+      !why.empty())
+    co_return failed(why, *x);
+  ByteStream& stream = *x->stream;
   std::string head = request_head(url, request);
   std::array<asio::const_buffer, 2> out{asio::buffer(head), asio::buffer(request.body)};
   auto [wec, written] = co_await stream.write_all(out);
@@ -203,6 +226,17 @@ Task<ServiceAnswer> call_service(const ServiceUrl& url, const ServiceRequest& re
   if (!until_close && in.size() - at < want) co_return failed("closed in the answer", *x);
   answer.body = in.substr(at, std::min(want, in.size() - at));
   co_return answer;
+}
+
+Task<std::string> send_to_service(const std::string& host, uint16_t port, bool tls, bool verify_tls,
+                                  std::string_view data, double timeout, const std::string& sni) {
+  TimedExchange timed = start_exchange(co_await asio::this_coro::executor, timeout);
+  Exchange* x = timed.x.get();
+  if (std::string why = co_await open(*x, host, port, tls, verify_tls, timeout, sni); !why.empty())
+    co_return x->expired ? "timed out" : why;
+  auto [ec, n] = co_await x->stream->write_all(asio::buffer(data));
+  if (ec || x->expired) co_return x->expired ? "timed out" : "cannot send: " + ec.message();
+  co_return std::string();
 }
 
 }  // namespace portico::http

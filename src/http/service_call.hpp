@@ -1,6 +1,6 @@
 // One HTTP/1.1 exchange from the gateway to a service of its own (forward-auth's authorization
-// service): a fresh connection, plain or TLS, the whole answer read up to a size, everything
-// within one timeout. Not the proxy's path: no pool, no retries, no balancer.
+// service, http-logger's log server): a fresh connection, plain or TLS, the whole answer read up to
+// a size, everything within one timeout. Not the proxy's path: no pool, no retries, no balancer.
 #pragma once
 
 #include <cstdint>
@@ -45,5 +45,12 @@ struct ServiceAnswer {
 };
 
 Task<ServiceAnswer> call_service(const ServiceUrl& url, const ServiceRequest& request);
+
+// The same kind of connection without HTTP (tcp-logger): `data` written, then closed, all
+// within `timeout` seconds; `sni` names the server in the TLS handshake (default: host). Empty
+// on success, else why not.
+Task<std::string> send_to_service(const std::string& host, uint16_t port, bool tls, bool verify_tls,
+                                  std::string_view data, double timeout,
+                                  const std::string& sni = {});
 
 }  // namespace portico::http

@@ -27,17 +27,7 @@ class HttpSink final : public BatchSink {
     call.max_body = 1 << 20;
     call.headers.emplace_back("Content-Type", new_line ? "text/plain" : "application/json");
     if (!auth_header.empty()) call.headers.emplace_back("Authorization", auth_header);
-    size_t total = 0;
-    for (const auto& e : entries) total += e.size() + 1;
-    call.body.reserve(total + 2);
-    if (new_line || (single && entries.size() == 1)) {
-      for (const auto& e : entries) (call.body += e) += '\n';
-      call.body.pop_back();
-    } else {
-      call.body += '[';
-      for (const auto& e : entries) (call.body += e) += ',';
-      call.body.back() = ']';
-    }
+    call.body = join_entries(entries, single, new_line);
     http::ServiceAnswer answer = co_await http::call_service(url, call);
     if (answer.status == 0) co_return answer.error.empty() ? "no answer" : answer.error;
     if (answer.status >= 400) co_return "the log server answered " + std::to_string(answer.status);
@@ -45,17 +35,9 @@ class HttpSink final : public BatchSink {
   }
 };
 
-class HttpLogger final : public LoggerPlugin {
- public:
-  std::shared_ptr<BatchProcessor> batches;
-
- protected:
-  void write(Context&, std::string e) const override { batches->push(std::move(e)); }
-};
-
 std::shared_ptr<const Plugin> create(const json& conf, const Scope&, const std::string& path,
                                      Errors& errors) {
-  auto p = std::make_shared<HttpLogger>();
+  auto p = std::make_shared<BatchingLogger>();
   auto sink = std::make_shared<HttpSink>();
   config::ObjectReader r(conf, path, errors);
   size_t before = errors.size();

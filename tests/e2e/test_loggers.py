@@ -4,6 +4,8 @@ a slow or dead log server never delaying requests, bounded waiting entries, one 
 routes, and schema errors. The log server is a real HTTP server (upstream.TestUpstream keeps
 every request it gets)."""
 import json
+import socket
+import threading
 import time
 
 import requests
@@ -201,6 +203,15 @@ def test_logger_schema_errors(tmp_path):
            ({"uri": "http://x/", "max_req_body_bytes": 0}, "http-logger.max_req_body_bytes"),
            ({"uri": "http://x/", "batchsize": 3}, "http-logger.batchsize")]
     assert_plugin_errors(tmp_path, "http-logger", bad)
+    assert_plugin_errors(tmp_path, "tcp-logger", [
+        ({"port": 5000}, "tcp-logger.host"),
+        ({"host": "a"}, "tcp-logger.port"),
+        ({"host": "a", "port": 70000}, "tcp-logger.port"),
+        ({"host": "a", "port": 1, "timeout": 0}, "tcp-logger.timeout"),
+        ({"host": "a", "port": 1, "tls": "yes"}, "tcp-logger.tls")])
+    assert_plugin_errors(tmp_path, "udp-logger", [
+        ({"host": "a", "port": 1, "batch_max_size": 0}, "udp-logger.batch_max_size"),
+        ({"host": "a", "port": 1, "concat_method": "json"}, "udp-logger.concat_method")])
     bad = [({}, "file-logger.path"),
            ({"path": "/proc/no/such/dir/x.log"}, "file-logger.path"),
            ({"path": str(tmp_path / "x.log"), "include_req_body": "yes"},
@@ -225,3 +236,70 @@ def test_an_abandoned_request_is_logged_as_499_with_nothing_of_another(gateway, 
     assert e["response"]["status"] == 499
     assert e["response"]["headers"] == {}  # no head went out; none of the previous request's
     assert e["latency"] >= 300
+
+
+class Collectors:
+    """A TCP collector (each connection's bytes until close) and a UDP one (each datagram)."""
+
+    def __init__(self):
+        self.tcp, self.udp = [], []
+        self.tcp_sock = socket.socket()
+        self.tcp_sock.bind(("127.0.0.1", 0))
+        self.tcp_sock.listen(16)
+        self.udp_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp_sock.bind(("127.0.0.1", 0))
+        threading.Thread(target=self._accept, daemon=True).start()
+        threading.Thread(target=self._receive, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.tcp_sock.accept()
+            except OSError:
+                return
+            data = b""
+            while chunk := c.recv(65536):
+                data += chunk
+            c.close()
+            self.tcp.append(data.decode())
+
+    def _receive(self):
+        while True:
+            try:
+                self.udp.append(self.udp_sock.recv(65536).decode())
+            except OSError:
+                return
+
+
+def test_tcp_and_udp_loggers_send_batches(gateway, upstream):
+    up, col = upstream(), Collectors()
+    tcp_port, udp_port = col.tcp_sock.getsockname()[1], col.udp_sock.getsockname()[1]
+    gw = gateway({"routes": [
+        route("/t/*", [(up.port,)], id="t", plugins={"tcp-logger": {
+            "host": "127.0.0.1", "port": tcp_port, "batch_max_size": 2,
+            "log_format": {"uri": "$uri", "status": "$status"}}}),
+        route("/u/*", [(up.port,)], id="u", plugins={"udp-logger": {
+            "host": "localhost", "port": udp_port, "batch_max_size": 1}}),
+        route("/dead/*", [(up.port,)], id="dead", plugins={"tcp-logger": {
+            "host": "127.0.0.1", "port": 1, "batch_max_size": 1, "name": "gone"}})]})
+    gw.get("/t/1")
+    gw.get("/t/2")
+    gw.get("/u/1")
+    assert gw.get("/dead/x").status_code == 200
+    wait_until(lambda: len(col.tcp) == 1 and len(col.udp) == 1)
+    assert json.loads(col.tcp[0]) == [{"uri": "/t/1", "status": "200", "route_id": "t"},
+                                      {"uri": "/t/2", "status": "200", "route_id": "t"}]
+    e = json.loads(col.udp[0])  # batch_max_size 1: the object itself
+    assert e["request"]["uri"] == "/u/1" and e["route_id"] == "u"
+    gw.wait_log("Batch Processor[gone]")
+    assert log_entries_metric(gw, plugin="tcp-logger", logger="gone", outcome="failed") == 1
+
+
+def test_udp_logger_refuses_a_batch_larger_than_a_datagram(gateway, upstream):
+    up, col = upstream(), Collectors()
+    gw = gateway({"routes": [route("/u/*", [(up.port,)], id="u", plugins={"udp-logger": {
+        "host": "127.0.0.1", "port": col.udp_sock.getsockname()[1], "batch_max_size": 1,
+        "include_resp_body": True}})]})
+    assert gw.get("/u/x", data=b"x" * 70000).status_code == 200
+    wait_until(lambda: log_entries_metric(gw, plugin="udp-logger", outcome="failed") == 1)
+    assert "does not fit a datagram" in gw.error_log()

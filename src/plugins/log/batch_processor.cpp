@@ -27,6 +27,25 @@ BatchSettings read_batch_settings(config::ObjectReader& r, std::string default_n
   return s;
 }
 
+std::string join_entries(const std::vector<std::string>& entries, bool single, bool new_line) {
+  std::string out;
+  size_t total = 2;
+  for (const auto& e : entries) total += e.size() + 1;
+  out.reserve(total);
+  if (new_line || (single && entries.size() == 1)) {
+    for (const auto& e : entries) (out += e) += '\n';
+    if (!out.empty()) out.pop_back();
+  } else {
+    out += '[';
+    for (const auto& e : entries) (out += e) += ',';
+    if (entries.empty())
+      out += ']';
+    else
+      out.back() = ']';
+  }
+  return out;
+}
+
 BatchProcessor::BatchProcessor(BatchSettings settings, std::shared_ptr<const BatchSink> sink,
                                std::string plugin)
     : settings_(std::move(settings)), sink_(std::move(sink)), plugin_(std::move(plugin)) {}

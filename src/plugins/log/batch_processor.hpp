@@ -17,6 +17,7 @@
 
 #include "config/field_reader.hpp"
 #include "core/asio.hpp"
+#include "plugins/log/log_entry.hpp"
 
 namespace portico::plugins {
 
@@ -41,6 +42,10 @@ class BatchSink {
   // Empty on success, else why it failed.
   virtual Task<std::string> send(const std::vector<std::string>& entries) const = 0;
 };
+
+// A batch as APISIX's loggers send it: the entry itself when batch_max_size is 1 (`single`),
+// else a JSON array; or, with `new_line`, the entries one per line.
+std::string join_entries(const std::vector<std::string>& entries, bool single, bool new_line);
 
 class BatchProcessor : public std::enable_shared_from_this<BatchProcessor> {
  public:
@@ -74,6 +79,15 @@ class BatchProcessor : public std::enable_shared_from_this<BatchProcessor> {
   size_t pending_ = 0;                     // entries in batch_, ready_ or sends not finished
   size_t pending_bytes_ = 0;               // and their bytes
   std::atomic<int64_t> last_error_ms_{0};  // one error line a second at most
+};
+
+// A logger whose entries go out in batches (http-logger, tcp-logger, udp-logger).
+class BatchingLogger final : public LoggerPlugin {
+ public:
+  std::shared_ptr<BatchProcessor> batches;
+
+ protected:
+  void write(Context&, std::string entry) const override { batches->push(std::move(entry)); }
 };
 
 }  // namespace portico::plugins
