@@ -592,6 +592,8 @@ struct AdminApi::Impl {
         return {Kind::Routes, Kind::StreamRoutes};
       case Kind::PluginConfigs:
         return {Kind::Routes};
+      case Kind::ConsumerGroups:
+        return {Kind::Consumers};
       case Kind::Ssls:
         return {Kind::Routes, Kind::Services, Kind::Upstreams, Kind::StreamRoutes};
       case Kind::Protos:

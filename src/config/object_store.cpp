@@ -11,11 +11,11 @@ namespace portico::config {
 namespace {
 
 constexpr std::array<std::string_view, kKindCount> kNames = {
-    "routes",       "services",       "upstreams", "consumers",    "ssls",
-    "global_rules", "plugin_configs", "protos",    "stream_routes"};
+    "routes",       "services",       "upstreams", "consumers",     "ssls",
+    "global_rules", "plugin_configs", "protos",    "stream_routes", "consumer_groups"};
 constexpr std::array<std::string_view, kKindCount> kSingular = {
-    "route",       "service",       "upstream", "consumer",    "ssl",
-    "global_rule", "plugin_config", "proto",    "stream_route"};
+    "route",       "service",       "upstream", "consumer",     "ssl",
+    "global_rule", "plugin_config", "proto",    "stream_route", "consumer_group"};
 
 void add_ref(StoredObject& out, std::string field, Kind kind, const std::string& id) {
   if (!id.empty()) out.refs.push_back({field, ObjectRef{kind, id}});
@@ -129,6 +129,10 @@ bool validate_object(Kind kind, const json& value, const std::string& path, Erro
       break;
     case Kind::Consumers:
       out.consumer = validate_consumer(value, path, errors);
+      add_ref(out, "group_id", Kind::ConsumerGroups, out.consumer->group_id);
+      break;
+    case Kind::ConsumerGroups:
+      out.plugin_config = validate_consumer_group(value, path, errors);
       break;
     case Kind::GlobalRules:
       out.plugin_config = validate_global_rule(value, path, errors);
@@ -289,8 +293,13 @@ ConfigSet ObjectStore::config_set(Errors& problems) const {
     set.plugin_configs.push_back(obj->plugin_config);
   for (const StoredObject* obj : in_creation_order(Kind::GlobalRules))
     set.global_rules.push_back(obj->plugin_config);
-  for (const StoredObject* obj : in_creation_order(Kind::Consumers))
-    set.consumers.push_back(obj->consumer);
+  for (const StoredObject* obj : in_creation_order(Kind::ConsumerGroups))
+    set.consumer_groups.push_back(obj->plugin_config);
+  for (const StoredObject* obj : in_creation_order(Kind::Consumers)) {
+    size_t before = problems.size();
+    check_references(*obj, obj->source, problems);  // its group
+    if (problems.size() == before) set.consumers.push_back(obj->consumer);
+  }
   for (const auto& [id, obj] : all(Kind::Protos))
     if (obj.proto) set.protos.emplace_back(id, obj.proto);
   for (const StoredObject* obj : in_creation_order(Kind::Ssls))

@@ -27,8 +27,9 @@ enum class Kind : uint8_t {
   PluginConfigs,
   Protos,
   StreamRoutes,
+  ConsumerGroups,
 };
-inline constexpr size_t kKindCount = 9;
+inline constexpr size_t kKindCount = 10;
 
 // "routes", "ssls", ... (the Admin API path segment and the etcd key segment)
 std::string_view kind_name(Kind kind);
@@ -50,7 +51,8 @@ struct StoredObject {
   std::shared_ptr<const Route> route;  // the typed form, for kinds that have one
   std::shared_ptr<const Service> service;
   std::shared_ptr<const Upstream> upstream;
-  std::shared_ptr<const PluginConfig> plugin_config;  // plugin_configs and global_rules
+  std::shared_ptr<const PluginConfig>
+      plugin_config;  // plugin_configs, global_rules, consumer_groups
   std::shared_ptr<const plugins::Consumer> consumer;
   std::shared_ptr<const StreamRoute> stream_route;
   std::shared_ptr<const bridge::ProtoSet> proto;               // compiled .proto content

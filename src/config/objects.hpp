@@ -161,7 +161,7 @@ struct StreamRoute {
   int64_t order = 0;  // creation order: the first matching route wins
 };
 
-// plugin_configs and global_rules: a named `plugins` map.
+// plugin_configs, global_rules and consumer_groups: a named `plugins` map.
 struct PluginConfig {
   std::string id;
   PluginSetPtr plugins;
@@ -180,6 +180,7 @@ struct ConfigSet {
   std::vector<std::shared_ptr<const PluginConfig>> plugin_configs;
   std::vector<std::shared_ptr<const PluginConfig>> global_rules;  // in creation order
   std::vector<std::shared_ptr<const plugins::Consumer>> consumers;
+  std::vector<std::shared_ptr<const PluginConfig>> consumer_groups;
   std::vector<std::shared_ptr<const StreamRoute>> stream_routes;  // in creation order
   std::vector<std::pair<std::string, std::shared_ptr<const bridge::ProtoSet>>> protos;  // by id
   std::vector<std::shared_ptr<const tls::ServerCertificate>> certificates;  // in creation order

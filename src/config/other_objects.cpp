@@ -30,6 +30,19 @@ PluginSetPtr require_plugins(ObjectReader& r, std::string_view kind, const std::
   return read_plugins(r, kind, id);
 }
 
+// {id, plugins, desc, labels, ...}: plugin_configs and consumer_groups.
+std::shared_ptr<PluginConfig> named_plugins(const json& value, const std::string& path,
+                                            Errors& errors, std::string_view kind) {
+  auto obj = std::make_shared<PluginConfig>();
+  ObjectReader r(value, path, errors);
+  if (!r.valid()) return obj;
+  obj->id = r.id("id").value_or("");
+  ignore_metadata(r);
+  obj->plugins = require_plugins(r, kind, obj->id);
+  r.finish();
+  return obj;
+}
+
 // APISIX: ^[a-zA-Z0-9_\-]+$, at most 100 characters.
 bool valid_username(const std::string& name) {
   if (name.empty() || name.size() > 100) return false;
@@ -190,7 +203,7 @@ std::shared_ptr<plugins::Consumer> validate_consumer(const json& value, const st
   // APISIX keys consumers by username and has no id; an id naming another consumer is a mistake.
   if (auto id = r.id("id"); id && username && *id != *username)
     r.error("id", "must equal username");
-  r.id("group_id");
+  consumer->group_id = r.id("group_id").value_or("");
   ignore_metadata(r);
   consumer->username = username.value_or("");
   consumer->plugins = read_plugins(r, "consumers", consumer->username, true);
@@ -255,13 +268,19 @@ std::shared_ptr<PluginConfig> validate_global_rule(const json& value, const std:
 
 std::shared_ptr<PluginConfig> validate_plugin_config(const json& value, const std::string& path,
                                                      Errors& errors) {
-  auto obj = std::make_shared<PluginConfig>();
-  ObjectReader r(value, path, errors);
-  if (!r.valid()) return obj;
-  obj->id = r.id("id").value_or("");
-  ignore_metadata(r);
-  obj->plugins = require_plugins(r, "plugin_configs", obj->id);
-  r.finish();
+  return named_plugins(value, path, errors, "plugin_configs");
+}
+
+std::shared_ptr<PluginConfig> validate_consumer_group(const json& value, const std::string& path,
+                                                      Errors& errors) {
+  auto obj = named_plugins(value, path, errors, "consumer_groups");
+  // Credentials are each consumer's: an authentication plugin in a group would authenticate
+  // again after the consumer was found.
+  if (obj->plugins)
+    for (const auto& e : obj->plugins->entries)
+      if (e.type->consumer_credential)
+        errors.add(path + ".plugins." + std::string(e.type->name),
+                   "authentication plugins belong on consumers, not on their groups");
   return obj;
 }
 

@@ -27,6 +27,10 @@ struct ValidatedSsl {
 ValidatedSsl validate_ssl(const json& value, const std::string& path, Errors& errors);
 std::shared_ptr<PluginConfig> validate_global_rule(const json& value, const std::string& path,
                                                    Errors& errors);
+// consumer_groups: {id, plugins, desc, labels}; the plugins every consumer of the group runs
+// (a consumer's own plugin of the same name wins).
+std::shared_ptr<PluginConfig> validate_consumer_group(const json& value, const std::string& path,
+                                                      Errors& errors);
 std::shared_ptr<PluginConfig> validate_plugin_config(const json& value, const std::string& path,
                                                      Errors& errors);
 // Compiles `content` (errors name the line and column); null on errors.

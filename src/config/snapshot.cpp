@@ -282,8 +282,18 @@ std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, const HttpLimits&
   std::vector<PluginSetPtr> global_sets;
   for (const auto& rule : set.global_rules) global_sets.push_back(rule->plugins);
   snap->global_plugins = plugins::merge_global_rules(global_sets);
+  std::unordered_map<std::string_view, PluginSetPtr> groups;
+  for (const auto& g : set.consumer_groups) groups.emplace(g->id, g->plugins);
   for (size_t i = 0; i < set.consumers.size(); ++i) {
-    const auto& consumer = set.consumers[i];
+    auto consumer = set.consumers[i];
+    // A consumer of a group runs the group's plugins too (its own win): a copy that has them.
+    if (auto g = groups.find(consumer->group_id); g != groups.end() && g->second) {
+      auto joined = std::make_shared<plugins::Consumer>(*consumer);
+      joined->plugins = consumer->plugins
+                            ? plugins::merge_group_plugins(*consumer->plugins, *g->second)
+                            : g->second;
+      consumer = std::move(joined);
+    }
     snap->consumers.add(
         consumer,
         warnings ? "consumers/" + consumer->username : "consumers[" + std::to_string(i) + "]",

@@ -22,6 +22,7 @@
 #include "core/log.hpp"
 #include "core/private_arena.hpp"
 #include "http/client_session.hpp"
+#include "plugins/log/batch_processor.hpp"
 #include "stream/stream_session.hpp"
 
 namespace portico {
@@ -369,6 +370,19 @@ Task<> Server::drain() {
   int64_t left = 0;
   for (auto& w : workers_) left += w->connections.load();
   if (left > 0) log::warn("shutdown timeout: closing " + std::to_string(left) + " connections");
+  // Loggers' batches would go at their timers, after the workers stopped: send them now, within
+  // the grace (at least a second).
+  if (int64_t unsent = plugins::BatchProcessor::unsent(); unsent > 0 && !workers_.empty()) {
+    log::info("sending " + std::to_string(unsent) + " batched log entries before stopping");
+    workers_.front()->post([] { plugins::BatchProcessor::flush_all(); });
+    auto until = std::max(deadline, std::chrono::steady_clock::now() + std::chrono::seconds(1));
+    while (plugins::BatchProcessor::unsent() > 0 && std::chrono::steady_clock::now() < until) {
+      timer.expires_after(std::chrono::milliseconds(20));
+      co_await timer.async_wait(await_ec);
+    }
+    if (int64_t lost = plugins::BatchProcessor::unsent(); lost > 0)
+      log::warn("stopping with " + std::to_string(lost) + " log entries unsent");
+  }
   for (auto& w : workers_) w->stop();
   for (auto& w : workers_) w->join();
   if (control_http_) control_http_->stop();

@@ -164,7 +164,7 @@ Task<ServiceAnswer> call_service(const ServiceUrl& url, const ServiceRequest& re
       !why.empty())
     co_return failed(why, *x);
   ByteStream& stream = *x->stream;
-  std::string head = request_head(url, request);
+  std::string head = request.raw_head.empty() ? request_head(url, request) : request.raw_head;
   std::array<asio::const_buffer, 2> out{asio::buffer(head), asio::buffer(request.body)};
   auto [wec, written] = co_await stream.write_all(out);
   if (wec || x->expired) co_return failed("cannot send: " + wec.message(), *x);
@@ -203,7 +203,7 @@ Task<ServiceAnswer> call_service(const ServiceUrl& url, const ServiceRequest& re
       ChunkedDecoder::Step s = chunks.feed(std::string_view(in).substr(at));
       at += s.consumed;
       if (s.status == ChunkedDecoder::Status::Error) co_return failed("bad chunked answer", *x);
-      if (s.status == ChunkedDecoder::Status::Data) answer.body.append(s.data);
+      if (s.status == ChunkedDecoder::Status::Data && request.keep_body) answer.body.append(s.data);
       if (answer.body.size() > request.max_body) co_return failed("answer too long", *x);
       if (s.status == ChunkedDecoder::Status::NeedMore) {
         in.erase(0, at);  // framing read so far goes: a flood of extensions cannot pile up
@@ -214,6 +214,19 @@ Task<ServiceAnswer> call_service(const ServiceUrl& url, const ServiceRequest& re
     co_return answer;
   }
   const bool until_close = resp.content_length < 0;
+  if (!request.keep_body) {  // read to the end, keeping nothing
+    uint64_t left = until_close ? UINT64_MAX : static_cast<uint64_t>(resp.content_length);
+    uint64_t have = in.size() - at;
+    while (have < left) {
+      in.clear();
+      if (!co_await read_more()) break;
+      have += in.size();
+    }
+    if (x->expired) co_return failed("", *x);
+    if (until_close ? last_read != asio::error::eof : have < left)
+      co_return failed("closed in the answer", *x);
+    co_return answer;
+  }
   if (!until_close && static_cast<uint64_t>(resp.content_length) > request.max_body)
     co_return failed("answer too long", *x);
   const size_t want = until_close ? request.max_body + 1 : static_cast<size_t>(resp.content_length);

@@ -34,6 +34,10 @@ struct ServiceRequest {
   double timeout = 3;  // seconds for the whole exchange: resolve, connect, TLS, send, answer
   bool verify_tls = true;
   size_t max_body = 64 * 1024;  // a longer answer is a failure
+  bool keep_body = true;        // false: the answer's body is read to its end and dropped
+  // When set, the whole request head as sent (proxy-mirror's copy of the upstream head); the
+  // method must still say what was asked (an answer to HEAD has no body).
+  std::string raw_head;
 };
 
 struct ServiceAnswer {

@@ -11,7 +11,7 @@
 namespace portico::plugins {
 namespace {
 
-enum class Subject { ConsumerName, ServiceId, RouteId };
+enum class Subject { ConsumerName, ConsumerGroupId, ServiceId, RouteId };
 
 struct MethodsFor {
   std::string name;
@@ -56,6 +56,8 @@ class ConsumerRestriction final : public Plugin {
         return ctx.service_id ? std::string_view(*ctx.service_id) : std::string_view();
       case Subject::RouteId:
         return ctx.route_id ? std::string_view(*ctx.route_id) : std::string_view();
+      case Subject::ConsumerGroupId:
+        return ctx.consumer ? std::string_view(ctx.consumer->group_id) : std::string_view();
       default:
         return ctx.consumer ? std::string_view(ctx.consumer->username) : std::string_view();
     }
@@ -77,9 +79,9 @@ std::shared_ptr<const Plugin> create(const json& conf, const Scope&, const std::
   else if (p->type_name == "route_id")
     p->subject = Subject::RouteId;
   else if (p->type_name == "consumer_group_id")
-    r.error("type", "consumer_group_id is not supported (consumer groups are not implemented)");
+    p->subject = Subject::ConsumerGroupId;
   else if (p->type_name != "consumer_name")
-    r.error("type", "must be consumer_name, service_id or route_id");
+    r.error("type", "must be consumer_name, consumer_group_id, service_id or route_id");
   bool has_black = r.has("blacklist"), has_white = r.has("whitelist");
   p->blacklist = r.string_list("blacklist");
   if (has_white) p->whitelist = r.string_list("whitelist");

@@ -13,8 +13,12 @@ namespace portico::plugins {
 
 struct Consumer {
   std::string username;
+  std::string group_id;  // its consumer group, whose plugins it takes unless it has its own
   std::shared_ptr<const PluginSet> plugins;  // credentials and the consumer's own plugins
 };
+
+// APISIX's precedence: the consumer's own plugin wins over its group's of the same name.
+std::shared_ptr<const PluginSet> merge_group_plugins(const PluginSet& own, const PluginSet& group);
 
 class ConsumerTable {
  public:

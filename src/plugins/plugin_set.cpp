@@ -130,6 +130,17 @@ std::shared_ptr<const Chain> merge_global_rules(
   return chain;
 }
 
+std::shared_ptr<const PluginSet> merge_group_plugins(const PluginSet& own, const PluginSet& group) {
+  auto merged = std::make_shared<PluginSet>(own);
+  for (const PluginEntry& e : group.entries)
+    if (!own.find(e.type->name)) merged->entries.push_back(e);
+  std::stable_sort(merged->entries.begin(), merged->entries.end(),
+                   [](const PluginEntry& a, const PluginEntry& b) {
+                     return a.type->priority > b.type->priority;
+                   });
+  return merged;
+}
+
 void ConsumerTable::add(std::shared_ptr<const Consumer> consumer, const std::string& path,
                         Errors& errors) {
   if (consumer->plugins) {

@@ -9,6 +9,7 @@
 #include <random>
 
 #include "core/current_worker.hpp"
+#include "http/message_heads.hpp"
 #include "http/service_call.hpp"
 #include "metrics/series_counters.hpp"
 #include "plugins/context.hpp"
@@ -21,14 +22,25 @@ constexpr size_t kMaxBody = 1 << 20;
 // Copies in flight in the whole process: past this a mirror that is slow or gone costs no more
 // memory and sockets, its copies are dropped (counted).
 constexpr int kMaxInFlight = 1000;
+constexpr int64_t kMaxBytesInFlight = 64 << 20;  // bodies held by copies in flight
 std::atomic<int> g_in_flight{0};
+std::atomic<int64_t> g_bytes_in_flight{0};
 
-// Headers the gateway writes for the copy itself, or that belong to the client's connection.
-bool not_copied(std::string_view name) {
-  for (std::string_view n : {"host", "content-length", "transfer-encoding", "connection", "expect",
-                             "upgrade", "te", "keep-alive", "trailer", "proxy-connection"})
-    if (http::iequals(name, n)) return true;
-  return false;
+// A copy's share of the limits, taken before it starts and given back however it ends.
+struct InFlight {
+  int64_t bytes;
+  ~InFlight() {
+    g_in_flight.fetch_sub(1, std::memory_order_relaxed);
+    g_bytes_in_flight.fetch_sub(bytes, std::memory_order_relaxed);
+  }
+};
+bool take_slot(int64_t bytes) {
+  if (g_in_flight.fetch_add(1, std::memory_order_relaxed) >= kMaxInFlight ||
+      g_bytes_in_flight.fetch_add(bytes, std::memory_order_relaxed) + bytes > kMaxBytesInFlight) {
+    InFlight give_back{bytes};  // (both were added; the guard takes both back)
+    return false;
+  }
+  return true;
 }
 
 void count(std::string_view outcome) {
@@ -65,29 +77,36 @@ class ProxyMirror final : public Plugin {
       return Step::Continue;
     }
     const Executor* executor = current_worker_executor();
-    if (!executor || g_in_flight.load(std::memory_order_relaxed) >= kMaxInFlight) {
+    int64_t bytes = kept ? static_cast<int64_t>(ctx.find_note_text(this)->size()) : 0;
+    if (!executor || !take_slot(bytes)) {
       count("dropped");
       return Step::Continue;
     }
+    // The head the upstream gets, sent to the mirror: the plugins' edits (proxy-rewrite,
+    // hide_credentials' removals, request-id), forwarding headers, hop-by-hop ones dropped.
+    plugins::RequestEdits edits = ctx.upstream;
+    edits.target = target(ctx);
+    if (!edits.host) edits.host = std::string(req.host.empty() ? host.host_header : req.host);
     http::ServiceRequest copy;
-    copy.method = std::string(req.method);
-    copy.target = target(ctx);
-    copy.host = ctx.upstream.host ? *ctx.upstream.host : std::string(req.host);
+    copy.method = edits.method ? *edits.method : std::string(req.method);
+    upstream::NodeTarget node;
+    node.host_header = host.host_header;
+    http::build_upstream_head(copy.raw_head, req, {ctx.client_ip, ctx.server_port, {}, ctx.https},
+                              node, kPassHost, false, &edits);
     copy.timeout = timeout;
     copy.verify_tls = false;  // as nginx's mirror: proxy_ssl_verify is off
-    copy.max_body = 16 << 20;
-    for (const auto& h : req.headers)
-      if (!not_copied(h.name)) copy.headers.emplace_back(std::string(h.name), std::string(h.value));
+    copy.keep_body = false;   // the answer is read to its end and dropped
     if (kept) copy.body = std::move(ctx.note_text(this));
-    g_in_flight.fetch_add(1, std::memory_order_relaxed);
-    asio::co_spawn(*executor, send(host, std::move(copy)), asio::detached);
+    asio::co_spawn(*executor, send(host, std::move(copy), bytes), asio::detached);
     return Step::Continue;
   }
 
  private:
-  static Task<> send(http::ServiceUrl url, http::ServiceRequest copy) {
+  static inline const config::Upstream kPassHost{};  // pass_host: pass (Host set in the edits)
+
+  static Task<> send(http::ServiceUrl url, http::ServiceRequest copy, int64_t bytes) {
+    InFlight slot{bytes};
     http::ServiceAnswer answer = co_await http::call_service(url, copy);
-    g_in_flight.fetch_sub(1, std::memory_order_relaxed);
     count(answer.status ? "sent" : "failed");
   }
 

@@ -59,6 +59,11 @@ class RequestValidation final : public Plugin {
     if (body_schema) {
       if (!r.chunked && r.content_length <= 0)
         return reject(ctx, "the request has no body to validate");
+      // Which one the upstream reads is its choice: the body could pass as JSON here and be
+      // read as a form there.
+      size_t types = 0;
+      for (const auto& h : r.headers) types += http::iequals(h.name, "content-type");
+      if (types > 1) return reject(ctx, "the request has more than one Content-Type");
       if (r.content_length > static_cast<int64_t>(max_body)) {
         ctx.respond_error(413, "request body larger than request-validation reads (max_body " +
                                    std::to_string(max_body) + ")");

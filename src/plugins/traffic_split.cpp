@@ -110,7 +110,7 @@ std::shared_ptr<const Plugin> create(const json& conf, const Scope& scope, const
   config::ObjectReader r(conf, path, errors);
   size_t before = errors.size();
   // The upstreams are compiled with a route: a consumer's or a global rule's plugin has none.
-  if (scope.kind == "consumers" || scope.kind == "global_rules")
+  if (scope.kind == "consumers" || scope.kind == "consumer_groups" || scope.kind == "global_rules")
     errors.add(path, "only routes, services and plugin configs can split traffic");
   const json* rules = r.raw("rules");
   if (rules && !rules->is_array())
@@ -140,7 +140,8 @@ std::shared_ptr<const Plugin> create(const json& conf, const Scope& scope, const
       rr.error("weighted_upstreams", "must be a list of 1 to 20 {upstream_id | upstream, weight}");
     } else {
       for (size_t k = 0; k < weighted->size(); ++k) {
-        std::string at = "[" + std::to_string(k) + "]";
+        std::string at = "[";  // (appended: GCC 12 warns falsely on "[" + ... chains here)
+        at.append(std::to_string(k)).append("]");
         picks.push_back(read_weighted((*weighted)[k], rr.child_path("weighted_upstreams") + at,
                                       "rules[" + std::to_string(i) + "].weighted_upstreams" + at,
                                       *p, errors));

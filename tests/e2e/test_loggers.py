@@ -303,3 +303,17 @@ def test_udp_logger_refuses_a_batch_larger_than_a_datagram(gateway, upstream):
     assert gw.get("/u/x", data=b"x" * 70000).status_code == 200
     wait_until(lambda: log_entries_metric(gw, plugin="udp-logger", outcome="failed") == 1)
     assert "does not fit a datagram" in gw.error_log()
+
+
+def test_batches_go_out_when_the_gateway_stops(gateway, upstream):
+    up, collector = upstream(), upstream(name="logs")
+    gw = gateway({"routes": [route("/api/*", [(up.port,)], id="api", plugins={"http-logger": {
+        "uri": f"http://127.0.0.1:{collector.port}/ingest", "batch_max_size": 100,
+        "inactive_timeout": 600, "buffer_duration": 600}})]})
+    for i in range(3):
+        assert gw.get(f"/api/{i}").status_code == 200
+    time.sleep(0.2)
+    assert posts(collector) == []  # waiting for a fuller batch
+    gw.stop()
+    assert [e["request"]["uri"] for e in entries_of(collector)] == ["/api/0", "/api/1", "/api/2"]
+    assert "sending 3 batched log entries before stopping" in gw.error_log()

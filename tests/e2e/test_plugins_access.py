@@ -149,7 +149,7 @@ def test_consumer_restriction_on_a_consumer_limits_its_routes(gateway, upstream)
 
 def test_consumer_restriction_schema_errors(tmp_path):
     bad = [({}, "consumer-restriction: needs blacklist"),
-           ({"type": "consumer_group_id", "whitelist": ["a"]}, "consumer-restriction.type"),
+           ({"type": "consumer_groups", "whitelist": ["a"]}, "consumer-restriction.type"),
            ({"whitelist": []}, "consumer-restriction.whitelist"),
            ({"allowed_by_methods": [{"user": "a", "methods": ["FETCH"]}]},
             "consumer-restriction.allowed_by_methods[0].methods"),

@@ -2,6 +2,7 @@
 Schemas, the reason (or rejected_msg) with rejected_code, nothing reaching the upstream on a
 refusal, bodies too deep, too long or missing, and schema errors naming the keyword."""
 import json
+import socket
 
 import requests
 
@@ -66,6 +67,16 @@ def test_json_bodies_and_headers_are_checked(gateway, upstream):
     assert (r.status_code, r.text) == (400, 'property "x-app-version" is required')
     r = send(ok, headers=dict(hdr, **{"X-App-Version": "three"}))
     assert r.status_code == 400 and r.text.startswith('property "x-app-version" validation failed')
+    with socket.create_connection(("127.0.0.1", gw.port)) as s:
+        body = b'{"to": "rose", "text": "hi"}'
+        s.sendall(b"POST /send HTTP/1.1\r\nHost: a\r\nX-App-Version: 1.0\r\n"
+                  b"Content-Type: application/json\r\nContent-Type: application/x-www-form-"
+                  b"urlencoded\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(body)
+                  + body)
+        out = b""
+        while chunk := s.recv(4096):
+            out += chunk
+    assert out.startswith(b"HTTP/1.1 400") and out.endswith(b"more than one Content-Type")
     r = requests.post(gw.url("/send"), headers=hdr)
     assert (r.status_code, r.text) == (400, "the request has no body to validate")
     assert len(up.requests) == 1  # only the valid one went upstream

@@ -46,6 +46,34 @@ std::string join_entries(const std::vector<std::string>& entries, bool single, b
   return out;
 }
 
+namespace {
+std::mutex g_registry_mutex;
+std::vector<std::weak_ptr<BatchProcessor>> g_registry;
+std::atomic<int64_t> g_unsent{0};
+}  // namespace
+
+int64_t BatchProcessor::unsent() { return g_unsent.load(std::memory_order_relaxed); }
+
+void BatchProcessor::flush_all() {
+  const Executor* executor = current_worker_executor();
+  if (!executor) return;
+  std::vector<std::shared_ptr<BatchProcessor>> live;
+  {
+    std::lock_guard lock(g_registry_mutex);
+    std::erase_if(g_registry, [](const auto& w) { return w.expired(); });
+    for (const auto& w : g_registry)
+      if (auto p = w.lock()) live.push_back(std::move(p));
+  }
+  for (auto& p : live) {
+    std::vector<std::string> now;
+    {
+      std::lock_guard lock(p->mutex_);
+      now = p->batch_ready_locked();
+    }
+    if (!now.empty()) asio::co_spawn(*executor, send_all(p, std::move(now)), asio::detached);
+  }
+}
+
 BatchProcessor::BatchProcessor(BatchSettings settings, std::shared_ptr<const BatchSink> sink,
                                std::string plugin)
     : settings_(std::move(settings)), sink_(std::move(sink)), plugin_(std::move(plugin)) {}
@@ -73,7 +101,14 @@ void BatchProcessor::push(std::string entry) {
     if (batch_.empty()) first_ms_ = t;
     last_ms_ = t;
     ++pending_;
+    g_unsent.fetch_add(1, std::memory_order_relaxed);
     pending_bytes_ += entry.size();
+    if (!registered_) {
+      registered_ = true;
+      std::lock_guard registry(g_registry_mutex);
+      std::erase_if(g_registry, [](const auto& w) { return w.expired(); });
+      g_registry.push_back(weak_from_this());
+    }
     batch_.push_back(std::move(entry));
     if (batch_.size() >= settings_.max_size) now = batch_ready_locked();
     arm = !timer_armed_ && !batch_.empty();
@@ -158,6 +193,7 @@ Task<> BatchProcessor::send_all(std::shared_ptr<BatchProcessor> self,
     }
     std::lock_guard lock(p.mutex_);
     p.pending_ -= batch.size();
+    g_unsent.fetch_sub(static_cast<int64_t>(batch.size()), std::memory_order_relaxed);
     p.pending_bytes_ -= bytes;
     batch.clear();
     if (!p.ready_.empty()) {

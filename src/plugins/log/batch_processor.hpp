@@ -53,6 +53,12 @@ class BatchProcessor : public std::enable_shared_from_this<BatchProcessor> {
   // From a worker's log phase: sends and timers run on that worker.
   void push(std::string entry);
 
+  // At shutdown, once no request is left (on a worker thread): every processor's batch goes out
+  // now instead of at its timer, which would come after the workers stopped.
+  static void flush_all();
+  // Entries pushed and not yet sent or given up, in every processor.
+  static int64_t unsent();
+
  private:
   static constexpr int kMaxSends = 4;
   static constexpr size_t kMaxPendingBytes = 64 << 20;
@@ -74,6 +80,7 @@ class BatchProcessor : public std::enable_shared_from_this<BatchProcessor> {
   int64_t first_ms_ = 0;  // steady time the batch's first entry came
   int64_t last_ms_ = 0;   // and its latest
   bool timer_armed_ = false;
+  bool registered_ = false;                     // in the list flush_all() walks
   std::deque<std::vector<std::string>> ready_;  // batches waiting for a send to end
   int sending_ = 0;
   size_t pending_ = 0;                     // entries in batch_, ready_ or sends not finished

@@ -25,6 +25,10 @@ enum TypeBit : uint8_t {
   kInteger = 64,
 };
 
+// Subschema visits per check: far beyond any real schema and body, small enough that a crafted
+// value cannot hold a worker (about a millisecond).
+constexpr int kCheckBudget = 100000;
+
 constexpr std::pair<const char*, uint8_t> kTypes[] = {
     {"null", kNull},     {"boolean", kBoolean}, {"object", kObject},  {"array", kArray},
     {"number", kNumber}, {"string", kString},   {"integer", kInteger}};
@@ -53,6 +57,60 @@ bool has_type(uint8_t types, const json& v) {
   if (v.is_string()) return types & kString;
   if (types & kNumber) return true;
   return (types & kInteger) && integral(v);
+}
+
+// JSON Schema's equality: numbers by value (1 == 1.0; an unsigned 2^64-1 is not -1, which
+// nlohmann's == would say after a cast), objects and arrays item by item.
+bool same_value(const json& a, const json& b) {
+  if (a.is_number() && b.is_number()) {
+    if (a.is_number_float() || b.is_number_float()) return a.get<double>() == b.get<double>();
+    bool a_neg = a.is_number_integer() && !a.is_number_unsigned() && a.get<int64_t>() < 0;
+    bool b_neg = b.is_number_integer() && !b.is_number_unsigned() && b.get<int64_t>() < 0;
+    if (a_neg != b_neg) return false;
+    return a_neg ? a.get<int64_t>() == b.get<int64_t>() : a.get<uint64_t>() == b.get<uint64_t>();
+  }
+  if (a.type() != b.type()) return false;
+  if (a.is_array()) {
+    if (a.size() != b.size()) return false;
+    for (size_t i = 0; i < a.size(); ++i)
+      if (!same_value(a[i], b[i])) return false;
+    return true;
+  }
+  if (a.is_object()) {
+    if (a.size() != b.size()) return false;
+    for (auto it = a.begin(); it != a.end(); ++it) {
+      auto other = b.find(it.key());
+      if (other == b.end() || !same_value(*it, *other)) return false;
+    }
+    return true;
+  }
+  return a == b;
+}
+
+// A text equal for equal values (same_value) and different otherwise, for uniqueItems: numbers
+// written by value (an integral float as an integer), object keys in order (nlohmann sorts).
+void canonical(const json& v, std::string& out) {
+  if (v.is_number_float() && integral(v) && std::fabs(v.get<double>()) < 9.2e18) {
+    out += std::to_string(static_cast<int64_t>(v.get<double>()));
+  } else if (v.is_array()) {
+    out += '[';
+    for (const auto& item : v) {
+      canonical(item, out);
+      out += ',';
+    }
+    out += ']';
+  } else if (v.is_object()) {
+    out += '{';
+    for (auto it = v.begin(); it != v.end(); ++it) {
+      out += json(it.key()).dump();
+      out += ':';
+      canonical(*it, out);
+      out += ',';
+    }
+    out += '}';
+  } else {
+    out += v.dump(-1, ' ', false, json::error_handler_t::replace);
+  }
 }
 
 size_t code_points(const std::string& s) {
@@ -128,6 +186,10 @@ bool valid_hostname(std::string_view s) {
 }
 
 bool valid_format(const std::string& format, const std::string& v) {
+  // (inet_pton and friends would stop at a NUL: "10.0.0.1\0anything" must not pass.)
+  if (v.find('\0') != std::string::npos)
+    return format != "email" && format != "ipv4" && format != "ipv6" && format != "hostname" &&
+           format != "date" && format != "date-time";
   if (format == "email") {
     size_t at = v.find('@');
     return at != std::string::npos && at > 0 && v.find('@', at + 1) == std::string::npos &&
@@ -185,7 +247,12 @@ struct JsonSchema::Compiled {
 
   int compile(const json& s, const std::string& pointer, const std::string& path,
               config::Errors& errors);
-  std::string check(int node, const json& v, int depth) const;
+  // `depth`: how deep in the value; `budget`: subschema visits left (anyOf/oneOf branches that
+  // each descend could otherwise cost exponential time on a crafted value).
+  std::string check(int node, const json& v, int depth, int& budget) const;
+  // A cycle of $ref / allOf / anyOf / oneOf / not that never descends into a value would check
+  // the same value for ever: a config error.
+  bool loops_in_place(int node, std::vector<uint8_t>& state) const;
 };
 
 namespace {
@@ -445,6 +512,16 @@ std::shared_ptr<const JsonSchema> JsonSchema::compile(const json& schema, const 
     }
     c.nodes[static_cast<size_t>(ref.node)]->ref = c.compile(*target, pointer, ref.path, errors);
   }
+  if (errors.size() == before) {
+    std::vector<uint8_t> state(c.nodes.size(), 0);
+    for (size_t i = 0; i < c.nodes.size(); ++i)
+      if (c.loops_in_place(static_cast<int>(i), state)) {
+        errors.add(path,
+                   "refers to itself ($ref, allOf, anyOf, oneOf, not) without descending "
+                   "into a property or item: it could never be checked");
+        break;
+      }
+  }
   if (errors.size() != before) return nullptr;
   return out;
 }
@@ -452,23 +529,46 @@ std::shared_ptr<const JsonSchema> JsonSchema::compile(const json& schema, const 
 JsonSchema::JsonSchema() : compiled_(std::make_unique<Compiled>()) {}
 JsonSchema::~JsonSchema() = default;
 
-std::string JsonSchema::check(const json& value) const { return compiled_->check(0, value, 0); }
+std::string JsonSchema::check(const json& value) const {
+  int budget = kCheckBudget;
+  std::string why = compiled_->check(0, value, 0, budget);
+  return budget < 0 ? "the value is too costly to check against this schema" : why;
+}
 
-std::string JsonSchema::Compiled::check(int index, const json& v, int depth) const {
+bool JsonSchema::Compiled::loops_in_place(int index, std::vector<uint8_t>& state) const {
+  auto& mark = state[static_cast<size_t>(index)];
+  if (mark == 1) return true;  // on the current path: a cycle
+  if (mark == 2) return false;
+  mark = 1;
+  const Node& n = *nodes[static_cast<size_t>(index)];
+  std::vector<int> same_value = n.all_of;
+  same_value.insert(same_value.end(), n.any_of.begin(), n.any_of.end());
+  same_value.insert(same_value.end(), n.one_of.begin(), n.one_of.end());
+  if (n.negated >= 0) same_value.push_back(n.negated);
+  if (n.ref >= 0) same_value.push_back(n.ref);
+  for (int c : same_value)
+    if (loops_in_place(c, state)) return true;
+  mark = 2;
+  return false;
+}
+
+std::string JsonSchema::Compiled::check(int index, const json& v, int depth, int& budget) const {
+  if (--budget < 0) return "the value is too costly to check against this schema";
   if (depth > 256) return "the value is nested too deeply";
   const Node& n = *nodes[static_cast<size_t>(index)];
   if (n.never) return "no value is allowed here";
-  if (n.ref >= 0) return check(n.ref, v, depth + 1);
+  if (n.ref >= 0) return check(n.ref, v, depth, budget);
   if (n.types && !has_type(n.types, v)) {
     std::string want;
     for (const auto& [name, bit] : kTypes)
       if (n.types & bit) want += (want.empty() ? "" : " or ") + std::string(name);
     return "wrong type: expected " + want + ", got " + type_name(v);
   }
-  if (n.enum_values &&
-      std::find(n.enum_values->begin(), n.enum_values->end(), v) == n.enum_values->end())
+  if (n.enum_values && std::none_of(n.enum_values->begin(), n.enum_values->end(),
+                                    [&](const json& e) { return same_value(e, v); }))
     return "matches none of the enum values";
-  if (n.constant && *n.constant != v) return "value should match constant " + n.constant->dump();
+  if (n.constant && !same_value(*n.constant, v))
+    return "value should match constant " + n.constant->dump();
   if (v.is_object()) {
     for (const auto& r : n.required)
       if (!v.contains(r)) return "property \"" + r + "\" is required";
@@ -481,19 +581,19 @@ std::string JsonSchema::Compiled::check(int index, const json& v, int depth) con
       for (const auto& [pname, child] : n.properties)
         if (pname == name) {
           matched = true;
-          if (auto why = check(child, item, depth + 1); !why.empty())
+          if (auto why = check(child, item, depth + 1, budget); !why.empty())
             return "property \"" + name + "\" validation failed: " + why;
         }
       for (const auto& [re, child] : n.pattern_properties)
         if (RE2::PartialMatch(name, *re)) {
           matched = true;
-          if (auto why = check(child, item, depth + 1); !why.empty())
+          if (auto why = check(child, item, depth + 1, budget); !why.empty())
             return "property \"" + name + "\" validation failed: " + why;
         }
       if (matched) continue;
       if (n.additional_forbidden) return "additional properties forbidden, found " + name;
       if (n.additional >= 0)
-        if (auto why = check(n.additional, item, depth + 1); !why.empty())
+        if (auto why = check(n.additional, item, depth + 1, budget); !why.empty())
           return "property \"" + name + "\" validation failed: " + why;
     }
   }
@@ -515,16 +615,15 @@ std::string JsonSchema::Compiled::check(int index, const json& v, int depth) con
         }
       }
       if (child < 0) continue;
-      if (auto why = check(child, v[i], depth + 1); !why.empty())
+      if (auto why = check(child, v[i], depth + 1, budget); !why.empty())
         return "failed to validate item " + std::to_string(i + 1) + ": " + why;
     }
     if (n.unique_items && v.size() > 1) {
-      std::vector<const json*> sorted;
-      sorted.reserve(v.size());
-      for (const auto& item : v) sorted.push_back(&item);
-      std::sort(sorted.begin(), sorted.end(), [](const json* a, const json* b) { return *a < *b; });
-      for (size_t i = 1; i < sorted.size(); ++i)
-        if (*sorted[i - 1] == *sorted[i]) return "expected unique items but items are equal";
+      std::vector<std::string> keys(v.size());
+      for (size_t i = 0; i < v.size(); ++i) canonical(v[i], keys[i]);
+      std::sort(keys.begin(), keys.end());
+      if (std::adjacent_find(keys.begin(), keys.end()) != keys.end())
+        return "expected unique items but items are equal";
     }
   }
   if (v.is_string()) {
@@ -558,26 +657,36 @@ std::string JsonSchema::Compiled::check(int index, const json& v, int depth) con
       return "expected " + number_text(d) + " to be smaller than " +
              number_text(*n.exclusive_maximum);
     if (n.multiple_of) {
+      bool whole = v.is_number_integer() && *n.multiple_of == std::floor(*n.multiple_of) &&
+                   *n.multiple_of < 9.2e18;
       double q = d / *n.multiple_of;
-      if (!std::isfinite(q) || std::fabs(q - std::round(q)) > 1e-9)
+      // Integers exactly; decimals (19.99 of 0.01) within the rounding of a double.
+      bool off = whole ? (v.is_number_unsigned()
+                              ? v.get<uint64_t>() % static_cast<uint64_t>(*n.multiple_of) != 0
+                              : v.get<int64_t>() % static_cast<int64_t>(*n.multiple_of) != 0)
+                       : !std::isfinite(q) ||
+                             std::fabs(q - std::round(q)) > 1e-12 * std::max(1.0, std::fabs(q));
+      if (off)
         return "expected " + number_text(d) + " to be a multiple of " + number_text(*n.multiple_of);
     }
   }
   for (size_t i = 0; i < n.all_of.size(); ++i)
-    if (auto why = check(n.all_of[i], v, depth + 1); !why.empty())
+    if (auto why = check(n.all_of[i], v, depth, budget); !why.empty())
       return "allOf " + std::to_string(i + 1) + " failed: " + why;
   if (!n.any_of.empty() && std::none_of(n.any_of.begin(), n.any_of.end(),
-                                        [&](int c) { return check(c, v, depth + 1).empty(); }))
+                                        [&](int c) { return check(c, v, depth, budget).empty(); }))
     return "object matches none of the alternatives";
   if (!n.one_of.empty()) {
-    size_t matches = static_cast<size_t>(std::count_if(
-        n.one_of.begin(), n.one_of.end(), [&](int c) { return check(c, v, depth + 1).empty(); }));
+    size_t matches =
+        static_cast<size_t>(std::count_if(n.one_of.begin(), n.one_of.end(), [&](int c) {
+          return check(c, v, depth, budget).empty();
+        }));
     if (matches != 1)
       return matches == 0
                  ? "value should match only one schema, but matches none"
                  : "value should match only one schema, but matches " + std::to_string(matches);
   }
-  if (n.negated >= 0 && check(n.negated, v, depth + 1).empty())
+  if (n.negated >= 0 && check(n.negated, v, depth, budget).empty())
     return "value wrongly matches forbidden schema";
   return {};
 }

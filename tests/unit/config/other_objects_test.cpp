@@ -416,10 +416,9 @@ TEST(OtherObjectsStreamRoute, BadValuesNameTheirField) {
 // ---- dispatch -------------------------------------------------------------------------------
 
 TEST(OtherObjectsDispatch, OnlyKnownKindsAreHandled) {
-  for (const char* kind : {"consumer_groups", "secrets", ""})
-    EXPECT_FALSE(parse_kind(kind)) << kind;
-  for (const char* kind :
-       {"consumers", "ssls", "global_rules", "plugin_configs", "protos", "stream_routes"}) {
+  for (const char* kind : {"consumer_group", "secrets", ""}) EXPECT_FALSE(parse_kind(kind)) << kind;
+  for (const char* kind : {"consumers", "ssls", "global_rules", "plugin_configs", "protos",
+                           "stream_routes", "consumer_groups"}) {
     Errors e;
     StoredObject out;
     EXPECT_FALSE(validate_object(*parse_kind(kind), json::array(), "x", e, out)) << kind;

@@ -254,7 +254,7 @@ TEST_F(RuntimeTest, ConsumerNameIsSetPastAMetatableTheFunctionsGaveCtx) {
     setmetatable(ctx, {__newindex = function(t, k) ngx.ctx.intercepted = k end})
   end)"});
   ASSERT_EQ(run(*pre, Phase::Rewrite).failure, Failure::None);
-  Consumer alice{"alice", nullptr};
+  Consumer alice{"alice", "", nullptr};
   ctx.consumer = &alice;
   auto later = functions({R"(return function(conf, ctx)
     return 200, tostring(ctx.consumer_name) .. " " .. tostring(ngx.ctx.intercepted)

@@ -173,5 +173,47 @@ TEST(JsonSchema, SchemaErrorsNameTheKeyword) {
   EXPECT_NE(compile_error("3").find("s: must be a schema"), std::string::npos);
 }
 
+TEST(JsonSchema, NumbersCompareByValueNotByCast) {
+  // nlohmann's == casts an unsigned to int64: 2^64-1 would equal -1.
+  EXPECT_EQ(check(R"({"enum": [-1]})", "18446744073709551615"), "matches none of the enum values");
+  EXPECT_NE(check(R"({"const": -1})", "18446744073709551615"), "");
+  EXPECT_EQ(check(R"({"const": 1})", "1.0"), "");
+  EXPECT_EQ(check(R"({"uniqueItems": true})", "[0, 9223372036854775808, -1, 9223372036854775808]"),
+            "expected unique items but items are equal");
+  EXPECT_EQ(check(R"({"uniqueItems": true})", "[18446744073709551615, -1]"), "");
+  EXPECT_EQ(check(R"({"uniqueItems": true})", R"([{"a": [1, 2.0]}, {"a": [1, 2]}])"),
+            "expected unique items but items are equal");
+  EXPECT_EQ(check(R"({"multipleOf": 1})", "5.0000001"), "expected 5.0000001 to be a multiple of 1");
+  // 2^53+1 is odd, though as a double it reads 2^53: integers are checked exactly.
+  EXPECT_NE(check(R"({"multipleOf": 2})", "9007199254740993"), "");
+}
+
+TEST(JsonSchema, FormatsRefuseAValueCutByANul) {
+  EXPECT_NE(check(R"({"format": "ipv4"})", R"("10.0.0.1\u0000<script>")"), "");
+  EXPECT_NE(check(R"({"format": "email"})", R"("a\u0000b@example.com")"), "");
+}
+
+TEST(JsonSchema, CyclesThatNeverDescendAreConfigErrors) {
+  EXPECT_NE(compile_error(R"({"$ref": "#"})").find("refers to itself"), std::string::npos);
+  EXPECT_NE(compile_error(R"({"definitions": {"a": {"$ref": "#/definitions/b"},
+                                              "b": {"anyOf": [{"$ref": "#/definitions/a"}]}},
+                             "$ref": "#/definitions/a"})")
+                .find("refers to itself"),
+            std::string::npos);
+}
+
+TEST(JsonSchema, BranchingRecursionIsBoundedNotExponential) {
+  // Each level tries both branches, which both descend: 2^85 visits without a budget.
+  const char* s = R"({"definitions": {"n": {"oneOf": [
+      {"properties": {"kind": {"const": "a"}, "next": {"$ref": "#/definitions/n"}}},
+      {"properties": {"kind": {"const": "b"}, "next": {"$ref": "#/definitions/n"}}}]}},
+      "$ref": "#/definitions/n"})";
+  std::string deep;
+  for (int i = 0; i < 85; ++i) deep += R"({"next": )";
+  deep += "{}";
+  for (int i = 0; i < 85; ++i) deep += "}";
+  EXPECT_EQ(check(s, deep.c_str()), "the value is too costly to check against this schema");
+}
+
 }  // namespace
 }  // namespace portico::plugins
