@@ -5,17 +5,20 @@
 
 #include "config/object_parser.hpp"
 #include "config/other_objects.hpp"
+#include "plugins/plugin_metadata.hpp"
 #include "stream/tlv_policy.hpp"
 
 namespace portico::config {
 namespace {
 
 constexpr std::array<std::string_view, kKindCount> kNames = {
-    "routes",       "services",       "upstreams", "consumers",     "ssls",
-    "global_rules", "plugin_configs", "protos",    "stream_routes", "consumer_groups"};
+    "routes",        "services",        "upstreams",      "consumers",
+    "ssls",          "global_rules",    "plugin_configs", "protos",
+    "stream_routes", "consumer_groups", "plugin_metadata"};
 constexpr std::array<std::string_view, kKindCount> kSingular = {
-    "route",       "service",       "upstream", "consumer",     "ssl",
-    "global_rule", "plugin_config", "proto",    "stream_route", "consumer_group"};
+    "route",        "service",        "upstream",       "consumer",
+    "ssl",          "global_rule",    "plugin_config",  "proto",
+    "stream_route", "consumer_group", "plugin_metadata"};
 
 void add_ref(StoredObject& out, std::string field, Kind kind, const std::string& id) {
   if (!id.empty()) out.refs.push_back({field, ObjectRef{kind, id}});
@@ -133,6 +136,9 @@ bool validate_object(Kind kind, const json& value, const std::string& path, Erro
       break;
     case Kind::ConsumerGroups:
       out.plugin_config = validate_consumer_group(value, path, errors);
+      break;
+    case Kind::PluginMetadata:
+      out.metadata = plugins::validate_plugin_metadata(value, path, errors);
       break;
     case Kind::GlobalRules:
       out.plugin_config = validate_global_rule(value, path, errors);
@@ -293,6 +299,8 @@ ConfigSet ObjectStore::config_set(Errors& problems) const {
     set.plugin_configs.push_back(obj->plugin_config);
   for (const StoredObject* obj : in_creation_order(Kind::GlobalRules))
     set.global_rules.push_back(obj->plugin_config);
+  for (const auto& [id, obj] : all(Kind::PluginMetadata))
+    if (obj.metadata) set.plugin_metadata.emplace(id, obj.metadata);
   for (const StoredObject* obj : in_creation_order(Kind::ConsumerGroups))
     set.consumer_groups.push_back(obj->plugin_config);
   for (const StoredObject* obj : in_creation_order(Kind::Consumers)) {

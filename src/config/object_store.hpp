@@ -28,8 +28,9 @@ enum class Kind : uint8_t {
   Protos,
   StreamRoutes,
   ConsumerGroups,
+  PluginMetadata,
 };
-inline constexpr size_t kKindCount = 10;
+inline constexpr size_t kKindCount = 11;
 
 // "routes", "ssls", ... (the Admin API path segment and the etcd key segment)
 std::string_view kind_name(Kind kind);
@@ -54,6 +55,7 @@ struct StoredObject {
   std::shared_ptr<const PluginConfig>
       plugin_config;  // plugin_configs, global_rules, consumer_groups
   std::shared_ptr<const plugins::Consumer> consumer;
+  std::shared_ptr<const plugins::PluginMetadata> metadata;  // plugin_metadata, by plugin name
   std::shared_ptr<const StreamRoute> stream_route;
   std::shared_ptr<const bridge::ProtoSet> proto;               // compiled .proto content
   std::shared_ptr<const tls::ServerCertificate> certificate;   // ssls: null unless it serves

@@ -10,6 +10,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "plugins/metadata_table.hpp"
+
 namespace portico::plugins {
 struct PluginSet;
 struct Consumer;
@@ -181,6 +183,7 @@ struct ConfigSet {
   std::vector<std::shared_ptr<const PluginConfig>> global_rules;  // in creation order
   std::vector<std::shared_ptr<const plugins::Consumer>> consumers;
   std::vector<std::shared_ptr<const PluginConfig>> consumer_groups;
+  plugins::MetadataTable plugin_metadata;
   std::vector<std::shared_ptr<const StreamRoute>> stream_routes;  // in creation order
   std::vector<std::pair<std::string, std::shared_ptr<const bridge::ProtoSet>>> protos;  // by id
   std::vector<std::shared_ptr<const tls::ServerCertificate>> certificates;  // in creation order

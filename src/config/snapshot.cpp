@@ -10,6 +10,7 @@
 #include "config/host_table.hpp"
 #include "config/yaml_json.hpp"
 #include "plugins/plugin.hpp"
+#include "plugins/plugin_metadata.hpp"
 
 namespace portico::config {
 namespace {
@@ -282,6 +283,7 @@ std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, const HttpLimits&
   std::vector<PluginSetPtr> global_sets;
   for (const auto& rule : set.global_rules) global_sets.push_back(rule->plugins);
   snap->global_plugins = plugins::merge_global_rules(global_sets);
+  snap->plugin_metadata = std::make_shared<const plugins::MetadataTable>(set.plugin_metadata);
   std::unordered_map<std::string_view, PluginSetPtr> groups;
   for (const auto& g : set.consumer_groups) groups.emplace(g->id, g->plugins);
   for (size_t i = 0; i < set.consumers.size(); ++i) {

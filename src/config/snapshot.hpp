@@ -52,7 +52,8 @@ struct Snapshot {
   router::RouteIndex router;
   std::vector<CompiledRoute> routes;  // parallel to router.rules()
   size_t upstream_count = 0;
-  std::shared_ptr<const plugins::Chain> global_plugins;  // global_rules; null when none
+  std::shared_ptr<const plugins::Chain> global_plugins;           // global_rules; null when none
+  std::shared_ptr<const plugins::MetadataTable> plugin_metadata;  // never null
   plugins::ConsumerTable consumers;
   std::vector<stream::StreamRoutePtr> stream_routes;  // creation order: the first match wins
   bridge::ProtoTable protos;                          // compiled `protos` objects by id

@@ -88,6 +88,7 @@ plugins::Step start_plugins(ClientConnection& c, Exchange& x, const config::Snap
   ctx.route_id = route ? &route->id : nullptr;
   ctx.service_id = route ? &route->service_id : nullptr;
   ctx.consumers = &snapshot.consumers;
+  ctx.metadata = snapshot.plugin_metadata.get();
   ctx.worker = c.worker.index();
   ctx.now_ms = wall_now_ms();
   return plugins::start_request_phases(ctx, snapshot.global_plugins.get(),

@@ -93,6 +93,7 @@ void pin_session(SessionPins& pins, const config::Snapshot& snapshot,
   pins.route_plugins = route.plugins;
   pins.global_plugins = snapshot.global_plugins;
   pins.consumer = ctx.consumer ? snapshot.consumers.share(ctx.consumer) : nullptr;
+  pins.metadata = snapshot.plugin_metadata;  // (ctx.metadata points into it: kept alive)
   pins.route_id = route.id;
   pins.service_id = route.service_id;
   if (ctx.route_id) ctx.route_id = &pins.route_id;

@@ -98,6 +98,7 @@ struct SessionPins {
   std::shared_ptr<const plugins::Chain> route_plugins;
   std::shared_ptr<const plugins::Chain> global_plugins;
   std::shared_ptr<const plugins::Consumer> consumer;
+  std::shared_ptr<const plugins::MetadataTable> metadata;
   std::string route_id;
   std::string service_id;
   std::string head;  // the request head: the connection's buffer is reused by the session

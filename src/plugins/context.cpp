@@ -285,6 +285,7 @@ void Context::reset() {
   route_id = nullptr;
   service_id = nullptr;
   consumers = nullptr;
+  metadata = nullptr;
   consumer = nullptr;
   upstream.clear();
   response_headers.clear();

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "http/http_parser.hpp"
+#include "plugins/metadata_table.hpp"
 
 namespace portico::tls {
 struct ClientCertificate;
@@ -83,6 +84,7 @@ class Context {
   const std::string* route_id = nullptr;
   const std::string* service_id = nullptr;
   const ConsumerTable* consumers = nullptr;
+  const MetadataTable* metadata = nullptr;  // plugin_metadata objects; may be null
   int worker = 0;
   int64_t now_ms = 0;  // wall-clock milliseconds at the start of the request
   int64_t request_id_seed = 0;

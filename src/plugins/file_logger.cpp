@@ -35,6 +35,7 @@ std::shared_ptr<const Plugin> create(const json& conf, const Scope&, const std::
   if (file.empty() || file == "off" || file == "-")
     r.error("path", file.empty() ? "is required"
                                  : "must name a file (for stdout, use the access log: log.access)");
+  p->plugin_name = "file-logger";
   read_log_entry_config(r, p->entry);
   r.finish();
   if (errors.size() != before) return nullptr;
@@ -50,7 +51,7 @@ std::shared_ptr<const Plugin> create(const json& conf, const Scope&, const std::
 }  // namespace
 
 const PluginType& file_logger_plugin() {
-  static const PluginType type{"file-logger", 399, &create};
+  static const PluginType type{"file-logger", 399, &create, nullptr, false, true};
   return type;
 }
 

@@ -57,6 +57,7 @@ std::shared_ptr<const Plugin> create(const json& conf, const Scope&, const std::
   if (concat != "json" && concat != "new_line")
     r.error("concat_method", "must be json or new_line");
   sink->new_line = concat == "new_line";
+  p->plugin_name = "http-logger";
   read_log_entry_config(r, p->entry);
   BatchSettings batch = read_batch_settings(r, "http logger");
   sink->single = batch.max_size == 1;
@@ -69,7 +70,7 @@ std::shared_ptr<const Plugin> create(const json& conf, const Scope&, const std::
 }  // namespace
 
 const PluginType& http_logger_plugin() {
-  static const PluginType type{"http-logger", 410, &create};
+  static const PluginType type{"http-logger", 410, &create, nullptr, false, true};
   return type;
 }
 

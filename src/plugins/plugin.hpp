@@ -153,6 +153,7 @@ struct PluginType {
                                                            const std::string& path,
                                                            Errors& errors) = nullptr;
   bool checks_references = false;  // see Plugin::check_references
+  bool takes_metadata = false;     // a plugin_metadata object may name it (plugin_metadata.hpp)
 };
 
 }  // namespace portico::plugins

@@ -71,6 +71,7 @@ std::shared_ptr<const Plugin> finish(config::ObjectReader& r, Errors& errors, si
                                      std::shared_ptr<BatchingLogger> p,
                                      std::shared_ptr<BatchSink> sink, Collector& to,
                                      const char* name, const char* batch_name) {
+  p->plugin_name = name;
   read_log_entry_config(r, p->entry);
   BatchSettings batch = read_batch_settings(r, batch_name);
   to.single = batch.max_size == 1;
@@ -107,12 +108,12 @@ std::shared_ptr<const Plugin> create_udp(const json& conf, const Scope&, const s
 }  // namespace
 
 const PluginType& tcp_logger_plugin() {
-  static const PluginType type{"tcp-logger", 405, &create_tcp};
+  static const PluginType type{"tcp-logger", 405, &create_tcp, nullptr, false, true};
   return type;
 }
 
 const PluginType& udp_logger_plugin() {
-  static const PluginType type{"udp-logger", 400, &create_udp};
+  static const PluginType type{"udp-logger", 400, &create_udp, nullptr, false, true};
   return type;
 }
 

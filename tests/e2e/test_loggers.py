@@ -10,7 +10,7 @@ import time
 
 import requests
 
-from conftest import assert_plugin_errors, route, wait_until
+from conftest import assert_plugin_errors, route, validate, wait_until
 from prom_text import parse
 
 
@@ -217,6 +217,14 @@ def test_logger_schema_errors(tmp_path):
            ({"path": str(tmp_path / "x.log"), "include_req_body": "yes"},
             "file-logger.include_req_body")]
     assert_plugin_errors(tmp_path, "file-logger", bad)
+    rc, out = validate(tmp_path, {"plugin_metadata": [
+        {"id": "no-such-plugin"}, {"id": "limit-req", "log_format": {"a": "$uri"}},
+        {"id": "file-logger", "log_format": "$uri"}, {"id": "tcp-logger", "format": {}}]})
+    assert rc != 0
+    for want in ("plugin_metadata[0].id: must name a plugin",
+                 "plugin_metadata[1].id: limit-req takes no plugin metadata",
+                 "plugin_metadata[2].log_format:", "plugin_metadata[3].format:"):
+        assert want in out, out
 
 
 def test_an_abandoned_request_is_logged_as_499_with_nothing_of_another(gateway, upstream):
@@ -317,3 +325,46 @@ def test_batches_go_out_when_the_gateway_stops(gateway, upstream):
     gw.stop()
     assert [e["request"]["uri"] for e in entries_of(collector)] == ["/api/0", "/api/1", "/api/2"]
     assert "sending 3 batched log entries before stopping" in gw.error_log()
+
+
+def test_plugin_metadata_log_format_applies_to_every_logger(gateway, upstream, tmp_path):
+    up, collector = upstream(), upstream(name="logs")
+    uri = f"http://127.0.0.1:{collector.port}/ingest"
+    gw = gateway({
+        "plugin_metadata": [{"id": "http-logger", "log_format": {"host": "$host",
+                                                                 "client": "$remote_addr"}}],
+        "routes": [
+            route("/meta/*", [(up.port,)], id="meta", plugins={"http-logger": {
+                "uri": uri, "batch_max_size": 1}}),
+            route("/own/*", [(up.port,)], id="own", plugins={"http-logger": {
+                "uri": uri, "batch_max_size": 1, "log_format": {"u": "$uri"}}})]})
+    gw.get("/meta/x", headers={"Host": "chat.example.com"})
+    wait_until(lambda: len(posts(collector)) == 1)
+    gw.get("/own/y")
+    wait_until(lambda: len(posts(collector)) == 2)
+    assert entries_of(collector) == [
+        {"host": "chat.example.com", "client": "127.0.0.1", "route_id": "meta"},
+        {"u": "/own/y", "route_id": "own"}]  # its own log_format wins
+
+
+def test_plugin_metadata_over_the_admin_api(etcd, gateway, upstream):
+    up, collector = upstream(), upstream(name="logs")
+    gw = gateway(etcd=etcd)
+    assert gw.admin("PUT", "/routes/r", route("/api/*", [(up.port,)], id="r", plugins={
+        "http-logger": {"uri": f"http://127.0.0.1:{collector.port}/i", "batch_max_size": 1}})
+    ).status_code == 201
+
+    def logged():
+        """Sends a request; the newest entry the log server has (it may lag by one)."""
+        gw.get("/api/x")
+        return entries_of(collector)[-1] if posts(collector) else {}
+
+    r = gw.admin("PUT", "/plugin_metadata/http-logger", {"log_format": {"m": "$request_method"}})
+    assert r.status_code == 201, r.text
+    wait_until(lambda: logged() == {"m": "GET", "route_id": "r"}, timeout=5)
+    r = gw.admin("PUT", "/plugin_metadata/limit-req", {"log_format": {"m": "$uri"}})
+    assert r.status_code == 400 and "takes no plugin metadata" in r.text
+    r = gw.admin("PUT", "/plugin_metadata/http-logger", {"log_format": {"m": ["$uri"]}})
+    assert r.status_code == 400 and "log_format" in r.text
+    assert gw.admin("DELETE", "/plugin_metadata/http-logger").status_code == 200
+    wait_until(lambda: "request" in logged(), timeout=5)  # APISIX's full entry again

@@ -5,6 +5,7 @@
 #include "plugins/consumers.hpp"
 #include "plugins/context.hpp"
 #include "plugins/context_vars.hpp"
+#include "plugins/plugin_metadata.hpp"
 #include "plugins/request_json.hpp"
 
 namespace portico::plugins {
@@ -122,9 +123,11 @@ json full_entry(const Context& ctx) {
 
 }  // namespace
 
+bool valid_log_format(const json& format) { return valid_format(format, 1); }
+
 void read_log_entry_config(config::ObjectReader& r, LogEntryConfig& out) {
   if (const json* f = r.raw("log_format")) {
-    if (!valid_format(*f, 1))
+    if (!valid_log_format(*f))
       r.error("log_format",
               "must be an object of names to \"$variable\", text or objects (up to 5 levels)");
     else if (!f->empty())
@@ -166,8 +169,13 @@ void LoggerPlugin::body_filter(Context& ctx, std::string& body) const {
 
 std::string LoggerPlugin::build_entry(const Context& ctx) const {
   json out;
-  if (entry.format) {
-    out = render_format(*entry.format, ctx);
+  // Its own log_format, else the plugin's metadata's (APISIX's precedence).
+  const json* format = entry.format ? &*entry.format : nullptr;
+  if (!format)
+    if (const PluginMetadata* m = find_metadata(ctx.metadata, plugin_name); m && m->log_format)
+      format = &*m->log_format;
+  if (format) {
+    out = render_format(*format, ctx);
     // As APISIX: a custom entry still says which route and service it is about.
     if (ctx.route_id) out["route_id"] = *ctx.route_id;
     if (ctx.service_id && !ctx.service_id->empty()) out["service_id"] = *ctx.service_id;
@@ -177,8 +185,8 @@ std::string LoggerPlugin::build_entry(const Context& ctx) const {
   if (const auto* note = ctx.find_note(this)) {
     const std::string& text = *ctx.find_note_text(this);
     size_t split = static_cast<size_t>((*note)[kResponseStart]);
-    if ((*note)[kHasRequest] && !entry.format) out["request"]["body"] = text.substr(0, split);
-    if ((*note)[kHasResponse] && !entry.format) out["response"]["body"] = text.substr(split);
+    if ((*note)[kHasRequest] && !format) out["request"]["body"] = text.substr(0, split);
+    if ((*note)[kHasResponse] && !format) out["response"]["body"] = text.substr(split);
   }
   // Bytes that are not UTF-8 (a binary body, a header) are replaced, never a failed entry.
   return out.dump(-1, ' ', false, json::error_handler_t::replace);

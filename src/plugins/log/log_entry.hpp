@@ -24,6 +24,9 @@ struct LogEntryConfig {
   size_t max_resp_body = 512 * 1024;
 };
 
+// A log_format: names to "$variable", text or objects, up to five levels.
+bool valid_log_format(const json& format);
+
 // Reads log_format, include_req_body(_expr), include_resp_body(_expr), max_req_body_bytes and
 // max_resp_body_bytes.
 void read_log_entry_config(config::ObjectReader& r, LogEntryConfig& out);
@@ -34,6 +37,7 @@ void read_log_entry_config(config::ObjectReader& r, LogEntryConfig& out);
 class LoggerPlugin : public Plugin {
  public:
   LogEntryConfig entry;
+  std::string_view plugin_name;  // whose plugin_metadata log_format applies
 
   size_t body_limit() const override { return entry.include_req_body ? entry.max_req_body : 0; }
   // A logger only watches: a chunked body passes, logged without the body.
