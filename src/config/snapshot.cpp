@@ -284,10 +284,24 @@ std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, const HttpLimits&
   for (const auto& rule : set.global_rules) global_sets.push_back(rule->plugins);
   snap->global_plugins = plugins::merge_global_rules(global_sets);
   snap->plugin_metadata = std::make_shared<const plugins::MetadataTable>(set.plugin_metadata);
+  for (const auto& [id, proto] : set.protos) snap->protos.emplace(id, proto);
+  plugins::CompileChecks checks{snap->protos, {}};
+  // Groups' plugins meet the same cross-object checks as routes' (a limit-count `group` shared
+  // with a route must agree with it); a group that fails serves none of its consumers.
   std::unordered_map<std::string_view, PluginSetPtr> groups;
-  for (const auto& g : set.consumer_groups) groups.emplace(g->id, g->plugins);
+  for (size_t i = 0; i < set.consumer_groups.size(); ++i) {
+    const auto& g = set.consumer_groups[i];
+    auto chain = g->plugins ? plugins::merge_chain(nullptr, nullptr, g->plugins) : nullptr;
+    std::string at =
+        warnings ? "consumer_groups/" + g->id : "consumer_groups[" + std::to_string(i) + "]";
+    if (chain && chain->checks_references &&
+        !plugins::check_chain_references(*chain, checks, at, warnings ? *warnings : errors))
+      continue;
+    groups.emplace(g->id, g->plugins);
+  }
   for (size_t i = 0; i < set.consumers.size(); ++i) {
     auto consumer = set.consumers[i];
+    if (!consumer->group_id.empty() && !groups.contains(consumer->group_id)) continue;
     // A consumer of a group runs the group's plugins too (its own win): a copy that has them.
     if (auto g = groups.find(consumer->group_id); g != groups.end() && g->second) {
       auto joined = std::make_shared<plugins::Consumer>(*consumer);
@@ -306,12 +320,10 @@ std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, const HttpLimits&
     return it == fresh->upstreams.end() ? nullptr : it->second.target;
   };
 
-  for (const auto& [id, proto] : set.protos) snap->protos.emplace(id, proto);
   auto certificates = std::make_shared<tls::CertificateTable>();
   for (const auto& certificate : set.certificates) certificates->add(certificate);
   snap->certificates = std::move(certificates);
 
-  plugins::CompileChecks checks{snap->protos, {}};
   std::vector<std::shared_ptr<const router::RouteRule>> rules;
   rules.reserve(set.routes.size());
   snap->routes.reserve(set.routes.size());

@@ -56,6 +56,18 @@ def test_a_consumer_in_a_missing_group_is_a_config_error(tmp_path, upstream):
     assert rc != 0 and "consumer_groups[0].plugins.traffic-split" in out, out
 
 
+def test_a_groups_limit_count_group_must_agree_with_the_routes(tmp_path, upstream):
+    up = upstream()
+    shared = {"count": 2, "time_window": 60, "group": "shared"}
+    d = doc(up, groups=[{"id": "free", "plugins": {"limit-count": shared}}])
+    d["routes"][0]["plugins"]["limit-count"] = dict(shared, count=5)
+    rc, out = validate(tmp_path, d)
+    assert rc != 0 and "limit-count" in out and "group" in out, out
+    d["routes"][0]["plugins"]["limit-count"] = shared
+    rc, out = validate(tmp_path, d)
+    assert rc == 0, out
+
+
 def test_groups_over_the_admin_api(etcd, gateway, upstream):
     up = upstream()
     gw = gateway(etcd=etcd)

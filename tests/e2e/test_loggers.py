@@ -332,8 +332,11 @@ def test_plugin_metadata_log_format_applies_to_every_logger(gateway, upstream, t
     uri = f"http://127.0.0.1:{collector.port}/ingest"
     gw = gateway({
         "plugin_metadata": [{"id": "http-logger", "log_format": {"host": "$host",
-                                                                 "client": "$remote_addr"}}],
+                                                                 "client": "$remote_addr"}},
+                            {"id": "file-logger", "log_format": {"f": "$uri"}}],
         "routes": [
+            route("/file/*", [(up.port,)], id="file", plugins={"file-logger": {
+                "path": str(tmp_path / "f.log")}}),
             route("/meta/*", [(up.port,)], id="meta", plugins={"http-logger": {
                 "uri": uri, "batch_max_size": 1}}),
             route("/own/*", [(up.port,)], id="own", plugins={"http-logger": {
@@ -345,6 +348,9 @@ def test_plugin_metadata_log_format_applies_to_every_logger(gateway, upstream, t
     assert entries_of(collector) == [
         {"host": "chat.example.com", "client": "127.0.0.1", "route_id": "meta"},
         {"u": "/own/y", "route_id": "own"}]  # its own log_format wins
+    gw.get("/file/z")  # file-logger's metadata, not http-logger's
+    wait_until(lambda: (tmp_path / "f.log").exists() and (tmp_path / "f.log").read_text())
+    assert json.loads((tmp_path / "f.log").read_text()) == {"f": "/file/z", "route_id": "file"}
 
 
 def test_plugin_metadata_over_the_admin_api(etcd, gateway, upstream):

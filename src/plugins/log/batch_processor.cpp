@@ -50,11 +50,15 @@ namespace {
 std::mutex g_registry_mutex;
 std::vector<std::weak_ptr<BatchProcessor>> g_registry;
 std::atomic<int64_t> g_unsent{0};
+// Set by flush_all: from then on every entry goes out at once and failures are not retried
+// (the workers are about to stop: no timer or retry delay would be waited for).
+std::atomic<bool> g_draining{false};
 }  // namespace
 
 int64_t BatchProcessor::unsent() { return g_unsent.load(std::memory_order_relaxed); }
 
 void BatchProcessor::flush_all() {
+  g_draining.store(true, std::memory_order_relaxed);
   const Executor* executor = current_worker_executor();
   if (!executor) return;
   std::vector<std::shared_ptr<BatchProcessor>> live;
@@ -110,7 +114,8 @@ void BatchProcessor::push(std::string entry) {
       g_registry.push_back(weak_from_this());
     }
     batch_.push_back(std::move(entry));
-    if (batch_.size() >= settings_.max_size) now = batch_ready_locked();
+    if (batch_.size() >= settings_.max_size || g_draining.load(std::memory_order_relaxed))
+      now = batch_ready_locked();
     arm = !timer_armed_ && !batch_.empty();
     if (arm) timer_armed_ = true;
   }
@@ -170,7 +175,9 @@ Task<std::string> BatchProcessor::send_with_retries(const std::vector<std::strin
     } catch (const std::exception& e) {
       failure = e.what();
     }
-    if (failure.empty() || attempt >= settings_.max_retry_count) co_return failure;
+    if (failure.empty() || attempt >= settings_.max_retry_count ||
+        g_draining.load(std::memory_order_relaxed))
+      co_return failure;
     Timer delay(co_await asio::this_coro::executor);
     delay.expires_after(
         std::chrono::milliseconds(static_cast<int64_t>(settings_.retry_delay * 1000)));

@@ -54,7 +54,8 @@ class BatchProcessor : public std::enable_shared_from_this<BatchProcessor> {
   void push(std::string entry);
 
   // At shutdown, once no request is left (on a worker thread): every processor's batch goes out
-  // now instead of at its timer, which would come after the workers stopped.
+  // now instead of at its timer, which would come after the workers stopped; entries logged
+  // after this go out at once, and failures are not retried.
   static void flush_all();
   // Entries pushed and not yet sent or given up, in every processor.
   static int64_t unsent();
