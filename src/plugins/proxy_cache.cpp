@@ -17,17 +17,18 @@ namespace portico::plugins {
 namespace {
 
 constexpr size_t kMaxObject = 1 << 20;  // larger responses stream through, not stored
+constexpr int64_t kMaxTtl = 365LL * 86400;
 
 // What the request's note holds: [0] the cache status, [1] the key's length in note_text
 // (the stored headers follow it), [2] whether the response is stored, [3] its time to live.
 enum Status : int64_t { kNone = 0, kMiss, kExpired, kBypass, kHit };
 constexpr const char* kStatusText[] = {"", "MISS", "EXPIRED", "BYPASS", "HIT"};
 
-// Not kept with a response: the connection's, the framing, and what belongs to one client.
-bool not_stored(std::string_view name) {
-  for (std::string_view n :
-       {"connection", "keep-alive", "transfer-encoding", "content-length", "te", "trailer",
-        "upgrade", "proxy-connection", "set-cookie", "apisix-cache-status"})
+// Not kept with a response: the connection's (hop-by-hop, and those its Connection names), the
+// framing, and what the gateway writes itself.
+bool not_stored(std::string_view name, std::string_view connection) {
+  if (http::is_hop_by_hop(name, connection)) return true;
+  for (std::string_view n : {"content-length", "set-cookie", "apisix-cache-status", "age"})
     if (http::iequals(name, n)) return true;
   return false;
 }
@@ -107,13 +108,17 @@ class ProxyCache final : public Plugin {
     ctx.response_headers.push_back(
         {HeaderEdit::Op::Set, "Apisix-Cache-Status", kStatusText[(*note)[0]]});
     if (hide_cache_headers) hide(ctx);
+    // A bypassed request's answer is its own (a client's no-store, or its bypass variable): the
+    // shared entry stays as it was.
+    if ((*note)[0] == kBypass) return;
     int64_t keep_for = storable(ctx);
     if (keep_for <= 0) return;
     // The upstream's headers now: the head's memory is not the body filter's to read.
     std::string& text = ctx.note_text(this);
     text.resize(static_cast<size_t>((*note)[1]));
     for (const auto& h : ctx.response->headers)
-      if (!not_stored(h.name)) text.append(h.name).append("\n").append(h.value).append("\n");
+      if (!not_stored(h.name, ctx.response->connection))
+        text.append(h.name).append("\n").append(h.value).append("\n");
     auto& n = ctx.note(this);
     n[2] = 1;
     n[3] = keep_for;
@@ -121,7 +126,13 @@ class ProxyCache final : public Plugin {
 
   size_t response_body_limit(const Context& ctx) const override {
     const auto* note = ctx.find_note(this);
-    return note && (*note)[2] ? kMaxObject : 0;
+    if (!note || !(*note)[2]) return 0;
+    // Another plugin that rewrites this body (response-rewrite's filters) would be skipped by a
+    // hit, which replays the stored body: such answers are not stored. (An encoder, gzip, runs
+    // after every other and is applied to hits again: fine.)
+    for (const Plugin* p : ctx.active)
+      if (p != this && !p->encodes_body() && p->response_body_limit(ctx) > 0) return 0;
+    return kMaxObject;
   }
 
   void body_filter(Context& ctx, std::string& body) const override {
@@ -138,14 +149,21 @@ class ProxyCache final : public Plugin {
       lines.remove_prefix(b + 1);
     }
     entry->body = body;
+    entry->stored_ms = ctx.now_ms;
     entry->expires_ms = ctx.now_ms + note[3] * 1000;
     zone->store(text.substr(0, static_cast<size_t>(note[1])), std::move(entry));
   }
 
  private:
+  // The parts with a separator no value holds ("/ab=1" and "/a" + "b=1" are two keys), and a
+  // POST's method: its answer is not a GET's.
   std::string cache_key(const Context& ctx) const {
     std::string out;
-    for (const KeyPart& p : key) out += p.is_var ? ctx.var(p.text) : std::string_view(p.text);
+    for (const KeyPart& p : key) {
+      out += p.is_var ? ctx.var(p.text) : std::string_view(p.text);
+      out += '\0';
+    }
+    if (ctx.req->method == "POST") out += "POST";
     return out;
   }
 
@@ -170,19 +188,28 @@ class ProxyCache final : public Plugin {
     if (!r || (method != "GET" && method != "POST")) return 0;
     if (std::find(statuses.begin(), statuses.end(), r->status) == statuses.end()) return 0;
     if (any_set(ctx, no_cache)) return 0;
-    std::string_view control;
+    std::string control;  // every Cache-Control line, joined
     for (const auto& h : r->headers) {
-      // One client's session, or an answer that differs by request headers the key ignores.
+      // One client's session, an answer that differs by request headers the key ignores, or a
+      // body only clients that accept its encoding can read.
       if (http::iequals(h.name, "set-cookie") || http::iequals(h.name, "vary")) return 0;
-      if (http::iequals(h.name, "cache-control")) control = h.value;
+      if (http::iequals(h.name, "content-encoding") && !http::iequals(h.value, "identity"))
+        return 0;
+      if (http::iequals(h.name, "cache-control")) (control += h.value) += ',';
     }
-    if (!cache_control) return ttl;
+    for (char& c : control) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    // Whatever cache_control says (as APISIX and nginx): what the upstream keeps private stays so.
     if (has_directive(control, "private") || has_directive(control, "no-store") ||
         has_directive(control, "no-cache"))
       return 0;
+    // RFC 9111 3.5: an answer to a request with credentials is shared only when it says so.
+    if (!ctx.header("authorization").empty() && !has_directive(control, "public") &&
+        directive_seconds(control, "s-maxage") < 0)
+      return 0;
+    if (!cache_control) return ttl;
     int64_t s = directive_seconds(control, "s-maxage");
     if (s < 0) s = directive_seconds(control, "max-age");
-    return s < 0 ? ttl : s;
+    return s < 0 ? ttl : std::min<int64_t>(s, kMaxTtl);
   }
 
   void answer(Context& ctx, const CachedResponse& entry) const {
@@ -198,6 +225,10 @@ class ProxyCache final : public Plugin {
       ctx.response_headers.push_back({HeaderEdit::Op::Add, name, value});
     }
     ctx.response_headers.push_back({HeaderEdit::Op::Set, "Apisix-Cache-Status", "HIT"});
+    // RFC 9111 4: how long it has been stored, so a cache further down does not keep it longer.
+    ctx.response_headers.push_back(
+        {HeaderEdit::Op::Set, "Age",
+         std::to_string(std::max<int64_t>(0, ctx.now_ms - entry.stored_ms) / 1000)});
     ctx.respond(entry.status, entry.body, std::move(type));
   }
 };
@@ -237,6 +268,7 @@ std::shared_ptr<const Plugin> create(const json& conf, const Scope&, const std::
   p->no_cache = var_names(r, "no_cache");
   p->methods = r.has("cache_method") ? r.string_list("cache_method")
                                      : std::vector<std::string>{"GET", "HEAD"};
+  if (p->methods.empty()) r.error("cache_method", "must list at least one method");
   for (const auto& m : p->methods)
     if (m != "GET" && m != "HEAD" && m != "POST") {
       r.error("cache_method", "must list GET, HEAD or POST");
@@ -255,7 +287,7 @@ std::shared_ptr<const Plugin> create(const json& conf, const Scope&, const std::
   }
   p->hide_cache_headers = r.boolean_or("hide_cache_headers", false);
   p->cache_control = r.boolean_or("cache_control", false);
-  p->ttl = r.integer_or("cache_ttl", 300, 1, 365LL * 86400);
+  p->ttl = r.integer_or("cache_ttl", 300, 1, kMaxTtl);
   r.finish();
   if (errors.size() != before) return nullptr;
   p->zone = scoped_table<ResponseCache>("proxy-cache zone " + zone);

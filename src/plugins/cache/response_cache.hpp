@@ -19,6 +19,7 @@ struct CachedResponse {
   int status = 0;
   std::vector<std::pair<std::string, std::string>> headers;  // the upstream's, as stored
   std::string body;
+  int64_t stored_ms = 0;   // wall clock
   int64_t expires_ms = 0;  // wall clock
   size_t bytes() const;
 };
