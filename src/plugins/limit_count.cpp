@@ -16,14 +16,6 @@ namespace portico::plugins {
 namespace {
 
 // Redis trouble is logged at most once a second per worker, not once per request.
-void warn_redis(const std::string& error) {
-  thread_local int64_t last_ms = 0;
-  int64_t now = steady_now_ms();
-  if (now - last_ms < 1000) return;
-  last_ms = now;
-  log::warn("limit-count: " + error);
-}
-
 class LimitCount final : public Plugin {
  public:
   limit::LimitCountConfig conf;
@@ -59,7 +51,7 @@ class LimitCount final : public Plugin {
     limit::RedisTake t = co_await limit::take_redis(client, std::move(k), conf.count,
                                                     conf.window_ms(), conf.window_type);
     if (!t.ok()) {
-      warn_redis(t.error);
+      limit::warn_redis_failure("limit-count", t.error);
       if (conf.allow_degradation) co_return Step::Continue;
       ctx.respond_error(500, "failed to limit count");
       co_return Step::Respond;

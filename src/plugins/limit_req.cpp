@@ -1,11 +1,14 @@
 // limit-req (APISIX priority 1001): requests per second per key with a burst, the leaky bucket
 // of resty.limit.req. Over the rate but within the burst, a request is delayed by a timer (the
-// worker keeps serving others) unless `nodelay`; past the burst it is rejected.
+// worker keeps serving others) unless `nodelay`; past the burst it is rejected. The bucket is
+// the process's (policy local) or one in Redis shared by every node (policy redis).
 #include "http/responses.hpp"
 #include "metrics/series_counters.hpp"
 #include "plugins/context.hpp"
 #include "plugins/limit/leaky_bucket.hpp"
+#include "plugins/limit/limit_count_config.hpp"
 #include "plugins/limit/limit_key.hpp"
+#include "plugins/limit/redis_bucket.hpp"
 #include "plugins/plugin.hpp"
 
 namespace portico::plugins {
@@ -21,8 +24,11 @@ class LimitReq final : public Plugin {
   bool nodelay = false;
   std::shared_ptr<LeakyBucketTable> buckets;
   std::string scope;  // "routes/r1": the metric label
+  bool redis = false;
+  limit::RedisSettings redis_settings;
+  bool allow_degradation = false;
 
-  bool waits_in_access() const override { return !nodelay; }
+  bool waits_in_access() const override { return !nodelay || redis; }
 
   Step access(Context& ctx) const override {
     int64_t delay = 0;
@@ -31,7 +37,27 @@ class LimitReq final : public Plugin {
 
   Task<Step> access_async(Context& ctx) const override {
     int64_t delay = 0;
-    if (decide(ctx, delay) == Step::Respond) co_return Step::Respond;
+    if (redis) {
+      auto ex = co_await asio::this_coro::executor;
+      limit::RedisClient& client = limit::RedisClients::of_this_thread().get(ex, redis_settings);
+      thread_local std::string k;
+      key.extract(ctx, k);
+      // Like limit-count's keys: no config version in it, so every node and revision share it.
+      std::string full = "portico:limit-req:" + scope + ":" + k;
+      limit::RedisBucketTake t = co_await limit::take_redis_bucket(
+          client, std::move(full), static_cast<int64_t>(rate * 1000),
+          static_cast<int64_t>(burst * 1000));
+      if (!t.ok()) {
+        limit::warn_redis_failure("limit-req", t.error);
+        if (allow_degradation) co_return Step::Continue;
+        ctx.respond_error(500, "failed to limit req");
+        co_return Step::Respond;
+      }
+      if (apply(ctx, t.decision, delay) == Step::Respond) co_return Step::Respond;
+      if (nodelay) co_return Step::Continue;
+    } else if (decide(ctx, delay) == Step::Respond) {
+      co_return Step::Respond;
+    }
     if (delay >= 1) {  // APISIX sleeps only from 1 ms on
       Timer timer(co_await asio::this_coro::executor);
       timer.expires_after(std::chrono::milliseconds(delay));
@@ -46,6 +72,10 @@ class LimitReq final : public Plugin {
     key.extract(ctx, k);
     BucketDecision d = buckets->take(k, static_cast<int64_t>(rate * 1000),
                                      static_cast<int64_t>(burst * 1000), ctx.now_ms);
+    return apply(ctx, d, delay_ms);
+  }
+
+  Step apply(Context& ctx, const BucketDecision& d, int64_t& delay_ms) const {
     if (d.rejected) {
       if (auto* series = metrics::SeriesCounters::current())
         series->add("portico_limit_rejected_total",
@@ -83,10 +113,16 @@ std::shared_ptr<const Plugin> create(const json& conf, const Scope& scope, const
   p->rejected_code = static_cast<int>(r.integer_or("rejected_code", 503, 200, 599));
   p->rejected_msg = r.string_or("rejected_msg", "");
   p->nodelay = r.boolean_or("nodelay", false);
-  r.boolean_or("allow_degradation", false);  // only matters for shared stores (none yet)
+  p->allow_degradation = r.boolean_or("allow_degradation", false);  // Redis unreachable: pass
   std::string policy = r.string_or("policy", "local");
-  if (policy != "local")
-    r.error("policy", "only \"local\" is supported (one bucket per key per node)");
+  if (policy != "local" && policy != "redis")
+    r.error("policy", policy == "redis-cluster" ? "redis-cluster is not supported (use redis)"
+                                                : "must be one of local, redis");
+  p->redis = policy == "redis";
+  limit::read_redis_settings(r, p->redis, p->redis_settings);
+  for (auto key : {"redis_cluster_nodes", "redis_cluster_name", "redis_cluster_ssl",
+                   "redis_cluster_ssl_verify"})
+    r.ignore(key);
   r.finish();
   if (errors.size() != before) return nullptr;
   p->scope = scope.key();

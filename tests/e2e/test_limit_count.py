@@ -1,6 +1,6 @@
 """limit-count through the real binary: local and Redis policies, quota headers, two nodes on
 one real Redis sharing one exact count, and Redis going away (allow_degradation) and coming
-back."""
+back; limit-req's Redis policy the same way (one bucket across nodes, delays, degradation)."""
 import concurrent.futures
 import time
 
@@ -114,3 +114,46 @@ def test_redis_down_degrades_or_fails_then_recovers(gateway, upstream, redis):
     redis.start()
     assert gw.wait_until(lambda: requests.get(gw.url("/closed")).status_code == 200, timeout=5)
     assert "X-RateLimit-Remaining" in requests.get(gw.url("/closed")).headers
+
+
+# ----------------------------------------------------------------------------- limit-req on Redis
+
+def test_limit_req_on_redis_is_one_bucket_across_nodes(gateway, upstream, redis):
+    up = upstream()
+    req = {"rate": 1, "burst": 2, "nodelay": True, "rejected_code": 429, "key": "http_x_user",
+           "policy": "redis", "redis_host": "127.0.0.1", "redis_port": redis.port}
+    routes = {"routes": [route("/m", [(up.port,)], id="m", plugins={"limit-req": req})]}
+    nodes = [gateway(routes), gateway(routes)]
+    # One request and a burst of two, whichever node takes them; the rest within the second is
+    # refused (the bucket drains one request a second).
+    codes = [requests.get(nodes[i % 2].url("/m"), headers={"X-User": "u1"}).status_code
+             for i in range(6)]
+    assert codes == [200, 200, 200, 429, 429, 429]
+    # Another key has its own bucket.
+    assert requests.get(nodes[0].url("/m"), headers={"X-User": "u2"}).status_code == 200
+    assert set(redis.keys("portico:limit-req:*")) == {"portico:limit-req:routes/m:u1",
+                                                      "portico:limit-req:routes/m:u2"}
+
+
+def test_limit_req_on_redis_delays_within_the_burst_and_degrades(gateway, upstream, redis):
+    up = upstream()
+
+    def req(**kw):
+        conf = {"rate": 5, "burst": 5, "key": "remote_addr", "policy": "redis",
+                "redis_host": "127.0.0.1", "redis_port": redis.port, "redis_timeout": 300}
+        conf.update(kw)
+        return {"limit-req": conf}
+    gw = gateway({"routes": [route("/d", [(up.port,)], id="d", plugins=req()),
+                             route("/open", [(up.port,)], id="open",
+                                   plugins=req(allow_degradation=True)),
+                             route("/closed", [(up.port,)], id="closed", plugins=req())]})
+    assert requests.get(gw.url("/d")).status_code == 200
+    t0 = time.monotonic()
+    assert requests.get(gw.url("/d")).status_code == 200
+    assert time.monotonic() - t0 >= 0.15  # held ~200 ms: it leaves at the rate
+    redis.stop()
+    assert requests.get(gw.url("/open")).status_code == 200  # fail-open
+    r = requests.get(gw.url("/closed"))
+    assert r.status_code == 500 and r.json() == {"error_msg": "failed to limit req"}
+    redis.start()
+    assert gw.wait_until(lambda: requests.get(gw.url("/closed")).status_code == 200, timeout=5)

@@ -19,7 +19,9 @@ Enum read_enum(config::ObjectReader& r, std::string_view field, Enum fallback,
   return fallback;
 }
 
-void read_redis(config::ObjectReader& r, bool used, RedisSettings& out) {
+}  // namespace
+
+void read_redis_settings(config::ObjectReader& r, bool used, RedisSettings& out) {
   auto host = r.string("redis_host");
   if (used && (!host || host->empty())) r.error("redis_host", "required when policy is redis");
   if (host) out.host = *host;
@@ -31,8 +33,6 @@ void read_redis(config::ObjectReader& r, bool used, RedisSettings& out) {
   if (r.boolean_or("redis_ssl", false)) r.error("redis_ssl", "TLS to Redis is not supported yet");
   r.ignore("redis_ssl_verify");
 }
-
-}  // namespace
 
 LimitCountConfig parse_limit_count_config(const config::json& conf, const std::string& path,
                                           config::Errors& errors) {
@@ -77,7 +77,7 @@ LimitCountConfig parse_limit_count_config(const config::json& conf, const std::s
   r.ignore("redis_cluster_name");
   r.ignore("redis_cluster_ssl");
   r.ignore("redis_cluster_ssl_verify");
-  read_redis(r, c.policy == CountPolicy::redis, c.redis);
+  read_redis_settings(r, c.policy == CountPolicy::redis, c.redis);
 
   c.allow_degradation = r.boolean_or("allow_degradation", false);
   c.show_limit_quota_header = r.boolean_or("show_limit_quota_header", true);

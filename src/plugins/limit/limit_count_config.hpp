@@ -31,6 +31,11 @@ struct LimitCountConfig {
   int64_t window_ms() const { return time_window * 1000; }
 };
 
+// redis_host (required when `used`), redis_port, redis_username, redis_password,
+// redis_database, redis_timeout, redis_ssl (refused), redis_ssl_verify: APISIX's fields, shared by
+// limit-count and limit-req.
+void read_redis_settings(config::ObjectReader& r, bool used, RedisSettings& out);
+
 // Reads `conf` (errors under `path`, e.g. "routes[0].plugins.limit-count"). The result is
 // meaningful only when no error was added.
 LimitCountConfig parse_limit_count_config(const config::json& conf, const std::string& path,

@@ -14,6 +14,7 @@
 
 #include "core/deadline.hpp"
 #include "core/hex.hpp"
+#include "core/log.hpp"
 #include "core/name_lookup.hpp"
 
 namespace portico::limit {
@@ -378,6 +379,30 @@ void RedisClients::drop_unused(int64_t now_ms) {
 RedisClients& RedisClients::of_this_thread() {
   thread_local RedisClients clients;
   return clients;
+}
+
+Task<RedisClient::Integers> RedisClient::eval_integers(const RedisScript& script, std::string key,
+                                                       std::vector<std::string> args, size_t n) {
+  // (Built outside the co_await: GCC 12 rejects braced lists in a coroutine's call.)
+  std::vector<std::string> keys(1, std::move(key));
+  RedisResult r = co_await eval(script, std::move(keys), std::move(args));
+  if (!r.ok()) co_return Integers{std::move(r.error), {}};
+  const auto& e = r.reply.elements;
+  bool shaped = r.reply.type == RedisReply::Type::array && e.size() == n;
+  for (size_t i = 0; shaped && i < n; ++i) shaped = e[i].type == RedisReply::Type::integer;
+  if (!shaped)
+    co_return Integers{"redis " + settings_.endpoint() + ": unexpected script reply", {}};
+  Integers out;
+  for (const auto& v : e) out.values.push_back(v.integer);
+  co_return out;
+}
+
+void warn_redis_failure(std::string_view plugin, const std::string& error) {
+  thread_local int64_t last_ms = 0;
+  int64_t now = steady_now_ms();
+  if (now - last_ms < 1000) return;
+  last_ms = now;
+  log::warn(std::string(plugin) + ": " + error);
 }
 
 }  // namespace portico::limit

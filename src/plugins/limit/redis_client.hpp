@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/asio.hpp"
@@ -44,6 +45,10 @@ struct RedisResult {
   bool ok() const { return error.empty(); }
 };
 
+// A warning line for a Redis failure of `plugin`, at most one a second per thread (Redis down
+// fails every request: one line each would flood the log).
+void warn_redis_failure(std::string_view plugin, const std::string& error);
+
 // A Lua script and its SHA1, for EVALSHA. Make these once (static), not per request.
 class RedisScript {
  public:
@@ -80,6 +85,13 @@ class RedisClient {
   // `script` must outlive the call.
   Task<RedisResult> eval(const RedisScript& script, std::vector<std::string> keys,
                          std::vector<std::string> args);
+  // eval() on one key of a script that answers `n` integers: them, or why not in `error`.
+  struct Integers {
+    std::string error;
+    std::vector<int64_t> values;
+  };
+  Task<Integers> eval_integers(const RedisScript& script, std::string key,
+                               std::vector<std::string> args, size_t n);
 
   const RedisSettings& settings() const { return settings_; }
   // A connection exists (ready or being set up).

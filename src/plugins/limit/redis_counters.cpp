@@ -63,18 +63,10 @@ return {0, 0, (window - elapsed) + (window - d)}
 Task<RedisTake> take_redis(RedisClient& client, std::string key, int64_t limit, int64_t window_ms,
                            WindowType type) {
   const RedisScript& script = type == WindowType::fixed ? kFixedWindow : kSlidingWindow;
-  // Vectors built outside the co_await: GCC 12 rejects braced lists in a coroutine's call.
-  std::vector<std::string> keys(1, std::move(key));
   std::vector<std::string> args{std::to_string(limit), std::to_string(window_ms)};
-  RedisResult r = co_await client.eval(script, std::move(keys), std::move(args));
-  if (!r.ok()) co_return RedisTake{std::move(r.error), {}};
-  const auto& e = r.reply.elements;
-  if (r.reply.type != RedisReply::Type::array || e.size() != 3 ||
-      e[0].type != RedisReply::Type::integer || e[1].type != RedisReply::Type::integer ||
-      e[2].type != RedisReply::Type::integer) {
-    co_return RedisTake{"redis " + client.settings().endpoint() + ": unexpected script reply", {}};
-  }
-  co_return RedisTake{{}, {e[0].integer == 1, e[1].integer, e[2].integer}};
+  auto r = co_await client.eval_integers(script, std::move(key), std::move(args), 3);
+  if (!r.error.empty()) co_return RedisTake{std::move(r.error), {}};
+  co_return RedisTake{{}, {r.values[0] == 1, r.values[1], r.values[2]}};
 }
 
 }  // namespace portico::limit
