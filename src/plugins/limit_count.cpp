@@ -15,7 +15,6 @@
 namespace portico::plugins {
 namespace {
 
-// Redis trouble is logged at most once a second per worker, not once per request.
 class LimitCount final : public Plugin {
  public:
   limit::LimitCountConfig conf;
@@ -51,7 +50,8 @@ class LimitCount final : public Plugin {
     limit::RedisTake t = co_await limit::take_redis(client, std::move(k), conf.count,
                                                     conf.window_ms(), conf.window_type);
     if (!t.ok()) {
-      limit::warn_redis_failure("limit-count", t.error);
+      thread_local int64_t last_warning_ms = 0;
+      limit::warn_redis_failure("limit-count", t.error, last_warning_ms);
       if (conf.allow_degradation) co_return Step::Continue;
       ctx.respond_error(500, "failed to limit count");
       co_return Step::Respond;

@@ -48,7 +48,8 @@ class LimitReq final : public Plugin {
           client, std::move(full), static_cast<int64_t>(rate * 1000),
           static_cast<int64_t>(burst * 1000));
       if (!t.ok()) {
-        limit::warn_redis_failure("limit-req", t.error);
+        thread_local int64_t last_warning_ms = 0;
+        limit::warn_redis_failure("limit-req", t.error, last_warning_ms);
         if (allow_degradation) co_return Step::Continue;
         ctx.respond_error(500, "failed to limit req");
         co_return Step::Respond;

@@ -135,6 +135,19 @@ def test_limit_req_on_redis_is_one_bucket_across_nodes(gateway, upstream, redis)
                                                       "portico:limit-req:routes/m:u2"}
 
 
+def test_limit_req_on_redis_keeps_a_slow_bucket_until_it_has_drained(gateway, upstream, redis):
+    up = upstream()
+    req = {"rate": 0.5, "burst": 0, "nodelay": True, "rejected_code": 429, "policy": "redis",
+           "redis_host": "127.0.0.1", "redis_port": redis.port}
+    gw = gateway({"routes": [route("/s", [(up.port,)], id="s", plugins={"limit-req": req})]})
+    assert requests.get(gw.url("/s")).status_code == 200
+    # One request every 2 s: 1.2 s later the bucket still holds 0.4 of one (and its key must
+    # still be in Redis for that).
+    time.sleep(1.2)
+    assert requests.get(gw.url("/s")).status_code == 429
+    assert int(redis.command("PTTL", "portico:limit-req:routes/s:127.0.0.1")) > 0
+
+
 def test_limit_req_on_redis_delays_within_the_burst_and_degrades(gateway, upstream, redis):
     up = upstream()
 

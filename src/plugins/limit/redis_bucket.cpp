@@ -6,6 +6,7 @@ namespace {
 // KEYS[1] bucket, ARGV[1] rate (thousandths of a request per second), ARGV[2] burst
 // (thousandths). Returns {accepted 0|1, excess}. The arithmetic mirrors leak_and_add().
 const RedisScript kLeakyBucket(R"lua(
+redis.replicate_commands() -- (Redis 3.2/4: writes after TIME; a no-op from 5 on)
 local key = KEYS[1]
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
@@ -23,7 +24,8 @@ if v[1] and v[2] then
   if excess > burst then return {0, excess} end
 end
 redis.call('HSET', key, 'e', excess, 'l', now)
-redis.call('PEXPIRE', key, math.floor(excess * 1000 / rate) + 1000)
+-- Gone only once it weighs nothing: when the leak covers the excess and the next request's unit.
+redis.call('PEXPIRE', key, math.ceil((excess + 1000) * 1000 / rate))
 return {1, excess}
 )lua");
 

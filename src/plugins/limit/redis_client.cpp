@@ -397,8 +397,7 @@ Task<RedisClient::Integers> RedisClient::eval_integers(const RedisScript& script
   co_return out;
 }
 
-void warn_redis_failure(std::string_view plugin, const std::string& error) {
-  thread_local int64_t last_ms = 0;
+void warn_redis_failure(std::string_view plugin, const std::string& error, int64_t& last_ms) {
   int64_t now = steady_now_ms();
   if (now - last_ms < 1000) return;
   last_ms = now;

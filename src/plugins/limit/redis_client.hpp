@@ -45,9 +45,10 @@ struct RedisResult {
   bool ok() const { return error.empty(); }
 };
 
-// A warning line for a Redis failure of `plugin`, at most one a second per thread (Redis down
-// fails every request: one line each would flood the log).
-void warn_redis_failure(std::string_view plugin, const std::string& error);
+// A warning line for a Redis failure of `plugin`, at most one a second per thread and plugin
+// (Redis down fails every request: one line each would flood the log). `last_ms` is the
+// caller's own (thread_local) clock of its last line.
+void warn_redis_failure(std::string_view plugin, const std::string& error, int64_t& last_ms);
 
 // A Lua script and its SHA1, for EVALSHA. Make these once (static), not per request.
 class RedisScript {
