@@ -18,33 +18,14 @@ namespace {
 
 using Args = std::vector<std::string>;
 
-class RedisCountersTest : public ::testing::Test {
+class RedisCountersTest : public portico::testing::RedisScriptTest {
  protected:
-  RedisSettings settings() {
-    RedisSettings s;
-    s.port = server_.port();
-    s.timeout_ms = 1000;
-    return s;
-  }
+  RedisSettings settings() { return settings_for(server_.port()); }
   TakeResult take(const std::string& key, int64_t limit, int64_t window_ms, WindowType type) {
     RedisTake t = run(io_, take_redis(client_, key, limit, window_ms, type));
     EXPECT_TRUE(t.ok()) << t.error;
     return t.take;
   }
-  RedisReply call(Args args) {
-    RedisResult r = run(io_, client_.command(std::move(args)));
-    EXPECT_TRUE(r.ok()) << r.error;
-    return r.reply;
-  }
-  // Redis's clock, in ms.
-  int64_t redis_now_ms() {
-    RedisReply t = call({"TIME"});
-    return std::stoll(t.elements[0].str) * 1000 + std::stoll(t.elements[1].str) / 1000;
-  }
-
-  RedisTestServer server_;
-  asio::io_context io_{1};
-  RedisClient client_{io_.get_executor(), settings()};
 };
 
 }  // namespace

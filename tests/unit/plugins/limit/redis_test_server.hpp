@@ -23,7 +23,10 @@
 #include <thread>
 #include <vector>
 
+#include <gtest/gtest.h>
+
 #include "core/asio.hpp"
+#include "plugins/limit/redis_client.hpp"
 
 extern char** environ;
 
@@ -173,6 +176,34 @@ class RedisTestServer {
   std::filesystem::path dir_;
   uint16_t port_ = 0;
   pid_t pid_ = 0;
+};
+
+// A test with a Redis server of its own and one client on a test-driven io_context: for the
+// scripts' tests (limit-count's counters, limit-req's bucket).
+class RedisScriptTest : public ::testing::Test {
+ protected:
+  using Args = std::vector<std::string>;
+
+  limit::RedisReply call(Args args) {
+    limit::RedisResult r = run(io_, client_.command(std::move(args)));
+    EXPECT_TRUE(r.ok()) << r.error;
+    return r.reply;
+  }
+  // Redis's clock, in ms.
+  int64_t redis_now_ms() {
+    limit::RedisReply t = call({"TIME"});
+    return std::stoll(t.elements[0].str) * 1000 + std::stoll(t.elements[1].str) / 1000;
+  }
+  static limit::RedisSettings settings_for(uint16_t port) {
+    limit::RedisSettings s;
+    s.port = port;
+    s.timeout_ms = 1000;
+    return s;
+  }
+
+  RedisTestServer server_;
+  asio::io_context io_{1};
+  limit::RedisClient client_{io_.get_executor(), settings_for(server_.port())};
 };
 
 }  // namespace portico::testing
