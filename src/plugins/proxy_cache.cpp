@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <charconv>
 
+#include "core/ascii.hpp"
 #include "plugins/cache/response_cache.hpp"
 #include "plugins/context.hpp"
 #include "plugins/limit/scoped_table.hpp"
@@ -46,10 +47,9 @@ int64_t directive_seconds(std::string_view value, std::string_view name) {
   return -1;
 }
 
-bool has_directive(std::string_view value, std::string_view name) {
-  std::string lower(value);
-  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  for (size_t at = 0; (at = lower.find(name, at)) != std::string::npos; at += name.size()) {
+// `lower`: the Cache-Control value, folded to lower case once by the caller for all its checks.
+bool has_directive(std::string_view lower, std::string_view name) {
+  for (size_t at = 0; (at = lower.find(name, at)) != std::string_view::npos; at += name.size()) {
     bool starts = at == 0 || lower[at - 1] == ' ' || lower[at - 1] == ',';
     size_t end = at + name.size();
     bool ends = end == lower.size() || lower[end] == ',' || lower[end] == ' ' || lower[end] == '=';
@@ -84,7 +84,7 @@ class ProxyCache final : public Plugin {
     std::string k = cache_key(ctx);
     auto& note = ctx.note(this);
     note[1] = static_cast<int64_t>(k.size());
-    std::string request_control(cache_control ? ctx.header("cache-control") : "");
+    std::string request_control = cache_control ? ascii_lower(ctx.header("cache-control")) : "";
     if (any_set(ctx, bypass) || has_directive(request_control, "no-cache") ||
         has_directive(request_control, "no-store")) {
       note[0] = kBypass;
@@ -197,7 +197,7 @@ class ProxyCache final : public Plugin {
         return 0;
       if (http::iequals(h.name, "cache-control")) (control += h.value) += ',';
     }
-    for (char& c : control) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    control = ascii_lower(control);
     // Whatever cache_control says (as APISIX and nginx): what the upstream keeps private stays so.
     if (has_directive(control, "private") || has_directive(control, "no-store") ||
         has_directive(control, "no-cache"))

@@ -1,5 +1,6 @@
 #include "plugins/request_json.hpp"
 
+#include "core/ascii.hpp"
 #include "http/request_vars.hpp"
 
 namespace portico::plugins {
@@ -35,11 +36,7 @@ json args_json(std::string_view args) {
 
 json headers_json(const http::RequestHead& req) {
   json out = json::object();
-  for (const auto& h : req.headers) {
-    std::string name(h.name);
-    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    add_listed(out, std::move(name), std::string(h.value));
-  }
+  for (const auto& h : req.headers) add_listed(out, ascii_lower(h.name), std::string(h.value));
   return out;
 }
 

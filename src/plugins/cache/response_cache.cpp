@@ -43,9 +43,4 @@ bool ResponseCache::erase(const std::string& key) {
   return true;
 }
 
-size_t ResponseCache::bytes() const {
-  std::lock_guard lock(mutex_);
-  return bytes_;
-}
-
 }  // namespace portico::plugins

@@ -32,7 +32,6 @@ class ResponseCache {
   std::shared_ptr<const CachedResponse> find(const std::string& key);
   void store(const std::string& key, std::shared_ptr<const CachedResponse> entry);
   bool erase(const std::string& key);  // PURGE: whether there was one
-  size_t bytes() const;
 
  private:
   struct Slot {
@@ -41,7 +40,7 @@ class ResponseCache {
   };
   void erase_locked(std::unordered_map<std::string, Slot>::iterator it);
 
-  mutable std::mutex mutex_;
+  std::mutex mutex_;
   std::unordered_map<std::string, Slot> entries_;
   std::list<std::string> lru_;
   size_t bytes_ = 0;

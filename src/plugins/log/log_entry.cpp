@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include "core/ascii.hpp"
 #include "plugins/consumers.hpp"
 #include "plugins/context.hpp"
 #include "plugins/context_vars.hpp"
@@ -49,12 +50,6 @@ json render_format(const json& format, const Context& ctx) {
   return out;
 }
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
 // The head as sent: its header lines, up to the empty line (a local answer's body follows).
 json response_headers(std::string_view head) {
   json out = json::object();
@@ -69,7 +64,7 @@ json response_headers(std::string_view head) {
       std::string_view value = line.substr(colon + 1);
       while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
         value.remove_prefix(1);
-      add_listed(out, lower(line.substr(0, colon)), std::string(value));
+      add_listed(out, ascii_lower(line.substr(0, colon)), std::string(value));
     }
     at = end;
   }
