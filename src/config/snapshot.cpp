@@ -453,8 +453,10 @@ std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, const HttpLimits&
                                          warnings ? *warnings : errors))
       continue;
     rules.push_back(entry.rule);
+    plugins::RouteInfo info{r.name, r.uris,
+                            svc && svc->service ? svc->service->name : std::string()};
     snap->routes.push_back(CompiledRoute{r.id, entry.target, entry.websocket, entry.plugins,
-                                         r.service_id, std::move(choices)});
+                                         r.service_id, std::move(info), std::move(choices)});
   }
   if (route_cache.size() > visited)
     std::erase_if(route_cache, [&](const auto& kv) { return kv.second.generation != generation; });

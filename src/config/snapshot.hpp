@@ -14,6 +14,7 @@
 #include "config/object_store.hpp"
 #include "config/objects.hpp"
 #include "plugins/consumers.hpp"
+#include "plugins/route_info.hpp"
 #include "router/route_index.hpp"
 #include "stream/stream_route.hpp"
 #include "tls/server_certificates.hpp"
@@ -27,6 +28,7 @@ struct CompiledRoute {
   bool websocket = false;
   std::shared_ptr<const plugins::Chain> plugins;  // null: no plugin runs
   std::string service_id;
+  plugins::RouteInfo info;
   // Upstreams a plugin may pick instead (traffic-split), by Context::upstream_choice.
   std::vector<std::shared_ptr<const upstream::UpstreamTarget>> upstream_choices;
   // The upstream a request whose plugins ran goes to.

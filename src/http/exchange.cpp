@@ -98,6 +98,8 @@ void pin_session(SessionPins& pins, const config::Snapshot& snapshot,
   pins.service_id = route.service_id;
   if (ctx.route_id) ctx.route_id = &pins.route_id;
   if (ctx.service_id) ctx.service_id = &pins.service_id;
+  pins.route_info = route.info;
+  if (ctx.route_info) ctx.route_info = &pins.route_info;
   ctx.consumers = nullptr;
 }
 

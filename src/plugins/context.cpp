@@ -7,6 +7,7 @@
 
 #include "config/field_reader.hpp"
 #include "core/hex.hpp"
+#include "core/thread_rng.hpp"
 #include "http/balancer_key.hpp"
 #include "plugins/consumers.hpp"
 #include "router/route_rule.hpp"
@@ -33,7 +34,7 @@ bool header_name_matches(std::string_view header, std::string_view var_suffix) {
 
 // A version 4 UUID from a per-thread generator (no lock, no system call per request).
 std::string make_request_id() {
-  thread_local std::mt19937_64 rng{std::random_device{}()};
+  std::mt19937_64& rng = thread_rng();
   uint64_t hi = rng(), lo = rng();
   hi = (hi & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;
   lo = (lo & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;
@@ -142,6 +143,14 @@ std::string_view Context::var(std::string_view name) const {
   if (name.starts_with("ssl_client_")) return client_certificate_var(name.substr(11));
   if (name == "route_id") return route_id ? std::string_view(*route_id) : std::string_view();
   if (name == "service_id") return service_id ? std::string_view(*service_id) : std::string_view();
+  if (name == "route_name") return route_info ? std::string_view(route_info->name) : "";
+  if (name == "service_name") return route_info ? std::string_view(route_info->service_name) : "";
+  if (name.starts_with("opentelemetry_") && trace_parent.size() == 55) {
+    // (trace_parent is "00-<32 hex trace id>-<16 hex span id>-<flags>")
+    if (name == "opentelemetry_context_traceparent") return trace_parent;
+    if (name == "opentelemetry_trace_id") return std::string_view(trace_parent).substr(3, 32);
+    if (name == "opentelemetry_span_id") return std::string_view(trace_parent).substr(36, 16);
+  }
   if (name == "consumer_name")
     return consumer ? std::string_view(consumer->username) : std::string_view();
   if (name == "request_id") return request_id;
@@ -284,6 +293,7 @@ void Context::reset() {
   server_name = {};
   route_id = nullptr;
   service_id = nullptr;
+  route_info = nullptr;
   consumers = nullptr;
   metadata = nullptr;
   consumer = nullptr;
@@ -295,6 +305,7 @@ void Context::reset() {
   reply.body.clear();
   reply.content_type.clear();
   request_id.clear();
+  trace_parent.clear();
   upstream_choice = -1;
   takeover = nullptr;
   request_local.reset();

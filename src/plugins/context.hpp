@@ -13,6 +13,7 @@
 
 #include "http/http_parser.hpp"
 #include "plugins/metadata_table.hpp"
+#include "plugins/route_info.hpp"
 
 namespace portico::tls {
 struct ClientCertificate;
@@ -83,6 +84,7 @@ class Context {
   const tls::ClientCertificate* client_cert = nullptr;  // mTLS: what the client proved
   const std::string* route_id = nullptr;
   const std::string* service_id = nullptr;
+  const RouteInfo* route_info = nullptr;  // with route_id
   const ConsumerTable* consumers = nullptr;
   const MetadataTable* metadata = nullptr;  // plugin_metadata objects; may be null
   int worker = 0;
@@ -97,6 +99,9 @@ class Context {
   std::optional<std::string> response_body;  // response-rewrite's body: replaces the upstream's
   Reply reply;
   std::string request_id;  // request-id plugin, also in the access log and WAF answers
+  // opentelemetry's traceparent for this request, when its metadata sets set_ngx_var: read as
+  // $opentelemetry_context_traceparent, $opentelemetry_trace_id and $opentelemetry_span_id.
+  std::string trace_parent;
   // client-control's max_body_size for this request (0: none): a body longer than this and the
   // node's client_max_body_size gets a 413, a chunked one as soon as it is.
   int64_t max_body_size = 0;
@@ -143,11 +148,11 @@ class Context {
 
   // An nginx/APISIX variable by name: remote_addr, remote_port, uri, request_uri, host,
   // request_method, query_string/args, server_port, scheme, ssl_server_name, route_id, service_id,
-  // consumer_name, request_id, arg_*, http_* (header, '_' = '-'), cookie_*, with mTLS
-  // ssl_client_verify, ssl_client_s_dn, ssl_client_i_dn, ssl_client_serial,
-  // ssl_client_fingerprint, and in the log phase status, upstream_status, upstream_addr,
-  // request_time, upstream_response_time (seconds, to the millisecond), bytes_sent,
-  // request_length, msec and time_iso8601. Empty when absent.
+  // route_name, service_name, consumer_name, request_id, opentelemetry_* (see trace_parent), arg_*,
+  // http_* (header, '_' = '-'), cookie_*, with mTLS ssl_client_verify, ssl_client_s_dn,
+  // ssl_client_i_dn, ssl_client_serial, ssl_client_fingerprint, and in the log phase status,
+  // upstream_status, upstream_addr, request_time, upstream_response_time (seconds, to the
+  // millisecond), bytes_sent, request_length, msec and time_iso8601. Empty when absent.
   std::string_view var(std::string_view name) const;
   // var(), except that a header sent on several lines is read as one list, the lines joined by
   // ", " in order (RFC 9110 5.3; nginx 1.23's $http_x_forwarded_for) in `joined` when there are

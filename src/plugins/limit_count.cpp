@@ -35,7 +35,7 @@ class LimitCount final : public Plugin {
                                       "route of it needs the same limit-count settings)");
   }
 
-  bool waits_in_access() const override { return conf.policy == limit::CountPolicy::redis; }
+  bool waits_in_access() const override { return conf.policy != limit::CountPolicy::local; }
 
   Step access(Context& ctx) const override {
     limit::TakeResult r = limit::LocalCounters::process_wide().take(
@@ -45,9 +45,10 @@ class LimitCount final : public Plugin {
 
   Task<Step> access_async(Context& ctx) const override {
     auto ex = co_await asio::this_coro::executor;
-    limit::RedisClient& client = limit::RedisClients::of_this_thread().get(ex, conf.redis);
+    limit::RedisScriptRunner& runner =
+        limit::redis_runner(ex, conf.policy, conf.redis, conf.cluster);
     std::string k = counter_key(ctx);
-    limit::RedisTake t = co_await limit::take_redis(client, std::move(k), conf.count,
+    limit::RedisTake t = co_await limit::take_redis(runner, std::move(k), conf.count,
                                                     conf.window_ms(), conf.window_type);
     if (!t.ok()) {
       thread_local int64_t last_warning_ms = 0;
@@ -106,7 +107,12 @@ std::string group_settings(const limit::LimitCountConfig& c) {
          std::to_string(static_cast<int>(c.policy)) + "/" + std::to_string(c.allow_degradation) +
          std::to_string(c.show_limit_quota_header) + "/" + r.host + ":" + std::to_string(r.port) +
          "/" + r.username + "/" + r.password + "/" + std::to_string(r.database) + "/" +
-         std::to_string(r.timeout_ms);
+         std::to_string(r.timeout_ms) + "/" + c.cluster.name + "/" + c.cluster.username + "/" +
+         c.cluster.password + "/" + std::to_string(c.cluster.timeout_ms) + "/" + [&] {
+           std::string nodes;
+           for (const auto& n : c.cluster.nodes) (nodes += n) += ',';
+           return nodes;
+         }();
 }
 
 std::shared_ptr<const Plugin> create(const json& conf, const Scope& scope, const std::string& path,

@@ -24,11 +24,12 @@ class LimitReq final : public Plugin {
   bool nodelay = false;
   std::shared_ptr<LeakyBucketTable> buckets;
   std::string scope;  // "routes/r1": the metric label
-  bool redis = false;
+  limit::CountPolicy policy = limit::CountPolicy::local;
   limit::RedisSettings redis_settings;
+  limit::RedisClusterSettings cluster_settings;
   bool allow_degradation = false;
 
-  bool waits_in_access() const override { return !nodelay || redis; }
+  bool waits_in_access() const override { return !nodelay || policy != limit::CountPolicy::local; }
 
   Step access(Context& ctx) const override {
     int64_t delay = 0;
@@ -37,15 +38,16 @@ class LimitReq final : public Plugin {
 
   Task<Step> access_async(Context& ctx) const override {
     int64_t delay = 0;
-    if (redis) {
+    if (policy != limit::CountPolicy::local) {
       auto ex = co_await asio::this_coro::executor;
-      limit::RedisClient& client = limit::RedisClients::of_this_thread().get(ex, redis_settings);
+      limit::RedisScriptRunner& runner =
+          limit::redis_runner(ex, policy, redis_settings, cluster_settings);
       thread_local std::string k;
       key.extract(ctx, k);
       // Like limit-count's keys: no config version in it, so every node and revision share it.
       std::string full = "portico:limit-req:" + scope + ":" + k;
       limit::RedisBucketTake t = co_await limit::take_redis_bucket(
-          client, std::move(full), static_cast<int64_t>(rate * 1000),
+          runner, std::move(full), static_cast<int64_t>(rate * 1000),
           static_cast<int64_t>(burst * 1000));
       if (!t.ok()) {
         thread_local int64_t last_warning_ms = 0;
@@ -115,15 +117,7 @@ std::shared_ptr<const Plugin> create(const json& conf, const Scope& scope, const
   p->rejected_msg = r.string_or("rejected_msg", "");
   p->nodelay = r.boolean_or("nodelay", false);
   p->allow_degradation = r.boolean_or("allow_degradation", false);  // Redis unreachable: pass
-  std::string policy = r.string_or("policy", "local");
-  if (policy != "local" && policy != "redis")
-    r.error("policy", policy == "redis-cluster" ? "redis-cluster is not supported (use redis)"
-                                                : "must be one of local, redis");
-  p->redis = policy == "redis";
-  limit::read_redis_settings(r, p->redis, p->redis_settings);
-  for (auto key : {"redis_cluster_nodes", "redis_cluster_name", "redis_cluster_ssl",
-                   "redis_cluster_ssl_verify"})
-    r.ignore(key);
+  p->policy = limit::read_redis_policy(r, p->redis_settings, p->cluster_settings);
   r.finish();
   if (errors.size() != before) return nullptr;
   p->scope = scope.key();

@@ -36,6 +36,7 @@ using config::json;
 
 class Context;
 struct Credential;
+struct MetadataSettings;
 
 // What a phase decided: go on with the next plugin, or answer now with Context::reply. (Wait is
 // the runner's own: a plugin must be awaited, see runner.hpp.)
@@ -154,6 +155,10 @@ struct PluginType {
                                                            Errors& errors) = nullptr;
   bool checks_references = false;  // see Plugin::check_references
   bool takes_metadata = false;     // a plugin_metadata object may name it (plugin_metadata.hpp)
+  // The plugin's own plugin_metadata fields (opentelemetry's collector), read from the
+  // object's reader (errors under its path); null: only the loggers' log_format, when
+  // takes_metadata.
+  std::shared_ptr<const MetadataSettings> (*read_metadata)(config::ObjectReader& r) = nullptr;
 };
 
 }  // namespace portico::plugins

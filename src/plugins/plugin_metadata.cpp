@@ -20,11 +20,15 @@ std::shared_ptr<const PluginMetadata> validate_plugin_metadata(const config::jso
   for (auto key : {"create_time", "update_time"}) r.ignore(key);  // (the Admin API's stamps)
   std::string name = r.string_or("id", "");
   const PluginType* type = find_plugin_type(name);
-  if (!type)
+  if (!type) {
     r.error("id", "must name a plugin (the metadata's plugin)");
-  else if (!type->takes_metadata)
-    r.error("id", name + " takes no plugin metadata (the loggers' log_format is supported)");
-  if (const config::json* f = r.raw("log_format")) {
+  } else if (type->read_metadata) {
+    out->settings = type->read_metadata(r);
+  } else if (!type->takes_metadata) {
+    r.error("id", name +
+                      " takes no plugin metadata (the loggers' log_format and opentelemetry's "
+                      "settings are supported)");
+  } else if (const config::json* f = r.raw("log_format")) {
     if (!valid_log_format(*f))
       r.error("log_format",
               "must be an object of names to \"$variable\", text or objects (up to 5 levels)");

@@ -242,19 +242,25 @@ bool RouteIndex::host_matches(const RouteRule& rule, std::string_view host) {
 }
 
 bool RouteIndex::uri_matches(const RouteRule& rule, std::string_view path) {
-  for (const auto& uri : rule.uris) {
+  return matching_uri(rule.uris, path) >= 0;
+}
+
+int RouteIndex::matching_uri(const std::vector<std::string>& uris, std::string_view path) {
+  for (size_t i = 0; i < uris.size(); ++i) {
+    const std::string& uri = uris[i];
     size_t param = first_param(uri);
     if (param != std::string::npos) {
       if (path.starts_with(std::string_view(uri).substr(0, param)) &&
           match_param_tail(std::string_view(uri).substr(param), path.substr(param)))
-        return true;
+        return static_cast<int>(i);
     } else if (!uri.empty() && uri.back() == '*') {
-      if (path.starts_with(std::string_view(uri).substr(0, uri.size() - 1))) return true;
+      if (path.starts_with(std::string_view(uri).substr(0, uri.size() - 1)))
+        return static_cast<int>(i);
     } else if (uri == path) {
-      return true;
+      return static_cast<int>(i);
     }
   }
-  return false;
+  return -1;
 }
 
 const char* RouteIndex::other_condition_fails(const RouteRule& rule, const MatchInput& in) {

@@ -39,6 +39,9 @@ class RouteIndex {
   // Checks of one rule on its own, in the words route-explain uses.
   static bool host_matches(const RouteRule& rule, std::string_view normalized_host);
   static bool uri_matches(const RouteRule& rule, std::string_view path);
+  // The position in `uris` of the first pattern `path` matches, or -1 (APISIX's matched
+  // `_path`: tracing names a span after it).
+  static int matching_uri(const std::vector<std::string>& uris, std::string_view path);
   static const char* other_condition_fails(const RouteRule& rule, const MatchInput& in);
 
   struct Entry;

@@ -6,10 +6,12 @@ PID this class started."""
 import os
 import socket
 import subprocess
+import time
 
 from processes import free_port, stop_process, wait_ready
 
 REDIS_BIN = os.environ.get("REDIS_SERVER", "/usr/bin/redis-server")
+REDIS_CLI = os.environ.get("REDIS_CLI", "/usr/bin/redis-cli")
 
 
 class RedisError(Exception):
@@ -71,11 +73,12 @@ class _Reader:
 class RedisServer:
     """requirepass: the password clients must send (AUTH). host is always 127.0.0.1."""
 
-    def __init__(self, tmp_dir, requirepass=None):
+    def __init__(self, tmp_dir, requirepass=None, extra_args=()):
         self.dir = str(tmp_dir)
         self.host = "127.0.0.1"
         self.port = free_port()
         self.requirepass = requirepass
+        self.extra_args = list(extra_args)
         self.log_path = os.path.join(self.dir, "redis.log")
         self.proc = None
 
@@ -95,7 +98,8 @@ class RedisServer:
                 "--dir", self.dir,
                 "--logfile", self.log_path]
         if self.requirepass:
-            args += ["--requirepass", self.requirepass]
+            args += ["--requirepass", self.requirepass, "--masterauth", self.requirepass]
+        args += self.extra_args
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
         wait_ready(self.proc, lambda: self.command("PING") == "PONG", "redis-server",
@@ -141,6 +145,16 @@ class RedisServer:
                 reader.reply()
             return reader.reply()
 
+    def commands(self, *commands):
+        """Several commands on one connection (ASKING then a command); the last one's reply."""
+        with socket.create_connection((self.host, self.port), timeout=2.0) as s:
+            prelude = [["AUTH", self.requirepass]] if self.requirepass else []
+            s.sendall(b"".join(_encode(list(c)) for c in prelude + list(commands)))
+            reader = _Reader(s)
+            for _ in prelude + list(commands)[:-1]:
+                reader.reply()
+            return reader.reply()
+
     def keys(self, pattern="*", db=0):
         return sorted(self.command("KEYS", pattern, db=db))
 
@@ -149,3 +163,84 @@ class RedisServer:
 
     def flushall(self):
         return self.command("FLUSHALL")
+
+
+class RedisCluster:
+    """A real three-master Redis Cluster (no replicas): each node a RedisServer in cluster mode
+    with its own directory and cluster bus port, joined by `redis-cli --cluster create`. Helpers
+    find a key's node and move a slot between masters (a finished move: MOVED; a half-finished
+    one: ASK)."""
+
+    def __init__(self, tmp_dir, masters=3, requirepass=None):
+        self.nodes = []
+        for i in range(masters):
+            d = os.path.join(str(tmp_dir), f"node{i}")
+            os.makedirs(d, exist_ok=True)
+            self.nodes.append(RedisServer(d, requirepass, [
+                "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                "--cluster-node-timeout", "5000", "--cluster-port", str(free_port())]))
+        self.requirepass = requirepass
+
+    @property
+    def addresses(self):
+        return [f"127.0.0.1:{n.port}" for n in self.nodes]
+
+    def start(self, timeout=30.0):
+        for n in self.nodes:
+            n.start()
+        args = [REDIS_CLI, "--cluster", "create", *self.addresses, "--cluster-replicas", "0",
+                "--cluster-yes"]
+        if self.requirepass:
+            args += ["-a", self.requirepass, "--no-auth-warning"]
+        subprocess.run(args, check=True, capture_output=True, timeout=timeout)
+        deadline = time.time() + timeout
+        while not all(self._ready(n) for n in self.nodes):
+            if time.time() > deadline:
+                raise RuntimeError("redis cluster did not become ready")
+            time.sleep(0.1)
+        return self
+
+    def _ready(self, node):
+        lines = node.command("CLUSTER", "INFO").split("\r\n")
+        return "cluster_state:ok" in lines and f"cluster_known_nodes:{len(self.nodes)}" in lines
+
+    def stop(self):
+        for n in self.nodes:
+            n.stop()
+
+    def node_id(self, node):
+        return node.command("CLUSTER", "MYID")
+
+    def slot_of(self, key):
+        return self.nodes[0].command("CLUSTER", "KEYSLOT", key)
+
+    def owner(self, slot):
+        """The node serving `slot` now."""
+        for start, end, master, *_ in self.nodes[0].command("CLUSTER", "SLOTS"):
+            if start <= slot <= end:
+                return next(n for n in self.nodes if n.port == master[1])
+        raise KeyError(slot)
+
+    def begin_move(self, slot, dst):
+        """Marks `slot` as moving from its owner to `dst` (the source answers ASK for keys it
+        does not hold)."""
+        src = self.owner(slot)
+        dst.command("CLUSTER", "SETSLOT", slot, "IMPORTING", self.node_id(src))
+        src.command("CLUSTER", "SETSLOT", slot, "MIGRATING", self.node_id(dst))
+        return src
+
+    def finish_move(self, slot, src, dst):
+        """Moves the slot's keys from `src` to `dst` and gives `dst` the slot on every master (a
+        client with the old map then gets MOVED)."""
+        while True:
+            keys = src.command("CLUSTER", "GETKEYSINSLOT", slot, 100)
+            if not keys:
+                break
+            auth = ["AUTH", self.requirepass] if self.requirepass else []
+            src.command("MIGRATE", "127.0.0.1", dst.port, "", 0, 5000, *auth, "KEYS", *keys)
+        for n in self.nodes:
+            n.command("CLUSTER", "SETSLOT", slot, "NODE", self.node_id(dst))
+
+    def move(self, slot, dst):
+        src = self.begin_move(slot, dst)
+        self.finish_move(slot, src, dst)

@@ -21,17 +21,70 @@ Enum read_enum(config::ObjectReader& r, std::string_view field, Enum fallback,
 
 }  // namespace
 
-void read_redis_settings(config::ObjectReader& r, bool used, RedisSettings& out) {
+CountPolicy read_redis_policy(config::ObjectReader& r, RedisSettings& redis,
+                              RedisClusterSettings& cluster) {
+  static constexpr std::pair<std::string_view, CountPolicy> kPolicies[] = {
+      {"local", CountPolicy::local},
+      {"redis", CountPolicy::redis},
+      {"redis-cluster", CountPolicy::redis_cluster}};
+  CountPolicy policy =
+      read_enum(r, "policy", CountPolicy::local, kPolicies, "local, redis, redis-cluster");
+
   auto host = r.string("redis_host");
-  if (used && (!host || host->empty())) r.error("redis_host", "required when policy is redis");
-  if (host) out.host = *host;
-  out.port = static_cast<uint16_t>(r.integer_or("redis_port", 6379, 1, 65535));
-  out.username = r.string_or("redis_username", "");
-  out.password = r.string_or("redis_password", "");
-  out.database = r.integer_or("redis_database", 0, 0, 1'000'000);
-  out.timeout_ms = r.integer_or("redis_timeout", 1000, 1, 3'600'000);
+  if (policy == CountPolicy::redis && (!host || host->empty()))
+    r.error("redis_host", "required when policy is redis");
+  if (host) redis.host = *host;
+  redis.port = static_cast<uint16_t>(r.integer_or("redis_port", 6379, 1, 65535));
+  redis.username = r.string_or("redis_username", "");
+  redis.password = r.string_or("redis_password", "");
+  redis.database = r.integer_or("redis_database", 0, 0, 1'000'000);
+  redis.timeout_ms = r.integer_or("redis_timeout", 1000, 1, 3'600'000);
   if (r.boolean_or("redis_ssl", false)) r.error("redis_ssl", "TLS to Redis is not supported yet");
   r.ignore("redis_ssl_verify");
+
+  const bool in_cluster = policy == CountPolicy::redis_cluster;
+  if (!in_cluster) {
+    // (Another policy's leftovers, as APISIX leaves them unchecked.)
+    for (auto key : {"redis_cluster_nodes", "redis_cluster_name", "redis_cluster_ssl",
+                     "redis_cluster_ssl_verify", "redis_keepalive_timeout", "redis_keepalive_pool"})
+      r.ignore(key);
+    return policy;
+  }
+  if (!r.has("redis_cluster_nodes")) {
+    r.error("redis_cluster_nodes", "required when policy is redis-cluster");
+  } else {
+    size_t before = r.errors().size();
+    cluster.nodes = r.string_list("redis_cluster_nodes");
+    if (r.errors().size() == before && cluster.nodes.empty())
+      r.error("redis_cluster_nodes", "must name at least one node");
+  }
+  for (const auto& node : cluster.nodes) {
+    std::string h;
+    uint16_t p = 0;
+    if (!split_host_port(node, h, p))
+      r.error("redis_cluster_nodes", "\"" + node + "\" is not host:port");
+  }
+  if (!r.has("redis_cluster_name"))
+    r.error("redis_cluster_name", "required when policy is redis-cluster");
+  cluster.name = r.string_or("redis_cluster_name", "");
+  if (r.has("redis_cluster_name") && cluster.name.empty())
+    r.error("redis_cluster_name", "must not be empty");
+  if (redis.database != 0) r.error("redis_database", "a Redis Cluster has database 0 only");
+  cluster.username = redis.username;
+  cluster.password = redis.password;
+  cluster.timeout_ms = redis.timeout_ms;
+  if (r.boolean_or("redis_cluster_ssl", false))
+    r.error("redis_cluster_ssl", "TLS to Redis is not supported yet");
+  r.ignore("redis_cluster_ssl_verify");
+  r.integer_or("redis_keepalive_timeout", 10000, 1000, 86'400'000);
+  r.integer_or("redis_keepalive_pool", 100, 1, 1'000'000);
+  return policy;
+}
+
+RedisScriptRunner& redis_runner(Executor ex, CountPolicy policy, const RedisSettings& redis,
+                                const RedisClusterSettings& cluster) {
+  if (policy == CountPolicy::redis_cluster) return RedisClusters::of_this_thread().get(ex, cluster);
+  return RedisClients::of_this_thread().get(ex, redis);
 }
 
 LimitCountConfig parse_limit_count_config(const config::json& conf, const std::string& path,
@@ -61,23 +114,7 @@ LimitCountConfig parse_limit_count_config(const config::json& conf, const std::s
   c.rejected_msg = r.string_or("rejected_msg", "");
   if (r.has("rejected_msg") && c.rejected_msg.empty()) r.error("rejected_msg", "must not be empty");
 
-  if (auto policy = r.string("policy")) {
-    if (*policy == "local") {
-      c.policy = CountPolicy::local;
-    } else if (*policy == "redis") {
-      c.policy = CountPolicy::redis;
-    } else if (*policy == "redis-cluster") {
-      r.error("policy", "redis-cluster is not supported (use redis)");
-    } else {
-      r.error("policy", "must be one of local, redis");
-    }
-  }
-  // redis-cluster's own fields: named, so the error above is the only one.
-  r.ignore("redis_cluster_nodes");
-  r.ignore("redis_cluster_name");
-  r.ignore("redis_cluster_ssl");
-  r.ignore("redis_cluster_ssl_verify");
-  read_redis_settings(r, c.policy == CountPolicy::redis, c.redis);
+  c.policy = read_redis_policy(r, c.redis, c.cluster);
 
   c.allow_degradation = r.boolean_or("allow_degradation", false);
   c.show_limit_quota_header = r.boolean_or("show_limit_quota_header", true);

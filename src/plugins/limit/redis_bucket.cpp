@@ -31,10 +31,10 @@ return {1, excess}
 
 }  // namespace
 
-Task<RedisBucketTake> take_redis_bucket(RedisClient& client, std::string key, int64_t rate_milli,
-                                        int64_t burst_milli) {
+Task<RedisBucketTake> take_redis_bucket(RedisScriptRunner& redis, std::string key,
+                                        int64_t rate_milli, int64_t burst_milli) {
   std::vector<std::string> args{std::to_string(rate_milli), std::to_string(burst_milli)};
-  auto r = co_await client.eval_integers(kLeakyBucket, std::move(key), std::move(args), 2);
+  auto r = co_await redis.eval_integers(kLeakyBucket, std::move(key), std::move(args), 2);
   if (!r.error.empty()) co_return RedisBucketTake{std::move(r.error), {}};
   plugins::BucketDecision d;
   d.rejected = r.values[0] == 0;

@@ -20,7 +20,7 @@ struct RedisBucketTake {
 
 // Redis layout: a hash {e: excess in thousandths of a request, l: Redis time of the last
 // accepted request in ms}, expiring once the excess has drained. A rejection changes nothing.
-Task<RedisBucketTake> take_redis_bucket(RedisClient& client, std::string key, int64_t rate_milli,
-                                        int64_t burst_milli);
+Task<RedisBucketTake> take_redis_bucket(RedisScriptRunner& redis, std::string key,
+                                        int64_t rate_milli, int64_t burst_milli);
 
 }  // namespace portico::limit

@@ -125,6 +125,7 @@ RedisClient::RedisClient(Executor ex, RedisSettings settings)
       last_used_ms_(steady_now_ms()) {}
 
 RedisClient::~RedisClient() {
+  *alive_ = false;
   if (conn_) {
     auto c = std::move(conn_);
     c->owner = nullptr;
@@ -141,7 +142,7 @@ Task<RedisResult> RedisClient::command(std::vector<std::string> args) {
 }
 
 Task<RedisResult> RedisClient::eval(const RedisScript& script, std::vector<std::string> keys,
-                                    std::vector<std::string> args) {
+                                    std::vector<std::string> args, bool asking) {
   std::vector<std::string> argv;
   argv.reserve(3 + keys.size() + args.size());
   argv.push_back("EVALSHA");
@@ -149,25 +150,28 @@ Task<RedisResult> RedisClient::eval(const RedisScript& script, std::vector<std::
   argv.push_back(std::to_string(keys.size()));
   for (auto& k : keys) argv.push_back(std::move(k));
   for (auto& a : args) argv.push_back(std::move(a));
-  RedisResult r = co_await send(format_command(argv));
+  RedisResult r = co_await send(format_command(argv), asking);
   // NOSCRIPT: the script cache is empty (Redis restarted, SCRIPT FLUSH, a failover). The
   // EVALSHA did not run, so running EVAL now cannot count twice; EVAL also caches the script.
   if (!r.ok() && r.reply.type == RedisReply::Type::error && r.reply.str.starts_with("NOSCRIPT")) {
     argv[0] = "EVAL";
     argv[1] = script.body();
-    r = co_await send(format_command(argv));
+    r = co_await send(format_command(argv), asking);
   }
   co_return r;
 }
 
-Task<RedisResult> RedisClient::send(std::string formatted) {
+Task<RedisResult> RedisClient::send(std::string formatted, bool asking) {
   struct InFlight {  // while this call waits, the client is in use (RedisClients::drop_unused)
-    explicit InFlight(RedisClient& c) : client(c) {
+    explicit InFlight(RedisClient& c) : client(c), alive(c.alive_) {
       ++client.in_flight_;
       client.last_used_ms_ = steady_now_ms();
     }
-    ~InFlight() { --client.in_flight_; }
+    ~InFlight() {
+      if (*alive) --client.in_flight_;
+    }
     RedisClient& client;
+    std::shared_ptr<bool> alive;
   } in_flight(*this);
   if (formatted.empty()) co_return RedisResult{describe("cannot encode the command"), {}};
   if (!conn_) {
@@ -182,8 +186,17 @@ Task<RedisResult> RedisClient::send(std::string formatted) {
   ConnectionPtr c = conn_;
   auto p = std::make_shared<Pending>(ex_);
   p->timer.expires_after(std::chrono::milliseconds(settings_.timeout_ms));
+  std::string& queue = c->handshake_left > 0 ? c->held : c->out;
+  if (asking) {
+    // Queued together: no other call's command can come between ASKING and this one.
+    auto ask = std::make_shared<Pending>(ex_);
+    ask->done = true;  // its "+OK" is dropped
+    c->pending.push_back(ask);
+    const std::vector<std::string> asking_command{"ASKING"};
+    queue += format_command(asking_command);
+  }
   c->pending.push_back(p);
-  (c->handshake_left > 0 ? c->held : c->out) += formatted;
+  queue += formatted;
   flush(c);
 
   co_await p->timer.async_wait(await_ec);
@@ -381,20 +394,24 @@ RedisClients& RedisClients::of_this_thread() {
   return clients;
 }
 
+RedisScriptRunner::Integers integers_of(const RedisResult& r, size_t n,
+                                        const std::string& endpoint) {
+  if (!r.ok()) return {r.error, {}};
+  const auto& e = r.reply.elements;
+  bool shaped = r.reply.type == RedisReply::Type::array && e.size() == n;
+  for (size_t i = 0; shaped && i < n; ++i) shaped = e[i].type == RedisReply::Type::integer;
+  if (!shaped) return {"redis " + endpoint + ": unexpected script reply", {}};
+  RedisScriptRunner::Integers out;
+  for (const auto& v : e) out.values.push_back(v.integer);
+  return out;
+}
+
 Task<RedisClient::Integers> RedisClient::eval_integers(const RedisScript& script, std::string key,
                                                        std::vector<std::string> args, size_t n) {
   // (Built outside the co_await: GCC 12 rejects braced lists in a coroutine's call.)
   std::vector<std::string> keys(1, std::move(key));
   RedisResult r = co_await eval(script, std::move(keys), std::move(args));
-  if (!r.ok()) co_return Integers{std::move(r.error), {}};
-  const auto& e = r.reply.elements;
-  bool shaped = r.reply.type == RedisReply::Type::array && e.size() == n;
-  for (size_t i = 0; shaped && i < n; ++i) shaped = e[i].type == RedisReply::Type::integer;
-  if (!shaped)
-    co_return Integers{"redis " + settings_.endpoint() + ": unexpected script reply", {}};
-  Integers out;
-  for (const auto& v : e) out.values.push_back(v.integer);
-  co_return out;
+  co_return integers_of(r, n, endpoint_);
 }
 
 void warn_redis_failure(std::string_view plugin, const std::string& error, int64_t& last_ms) {

@@ -62,11 +62,31 @@ class RedisScript {
   std::string sha1_;
 };
 
+// Where the limits' one-key scripts run: one Redis (RedisClient) or a Redis Cluster
+// (RedisCluster, redis_cluster.hpp).
+class RedisScriptRunner {
+ public:
+  struct Integers {
+    std::string error;
+    std::vector<int64_t> values;
+  };
+  // The script on `key` answering `n` integers: them, or why not in `error`.
+  virtual Task<Integers> eval_integers(const RedisScript& script, std::string key,
+                                       std::vector<std::string> args, size_t n) = 0;
+
+ protected:
+  ~RedisScriptRunner() = default;
+};
+
+// A script's reply as `n` integers, or "redis <endpoint>: unexpected script reply".
+RedisScriptRunner::Integers integers_of(const RedisResult& r, size_t n,
+                                        const std::string& endpoint);
+
 // One connection, used by every coroutine of one worker. Calls may overlap: their commands are
 // pipelined on the connection (Redis answers in order), so a worker waits one round trip per
 // batch, not per request. Calls must come from the executor's thread; the client must outlive
 // its calls (keep it for the worker's lifetime).
-class RedisClient {
+class RedisClient final : public RedisScriptRunner {
  public:
   // Back-off after a failed connect or a timeout: calls fail at once with the last error
   // until it expires; it doubles from the first to the last value and resets on success.
@@ -83,16 +103,12 @@ class RedisClient {
   // (GCC 12 rejects `co_await c.command({"A", "b"})`: build the vector first.)
   Task<RedisResult> command(std::vector<std::string> args);
   // EVALSHA, and EVAL when Redis does not know the script (NOSCRIPT: a restart or SCRIPT FLUSH).
-  // `script` must outlive the call.
+  // `script` must outlive the call. `asking`: each is sent right behind an ASKING (a cluster
+  // slot being migrated to this node).
   Task<RedisResult> eval(const RedisScript& script, std::vector<std::string> keys,
-                         std::vector<std::string> args);
-  // eval() on one key of a script that answers `n` integers: them, or why not in `error`.
-  struct Integers {
-    std::string error;
-    std::vector<int64_t> values;
-  };
+                         std::vector<std::string> args, bool asking = false);
   Task<Integers> eval_integers(const RedisScript& script, std::string key,
-                               std::vector<std::string> args, size_t n);
+                               std::vector<std::string> args, size_t n) override;
 
   const RedisSettings& settings() const { return settings_; }
   // A connection exists (ready or being set up).
@@ -105,7 +121,8 @@ class RedisClient {
   struct Connection;
   using ConnectionPtr = std::shared_ptr<Connection>;
 
-  Task<RedisResult> send(std::string formatted);
+  // `asking`: an ASKING goes right before the command, its reply dropped.
+  Task<RedisResult> send(std::string formatted, bool asking = false);
   ConnectionPtr open_connection();
   // Static: they may outlive the client (they end once the connection fails).
   static Task<> connect(ConnectionPtr c, RedisSettings s);
@@ -126,6 +143,9 @@ class RedisClient {
   int64_t retry_at_ms_ = 0;  // steady_now_ms() before which no connect is tried
   int64_t backoff_ms_ = 0;
   std::string last_failure_;
+  // False once the client is gone: calls whose frames are destroyed later (a worker stopping
+  // with calls suspended) must not touch it.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
 // A worker's clients, one per distinct RedisSettings. Not thread-safe: one per worker thread,

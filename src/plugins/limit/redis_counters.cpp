@@ -60,11 +60,11 @@ return {0, 0, (window - elapsed) + (window - d)}
 
 }  // namespace
 
-Task<RedisTake> take_redis(RedisClient& client, std::string key, int64_t limit, int64_t window_ms,
-                           WindowType type) {
+Task<RedisTake> take_redis(RedisScriptRunner& redis, std::string key, int64_t limit,
+                           int64_t window_ms, WindowType type) {
   const RedisScript& script = type == WindowType::fixed ? kFixedWindow : kSlidingWindow;
   std::vector<std::string> args{std::to_string(limit), std::to_string(window_ms)};
-  auto r = co_await client.eval_integers(script, std::move(key), std::move(args), 3);
+  auto r = co_await redis.eval_integers(script, std::move(key), std::move(args), 3);
   if (!r.error.empty()) co_return RedisTake{std::move(r.error), {}};
   co_return RedisTake{{}, {r.values[0] == 1, r.values[1], r.values[2]}};
 }

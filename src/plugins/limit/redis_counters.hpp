@@ -25,7 +25,7 @@ struct RedisTake {
 //            the window after w ends (after that its counts weigh nothing).
 // A key of the other type (the route switched window_type) is replaced: the count restarts.
 // On a timeout the script may or may not have run: the count is then unknown (at most one).
-Task<RedisTake> take_redis(RedisClient& client, std::string key, int64_t limit, int64_t window_ms,
-                           WindowType type);
+Task<RedisTake> take_redis(RedisScriptRunner& redis, std::string key, int64_t limit,
+                           int64_t window_ms, WindowType type);
 
 }  // namespace portico::limit

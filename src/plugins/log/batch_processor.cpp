@@ -176,7 +176,7 @@ Task<std::string> BatchProcessor::send_with_retries(const std::vector<std::strin
       failure = e.what();
     }
     if (failure.empty() || attempt >= settings_.max_retry_count ||
-        g_draining.load(std::memory_order_relaxed))
+        g_draining.load(std::memory_order_relaxed) || !sink_->worth_retrying(failure))
       co_return failure;
     Timer delay(co_await asio::this_coro::executor);
     delay.expires_after(

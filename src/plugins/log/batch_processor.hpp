@@ -41,6 +41,8 @@ class BatchSink {
   virtual ~BatchSink() = default;
   // Empty on success, else why it failed.
   virtual Task<std::string> send(const std::vector<std::string>& entries) const = 0;
+  // Whether a send that failed with `error` may succeed when tried again (a 400 will not).
+  virtual bool worth_retrying(const std::string& /*error*/) const { return true; }
 };
 
 // A batch as APISIX's loggers send it: the entry itself when batch_max_size is 1 (`single`),

@@ -110,16 +110,37 @@ TEST(LimitCountConfig, EnumsNameTheirChoices) {
   EXPECT_EQ(errors_of(c), kPath + ".window_type: must be one of fixed, sliding\n");
   c = base;
   c["policy"] = "memcached";
-  EXPECT_EQ(errors_of(c), kPath + ".policy: must be one of local, redis\n");
+  EXPECT_EQ(errors_of(c), kPath + ".policy: must be one of local, redis, redis-cluster\n");
 }
 
-TEST(LimitCountConfig, RedisClusterIsClearlyNotSupported) {
+TEST(LimitCountConfig, RedisClusterTakesApisixsFields) {
+  json conf = {{"count", 1},
+               {"time_window", 1},
+               {"policy", "redis-cluster"},
+               {"redis_cluster_nodes", {"10.0.0.1:6379", "[::1]:7000", "redis-2.local:7001"}},
+               {"redis_cluster_name", "c"},
+               {"redis_password", "pw"},
+               {"redis_timeout", 250},
+               {"redis_keepalive_pool", 10}};
+  EXPECT_EQ(errors_of(conf), "");
+  Errors errors;
+  LimitCountConfig c = parse_limit_count_config(conf, kPath, errors);
+  EXPECT_EQ(c.policy, CountPolicy::redis_cluster);
+  EXPECT_EQ(c.cluster.nodes.size(), 3u);
+  EXPECT_EQ(c.cluster.name, "c");
+  EXPECT_EQ(c.cluster.password, "pw");
+  EXPECT_EQ(c.cluster.timeout_ms, 250);
+  EXPECT_EQ(errors_of({{"count", 1}, {"time_window", 1}, {"policy", "redis-cluster"}}),
+            kPath + ".redis_cluster_nodes: required when policy is redis-cluster\n" + kPath +
+                ".redis_cluster_name: required when policy is redis-cluster\n");
   EXPECT_EQ(errors_of({{"count", 1},
                        {"time_window", 1},
                        {"policy", "redis-cluster"},
-                       {"redis_cluster_nodes", {"10.0.0.1:6379"}},
-                       {"redis_cluster_name", "c"}}),
-            kPath + ".policy: redis-cluster is not supported (use redis)\n");
+                       {"redis_cluster_nodes", {"10.0.0.1"}},
+                       {"redis_cluster_name", "c"},
+                       {"redis_cluster_ssl", true}}),
+            kPath + ".redis_cluster_nodes: \"10.0.0.1\" is not host:port\n" + kPath +
+                ".redis_cluster_ssl: TLS to Redis is not supported yet\n");
 }
 
 TEST(LimitCountConfig, RedisPolicyNeedsAHost) {

@@ -1,0 +1,260 @@
+// zipkin (APISIX priority 12011, rewrite, access, header_filter and log): Zipkin traces with B3
+// propagation. A sampled request is reported as APISIX reports it, in Zipkin's JSON v2 format
+// POSTed in batches to `endpoint`: a SERVER span "apisix.request" for the whole request, and
+// as children (span_version 2) "apisix.proxy" up to the response head and
+// "apisix.response_span" from there to the end, or (span_version 1) "apisix.rewrite",
+// "apisix.access", "apisix.proxy" and its child "apisix.body_filter". The upstream gets the
+// X-B3-* headers either way, so a trace goes on past the gateway.
+#include <random>
+
+#include "core/deadline.hpp"
+#include "core/hex.hpp"
+#include "core/thread_rng.hpp"
+#include "http/service_call.hpp"
+#include "plugins/context.hpp"
+#include "plugins/log/batch_processor.hpp"
+#include "plugins/plugin.hpp"
+#include "plugins/trace/b3.hpp"
+#include "plugins/trace/otlp.hpp"
+
+namespace portico::plugins {
+namespace {
+
+int64_t wall_now_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string random_hex_id(size_t bytes) {
+  std::string out;
+  uint64_t word = 0;
+  for (size_t i = 0; i < bytes; ++i) {
+    if (i % 8 == 0) {
+      do word = thread_rng()();
+      while (word == 0);
+    }
+    auto b = static_cast<unsigned char>(word >> (8 * (i % 8)));
+    hex::append(out, &b, 1);
+  }
+  return out;
+}
+
+// POSTs a JSON array of spans; Zipkin answers 202, any 2xx is success.
+class ZipkinSink final : public BatchSink {
+ public:
+  http::ServiceUrl url;
+
+  Task<std::string> send(const std::vector<std::string>& spans) const override {
+    http::ServiceRequest call;
+    call.method = "POST";
+    call.timeout = 3;
+    call.keep_body = false;
+    call.verify_tls = false;  // (APISIX's reporter does not verify either)
+    call.headers.emplace_back("Content-Type", "application/json");
+    call.body = join_entries(spans, false, false);
+    http::ServiceAnswer answer = co_await http::call_service(url, call);
+    if (answer.status == 0) co_return answer.error.empty() ? "no answer" : answer.error;
+    if (answer.status < 200 || answer.status > 299)
+      co_return "the zipkin collector answered " + std::to_string(answer.status);
+    co_return std::string();
+  }
+};
+
+// What the phases keep of a sampled request, in its note: wall-clock microseconds at the start,
+// at the end of this plugin's rewrite, at its access and at the response head (0: not reached).
+// The ids go in its note text.
+enum NoteSlot { kStartUs, kRewriteEndUs, kAccessUs, kHeadUs };
+
+class Zipkin final : public Plugin {
+ public:
+  double sample_ratio = 1;
+  std::string service_name = "APISIX";
+  std::string server_addr;  // localEndpoint.ipv4; empty: left out
+  int span_version = 2;
+  std::shared_ptr<BatchProcessor> spans;
+
+  Step rewrite(Context& ctx) const override {
+    trace::B3Context caller;
+    double ratio = sample_ratio;
+    if (ctx.header("x-b3-flags") == "1") ratio = 1;
+    bool debug = false;
+    if (std::string_view single = ctx.header("b3"); !single.empty()) {
+      auto parsed = trace::parse_b3_single(single);
+      if (!parsed) {
+        ctx.respond_error(400, "invalid b3 header");
+        return Step::Respond;
+      }
+      caller = std::move(*parsed);
+      debug = caller.debug;
+    } else {
+      caller = trace::parse_b3_multi(ctx.header("x-b3-traceid"), ctx.header("x-b3-spanid"),
+                                     ctx.header("x-b3-parentspanid"), ctx.header("x-b3-sampled"));
+    }
+    if (caller.sampled) ratio = *caller.sampled ? 1 : 0;
+    bool sampled = std::uniform_real_distribution<double>(0, 1)(thread_rng()) < ratio;
+
+    std::string trace_id = caller.trace_id.empty() ? random_hex_id(16) : caller.trace_id;
+    std::string request_span = random_hex_id(8);
+    std::string proxy_span = sampled ? random_hex_id(8) : std::string();
+    auto set = [&](const char* name, std::string value) {
+      ctx.upstream.headers.push_back({HeaderEdit::Op::Set, name, std::move(value)});
+    };
+    ctx.upstream.headers.push_back({HeaderEdit::Op::Remove, "b3", ""});
+    if (debug) set("X-B3-Flags", "1");
+    set("X-B3-TraceId", trace_id);
+    set("X-B3-Sampled", sampled ? "1" : "0");
+    if (sampled) {
+      set("X-B3-SpanId", proxy_span);
+      set("X-B3-ParentSpanId", request_span);
+    } else {
+      set("X-B3-SpanId", request_span);
+      if (caller.span_id.empty())
+        ctx.upstream.headers.push_back({HeaderEdit::Op::Remove, "X-B3-ParentSpanId", ""});
+      else
+        set("X-B3-ParentSpanId", caller.span_id);
+    }
+    if (!sampled) return Step::Continue;
+    auto& note = ctx.note(this);
+    note[kStartUs] = wall_now_us();
+    // trace, this request's span, its proxy child, the caller's span ("" for a root).
+    ctx.note_text(this) = trace_id + ',' + request_span + ',' + proxy_span + ',' + caller.span_id;
+    note[kRewriteEndUs] = wall_now_us();
+    return Step::Continue;
+  }
+
+  Step access(Context& ctx) const override {
+    if (auto* note = sampled_note(ctx)) (*note)[kAccessUs] = wall_now_us();
+    return Step::Continue;
+  }
+
+  void header_filter(Context& ctx) const override {
+    if (auto* note = sampled_note(ctx)) (*note)[kHeadUs] = wall_now_us();
+  }
+
+  void log(Context& ctx) const override {
+    auto* note = sampled_note(ctx);
+    if (!note) return;
+    const int64_t end = wall_now_us(), start = (*note)[kStartUs];
+    const int64_t head = (*note)[kHeadUs] ? (*note)[kHeadUs] : end;
+    const int64_t rewritten = (*note)[kRewriteEndUs];
+    const int64_t access = (*note)[kAccessUs] ? (*note)[kAccessUs] : rewritten;
+    std::string_view ids = *ctx.find_note_text(this);
+    std::string_view parts[4];
+    for (int i = 0; i < 4; ++i) {
+      size_t comma = ids.find(',');
+      parts[i] = ids.substr(0, comma);
+      ids = comma == std::string_view::npos ? std::string_view() : ids.substr(comma + 1);
+    }
+    const auto [trace_id, request_span, proxy_span, caller_span] = parts;
+    json local = {{"serviceName", service_name}, {"port", ctx.server_port}};
+    if (!server_addr.empty()) local["ipv4"] = server_addr;
+    auto span = [&](std::string_view id, std::string_view parent, const char* name, int64_t from,
+                    int64_t to) {
+      json s = {{"traceId", trace_id},
+                {"id", id},
+                {"name", name},
+                {"timestamp", from},
+                {"duration", std::max<int64_t>(0, to - from)},
+                {"localEndpoint", local},
+                {"tags", json::object()}};
+      if (!parent.empty()) s["parentId"] = parent;
+      return s;
+    };
+    json request = span(request_span, caller_span, "apisix.request", start, end);
+    request["kind"] = "SERVER";
+    json tags = {{"component", "apisix"},
+                 {"http.method", trace::otlp::clean_text(ctx.req->method)},
+                 {"http.url", trace::otlp::clean_text(ctx.req->target)}};
+    int status = ctx.upstream_status;
+    if (status > 0) tags["http.status_code"] = std::to_string(status);
+    request["tags"] = std::move(tags);
+    json remote = {{"port", ctx.client_port}};
+    if (ctx.client_ip.find(':') == std::string::npos)
+      remote["ipv4"] = ctx.client_ip;
+    else
+      remote["ipv6"] = ctx.client_ip;
+    request["remoteEndpoint"] = std::move(remote);
+    std::vector<json> out;
+    if (span_version == 2) {
+      out.push_back(span(proxy_span, request_span, "apisix.proxy", start, head));
+      out.push_back(span(random_hex_id(8), request_span, "apisix.response_span", head, end));
+    } else {
+      out.push_back(span(random_hex_id(8), request_span, "apisix.rewrite", start, rewritten));
+      out.push_back(span(random_hex_id(8), request_span, "apisix.access", rewritten, access));
+      out.push_back(span(proxy_span, request_span, "apisix.proxy", access, end));
+      out.push_back(span(random_hex_id(8), proxy_span, "apisix.body_filter", head, end));
+    }
+    out.push_back(std::move(request));
+    for (const json& s : out) spans->push(s.dump(-1, ' ', false, json::error_handler_t::replace));
+  }
+
+ private:
+  std::array<int64_t, 4>* sampled_note(Context& ctx) const {
+    const auto* found = ctx.find_note(this);
+    return found && (*found)[kStartUs] != 0 ? &ctx.note(this) : nullptr;
+  }
+};
+
+bool dotted_ipv4(std::string_view s) {
+  int parts = 0, digits = 0;
+  for (char c : s) {
+    if (c == '.') {
+      if (digits == 0) return false;
+      ++parts;
+      digits = 0;
+    } else if (c >= '0' && c <= '9' && digits < 3) {
+      ++digits;
+    } else {
+      return false;
+    }
+  }
+  return parts == 3 && digits > 0;
+}
+
+std::shared_ptr<const Plugin> create(const json& conf, const Scope&, const std::string& path,
+                                     Errors& errors) {
+  auto p = std::make_shared<Zipkin>();
+  auto sink = std::make_shared<ZipkinSink>();
+  config::ObjectReader r(conf, path, errors);
+  size_t before = errors.size();
+  std::string why;
+  std::string endpoint = r.string_or("endpoint", "");
+  if (endpoint.empty())
+    r.error("endpoint", "is required");
+  else if (auto url = http::parse_service_url(endpoint, why))
+    sink->url = std::move(*url);
+  else
+    r.error("endpoint", why);
+  if (const json* ratio = r.raw("sample_ratio")) {
+    if (!ratio->is_number() || ratio->get<double>() < 0.00001 || ratio->get<double>() > 1)
+      r.error("sample_ratio", "must be a number from 0.00001 to 1");
+    else
+      p->sample_ratio = ratio->get<double>();
+  } else {
+    r.error("sample_ratio", "is required");
+  }
+  p->service_name = r.string_or("service_name", "APISIX");
+  p->server_addr = r.string_or("server_addr", "");
+  if (r.has("server_addr") && !dotted_ipv4(p->server_addr))
+    r.error("server_addr", "must be an IPv4 address");
+  p->span_version = static_cast<int>(r.integer_or("span_version", 2, 1, 2));
+  r.finish();
+  if (errors.size() != before) return nullptr;
+  BatchSettings batch;  // APISIX's reporter's
+  batch.name = "zipkin_report";
+  batch.max_size = 1000;
+  batch.inactive_timeout = 5;
+  batch.buffer_duration = 60;
+  p->spans = std::make_shared<BatchProcessor>(std::move(batch), std::move(sink), "zipkin");
+  return p;
+}
+
+}  // namespace
+
+const PluginType& zipkin_plugin() {
+  static const PluginType type{"zipkin", 12011, &create};
+  return type;
+}
+
+}  // namespace portico::plugins
