@@ -22,6 +22,7 @@
 #include "core/log.hpp"
 #include "core/private_arena.hpp"
 #include "http/client_session.hpp"
+#include "plugins/limit/redis_conn_slots.hpp"
 #include "plugins/log/batch_processor.hpp"
 #include "stream/stream_session.hpp"
 
@@ -382,6 +383,14 @@ Task<> Server::drain() {
     }
     if (int64_t lost = plugins::BatchProcessor::unsent(); lost > 0)
       log::warn("stopping with " + std::to_string(lost) + " log entries unsent");
+  }
+  // limit-conn's Redis slots of the last requests are given back on the workers' loops.
+  {
+    auto until = std::max(deadline, std::chrono::steady_clock::now() + std::chrono::seconds(1));
+    while (limit::pending_slot_releases() > 0 && std::chrono::steady_clock::now() < until) {
+      timer.expires_after(std::chrono::milliseconds(20));
+      co_await timer.async_wait(await_ec);
+    }
   }
   for (auto& w : workers_) w->stop();
   for (auto& w : workers_) w->join();

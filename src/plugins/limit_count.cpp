@@ -6,14 +6,40 @@
 #include "http/responses.hpp"
 #include "metrics/series_counters.hpp"
 #include "plugins/context.hpp"
+#include "plugins/header_config.hpp"
 #include "plugins/limit/limit_count_config.hpp"
 #include "plugins/limit/limit_key.hpp"
 #include "plugins/limit/local_counters.hpp"
 #include "plugins/limit/redis_counters.hpp"
 #include "plugins/plugin.hpp"
+#include "plugins/plugin_metadata.hpp"
 
 namespace portico::plugins {
 namespace {
+
+// plugin_metadata limit-count (APISIX 3.x): the names of the quota headers, for every instance.
+struct QuotaHeaderNames final : MetadataSettings {
+  std::string limit = "X-RateLimit-Limit";
+  std::string remaining = "X-RateLimit-Remaining";
+  std::string reset = "X-RateLimit-Reset";
+};
+
+std::shared_ptr<const MetadataSettings> read_header_names(config::ObjectReader& r) {
+  auto out = std::make_shared<QuotaHeaderNames>();
+  for (auto [field, name] :
+       {std::pair{"limit_header", &out->limit}, std::pair{"remaining_header", &out->remaining},
+        std::pair{"reset_header", &out->reset}}) {
+    *name = r.string_or(field, *name);
+    if (!valid_header_name(*name)) r.error(field, "must be a header name");
+  }
+  return out;
+}
+
+const QuotaHeaderNames& header_names(const Context& ctx) {
+  static const QuotaHeaderNames defaults;
+  const PluginMetadata* m = find_metadata(ctx.metadata, "limit-count");
+  return m && m->settings ? static_cast<const QuotaHeaderNames&>(*m->settings) : defaults;
+}
 
 class LimitCount final : public Plugin {
  public:
@@ -63,12 +89,11 @@ class LimitCount final : public Plugin {
   void header_filter(Context& ctx) const override {
     const auto* quota = ctx.find_note(this);
     if (!conf.show_limit_quota_header || !quota) return;
+    const QuotaHeaderNames& names = header_names(ctx);
+    ctx.response_headers.push_back({HeaderEdit::Op::Set, names.limit, std::to_string(conf.count)});
     ctx.response_headers.push_back(
-        {HeaderEdit::Op::Set, "X-RateLimit-Limit", std::to_string(conf.count)});
-    ctx.response_headers.push_back(
-        {HeaderEdit::Op::Set, "X-RateLimit-Remaining", std::to_string((*quota)[1])});
-    ctx.response_headers.push_back(
-        {HeaderEdit::Op::Set, "X-RateLimit-Reset", std::to_string((*quota)[2])});
+        {HeaderEdit::Op::Set, names.remaining, std::to_string((*quota)[1])});
+    ctx.response_headers.push_back({HeaderEdit::Op::Set, names.reset, std::to_string((*quota)[2])});
   }
 
  private:
@@ -133,7 +158,8 @@ std::shared_ptr<const Plugin> create(const json& conf, const Scope& scope, const
 }  // namespace
 
 const PluginType& limit_count_plugin() {
-  static const PluginType type{"limit-count", 1002, &create, nullptr, true};
+  static const PluginType type{"limit-count", 1002,  &create,           nullptr,
+                               true,          false, &read_header_names};
   return type;
 }
 

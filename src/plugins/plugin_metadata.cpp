@@ -25,9 +25,8 @@ std::shared_ptr<const PluginMetadata> validate_plugin_metadata(const config::jso
   } else if (type->read_metadata) {
     out->settings = type->read_metadata(r);
   } else if (!type->takes_metadata) {
-    r.error("id", name +
-                      " takes no plugin metadata (the loggers' log_format and opentelemetry's "
-                      "settings are supported)");
+    r.error("id", name + " takes no plugin metadata (the loggers', opentelemetry's and " +
+                      "limit-count's are supported)");
   } else if (const config::json* f = r.raw("log_format")) {
     if (!valid_log_format(*f))
       r.error("log_format",

@@ -50,7 +50,6 @@ class ZipkinSink final : public BatchSink {
     call.method = "POST";
     call.timeout = 3;
     call.keep_body = false;
-    call.verify_tls = false;  // (APISIX's reporter does not verify either)
     call.headers.emplace_back("Content-Type", "application/json");
     call.body = join_entries(spans, false, false);
     http::ServiceAnswer answer = co_await http::call_service(url, call);
@@ -61,10 +60,33 @@ class ZipkinSink final : public BatchSink {
   }
 };
 
-// What the phases keep of a sampled request, in its note: wall-clock microseconds at the start,
-// at the end of this plugin's rewrite, at its access and at the response head (0: not reached).
-// The ids go in its note text.
-enum NoteSlot { kStartUs, kRewriteEndUs, kAccessUs, kHeadUs };
+// What the phases keep of a request, in its note: wall-clock microseconds at the end of this
+// plugin's rewrite, at its access and at the response head (0: not reached). Its note text holds
+// the decision and the ids (Ids).
+enum NoteSlot { kRewriteEndUs, kAccessUs, kHeadUs };
+
+// "<sampled 0|1><debug 0|1>,<trace>,<request span>,<proxy span>,<caller's span>".
+struct Ids {
+  bool sampled = false, debug = false;
+  std::string_view trace, request_span, proxy_span, caller_span;
+
+  static Ids read(std::string_view text) {
+    Ids out;
+    out.sampled = text.size() > 1 && text[0] == '1';
+    out.debug = text.size() > 1 && text[1] == '1';
+    std::string_view parts[5];
+    for (auto& part : parts) {
+      size_t comma = text.find(',');
+      part = text.substr(0, comma);
+      text = comma == std::string_view::npos ? std::string_view() : text.substr(comma + 1);
+    }
+    out.trace = parts[1];
+    out.request_span = parts[2];
+    out.proxy_span = parts[3];
+    out.caller_span = parts[4];
+    return out;
+  }
+};
 
 class Zipkin final : public Plugin {
  public:
@@ -97,34 +119,46 @@ class Zipkin final : public Plugin {
     std::string trace_id = caller.trace_id.empty() ? random_hex_id(16) : caller.trace_id;
     std::string request_span = random_hex_id(8);
     std::string proxy_span = sampled ? random_hex_id(8) : std::string();
-    auto set = [&](const char* name, std::string value) {
-      ctx.upstream.headers.push_back({HeaderEdit::Op::Set, name, std::move(value)});
-    };
-    ctx.upstream.headers.push_back({HeaderEdit::Op::Remove, "b3", ""});
-    if (debug) set("X-B3-Flags", "1");
-    set("X-B3-TraceId", trace_id);
-    set("X-B3-Sampled", sampled ? "1" : "0");
-    if (sampled) {
-      set("X-B3-SpanId", proxy_span);
-      set("X-B3-ParentSpanId", request_span);
-    } else {
-      set("X-B3-SpanId", request_span);
-      if (caller.span_id.empty())
-        ctx.upstream.headers.push_back({HeaderEdit::Op::Remove, "X-B3-ParentSpanId", ""});
-      else
-        set("X-B3-ParentSpanId", caller.span_id);
-    }
-    if (!sampled) return Step::Continue;
-    auto& note = ctx.note(this);
-    note[kStartUs] = wall_now_us();
-    // trace, this request's span, its proxy child, the caller's span ("" for a root).
-    ctx.note_text(this) = trace_id + ',' + request_span + ',' + proxy_span + ',' + caller.span_id;
-    note[kRewriteEndUs] = wall_now_us();
+    debug = debug || (sampled && ctx.header("x-b3-flags") == "1");
+    ctx.note_text(this) = std::string(sampled ? "1" : "0") + (debug ? "1" : "0") + ',' + trace_id +
+                          ',' + request_span + ',' + proxy_span + ',' + caller.span_id;
+    ctx.note(this)[kRewriteEndUs] = wall_now_us();
     return Step::Continue;
   }
 
+  // The upstream's headers are set here, as APISIX sets them, after every rewrite: the trace's
+  // wins over a proxy-rewrite of the same headers.
   Step access(Context& ctx) const override {
-    if (auto* note = sampled_note(ctx)) (*note)[kAccessUs] = wall_now_us();
+    const std::string* text = ctx.find_note_text(this);
+    if (!text || text->empty()) return Step::Continue;
+    ctx.note(this)[kAccessUs] = wall_now_us();
+    Ids ids = Ids::read(*text);
+    auto set = [&](const char* name, std::string_view value) {
+      ctx.upstream.headers.push_back({HeaderEdit::Op::Set, name, std::string(value)});
+    };
+    auto remove = [&](const char* name) {
+      ctx.upstream.headers.push_back({HeaderEdit::Op::Remove, name, ""});
+    };
+    remove("b3");
+    set("X-B3-TraceId", ids.trace);
+    // Debug implies sampled: B3 says not to send both.
+    if (ids.debug) {
+      set("X-B3-Flags", "1");
+      remove("X-B3-Sampled");
+    } else {
+      set("X-B3-Sampled", ids.sampled ? "1" : "0");
+      if (!ids.sampled) remove("X-B3-Flags");
+    }
+    if (ids.sampled) {
+      set("X-B3-SpanId", ids.proxy_span);
+      set("X-B3-ParentSpanId", ids.request_span);
+    } else {
+      set("X-B3-SpanId", ids.request_span);
+      if (ids.caller_span.empty())
+        remove("X-B3-ParentSpanId");
+      else
+        set("X-B3-ParentSpanId", ids.caller_span);
+    }
     return Step::Continue;
   }
 
@@ -135,18 +169,18 @@ class Zipkin final : public Plugin {
   void log(Context& ctx) const override {
     auto* note = sampled_note(ctx);
     if (!note) return;
-    const int64_t end = wall_now_us(), start = (*note)[kStartUs];
-    const int64_t head = (*note)[kHeadUs] ? (*note)[kHeadUs] : end;
+    const int64_t end = wall_now_us();
     const int64_t rewritten = (*note)[kRewriteEndUs];
+    // From the request's arrival, as APISIX's ngx.req.start_time(): routing and the global
+    // rules' plugins count.
+    const int64_t start =
+        ctx.facts.known ? std::min(rewritten, end - ctx.facts.latency_us) : ctx.now_ms * 1000;
+    const bool head_sent = (*note)[kHeadUs] != 0;
+    const int64_t head = head_sent ? (*note)[kHeadUs] : end;
     const int64_t access = (*note)[kAccessUs] ? (*note)[kAccessUs] : rewritten;
-    std::string_view ids = *ctx.find_note_text(this);
-    std::string_view parts[4];
-    for (int i = 0; i < 4; ++i) {
-      size_t comma = ids.find(',');
-      parts[i] = ids.substr(0, comma);
-      ids = comma == std::string_view::npos ? std::string_view() : ids.substr(comma + 1);
-    }
-    const auto [trace_id, request_span, proxy_span, caller_span] = parts;
+    const Ids ids = Ids::read(*ctx.find_note_text(this));
+    const std::string_view trace_id = ids.trace, request_span = ids.request_span,
+                           proxy_span = ids.proxy_span, caller_span = ids.caller_span;
     json local = {{"serviceName", service_name}, {"port", ctx.server_port}};
     if (!server_addr.empty()) local["ipv4"] = server_addr;
     auto span = [&](std::string_view id, std::string_view parent, const char* name, int64_t from,
@@ -183,7 +217,8 @@ class Zipkin final : public Plugin {
       out.push_back(span(random_hex_id(8), request_span, "apisix.rewrite", start, rewritten));
       out.push_back(span(random_hex_id(8), request_span, "apisix.access", rewritten, access));
       out.push_back(span(proxy_span, request_span, "apisix.proxy", access, end));
-      out.push_back(span(random_hex_id(8), proxy_span, "apisix.body_filter", head, end));
+      if (head_sent)
+        out.push_back(span(random_hex_id(8), proxy_span, "apisix.body_filter", head, end));
     }
     out.push_back(std::move(request));
     for (const json& s : out) spans->push(s.dump(-1, ' ', false, json::error_handler_t::replace));
@@ -191,8 +226,8 @@ class Zipkin final : public Plugin {
 
  private:
   std::array<int64_t, 4>* sampled_note(Context& ctx) const {
-    const auto* found = ctx.find_note(this);
-    return found && (*found)[kStartUs] != 0 ? &ctx.note(this) : nullptr;
+    const std::string* text = ctx.find_note_text(this);
+    return text && !text->empty() && (*text)[0] == '1' ? &ctx.note(this) : nullptr;
   }
 };
 

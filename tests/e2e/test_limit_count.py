@@ -7,7 +7,7 @@ import time
 import pytest
 import requests
 
-from conftest import route, validate
+from conftest import route, validate, wait_until
 from redis_server import RedisServer
 
 
@@ -170,3 +170,117 @@ def test_limit_req_on_redis_delays_within_the_burst_and_degrades(gateway, upstre
     assert r.status_code == 500 and r.json() == {"error_msg": "failed to limit req"}
     redis.start()
     assert gw.wait_until(lambda: requests.get(gw.url("/closed")).status_code == 200, timeout=5)
+
+
+# ----------------------------------------------------------------------------- limit-conn on Redis
+
+def conn_plugin(redis, **kw):
+    conf = {"conn": 2, "burst": 0, "default_conn_delay": 0.1, "rejected_code": 429,
+            "key_type": "constant", "key": "all", "policy": "redis", "redis_host": "127.0.0.1",
+            "redis_port": redis.port, "redis_timeout": 300}
+    conf.update(kw)
+    return {"limit-conn": conf}
+
+
+def test_limit_conn_on_redis_counts_requests_in_flight_across_nodes(gateway, upstream, redis):
+    up = upstream()
+    routes = {"routes": [route("/slow/*", [(up.port,)], id="c", plugins=conn_plugin(redis))]}
+    nodes = [gateway(routes), gateway(routes)]
+
+    def hit(i):
+        return requests.get(nodes[i % 2].url("/slow/1500"), timeout=10).status_code
+
+    # Four at once over two nodes: two hold the slots, two are refused.
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        codes = list(pool.map(hit, range(4)))
+    assert sorted(codes) == [200, 200, 429, 429], codes
+    # Released when each response was done: the key is empty again (and gone).
+    assert nodes[0].wait_until(lambda: redis.keys("portico:limit-conn:*") == [], timeout=5)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        assert list(pool.map(hit, range(2))) == [200, 200]
+
+
+def test_limit_conn_on_redis_slots_expire_after_key_ttl(gateway, upstream, redis):
+    up = upstream()
+    gw = gateway({"routes": [route("/t", [(up.port,)], id="t",
+                                   plugins=conn_plugin(redis, conn=1, key_ttl=1)),
+                             route("/slow/*", [(up.port,)], id="held",
+                                   plugins=conn_plugin(redis, conn=1, key_ttl=7))]})
+    assert requests.get(gw.url("/t")).status_code == 200
+    # A request in flight holds a slot scored by its expiry: key_ttl after it was taken.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(requests.get, gw.url("/slow/800"), timeout=10)
+        held = "portico:limit-conn:routes/held:all"
+        assert wait_until(lambda: redis.command("ZCARD", held) == 1)
+        member, score = redis.command("ZRANGE", held, 0, -1, "WITHSCORES")
+        sec, usec = redis.command("TIME")
+        now_ms = int(sec) * 1000 + int(usec) // 1000
+        assert 5000 < int(float(score)) - now_ms <= 7000
+        assert slow.result().status_code == 200
+    # A slot whose release never came (its node died mid-request) holds the key...
+    key = "portico:limit-conn:routes/t:all"
+    now_ms = int(redis.command("TIME")[0]) * 1000
+    redis.command("ZADD", key, now_ms + 1000, "ghost")
+    assert requests.get(gw.url("/t")).status_code == 429
+    # ...only until key_ttl.
+    time.sleep(1.2)
+    assert requests.get(gw.url("/t")).status_code == 200
+
+
+def test_limit_conn_gives_slots_back_after_a_later_refusal_and_a_lost_reply(gateway, upstream,
+                                                                             tmp_path):
+    d = tmp_path / "debug-redis"
+    d.mkdir()
+    slow_redis = RedisServer(d, extra_args=["--enable-debug-command", "yes"]).start()
+    try:
+        up = upstream()
+        both = dict(conn_plugin(slow_redis, conn=1, redis_timeout=200),
+                    **count_plugin(count=1))  # limit-count (1002) runs after limit-conn (1003)
+        gw = gateway({"routes": [route("/b", [(up.port,)], id="b", plugins=both),
+                                 route("/l", [(up.port,)], id="l",
+                                       plugins=conn_plugin(slow_redis, conn=1,
+                                                           redis_timeout=200))]})
+        assert requests.get(gw.url("/b")).status_code == 200
+        assert requests.get(gw.url("/b")).status_code == 429  # refused by limit-count...
+        key_b = "portico:limit-conn:routes/b:all"
+        assert wait_until(lambda: slow_redis.command("EXISTS", key_b) == 0)  # ...slot given back
+        # Redis stalls past redis_timeout: the take's reply is lost (500), yet the take ran when
+        # Redis woke; its slot is given back all the same, so the key is not held for key_ttl.
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            stall = pool.submit(slow_redis.command, "DEBUG", "SLEEP", "0.6", timeout=5)
+            time.sleep(0.1)
+            assert requests.get(gw.url("/l")).status_code == 500
+            stall.result()
+        key_l = "portico:limit-conn:routes/l:all"
+        assert wait_until(lambda: slow_redis.command("EXISTS", key_l) == 0, timeout=8)
+        assert wait_until(lambda: requests.get(gw.url("/l")).status_code == 200, timeout=5)
+    finally:
+        slow_redis.stop()
+
+
+def test_limit_conn_on_redis_down_degrades_or_fails(gateway, upstream, redis):
+    up = upstream()
+    gw = gateway({"routes": [
+        route("/open", [(up.port,)], id="open", plugins=conn_plugin(redis, allow_degradation=True)),
+        route("/closed", [(up.port,)], id="closed", plugins=conn_plugin(redis))]})
+    assert requests.get(gw.url("/closed")).status_code == 200
+    redis.stop()
+    assert requests.get(gw.url("/open")).status_code == 200
+    r = requests.get(gw.url("/closed"))
+    assert r.status_code == 500 and r.json() == {"error_msg": "failed to limit conn"}
+    redis.start()
+    assert gw.wait_until(lambda: requests.get(gw.url("/closed")).status_code == 200, timeout=5)
+
+
+def test_plugin_metadata_names_the_quota_headers(gateway, upstream, tmp_path):
+    up = upstream()
+    gw = gateway({"routes": [route("/c", [(up.port,)], id="c", plugins=count_plugin())],
+                  "plugin_metadata": [{"id": "limit-count", "limit_header": "X-Quota-Limit",
+                                       "remaining_header": "X-Quota-Left",
+                                       "reset_header": "X-Quota-Reset"}]})
+    r = requests.get(gw.url("/c"))
+    assert (r.headers["X-Quota-Limit"], r.headers["X-Quota-Left"]) == ("3", "2")
+    assert 0 < int(r.headers["X-Quota-Reset"]) <= 60 and "X-RateLimit-Limit" not in r.headers
+    code, out = validate(tmp_path, {"plugin_metadata": [{"id": "limit-count",
+                                                         "limit_header": "bad header"}]})
+    assert code != 0 and "plugin_metadata[0].limit_header" in out, out

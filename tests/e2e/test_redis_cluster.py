@@ -138,6 +138,24 @@ def test_limit_req_is_one_bucket_on_the_cluster(gateway, upstream, cluster):
     assert cluster.owner(cluster.slot_of(key)).command("EXISTS", key) == 1
 
 
+def test_limit_conn_holds_slots_on_the_cluster(gateway, upstream, cluster):
+    up = upstream()
+    conn = cluster_fields(cluster, conn=1, burst=0, default_conn_delay=0.1, rejected_code=429,
+                          key="http_x_user")
+    routes = {"routes": [route("/slow/*", [(up.port,)], id="s", plugins={"limit-conn": conn})]}
+    nodes = [gateway(routes), gateway(routes)]
+
+    def hit(i):
+        return requests.get(nodes[i % 2].url("/slow/1000"), headers={"X-User": "u1"},
+                            timeout=10).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        assert sorted(pool.map(hit, range(2))) == [200, 429]
+    key = "portico:limit-conn:routes/s:u1"
+    owner = cluster.owner(cluster.slot_of(key))
+    assert wait_until(lambda: owner.command("ZCARD", key) == 0, timeout=5)  # released
+
+
 def test_a_cluster_with_a_password(gateway, upstream, tmp_path):
     c = RedisCluster(tmp_path / "secure", requirepass="cluster-secret").start()
     try:

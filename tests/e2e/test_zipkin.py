@@ -59,6 +59,8 @@ def test_a_sampled_request_reports_apisix_spans(gateway, upstream):
     assert proxy["id"] == proxy_id and proxy["parentId"] == request_id
     assert response["parentId"] == request_id
     assert proxy["timestamp"] == request["timestamp"]
+    # From the request's arrival: within the exchange as the access log timed it.
+    assert request["duration"] >= proxy["duration"] + response["duration"] - 1
     assert proxy["timestamp"] + proxy["duration"] <= response["timestamp"]
     assert response["timestamp"] + response["duration"] <= \
         request["timestamp"] + request["duration"] + 1
@@ -81,15 +83,29 @@ def test_decisions_the_single_header_and_a_malformed_one(gateway, upstream):
     assert (sent_upstream(r, "x-b3-traceid"), sent_upstream(r, "x-b3-sampled"),
             sent_upstream(r, "x-b3-parentspanid")) == (TRACE, "0", SPAN)
     assert sent_upstream(r, "x-b3-spanid") != SPAN
-    # The caller's "sample" wins over a tiny ratio; debug ("d") sets X-B3-Flags.
+    # The caller's "sample" wins over a tiny ratio; debug ("d") sets X-B3-Flags, which implies
+    # sampled (B3: then no X-B3-Sampled).
     r = gw.get("/never/b", headers={"b3": f"{TRACE}-{SPAN}-d"})
-    assert sent_upstream(r, "x-b3-sampled") == "1" and sent_upstream(r, "x-b3-flags") == "1"
+    assert sent_upstream(r, "x-b3-flags") == "1" and sent_upstream(r, "x-b3-sampled") is None
+    # X-B3-Flags: 1 samples, unless X-B3-Sampled: 0 says otherwise.
+    r = gw.get("/never/c", headers={"X-B3-Flags": "1", "X-B3-Sampled": "0"})
+    assert sent_upstream(r, "x-b3-sampled") == "0" and sent_upstream(r, "x-b3-flags") is None
+    # All-zero or malformed ids start a new trace (Zipkin would refuse the batch).
+    for bad in ({"X-B3-TraceId": "0" * 32, "X-B3-SpanId": SPAN},
+                {"X-B3-TraceId": TRACE, "X-B3-SpanId": "xyz"},
+                {"b3": f"{TRACE}-{SPAN}-0-{SPAN}-extra"}):
+        r = gw.get("/never/d", headers=bad)
+        assert sent_upstream(r, "x-b3-traceid") not in (TRACE, "0" * 32)
+        assert sent_upstream(r, "x-b3-parentspanid") is None
     # No span id in the single header: 400, as APISIX.
     assert gw.get("/v1/b", headers={"b3": TRACE}).status_code == 400
     # span_version 1: rewrite, access, proxy and body_filter under the request span.
     r = gw.get("/v1/c")
     # (3 spans of the debug request, 5 of this one)
     assert wait_until(lambda: len(reported(collector)) == 3 + 5, timeout=10)
+    debug = [s for s in reported(collector) if s["traceId"] == TRACE]
+    assert sorted(s["name"] for s in debug) == ["apisix.proxy", "apisix.request",
+                                                "apisix.response_span"]
     v1 = [s for s in reported(collector) if s["traceId"] == sent_upstream(r, "x-b3-traceid")]
     by_name = {s["name"]: s for s in v1}
     assert set(by_name) == {"apisix.request", "apisix.rewrite", "apisix.access", "apisix.proxy",

@@ -17,16 +17,17 @@ struct B3Context {
   bool debug = false;  // the single header's "d" (X-B3-Flags: 1 is read by the plugin)
 };
 
-// A B3 id: 16 hex digits, or 32 when `trace` (either case); lower-cased, or nothing.
+// A B3 id: 16 hex digits, or 32 when `trace` (either case), not all zero; lower-cased, or
+// nothing.
 std::optional<std::string> b3_id(std::string_view text, bool trace);
 
-// The `b3` single header ("trace-span[-sampled[-parent]]", or just "0"/"1"/"d"): nothing when it
-// is malformed in a way that leaves no span id (APISIX answers 400); ids that are not valid
-// hex give a context with the decision only (a new trace, as APISIX's codec does).
+// The `b3` single header ("trace-span[-sampled[-parent]]", or just "0", "1" or "d"): nothing
+// when it is neither (APISIX answers 400); invalid or empty ids give a context with the
+// decision only (a new trace, as APISIX's codec does).
 std::optional<B3Context> parse_b3_single(std::string_view value);
 
 // The X-B3-TraceId / SpanId / ParentSpanId / Sampled values (empty when absent); invalid ids
-// leave the trace empty.
+// leave the trace empty; a trace id without a span id is kept, with no parent (as APISIX).
 B3Context parse_b3_multi(std::string_view trace, std::string_view span, std::string_view parent,
                          std::string_view sampled);
 

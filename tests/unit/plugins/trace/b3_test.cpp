@@ -15,6 +15,9 @@ TEST(B3, IdsAreHexOfTheirLengthLowerCased) {
   EXPECT_FALSE(b3_id(kTrace128, false));  // span ids are 64-bit
   EXPECT_FALSE(b3_id("463ac35c9f6413a", true));
   EXPECT_FALSE(b3_id("463ac35c9f6413ag", true));
+  EXPECT_FALSE(b3_id("0000000000000000", true));  // Zipkin refuses all-zero ids
+  EXPECT_FALSE(b3_id(std::string(32, '0'), true));
+  EXPECT_FALSE(b3_id("0000000000000000", false));
 }
 
 TEST(B3, SingleHeaderWithEveryPart) {
@@ -44,8 +47,17 @@ TEST(B3, SingleHeaderDecisionsAndDebug) {
 
 TEST(B3, SingleHeaderWithoutASpanIsRefusedBadIdsStartANewTrace) {
   EXPECT_FALSE(parse_b3_single(kTrace128));  // APISIX: 400
-  EXPECT_FALSE(parse_b3_single(std::string(kTrace128) + "-"));
   EXPECT_FALSE(parse_b3_single("x"));
+  EXPECT_FALSE(parse_b3_single("true"));  // alone, only 0, 1 or d
+  auto empty_span = parse_b3_single(std::string(kTrace128) + "--1");
+  ASSERT_TRUE(empty_span);  // an invalid (empty) id: a new trace, not a 400
+  EXPECT_TRUE(empty_span->trace_id.empty());
+  EXPECT_EQ(empty_span->sampled, true);
+  // The parent is the rest: a fifth field makes it invalid.
+  auto five = parse_b3_single(std::string(kTrace128) + "-" + std::string(kSpan) + "-1-" +
+                              std::string(kParent) + "-junk");
+  ASSERT_TRUE(five);
+  EXPECT_TRUE(five->trace_id.empty());
   auto bad = parse_b3_single("nothex-" + std::string(kSpan) + "-1");
   ASSERT_TRUE(bad);
   EXPECT_TRUE(bad->trace_id.empty());
@@ -61,6 +73,12 @@ TEST(B3, MultiHeaders) {
   EXPECT_FALSE(parse_b3_multi("", "", "", "").sampled);
   EXPECT_TRUE(parse_b3_multi(kTrace128, "short", "", "1").trace_id.empty());
   EXPECT_TRUE(parse_b3_multi(kTrace128, kSpan, "bad", "1").trace_id.empty());
+  EXPECT_FALSE(parse_b3_multi("", "", "", "d").sampled);  // "d" is the single header's
+  // A trace id without a span id stays the caller's trace, with no parent (APISIX).
+  auto no_span = parse_b3_multi(kTrace128, "", "", "");
+  EXPECT_EQ(no_span.trace_id, kTrace128);
+  EXPECT_EQ(no_span.span_id, "");
+  EXPECT_TRUE(parse_b3_multi("0000000000000000", kSpan, "", "1").trace_id.empty());
 }
 
 }  // namespace
