@@ -103,6 +103,7 @@ struct CompileCache::Entries {
     std::shared_ptr<const router::RouteRule> rule;
     std::shared_ptr<const PluginConfig> plugin_config;
     std::shared_ptr<const plugins::Chain> plugins;
+    std::shared_ptr<const plugins::RouteInfo> info;  // reused while name, uris, service name stay
     // The chain's inline upstream choices, compiled (null where the choice names an upstream).
     std::vector<std::shared_ptr<const upstream::UpstreamTarget>> choice_targets;
     std::vector<std::shared_ptr<const tls::ClientIdentity>> choice_identities;  // compiled with
@@ -453,10 +454,14 @@ std::unique_ptr<Snapshot> build_snapshot(const ConfigSet& set, const HttpLimits&
                                          warnings ? *warnings : errors))
       continue;
     rules.push_back(entry.rule);
-    plugins::RouteInfo info{r.name, r.uris,
-                            svc && svc->service ? svc->service->name : std::string()};
+    static const std::string kNoService;
+    const std::string& service_name = svc && svc->service ? svc->service->name : kNoService;
+    if (!entry.info || entry.info->name != r.name || entry.info->uris != r.uris ||
+        entry.info->service_name != service_name)
+      entry.info = std::make_shared<const plugins::RouteInfo>(
+          plugins::RouteInfo{r.name, r.uris, service_name});
     snap->routes.push_back(CompiledRoute{r.id, entry.target, entry.websocket, entry.plugins,
-                                         r.service_id, std::move(info), std::move(choices)});
+                                         r.service_id, entry.info, std::move(choices)});
   }
   if (route_cache.size() > visited)
     std::erase_if(route_cache, [&](const auto& kv) { return kv.second.generation != generation; });

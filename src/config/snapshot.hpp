@@ -28,7 +28,7 @@ struct CompiledRoute {
   bool websocket = false;
   std::shared_ptr<const plugins::Chain> plugins;  // null: no plugin runs
   std::string service_id;
-  plugins::RouteInfo info;
+  std::shared_ptr<const plugins::RouteInfo> info;  // never null
   // Upstreams a plugin may pick instead (traffic-split), by Context::upstream_choice.
   std::vector<std::shared_ptr<const upstream::UpstreamTarget>> upstream_choices;
   // The upstream a request whose plugins ran goes to.

@@ -87,7 +87,7 @@ plugins::Step start_plugins(ClientConnection& c, Exchange& x, const config::Snap
   ctx.client_cert = c.client_cert.get();
   ctx.route_id = route ? &route->id : nullptr;
   ctx.service_id = route ? &route->service_id : nullptr;
-  ctx.route_info = route ? &route->info : nullptr;
+  ctx.route_info = route ? route->info.get() : nullptr;
   ctx.consumers = &snapshot.consumers;
   ctx.metadata = snapshot.plugin_metadata.get();
   ctx.worker = c.worker.index();

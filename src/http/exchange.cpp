@@ -99,7 +99,7 @@ void pin_session(SessionPins& pins, const config::Snapshot& snapshot,
   if (ctx.route_id) ctx.route_id = &pins.route_id;
   if (ctx.service_id) ctx.service_id = &pins.service_id;
   pins.route_info = route.info;
-  if (ctx.route_info) ctx.route_info = &pins.route_info;
+  if (ctx.route_info) ctx.route_info = pins.route_info.get();
   ctx.consumers = nullptr;
 }
 

@@ -101,7 +101,7 @@ struct SessionPins {
   std::shared_ptr<const plugins::MetadataTable> metadata;
   std::string route_id;
   std::string service_id;
-  plugins::RouteInfo route_info;
+  std::shared_ptr<const plugins::RouteInfo> route_info;
   std::string head;  // the request head: the connection's buffer is reused by the session
 };
 // x.req (and ctx.path, when it pointed into the head) again from `head`: the same head bytes,

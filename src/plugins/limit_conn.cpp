@@ -66,10 +66,13 @@ class LimitConn final : public Plugin {
       limit::RedisSlotTake t =
           co_await limit::take_redis_slot(runner, full, member, conn + burst, key_ttl_ms);
       if (!t.error.empty()) {
-        // The take may have run before its reply was lost: give the member back all the same
-        // (removing one never added does nothing), or a timeout would hold it for key_ttl.
-        ctx.note(this)[0] = kRedisSlot;
-        ctx.note_text(this) = full + '\n' + member;
+        // A take that left for Redis may have run before its reply was lost: give the member
+        // back all the same (removing one never added does nothing), or a timeout would hold it
+        // for key_ttl. One that never left (back-off) holds nothing.
+        if (t.sent) {
+          ctx.note(this)[0] = kRedisSlot;
+          ctx.note_text(this) = full + '\n' + member;
+        }
         thread_local int64_t last_warning_ms = 0;
         limit::warn_redis_failure("limit-conn", t.error, last_warning_ms);
         if (allow_degradation) co_return Step::Continue;

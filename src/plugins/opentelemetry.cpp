@@ -247,7 +247,7 @@ class OpenTelemetry final : public Plugin {
       otlp::add_attribute(end, otlp::kAttributes, "http.status_code", int64_t{status});
       otlp::add_attribute(end, otlp::kAttributes, "http.response.status_code", int64_t{status});
     }
-    if (status >= 500)
+    if (ctx.upstream_status >= 500)  // (the gateway's own answers are not the upstream's)
       otlp::add_status(end, otlp::kStatusError,
                        "upstream response status: " + std::to_string(status));
     // A message's fields may come in any order and repeated fields add up: the end goes after

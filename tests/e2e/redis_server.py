@@ -186,6 +186,13 @@ class RedisCluster:
         return [f"127.0.0.1:{n.port}" for n in self.nodes]
 
     def start(self, timeout=30.0):
+        try:
+            return self._start(timeout)
+        except BaseException:
+            self.stop()  # (no node left running when the cluster could not be made)
+            raise
+
+    def _start(self, timeout):
         for n in self.nodes:
             n.start()
         args = [REDIS_CLI, "--cluster", "create", *self.addresses, "--cluster-replicas", "0",

@@ -264,7 +264,7 @@ def test_metadata_over_the_admin_api_moves_spans(etcd, gateway, upstream):
         k: v for k, v in metadata(first).items() if k != "id"}).status_code == 201
     assert gw.admin("PUT", "/routes/r", route("/api/*", [(up.port,)], id="r", plugins={
         "opentelemetry": {"sampler": {"name": "always_on"}}})).status_code == 201
-    wait_until(lambda: gw.get("/api/x").status_code == 200 and spans_of(first), timeout=5)
+    assert wait_until(lambda: gw.get("/api/x").status_code == 200 and spans_of(first), timeout=5)
     r = gw.admin("PUT", "/plugin_metadata/opentelemetry", {
         k: v for k, v in metadata(second).items() if k != "id"})
     assert r.status_code in (200, 201), r.text

@@ -56,3 +56,23 @@ def test_route_vars_without_a_fallback_give_404(gateway, upstream):
                                    vars=[["http_x_key", "==", "open"]])]})
     assert served_by(gw, "/only", headers={"X-Key": "open"}) == "only"
     assert served_by(gw, "/only", headers={"X-Key": "shut"}) == 404
+
+
+def test_route_and_service_names_as_variables_follow_config_changes(gateway, upstream):
+    up = upstream()
+    names = {"proxy-rewrite": {"headers": {"set": {"X-Route": "$route_name",
+                                                   "X-Service": "$service_name"}}}}
+
+    def config(route_name, service_name):
+        return {"services": [{"id": "s1", "name": service_name}],
+                "routes": [route("/n/*", [(up.port,)], id="n", name=route_name,
+                                 service_id="s1", plugins=names)]}
+
+    def sent():
+        headers = dict((k.lower(), v) for k, v in gw.get("/n/x").json()["headers"])
+        return headers.get("x-route"), headers.get("x-service")
+
+    gw = gateway(config("chat", "im"))
+    assert sent() == ("chat", "im")
+    gw.write_routes(config("chat-v2", "im-edge"))  # the compiled route is reused; names are not
+    assert gw.wait_until(lambda: sent() == ("chat-v2", "im-edge"), timeout=5)

@@ -197,6 +197,7 @@ Task<RedisResult> RedisClient::send(std::string formatted, bool asking) {
   }
   c->pending.push_back(p);
   queue += formatted;
+  p->result.sent = true;
   flush(c);
 
   co_await p->timer.async_wait(await_ec);
@@ -213,7 +214,9 @@ Task<RedisResult> RedisClient::send(std::string formatted, bool asking) {
   // Cancelled by the caller (e.g. the request was abandoned): the reply, when it comes, is
   // dropped by deliver(), which still keeps the pipeline in step.
   p->done = true;
-  co_return RedisResult{describe("call cancelled"), {}};
+  RedisResult cancelled{describe("call cancelled"), {}};
+  cancelled.sent = true;
+  co_return cancelled;
 }
 
 RedisClient::ConnectionPtr RedisClient::open_connection() {
@@ -396,12 +399,19 @@ RedisClients& RedisClients::of_this_thread() {
 
 RedisScriptRunner::Integers integers_of(const RedisResult& r, size_t n,
                                         const std::string& endpoint) {
-  if (!r.ok()) return {r.error, {}};
+  RedisScriptRunner::Integers out;
+  out.sent = r.sent;
+  if (!r.ok()) {
+    out.error = r.error;
+    return out;
+  }
   const auto& e = r.reply.elements;
   bool shaped = r.reply.type == RedisReply::Type::array && e.size() == n;
   for (size_t i = 0; shaped && i < n; ++i) shaped = e[i].type == RedisReply::Type::integer;
-  if (!shaped) return {"redis " + endpoint + ": unexpected script reply", {}};
-  RedisScriptRunner::Integers out;
+  if (!shaped) {
+    out.error = "redis " + endpoint + ": unexpected script reply";
+    return out;
+  }
   for (const auto& v : e) out.values.push_back(v.integer);
   return out;
 }

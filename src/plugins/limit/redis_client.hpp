@@ -42,6 +42,9 @@ struct RedisResult {
   // error reply (then reply.type is error too). Always starts with "redis host:port: ".
   std::string error;
   RedisReply reply;
+  // The command was queued on a connection, so Redis may have run it even when `error` says
+  // the reply was lost; false: it never left the client (back-off, a slot not served).
+  bool sent = false;
   bool ok() const { return error.empty(); }
 };
 
@@ -69,6 +72,7 @@ class RedisScriptRunner {
   struct Integers {
     std::string error;
     std::vector<int64_t> values;
+    bool sent = false;  // as RedisResult::sent
   };
   // The script on `key` answering `n` integers: them, or why not in `error`.
   virtual Task<Integers> eval_integers(const RedisScript& script, std::string key,

@@ -183,7 +183,8 @@ Task<std::string> RedisCluster::refresh() {
 }
 
 void RedisCluster::forget_unused_nodes() {
-  if (in_flight_ > 1) return;  // (the refresh itself) a running call holds a node's index
+  compact_pending_ = in_flight_ > 1;  // (the refresh itself) a running call holds an index
+  if (compact_pending_) return;
   std::vector<bool> used(nodes_.size(), false);
   for (int32_t idx : slots_)
     if (idx >= 0) used[static_cast<size_t>(idx)] = true;
@@ -258,7 +259,13 @@ Task<RedisScriptRunner::Integers> RedisCluster::eval_integers(const RedisScript&
       cluster.last_used_ms_ = steady_now_ms();
     }
     ~InFlight() {
-      if (*alive) --cluster.in_flight_;
+      if (!*alive) return;
+      // The last call out runs a compaction a refresh had to leave (no call holds an index).
+      if (--cluster.in_flight_ == 0 && cluster.compact_pending_) {
+        ++cluster.in_flight_;
+        cluster.forget_unused_nodes();
+        --cluster.in_flight_;
+      }
     }
     RedisCluster& cluster;
     std::shared_ptr<bool> alive;
@@ -268,10 +275,10 @@ Task<RedisScriptRunner::Integers> RedisCluster::eval_integers(const RedisScript&
   bool recent = steady_now_ms() - refresh_started_ms_ < kRefreshIntervalMs;
   if (slots_.empty() || (slots_[slot] < 0 && (!recent || refreshing_))) {
     std::string why = co_await refresh_shared();
-    if (slots_.empty()) co_return Integers{describe("cannot read the slot map: " + why), {}};
+    if (slots_.empty()) co_return Integers{describe("cannot read the slot map: " + why), {}, false};
   }
   if (slots_[slot] < 0)
-    co_return Integers{describe("slot " + std::to_string(slot) + " is not served"), {}};
+    co_return Integers{describe("slot " + std::to_string(slot) + " is not served"), {}, false};
   size_t node = static_cast<size_t>(slots_[slot]);
   bool asking = false;
   for (int redirections = 0;; ++redirections) {
@@ -282,7 +289,7 @@ Task<RedisScriptRunner::Integers> RedisCluster::eval_integers(const RedisScript&
       // Lost connection or timeout: the map may be stale (a failover). The script may have run,
       // so the call is not repeated.
       refresh_soon();
-      co_return Integers{std::move(r.error), {}};
+      co_return Integers{std::move(r.error), {}, r.sent};
     }
     std::string host;
     uint16_t port = 0;
@@ -291,10 +298,10 @@ Task<RedisScriptRunner::Integers> RedisCluster::eval_integers(const RedisScript&
     if (!moved && !parse_redis_redirect(error, "ASK", host, port)) {
       // CLUSTERDOWN, TRYAGAIN, ...: the layout may be changing.
       if (error.starts_with("CLUSTERDOWN") || error.starts_with("TRYAGAIN")) refresh_soon();
-      co_return Integers{std::move(r.error), {}};
+      co_return Integers{std::move(r.error), {}, r.sent};
     }
     if (redirections == kMaxRedirections)
-      co_return Integers{describe("too many redirections (last: " + error + ")"), {}};
+      co_return Integers{describe("too many redirections (last: " + error + ")"), {}, false};
     if (host.empty()) host = nodes_[node].host;
     node = node_index(host, port);
     asking = !moved;

@@ -85,8 +85,10 @@ class RedisCluster final : public RedisScriptRunner {
 
   Executor ex_;
   RedisClusterSettings settings_;
-  std::vector<Node> nodes_;     // never shrinks: slots_ and running calls hold indexes
-  std::vector<int32_t> slots_;  // kSlots node indexes, -1 unserved; empty before the first map
+  // Compacted by forget_unused_nodes() only while no call runs: calls hold indexes.
+  std::vector<Node> nodes_;
+  bool compact_pending_ = false;  // a map came while calls ran: forget when the last one ends
+  std::vector<int32_t> slots_;    // kSlots node indexes, -1 unserved; empty before the first map
   bool refreshing_ = false;
   int64_t refresh_started_ms_ = 0;  // steady clock
   std::string last_refresh_error_;

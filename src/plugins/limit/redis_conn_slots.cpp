@@ -36,8 +36,7 @@ std::atomic<int64_t> g_pending_releases{0};
 
 Task<> release_with_retries(CountPolicy policy, RedisSettings redis, RedisClusterSettings cluster,
                             std::string key, std::string member) {
-  struct Pending {
-    Pending() { g_pending_releases.fetch_add(1, std::memory_order_relaxed); }
+  struct Pending {  // (counted by release_redis_slot_later, before the coroutine runs)
     ~Pending() { g_pending_releases.fetch_sub(1, std::memory_order_relaxed); }
   } pending;
   auto ex = co_await asio::this_coro::executor;
@@ -62,6 +61,8 @@ int64_t pending_slot_releases() { return g_pending_releases.load(std::memory_ord
 
 void release_redis_slot_later(Executor ex, CountPolicy policy, RedisSettings redis,
                               RedisClusterSettings cluster, std::string key, std::string member) {
+  // Counted now, not when the coroutine starts: a stopping server must see it at once.
+  g_pending_releases.fetch_add(1, std::memory_order_relaxed);
   asio::co_spawn(ex,
                  release_with_retries(policy, std::move(redis), std::move(cluster), std::move(key),
                                       std::move(member)),
@@ -72,8 +73,8 @@ Task<RedisSlotTake> take_redis_slot(RedisScriptRunner& redis, std::string key, s
                                     int64_t limit, int64_t ttl_ms) {
   std::vector<std::string> args{std::to_string(limit), std::to_string(ttl_ms), std::move(member)};
   auto r = co_await redis.eval_integers(kTakeSlot, std::move(key), std::move(args), 2);
-  if (!r.error.empty()) co_return RedisSlotTake{std::move(r.error), false, 0};
-  co_return RedisSlotTake{{}, r.values[0] == 1, r.values[1]};
+  if (!r.error.empty()) co_return RedisSlotTake{std::move(r.error), r.sent, false, 0};
+  co_return RedisSlotTake{{}, true, r.values[0] == 1, r.values[1]};
 }
 
 Task<std::string> release_redis_slot(RedisScriptRunner& redis, std::string key,

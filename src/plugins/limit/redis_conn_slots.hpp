@@ -16,6 +16,7 @@ namespace portico::limit {
 
 struct RedisSlotTake {
   std::string error;     // empty on success
+  bool sent = false;     // with an error: the take may still have run (see RedisResult::sent)
   bool taken = false;    // false: `limit` slots were already held
   int64_t position = 0;  // slots held with this one (when taken), or held (when not)
 };
