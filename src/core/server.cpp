@@ -371,27 +371,22 @@ Task<> Server::drain() {
   int64_t left = 0;
   for (auto& w : workers_) left += w->connections.load();
   if (left > 0) log::warn("shutdown timeout: closing " + std::to_string(left) + " connections");
-  // Loggers' batches would go at their timers, after the workers stopped: send them now, within
-  // the grace (at least a second).
-  if (int64_t unsent = plugins::BatchProcessor::unsent(); unsent > 0 && !workers_.empty()) {
+  // What the workers still owe after the last request, done before they stop, within the grace
+  // (at least a second): loggers' batches, which would go at their timers after the workers
+  // stopped, sent now; limit-conn's Redis slots of the last requests, given back.
+  const int64_t unsent = plugins::BatchProcessor::unsent();
+  if (unsent > 0 && !workers_.empty()) {
     log::info("sending " + std::to_string(unsent) + " batched log entries before stopping");
     workers_.front()->post([] { plugins::BatchProcessor::flush_all(); });
-    auto until = std::max(deadline, std::chrono::steady_clock::now() + std::chrono::seconds(1));
-    while (plugins::BatchProcessor::unsent() > 0 && std::chrono::steady_clock::now() < until) {
-      timer.expires_after(std::chrono::milliseconds(20));
-      co_await timer.async_wait(await_ec);
-    }
-    if (int64_t lost = plugins::BatchProcessor::unsent(); lost > 0)
-      log::warn("stopping with " + std::to_string(lost) + " log entries unsent");
   }
-  // limit-conn's Redis slots of the last requests are given back on the workers' loops.
-  {
-    auto until = std::max(deadline, std::chrono::steady_clock::now() + std::chrono::seconds(1));
-    while (limit::pending_slot_releases() > 0 && std::chrono::steady_clock::now() < until) {
-      timer.expires_after(std::chrono::milliseconds(20));
-      co_await timer.async_wait(await_ec);
-    }
+  auto until = std::max(deadline, std::chrono::steady_clock::now() + std::chrono::seconds(1));
+  while ((plugins::BatchProcessor::unsent() > 0 || limit::pending_slot_releases() > 0) &&
+         !workers_.empty() && std::chrono::steady_clock::now() < until) {
+    timer.expires_after(std::chrono::milliseconds(20));
+    co_await timer.async_wait(await_ec);
   }
+  if (int64_t lost = plugins::BatchProcessor::unsent(); lost > 0 && unsent > 0)
+    log::warn("stopping with " + std::to_string(lost) + " log entries unsent");
   for (auto& w : workers_) w->stop();
   for (auto& w : workers_) w->join();
   if (control_http_) control_http_->stop();

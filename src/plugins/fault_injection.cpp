@@ -4,6 +4,8 @@
 // serving other requests meanwhile.
 #include <random>
 
+#include "core/thread_rng.hpp"
+
 #include "plugins/context.hpp"
 #include "plugins/context_vars.hpp"
 #include "plugins/header_config.hpp"
@@ -30,8 +32,7 @@ struct Trigger {
   }
 
   static bool sampled(int percentage) {
-    thread_local std::minstd_rand rng{std::random_device{}()};
-    return static_cast<int>(rng() % 100) < percentage;
+    return static_cast<int>(thread_rng()() % 100) < percentage;
   }
 };
 

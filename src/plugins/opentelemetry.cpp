@@ -262,7 +262,7 @@ class OpenTelemetry final : public Plugin {
   static std::optional<trace::TraceParent> caller(const Context& ctx) {
     std::string_view value;
     for (const http::Header& h : ctx.req->headers) {
-      if (h.name.size() != 11 || ascii_lower(h.name) != "traceparent") continue;
+      if (!http::iequals(h.name, "traceparent")) continue;
       if (!value.empty()) return {};
       value = h.value;
       if (value.empty()) return {};
@@ -323,11 +323,13 @@ class OpenTelemetry final : public Plugin {
   void add_header_attributes(const Context& ctx, ProtobufWriter& span) const {
     std::vector<std::pair<std::string, std::string>> found;
     for (const http::Header& h : ctx.req->headers) {
-      std::string name = ascii_lower(h.name);
       bool wanted = false;
       for (const auto& p : header_patterns)
-        wanted = wanted || (p.prefix ? name.starts_with(p.name) : name == p.name);
+        wanted = wanted || (p.prefix ? h.name.size() >= p.name.size() &&
+                                           http::iequals(h.name.substr(0, p.name.size()), p.name)
+                                     : http::iequals(h.name, p.name));
       if (!wanted) continue;
+      std::string name = ascii_lower(h.name);
       auto it = std::find_if(found.begin(), found.end(),
                              [&](const auto& kv) { return kv.first == name; });
       if (it == found.end())

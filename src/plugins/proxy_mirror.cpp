@@ -9,6 +9,7 @@
 #include <random>
 
 #include "core/current_worker.hpp"
+#include "core/thread_rng.hpp"
 #include "http/message_heads.hpp"
 #include "http/service_call.hpp"
 #include "metrics/series_counters.hpp"
@@ -121,8 +122,7 @@ class ProxyMirror final : public Plugin {
   }
 
   bool sampled() const {
-    thread_local std::mt19937 rng{std::random_device{}()};
-    return std::uniform_real_distribution<double>(0, 1)(rng) < sample_ratio;
+    return std::uniform_real_distribution<double>(0, 1)(thread_rng()) < sample_ratio;
   }
 };
 

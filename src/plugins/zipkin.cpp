@@ -5,6 +5,7 @@
 // "apisix.response_span" from there to the end, or (span_version 1) "apisix.rewrite",
 // "apisix.access", "apisix.proxy" and its child "apisix.body_filter". The upstream gets the
 // X-B3-* headers either way, so a trace goes on past the gateway.
+#include <boost/asio/ip/address_v4.hpp>
 #include <random>
 
 #include "core/deadline.hpp"
@@ -16,6 +17,7 @@
 #include "plugins/plugin.hpp"
 #include "plugins/trace/b3.hpp"
 #include "plugins/trace/otlp.hpp"
+#include "plugins/trace/trace_context.hpp"
 
 namespace portico::plugins {
 namespace {
@@ -26,18 +28,14 @@ int64_t wall_now_us() {
       .count();
 }
 
-std::string random_hex_id(size_t bytes) {
-  std::string out;
-  uint64_t word = 0;
-  for (size_t i = 0; i < bytes; ++i) {
-    if (i % 8 == 0) {
-      do word = thread_rng()();
-      while (word == 0);
-    }
-    auto b = static_cast<unsigned char>(word >> (8 * (i % 8)));
-    hex::append(out, &b, 1);
-  }
-  return out;
+// New ids, as hex: a 128-bit trace id, 64-bit span ids (trace_context's generator).
+std::string new_trace_id() {
+  trace::TraceId id = trace::random_trace_id();
+  return hex::encode(id.data(), id.size());
+}
+std::string new_span_id() {
+  trace::SpanId id = trace::random_span_id();
+  return hex::encode(id.data(), id.size());
 }
 
 // POSTs a JSON array of spans; Zipkin answers 202, any 2xx is success.
@@ -116,9 +114,9 @@ class Zipkin final : public Plugin {
     if (caller.sampled) ratio = *caller.sampled ? 1 : 0;
     bool sampled = std::uniform_real_distribution<double>(0, 1)(thread_rng()) < ratio;
 
-    std::string trace_id = caller.trace_id.empty() ? random_hex_id(16) : caller.trace_id;
-    std::string request_span = random_hex_id(8);
-    std::string proxy_span = sampled ? random_hex_id(8) : std::string();
+    std::string trace_id = caller.trace_id.empty() ? new_trace_id() : caller.trace_id;
+    std::string request_span = new_span_id();
+    std::string proxy_span = sampled ? new_span_id() : std::string();
     debug = debug || (sampled && ctx.header("x-b3-flags") == "1");
     ctx.note_text(this) = std::string(sampled ? "1" : "0") + (debug ? "1" : "0") + ',' + trace_id +
                           ',' + request_span + ',' + proxy_span + ',' + caller.span_id;
@@ -212,13 +210,13 @@ class Zipkin final : public Plugin {
     std::vector<json> out;
     if (span_version == 2) {
       out.push_back(span(proxy_span, request_span, "apisix.proxy", start, head));
-      out.push_back(span(random_hex_id(8), request_span, "apisix.response_span", head, end));
+      out.push_back(span(new_span_id(), request_span, "apisix.response_span", head, end));
     } else {
-      out.push_back(span(random_hex_id(8), request_span, "apisix.rewrite", start, rewritten));
-      out.push_back(span(random_hex_id(8), request_span, "apisix.access", rewritten, access));
+      out.push_back(span(new_span_id(), request_span, "apisix.rewrite", start, rewritten));
+      out.push_back(span(new_span_id(), request_span, "apisix.access", rewritten, access));
       out.push_back(span(proxy_span, request_span, "apisix.proxy", access, end));
       if (head_sent)
-        out.push_back(span(random_hex_id(8), proxy_span, "apisix.body_filter", head, end));
+        out.push_back(span(new_span_id(), proxy_span, "apisix.body_filter", head, end));
     }
     out.push_back(std::move(request));
     for (const json& s : out) spans->push(s.dump(-1, ' ', false, json::error_handler_t::replace));
@@ -231,20 +229,10 @@ class Zipkin final : public Plugin {
   }
 };
 
-bool dotted_ipv4(std::string_view s) {
-  int parts = 0, digits = 0;
-  for (char c : s) {
-    if (c == '.') {
-      if (digits == 0) return false;
-      ++parts;
-      digits = 0;
-    } else if (c >= '0' && c <= '9' && digits < 3) {
-      ++digits;
-    } else {
-      return false;
-    }
-  }
-  return parts == 3 && digits > 0;
+bool ipv4_address(const std::string& s) {
+  boost::system::error_code ec;
+  boost::asio::ip::make_address_v4(s, ec);
+  return !ec;
 }
 
 std::shared_ptr<const Plugin> create(const json& conf, const Scope&, const std::string& path,
@@ -271,7 +259,7 @@ std::shared_ptr<const Plugin> create(const json& conf, const Scope&, const std::
   }
   p->service_name = r.string_or("service_name", "APISIX");
   p->server_addr = r.string_or("server_addr", "");
-  if (r.has("server_addr") && !dotted_ipv4(p->server_addr))
+  if (r.has("server_addr") && !ipv4_address(p->server_addr))
     r.error("server_addr", "must be an IPv4 address");
   p->span_version = static_cast<int>(r.integer_or("span_version", 2, 1, 2));
   r.finish();
