@@ -31,15 +31,26 @@ size_t next_special(const uint8_t* p, size_t n, const std::array<uint8_t, 4>& sp
   const __m128i lead_c0 = _mm_set1_epi8(static_cast<char>(0xC0));
   const __m128i lead_e0 = _mm_set1_epi8(static_cast<char>(0xE0));
   const __m128i lead_f0 = _mm_set1_epi8(static_cast<char>(0xF0));
-  for (; i + 16 <= n; i += 16) {
-    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));
+  // Bit k set: byte at+k is special.
+  auto special_bits = [&](size_t at) {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + at));
     __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, s0), _mm_cmpeq_epi8(v, s1)),
                                _mm_or_si128(_mm_cmpeq_epi8(v, s2), _mm_cmpeq_epi8(v, s3)));
     if (_mm_movemask_epi8(v) != 0) {  // some byte >= 0x80: look for overlong leads too
       hit = _mm_or_si128(hit, _mm_cmpeq_epi8(_mm_and_si128(v, mask_fe), lead_c0));
       hit = _mm_or_si128(hit, _mm_or_si128(_mm_cmpeq_epi8(v, lead_e0), _mm_cmpeq_epi8(v, lead_f0)));
     }
-    if (int bits = _mm_movemask_epi8(hit)) return i + __builtin_ctz(bits);
+    return _mm_movemask_epi8(hit);
+  };
+  for (; i + 16 <= n; i += 16)
+    if (int bits = special_bits(i)) return i + __builtin_ctz(bits);
+  // The last partial block: one more load, ending at the last byte. The bytes it shares with
+  // the blocks before are known clean, so its first set bit is past them (a byte-by-byte tail
+  // cost more than the whole vector loop on a typical path or query).
+  if (i < n && n >= 16) {
+    const size_t at = n - 16;
+    const int bits = special_bits(at);
+    return bits ? at + __builtin_ctz(bits) : n;
   }
 #endif
   for (; i < n; ++i) {
@@ -56,24 +67,40 @@ void Normalizer::reset(Decoding decoding) {
   busy_ = 0;
   stage_count_ = 0;
   auto add = [&](Kind kind) { stages_[stage_count_++] = Stage{.kind = kind}; };
-  // NUL fills the unused slots of specials_: it is special anyway (dropped by Fold).
-  specials_ = {0, 0, 0, 0};
+  specials_ = specials_of(decoding);
   if (decoding == Decoding::Raw) {
     add(Kind::Fold);
     return;
   }
-  specials_[0] = '%';
   const bool form = decoding == Decoding::Form || decoding == Decoding::JsonForm;
-  if (decoding == Decoding::Json || decoding == Decoding::JsonForm) {
-    add(Kind::JsonUnescape);
-    specials_[1] = '\\';
-  }
-  if (form) specials_[decoding == Decoding::Form ? 1 : 2] = '+';
+  if (decoding == Decoding::Json || decoding == Decoding::JsonForm) add(Kind::JsonUnescape);
   for (int round = 0; round < kPercentRounds; ++round) {
     // `+` means space only to the first decoder; a `+` made by decoding %2B is a plus.
     add(round == 0 && form ? Kind::PercentPlus : Kind::Percent);
     add(Kind::Fold);
   }
+}
+
+std::array<uint8_t, 4> Normalizer::specials_of(Decoding decoding) {
+  // NUL fills the unused slots: it is special anyway (dropped by Fold).
+  switch (decoding) {
+    case Decoding::Raw:
+      return {0, 0, 0, 0};
+    case Decoding::Url:
+      return {'%', 0, 0, 0};
+    case Decoding::Form:
+      return {'%', '+', 0, 0};
+    case Decoding::Json:
+      return {'%', '\\', 0, 0};
+    case Decoding::JsonForm:
+      return {'%', '\\', '+', 0};
+  }
+  return {'%', '\\', '+', 0};
+}
+
+bool Normalizer::is_clean(std::string_view in, Decoding decoding) {
+  const auto* bytes = reinterpret_cast<const uint8_t*>(in.data());
+  return next_special(bytes, in.size(), specials_of(decoding)) == in.size();
 }
 
 std::string_view Normalizer::decode(std::string_view in, std::string& out) {

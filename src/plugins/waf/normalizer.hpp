@@ -31,6 +31,10 @@ class Normalizer {
   explicit Normalizer(Decoding decoding = Decoding::Url) { reset(decoding); }
 
   void reset(Decoding decoding);
+
+  // True when nothing in `in` needs decoding (decode() would return `in` itself): checks the
+  // bytes without setting up a Normalizer's stages, the common case for paths and queries.
+  static bool is_clean(std::string_view in, Decoding decoding);
   Decoding decoding() const { return decoding_; }
 
   // Decodes a whole value. Returns `in` itself when nothing in it needs decoding, else the
@@ -56,6 +60,7 @@ class Normalizer {
   };
   static constexpr int kMaxStages = 1 + 2 * kPercentRounds;
 
+  static std::array<uint8_t, 4> specials_of(Decoding decoding);
   void feed_into(std::string_view in, std::string& out);
   void push(int stage, uint8_t c, std::string& out);
   void push_run(int stage, std::string_view run, std::string& out);

@@ -123,8 +123,8 @@ bool Scanner::scan_body(std::string_view content_type, std::string_view body) {
 bool Scanner::scan_value(std::string_view raw, Decoding decoding, Target target) {
   if (blocked_ || failed_) return false;
   if (raw.empty() || !policy_.scans(target)) return true;
-  Normalizer normalizer(decoding);
-  std::string_view text = normalizer.decode(raw, decode_buffer);
+  std::string_view text =
+      Normalizer::is_clean(raw, decoding) ? raw : Normalizer(decoding).decode(raw, decode_buffer);
   if (!batching_) return scan_decoded(text, target);
   if (!text.empty()) {
     head_text.append(text);

@@ -113,3 +113,32 @@ TEST(WafNormalizer, LongCleanRunsAroundEscapesSurviveTheFastPath) {
 TEST(WafNormalizer, RawOnlyFoldsAndDropsNul) {
   EXPECT_EQ(decode(std::string_view("%41\0\xc0\xaf", 6), Decoding::Raw), "%41/");
 }
+
+// The vector search reads 16 bytes at a time and ends on an overlapping block: an escape, a
+// '+' or an overlong lead must be found at every position of every length, and is_clean() must
+// agree with decode().
+TEST(WafNormalizer, EverySpecialIsFoundAtEveryPositionAndLength) {
+  struct Case {
+    std::string_view special;
+    Decoding decoding;
+    std::string_view decoded;
+  };
+  const Case cases[] = {{"%41", Decoding::Url, "A"},
+                        {"+", Decoding::Form, " "},
+                        {"\\n", Decoding::Json, "\n"},
+                        {"\xc0\xaf", Decoding::Url, "/"},
+                        {std::string_view("\0", 1), Decoding::Raw, ""}};
+  for (const Case& c : cases) {
+    for (size_t len = 0; len <= 40; ++len) {
+      const std::string clean(len, 'a');
+      EXPECT_TRUE(Normalizer::is_clean(clean, c.decoding));
+      for (size_t at = 0; at <= len; ++at) {
+        const std::string in = clean.substr(0, at) + std::string(c.special) + clean.substr(at);
+        SCOPED_TRACE("length " + std::to_string(in.size()) + ", special at " + std::to_string(at));
+        EXPECT_FALSE(Normalizer::is_clean(in, c.decoding));
+        EXPECT_EQ(decode(in, c.decoding),
+                  clean.substr(0, at) + std::string(c.decoded) + clean.substr(at));
+      }
+    }
+  }
+}
