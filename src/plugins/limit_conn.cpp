@@ -1,7 +1,8 @@
 // limit-conn (APISIX priority 1003): concurrent requests per key. Up to `conn` pass at once;
 // up to `burst` more are delayed (a timer, the worker keeps serving); past that, rejected. The
 // count is for the whole node (policy local), or for every node on one Redis or Redis Cluster
-// (redis_conn_slots.hpp), and released when the response is done (log phase).
+// (redis_conn_slots.hpp), and released when the response is done (log phase); a WebSocket
+// session holds its slot until it ends, renewed on Redis while it lasts.
 #include "core/current_worker.hpp"
 #include "core/hex.hpp"
 #include "core/log.hpp"
@@ -38,9 +39,7 @@ class LimitConn final : public Plugin {
   std::shared_ptr<ConnCounts> counts;
   std::string scope;
   limit::CountPolicy policy = limit::CountPolicy::local;
-  limit::RedisSettings redis;
-  limit::RedisClusterSettings cluster;
-  int64_t key_ttl_ms = 3600 * 1000;
+  std::shared_ptr<const limit::RedisSlotPlace> place;  // policy redis or redis-cluster
   bool allow_degradation = false;
 
   bool waits_in_access() const override { return true; }
@@ -59,12 +58,13 @@ class LimitConn final : public Plugin {
       ctx.note_text(this) = std::move(k);  // released by that key, not one read again at log time
     } else {
       auto ex = co_await asio::this_coro::executor;
-      limit::RedisScriptRunner& runner = limit::redis_runner(ex, policy, redis, cluster);
+      limit::RedisScriptRunner& runner =
+          limit::redis_runner(ex, policy, place->redis, place->cluster);
       // Like limit-count's keys: no config version in it, so every node and revision share it.
       std::string full = "portico:limit-conn:" + scope + ":" + k;
       std::string member = slot_member();
       limit::RedisSlotTake t =
-          co_await limit::take_redis_slot(runner, full, member, conn + burst, key_ttl_ms);
+          co_await limit::take_redis_slot(runner, full, member, conn + burst, place->ttl_ms);
       if (!t.error.empty()) {
         // A take that left for Redis may have run before its reply was lost: give the member
         // back all the same (removing one never added does nothing), or a timeout would hold it
@@ -83,6 +83,7 @@ class LimitConn final : public Plugin {
       now = t.position;
       ctx.note(this)[0] = kRedisSlot;
       ctx.note_text(this) = full + '\n' + member;
+      limit::keep_redis_slot(ex, place, std::move(full), std::move(member));
     }
     if (double wait = delay.seconds(now, conn); wait > 0) {
       Timer timer(co_await asio::this_coro::executor);
@@ -101,9 +102,9 @@ class LimitConn final : public Plugin {
     } else if ((*held)[0] == kRedisSlot) {
       const Executor* ex = current_worker_executor();
       size_t cut = text.rfind('\n');
+      if (cut != std::string::npos) limit::forget_redis_slot(text.substr(cut + 1));
       if (ex && cut != std::string::npos)
-        limit::release_redis_slot_later(*ex, policy, redis, cluster, text.substr(0, cut),
-                                        text.substr(cut + 1));
+        limit::release_redis_slot_later(*ex, place, text.substr(0, cut), text.substr(cut + 1));
       else
         log::warn("limit-conn: a Redis slot could not be given back (held until key_ttl)");
     }
@@ -137,9 +138,12 @@ std::shared_ptr<const Plugin> create(const json& conf, const Scope& scope, const
   p->rejected_code = static_cast<int>(r.integer_or("rejected_code", 503, 200, 599));
   p->rejected_msg = r.string_or("rejected_msg", "");
   p->allow_degradation = r.boolean_or("allow_degradation", false);
-  p->policy = limit::read_redis_policy(r, p->redis, p->cluster);
-  // APISIX's key_ttl (s): how long a slot whose release never came (a node gone) stays held.
-  p->key_ttl_ms = r.integer_or("key_ttl", 3600, 1, 30LL * 24 * 3600) * 1000;
+  auto place = std::make_shared<limit::RedisSlotPlace>();
+  p->policy = place->policy = limit::read_redis_policy(r, place->redis, place->cluster);
+  // APISIX's key_ttl (s): how long a slot whose release never came (a node gone) stays held; a
+  // request that lasts longer renews its slot.
+  place->ttl_ms = r.integer_or("key_ttl", 3600, 1, 30LL * 24 * 3600) * 1000;
+  p->place = std::move(place);
   r.finish();
   if (errors.size() != before) return nullptr;
   p->scope = scope.key();

@@ -1,11 +1,13 @@
 """limit-count through the real binary: local and Redis policies, quota headers, two nodes on
 one real Redis sharing one exact count, and Redis going away (allow_degradation) and coming
 back; limit-req's Redis policy the same way (one bucket across nodes, delays, degradation)."""
+import asyncio
 import concurrent.futures
 import time
 
 import pytest
 import requests
+import websockets
 
 from conftest import route, validate, wait_until
 from redis_server import RedisServer
@@ -225,6 +227,48 @@ def test_limit_conn_on_redis_slots_expire_after_key_ttl(gateway, upstream, redis
     # ...only until its expiry (key_ttl after it was taken).
     time.sleep(2.3)
     assert requests.get(gw.url("/t")).status_code == 200
+
+
+def test_limit_conn_on_redis_renews_the_slot_of_a_session_that_outlives_key_ttl(gateway,
+                                                                               upstream, redis):
+    # An IM web client's WebSocket lasts hours; key_ttl only bounds what a dead node holds. A
+    # session that outlives key_ttl keeps its slot (renewed on Redis), and lets go of it when it
+    # ends: the renewals never bring it back.
+    up = upstream()
+    gw = gateway({"routes": [route("/ws", [(up.port,)], id="ws", enable_websocket=True,
+                                   plugins=conn_plugin(redis, conn=1, key_ttl=1))]})
+    key = "portico:limit-conn:routes/ws:all"
+
+    def redis_now_ms():
+        sec, usec = redis.command("TIME")
+        return int(sec) * 1000 + int(usec) // 1000
+
+    async def session():
+        async with websockets.connect(f"ws://127.0.0.1:{gw.port}/ws", ping_interval=None) as ws:
+            first_score = None
+            for _ in range(6):  # 3 s: three times key_ttl
+                await ws.send("hi")
+                assert await ws.recv() == "hi"
+                member, score = redis.command("ZRANGE", key, 0, -1, "WITHSCORES")
+                assert int(float(score)) > redis_now_ms()  # never lets it lapse
+                first_score = first_score or float(score)
+                # A second session is refused the whole time: the slot is still held.
+                with pytest.raises(websockets.InvalidStatusCode) as refused:
+                    async with websockets.connect(f"ws://127.0.0.1:{gw.port}/ws"):
+                        pass
+                assert refused.value.status_code == 429
+                await asyncio.sleep(0.5)
+            assert float(score) > first_score + 1500  # renewed, not taken once
+    asyncio.run(session())
+    assert wait_until(lambda: redis.command("EXISTS", key) == 0, timeout=3)
+    time.sleep(1.2)  # past the next renewal the session would have had
+    assert redis.command("EXISTS", key) == 0
+
+    async def next_session():
+        async with websockets.connect(f"ws://127.0.0.1:{gw.port}/ws") as ws:
+            await ws.send("again")
+            assert await ws.recv() == "again"
+    asyncio.run(next_session())
 
 
 def test_limit_conn_gives_slots_back_after_a_later_refusal_and_a_lost_reply(gateway, upstream,
