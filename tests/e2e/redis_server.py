@@ -73,12 +73,21 @@ class _Reader:
 class RedisServer:
     """requirepass: the password clients must send (AUTH). host is always 127.0.0.1."""
 
-    def __init__(self, tmp_dir, requirepass=None, extra_args=()):
+    def __init__(self, tmp_dir, requirepass=None, extra_args=(), tls=None):
+        """tls: (ca, leaf) certificates (pki.CertKey): TLS is served on self.tls_port too (no
+        client certificate asked), beside the plain port command() uses."""
         self.dir = str(tmp_dir)
         self.host = "127.0.0.1"
         self.port = free_port()
         self.requirepass = requirepass
         self.extra_args = list(extra_args)
+        self.tls_port = None
+        if tls:
+            ca, leaf = tls
+            self.tls_port = free_port()
+            self.extra_args += ["--tls-port", str(self.tls_port), "--tls-cert-file", leaf.cert,
+                                "--tls-key-file", leaf.key, "--tls-ca-cert-file", ca.cert,
+                                "--tls-auth-clients", "no"]
         self.log_path = os.path.join(self.dir, "redis.log")
         self.proc = None
 

@@ -39,8 +39,8 @@ CountPolicy read_redis_policy(config::ObjectReader& r, RedisSettings& redis,
   redis.password = r.string_or("redis_password", "");
   redis.database = r.integer_or("redis_database", 0, 0, 1'000'000);
   redis.timeout_ms = r.integer_or("redis_timeout", 1000, 1, 3'600'000);
-  if (r.boolean_or("redis_ssl", false)) r.error("redis_ssl", "TLS to Redis is not supported yet");
-  r.ignore("redis_ssl_verify");
+  redis.tls = r.boolean_or("redis_ssl", false);
+  redis.tls_verify = r.boolean_or("redis_ssl_verify", false);
 
   const bool in_cluster = policy == CountPolicy::redis_cluster;
   if (!in_cluster) {

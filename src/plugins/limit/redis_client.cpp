@@ -16,6 +16,7 @@
 #include "core/hex.hpp"
 #include "core/log.hpp"
 #include "core/name_lookup.hpp"
+#include "tls/stream.hpp"
 
 namespace portico::limit {
 
@@ -103,7 +104,9 @@ struct RedisClient::Connection {
   RedisClient* owner;  // null once the client is gone or has moved on to a new connection
   std::string endpoint;
   Socket socket;
-  Timer connect_timer;  // covers TCP connect and the AUTH/SELECT replies
+  tls::StreamPtr tls;  // redis_ssl: reads and writes go through it once set up
+  Deadline handshake_deadline;
+  Timer connect_timer;  // covers TCP connect, the TLS handshake and the AUTH/SELECT replies
   redisReader* reader;
   bool ready = false;   // TCP connected: queued commands may be written
   bool failed = false;  // terminal
@@ -265,6 +268,18 @@ Task<> RedisClient::connect(ConnectionPtr c, RedisSettings s) {
     co_return;
   }
   c->socket.set_option(asio::ip::tcp::no_delay(true), ec);
+  if (s.tls) {
+    // (connect_timer still bounds the whole set-up: it closes the socket under the handshake.)
+    tls::Connected t =
+        co_await tls::connect(c->socket, s.host, ep.address().to_string(), s.tls_verify,
+                              c->handshake_deadline, static_cast<double>(s.timeout_ms) / 1000);
+    if (c->failed) co_return;
+    if (!t.stream) {
+      fail(c, "TLS handshake failed: " + t.error, true);
+      co_return;
+    }
+    c->tls = std::move(t.stream);
+  }
   c->ready = true;
   if (c->handshake_left == 0) {
     c->connect_timer.cancel();
@@ -276,7 +291,8 @@ Task<> RedisClient::connect(ConnectionPtr c, RedisSettings s) {
 
 Task<> RedisClient::read_loop(ConnectionPtr c) {
   for (;;) {
-    auto [ec, n] = co_await c->socket.async_read_some(asio::buffer(c->in), await_ec);
+    auto [ec, n] = c->tls ? co_await tls::read_some(*c->tls, asio::buffer(c->in))
+                          : co_await c->socket.async_read_some(asio::buffer(c->in), await_ec);
     if (c->failed) co_return;
     if (ec) {
       fail(c,
@@ -339,16 +355,28 @@ void RedisClient::flush(const ConnectionPtr& c) {
   c->writing = true;
   c->in_flight.swap(c->out);
   // One write carries every command queued since the last one.
-  asio::async_write(c->socket, asio::buffer(c->in_flight), [c](error_code ec, size_t) {
-    c->writing = false;
-    c->in_flight.clear();
-    if (c->failed) return;
-    if (ec) {
-      fail(c, "write failed: " + ec.message(), false);
-      return;
-    }
-    flush(c);
-  });
+  if (c->tls) {
+    asio::co_spawn(c->socket.get_executor(), write_tls(c), asio::detached);
+    return;
+  }
+  asio::async_write(c->socket, asio::buffer(c->in_flight),
+                    [c](error_code ec, size_t) { written(c, ec); });
+}
+
+Task<> RedisClient::write_tls(ConnectionPtr c) {
+  auto [ec, n] = co_await tls::write_all(*c->tls, asio::buffer(c->in_flight));
+  written(c, ec);
+}
+
+void RedisClient::written(const ConnectionPtr& c, error_code ec) {
+  c->writing = false;
+  c->in_flight.clear();
+  if (c->failed) return;
+  if (ec) {
+    fail(c, "write failed: " + ec.message(), false);
+    return;
+  }
+  flush(c);
 }
 
 void RedisClient::fail(const ConnectionPtr& c, const std::string& what, bool unreachable) {

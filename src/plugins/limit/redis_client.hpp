@@ -23,6 +23,9 @@ struct RedisSettings {
   // Milliseconds for connect + AUTH + SELECT, and for each command's reply (APISIX's
   // redis_timeout).
   int64_t timeout_ms = 1000;
+  bool tls = false;         // redis_ssl: TLS over the connection (SNI: host, unless an address)
+  bool tls_verify = false;  // redis_ssl_verify: the certificate must chain to a trusted CA
+                            // (the system's, or SSL_CERT_FILE/SSL_CERT_DIR) and name the host
 
   bool operator==(const RedisSettings&) const = default;
   auto operator<=>(const RedisSettings&) const = default;
@@ -132,6 +135,8 @@ class RedisClient final : public RedisScriptRunner {
   static Task<> connect(ConnectionPtr c, RedisSettings s);
   static Task<> read_loop(ConnectionPtr c);
   static void flush(const ConnectionPtr& c);
+  static Task<> write_tls(ConnectionPtr c);
+  static void written(const ConnectionPtr& c, error_code ec);
   static void deliver(const ConnectionPtr& c, RedisReply reply);
   // Ends the connection: every waiting call gets "redis host:port: <what>". `unreachable`: a
   // connect failure, refused AUTH/SELECT or a timeout, which starts (or extends) the back-off.

@@ -38,15 +38,20 @@ return {redis.call('ZREM', KEYS[1], ARGV[1])}
 )lua");
 
 // KEYS[1] the key's slots, ARGV[1] ttl (ms), ARGV[2] member. Returns {renewed 0|1}: 0 when the
-// member is not there (released, or expired), which is never added back.
+// member is gone (released) or past its expiry (Redis was out of reach for longer than
+// key_ttl), which is never brought back.
 const RedisScript kRenewSlot(R"lua(
 redis.replicate_commands()
 local key = KEYS[1]
-if redis.call('TYPE', key).ok ~= 'zset' or not redis.call('ZSCORE', key, ARGV[2]) then
-  return {0}
-end
+if redis.call('TYPE', key).ok ~= 'zset' then return {0} end
+local score = redis.call('ZSCORE', key, ARGV[2])
+if not score then return {0} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if tonumber(score) <= now then
+  redis.call('ZREM', key, ARGV[2])
+  return {0}
+end
 local ttl = tonumber(ARGV[1])
 redis.call('ZADD', key, now + ttl, ARGV[2])
 if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
@@ -112,7 +117,8 @@ Task<> run_keeper() {
     auto it = k.slots.find(member);
     if (it == k.slots.end()) continue;
     KeptSlot& slot = it->second;
-    slot.due_ms = now + renew_every_ms(*slot.place);
+    // From when it was due, not from this wake: slots met by one late wake do not stay bunched.
+    slot.due_ms = std::max(due_ms + renew_every_ms(*slot.place), now + 1);
     k.due.emplace(slot.due_ms, member);
     asio::co_spawn(timer.get_executor(), renew_slot(slot.place, slot.key, member), asio::detached);
   }

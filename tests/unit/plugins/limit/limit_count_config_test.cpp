@@ -152,11 +152,11 @@ TEST(LimitCountConfig, RedisPolicyNeedsAHost) {
 
 TEST(LimitCountConfig, RedisFieldBounds) {
   json c = {{"count", 1},      {"time_window", 1},     {"policy", "redis"},  {"redis_host", "r"},
-            {"redis_port", 0}, {"redis_database", -1}, {"redis_timeout", 0}, {"redis_ssl", true}};
+            {"redis_port", 0}, {"redis_database", -1}, {"redis_timeout", 0}, {"redis_ssl", "yes"}};
   EXPECT_EQ(errors_of(c), kPath + ".redis_port: must be 1..65535\n" + kPath +
                               ".redis_database: must be 0..1000000\n" + kPath +
                               ".redis_timeout: must be 1..3600000\n" + kPath +
-                              ".redis_ssl: TLS to Redis is not supported yet\n");
+                              ".redis_ssl: must be true or false\n");
 }
 
 TEST(LimitCountConfig, RejectedCodeIsAnHttpStatus) {
