@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
-#include <exception>
 
 #include "core/log.hpp"
 #include "http/exchange.hpp"
@@ -158,24 +157,6 @@ Refusal client_certificate_refusal(const ClientConnection& c, const config::Snap
   return {};
 }
 
-// An exception out of a request (caught by run_session) must not skip its log phase: limit-conn
-// would keep its slot (and renew it) for as long as the node runs, a logger would miss the entry.
-// Only while an exception unwinds: a frame destroyed with its io_context (shutdown) logs nothing.
-struct LogPhaseOnThrow {
-  Exchange& x;
-  int exceptions = std::uncaught_exceptions();
-  ~LogPhaseOnThrow() {
-    if (std::uncaught_exceptions() <= exceptions || !x.with_plugins || x.ctx.log_done) return;
-    try {
-      if (!x.status) x.status = 500;
-      x.ctx.status = x.status;
-      fill_log_facts(x);
-      plugins::run_log(x.ctx);
-    } catch (...) {  // (nothing may leave a destructor during unwinding)
-    }
-  }
-};
-
 // Reads and serves one request. Returns whether the connection stays open.
 Task<bool> serve_request(ClientConnection& c) {
   Worker& w = c.worker;
@@ -184,7 +165,7 @@ Task<bool> serve_request(ClientConnection& c) {
   ExchangeLease lease;
   Exchange& x = *lease;
   x.start_us = now_us();
-  LogPhaseOnThrow log_on_throw{x};
+  LogPhaseOnThrow log_on_throw(x);
 
   RequestLimits rl{limits.client_max_header_size, limits.max_uri_length};
   c.io_deadline.arm(limits.client_header_timeout, &c.socket);  // the whole head, not per read

@@ -400,6 +400,7 @@ Task<bool> take_over_request(ClientConnection& c, Exchange& x, const config::Com
   // route's upstream; the plugins whose log phase runs when it ends, pinned at the upgrade).
   std::shared_ptr<const upstream::UpstreamTarget> target = route.target_for(x.ctx.upstream_choice);
   SessionPins pins;
+  LogPhaseOnThrow log_on_throw(x);  // (after pins: the pinned session's Context points into them)
   bool upgraded = false;
   plugins::Takeover io{c.worker,
                        c.stream,

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <exception>
 
 #include "core/access_log.hpp"
 #include "plugins/runner.hpp"
@@ -183,6 +184,20 @@ void append_ms(std::string& out, int64_t us) {
 void fill_log_facts(Exchange& x) {
   x.ctx.facts = {now_us() - x.start_us, x.upstream_us,   x.bytes_in, x.bytes_out,
                  x.upstream_addrs,      x.response_head, true};
+}
+
+LogPhaseOnThrow::LogPhaseOnThrow(Exchange& x) : x_(x), exceptions_(std::uncaught_exceptions()) {}
+
+LogPhaseOnThrow::~LogPhaseOnThrow() {
+  if (std::uncaught_exceptions() <= exceptions_ || !x_.with_plugins || x_.ctx.log_done) return;
+  try {
+    if (!x_.status) x_.status = 500;
+    x_.ctx.status = x_.status;
+    x_.ctx.response = nullptr;  // the response head it pointed at may be gone with its frame
+    fill_log_facts(x_);
+    plugins::run_log(x_.ctx);
+  } catch (...) {  // (nothing may leave a destructor during unwinding)
+  }
 }
 
 void record_exchange(ClientConnection& c, Exchange& x, bool log_phase) {

@@ -24,4 +24,20 @@ void record_exchange(ClientConnection& c, Exchange& x, bool log_phase = true);
 // than record_exchange (a session's end) or without it (a client gone mid-request).
 void fill_log_facts(Exchange& x);
 
+// Runs the log phase when an exception unwinds through its scope before that phase ran: limit-conn
+// would otherwise keep its slot (renewed for as long as the node runs), a logger would miss the
+// entry. Nothing on a normal return, nor when a frame is destroyed with its io_context. Declare it
+// after what the Context may point into (a session's SessionPins), so it runs before they go.
+class LogPhaseOnThrow {
+ public:
+  explicit LogPhaseOnThrow(Exchange& x);
+  ~LogPhaseOnThrow();
+  LogPhaseOnThrow(const LogPhaseOnThrow&) = delete;
+  LogPhaseOnThrow& operator=(const LogPhaseOnThrow&) = delete;
+
+ private:
+  Exchange& x_;
+  int exceptions_;
+};
+
 }  // namespace portico::http

@@ -72,6 +72,7 @@ Task<bool> relay_websocket(ClientConnection& c, Exchange& x, UpstreamSide& up,
   record_exchange(c, x, /*log_phase=*/false);
   const double idle_timeout = limits.websocket_idle_timeout;
   SessionPins pins;
+  LogPhaseOnThrow log_on_throw(x);  // (after pins: the pinned Context points into them)
   pin_session(pins, *snapshot, route, head_base, x);
   x.route_id = nullptr;
   snapshot.reset();  // `route` and `limits` are gone from here on

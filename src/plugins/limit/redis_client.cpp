@@ -104,8 +104,7 @@ struct RedisClient::Connection {
   RedisClient* owner;  // null once the client is gone or has moved on to a new connection
   std::string endpoint;
   Socket socket;
-  tls::StreamPtr tls;  // redis_ssl: reads and writes go through it once set up
-  Deadline handshake_deadline;
+  tls::StreamPtr tls;   // redis_ssl: reads and writes go through it once set up
   Timer connect_timer;  // covers TCP connect, the TLS handshake and the AUTH/SELECT replies
   redisReader* reader;
   bool ready = false;   // TCP connected: queued commands may be written
@@ -269,10 +268,12 @@ Task<> RedisClient::connect(ConnectionPtr c, RedisSettings s) {
   }
   c->socket.set_option(asio::ip::tcp::no_delay(true), ec);
   if (s.tls) {
-    // (connect_timer still bounds the whole set-up: it closes the socket under the handshake.)
+    // connect_timer bounds the handshake (it closes the socket under it): the Deadline is never
+    // added to a worker's list, since a connection may outlive its worker's thread.
+    Deadline unused;
     tls::Connected t =
-        co_await tls::connect(c->socket, s.host, ep.address().to_string(), s.tls_verify,
-                              c->handshake_deadline, static_cast<double>(s.timeout_ms) / 1000);
+        co_await tls::connect(c->socket, s.host, ep.address().to_string(), s.tls_verify, unused,
+                              static_cast<double>(s.timeout_ms) / 1000);
     if (c->failed) co_return;
     if (!t.stream) {
       fail(c, "TLS handshake failed: " + t.error, true);

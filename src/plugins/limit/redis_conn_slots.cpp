@@ -117,8 +117,9 @@ Task<> run_keeper() {
     auto it = k.slots.find(member);
     if (it == k.slots.end()) continue;
     KeptSlot& slot = it->second;
-    // From when it was due, not from this wake: slots met by one late wake do not stay bunched.
-    slot.due_ms = std::max(due_ms + renew_every_ms(*slot.place), now + 1);
+    // On its own phase, not from this wake: slots met by one late wake do not become bunched.
+    const int64_t every = renew_every_ms(*slot.place);
+    slot.due_ms = due_ms + every * ((now - due_ms) / every + 1);
     k.due.emplace(slot.due_ms, member);
     asio::co_spawn(timer.get_executor(), renew_slot(slot.place, slot.key, member), asio::detached);
   }
