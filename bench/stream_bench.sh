@@ -18,6 +18,8 @@ RATE=${RATE:-10000}
 ECHO_PORT=${ECHO_PORT:-19200}
 NGINX_PORT=${NGINX_PORT:-19300}
 PORTICO_PORT=${PORTICO_PORT:-19400}
+[[ -f /usr/lib/nginx/modules/ngx_stream_module.so ]] ||
+  { echo "missing nginx's stream module (apt-get install libnginx-mod-stream)" >&2; exit 1; }
 source bench/lib.sh
 bench_setup stream
 ulimit -n "$(ulimit -Hn)"
