@@ -180,19 +180,28 @@ class RedisCluster:
     find a key's node and move a slot between masters (a finished move: MOVED; a half-finished
     one: ASK)."""
 
-    def __init__(self, tmp_dir, masters=3, requirepass=None):
+    def __init__(self, tmp_dir, masters=3, requirepass=None, tls=None):
+        """tls: (ca, leaf) as RedisServer's (the leaf for both usages: the cluster bus is TLS
+        too); clients then reach the nodes on tls_addresses, and a TLS client's CLUSTER SLOTS
+        names the TLS ports (a plain one's, the plain ports the helpers use)."""
         self.nodes = []
         for i in range(masters):
             d = os.path.join(str(tmp_dir), f"node{i}")
             os.makedirs(d, exist_ok=True)
             self.nodes.append(RedisServer(d, requirepass, [
                 "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                "--cluster-node-timeout", "5000", "--cluster-port", str(free_port())]))
+                "--cluster-node-timeout", "5000", "--cluster-port", str(free_port())]
+                + (["--tls-cluster", "yes"] if tls else []), tls=tls))
         self.requirepass = requirepass
+        self.tls = tls
 
     @property
     def addresses(self):
         return [f"127.0.0.1:{n.port}" for n in self.nodes]
+
+    @property
+    def tls_addresses(self):
+        return [f"127.0.0.1:{n.tls_port}" for n in self.nodes]
 
     def start(self, timeout=30.0):
         try:
@@ -204,7 +213,9 @@ class RedisCluster:
     def _start(self, timeout):
         for n in self.nodes:
             n.start()
-        args = [REDIS_CLI, "--cluster", "create", *self.addresses, "--cluster-replicas", "0",
+        tls = ["--tls", "--cacert", self.tls[0].cert] if self.tls else []
+        addresses = self.tls_addresses if self.tls else self.addresses
+        args = [REDIS_CLI, *tls, "--cluster", "create", *addresses, "--cluster-replicas", "0",
                 "--cluster-yes"]
         if self.requirepass:
             args += ["-a", self.requirepass, "--no-auth-warning"]

@@ -8,6 +8,7 @@ import concurrent.futures
 import pytest
 import requests
 
+import pki
 from conftest import assert_plugin_errors, route, wait_until
 from redis_server import RedisCluster, RedisError
 
@@ -173,6 +174,38 @@ def test_a_cluster_with_a_password(gateway, upstream, tmp_path):
         c.stop()
 
 
+def test_a_cluster_over_tls(gateway, upstream, tmp_path, monkeypatch):
+    pki_dir = tmp_path / "pki"
+    ca = pki.make_ca(pki_dir, "cluster test CA")
+    leaf = pki.issue(ca, pki_dir, "redis-node", ["IP:127.0.0.1"], usage="serverAuth,clientAuth")
+    c = RedisCluster(tmp_path / "tls", tls=(ca, leaf)).start()
+    try:
+        up = upstream()
+        over_tls = cluster_fields(c, redis_cluster_nodes=c.tls_addresses[:1],
+                                  redis_cluster_ssl=True, redis_cluster_ssl_verify=True,
+                                  redis_timeout=500)
+        plugins = {"limit-count": dict(over_tls, count=2, time_window=60, rejected_code=429,
+                                       key="http_x_user")}
+        monkeypatch.setenv("SSL_CERT_FILE", ca.cert)
+        gw = gateway({"routes": [route("/t", [(up.port,)], id="t", plugins=plugins)]})
+        users = [f"u{i}" for i in range(6)]
+        codes = [requests.get(gw.url("/t"), headers={"X-User": u}).status_code
+                 for _ in range(3) for u in users]
+        assert codes == [200] * 12 + [429] * 6
+        # Counted on the masters that serve each key's slot, found over TLS from one seed.
+        held = holders(c, "portico:limit-count:*")
+        assert sum(len(h) for h in held) == len(users) and sum(1 for h in held if h) >= 2
+        for node, keys in zip(c.nodes, held):
+            for k in keys:
+                assert c.owner(c.slot_of(k)) is node
+        # Plain to the TLS ports: no count, a 500.
+        plain = {"limit-count": dict(over_tls, count=2, time_window=60, redis_cluster_ssl=False)}
+        gw.write_routes({"routes": [route("/t", [(up.port,)], id="t", plugins=plain)]})
+        assert wait_until(lambda: requests.get(gw.url("/t")).status_code == 500, timeout=5)
+    finally:
+        c.stop()
+
+
 def test_schema_errors(tmp_path):
     fields = {"count": 1, "time_window": 1, "policy": "redis-cluster"}
     assert_plugin_errors(tmp_path, "limit-count", [
@@ -183,7 +216,7 @@ def test_schema_errors(tmp_path):
         (dict(fields, redis_cluster_name="c", redis_cluster_nodes=["127.0.0.1"]),
          "limit-count.redis_cluster_nodes"),
         (dict(fields, redis_cluster_name="c", redis_cluster_nodes=["127.0.0.1:7000"],
-              redis_cluster_ssl=True), "limit-count.redis_cluster_ssl"),
+              redis_cluster_ssl="yes"), "limit-count.redis_cluster_ssl"),
         (dict(fields, redis_cluster_name="", redis_cluster_nodes=["127.0.0.1:7000"]),
          "limit-count.redis_cluster_name"),
         (dict(fields, redis_cluster_name="c", redis_cluster_nodes=["127.0.0.1:7000"],

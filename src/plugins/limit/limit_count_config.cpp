@@ -73,9 +73,9 @@ CountPolicy read_redis_policy(config::ObjectReader& r, RedisSettings& redis,
   cluster.username = redis.username;
   cluster.password = redis.password;
   cluster.timeout_ms = redis.timeout_ms;
-  if (r.boolean_or("redis_cluster_ssl", false))
-    r.error("redis_cluster_ssl", "TLS to Redis is not supported yet");
-  r.ignore("redis_cluster_ssl_verify");
+  // (A cluster answers a TLS client's CLUSTER SLOTS with the nodes' TLS ports.)
+  cluster.tls = r.boolean_or("redis_cluster_ssl", false);
+  cluster.tls_verify = r.boolean_or("redis_cluster_ssl_verify", false);
   r.integer_or("redis_keepalive_timeout", 10000, 1000, 86'400'000);
   r.integer_or("redis_keepalive_pool", 100, 1, 1'000'000);
   return policy;

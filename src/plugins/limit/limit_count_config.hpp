@@ -37,7 +37,7 @@ struct LimitCountConfig {
 // ("local", "redis" or "redis-cluster"): redis_host (required for redis), redis_port,
 // redis_username, redis_password, redis_database, redis_timeout, redis_ssl,
 // redis_ssl_verify; redis_cluster_nodes and redis_cluster_name (required for redis-cluster),
-// redis_cluster_ssl (refused), redis_cluster_ssl_verify, redis_keepalive_timeout and
+// redis_cluster_ssl, redis_cluster_ssl_verify, redis_keepalive_timeout and
 // redis_keepalive_pool (accepted: one pipelined connection per node and worker). Returns the
 // policy; an unknown one is an error.
 CountPolicy read_redis_policy(config::ObjectReader& r, RedisSettings& redis,

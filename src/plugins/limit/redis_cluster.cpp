@@ -108,6 +108,8 @@ size_t RedisCluster::node_index(const std::string& host, uint16_t port) {
   s.username = settings_.username;
   s.password = settings_.password;
   s.timeout_ms = settings_.timeout_ms;
+  s.tls = settings_.tls;
+  s.tls_verify = settings_.tls_verify;
   nodes_.push_back(Node{host, port, std::make_unique<RedisClient>(ex_, s)});
   return nodes_.size() - 1;
 }

@@ -23,6 +23,8 @@ struct RedisClusterSettings {
   std::string username;            // with password: AUTH as this ACL user
   std::string password;            // empty: no AUTH
   int64_t timeout_ms = 1000;       // per command, and for each connect
+  bool tls = false;                // redis_cluster_ssl: TLS to every node (RedisSettings::tls)
+  bool tls_verify = false;         // redis_cluster_ssl_verify
 
   bool operator==(const RedisClusterSettings&) const = default;
   auto operator<=>(const RedisClusterSettings&) const = default;

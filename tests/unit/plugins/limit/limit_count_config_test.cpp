@@ -138,9 +138,9 @@ TEST(LimitCountConfig, RedisClusterTakesApisixsFields) {
                        {"policy", "redis-cluster"},
                        {"redis_cluster_nodes", {"10.0.0.1"}},
                        {"redis_cluster_name", "c"},
-                       {"redis_cluster_ssl", true}}),
+                       {"redis_cluster_ssl", 1}}),
             kPath + ".redis_cluster_nodes: \"10.0.0.1\" is not host:port\n" + kPath +
-                ".redis_cluster_ssl: TLS to Redis is not supported yet\n");
+                ".redis_cluster_ssl: must be true or false\n");
 }
 
 TEST(LimitCountConfig, RedisPolicyNeedsAHost) {
