@@ -38,8 +38,8 @@ class LimitConn final : public Plugin {
   std::string rejected_msg;
   std::shared_ptr<ConnCounts> counts;
   std::string scope;
-  limit::CountPolicy policy = limit::CountPolicy::local;
-  std::shared_ptr<const limit::RedisSlotPlace> place;  // policy redis or redis-cluster
+  // Its policy, and where and how long its slots live when that is redis or redis-cluster.
+  std::shared_ptr<const limit::RedisSlotPlace> place;
   bool allow_degradation = false;
 
   bool waits_in_access() const override { return true; }
@@ -48,7 +48,7 @@ class LimitConn final : public Plugin {
     std::string k;
     key.extract(ctx, k);
     int64_t now = 0;
-    if (policy == limit::CountPolicy::local) {
+    if (place->policy == limit::CountPolicy::local) {
       now = counts->add(k, 1);
       if (now > conn + burst) {
         counts->add(k, -1);
@@ -59,7 +59,7 @@ class LimitConn final : public Plugin {
     } else {
       auto ex = co_await asio::this_coro::executor;
       limit::RedisScriptRunner& runner =
-          limit::redis_runner(ex, policy, place->redis, place->cluster);
+          limit::redis_runner(ex, place->policy, place->redis, place->cluster);
       // Like limit-count's keys: no config version in it, so every node and revision share it.
       std::string full = "portico:limit-conn:" + scope + ":" + k;
       std::string member = slot_member();
@@ -139,7 +139,7 @@ std::shared_ptr<const Plugin> create(const json& conf, const Scope& scope, const
   p->rejected_msg = r.string_or("rejected_msg", "");
   p->allow_degradation = r.boolean_or("allow_degradation", false);
   auto place = std::make_shared<limit::RedisSlotPlace>();
-  p->policy = place->policy = limit::read_redis_policy(r, place->redis, place->cluster);
+  place->policy = limit::read_redis_policy(r, place->redis, place->cluster);
   // APISIX's key_ttl (s): how long a slot whose release never came (a node gone) stays held; a
   // request that lasts longer renews its slot.
   place->ttl_ms = r.integer_or("key_ttl", 3600, 1, 30LL * 24 * 3600) * 1000;

@@ -12,11 +12,11 @@
 #include <boost/asio/write.hpp>
 #include <deque>
 
+#include "core/byte_stream.hpp"
 #include "core/deadline.hpp"
 #include "core/hex.hpp"
 #include "core/log.hpp"
 #include "core/name_lookup.hpp"
-#include "tls/stream.hpp"
 
 namespace portico::limit {
 
@@ -104,8 +104,8 @@ struct RedisClient::Connection {
   RedisClient* owner;  // null once the client is gone or has moved on to a new connection
   std::string endpoint;
   Socket socket;
-  tls::StreamPtr tls;   // redis_ssl: reads and writes go through it once set up
-  Timer connect_timer;  // covers TCP connect, the TLS handshake and the AUTH/SELECT replies
+  ByteStream stream{socket};  // the socket, or TLS over it (redis_ssl) once set up
+  Timer connect_timer;        // covers TCP connect, the TLS handshake and the AUTH/SELECT replies
   redisReader* reader;
   bool ready = false;   // TCP connected: queued commands may be written
   bool failed = false;  // terminal
@@ -279,7 +279,7 @@ Task<> RedisClient::connect(ConnectionPtr c, RedisSettings s) {
       fail(c, "TLS handshake failed: " + t.error, true);
       co_return;
     }
-    c->tls = std::move(t.stream);
+    c->stream.use_tls(std::move(t.stream));
   }
   c->ready = true;
   if (c->handshake_left == 0) {
@@ -292,8 +292,7 @@ Task<> RedisClient::connect(ConnectionPtr c, RedisSettings s) {
 
 Task<> RedisClient::read_loop(ConnectionPtr c) {
   for (;;) {
-    auto [ec, n] = c->tls ? co_await tls::read_some(*c->tls, asio::buffer(c->in))
-                          : co_await c->socket.async_read_some(asio::buffer(c->in), await_ec);
+    auto [ec, n] = co_await c->stream.read_some(asio::buffer(c->in));
     if (c->failed) co_return;
     if (ec) {
       fail(c,
@@ -356,7 +355,8 @@ void RedisClient::flush(const ConnectionPtr& c) {
   c->writing = true;
   c->in_flight.swap(c->out);
   // One write carries every command queued since the last one.
-  if (c->tls) {
+  // (A plain socket writes from a callback: no coroutine frame per flush.)
+  if (c->stream.secure()) {
     asio::co_spawn(c->socket.get_executor(), write_tls(c), asio::detached);
     return;
   }
@@ -365,7 +365,7 @@ void RedisClient::flush(const ConnectionPtr& c) {
 }
 
 Task<> RedisClient::write_tls(ConnectionPtr c) {
-  auto [ec, n] = co_await tls::write_all(*c->tls, asio::buffer(c->in_flight));
+  auto [ec, n] = co_await c->stream.write_all(asio::buffer(c->in_flight));
   written(c, ec);
 }
 
